@@ -1,0 +1,129 @@
+//! The guest SDK: everything an agent author needs to write a Warden agent in Rust.
+//!
+//! An agent is a type that implements [`Agent`], exported with [`export_agent!`], built with
+//! `cargo build --target wasm32-wasip2`. Inside the sandbox it can only use what its policy grants:
+//!
+//! | module | capability | policy section |
+//! |---|---|---|
+//! | [`log`] | structured log records into the host's trace | always granted (bounded by `limits.output`) |
+//! | [`tools`] | host-registered actions | `[tools] allow` |
+//! | [`http`] | outbound HTTP (`wasi:http`) | `[net] allow` |
+//! | `std::fs` | files (`wasi:filesystem`) | `[fs] read` / `[fs] write` |
+//! | `std::time`, random | clocks and random (`wasi:clocks`, `wasi:random`) | `[clocks]`, `[random]` |
+//!
+//! Using a capability outside the grant does not return an error: the host kills the instance at
+//! that call. Design agents to ask only for what their policy names.
+//!
+//! # Example
+//!
+//! ```ignore
+//! use warden_guest::{Agent, AgentError, Description};
+//!
+//! struct Echo;
+//!
+//! impl Agent for Echo {
+//!     fn describe() -> Description {
+//!         Description::new("echo", env!("CARGO_PKG_VERSION"), "Returns its input.")
+//!     }
+//!     fn run(task: String) -> Result<String, AgentError> {
+//!         Ok(task)
+//!     }
+//! }
+//!
+//! warden_guest::export_agent!(Echo);
+//! ```
+#![deny(missing_docs)]
+
+pub mod http;
+pub mod log;
+pub mod tools;
+
+/// Raw bindings generated from `wit/world.wit`. Prefer the typed wrappers in this crate.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "agent",
+        path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_agent_world",
+        default_bindings_module: "warden_guest::bindings",
+    });
+}
+
+pub use bindings::warden::agent::types::{AgentError, Description};
+
+impl Description {
+    /// A description with `accepts` and `returns` set to free text (`"text"`).
+    pub fn new(name: &str, version: &str, summary: &str) -> Self {
+        Description {
+            name: name.to_string(),
+            version: version.to_string(),
+            summary: summary.to_string(),
+            accepts: "text".to_string(),
+            returns: "text".to_string(),
+        }
+    }
+
+    /// Say what `run` accepts (free text or a JSON schema).
+    pub fn accepts(mut self, accepts: &str) -> Self {
+        self.accepts = accepts.to_string();
+        self
+    }
+
+    /// Say what `run` returns (free text or a JSON schema).
+    pub fn returns(mut self, returns: &str) -> Self {
+        self.returns = returns.to_string();
+        self
+    }
+}
+
+impl AgentError {
+    /// The task is not what the agent accepts.
+    pub fn invalid_input(why: impl std::fmt::Display) -> Self {
+        AgentError::InvalidInput(why.to_string())
+    }
+
+    /// The agent could not complete the task.
+    pub fn failed(why: impl std::fmt::Display) -> Self {
+        AgentError::Failed(why.to_string())
+    }
+}
+
+/// A Warden agent: a description of itself and one entry point.
+///
+/// Every call to [`Agent::run`] happens in a fresh instance: no state survives between tasks.
+pub trait Agent {
+    /// Describe the agent. Called without a task; must not use capabilities.
+    fn describe() -> Description;
+
+    /// Run one task. `task` is the task's input (usually JSON), exactly as the host received it.
+    ///
+    /// # Errors
+    ///
+    /// Return [`AgentError::InvalidInput`] for a task the agent does not accept and
+    /// [`AgentError::Failed`] when it could not complete one.
+    fn run(task: String) -> Result<String, AgentError>;
+}
+
+/// Export a type implementing [`Agent`] as the component's `describe` and `run`.
+///
+/// Use it once, at the top level of the agent's crate: `warden_guest::export_agent!(MyAgent);`
+#[macro_export]
+macro_rules! export_agent {
+    ($agent:ty) => {
+        #[doc(hidden)]
+        struct __WardenAgentExport;
+
+        impl $crate::bindings::Guest for __WardenAgentExport {
+            fn describe() -> $crate::Description {
+                <$agent as $crate::Agent>::describe()
+            }
+
+            fn run(task: ::std::string::String) -> ::std::result::Result<::std::string::String, $crate::AgentError> {
+                <$agent as $crate::Agent>::run(task)
+            }
+        }
+
+        $crate::bindings::__export_agent_world!(__WardenAgentExport with_types_in $crate::bindings);
+    };
+}
