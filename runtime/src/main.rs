@@ -1,1 +1,331 @@
-fn main() {}
+//! `warden`: the command-line host.
+//!
+//! Exit codes: 0 the agent completed; 1 the agent returned an error; 2 bad input (usage, a
+//! malformed policy, a refused or unreadable agent, bad `--input`); 3 the instance was killed;
+//! 70 the host itself failed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use warden::capabilities::tools::ToolRegistry;
+use warden::policy::Policy;
+use warden::{EngineConfig, Outcome, RunOptions, Runtime};
+
+const EXIT_AGENT_ERROR: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_KILLED: u8 = 3;
+const EXIT_HOST: u8 = 70;
+
+/// Warden: run AI agents as capability-restricted WebAssembly components.
+#[derive(Parser)]
+#[command(name = "warden", version, about)]
+struct Cli {
+    /// Log format for the host's own structured logs (on stderr; level from WARDEN_LOG, default warn).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Folder for compiled components (default: $XDG_CACHE_HOME/warden or ~/.cache/warden).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time instead of using the compiled-component cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one task in a fresh instance of an agent and print its output or why it was killed.
+    Run {
+        /// The agent: a .wasm component, or the name of an agent built in target/wasm32-wasip2/release.
+        agent: String,
+        /// The agent's policy (TOML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The task, as JSON, or @FILE to read it from a file.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// The workspace folder that the policy's [fs] paths are relative to.
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Print the whole run report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// List an agent's imports and exports, and what a policy grants of them.
+    Inspect {
+        /// The agent: a .wasm component or the name of a built agent.
+        agent: String,
+        /// Judge the imports against this policy (default: a policy that grants nothing).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check that each file is a valid policy; print a located error for each that is not.
+    Check {
+        /// Policy files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_HOST);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_BAD_INPUT,
+        error: error.into(),
+    }
+}
+
+fn host_failure(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_HOST,
+        error: error.into(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let cache_dir = if cli.no_cache { None } else { cli.cache_dir.clone().or_else(default_cache_dir) };
+    let config = EngineConfig {
+        cache_dir,
+        ..EngineConfig::default()
+    };
+    match cli.command {
+        Command::Policy {
+            command: PolicyCommand::Check { files },
+        } => Ok(policy_check(&files)),
+        Command::Run {
+            agent,
+            policy,
+            input,
+            workspace,
+            json,
+        } => {
+            let policy = Policy::load(&policy).map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?;
+            let task = read_input(&input).map_err(bad_input)?;
+            let path = resolve_agent(&agent).map_err(bad_input)?;
+            let runtime = Runtime::new(config, ToolRegistry::with_builtins()).map_err(host_failure)?;
+            let loaded = runtime.load_file(&path, policy).map_err(bad_input)?;
+            let options = RunOptions {
+                workspace: Some(workspace),
+                ..RunOptions::default()
+            };
+            let report = loaded.run(&task, &options).await.map_err(bad_input)?;
+            print_report(&report, json).map_err(host_failure)?;
+            Ok(match report.outcome {
+                Outcome::Completed { .. } => 0,
+                Outcome::AgentError { .. } => EXIT_AGENT_ERROR,
+                Outcome::Killed { .. } => EXIT_KILLED,
+            })
+        }
+        Command::Inspect { agent, policy } => {
+            let path = resolve_agent(&agent).map_err(bad_input)?;
+            let policy = match policy {
+                Some(p) => Policy::load(&p).map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?,
+                None => Policy::deny_all("inspect"),
+            };
+            inspect(config, &path, policy).await
+        }
+    }
+}
+
+fn policy_check(files: &[PathBuf]) -> u8 {
+    let mut failed = 0;
+    for file in files {
+        match Policy::load(file) {
+            Ok(p) => println!("ok: {} (agent `{}`)", file.display(), p.agent.name),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}", e.render(std::io::IsTerminal::is_terminal(&std::io::stderr())));
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} policies failed", files.len());
+        EXIT_BAD_INPUT
+    } else {
+        0
+    }
+}
+
+async fn inspect(config: EngineConfig, path: &Path, policy: Policy) -> Result<u8, Failure> {
+    let runtime = Runtime::new(config, ToolRegistry::with_builtins()).map_err(host_failure)?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(bad_input)?;
+    let component = runtime.engine().compile(&bytes).map_err(bad_input)?;
+    let engine = runtime.engine().engine();
+    println!("agent: {}", path.display());
+    println!("policy: {} (agent `{}`, strict = {})", policy.source, policy.agent.name, policy.agent.strict);
+    println!("\nimports:");
+    let reports = warden::imports::report(engine, &component, &policy);
+    for r in &reports {
+        let class = match r.class {
+            warden::imports::ImportClass::Baseline => "baseline".to_string(),
+            warden::imports::ImportClass::Capability(c) => format!("capability ({})", c.policy_key()),
+            warden::imports::ImportClass::Unknown => "UNKNOWN to this host".to_string(),
+        };
+        let verdict = if r.granted {
+            "granted"
+        } else if r.class == warden::imports::ImportClass::Unknown {
+            "refused at load"
+        } else if policy.agent.strict {
+            "refused at load (strict)"
+        } else {
+            "kills on first call"
+        };
+        println!("  {:<45} {:<40} {}", r.name, class, verdict);
+    }
+    println!("\nexports:");
+    for (name, _) in component.component_type().exports(engine) {
+        println!("  {name}");
+    }
+    match runtime.load(&bytes, policy) {
+        Ok(agent) => match agent.describe().await {
+            Ok(d) => {
+                println!("\ndescribe: {} {} — {}", d.name, d.version, d.summary);
+                println!("  accepts: {}\n  returns: {}", d.accepts, d.returns);
+                Ok(0)
+            }
+            Err(e) => {
+                println!("\ndescribe failed: {e}");
+                Ok(EXIT_BAD_INPUT)
+            }
+        },
+        Err(e) => {
+            println!("\nload: {e}");
+            Ok(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn read_input(input: &str) -> anyhow::Result<String> {
+    let text = match input.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --input file {file}"))?,
+        None => input.to_string(),
+    };
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+        anyhow::anyhow!("--input is not JSON ({e}); quote text as '\"text\"' or pass @FILE")
+    })?;
+    Ok(text)
+}
+
+fn resolve_agent(agent: &str) -> anyhow::Result<PathBuf> {
+    let direct = PathBuf::from(agent);
+    if direct.is_file() {
+        return Ok(direct);
+    }
+    let is_name = !agent.contains('/') && !agent.ends_with(".wasm");
+    if is_name {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+        let built = target.join("wasm32-wasip2/release").join(format!("{}.wasm", agent.replace('-', "_")));
+        if built.is_file() {
+            return Ok(built);
+        }
+        anyhow::bail!("no agent `{agent}`: neither a file nor {} (build it with `cargo build --release --target wasm32-wasip2 -p {agent}`)", built.display());
+    }
+    anyhow::bail!("no agent file at {agent}")
+}
+
+fn print_report(report: &warden::RunReport, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    for (name, bytes) in [("stdout", &report.output.stdout), ("stderr", &report.output.stderr)] {
+        if !bytes.is_empty() {
+            writeln!(err, "[agent {name}] {}", sanitize(&String::from_utf8_lossy(bytes)))?;
+        }
+    }
+    for rec in &report.output.logs {
+        writeln!(err, "[agent log {}] {}", rec.level, sanitize(&rec.message))?;
+    }
+    match &report.outcome {
+        Outcome::Completed { output } => {
+            writeln!(out, "{}", sanitize(output))?;
+            if let Some(applied) = &report.applied
+                && (!applied.written.is_empty() || !applied.removed.is_empty())
+            {
+                writeln!(err, "applied: {} written, {} removed", applied.written.len(), applied.removed.len())?;
+            }
+        }
+        Outcome::AgentError { kind, message } => {
+            writeln!(err, "agent error ({kind}): {}", sanitize(message))?;
+        }
+        Outcome::Killed { reason, capability, detail } => {
+            writeln!(err, "killed: {reason} ({capability}): {}", sanitize(detail))?;
+        }
+    }
+    Ok(())
+}
+
+/// Escape control characters so that agent output cannot drive the operator's terminal.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(x).join("warden"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warden"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,1 +1,97 @@
-//! harness
+//! The shared harness for end-to-end tests: build the agents once, load them under a policy
+//! written inline, run a task, and assert on the outcome.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use warden::capabilities::tools::ToolRegistry;
+use warden::policy::Policy;
+use warden::{EngineConfig, KillReason, LoadError, LoadedAgent, Outcome, RunOptions, RunReport, Runtime};
+
+/// The agents the tests use, built for wasm32-wasip2.
+pub const AGENTS: &[&str] = &["hello", "scribe", "fetch", "probe"];
+
+/// The workspace's root folder.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// Build every test agent (once per test binary) and return the path of `name`'s component.
+pub fn agent(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(root()).args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"]);
+        for a in AGENTS {
+            cmd.args(["-p", a]);
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building the agents failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+    });
+    target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"))
+}
+
+/// One host shared by the tests of a binary, with a compiled-component cache under target/.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let config = EngineConfig {
+            cache_dir: Some(target_dir().join("warden-test-cache")),
+            max_instances: 200,
+            ..EngineConfig::default()
+        };
+        Runtime::new(config, ToolRegistry::with_builtins()).expect("engine builds")
+    })
+}
+
+/// Parse a policy written inline; `name` goes in `[agent]`.
+pub fn policy(name: &str, body: &str) -> Policy {
+    let text = format!("[agent]\nname = \"{name}\"\n{body}");
+    Policy::parse("inline.toml", &text).unwrap_or_else(|e| panic!("test policy is invalid: {e}"))
+}
+
+/// Load `agent` under an inline policy.
+pub fn load(agent_name: &str, policy_body: &str) -> Result<LoadedAgent, LoadError> {
+    runtime().load_file(&agent(agent_name), policy(agent_name, policy_body))
+}
+
+/// Load and run one task, in `workspace` if given.
+pub async fn run(agent_name: &str, policy_body: &str, task: &str, workspace: Option<&Path>) -> RunReport {
+    let agent = load(agent_name, policy_body).unwrap_or_else(|e| panic!("load failed: {e}"));
+    let options = RunOptions {
+        workspace: workspace.map(Path::to_path_buf),
+        ..RunOptions::default()
+    };
+    agent.run(task, &options).await.unwrap_or_else(|e| panic!("run could not start: {e}"))
+}
+
+/// The output of a completed run, or a panic that shows the whole report.
+pub fn completed(report: &RunReport) -> &str {
+    match &report.outcome {
+        Outcome::Completed { output } => output,
+        other => panic!("expected completed, got {other:?}\nlogs: {:?}", report.output),
+    }
+}
+
+/// Assert the run was killed for `reason`; returns (capability, detail).
+pub fn killed(report: &RunReport, reason: KillReason) -> (String, String) {
+    match &report.outcome {
+        Outcome::Killed { reason: r, capability, detail } if *r == reason => (capability.clone(), detail.clone()),
+        other => panic!("expected killed({reason}), got {other:?}"),
+    }
+}
+
+/// A probe task as JSON.
+pub fn probe(op: &str, fields: &[(&str, serde_json::Value)]) -> String {
+    let mut map = serde_json::Map::new();
+    map.insert("op".into(), op.into());
+    for (k, v) in fields {
+        map.insert((*k).into(), v.clone());
+    }
+    serde_json::Value::Object(map).to_string()
+}

@@ -1,0 +1,349 @@
+//! The network capability (`[net]` in a policy, `wasi:http` in WIT, `warden_guest::http`).
+//!
+//! Two checks, both through the gate:
+//! 1. when the guest sends a request (`outgoing-handler.handle`), its scheme, host and port must
+//!    match an `allow` entry, or the instance is killed at that call;
+//! 2. when the host connects, every address the name resolves to is checked again: loopback,
+//!    private, link-local (cloud metadata), CGNAT, multicast and other special addresses are
+//!    refused unless the policy names that very address. The host connects only to an address
+//!    it checked, so a DNS answer cannot redirect the request.
+//!
+//! Redirects are not followed by the host: a 3xx reaches the guest, and a new request to the
+//! new location is checked like any other. Raw sockets (`wasi:sockets`) are never granted.
+//! This build speaks plain HTTP; an `https` request fails with a TLS error code.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types as http_types};
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::{Error as HttpTransportError, RequestOptions, WasiBody, WasiHttpCtxView, WasiHttpHooks};
+
+use crate::gate::{KillReason, KillSwitch, Violation};
+use crate::policy::NetGrant;
+
+/// Connect timeout when the guest sets none (the wall-clock limit bounds everything anyway).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The network grant of one instance, as the HTTP hooks use it.
+#[derive(Debug, Clone)]
+pub struct NetHooks {
+    grant: Arc<NetGrant>,
+    kill: KillSwitch,
+}
+
+impl NetHooks {
+    /// Hooks for one instance.
+    pub fn new(grant: Arc<NetGrant>, kill: KillSwitch) -> Self {
+        NetHooks { grant, kill }
+    }
+}
+
+/// Whether `ip` is an ordinary public unicast address. Everything else (loopback, private,
+/// link-local and metadata, CGNAT, unspecified, broadcast, multicast, documentation, benchmark,
+/// reserved, and IPv6 forms that embed such an IPv4 address) must be named by the policy.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = embedded_v4(v6) {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local (incl. fd00:ec2::254)
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)) // discard-only
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local() // 169.254/16: cloud metadata lives here
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0 // "this network"
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64/10 (Alibaba metadata 100.100.100.200)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18/15
+        || o[0] >= 240) // reserved
+}
+
+/// The IPv4 address inside an IPv4-mapped, IPv4-compatible, NAT64 or 6to4 IPv6 address.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let tail = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if s[..6] == [0, 0, 0, 0, 0, 0] && !(s[6] == 0 && s[7] <= 1) {
+        return Some(tail()); // IPv4-compatible (deprecated)
+    }
+    if s[0] == 0x0064 && s[1] == 0xff9b {
+        return Some(tail()); // NAT64 well-known prefix
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+    }
+    None
+}
+
+/// Split an authority into host and port (default by scheme). `None` when it is malformed.
+pub fn split_authority(authority: &str, https: bool) -> Option<(String, u16)> {
+    let default = if https { 443 } else { 80 };
+    if authority.contains('@') || authority.is_empty() {
+        return None; // userinfo is never needed and hides the real host from a careless reader
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default,
+            None => return None,
+        };
+        return Some((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host.to_string(), port.parse().ok()?)),
+        Some(_) => None,
+        None => Some((authority.to_string(), default)),
+    }
+}
+
+/// The version of `wasi:http` this host links (any 0.2.x import resolves to it).
+const WASI_HTTP: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Link `wasi:http/outgoing-handler.handle` with the allowlist check in front of wasmtime-wasi-http's
+/// own implementation. `view` gives the instance's HTTP view, grant and kill switch.
+///
+/// # Errors
+///
+/// wasmtime's error if the function cannot be defined.
+pub fn add_gated_handler<T: 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> (WasiHttpCtxView<'_>, &NetGrant, &KillSwitch),
+) -> wasmtime::Result<()> {
+    type Handled = (Result<Resource<HostFutureIncomingResponse>, http_types::ErrorCode>,);
+    linker.instance(WASI_HTTP)?.func_wrap(
+        "handle",
+        move |mut store: StoreContextMut<'_, T>,
+              (request, options): (Resource<HostOutgoingRequest>, Option<Resource<RequestOptions>>)|
+              -> wasmtime::Result<Handled> {
+            let (mut http, grant, kill) = view(store.data_mut());
+            check_request(http.table.get(&request)?, grant, kill)?;
+            match outgoing_handler::Host::handle(&mut http, request, options) {
+                Ok(response) => Ok((Ok(response),)),
+                // A guest-visible error code, or a trap if wasmtime-wasi-http raised one.
+                Err(e) => Ok((Err(e.downcast()?),)),
+            }
+        },
+    )
+}
+
+/// The call-time check of one request: scheme, then host and port against the allowlist.
+fn check_request(req: &HostOutgoingRequest, grant: &NetGrant, kill: &KillSwitch) -> wasmtime::Result<()> {
+    let https = !matches!(req.scheme, Some(http_types::Scheme::Http));
+    let authority = req.authority.clone().unwrap_or_default();
+    let deny = |detail: String| kill.kill(Violation::new(KillReason::OutOfScope, "net", detail));
+    if let Some(http_types::Scheme::Other(s)) = &req.scheme {
+        return Err(deny(format!("scheme `{s}` is not allowed (http and https only)")));
+    }
+    let Some((host, port)) = split_authority(&authority, https) else {
+        return Err(deny(format!("malformed authority `{authority}`")));
+    };
+    if !grant.allows(&host, port) {
+        return Err(deny(format!("{host}:{port} is not on the allowlist")));
+    }
+    tracing::trace!(target: "warden::gate", capability = "net", %host, port, "allowed");
+    Ok(())
+}
+
+impl WasiHttpHooks for NetHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpTransportError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), HttpTransportError>> + Send>,
+                    ),
+                    HttpTransportError,
+                >,
+            > + Send,
+    > {
+        let grant = self.grant.clone();
+        let kill = self.kill.clone();
+        Box::new(async move { send_checked(request, options, &grant, &kill).await })
+    }
+}
+
+type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpTransportError>> + Send>,
+);
+
+async fn send_checked(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    grant: &NetGrant,
+    kill: &KillSwitch,
+) -> Result<Sent, HttpTransportError> {
+    let uri = request.uri().clone();
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    let (host, port) =
+        split_authority(authority, https).ok_or(HttpTransportError::HttpRequestUriInvalid)?;
+    // The handler already checked the name; check it again here so that this function is safe
+    // on its own, then check every address it resolves to.
+    if !grant.allows(&host, port) {
+        let _ = kill.kill(Violation::new(KillReason::OutOfScope, "net", format!("{host}:{port} is not on the allowlist")));
+        return Err(HttpTransportError::HttpRequestDenied);
+    }
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| HttpTransportError::DnsError { rcode: Some("lookup failed".into()), info_code: None })?
+            .collect(),
+    };
+    let Some(forbidden) = addrs
+        .iter()
+        .find(|a| !is_public(a.ip()) && !grant.names_ip(a.ip(), port))
+        .copied()
+        .or(None)
+    else {
+        return connect(request_with_path_only(&mut request), &addrs, https, options).await;
+    };
+    let _ = kill.kill(Violation::new(
+        KillReason::OutOfScope,
+        "net",
+        format!("{host}:{port} resolves to {forbidden}, a non-public address the policy does not name"),
+    ));
+    Err(HttpTransportError::DestinationIpProhibited)
+}
+
+fn request_with_path_only(request: &mut http::Request<WasiBody>) -> http::Request<WasiBody> {
+    // On the wire, a request to an origin server carries only the path and query.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    let mut taken = std::mem::replace(request, http::Request::new(empty_body()));
+    *taken.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    taken
+}
+
+fn empty_body() -> WasiBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+async fn connect(
+    request: http::Request<WasiBody>,
+    addrs: &[SocketAddr],
+    https: bool,
+    options: Option<RequestOptions>,
+) -> Result<Sent, HttpTransportError> {
+    if https {
+        tracing::warn!(target: "warden::net", "https requested but this host build speaks plain HTTP only");
+        return Err(HttpTransportError::TlsProtocolError);
+    }
+    let timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let mut last = HttpTransportError::DestinationUnavailable;
+    for addr in addrs {
+        let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                last = HttpTransportError::Connect(e);
+                continue;
+            }
+            Err(_) => {
+                last = HttpTransportError::ConnectionTimeout;
+                continue;
+            }
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(
+            wasmtime_wasi_http::io::TokioIo::new(stream),
+        )
+        .await?;
+        let driver: Box<dyn Future<Output = Result<(), HttpTransportError>> + Send> =
+            Box::new(async move { conn.await.map_err(HttpTransportError::from) });
+        let driver = tokio::spawn(Box::into_pin(driver));
+        let response = sender.send_request(request).await?;
+        let io: Box<dyn Future<Output = Result<(), HttpTransportError>> + Send> =
+            Box::new(async move {
+                driver
+                    .await
+                    .map_err(|e| HttpTransportError::InternalError(Some(e.to_string())))?
+            });
+        let response = response.map(|body| body.map_err(HttpTransportError::from).boxed_unsync());
+        return Ok((response, io));
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses_are_not_public() {
+        let refused = [
+            "127.0.0.1", "127.1.2.3", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+            "169.254.169.254", "169.254.0.1", "100.100.100.200", "100.64.0.1", "0.0.0.0",
+            "0.1.2.3", "255.255.255.255", "224.0.0.1", "192.0.2.1", "198.18.0.1", "240.0.0.1",
+            "::1", "::", "fe80::1", "fd00:ec2::254", "fc00::1", "ff02::1", "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+            "2001:db8::1", "fec0::1",
+        ];
+        for ip in refused {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} must not count as public");
+        }
+        let public = ["93.184.216.34", "1.1.1.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "172.32.0.1", "100.128.0.1"];
+        for ip in public {
+            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    #[test]
+    fn split_authority_table() {
+        let cases = [
+            ("example.com", false, Some(("example.com", 80))),
+            ("example.com", true, Some(("example.com", 443))),
+            ("example.com:8080", false, Some(("example.com", 8080))),
+            ("127.0.0.1:9", false, Some(("127.0.0.1", 9))),
+            ("[::1]:8080", false, Some(("::1", 8080))),
+            ("[::1]", true, Some(("::1", 443))),
+            ("user@evil.com", false, None),
+            ("a.com:99999", false, None),
+            ("::1:80", false, None),
+            ("", false, None),
+            ("[::1]x", false, None),
+        ];
+        for (auth, https, want) in cases {
+            let got = split_authority(auth, https);
+            assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{auth}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The tools capability (`[tools]` in a policy, `warden:agent/tools` in WIT, `warden_guest::tools`).
+//!
+//! Config: the host's [`ToolRegistry`] (what exists) and the policy's `allow` list (what this
+//! agent may call). A call to a tool that is not allowed, or not registered, kills the instance.
+//! Built-in tools: `echo` (returns its input), `text.upper`, `text.word-count`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::gate::{KillReason, KillSwitch, Violation};
+use crate::policy::ToolGrant;
+
+/// A tool's implementation: input in, output or error message out.
+pub type ToolHandler = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// One host-registered tool.
+#[derive(Clone)]
+pub struct Tool {
+    /// What it does, for `warden inspect` and docs.
+    pub description: String,
+    /// Whether its effect can be undone (irreversible tools will need human approval).
+    pub reversible: bool,
+    handler: ToolHandler,
+}
+
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool")
+            .field("description", &self.description)
+            .field("reversible", &self.reversible)
+            .finish()
+    }
+}
+
+/// The tools this host offers. Empty by default; [`ToolRegistry::with_builtins`] adds the
+/// harmless built-ins.
+#[derive(Debug, Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Tool>,
+}
+
+impl ToolRegistry {
+    /// No tools.
+    pub fn new() -> Self {
+        ToolRegistry::default()
+    }
+
+    /// The built-in, side-effect-free tools.
+    pub fn with_builtins() -> Self {
+        let mut r = ToolRegistry::new();
+        r.register("echo", "Returns its input unchanged.", true, |input| Ok(input.to_string()));
+        r.register("text.upper", "Returns its input in upper case.", true, |input| {
+            Ok(input.to_uppercase())
+        });
+        r.register("text.word-count", "Counts the words of its input.", true, |input| {
+            Ok(input.split_whitespace().count().to_string())
+        });
+        r
+    }
+
+    /// Register (or replace) the tool `name`.
+    pub fn register(
+        &mut self,
+        name: &str,
+        description: &str,
+        reversible: bool,
+        handler: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static,
+    ) {
+        self.tools.insert(
+            name.to_string(),
+            Tool {
+                description: description.to_string(),
+                reversible,
+                handler: Arc::new(handler),
+            },
+        );
+    }
+
+    /// The registered tools, by name.
+    pub fn tools(&self) -> impl Iterator<Item = (&str, &Tool)> {
+        self.tools.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// Decide and perform one call.
+    ///
+    /// # Errors
+    ///
+    /// The trap that kills the instance when the tool is not allowed or not registered.
+    pub fn call(
+        &self,
+        grant: &ToolGrant,
+        kill: &KillSwitch,
+        name: &str,
+        input: &str,
+    ) -> Result<Result<String, String>, wasmtime::Error> {
+        let deny = |detail: String| kill.kill(Violation::new(KillReason::OutOfScope, "tools", detail));
+        if !grant.allows(name) {
+            return Err(deny(format!("tool `{}` is not in tools.allow", name.escape_debug())));
+        }
+        let Some(tool) = self.tools.get(name) else {
+            return Err(deny(format!("tool `{}` is not registered on this host", name.escape_debug())));
+        };
+        tracing::trace!(target: "warden::gate", capability = "tools", tool = name, "allowed");
+        Ok((tool.handler)(input))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn grant(list: &str) -> ToolGrant {
+        Policy::parse("t.toml", &format!("[agent]\nname = \"t\"\n[tools]\nallow = [{list}]\n"))
+            .unwrap()
+            .tools
+    }
+
+    #[test]
+    fn allowed_and_registered_runs() {
+        let k = KillSwitch::new("a".into(), 1);
+        let r = ToolRegistry::with_builtins();
+        assert_eq!(r.call(&grant("\"text.upper\""), &k, "text.upper", "hi").unwrap(), Ok("HI".into()));
+        assert!(!k.is_killed());
+    }
+
+    #[test]
+    fn not_allowed_kills() {
+        let k = KillSwitch::new("a".into(), 1);
+        let r = ToolRegistry::with_builtins();
+        assert!(r.call(&grant("\"echo\""), &k, "text.upper", "hi").is_err());
+        assert_eq!(k.violation().unwrap().reason, KillReason::OutOfScope);
+    }
+
+    #[test]
+    fn allowed_but_unregistered_kills() {
+        let k = KillSwitch::new("a".into(), 1);
+        let r = ToolRegistry::with_builtins();
+        assert!(r.call(&grant("\"deploy\""), &k, "deploy", "").is_err());
+        assert!(k.violation().unwrap().detail.contains("not registered"));
+    }
+}

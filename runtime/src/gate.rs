@@ -1,0 +1,189 @@
+//! The gate: the single place where a capability use is decided. Every host function of a granted
+//! capability asks the gate; a refusal becomes a [`Violation`] that is recorded once, emitted as a
+//! `tracing` event, and returned as a trap that ends the instance at that call.
+//!
+//! Limits (memory, tables, CPU, wall time, output) report through the same [`KillSwitch`], so a
+//! run ends with exactly one structured reason, whichever part of the host noticed it first.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// Why an instance was killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillReason {
+    /// Called an interface the policy does not grant (bound to a kill stub at load).
+    NotGranted,
+    /// Used a granted capability outside its scope (path, host, port, tool).
+    OutOfScope,
+    /// Tried to grow linear memory past `limits.memory`.
+    MemoryLimit,
+    /// Tried to grow a table past `limits.tables`.
+    TableLimit,
+    /// Ran past `limits.cpu` of guest execution time.
+    CpuLimit,
+    /// Ran past `limits.wall` since the task started.
+    WallLimit,
+    /// Recursed past the host's stack limit.
+    StackOverflow,
+    /// Wrote more than `limits.output` (result, stdout, stderr and logs together).
+    OutputLimit,
+    /// The guest trapped on its own (a panic, `unreachable`, an out-of-bounds access).
+    Trap,
+}
+
+impl KillReason {
+    /// The reason's stable name, as printed by the CLI and written in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillReason::NotGranted => "not-granted",
+            KillReason::OutOfScope => "out-of-scope",
+            KillReason::MemoryLimit => "memory-limit",
+            KillReason::TableLimit => "table-limit",
+            KillReason::CpuLimit => "cpu-limit",
+            KillReason::WallLimit => "wall-limit",
+            KillReason::StackOverflow => "stack-overflow",
+            KillReason::OutputLimit => "output-limit",
+            KillReason::Trap => "trap",
+        }
+    }
+}
+
+impl std::fmt::Display for KillReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused capability use or an exceeded limit: what ended the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("killed ({reason}) by {capability}: {detail}")]
+pub struct Violation {
+    /// Why.
+    pub reason: KillReason,
+    /// The capability or limit involved, e.g. `fs`, `net`, `tools`, `wasi:sockets/tcp`, `limits.memory`.
+    pub capability: String,
+    /// What exactly was attempted, e.g. the path or host:port.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation with the given parts.
+    pub fn new(reason: KillReason, capability: impl Into<String>, detail: impl Into<String>) -> Self {
+        Violation {
+            reason,
+            capability: capability.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Shared record of the first violation of one instance.
+///
+/// Cloned into every part of the host that can end the instance (host functions, output streams,
+/// the resource limiter, the epoch callback). The first violation wins; later ones are the
+/// consequences of the first and are not recorded.
+#[derive(Debug, Clone)]
+pub struct KillSwitch {
+    agent: Arc<str>,
+    task: u64,
+    first: Arc<Mutex<Option<Violation>>>,
+}
+
+impl KillSwitch {
+    /// A fresh switch for one task of `agent`.
+    pub fn new(agent: Arc<str>, task: u64) -> Self {
+        KillSwitch {
+            agent,
+            task,
+            first: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Record `violation` (if it is the first) and return the trap that ends the instance.
+    pub fn kill(&self, violation: Violation) -> wasmtime::Error {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            tracing::warn!(
+                target: "warden::gate",
+                agent = %self.agent,
+                task = self.task,
+                reason = violation.reason.as_str(),
+                capability = %violation.capability,
+                detail = %violation.detail,
+                "instance killed"
+            );
+            *first = Some(violation.clone());
+        }
+        wasmtime::Error::new(violation)
+    }
+
+    /// The first recorded violation, if any.
+    pub fn violation(&self) -> Option<Violation> {
+        self.first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the instance has been killed.
+    pub fn is_killed(&self) -> bool {
+        self.first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The agent this switch belongs to.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// The task this switch belongs to.
+    pub fn task(&self) -> u64 {
+        self.task
+    }
+}
+
+/// Decide one capability use: `Ok(())` when `allowed`, otherwise kill with an out-of-scope
+/// violation built by `detail`. Keeps every host function's check one line long.
+pub fn check(
+    kill: &KillSwitch,
+    allowed: bool,
+    capability: &str,
+    detail: impl FnOnce() -> String,
+) -> Result<(), wasmtime::Error> {
+    if allowed {
+        tracing::trace!(target: "warden::gate", agent = %kill.agent, capability, "allowed");
+        Ok(())
+    } else {
+        Err(kill.kill(Violation::new(KillReason::OutOfScope, capability, detail())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_violation_wins() {
+        let k = KillSwitch::new("a".into(), 1);
+        assert!(!k.is_killed());
+        let _ = k.kill(Violation::new(KillReason::OutOfScope, "fs", "../etc/passwd"));
+        let _ = k.kill(Violation::new(KillReason::Trap, "guest", "unreachable"));
+        let v = k.violation().unwrap();
+        assert_eq!(v.reason, KillReason::OutOfScope);
+        assert_eq!(v.detail, "../etc/passwd");
+    }
+
+    #[test]
+    fn check_allows_and_denies() {
+        let k = KillSwitch::new("a".into(), 1);
+        assert!(check(&k, true, "tools", || "echo".into()).is_ok());
+        assert!(!k.is_killed());
+        let err = check(&k, false, "tools", || "rm".into()).unwrap_err();
+        assert!(err.downcast_ref::<Violation>().is_some());
+        assert_eq!(k.violation().unwrap().capability, "tools");
+    }
+}

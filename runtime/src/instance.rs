@@ -1,0 +1,210 @@
+//! Per-instance state: everything one fresh instance of an agent owns for one task, and the
+//! views that hand each capability its slice of it. Built by [`crate::agent`] for every run and
+//! dropped with the store, which closes every handle the guest held.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime::{ResourceLimiter, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::bindings::warden::agent::{log, tools, types};
+use crate::capabilities::fs::{FsState, GatedFsView};
+use crate::capabilities::net::NetHooks;
+use crate::capabilities::tools::ToolRegistry;
+use crate::gate::{KillReason, KillSwitch, Violation};
+use crate::output::OutputBudget;
+use crate::policy::Policy;
+
+/// The state of one instance. Never shared between tasks.
+pub struct InstanceState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) net: NetHooks,
+    pub(crate) fs: Option<FsState>,
+    pub(crate) tools: Arc<ToolRegistry>,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) kill: KillSwitch,
+    pub(crate) output: OutputBudget,
+    pub(crate) limiter: TaskLimiter,
+    pub(crate) meter: CpuMeter,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.net,
+        }
+    }
+}
+
+impl InstanceState {
+    /// The gated file view. Only linked when the policy grants files, so `fs` is set.
+    pub(crate) fn gated_fs(&mut self) -> GatedFsView<'_> {
+        let state = self
+            .fs
+            .as_mut()
+            .expect("the file capability is linked only for instances that have a file scope");
+        GatedFsView {
+            inner: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            state,
+            kill: &self.kill,
+        }
+    }
+
+    /// The HTTP view with the grant and kill switch the gated handler needs.
+    pub(crate) fn gated_net(&mut self) -> (WasiHttpCtxView<'_>, &crate::policy::NetGrant, &KillSwitch) {
+        let view = WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.net,
+        };
+        (view, &self.policy.net, &self.kill)
+    }
+}
+
+/// Marker that links `wasi:io` against the instance's resource table.
+pub(crate) struct HasIo;
+
+impl HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+impl types::Host for InstanceState {}
+
+impl log::Host for InstanceState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.output.log(level, message)
+    }
+}
+
+impl tools::Host for InstanceState {
+    async fn call(&mut self, name: String, input: String) -> wasmtime::Result<Result<String, String>> {
+        self.tools.call(&self.policy.tools, &self.kill, &name, &input)
+    }
+}
+
+/// Memory and table limits of one instance (`limits.memory`, `limits.tables`).
+///
+/// Growing past a limit kills the instance with its own reason rather than failing the grow:
+/// a guest that runs out of memory would otherwise abort with an anonymous trap.
+pub(crate) struct TaskLimiter {
+    pub memory: u64,
+    pub tables: u32,
+    pub kill: KillSwitch,
+}
+
+impl ResourceLimiter for TaskLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory {
+            return Err(self.kill.kill(Violation::new(
+                KillReason::MemoryLimit,
+                "limits.memory",
+                format!("tried to grow linear memory from {current} to {desired} bytes; the limit is {}", self.memory),
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > u64::from(self.tables) {
+            return Err(self.kill.kill(Violation::new(
+                KillReason::TableLimit,
+                "limits.tables",
+                format!("tried to grow a table from {current} to {desired} elements; the limit is {}", self.tables),
+            )));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
+}
+
+/// CPU and wall-clock accounting, driven by the engine's epoch ticker.
+///
+/// The deadline is one tick ahead, so the callback runs about once per tick *while guest code
+/// executes*: the ticks it counts are the guest's CPU time, not time spent in host calls or
+/// waiting for the executor. Each tick also yields to the executor, so one busy agent cannot
+/// starve the others on the same thread.
+pub(crate) struct CpuMeter {
+    pub tick: Duration,
+    pub cpu: Duration,
+    pub ticks: u64,
+    pub wall_deadline: Instant,
+}
+
+impl CpuMeter {
+    /// Called by wasmtime when the epoch deadline passes.
+    pub fn on_deadline(&mut self, kill: &KillSwitch) -> wasmtime::Result<UpdateDeadline> {
+        if let Some(v) = kill.violation() {
+            // Killed from outside a host call (for example a DNS answer that pointed at a
+            // forbidden address): stop at the next tick.
+            return Err(wasmtime::Error::new(v));
+        }
+        self.ticks += 1;
+        if Instant::now() >= self.wall_deadline {
+            return Err(kill.kill(Violation::new(
+                KillReason::WallLimit,
+                "limits.wall",
+                "the task ran past its wall-clock limit",
+            )));
+        }
+        if self.tick.saturating_mul(self.ticks as u32) >= self.cpu {
+            return Err(kill.kill(Violation::new(
+                KillReason::CpuLimit,
+                "limits.cpu",
+                format!("the guest used {} ms of CPU; the limit is {} ms", self.tick.as_millis() * u128::from(self.ticks), self.cpu.as_millis()),
+            )));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    }
+
+    /// CPU time used so far, in ticks of the engine's epoch.
+    pub fn used(&self) -> Duration {
+        self.tick.saturating_mul(self.ticks as u32)
+    }
+}

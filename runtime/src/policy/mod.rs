@@ -1,0 +1,233 @@
+//! The agent policy: what one agent may do, parsed once at load from TOML into
+//! typed, validated grants ([`Policy`]). Enforcement code only ever sees these
+//! types, never a string rule.
+//!
+//! Loading goes TOML text → raw serde structs (unknown keys refused, spans
+//! kept) → [`Policy`]. Every mistake is a [`PolicyError`] located at the
+//! offending key or value. Deny by default: a section that is absent grants
+//! nothing; `policies/README.md` is the full reference.
+
+mod clocks;
+mod diagnostic;
+mod fs;
+mod host;
+mod limits;
+mod net;
+mod pattern;
+mod random;
+mod raw;
+mod tools;
+mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::hash::Hash;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+pub use clocks::ClockGrant;
+pub use diagnostic::{PolicyError, PolicyErrorKind};
+pub use fs::{FsGrant, Mount};
+pub use host::{AllowedHost, HostError, HostPattern};
+pub use limits::Limits;
+pub use net::NetGrant;
+pub use pattern::{PathPattern, PatternError};
+pub use random::RandomGrant;
+pub use tools::ToolGrant;
+
+use diagnostic::Source;
+use raw::{RawAgent, RawPolicy};
+
+/// Largest policy file [`Policy::load`] reads; policies are a few dozen lines.
+const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+/// Everything one agent is allowed, validated.
+///
+/// Built by [`Policy::parse`] or [`Policy::load`]; [`Policy::deny_all`] gives
+/// the policy with no grants. Every grant defaults to nothing and every limit
+/// to the value documented on [`Limits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// `[agent]`: who the policy is for and how unknown imports are treated.
+    pub agent: AgentSection,
+    /// `[limits]`: resource ceilings.
+    pub limits: Limits,
+    /// `[fs]`: workspace paths readable and writable.
+    pub fs: FsGrant,
+    /// `[net]`: hosts and ports reachable.
+    pub net: NetGrant,
+    /// `[tools]`: host tools callable.
+    pub tools: ToolGrant,
+    /// `[clocks]`: clocks readable.
+    pub clocks: ClockGrant,
+    /// `[random]`: randomness available.
+    pub random: RandomGrant,
+    /// Label of the file the policy came from (used in messages).
+    pub source: String,
+}
+
+/// `[agent]`: the agent the policy is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSection {
+    /// `agent.name` (required): 1 to 64 characters from `a-z`, `0-9`, `-`.
+    pub name: String,
+    /// `agent.strict` (default false): refuse to load a component that imports
+    /// an interface this policy does not grant. When false, such imports are
+    /// bound to a stub that kills the agent on its first call.
+    pub strict: bool,
+}
+
+impl Policy {
+    /// Parses and validates policy text. `file_label` names the source in errors.
+    ///
+    /// # Errors
+    ///
+    /// The first mistake found, located at the offending key or value: invalid
+    /// TOML, an unknown or missing key, a wrong type, an invalid name, pattern,
+    /// host, size or duration, a value out of range, a duplicate entry, or a
+    /// contradiction (cpu > wall, a pattern in both `fs.read` and `fs.write`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use warden::policy::Policy;
+    /// let policy = Policy::parse("files.toml", "[agent]\nname = \"files\"\n[fs]\nread = [\"data/**\"]\n").unwrap();
+    /// assert!(policy.fs.allows_read("data/a.txt"));
+    /// assert!(!policy.fs.allows_write("data/a.txt"));
+    /// assert!(policy.net.is_empty());
+    /// ```
+    pub fn parse(file_label: &str, text: &str) -> Result<Policy, PolicyError> {
+        let source = Source { file: file_label, text };
+        let raw: RawPolicy = toml::from_str(text).map_err(|error| source.toml_error(&error))?;
+        let policy = Policy {
+            agent: agent_section(&source, raw.agent)?,
+            limits: Limits::from_raw(&source, raw.limits)?,
+            fs: FsGrant::from_raw(&source, raw.fs)?,
+            net: NetGrant::from_raw(&source, raw.net)?,
+            tools: ToolGrant::from_raw(&source, raw.tools)?,
+            clocks: ClockGrant::from_raw(raw.clocks),
+            random: RandomGrant::from_raw(raw.random),
+            source: file_label.to_owned(),
+        };
+        tracing::debug!(file = file_label, agent = %policy.agent.name, "policy loaded");
+        Ok(policy)
+    }
+
+    /// Reads and parses the policy file at `path` (labelled with its path in errors).
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::parse`], plus a [`PolicyErrorKind::Io`] error (line and
+    /// column 0) when the file cannot be read, is not UTF-8 or exceeds 1 MiB.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let label = path.display().to_string();
+        let io_error = |message: String| {
+            let expected = "a readable UTF-8 TOML file of at most 1 MiB; check the path and its permissions";
+            PolicyError::unlocated(&label, PolicyErrorKind::Io, message, Some(expected.to_owned()))
+        };
+        let file = std::fs::File::open(path).map_err(|error| io_error(format!("cannot open policy file: {error}")))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_POLICY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| io_error(format!("cannot read policy file: {error}")))?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(io_error("policy file is larger than 1 MiB".to_owned()));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| io_error("policy file is not valid UTF-8".to_owned()))?;
+        Policy::parse(&label, &text)
+    }
+
+    /// The policy that grants nothing: no files, no network, no tools, no
+    /// clocks, no randomness, default limits, not strict. `name` is used as
+    /// given (not validated); the source label is `<deny-all>`.
+    pub fn deny_all(name: &str) -> Policy {
+        Policy {
+            agent: AgentSection { name: name.to_owned(), strict: false },
+            limits: Limits::default(),
+            fs: FsGrant::default(),
+            net: NetGrant::default(),
+            tools: ToolGrant::default(),
+            clocks: ClockGrant::default(),
+            random: RandomGrant::default(),
+            source: "<deny-all>".to_owned(),
+        }
+    }
+}
+
+fn agent_section(source: &Source<'_>, raw: Option<Spanned<RawAgent>>) -> Result<AgentSection, PolicyError> {
+    const NAME_RULE: &str = "name = \"...\" with 1 to 64 characters from a-z, 0-9, '-'";
+    let Some(agent) = raw else {
+        let message = "the [agent] section is missing";
+        return Err(source.error(0..0, PolicyErrorKind::MissingKey, message, Some(format!("an [agent] table with {NAME_RULE}"))));
+    };
+    let section_span = agent.span();
+    let agent = agent.into_inner();
+    let Some(name) = agent.name else {
+        let message = "[agent] has no `name`";
+        return Err(source.error(section_span, PolicyErrorKind::MissingKey, message, Some(NAME_RULE.to_owned())));
+    };
+    let span = name.span();
+    let name = name.into_inner();
+    check_name(&name, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-').map_err(|reason| {
+        let message = format!("agent.name \"{name}\" is invalid: {reason}");
+        source.error(span, PolicyErrorKind::InvalidName, message, Some(NAME_RULE.to_owned()))
+    })?;
+    Ok(AgentSection { name, strict: agent.strict.unwrap_or(false) })
+}
+
+/// Checks a 1..=64 character name whose bytes all satisfy `allowed`.
+fn check_name(name: &str, allowed: impl Fn(u8) -> bool) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("it is empty")
+    } else if name.len() > 64 {
+        Err("it is longer than 64 characters")
+    } else if !name.bytes().all(allowed) {
+        Err("it contains a character that is not allowed")
+    } else {
+        Ok(())
+    }
+}
+
+/// Why one list entry was refused, before it is located in the file.
+pub(crate) struct EntryError {
+    kind: PolicyErrorKind,
+    reason: String,
+    expected: &'static str,
+}
+
+/// Parses every entry of the list `list` (e.g. `"fs.read"`), in file order,
+/// refusing an invalid entry, or an entry equal to an earlier one (located at
+/// the later one).
+fn parse_list<T: Eq + Hash + Clone>(
+    source: &Source<'_>,
+    list: &str,
+    entries: &[Spanned<String>],
+    parse: impl Fn(&str) -> Result<T, EntryError>,
+) -> Result<Vec<T>, PolicyError> {
+    let mut parsed = Vec::with_capacity(entries.len());
+    let mut seen = HashSet::with_capacity(entries.len());
+    for entry in entries {
+        let text = entry.get_ref();
+        let value = parse(text).map_err(|error| {
+            let message = format!("{list} entry \"{text}\" is invalid: {}", error.reason);
+            source.error(entry.span(), error.kind, message, Some(error.expected.to_owned()))
+        })?;
+        if !seen.insert(value.clone()) {
+            let message = format!("{list} lists \"{text}\" more than once");
+            let expected = "each entry once (entries are compared in canonical form)".to_owned();
+            return Err(source.error(entry.span(), PolicyErrorKind::Duplicate, message, Some(expected)));
+        }
+        parsed.push(value);
+    }
+    Ok(parsed)
+}
+
+/// Of two spans, the one that starts later in the file.
+fn later(a: Range<usize>, b: Range<usize>) -> Range<usize> {
+    if b.start > a.start { b } else { a }
+}

@@ -1,0 +1,31 @@
+//! `[random]`: whether an agent may draw random bytes ([`RandomGrant`]).
+//!
+//! Deny by default: without a grant the agent gets no randomness.
+
+use super::raw::{RawRandom, Table};
+
+/// The randomness grant. Defaults to false.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RandomGrant {
+    /// `random.secure`: may draw cryptographically secure random bytes.
+    pub secure: bool,
+}
+
+impl RandomGrant {
+    pub(crate) fn from_raw(raw: Option<Table<RawRandom>>) -> RandomGrant {
+        RandomGrant { secure: raw.and_then(|raw| raw.secure).unwrap_or(false) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granted_only_when_written_true() {
+        let cases = [(None, false), (Some(RawRandom { secure: None }), false), (Some(RawRandom { secure: Some(false) }), false), (Some(RawRandom { secure: Some(true) }), true)];
+        for (raw, secure) in cases {
+            assert_eq!(RandomGrant::from_raw(raw).secure, secure);
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The host's front door: a [`Runtime`] loads agents (compile through the cache, check imports
+//! against the policy, link only what is granted, pre-instantiate) and each [`LoadedAgent`] runs
+//! tasks, every one in a fresh instance with its own store, limits and kill switch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::bindings::{AgentPre, warden::agent::types as wit};
+use crate::capabilities::fs::{FsScope, FsState, MountError};
+use crate::capabilities::net::NetHooks;
+use crate::capabilities::tools::ToolRegistry;
+use crate::engine::{EngineConfig, EngineError, WardenEngine};
+use crate::gate::{KillReason, KillSwitch, Violation};
+use crate::imports::{self, ImportError, ImportReport};
+use crate::instance::{CpuMeter, InstanceState, TaskLimiter};
+use crate::output::{CapturedOutput, OutputBudget, Stream};
+use crate::policy::Policy;
+use crate::staging::{AppliedChanges, Staging};
+
+/// Most handles (files, streams, requests) one instance may hold at once.
+const MAX_HANDLES: usize = 4_096;
+/// Largest single request for random bytes.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+/// Why an agent could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The component file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Compiling failed (too large, not a component, cache trouble).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// An import was refused.
+    #[error("refused to load agent `{agent}`: {source}")]
+    Import {
+        /// The policy's agent name.
+        agent: String,
+        /// What was refused.
+        source: ImportError,
+    },
+    /// The component does not export the `warden:agent` world.
+    #[error("agent `{agent}` does not export the warden:agent world (`describe` and `run`): {detail}; build it with warden-guest's `export_agent!`")]
+    Exports {
+        /// The policy's agent name.
+        agent: String,
+        /// wasmtime's explanation.
+        detail: String,
+    },
+}
+
+/// Why a run could not start (the guest never ran).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The policy grants files but the run has no workspace.
+    #[error("the policy of `{0}` grants files; give a workspace folder (`--workspace DIR`)")]
+    NoWorkspace(String),
+    /// A granted folder is missing or unsafe.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// The staging copy could not be made or applied.
+    #[error("staging: {0}")]
+    Staging(#[from] std::io::Error),
+    /// wasmtime refused to set up the instance for a reason that is not the guest's.
+    #[error("cannot set up the instance: {0}")]
+    Setup(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The agent returned a result.
+    Completed {
+        /// What `run` returned.
+        output: String,
+    },
+    /// The agent returned an error of its own.
+    AgentError {
+        /// `invalid-input` or `failed`.
+        kind: &'static str,
+        /// The agent's message.
+        message: String,
+    },
+    /// The host ended the instance.
+    Killed {
+        /// Why.
+        reason: KillReason,
+        /// The capability or limit involved.
+        capability: String,
+        /// What exactly happened.
+        detail: String,
+    },
+}
+
+/// Everything about one finished run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The task's number in this host process.
+    pub task: u64,
+    /// The agent's name.
+    pub agent: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// stdout, stderr and log records.
+    pub output: CapturedOutput,
+    /// File changes applied to the workspace (only for completed runs).
+    pub applied: Option<AppliedChanges>,
+    /// Wall-clock time from the start of the run.
+    pub elapsed: Duration,
+    /// Guest CPU time, in epoch ticks converted to time.
+    pub cpu: Duration,
+}
+
+/// Options for one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The workspace folder the policy's `[fs]` paths are relative to.
+    pub workspace: Option<PathBuf>,
+    /// Do not mount files (used by `describe`, which must not use capabilities).
+    pub skip_fs: bool,
+}
+
+/// A host: one engine, the registered tools, and a bound on live instances.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    engine: Arc<WardenEngine>,
+    tools: Arc<ToolRegistry>,
+    slots: Arc<Semaphore>,
+    tasks: Arc<AtomicU64>,
+}
+
+impl Runtime {
+    /// A host with `config` and `tools`.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError`] when the engine cannot be configured.
+    pub fn new(config: EngineConfig, tools: ToolRegistry) -> Result<Self, EngineError> {
+        let slots = config.max_instances as usize;
+        Ok(Runtime {
+            engine: Arc::new(WardenEngine::new(config)?),
+            tools: Arc::new(tools),
+            slots: Arc::new(Semaphore::new(slots)),
+            tasks: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &WardenEngine {
+        &self.engine
+    }
+
+    /// The registered tools.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    /// Load the component at `path` under `policy`.
+    ///
+    /// # Errors
+    ///
+    /// See [`LoadError`].
+    pub fn load_file(&self, path: &Path, policy: Policy) -> Result<LoadedAgent, LoadError> {
+        let bytes = read_bounded(path, self.engine.config().max_component_size)?;
+        self.load(&bytes, policy)
+    }
+
+    /// Load `bytes` under `policy`: compile, check imports, link, pre-instantiate.
+    ///
+    /// # Errors
+    ///
+    /// See [`LoadError`]. Nothing of the guest has run when this fails.
+    pub fn load(&self, bytes: &[u8], policy: Policy) -> Result<LoadedAgent, LoadError> {
+        let agent = policy.agent.name.clone();
+        let component = self.engine.compile(bytes)?;
+        let engine = self.engine.engine();
+        let stubs = imports::check(engine, &component, &policy).map_err(|source| {
+            tracing::warn!(target: "warden::load", agent = %agent, error = %source, "load refused");
+            LoadError::Import {
+                agent: agent.clone(),
+                source,
+            }
+        })?;
+        let imports = imports::report(engine, &component, &policy);
+        let exports_err = |e: wasmtime::Error| LoadError::Exports {
+            agent: agent.clone(),
+            detail: format!("{e:#}"),
+        };
+        let linker = crate::linker::build(engine, &component, &policy, &stubs).map_err(exports_err)?;
+        let pre = linker.instantiate_pre(&component).map_err(exports_err)?;
+        let pre = AgentPre::new(pre).map_err(exports_err)?;
+        tracing::info!(target: "warden::load", agent = %agent, stubs = stubs.len(), "agent loaded");
+        Ok(LoadedAgent {
+            runtime: self.clone(),
+            pre,
+            policy: Arc::new(policy),
+            imports,
+        })
+    }
+}
+
+fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
+    let err = |source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(err)?.len();
+    if size > limit as u64 {
+        return Err(EngineError::TooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit,
+        }
+        .into());
+    }
+    std::fs::read(path).map_err(err)
+}
+
+/// An agent ready to run: compiled, checked, linked and pre-instantiated.
+pub struct LoadedAgent {
+    runtime: Runtime,
+    pre: AgentPre<InstanceState>,
+    policy: Arc<Policy>,
+    imports: Vec<ImportReport>,
+}
+
+impl std::fmt::Debug for LoadedAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedAgent")
+            .field("agent", &self.policy.agent.name)
+            .finish()
+    }
+}
+
+/// What an agent says about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Description {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// One line.
+    pub summary: String,
+    /// What `run` accepts.
+    pub accepts: String,
+    /// What `run` returns.
+    pub returns: String,
+}
+
+impl LoadedAgent {
+    /// The policy it runs under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Its imports, classified against the policy.
+    pub fn imports(&self) -> &[ImportReport] {
+        &self.imports
+    }
+
+    /// Run `task` in a fresh instance.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError`] when the run cannot start; everything the guest does ends in an [`Outcome`].
+    pub async fn run(&self, task: &str, options: &RunOptions) -> Result<RunReport, RunError> {
+        let _slot = self
+            .runtime
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        let started = Instant::now();
+        let id = self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1;
+        let (mut store, staging) = self.new_store(id, started, options)?;
+        let limits = &self.policy.limits;
+        let kill = store.data().kill.clone();
+        let output = store.data().output.clone();
+
+        let call = async {
+            let agent = self.pre.instantiate_async(&mut store).await?;
+            agent.call_run(&mut store, task).await
+        };
+        let result = match tokio::time::timeout(limits.wall, call).await {
+            Ok(r) => r,
+            Err(_) => Err(kill.kill(Violation::new(
+                KillReason::WallLimit,
+                "limits.wall",
+                "the task ran past its wall-clock limit",
+            ))),
+        };
+        let cpu = store.data().meter.used();
+        drop(store);
+
+        let mut outcome = match result {
+            Ok(Ok(out)) => match output.charge(out.len(), "the result") {
+                Ok(()) => Outcome::Completed { output: out },
+                Err(_) => killed(kill.violation()),
+            },
+            Ok(Err(wit::AgentError::InvalidInput(message))) => Outcome::AgentError {
+                kind: "invalid-input",
+                message,
+            },
+            Ok(Err(wit::AgentError::Failed(message))) => Outcome::AgentError {
+                kind: "failed",
+                message,
+            },
+            Err(err) => classify_trap(&kill, &err),
+        };
+        let mut applied = None;
+        if let (Outcome::Completed { .. }, Some(staging)) = (&outcome, staging) {
+            match staging.apply() {
+                Ok(changes) => applied = Some(changes),
+                Err(e) => {
+                    outcome = Outcome::AgentError {
+                        kind: "failed",
+                        message: format!("the host could not apply the agent's file changes: {e}"),
+                    }
+                }
+            }
+        }
+        let report = RunReport {
+            task: id,
+            agent: self.policy.agent.name.clone(),
+            outcome,
+            output: output.snapshot(),
+            applied,
+            elapsed: started.elapsed(),
+            cpu,
+        };
+        tracing::info!(
+            target: "warden::run",
+            agent = %report.agent,
+            task = id,
+            status = outcome_name(&report.outcome),
+            elapsed_us = report.elapsed.as_micros() as u64,
+            "run finished"
+        );
+        Ok(report)
+    }
+
+    /// Ask the agent to describe itself (in a fresh instance, like any run).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError`] when the instance cannot be set up, or a kill outcome as `RunError::Setup`.
+    pub async fn describe(&self) -> Result<Description, RunError> {
+        let started = Instant::now();
+        let (mut store, _staging) = self.new_store(0, started, &RunOptions::default_without_fs())?;
+        let kill = store.data().kill.clone();
+        let call = async {
+            let agent = self.pre.instantiate_async(&mut store).await?;
+            agent.call_describe(&mut store).await
+        };
+        match tokio::time::timeout(self.policy.limits.wall, call).await {
+            Ok(Ok(d)) => Ok(Description {
+                name: d.name,
+                version: d.version,
+                summary: d.summary,
+                accepts: d.accepts,
+                returns: d.returns,
+            }),
+            Ok(Err(e)) => Err(RunError::Setup(format!("describe failed: {:?}", classify_trap(&kill, &e)))),
+            Err(_) => Err(RunError::Setup("describe ran past the wall-clock limit".into())),
+        }
+    }
+
+    fn new_store(
+        &self,
+        id: u64,
+        started: Instant,
+        options: &RunOptions,
+    ) -> Result<(Store<InstanceState>, Option<Staging>), RunError> {
+        let policy = &self.policy;
+        let limits = &policy.limits;
+        let kill = KillSwitch::new(policy.agent.name.as_str().into(), id);
+        let output = OutputBudget::new(limits.output, kill.clone());
+
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(output.writer(Stream::Stdout))
+            .stderr(output.writer(Stream::Stderr))
+            .max_random_size(MAX_RANDOM_BYTES)
+            .allow_blocking_current_thread(false);
+
+        let mut staging = None;
+        let mut fs = None;
+        if !policy.fs.is_empty() && !options.skip_fs {
+            let workspace = options
+                .workspace
+                .as_deref()
+                .ok_or_else(|| RunError::NoWorkspace(policy.agent.name.clone()))?;
+            let mut scope = FsScope::bind(&policy.fs, workspace)?;
+            let writable: Vec<PathBuf> = scope
+                .mounts()
+                .iter()
+                .filter(|m| m.writable)
+                .map(|m| m.host.clone())
+                .collect();
+            if !writable.is_empty() {
+                let stage = Staging::new(&writable)?;
+                for f in stage.folders() {
+                    scope.restage(&f.original, &f.staged)?;
+                }
+                staging = Some(stage);
+            }
+            for m in scope.mounts() {
+                let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+                wasi.preopened_dir(&m.host, &m.guest, perms)
+                    .map_err(|e| RunError::Setup(format!("cannot open {}: {e}", m.host.display())))?;
+            }
+            fs = Some(FsState::new(scope));
+        }
+
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
+        let state = InstanceState {
+            wasi: wasi.build(),
+            table,
+            http: WasiHttpCtx::new(),
+            net: NetHooks::new(Arc::new(policy.net.clone()), kill.clone()),
+            fs,
+            tools: self.runtime.tools.clone(),
+            policy: policy.clone(),
+            limiter: TaskLimiter {
+                memory: limits.memory,
+                tables: limits.tables,
+                kill: kill.clone(),
+            },
+            meter: CpuMeter {
+                tick: self.runtime.engine.epoch_tick(),
+                cpu: limits.cpu,
+                ticks: 0,
+                wall_deadline: started + limits.wall,
+            },
+            kill,
+            output,
+        };
+        let mut store = Store::new(self.runtime.engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.meter.on_deadline(&state.kill)
+        });
+        Ok((store, staging))
+    }
+}
+
+impl RunOptions {
+    fn default_without_fs() -> Self {
+        RunOptions {
+            workspace: None,
+            skip_fs: true,
+        }
+    }
+}
+
+fn killed(v: Option<Violation>) -> Outcome {
+    let v = v.unwrap_or_else(|| Violation::new(KillReason::Trap, "guest", "killed"));
+    Outcome::Killed {
+        reason: v.reason,
+        capability: v.capability,
+        detail: v.detail,
+    }
+}
+
+/// Turn a failed call into an outcome: a recorded violation wins; otherwise the trap itself.
+fn classify_trap(kill: &KillSwitch, err: &wasmtime::Error) -> Outcome {
+    if let Some(v) = kill.violation() {
+        return killed(Some(v));
+    }
+    if let Some(v) = err.downcast_ref::<Violation>() {
+        return killed(Some(v.clone()));
+    }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Outcome::AgentError {
+            kind: "failed",
+            message: format!("the agent called exit({}) instead of returning a result", exit.0),
+        };
+    }
+    let (reason, detail) = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => (KillReason::StackOverflow, "the guest's call stack overflowed".to_string()),
+        Some(trap) => (KillReason::Trap, format!("{trap}")),
+        None => (KillReason::Trap, format!("{err:#}")),
+    };
+    let capability = if reason == KillReason::StackOverflow { "limits.stack" } else { "guest" };
+    let _ = kill.kill(Violation::new(reason, capability, detail));
+    killed(kill.violation())
+}
+
+/// The outcome's short name: `completed`, `agent-error` or `killed`.
+pub fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Completed { .. } => "completed",
+        Outcome::AgentError { .. } => "agent-error",
+        Outcome::Killed { .. } => "killed",
+    }
+}
