@@ -87,7 +87,26 @@ pub fn build(
         random::random::add_to_linker::<InstanceState, WasiRandom>(&mut l, rng)?;
     }
 
-    // Known but not granted: every function kills the instance on its first call.
+    // Known but not granted: every function kills the instance on its first call. Resources
+    // that such an interface merely uses from a linked one (an `input-stream` in `wasi:http`)
+    // keep their real type; only its own resources get the never-constructed stub type.
+    let linked_resources: Vec<ResourceType> = component
+        .component_type()
+        .imports(engine)
+        .filter(|(name, _)| !stubs.iter().any(|s| s == name))
+        .filter_map(|(_, item)| match item.ty {
+            ComponentItem::ComponentInstance(i) => Some(i),
+            _ => None,
+        })
+        .flat_map(|i| {
+            i.exports(engine)
+                .filter_map(|(_, e)| match e.ty {
+                    ComponentItem::Resource(r) => Some(r),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
     for (name, item) in component.component_type().imports(engine) {
         if !stubs.iter().any(|s| s == name) {
             continue;
@@ -109,7 +128,7 @@ pub fn build(
                         )))
                     })?;
                 }
-                ComponentItem::Resource(_) => {
+                ComponentItem::Resource(r) if !linked_resources.contains(&r) => {
                     inst.resource(export, ResourceType::host::<NotGranted>(), |_, _| Ok(()))?;
                 }
                 _ => {}

@@ -53,6 +53,14 @@ pub enum LoadError {
         /// What was refused.
         source: ImportError,
     },
+    /// The component's imports could not be linked to the host's interfaces.
+    #[error("cannot link agent `{agent}`: {detail}")]
+    Link {
+        /// The policy's agent name.
+        agent: String,
+        /// wasmtime's explanation.
+        detail: String,
+    },
     /// The component does not export the `warden:agent` world.
     #[error("agent `{agent}` does not export the warden:agent world (`describe` and `run`): {detail}; build it with warden-guest's `export_agent!`")]
     Exports {
@@ -201,8 +209,12 @@ impl Runtime {
             agent: agent.clone(),
             detail: format!("{e:#}"),
         };
-        let linker = crate::linker::build(engine, &component, &policy, &stubs).map_err(exports_err)?;
-        let pre = linker.instantiate_pre(&component).map_err(exports_err)?;
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            agent: agent.clone(),
+            detail: format!("{e:#}"),
+        };
+        let linker = crate::linker::build(engine, &component, &policy, &stubs).map_err(link_err)?;
+        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = AgentPre::new(pre).map_err(exports_err)?;
         tracing::info!(target: "warden::load", agent = %agent, stubs = stubs.len(), "agent loaded");
         Ok(LoadedAgent {
@@ -404,11 +416,11 @@ impl LoadedAgent {
                 .as_deref()
                 .ok_or_else(|| RunError::NoWorkspace(policy.agent.name.clone()))?;
             let mut scope = FsScope::bind(&policy.fs, workspace)?;
-            let writable: Vec<PathBuf> = scope
+            let writable: Vec<(PathBuf, String)> = scope
                 .mounts()
                 .iter()
                 .filter(|m| m.writable)
-                .map(|m| m.host.clone())
+                .map(|m| (m.host.clone(), m.rel.clone()))
                 .collect();
             if !writable.is_empty() {
                 let stage = Staging::new(&writable)?;

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct StagedFolder {
     /// The folder in the workspace.
     pub original: PathBuf,
+    /// The folder's workspace-relative path, used to name changes.
+    pub rel: String,
     /// The staging copy the agent sees.
     pub staged: PathBuf,
 }
@@ -29,26 +31,28 @@ pub struct Staging {
 /// What applying a staging area changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AppliedChanges {
-    /// Files created or modified, relative to the staged folder.
+    /// Files created or modified, relative to the workspace.
     pub written: Vec<String>,
     /// Files or folders removed.
     pub removed: Vec<String>,
 }
 
 impl Staging {
-    /// Copy each folder in `originals` into a fresh staging area.
+    /// Copy each folder in `originals` (host path, workspace-relative path) into a fresh
+    /// staging area.
     ///
     /// # Errors
     ///
     /// I/O errors while copying.
-    pub fn new(originals: &[PathBuf]) -> io::Result<Self> {
+    pub fn new(originals: &[(PathBuf, String)]) -> io::Result<Self> {
         let root = tempfile::Builder::new().prefix("warden-stage-").tempdir()?;
         let mut folders = Vec::new();
-        for (i, original) in originals.iter().enumerate() {
+        for (i, (original, rel)) in originals.iter().enumerate() {
             let staged = root.path().join(i.to_string());
             copy_tree(original, &staged)?;
             folders.push(StagedFolder {
                 original: original.clone(),
+                rel: rel.clone(),
                 staged,
             });
         }
@@ -79,7 +83,7 @@ impl Staging {
     pub fn apply(self) -> io::Result<AppliedChanges> {
         let mut changes = AppliedChanges::default();
         for f in &self.folders {
-            sync_tree(&f.staged, &f.original, Path::new(""), &mut changes)?;
+            sync_tree(&f.staged, &f.original, Path::new(&f.rel), &mut changes)?;
         }
         Ok(changes)
     }
@@ -187,14 +191,14 @@ mod tests {
         std::fs::write(out.join("change.txt"), "old").unwrap();
         std::fs::write(out.join("sub/delete.txt"), "bye").unwrap();
 
-        let discarded = Staging::new(std::slice::from_ref(&out)).unwrap();
+        let discarded = Staging::new(&[(out.clone(), "out".to_string())]).unwrap();
         let staged = discarded.staged_path(&out).unwrap().to_path_buf();
         std::fs::write(staged.join("change.txt"), "never applied").unwrap();
         drop(discarded);
         assert_eq!(std::fs::read_to_string(out.join("change.txt")).unwrap(), "old");
         assert!(!staged.exists());
 
-        let staging = Staging::new(std::slice::from_ref(&out)).unwrap();
+        let staging = Staging::new(&[(out.clone(), "out".to_string())]).unwrap();
         let staged = staging.staged_path(&out).unwrap().to_path_buf();
         std::fs::write(staged.join("change.txt"), "new").unwrap();
         std::fs::write(staged.join("created.txt"), "hi").unwrap();
@@ -203,8 +207,8 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join("change.txt")).unwrap(), "new");
         assert_eq!(std::fs::read_to_string(out.join("created.txt")).unwrap(), "hi");
         assert!(!out.join("sub/delete.txt").exists());
-        assert_eq!(changes.written, vec!["change.txt", "created.txt"]);
-        assert_eq!(changes.removed, vec!["sub/delete.txt"]);
+        assert_eq!(changes.written, vec!["out/change.txt", "out/created.txt"]);
+        assert_eq!(changes.removed, vec!["out/sub/delete.txt"]);
     }
 
     #[cfg(unix)]
@@ -216,7 +220,7 @@ mod tests {
         let out = ws.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         std::os::unix::fs::symlink(&secret, out.join("leak")).unwrap();
-        let staging = Staging::new(std::slice::from_ref(&out)).unwrap();
+        let staging = Staging::new(&[(out.clone(), "out".to_string())]).unwrap();
         let staged = staging.staged_path(&out).unwrap();
         let meta = std::fs::symlink_metadata(staged.join("leak")).unwrap();
         assert!(meta.file_type().is_symlink());

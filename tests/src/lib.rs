@@ -36,6 +36,20 @@ pub fn agent(name: &str) -> PathBuf {
     target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"))
 }
 
+/// The `warden` binary, built once per test binary.
+pub fn warden_bin() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root())
+            .args(["build", "--release", "--quiet", "-p", "warden-runtime", "--bin", "warden"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building warden failed");
+    });
+    target_dir().join("release/warden")
+}
+
 /// One host shared by the tests of a binary, with a compiled-component cache under target/.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();

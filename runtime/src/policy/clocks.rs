@@ -15,8 +15,14 @@ pub struct ClockGrant {
 
 impl ClockGrant {
     pub(crate) fn from_raw(raw: Option<Table<RawClocks>>) -> ClockGrant {
-        let raw = raw.unwrap_or(RawClocks { wall: None, monotonic: None });
-        ClockGrant { wall: raw.wall.unwrap_or(false), monotonic: raw.monotonic.unwrap_or(false) }
+        let Table(raw) = raw.unwrap_or(Table(RawClocks {
+            wall: None,
+            monotonic: None,
+        }));
+        ClockGrant {
+            wall: raw.wall.unwrap_or(false),
+            monotonic: raw.monotonic.unwrap_or(false),
+        }
     }
 }
 
@@ -27,13 +33,44 @@ mod tests {
     #[test]
     fn granted_only_when_written_true() {
         let cases = [
-            (None, None, ClockGrant { wall: false, monotonic: false }),
-            (Some(true), None, ClockGrant { wall: true, monotonic: false }),
-            (None, Some(true), ClockGrant { wall: false, monotonic: true }),
-            (Some(false), Some(false), ClockGrant { wall: false, monotonic: false }),
+            (
+                None,
+                None,
+                ClockGrant {
+                    wall: false,
+                    monotonic: false,
+                },
+            ),
+            (
+                Some(true),
+                None,
+                ClockGrant {
+                    wall: true,
+                    monotonic: false,
+                },
+            ),
+            (
+                None,
+                Some(true),
+                ClockGrant {
+                    wall: false,
+                    monotonic: true,
+                },
+            ),
+            (
+                Some(false),
+                Some(false),
+                ClockGrant {
+                    wall: false,
+                    monotonic: false,
+                },
+            ),
         ];
         for (wall, monotonic, expected) in cases {
-            assert_eq!(ClockGrant::from_raw(Some(RawClocks { wall, monotonic })), expected);
+            assert_eq!(
+                ClockGrant::from_raw(Some(Table(RawClocks { wall, monotonic }))),
+                expected
+            );
         }
         assert_eq!(ClockGrant::from_raw(None), ClockGrant::default());
     }

@@ -63,10 +63,17 @@ pub struct PolicyError {
     pub expected: Option<String>,
     /// The kind of mistake.
     pub kind: PolicyErrorKind,
-    /// Byte range of the offending text in `text`.
-    span: Option<Range<usize>>,
-    /// The policy source, kept so that [`render`](PolicyError::render) can quote it.
-    text: Option<String>,
+    /// The source and span to quote; `None` when there is no source (I/O errors).
+    snippet: Option<Box<Snippet>>,
+}
+
+/// What [`PolicyError::render`] quotes. Boxed: errors stay small on the `Err` path.
+#[derive(Debug, Clone)]
+struct Snippet {
+    /// The policy source.
+    text: String,
+    /// Byte range of the offending text in `text`, on character boundaries.
+    span: Range<usize>,
 }
 
 impl PolicyError {
@@ -84,8 +91,7 @@ impl PolicyError {
             message,
             expected,
             kind,
-            span: None,
-            text: None,
+            snippet: None,
         }
     }
 
@@ -94,11 +100,14 @@ impl PolicyError {
     ///
     /// With `color` the output carries ANSI escape codes.
     pub fn render(&self, color: bool) -> String {
-        let source = self.text.as_deref().unwrap_or("");
+        let source = self
+            .snippet
+            .as_ref()
+            .map_or("", |snippet| snippet.text.as_str());
         let file = SimpleFile::new(self.file.as_str(), source);
         let mut diagnostic = Diagnostic::error().with_message(&self.message);
-        if let (Some(span), Some(text)) = (&self.span, &self.text) {
-            diagnostic = diagnostic.with_label(Label::primary((), clamp_span(text, span)));
+        if let Some(snippet) = &self.snippet {
+            diagnostic = diagnostic.with_label(Label::primary((), snippet.span.clone()));
         } else {
             // Without a source line there is no caret to show where; say which file.
             diagnostic = diagnostic.with_note(format!("in {}", self.file));
@@ -121,7 +130,11 @@ impl PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
         if let Some(expected) = &self.expected {
             write!(f, "; expected {expected}")?;
         }
@@ -153,11 +166,13 @@ impl<'a> Source<'a> {
             file: self.file.to_owned(),
             line,
             column,
-            message: message.into(),
-            expected: expected.into(),
+            message: escape_controls(&message.into()),
+            expected: expected.into().map(|expected| escape_controls(&expected)),
             kind,
-            span: Some(span),
-            text: Some(self.text.to_owned()),
+            snippet: Some(Box::new(Snippet {
+                text: mask_controls(self.text),
+                span,
+            })),
         }
     }
 
@@ -188,6 +203,21 @@ impl<'a> Source<'a> {
             let expected = Some("each key at most once per table".to_owned());
             return self.error(span, PolicyErrorKind::Duplicate, message, expected);
         }
+        if head == "invalid boolean" || head == "string values must be quoted" {
+            // The TOML parser guesses from the first letter (`files` → "invalid
+            // boolean, expected `false`"); say what the author most likely meant.
+            let rest = self.text.get(span.start..).unwrap_or("");
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .collect();
+            let message =
+                format!("not valid TOML: bare word `{word}` is neither a string nor a boolean");
+            let expected = Some(format!(
+                "a quoted string such as \"{word}\", or `true` / `false`"
+            ));
+            return self.error(span, PolicyErrorKind::Syntax, message, expected);
+        }
         let message = format!("not valid TOML: {head}");
         self.error(span, PolicyErrorKind::Syntax, message, expected)
     }
@@ -200,6 +230,32 @@ fn plain_expected(serde_expected: &str) -> String {
         "a boolean" => "`true` or `false`".to_owned(),
         other => other.to_owned(),
     }
+}
+
+/// Escapes control characters: messages quote policy text, and an error
+/// printed to a terminal must not carry its escape sequences.
+fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+/// Replaces control characters other than line breaks and tabs with `?`, one
+/// byte for one byte so that spans still point at the same text.
+fn mask_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => c,
+            c if c.is_ascii_control() => '?',
+            c => c,
+        })
+        .collect()
 }
 
 /// Clamps a byte range into `text` and onto character boundaries, so slicing never panics.
@@ -248,8 +304,16 @@ mod tests {
 
     #[test]
     fn display_with_and_without_expected() {
-        let source = Source { file: "p.toml", text: "[agent]\nname = 5\n" };
-        let with = source.error(15..16, PolicyErrorKind::WrongType, "bad", Some("a string".to_owned()));
+        let source = Source {
+            file: "p.toml",
+            text: "[agent]\nname = 5\n",
+        };
+        let with = source.error(
+            15..16,
+            PolicyErrorKind::WrongType,
+            "bad",
+            Some("a string".to_owned()),
+        );
         assert_eq!(with.to_string(), "p.toml:2:8: bad; expected a string");
         let without = source.error(0..1, PolicyErrorKind::Syntax, "bad", None);
         assert_eq!(without.to_string(), "p.toml:1:1: bad");
@@ -257,8 +321,16 @@ mod tests {
 
     #[test]
     fn render_quotes_the_line_and_the_expectation() {
-        let source = Source { file: "p.toml", text: "[agent]\nname = 5\n" };
-        let error = source.error(15..16, PolicyErrorKind::WrongType, "bad", Some("a string".to_owned()));
+        let source = Source {
+            file: "p.toml",
+            text: "[agent]\nname = 5\n",
+        };
+        let error = source.error(
+            15..16,
+            PolicyErrorKind::WrongType,
+            "bad",
+            Some("a string".to_owned()),
+        );
         let plain = error.render(false);
         assert!(plain.contains("name = 5"), "{plain}");
         assert!(plain.contains('^'), "{plain}");
@@ -269,15 +341,42 @@ mod tests {
 
     #[test]
     fn render_without_source_names_the_file() {
-        let error = PolicyError::unlocated("gone.toml", PolicyErrorKind::Io, "cannot read".into(), None);
+        let error =
+            PolicyError::unlocated("gone.toml", PolicyErrorKind::Io, "cannot read".into(), None);
         let plain = error.render(false);
-        assert!(plain.contains("cannot read") && plain.contains("gone.toml"), "{plain}");
+        assert!(
+            plain.contains("cannot read") && plain.contains("gone.toml"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let text = "[agent]\nname = \"\u{1b}[31mred\"\n";
+        let source = Source {
+            file: "p.toml",
+            text,
+        };
+        let error = source.error(15..26, PolicyErrorKind::InvalidName, "bad \u{1b}[31m", None);
+        assert_eq!(error.message, "bad \\u{1b}[31m");
+        let plain = error.render(false);
+        assert!(
+            !plain.contains('\u{1b}') && plain.contains("name = \"?[31mred\""),
+            "{plain}"
+        );
+        // Plain printable text is left alone.
+        assert_eq!(escape_controls("a \"é\" b"), "a \"é\" b");
     }
 
     #[test]
     fn out_of_range_spans_do_not_panic() {
-        let source = Source { file: "p.toml", text: "é" };
-        for span in [0..0, 1..2, 5..1, 2..2, 0..usize::MAX] {
+        let source = Source {
+            file: "p.toml",
+            text: "é",
+        };
+        #[allow(clippy::reversed_empty_ranges)] // a reversed span is one of the cases under test
+        let spans = [0..0, 1..2, 5..1, 2..2, 0..usize::MAX];
+        for span in spans {
             let error = source.error(span, PolicyErrorKind::Syntax, "x", None);
             let _ = error.render(false);
         }

@@ -67,8 +67,14 @@ impl FsGrant {
             if mounts.iter().any(|mount| is_at_or_under(dir, &mount.dir)) {
                 continue;
             }
-            let writable = self.write.iter().any(|pattern| is_at_or_under(pattern.static_prefix(), dir));
-            mounts.push(Mount { dir: dir.to_owned(), writable });
+            let writable = self
+                .write
+                .iter()
+                .any(|pattern| is_at_or_under(pattern.static_prefix(), dir));
+            mounts.push(Mount {
+                dir: dir.to_owned(),
+                writable,
+            });
         }
         mounts
     }
@@ -78,8 +84,11 @@ impl FsGrant {
     }
 
     /// Validates `[fs]`: every pattern, no pattern twice in a list, no pattern in both lists.
-    pub(crate) fn from_raw(source: &Source<'_>, raw: Option<Table<RawFs>>) -> Result<FsGrant, PolicyError> {
-        let Some(raw) = raw else {
+    pub(crate) fn from_raw(
+        source: &Source<'_>,
+        raw: Option<Table<RawFs>>,
+    ) -> Result<FsGrant, PolicyError> {
+        let Some(Table(raw)) = raw else {
             return Ok(FsGrant::default());
         };
         let read_entries = raw.read.unwrap_or_default();
@@ -112,7 +121,11 @@ fn parse_pattern(text: &str) -> Result<PathPattern, EntryError> {
 
 /// True if `path` is `dir` or lies inside it (`""` contains everything).
 fn is_at_or_under(path: &str, dir: &str) -> bool {
-    dir.is_empty() || path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    dir.is_empty()
+        || path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -121,8 +134,15 @@ mod tests {
     use crate::policy::Policy;
 
     fn grant(read: &[&str], write: &[&str]) -> FsGrant {
-        let parse = |list: &[&str]| list.iter().map(|t| PathPattern::parse(t).unwrap()).collect();
-        FsGrant { read: parse(read), write: parse(write) }
+        let parse = |list: &[&str]| {
+            list.iter()
+                .map(|t| PathPattern::parse(t).unwrap())
+                .collect()
+        };
+        FsGrant {
+            read: parse(read),
+            write: parse(write),
+        }
     }
 
     fn fs_error(body: &str) -> PolicyError {
@@ -134,7 +154,11 @@ mod tests {
         let empty = FsGrant::default();
         assert!(empty.is_empty());
         for path in ["", "a", "a/b"] {
-            assert!(!empty.allows_read(path) && !empty.allows_write(path) && !empty.allows_traverse(path));
+            assert!(
+                !empty.allows_read(path)
+                    && !empty.allows_write(path)
+                    && !empty.allows_traverse(path)
+            );
         }
         assert!(empty.mounts().is_empty());
         assert!(!grant(&["a"], &[]).is_empty());
@@ -180,37 +204,76 @@ mod tests {
 
     #[test]
     fn mounts_table() {
-        let mount = |dir: &str, writable| Mount { dir: dir.to_owned(), writable };
+        let mount = |dir: &str, writable| Mount {
+            dir: dir.to_owned(),
+            writable,
+        };
         let cases: Vec<(&[&str], &[&str], Vec<Mount>)> = vec![
             (&["data/**"], &[], vec![mount("data", false)]),
             (&["data/**"], &["data/out/**"], vec![mount("data", true)]),
-            (&["data/in/**"], &["data/out/**"], vec![mount("data/in", false), mount("data/out", true)]),
-            (&["data/a.txt", "data/b.txt"], &[], vec![mount("data", false)]),
+            (
+                &["data/in/**"],
+                &["data/out/**"],
+                vec![mount("data/in", false), mount("data/out", true)],
+            ),
+            (
+                &["data/a.txt", "data/b.txt"],
+                &[],
+                vec![mount("data", false)],
+            ),
             (&["notes.md", "data/**"], &[], vec![mount("", false)]),
             (&["*.md"], &["out/**"], vec![mount("", true)]),
-            (&["a/b/**", "a/**", "a/b/c/**"], &[], vec![mount("a", false)]),
-            (&["ab/**", "a/**"], &[], vec![mount("a", false), mount("ab", false)]),
-            (&["x/**"], &["y/z.txt"], vec![mount("x", false), mount("y", true)]),
+            (
+                &["a/b/**", "a/**", "a/b/c/**"],
+                &[],
+                vec![mount("a", false)],
+            ),
+            (
+                &["ab/**", "a/**"],
+                &[],
+                vec![mount("a", false), mount("ab", false)],
+            ),
+            (
+                &["x/**"],
+                &["y/z.txt"],
+                vec![mount("x", false), mount("y", true)],
+            ),
         ];
         for (read, write, expected) in cases {
-            assert_eq!(grant(read, write).mounts(), expected, "read {read:?} write {write:?}");
+            assert_eq!(
+                grant(read, write).mounts(),
+                expected,
+                "read {read:?} write {write:?}"
+            );
         }
     }
 
     #[test]
     fn list_errors_are_located() {
         let error = fs_error("read = [\"a/**\", \"b/**\", \"a/**\"]");
-        assert_eq!((error.kind, error.line, error.column), (PolicyErrorKind::Duplicate, 4, 25));
+        assert_eq!(
+            (error.kind, error.line, error.column),
+            (PolicyErrorKind::Duplicate, 4, 25)
+        );
 
         // Located at the second occurrence in the file, whichever list that is.
         let error = fs_error("read = [\"a/**\"]\nwrite = [\"a/**\"]");
-        assert_eq!((error.kind, error.line, error.column), (PolicyErrorKind::Contradiction, 5, 10));
+        assert_eq!(
+            (error.kind, error.line, error.column),
+            (PolicyErrorKind::Contradiction, 5, 10)
+        );
         assert!(error.message.contains("write implies read"), "{error}");
         let error = fs_error("write = [\"a/**\"]\nread = [\"a/**\"]");
-        assert_eq!((error.kind, error.line, error.column), (PolicyErrorKind::Contradiction, 5, 9));
+        assert_eq!(
+            (error.kind, error.line, error.column),
+            (PolicyErrorKind::Contradiction, 5, 9)
+        );
 
         let error = fs_error("write = [\"ok/**\", \"/etc\"]");
-        assert_eq!((error.kind, error.line, error.column), (PolicyErrorKind::InvalidPath, 4, 19));
+        assert_eq!(
+            (error.kind, error.line, error.column),
+            (PolicyErrorKind::InvalidPath, 4, 19)
+        );
         assert!(error.message.contains("absolute"), "{error}");
         assert!(error.expected.is_some());
     }

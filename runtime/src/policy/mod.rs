@@ -9,6 +9,7 @@
 
 mod clocks;
 mod diagnostic;
+mod dns;
 mod fs;
 mod host;
 mod limits;
@@ -41,7 +42,7 @@ pub use random::RandomGrant;
 pub use tools::ToolGrant;
 
 use diagnostic::Source;
-use raw::{RawAgent, RawPolicy};
+use raw::{RawAgent, RawPolicy, Table};
 
 /// Largest policy file [`Policy::load`] reads; policies are a few dozen lines.
 const MAX_POLICY_BYTES: u64 = 1024 * 1024;
@@ -102,7 +103,10 @@ impl Policy {
     /// assert!(policy.net.is_empty());
     /// ```
     pub fn parse(file_label: &str, text: &str) -> Result<Policy, PolicyError> {
-        let source = Source { file: file_label, text };
+        let source = Source {
+            file: file_label,
+            text,
+        };
         let raw: RawPolicy = toml::from_str(text).map_err(|error| source.toml_error(&error))?;
         let policy = Policy {
             agent: agent_section(&source, raw.agent)?,
@@ -127,10 +131,17 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let label = path.display().to_string();
         let io_error = |message: String| {
-            let expected = "a readable UTF-8 TOML file of at most 1 MiB; check the path and its permissions";
-            PolicyError::unlocated(&label, PolicyErrorKind::Io, message, Some(expected.to_owned()))
+            let expected =
+                "a readable UTF-8 TOML file of at most 1 MiB; check the path and its permissions";
+            PolicyError::unlocated(
+                &label,
+                PolicyErrorKind::Io,
+                message,
+                Some(expected.to_owned()),
+            )
         };
-        let file = std::fs::File::open(path).map_err(|error| io_error(format!("cannot open policy file: {error}")))?;
+        let file = std::fs::File::open(path)
+            .map_err(|error| io_error(format!("cannot open policy file: {error}")))?;
         let mut bytes = Vec::new();
         file.take(MAX_POLICY_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -138,7 +149,8 @@ impl Policy {
         if bytes.len() as u64 > MAX_POLICY_BYTES {
             return Err(io_error("policy file is larger than 1 MiB".to_owned()));
         }
-        let text = String::from_utf8(bytes).map_err(|_| io_error("policy file is not valid UTF-8".to_owned()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| io_error("policy file is not valid UTF-8".to_owned()))?;
         Policy::parse(&label, &text)
     }
 
@@ -147,7 +159,10 @@ impl Policy {
     /// given (not validated); the source label is `<deny-all>`.
     pub fn deny_all(name: &str) -> Policy {
         Policy {
-            agent: AgentSection { name: name.to_owned(), strict: false },
+            agent: AgentSection {
+                name: name.to_owned(),
+                strict: false,
+            },
             limits: Limits::default(),
             fs: FsGrant::default(),
             net: NetGrant::default(),
@@ -159,25 +174,49 @@ impl Policy {
     }
 }
 
-fn agent_section(source: &Source<'_>, raw: Option<Spanned<RawAgent>>) -> Result<AgentSection, PolicyError> {
-    const NAME_RULE: &str = "name = \"...\" with 1 to 64 characters from a-z, 0-9, '-'";
+fn agent_section(
+    source: &Source<'_>,
+    raw: Option<Spanned<Table<RawAgent>>>,
+) -> Result<AgentSection, PolicyError> {
+    const NAME_RULE: &str = "name = \"...\" (1 to 64 characters from a-z, 0-9, '-')";
     let Some(agent) = raw else {
         let message = "the [agent] section is missing";
-        return Err(source.error(0..0, PolicyErrorKind::MissingKey, message, Some(format!("an [agent] table with {NAME_RULE}"))));
+        return Err(source.error(
+            0..0,
+            PolicyErrorKind::MissingKey,
+            message,
+            Some(format!("an [agent] table with {NAME_RULE}")),
+        ));
     };
     let section_span = agent.span();
-    let agent = agent.into_inner();
+    let Table(agent) = agent.into_inner();
     let Some(name) = agent.name else {
         let message = "[agent] has no `name`";
-        return Err(source.error(section_span, PolicyErrorKind::MissingKey, message, Some(NAME_RULE.to_owned())));
+        return Err(source.error(
+            section_span,
+            PolicyErrorKind::MissingKey,
+            message,
+            Some(NAME_RULE.to_owned()),
+        ));
     };
     let span = name.span();
     let name = name.into_inner();
-    check_name(&name, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-').map_err(|reason| {
+    check_name(&name, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+    })
+    .map_err(|reason| {
         let message = format!("agent.name \"{name}\" is invalid: {reason}");
-        source.error(span, PolicyErrorKind::InvalidName, message, Some(NAME_RULE.to_owned()))
+        source.error(
+            span,
+            PolicyErrorKind::InvalidName,
+            message,
+            Some(NAME_RULE.to_owned()),
+        )
     })?;
-    Ok(AgentSection { name, strict: agent.strict.unwrap_or(false) })
+    Ok(AgentSection {
+        name,
+        strict: agent.strict.unwrap_or(false),
+    })
 }
 
 /// Checks a 1..=64 character name whose bytes all satisfy `allowed`.
@@ -215,12 +254,22 @@ fn parse_list<T: Eq + Hash + Clone>(
         let text = entry.get_ref();
         let value = parse(text).map_err(|error| {
             let message = format!("{list} entry \"{text}\" is invalid: {}", error.reason);
-            source.error(entry.span(), error.kind, message, Some(error.expected.to_owned()))
+            source.error(
+                entry.span(),
+                error.kind,
+                message,
+                Some(error.expected.to_owned()),
+            )
         })?;
         if !seen.insert(value.clone()) {
             let message = format!("{list} lists \"{text}\" more than once");
-            let expected = "each entry once (entries are compared in canonical form)".to_owned();
-            return Err(source.error(entry.span(), PolicyErrorKind::Duplicate, message, Some(expected)));
+            let expected = "each entry at most once".to_owned();
+            return Err(source.error(
+                entry.span(),
+                PolicyErrorKind::Duplicate,
+                message,
+                Some(expected),
+            ));
         }
         parsed.push(value);
     }

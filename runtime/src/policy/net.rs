@@ -41,8 +41,11 @@ impl NetGrant {
 
     /// Validates `[net]`: every entry, and no entry twice (compared in
     /// canonical form, so `A.com:1` and `a.com.:1` are the same entry).
-    pub(crate) fn from_raw(source: &Source<'_>, raw: Option<Table<RawNet>>) -> Result<NetGrant, PolicyError> {
-        let entries = raw.and_then(|raw| raw.allow).unwrap_or_default();
+    pub(crate) fn from_raw(
+        source: &Source<'_>,
+        raw: Option<Table<RawNet>>,
+    ) -> Result<NetGrant, PolicyError> {
+        let entries = raw.and_then(|Table(raw)| raw.allow).unwrap_or_default();
         let allow = super::parse_list(source, "net.allow", &entries, |text| {
             AllowedHost::parse(text).map_err(|error| EntryError {
                 kind: PolicyErrorKind::InvalidHost,
@@ -60,7 +63,11 @@ mod tests {
     use crate::policy::Policy;
 
     fn net(entries: &str) -> Result<NetGrant, PolicyError> {
-        Policy::parse("t.toml", &format!("[agent]\nname = \"t\"\n[net]\nallow = [{entries}]\n")).map(|p| p.net)
+        Policy::parse(
+            "t.toml",
+            &format!("[agent]\nname = \"t\"\n[net]\nallow = [{entries}]\n"),
+        )
+        .map(|p| p.net)
     }
 
     #[test]
@@ -75,7 +82,11 @@ mod tests {
     #[test]
     fn any_entry_allows() {
         let grant = net("\"a.com:443\", \"[::1]:8080\"").unwrap();
-        let cases = [(("a.com", 443), ("a.com", 8080)), (("::1", 8080), ("::1", 443)), (("[::1]", 8080), ("b.com", 443))];
+        let cases = [
+            (("a.com", 443), ("a.com", 8080)),
+            (("::1", 8080), ("::1", 443)),
+            (("[::1]", 8080), ("b.com", 443)),
+        ];
         for ((host, port), (denied, denied_port)) in cases {
             assert!(grant.allows(host, port), "{host}:{port}");
             assert!(!grant.allows(denied, denied_port), "{denied}:{denied_port}");
@@ -87,13 +98,25 @@ mod tests {
     #[test]
     fn entry_errors_are_located() {
         let error = net("\"a.com:443\", \"b.com\"").unwrap_err();
-        assert_eq!((error.kind, error.line, error.column), (PolicyErrorKind::InvalidHost, 4, 23));
+        assert_eq!(
+            (error.kind, error.line, error.column),
+            (PolicyErrorKind::InvalidHost, 4, 23)
+        );
         assert!(error.message.contains("port is missing"), "{error}");
-        assert!(error.expected.as_deref().is_some_and(|e| e.contains("65535")), "{error}");
+        assert!(
+            error
+                .expected
+                .as_deref()
+                .is_some_and(|e| e.contains("65535")),
+            "{error}"
+        );
 
         // Duplicates are compared in canonical form and located at the second one.
         let error = net("\"a.com:443\", \"A.COM.:443\"").unwrap_err();
-        assert_eq!((error.kind, error.line, error.column), (PolicyErrorKind::Duplicate, 4, 23));
+        assert_eq!(
+            (error.kind, error.line, error.column),
+            (PolicyErrorKind::Duplicate, 4, 23)
+        );
         assert!(net("\"a.com:443\", \"a.com:444\"").is_ok());
     }
 }

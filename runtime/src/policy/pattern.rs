@@ -25,7 +25,9 @@ pub enum PatternError {
     #[error("absolute paths are not allowed: patterns are relative to the workspace")]
     Absolute,
     /// The pattern contains `\`.
-    #[error("backslashes are not allowed: separate components with `/`, match metacharacters with `[*]`")]
+    #[error(
+        "backslashes are not allowed: separate components with `/`, match metacharacters with `[*]`"
+    )]
     Backslash,
     /// The pattern contains a NUL or another control character.
     #[error("control characters are not allowed")]
@@ -54,20 +56,25 @@ impl PatternError {
     /// What a valid pattern looks like, for the error's "expected" note.
     pub(crate) fn expected(&self) -> &'static str {
         match self {
-            PatternError::Glob(_) | PatternError::SeparatorInGroup | PatternError::PartialRecursive => {
+            PatternError::Glob(_)
+            | PatternError::SeparatorInGroup
+            | PatternError::PartialRecursive => {
                 "a glob such as \"data/**\", \"src/*.rs\" or \"notes/{a,b}.md\""
             }
-            _ => "a workspace-relative path or glob such as \"data/**\" (no leading `/`, no `.` or `..`)",
+            _ => {
+                "a workspace-relative path or glob such as \"data/**\" (no leading `/`, no `.` or `..`)"
+            }
         }
     }
 }
 
-/// A validated, compiled `fs` pattern.
+/// A validated, compiled `fs` pattern. Its `Debug` form is the pattern text
+/// (the compiled matcher's internals are not worth printing).
 ///
 /// Paths given to its methods are workspace-relative, `/`-separated, with no
 /// leading `/` and no `.`, `..` or empty components; `""` is the workspace
 /// root. A path not in that form never matches, whatever the pattern.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PathPattern {
     text: String,
     matcher: GlobMatcher,
@@ -76,7 +83,7 @@ pub struct PathPattern {
 }
 
 /// One component of the pattern, for walking directories towards a match.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Step {
     /// `**`: any number of components.
     AnyDepth,
@@ -193,6 +200,12 @@ impl Hash for PathPattern {
     }
 }
 
+impl fmt::Debug for PathPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PathPattern").field(&self.text).finish()
+    }
+}
+
 impl fmt::Display for PathPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -212,7 +225,10 @@ const METACHARACTERS: [char; 4] = ['*', '?', '[', '{'];
 
 fn static_prefix(text: &str) -> String {
     let components: Vec<&str> = text.split('/').collect();
-    let fixed = components.iter().take_while(|c| !c.contains(METACHARACTERS)).count();
+    let fixed = components
+        .iter()
+        .take_while(|c| !c.contains(METACHARACTERS))
+        .count();
     components[..fixed.min(components.len() - 1)].join("/")
 }
 
@@ -257,7 +273,9 @@ pub(crate) fn is_normal(rel: &str) -> bool {
     rel.is_empty()
         || (!rel.contains('\\')
             && !rel.chars().any(char::is_control)
-            && rel.split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+            && rel
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."))
 }
 
 #[cfg(test)]
@@ -270,6 +288,7 @@ mod tests {
 
     #[test]
     fn refused_patterns() {
+        // The globset message is not ours to pin down: only the variant is compared.
         let glob = |_: &str| PatternError::Glob(String::new());
         let cases = [
             ("", PatternError::Empty),
@@ -292,10 +311,9 @@ mod tests {
         ];
         for (text, expected) in cases {
             let error = PathPattern::parse(text).expect_err(text);
-            match expected {
-                PatternError::Glob(_) => assert!(matches!(error, PatternError::Glob(ref s) if !s.is_empty()), "{text}: {error:?}"),
-                expected => assert_eq!(error, expected, "{text}"),
-            }
+            let same = std::mem::discriminant(&error) == std::mem::discriminant(&expected);
+            assert!(same, "{text}: {error:?}, expected {expected:?}");
+            assert!(!error.expected().is_empty() && !error.to_string().is_empty());
         }
     }
 
@@ -350,7 +368,11 @@ mod tests {
             ("a/x?/c", "a"),
         ];
         for (text, prefix) in cases {
-            assert_eq!(pattern(text).static_prefix(), prefix, "{text}");
+            let pattern = pattern(text);
+            assert_eq!(pattern.static_prefix(), prefix, "{text}");
+            assert_eq!(pattern.as_str(), text);
+            assert_eq!(pattern.to_string(), text);
+            assert_eq!(format!("{pattern:?}"), format!("PathPattern({text:?})"));
         }
     }
 
@@ -372,15 +394,8 @@ mod tests {
         ];
         for (text, allowed, denied) in cases {
             let pattern = pattern(text);
-            assert!(pattern.allows_traverse(allowed), "{text} should traverse {allowed:?}");
-            assert!(!pattern.allows_traverse(denied), "{text} should not traverse {denied:?}");
+            assert!(pattern.allows_traverse(allowed), "{text}: {allowed:?}");
+            assert!(!pattern.allows_traverse(denied), "{text}: {denied:?}");
         }
-    }
-
-    #[test]
-    fn keeps_its_text() {
-        let pattern = pattern("data/{a,b}/*.csv");
-        assert_eq!(pattern.as_str(), "data/{a,b}/*.csv");
-        assert_eq!(pattern.to_string(), "data/{a,b}/*.csv");
     }
 }

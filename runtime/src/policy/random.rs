@@ -13,7 +13,9 @@ pub struct RandomGrant {
 
 impl RandomGrant {
     pub(crate) fn from_raw(raw: Option<Table<RawRandom>>) -> RandomGrant {
-        RandomGrant { secure: raw.and_then(|raw| raw.secure).unwrap_or(false) }
+        RandomGrant {
+            secure: raw.and_then(|Table(raw)| raw.secure).unwrap_or(false),
+        }
     }
 }
 
@@ -23,8 +25,14 @@ mod tests {
 
     #[test]
     fn granted_only_when_written_true() {
-        let cases = [(None, false), (Some(RawRandom { secure: None }), false), (Some(RawRandom { secure: Some(false) }), false), (Some(RawRandom { secure: Some(true) }), true)];
+        let cases = [
+            (None, false),
+            (Some(None), false),
+            (Some(Some(false)), false),
+            (Some(Some(true)), true),
+        ];
         for (raw, secure) in cases {
+            let raw = raw.map(|secure| Table(RawRandom { secure }));
             assert_eq!(RandomGrant::from_raw(raw).secure, secure);
         }
     }

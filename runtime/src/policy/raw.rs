@@ -80,7 +80,8 @@ pub(crate) struct RawLimits {
 }
 
 impl Section for RawLimits {
-    const EXPECTING: &'static str = "the [limits] table (keys `memory`, `tables`, `cpu`, `wall`, `output`)";
+    const EXPECTING: &'static str =
+        "the [limits] table (keys `memory`, `tables`, `cpu`, `wall`, `output`)";
 }
 
 /// `[fs]`

@@ -25,21 +25,28 @@ impl ToolGrant {
     }
 
     /// Validates `[tools]`: every name, and no name twice.
-    pub(crate) fn from_raw(source: &Source<'_>, raw: Option<Table<RawTools>>) -> Result<ToolGrant, PolicyError> {
-        let entries = raw.and_then(|raw| raw.allow).unwrap_or_default();
+    pub(crate) fn from_raw(
+        source: &Source<'_>,
+        raw: Option<Table<RawTools>>,
+    ) -> Result<ToolGrant, PolicyError> {
+        let entries = raw.and_then(|Table(raw)| raw.allow).unwrap_or_default();
         let allow = super::parse_list(source, "tools.allow", &entries, |name| {
-            check_tool_name(name).map(|()| name.to_owned()).map_err(|reason| EntryError {
-                kind: PolicyErrorKind::InvalidName,
-                reason: reason.to_owned(),
-                expected: "a tool name of 1 to 64 characters from a-z, 0-9, '_', '.', '-'",
-            })
+            check_tool_name(name)
+                .map(|()| name.to_owned())
+                .map_err(|reason| EntryError {
+                    kind: PolicyErrorKind::InvalidName,
+                    reason: reason.to_owned(),
+                    expected: "a tool name of 1 to 64 characters from a-z, 0-9, '_', '.', '-'",
+                })
         })?;
         Ok(ToolGrant { allow })
     }
 }
 
 fn check_tool_name(name: &str) -> Result<(), &'static str> {
-    super::check_name(name, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
+    super::check_name(name, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+    })
 }
 
 #[cfg(test)]
@@ -67,8 +74,15 @@ mod tests {
 
     #[test]
     fn allows_exact_names_only() {
-        let grant = ToolGrant { allow: vec!["echo".into(), "web.fetch".into()] };
-        for (allowed, denied) in [("echo", "echo2"), ("web.fetch", "web"), ("echo", "ECHO"), ("web.fetch", "")] {
+        let grant = ToolGrant {
+            allow: vec!["echo".into(), "web.fetch".into()],
+        };
+        for (allowed, denied) in [
+            ("echo", "echo2"),
+            ("web.fetch", "web"),
+            ("echo", "ECHO"),
+            ("web.fetch", ""),
+        ] {
             assert!(grant.allows(allowed), "{allowed}");
             assert!(!grant.allows(denied), "{denied}");
         }

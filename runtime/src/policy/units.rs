@@ -32,9 +32,11 @@ pub(crate) enum UnitError {
 }
 
 /// Units accepted for sizes, shown in error messages.
-pub(crate) const SIZE_UNITS: &str = "a whole number and one of the units B, KiB, MiB, GiB, e.g. \"64 MiB\"";
+pub(crate) const SIZE_UNITS: &str =
+    "a whole number and one of the units B, KiB, MiB, GiB, e.g. \"64 MiB\"";
 /// Units accepted for durations, shown in error messages.
-pub(crate) const DURATION_UNITS: &str = "a whole number and one of the units us, ms, s, min, e.g. \"500 ms\"";
+pub(crate) const DURATION_UNITS: &str =
+    "a whole number and one of the units us, ms, s, min, e.g. \"500 ms\"";
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -75,7 +77,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, UnitError> {
 }
 
 fn ambiguous(unit: &str, instead: &'static str) -> Result<u64, UnitError> {
-    Err(UnitError::AmbiguousUnit { unit: unit.to_owned(), instead })
+    Err(UnitError::AmbiguousUnit {
+        unit: unit.to_owned(),
+        instead,
+    })
 }
 
 /// Splits `"<digits> <unit>"` into the number and the unit text.
@@ -87,7 +92,9 @@ fn split_number(text: &str) -> Result<(u64, &str), UnitError> {
     if text.starts_with('-') {
         return Err(UnitError::Negative);
     }
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, rest) = text.split_at(digits_end);
     if digits.is_empty() {
         return Err(UnitError::NotANumber(text.to_owned()));
@@ -107,7 +114,7 @@ fn split_number(text: &str) -> Result<(u64, &str), UnitError> {
 /// Prints a byte count in the largest binary unit that divides it exactly.
 pub(crate) fn format_size(bytes: u64) -> String {
     for (factor, unit) in [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-        if bytes >= factor && bytes % factor == 0 {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
             return format!("{} {unit}", bytes / factor);
         }
     }
@@ -118,7 +125,7 @@ pub(crate) fn format_size(bytes: u64) -> String {
 pub(crate) fn format_duration(duration: Duration) -> String {
     let micros = duration.as_micros();
     for (factor, unit) in [(60_000_000, "min"), (1_000_000, "s"), (1_000, "ms")] {
-        if micros >= factor && micros % factor == 0 {
+        if micros >= factor && micros.is_multiple_of(factor) {
             return format!("{} {unit}", micros / factor);
         }
     }
@@ -147,7 +154,10 @@ mod tests {
 
     #[test]
     fn sizes_refused() {
-        let ambiguous = |unit: &str, instead| UnitError::AmbiguousUnit { unit: unit.into(), instead };
+        let ambiguous = |unit: &str, instead| UnitError::AmbiguousUnit {
+            unit: unit.into(),
+            instead,
+        };
         let cases = [
             ("", UnitError::Empty),
             ("   ", UnitError::Empty),
@@ -198,7 +208,13 @@ mod tests {
             ("5 sec", UnitError::UnknownUnit("sec".into())),
             ("5 S", UnitError::UnknownUnit("S".into())),
             ("5 µs", UnitError::UnknownUnit("µs".into())),
-            ("5 m", UnitError::AmbiguousUnit { unit: "m".into(), instead: "min` or `ms" }),
+            (
+                "5 m",
+                UnitError::AmbiguousUnit {
+                    unit: "m".into(),
+                    instead: "min` or `ms",
+                },
+            ),
             ("18446744073709551615 min", UnitError::Overflow),
         ];
         for (text, error) in cases {

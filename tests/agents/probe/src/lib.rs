@@ -22,6 +22,8 @@ struct Task {
     bytes: u64,
     depth: u64,
     write: bool,
+    /// Another task to run after this one succeeds (to test what survives a later kill).
+    then: Option<Box<Task>>,
 }
 
 struct Probe;
@@ -30,12 +32,12 @@ fn fail(e: impl std::fmt::Display) -> AgentError {
     AgentError::failed(e)
 }
 
+/// Deep recursion that uses the wasm stack, not the guest's shadow stack in linear memory.
 fn recurse(depth: u64) -> u64 {
     if depth == 0 {
         return 0;
     }
-    let pad = black_box([depth; 16]);
-    1 + recurse(black_box(depth - 1)) + pad[3] % 2
+    1 + recurse(black_box(depth - 1)) + black_box(depth) % 2
 }
 
 /// The first preopened folder, through the raw WASI bindings (so paths reach the host unchanged).
@@ -54,8 +56,22 @@ impl Agent for Probe {
 
     fn run(task: String) -> Result<String, AgentError> {
         let t: Task = serde_json::from_str(&task).map_err(AgentError::invalid_input)?;
+        perform(t)
+    }
+}
+
+fn perform(t: Task) -> Result<String, AgentError> {
+    let result = perform_one(&t)?;
+    match t.then {
+        Some(next) => perform(*next),
+        None => Ok(result),
+    }
+}
+
+fn perform_one(t: &Task) -> Result<String, AgentError> {
+    {
         match t.op.as_str() {
-            "echo" => Ok(t.text),
+            "echo" => Ok(t.text.clone()),
             "read" => std::fs::read_to_string(&t.path).map_err(fail),
             "write" => std::fs::write(&t.path, &t.text).map(|()| "written".into()).map_err(fail),
             "list" => {
