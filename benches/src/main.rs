@@ -1,1 +1,233 @@
-fn main() {}
+//! `warden-bench`: prints the figures the sandbox core is judged by.
+//!
+//! 1. fresh instance + run of the trivial agent (`hello`), sequential: median and p99;
+//! 2. runs per second with both cores busy (a fresh instance every run);
+//! 3. how long after its deadline a runaway loop is stopped (CPU limit and wall limit);
+//! 4. the cost of a gated host call (a granted tool) against an ungated one (insecure random),
+//!    and the gate's decision on its own.
+//!
+//! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
+//! `--quick` runs fewer iterations (used by CI to check that the bench still works).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use warden::capabilities::tools::ToolRegistry;
+use warden::gate::KillSwitch;
+use warden::policy::Policy;
+use warden::{EngineConfig, LoadedAgent, Outcome, RunOptions, Runtime};
+
+fn agent_path(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!("{} is missing: run scripts/setup first", path.display());
+    }
+    Ok(path)
+}
+
+fn load(rt: &Runtime, name: &str, body: &str) -> anyhow::Result<LoadedAgent> {
+    let policy = Policy::parse("bench.toml", &format!("[agent]\nname = \"{name}\"\n{body}"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(rt.load_file(&agent_path(name)?, policy)?)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+async fn fresh_instance_latency(agent: &LoadedAgent, n: usize) -> anyhow::Result<()> {
+    let opts = RunOptions::default();
+    for _ in 0..(n / 10).max(100) {
+        agent.run("\"bench\"", &opts).await?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = agent.run("\"bench\"", &opts).await?;
+        samples.push(t.elapsed());
+        if !matches!(r.outcome, Outcome::Completed { .. }) {
+            bail!("hello did not complete: {:?}", r.outcome);
+        }
+    }
+    samples.sort();
+    println!(
+        "fresh instance + run (hello), sequential, n={n}: p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        us(percentile(&samples, 0.5)),
+        us(percentile(&samples, 0.9)),
+        us(percentile(&samples, 0.99)),
+        us(*samples.last().unwrap_or(&Duration::ZERO)),
+    );
+    Ok(())
+}
+
+async fn throughput(agent: Arc<LoadedAgent>, seconds: f64, workers: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let agent = agent.clone();
+        tasks.push(tokio::spawn(async move {
+            let opts = RunOptions::default();
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let r = agent.run("\"bench\"", &opts).await?;
+                anyhow::ensure!(matches!(r.outcome, Outcome::Completed { .. }), "run failed");
+                done += 1;
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "throughput (hello, fresh instance per run, {workers} concurrent tasks on {} worker threads): {:.0} runs/s ({total} runs in {secs:.2} s)",
+        tokio::runtime::Handle::current().metrics().num_workers(),
+        total as f64 / secs
+    );
+    Ok(())
+}
+
+async fn deadline_precision(rt: &Runtime, n: usize) -> anyhow::Result<()> {
+    for (label, limits, expect) in [
+        (
+            "cpu limit 20 ms",
+            "[limits]\ncpu = \"20 ms\"\nwall = \"10 s\"\n",
+            "cpu-limit",
+        ),
+        (
+            "wall limit 20 ms",
+            "[limits]\ncpu = \"20 ms\"\nwall = \"20 ms\"\n",
+            "wall-limit",
+        ),
+    ] {
+        let agent = load(rt, "probe", limits)?;
+        let mut late = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = agent
+                .run(r#"{"op":"spin"}"#, &RunOptions::default())
+                .await?;
+            let elapsed = t.elapsed();
+            let Outcome::Killed { reason, .. } = &r.outcome else {
+                bail!("the runaway loop was not killed: {:?}", r.outcome);
+            };
+            if reason.as_str() != expect && expect == "cpu-limit" {
+                bail!("expected {expect}, got {reason}");
+            }
+            late.push(elapsed.saturating_sub(Duration::from_millis(20)));
+        }
+        late.sort();
+        println!(
+            "runaway loop, {label}: stopped p50 {:.2} ms / max {:.2} ms after the deadline (n={n})",
+            late[late.len() / 2].as_secs_f64() * 1e3,
+            late.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
+    Ok(())
+}
+
+/// Nanoseconds per host call of a loop task, net of an empty loop's run (instantiation etc.).
+async fn per_call(agent: &LoadedAgent, task: &str, calls: u64) -> anyhow::Result<f64> {
+    let empty = task.replace(&format!("\"depth\":{calls}"), "\"depth\":0");
+    let base = Instant::now();
+    agent.run(&empty, &RunOptions::default()).await?;
+    let base = base.elapsed();
+    let t = Instant::now();
+    let r = agent.run(task, &RunOptions::default()).await?;
+    let took = t.elapsed().saturating_sub(base);
+    anyhow::ensure!(
+        matches!(r.outcome, Outcome::Completed { .. }),
+        "loop failed: {:?}",
+        r.outcome
+    );
+    Ok(took.as_secs_f64() * 1e9 / calls as f64)
+}
+
+async fn gated_call_cost(rt: &Runtime, calls: u64) -> anyhow::Result<()> {
+    let gated = load(rt, "probe", "[tools]\nallow = [\"echo\"]\n")?;
+    let ungated = load(rt, "probe", "")?;
+    let tool_task = format!(r#"{{"op":"tool-loop","name":"echo","input":"x","depth":{calls}}}"#);
+    let rand_task = format!(r#"{{"op":"random-loop","depth":{calls}}}"#);
+    let mut g = Vec::new();
+    let mut u = Vec::new();
+    for _ in 0..5 {
+        g.push(per_call(&gated, &tool_task, calls).await?);
+        u.push(per_call(&ungated, &rand_task, calls).await?);
+    }
+    g.sort_by(f64::total_cmp);
+    u.sort_by(f64::total_cmp);
+    let (g, u) = (g[2], u[2]);
+
+    // The gate's decision alone: the policy lookup and registry lookup a tool call makes.
+    let policy = Policy::parse(
+        "b.toml",
+        "[agent]\nname = \"b\"\n[tools]\nallow = [\"echo\", \"text.upper\"]\n",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kill = KillSwitch::new("bench".into(), 0);
+    let mut reg = ToolRegistry::new();
+    reg.register("echo", "", true, |_| Ok(String::new()));
+    let n = 2_000_000u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        let r = reg.call(&policy.tools, &kill, std::hint::black_box("echo"), "");
+        std::hint::black_box(r.ok());
+    }
+    let decision = t.elapsed().as_secs_f64() * 1e9 / f64::from(n);
+    println!(
+        "host call cost: gated tool call (echo) {g:.0} ns, ungated call (insecure random) {u:.0} ns; the gate's decision + tool dispatch alone {decision:.0} ns"
+    );
+    println!(
+        "  => the gate adds {:.0} ns, i.e. the gated call costs {:.2}x the same call without its check",
+        decision,
+        g / (g - decision).max(1.0)
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio")?;
+    rt.block_on(async {
+        let cache = std::env::temp_dir().join("warden-bench-cache");
+        let runtime = Runtime::new(
+            EngineConfig {
+                cache_dir: Some(cache),
+                ..EngineConfig::default()
+            },
+            ToolRegistry::with_builtins(),
+        )?;
+        let hello = Arc::new(load(&runtime, "hello", "")?);
+        println!(
+            "machine: {} cores",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        fresh_instance_latency(&hello, if quick { 2_000 } else { 50_000 }).await?;
+        for workers in [2, 8] {
+            throughput(hello.clone(), if quick { 0.5 } else { 3.0 }, workers).await?;
+        }
+        deadline_precision(&runtime, if quick { 3 } else { 20 }).await?;
+        gated_call_cost(&runtime, if quick { 20_000 } else { 200_000 }).await?;
+        anyhow::Ok(())
+    })
+}

@@ -43,7 +43,9 @@ pub enum HttpError {
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HttpError::InvalidUrl(u) => write!(f, "invalid URL `{u}`: expected http(s)://host[:port]/path"),
+            HttpError::InvalidUrl(u) => {
+                write!(f, "invalid URL `{u}`: expected http(s)://host[:port]/path")
+            }
             HttpError::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             HttpError::Transport(why) => write!(f, "request failed: {why}"),
         }
@@ -106,9 +108,12 @@ pub fn request(
     };
     let invalid = |what: &str| HttpError::InvalidRequest(format!("{what} refused"));
     req.set_method(&method).map_err(|_| invalid("method"))?;
-    req.set_scheme(Some(&scheme)).map_err(|_| invalid("scheme"))?;
-    req.set_authority(Some(authority)).map_err(|_| invalid("authority"))?;
-    req.set_path_with_query(Some(path)).map_err(|_| invalid("path"))?;
+    req.set_scheme(Some(&scheme))
+        .map_err(|_| invalid("scheme"))?;
+    req.set_authority(Some(authority))
+        .map_err(|_| invalid("authority"))?;
+    req.set_path_with_query(Some(path))
+        .map_err(|_| invalid("path"))?;
 
     let out_body = req.body().map_err(|_| invalid("body"))?;
     let pending = outgoing_handler::handle(req, None)?;
@@ -128,7 +133,11 @@ pub fn request(
         .map_err(|_| HttpError::Transport("body already consumed".into()))?;
     let body = read_body(&incoming)?;
     drop(IncomingBody::finish(incoming));
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn split_url(url: &str) -> Result<(Scheme, &str, &str), HttpError> {

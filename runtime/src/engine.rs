@@ -23,7 +23,9 @@ pub enum EngineError {
     #[error("cannot configure the wasm engine: {0}")]
     Config(String),
     /// The component is larger than the host accepts.
-    #[error("component is {size} bytes, over the host's limit of {limit} bytes; rebuild it in release mode or raise `max_component_size`")]
+    #[error(
+        "component is {size} bytes, over the host's limit of {limit} bytes; rebuild it in release mode or raise `max_component_size`"
+    )]
     TooLarge {
         /// Size of the offered component.
         size: usize,
@@ -31,7 +33,9 @@ pub enum EngineError {
         limit: usize,
     },
     /// The bytes are not a valid WebAssembly component.
-    #[error("not a valid wasm component: {0}; build agents with `cargo build --target wasm32-wasip2`")]
+    #[error(
+        "not a valid wasm component: {0}; build agents with `cargo build --target wasm32-wasip2`"
+    )]
     Invalid(String),
     /// The compiled-component cache could not be used.
     #[error("compiled-component cache at {dir}: {detail}")]
@@ -85,7 +89,9 @@ pub struct WardenEngine {
 
 impl std::fmt::Debug for WardenEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WardenEngine").field("config", &self.config).finish()
+        f.debug_struct("WardenEngine")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -194,10 +200,7 @@ impl WardenEngine {
         let mut sha = Sha256::new();
         sha.update(engine_hash.finish().to_le_bytes());
         sha.update(bytes);
-        sha.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[allow(unsafe_code)]
@@ -220,7 +223,9 @@ fn store_cached(dir: &Path, path: &Path, compiled: &[u8]) -> Result<(), EngineEr
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         std::process::id(),
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("component")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("component")
     ));
     std::fs::write(&tmp, compiled).map_err(|e| cache_err(format!("cannot write: {e}")))?;
     std::fs::rename(&tmp, path).map_err(|e| cache_err(format!("cannot rename: {e}")))
@@ -287,7 +292,16 @@ mod tests {
         })
         .unwrap();
         let err = engine.compile(&[0u8; 17]).unwrap_err();
-        assert!(matches!(err, EngineError::TooLarge { size: 17, limit: 16 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                EngineError::TooLarge {
+                    size: 17,
+                    limit: 16
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -313,7 +327,9 @@ mod tests {
         // The engine accepts the text format too (the `wat` feature), which keeps this test small.
         let bytes = b"(component)".to_vec();
         engine.compile(&bytes).unwrap();
-        let files: Vec<_> = std::fs::read_dir(dir.path().join("cache")).unwrap().collect();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .collect();
         assert_eq!(files.len(), 1);
         let path = files[0].as_ref().unwrap().path();
         std::fs::write(&path, b"corrupt").unwrap();

@@ -70,7 +70,11 @@ pub struct Violation {
 
 impl Violation {
     /// A violation with the given parts.
-    pub fn new(reason: KillReason, capability: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        reason: KillReason,
+        capability: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         Violation {
             reason,
             capability: capability.into(),
@@ -121,10 +125,7 @@ impl KillSwitch {
 
     /// The first recorded violation, if any.
     pub fn violation(&self) -> Option<Violation> {
-        self.first
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether the instance has been killed.
@@ -170,7 +171,11 @@ mod tests {
     fn first_violation_wins() {
         let k = KillSwitch::new("a".into(), 1);
         assert!(!k.is_killed());
-        let _ = k.kill(Violation::new(KillReason::OutOfScope, "fs", "../etc/passwd"));
+        let _ = k.kill(Violation::new(
+            KillReason::OutOfScope,
+            "fs",
+            "../etc/passwd",
+        ));
         let _ = k.kill(Violation::new(KillReason::Trap, "guest", "unreachable"));
         let v = k.violation().unwrap();
         assert_eq!(v.reason, KillReason::OutOfScope);

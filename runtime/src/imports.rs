@@ -139,13 +139,17 @@ pub struct ImportReport {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImportError {
     /// The component imports an interface this host does not provide at all.
-    #[error("`{name}` is not an interface this host provides (it provides wasi 0.2.x and warden:agent 0.1.x); the agent calls an API that does not exist")]
+    #[error(
+        "`{name}` is not an interface this host provides (it provides wasi 0.2.x and warden:agent 0.1.x); the agent calls an API that does not exist"
+    )]
     Unknown {
         /// The import's name.
         name: String,
     },
     /// `strict = true` and the component imports a capability the policy does not grant.
-    #[error("`{name}` is not granted by the policy (strict mode); grant it with `{key}` or remove its use from the agent")]
+    #[error(
+        "`{name}` is not granted by the policy (strict mode); grant it with `{key}` or remove its use from the agent"
+    )]
     NotGranted {
         /// The import's name.
         name: String,
@@ -260,12 +264,24 @@ mod tests {
             ("wasi:cli/environment@0.2.0", ImportClass::Baseline),
             ("warden:agent/log@0.1.0", ImportClass::Baseline),
             ("wasi:random/insecure-seed@0.2.4", ImportClass::Baseline),
-            ("wasi:random/random@0.2.4", ImportClass::Capability(SecureRandom)),
+            (
+                "wasi:random/random@0.2.4",
+                ImportClass::Capability(SecureRandom),
+            ),
             ("wasi:filesystem/types@0.2.12", ImportClass::Capability(Fs)),
-            ("wasi:filesystem/preopens@0.2.12", ImportClass::Capability(Fs)),
-            ("wasi:http/outgoing-handler@0.2.12", ImportClass::Capability(Net)),
+            (
+                "wasi:filesystem/preopens@0.2.12",
+                ImportClass::Capability(Fs),
+            ),
+            (
+                "wasi:http/outgoing-handler@0.2.12",
+                ImportClass::Capability(Net),
+            ),
             ("wasi:sockets/tcp@0.2.0", ImportClass::Capability(Sockets)),
-            ("wasi:clocks/wall-clock@0.2.0", ImportClass::Capability(WallClock)),
+            (
+                "wasi:clocks/wall-clock@0.2.0",
+                ImportClass::Capability(WallClock),
+            ),
             ("warden:agent/tools@0.1.0", ImportClass::Capability(Tools)),
             // Unknown: other versions, other packages, made-up interfaces, no version.
             ("wasi:http/types@0.3.0-rc-2025-09-16", ImportClass::Unknown),

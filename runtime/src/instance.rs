@@ -70,7 +70,9 @@ impl InstanceState {
     }
 
     /// The HTTP view with the grant and kill switch the gated handler needs.
-    pub(crate) fn gated_net(&mut self) -> (WasiHttpCtxView<'_>, &crate::policy::NetGrant, &KillSwitch) {
+    pub(crate) fn gated_net(
+        &mut self,
+    ) -> (WasiHttpCtxView<'_>, &crate::policy::NetGrant, &KillSwitch) {
         let view = WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
@@ -103,8 +105,13 @@ impl log::Host for InstanceState {
 }
 
 impl tools::Host for InstanceState {
-    async fn call(&mut self, name: String, input: String) -> wasmtime::Result<Result<String, String>> {
-        self.tools.call(&self.policy.tools, &self.kill, &name, &input)
+    async fn call(
+        &mut self,
+        name: String,
+        input: String,
+    ) -> wasmtime::Result<Result<String, String>> {
+        self.tools
+            .call(&self.policy.tools, &self.kill, &name, &input)
     }
 }
 
@@ -145,7 +152,10 @@ impl ResourceLimiter for TaskLimiter {
             return Err(self.kill.kill(Violation::new(
                 KillReason::TableLimit,
                 "limits.tables",
-                format!("tried to grow a table from {current} to {desired} elements; the limit is {}", self.tables),
+                format!(
+                    "tried to grow a table from {current} to {desired} elements; the limit is {}",
+                    self.tables
+                ),
             )));
         }
         Ok(true)
@@ -197,7 +207,11 @@ impl CpuMeter {
             return Err(kill.kill(Violation::new(
                 KillReason::CpuLimit,
                 "limits.cpu",
-                format!("the guest used {} ms of CPU; the limit is {} ms", self.tick.as_millis() * u128::from(self.ticks), self.cpu.as_millis()),
+                format!(
+                    "the guest used {} ms of CPU; the limit is {} ms",
+                    self.tick.as_millis() * u128::from(self.ticks),
+                    self.cpu.as_millis()
+                ),
             )));
         }
         Ok(UpdateDeadline::Yield(1))

@@ -62,8 +62,14 @@ pub fn build(
 
     // Capabilities, each only when granted.
     if Capability::Fs.granted_by(policy) {
-        filesystem::types::add_to_linker::<InstanceState, GatedFs>(&mut l, InstanceState::gated_fs)?;
-        filesystem::preopens::add_to_linker::<InstanceState, GatedFs>(&mut l, InstanceState::gated_fs)?;
+        filesystem::types::add_to_linker::<InstanceState, GatedFs>(
+            &mut l,
+            InstanceState::gated_fs,
+        )?;
+        filesystem::preopens::add_to_linker::<InstanceState, GatedFs>(
+            &mut l,
+            InstanceState::gated_fs,
+        )?;
     }
     if Capability::Net.granted_by(policy) {
         use wasmtime_wasi_http::p2::bindings::{LinkOptions, http};

@@ -89,7 +89,10 @@ enum PolicyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -125,7 +128,11 @@ fn host_failure(error: impl Into<anyhow::Error>) -> Failure {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
-    let cache_dir = if cli.no_cache { None } else { cli.cache_dir.clone().or_else(default_cache_dir) };
+    let cache_dir = if cli.no_cache {
+        None
+    } else {
+        cli.cache_dir.clone().or_else(default_cache_dir)
+    };
     let config = EngineConfig {
         cache_dir,
         ..EngineConfig::default()
@@ -141,10 +148,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             workspace,
             json,
         } => {
-            let policy = Policy::load(&policy).map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?;
+            let policy = Policy::load(&policy)
+                .map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?;
             let task = read_input(&input).map_err(bad_input)?;
             let path = resolve_agent(&agent).map_err(bad_input)?;
-            let runtime = Runtime::new(config, ToolRegistry::with_builtins()).map_err(host_failure)?;
+            let runtime =
+                Runtime::new(config, ToolRegistry::with_builtins()).map_err(host_failure)?;
             let loaded = runtime.load_file(&path, policy).map_err(bad_input)?;
             let options = RunOptions {
                 workspace: Some(workspace),
@@ -161,7 +170,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect { agent, policy } => {
             let path = resolve_agent(&agent).map_err(bad_input)?;
             let policy = match policy {
-                Some(p) => Policy::load(&p).map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?,
+                Some(p) => Policy::load(&p)
+                    .map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?,
                 None => Policy::deny_all("inspect"),
             };
             inspect(config, &path, policy).await
@@ -176,7 +186,10 @@ fn policy_check(files: &[PathBuf]) -> u8 {
             Ok(p) => println!("ok: {} (agent `{}`)", file.display(), p.agent.name),
             Err(e) => {
                 failed += 1;
-                eprintln!("{}", e.render(std::io::IsTerminal::is_terminal(&std::io::stderr())));
+                eprintln!(
+                    "{}",
+                    e.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                );
             }
         }
     }
@@ -196,13 +209,18 @@ async fn inspect(config: EngineConfig, path: &Path, policy: Policy) -> Result<u8
     let component = runtime.engine().compile(&bytes).map_err(bad_input)?;
     let engine = runtime.engine().engine();
     println!("agent: {}", path.display());
-    println!("policy: {} (agent `{}`, strict = {})", policy.source, policy.agent.name, policy.agent.strict);
+    println!(
+        "policy: {} (agent `{}`, strict = {})",
+        policy.source, policy.agent.name, policy.agent.strict
+    );
     println!("\nimports:");
     let reports = warden::imports::report(engine, &component, &policy);
     for r in &reports {
         let class = match r.class {
             warden::imports::ImportClass::Baseline => "baseline".to_string(),
-            warden::imports::ImportClass::Capability(c) => format!("capability ({})", c.policy_key()),
+            warden::imports::ImportClass::Capability(c) => {
+                format!("capability ({})", c.policy_key())
+            }
             warden::imports::ImportClass::Unknown => "UNKNOWN to this host".to_string(),
         };
         let verdict = if r.granted {
@@ -241,7 +259,8 @@ async fn inspect(config: EngineConfig, path: &Path, policy: Policy) -> Result<u8
 
 fn read_input(input: &str) -> anyhow::Result<String> {
     let text = match input.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --input file {file}"))?,
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read --input file {file}"))?,
         None => input.to_string(),
     };
     serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
@@ -257,12 +276,18 @@ fn resolve_agent(agent: &str) -> anyhow::Result<PathBuf> {
     }
     let is_name = !agent.contains('/') && !agent.ends_with(".wasm");
     if is_name {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-        let built = target.join("wasm32-wasip2/release").join(format!("{}.wasm", agent.replace('-', "_")));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| PathBuf::from("target"), PathBuf::from);
+        let built = target
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", agent.replace('-', "_")));
         if built.is_file() {
             return Ok(built);
         }
-        anyhow::bail!("no agent `{agent}`: neither a file nor {} (build it with `cargo build --release --target wasm32-wasip2 -p {agent}`)", built.display());
+        anyhow::bail!(
+            "no agent `{agent}`: neither a file nor {} (build it with `cargo build --release --target wasm32-wasip2 -p {agent}`)",
+            built.display()
+        );
     }
     anyhow::bail!("no agent file at {agent}")
 }
@@ -275,9 +300,16 @@ fn print_report(report: &warden::RunReport, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut err = std::io::stderr().lock();
-    for (name, bytes) in [("stdout", &report.output.stdout), ("stderr", &report.output.stderr)] {
+    for (name, bytes) in [
+        ("stdout", &report.output.stdout),
+        ("stderr", &report.output.stderr),
+    ] {
         if !bytes.is_empty() {
-            writeln!(err, "[agent {name}] {}", sanitize(&String::from_utf8_lossy(bytes)))?;
+            writeln!(
+                err,
+                "[agent {name}] {}",
+                sanitize(&String::from_utf8_lossy(bytes))
+            )?;
         }
     }
     for rec in &report.output.logs {
@@ -289,13 +321,22 @@ fn print_report(report: &warden::RunReport, json: bool) -> anyhow::Result<()> {
             if let Some(applied) = &report.applied
                 && (!applied.written.is_empty() || !applied.removed.is_empty())
             {
-                writeln!(err, "applied: {} written, {} removed", applied.written.len(), applied.removed.len())?;
+                writeln!(
+                    err,
+                    "applied: {} written, {} removed",
+                    applied.written.len(),
+                    applied.removed.len()
+                )?;
             }
         }
         Outcome::AgentError { kind, message } => {
             writeln!(err, "agent error ({kind}): {}", sanitize(message))?;
         }
-        Outcome::Killed { reason, capability, detail } => {
+        Outcome::Killed {
+            reason,
+            capability,
+            detail,
+        } => {
             writeln!(err, "killed: {reason} ({capability}): {}", sanitize(detail))?;
         }
     }

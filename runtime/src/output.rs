@@ -188,7 +188,11 @@ impl OutputStream for CapturedStream {
 }
 
 impl AsyncWrite for CapturedStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Poll::Ready(
             self.budget
                 .write(self.stream, buf)

@@ -62,7 +62,9 @@ pub enum LoadError {
         detail: String,
     },
     /// The component does not export the `warden:agent` world.
-    #[error("agent `{agent}` does not export the warden:agent world (`describe` and `run`): {detail}; build it with warden-guest's `export_agent!`")]
+    #[error(
+        "agent `{agent}` does not export the warden:agent world (`describe` and `run`): {detail}; build it with warden-guest's `export_agent!`"
+    )]
     Exports {
         /// The policy's agent name.
         agent: String,
@@ -372,7 +374,8 @@ impl LoadedAgent {
     /// [`RunError`] when the instance cannot be set up, or a kill outcome as `RunError::Setup`.
     pub async fn describe(&self) -> Result<Description, RunError> {
         let started = Instant::now();
-        let (mut store, _staging) = self.new_store(0, started, &RunOptions::default_without_fs())?;
+        let (mut store, _staging) =
+            self.new_store(0, started, &RunOptions::default_without_fs())?;
         let kill = store.data().kill.clone();
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
@@ -386,8 +389,13 @@ impl LoadedAgent {
                 accepts: d.accepts,
                 returns: d.returns,
             }),
-            Ok(Err(e)) => Err(RunError::Setup(format!("describe failed: {:?}", classify_trap(&kill, &e)))),
-            Err(_) => Err(RunError::Setup("describe ran past the wall-clock limit".into())),
+            Ok(Err(e)) => Err(RunError::Setup(format!(
+                "describe failed: {:?}",
+                classify_trap(&kill, &e)
+            ))),
+            Err(_) => Err(RunError::Setup(
+                "describe ran past the wall-clock limit".into(),
+            )),
         }
     }
 
@@ -430,9 +438,14 @@ impl LoadedAgent {
                 staging = Some(stage);
             }
             for m in scope.mounts() {
-                let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-                wasi.preopened_dir(&m.host, &m.guest, perms)
-                    .map_err(|e| RunError::Setup(format!("cannot open {}: {e}", m.host.display())))?;
+                let perms = if m.writable {
+                    FsPerms::ReadWrite
+                } else {
+                    FsPerms::ReadOnly
+                };
+                wasi.preopened_dir(&m.host, &m.guest, perms).map_err(|e| {
+                    RunError::Setup(format!("cannot open {}: {e}", m.host.display()))
+                })?;
             }
             fs = Some(FsState::new(scope));
         }
@@ -501,15 +514,25 @@ fn classify_trap(kill: &KillSwitch, err: &wasmtime::Error) -> Outcome {
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return Outcome::AgentError {
             kind: "failed",
-            message: format!("the agent called exit({}) instead of returning a result", exit.0),
+            message: format!(
+                "the agent called exit({}) instead of returning a result",
+                exit.0
+            ),
         };
     }
     let (reason, detail) = match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::StackOverflow) => (KillReason::StackOverflow, "the guest's call stack overflowed".to_string()),
+        Some(wasmtime::Trap::StackOverflow) => (
+            KillReason::StackOverflow,
+            "the guest's call stack overflowed".to_string(),
+        ),
         Some(trap) => (KillReason::Trap, format!("{trap}")),
         None => (KillReason::Trap, format!("{err:#}")),
     };
-    let capability = if reason == KillReason::StackOverflow { "limits.stack" } else { "guest" };
+    let capability = if reason == KillReason::StackOverflow {
+        "limits.stack"
+    } else {
+        "guest"
+    };
     let _ = kill.kill(Violation::new(reason, capability, detail));
     killed(kill.violation())
 }

@@ -136,7 +136,9 @@ fn sync_tree(src: &Path, dest: &Path, rel: &Path, changes: &mut AppliedChanges) 
         } else {
             std::fs::remove_file(&path)?;
         }
-        changes.removed.push(rel.join(gone).to_string_lossy().into_owned());
+        changes
+            .removed
+            .push(rel.join(gone).to_string_lossy().into_owned());
     }
     for name in &in_src {
         let s = src.join(name);
@@ -158,7 +160,9 @@ fn sync_tree(src: &Path, dest: &Path, rel: &Path, changes: &mut AppliedChanges) 
                 changes.written.push(r.to_string_lossy().into_owned());
             }
         } else if smeta.is_file() {
-            let same = dmeta.as_ref().is_some_and(|m| m.is_file() && m.len() == smeta.len())
+            let same = dmeta
+                .as_ref()
+                .is_some_and(|m| m.is_file() && m.len() == smeta.len())
                 && std::fs::read(&s)? == std::fs::read(&d)?;
             if !same {
                 remove_any(&d, dmeta.as_ref().filter(|m| !m.is_file()))?;
@@ -195,7 +199,10 @@ mod tests {
         let staged = discarded.staged_path(&out).unwrap().to_path_buf();
         std::fs::write(staged.join("change.txt"), "never applied").unwrap();
         drop(discarded);
-        assert_eq!(std::fs::read_to_string(out.join("change.txt")).unwrap(), "old");
+        assert_eq!(
+            std::fs::read_to_string(out.join("change.txt")).unwrap(),
+            "old"
+        );
         assert!(!staged.exists());
 
         let staging = Staging::new(&[(out.clone(), "out".to_string())]).unwrap();
@@ -204,8 +211,14 @@ mod tests {
         std::fs::write(staged.join("created.txt"), "hi").unwrap();
         std::fs::remove_file(staged.join("sub/delete.txt")).unwrap();
         let changes = staging.apply().unwrap();
-        assert_eq!(std::fs::read_to_string(out.join("change.txt")).unwrap(), "new");
-        assert_eq!(std::fs::read_to_string(out.join("created.txt")).unwrap(), "hi");
+        assert_eq!(
+            std::fs::read_to_string(out.join("change.txt")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("created.txt")).unwrap(),
+            "hi"
+        );
         assert!(!out.join("sub/delete.txt").exists());
         assert_eq!(changes.written, vec!["out/change.txt", "out/created.txt"]);
         assert_eq!(changes.removed, vec!["out/sub/delete.txt"]);

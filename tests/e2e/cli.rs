@@ -23,12 +23,33 @@ fn warden(args: &[&str]) -> (i32, String, String) {
 fn run_exit_codes_distinguish_success_agent_error_kill_and_bad_input() {
     let hello = agent("hello");
     let hello = hello.to_str().unwrap();
-    let (code, out, _) = warden(&["run", hello, "--policy", "policies/hello.toml", "--input", "\"world\""]);
+    let (code, out, _) = warden(&[
+        "run",
+        hello,
+        "--policy",
+        "policies/hello.toml",
+        "--input",
+        "\"world\"",
+    ]);
     assert_eq!((code, out.trim()), (0, "hello, world"));
-    let (code, _, err) = warden(&["run", hello, "--policy", "policies/hello.toml", "--input", "\"\""]);
+    let (code, _, err) = warden(&[
+        "run",
+        hello,
+        "--policy",
+        "policies/hello.toml",
+        "--input",
+        "\"\"",
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("agent error (invalid-input)"), "{err}");
-    let (code, _, err) = warden(&["run", hello, "--policy", "policies/hello.toml", "--input", "not json"]);
+    let (code, _, err) = warden(&[
+        "run",
+        hello,
+        "--policy",
+        "policies/hello.toml",
+        "--input",
+        "not json",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--input is not JSON"), "{err}");
     let (code, _, err) = warden(&["run", "no-such-agent", "--policy", "policies/hello.toml"]);
@@ -38,7 +59,14 @@ fn run_exit_codes_distinguish_success_agent_error_kill_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("probe.toml");
     std::fs::write(&policy, "[agent]\nname = \"probe\"\n").unwrap();
-    let (code, _, err) = warden(&["run", probe.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--input", r#"{"op":"clock"}"#]);
+    let (code, _, err) = warden(&[
+        "run",
+        probe.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--input",
+        r#"{"op":"clock"}"#,
+    ]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("killed: not-granted"), "{err}");
 }
@@ -49,9 +77,19 @@ fn strict_policy_refusal_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("strict.toml");
     std::fs::write(&policy, "[agent]\nname = \"probe\"\nstrict = true\n").unwrap();
-    let (code, _, err) = warden(&["run", probe.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--input", "{}"]);
+    let (code, _, err) = warden(&[
+        "run",
+        probe.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--input",
+        "{}",
+    ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("not granted by the policy (strict mode)"), "{err}");
+    assert!(
+        err.contains("not granted by the policy (strict mode)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -82,7 +120,9 @@ fn policy_check_locates_every_malformed_fixture() {
         assert_eq!(code, 2, "{} should fail:\n{err}", path.display());
         let name = path.file_name().unwrap().to_str().unwrap();
         // `file:line:column` appears in the rendered diagnostic.
-        let located = err.lines().any(|l| l.contains(name) && l.matches(':').count() >= 2);
+        let located = err
+            .lines()
+            .any(|l| l.contains(name) && l.matches(':').count() >= 2);
         assert!(located, "{name}: no file:line:column in\n{err}");
         assert!(!err.contains("panicked"), "{name}: {err}");
         checked += 1;
@@ -95,11 +135,28 @@ fn inspect_lists_imports_against_a_policy() {
     let probe = agent("probe");
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("probe.toml");
-    std::fs::write(&policy, "[agent]\nname = \"probe\"\n[tools]\nallow = [\"echo\"]\n").unwrap();
-    let (code, out, err) = warden(&["inspect", probe.to_str().unwrap(), "--policy", policy.to_str().unwrap()]);
+    std::fs::write(
+        &policy,
+        "[agent]\nname = \"probe\"\n[tools]\nallow = [\"echo\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = warden(&[
+        "inspect",
+        probe.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("warden:agent/tools@0.1.0"), "{out}");
-    assert!(out.lines().any(|l| l.contains("wasi:filesystem/types") && l.contains("kills on first call")), "{out}");
-    assert!(out.lines().any(|l| l.contains("warden:agent/tools") && l.contains("granted")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("wasi:filesystem/types") && l.contains("kills on first call")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("warden:agent/tools") && l.contains("granted")),
+        "{out}"
+    );
     assert!(out.contains("describe: probe"), "{out}");
 }

@@ -10,16 +10,34 @@ use warden_tests::{completed, killed, probe, run};
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_growth_past_the_limit_is_killed() {
     let policy = "[limits]\nmemory = \"16 MiB\"\n";
-    let ok = run("probe", policy, &probe("alloc", &[("bytes", json!(4u64 << 20))]), None).await;
+    let ok = run(
+        "probe",
+        policy,
+        &probe("alloc", &[("bytes", json!(4u64 << 20))]),
+        None,
+    )
+    .await;
     completed(&ok);
-    let r = run("probe", policy, &probe("alloc", &[("bytes", json!(64u64 << 20))]), None).await;
+    let r = run(
+        "probe",
+        policy,
+        &probe("alloc", &[("bytes", json!(64u64 << 20))]),
+        None,
+    )
+    .await;
     let (capability, _) = killed(&r, KillReason::MemoryLimit);
     assert_eq!(capability, "limits.memory");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runaway_loop_is_stopped_by_the_cpu_limit() {
-    let r = run("probe", "[limits]\ncpu = \"50 ms\"\nwall = \"5 s\"\n", &probe("spin", &[]), None).await;
+    let r = run(
+        "probe",
+        "[limits]\ncpu = \"50 ms\"\nwall = \"5 s\"\n",
+        &probe("spin", &[]),
+        None,
+    )
+    .await;
     killed(&r, KillReason::CpuLimit);
     assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);
     assert!(r.cpu >= Duration::from_millis(50));
@@ -27,7 +45,13 @@ async fn a_runaway_loop_is_stopped_by_the_cpu_limit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_loop_of_host_calls_is_stopped_too() {
-    let r = run("probe", "[limits]\ncpu = \"50 ms\"\nwall = \"5 s\"\n", &probe("spin-calls", &[]), None).await;
+    let r = run(
+        "probe",
+        "[limits]\ncpu = \"50 ms\"\nwall = \"5 s\"\n",
+        &probe("spin-calls", &[]),
+        None,
+    )
+    .await;
     killed(&r, KillReason::CpuLimit);
 }
 
@@ -41,17 +65,40 @@ async fn a_guest_blocked_in_a_host_call_is_stopped_by_the_wall_limit() {
         std::thread::sleep(Duration::from_secs(10));
         drop(held);
     });
-    let policy = format!("[limits]\ncpu = \"100 ms\"\nwall = \"300 ms\"\n[net]\nallow = [\"127.0.0.1:{port}\"]\n");
-    let r = run("probe", &policy, &probe("http", &[("url", json!(format!("http://127.0.0.1:{port}/")))]), None).await;
+    let policy = format!(
+        "[limits]\ncpu = \"100 ms\"\nwall = \"300 ms\"\n[net]\nallow = [\"127.0.0.1:{port}\"]\n"
+    );
+    let r = run(
+        "probe",
+        &policy,
+        &probe(
+            "http",
+            &[("url", json!(format!("http://127.0.0.1:{port}/")))],
+        ),
+        None,
+    )
+    .await;
     killed(&r, KillReason::WallLimit);
     assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deep_recursion_is_a_stack_overflow() {
-    let r = run("probe", "", &probe("recurse", &[("depth", json!(100_000_000u64))]), None).await;
+    let r = run(
+        "probe",
+        "",
+        &probe("recurse", &[("depth", json!(100_000_000u64))]),
+        None,
+    )
+    .await;
     killed(&r, KillReason::StackOverflow);
-    let ok = run("probe", "", &probe("recurse", &[("depth", json!(1000u64))]), None).await;
+    let ok = run(
+        "probe",
+        "",
+        &probe("recurse", &[("depth", json!(1000u64))]),
+        None,
+    )
+    .await;
     completed(&ok);
 }
 
@@ -59,19 +106,38 @@ async fn deep_recursion_is_a_stack_overflow() {
 async fn output_past_the_limit_is_killed() {
     let policy = "[limits]\noutput = \"64 KiB\"\n";
     let cases = [
-        ("stdout flood", probe("print", &[("bytes", json!(1u64 << 20))])),
+        (
+            "stdout flood",
+            probe("print", &[("bytes", json!(1u64 << 20))]),
+        ),
         ("log flood", probe("log", &[("bytes", json!(100_000u64))])),
-        ("huge result", probe("output", &[("bytes", json!(100_000u64))])),
+        (
+            "huge result",
+            probe("output", &[("bytes", json!(100_000u64))]),
+        ),
     ];
     for (name, task) in cases {
         let r = run("probe", policy, &task, None).await;
         match &r.outcome {
-            Outcome::Killed { reason: KillReason::OutputLimit, .. } => {}
+            Outcome::Killed {
+                reason: KillReason::OutputLimit,
+                ..
+            } => {}
             other => panic!("{name}: expected output-limit, got {other:?}"),
         }
-        assert!(r.output.used <= 64 << 10, "{name}: captured {} bytes", r.output.used);
+        assert!(
+            r.output.used <= 64 << 10,
+            "{name}: captured {} bytes",
+            r.output.used
+        );
     }
-    let ok = run("probe", policy, &probe("print", &[("bytes", json!(1024u64))]), None).await;
+    let ok = run(
+        "probe",
+        policy,
+        &probe("print", &[("bytes", json!(1024u64))]),
+        None,
+    )
+    .await;
     completed(&ok);
     assert_eq!(ok.output.stdout.len(), 1024);
 }

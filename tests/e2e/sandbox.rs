@@ -24,7 +24,10 @@ fn workspace() -> tempfile::TempDir {
 const NOTES: &str = "[fs]\nread = [\"notes/**\"]\nwrite = [\"notes/out/**\"]\n";
 
 fn canary_intact(ws: &Path) {
-    assert_eq!(std::fs::read_to_string(ws.join("secret/canary")).unwrap(), "CANARY");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("secret/canary")).unwrap(),
+        "CANARY"
+    );
 }
 
 /// A one-shot HTTP server on loopback that answers every request with `body`.
@@ -51,7 +54,17 @@ async fn hello_completes_and_reports_agent_errors() {
     let r = run("hello", "", "\"world\"", None).await;
     assert_eq!(completed(&r), "hello, world");
     let r = run("hello", "", "\"\"", None).await;
-    assert!(matches!(r.outcome, Outcome::AgentError { kind: "invalid-input", .. }), "{:?}", r.outcome);
+    assert!(
+        matches!(
+            r.outcome,
+            Outcome::AgentError {
+                kind: "invalid-input",
+                ..
+            }
+        ),
+        "{:?}",
+        r.outcome
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,30 +98,83 @@ async fn file_escapes_are_killed() {
     let ws = workspace();
     #[cfg(unix)]
     {
-        std::os::unix::fs::symlink(ws.path().join("secret/canary"), ws.path().join("notes/leak")).unwrap();
+        std::os::unix::fs::symlink(
+            ws.path().join("secret/canary"),
+            ws.path().join("notes/leak"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/etc", ws.path().join("notes/etc")).unwrap();
     }
     let cases = [
-        ("dotdot via std", probe("read", &[("path", json!("/notes/../secret/canary"))])),
-        ("dotdot raw", probe("raw-open", &[("path", json!("../secret/canary"))])),
-        ("absolute raw", probe("raw-open", &[("path", json!("/etc/passwd"))])),
-        ("write to a read-only file", probe("write", &[("path", json!("/notes/a.md")), ("text", json!("x"))])),
-        ("create outside the write grant", probe("raw-open", &[("path", json!("new.md")), ("write", json!(true))])),
-        ("planted symlink to a file outside", probe("read", &[("path", json!("/notes/leak"))])),
-        ("planted symlink to /etc", probe("read", &[("path", json!("/notes/etc/passwd"))])),
-        ("guest-made symlink out", probe("raw-symlink", &[("target", json!("../../secret/canary")), ("path", json!("out/evil"))])),
-        ("rename a read-only file into the writable folder", probe("raw-rename", &[("path", json!("a.md")), ("target", json!("out/a.md"))])),
+        (
+            "dotdot via std",
+            probe("read", &[("path", json!("/notes/../secret/canary"))]),
+        ),
+        (
+            "dotdot raw",
+            probe("raw-open", &[("path", json!("../secret/canary"))]),
+        ),
+        (
+            "absolute raw",
+            probe("raw-open", &[("path", json!("/etc/passwd"))]),
+        ),
+        (
+            "write to a read-only file",
+            probe(
+                "write",
+                &[("path", json!("/notes/a.md")), ("text", json!("x"))],
+            ),
+        ),
+        (
+            "create outside the write grant",
+            probe(
+                "raw-open",
+                &[("path", json!("new.md")), ("write", json!(true))],
+            ),
+        ),
+        (
+            "planted symlink to a file outside",
+            probe("read", &[("path", json!("/notes/leak"))]),
+        ),
+        (
+            "planted symlink to /etc",
+            probe("read", &[("path", json!("/notes/etc/passwd"))]),
+        ),
+        (
+            "guest-made symlink out",
+            probe(
+                "raw-symlink",
+                &[
+                    ("target", json!("../../secret/canary")),
+                    ("path", json!("out/evil")),
+                ],
+            ),
+        ),
+        (
+            "rename a read-only file into the writable folder",
+            probe(
+                "raw-rename",
+                &[("path", json!("a.md")), ("target", json!("out/a.md"))],
+            ),
+        ),
     ];
     for (name, task) in cases {
         let r = run("probe", NOTES, &task, Some(ws.path())).await;
         let (capability, detail) = match &r.outcome {
-            Outcome::Killed { reason: KillReason::OutOfScope, capability, detail } => (capability, detail),
+            Outcome::Killed {
+                reason: KillReason::OutOfScope,
+                capability,
+                detail,
+            } => (capability, detail),
             other => panic!("{name}: expected an out-of-scope kill, got {other:?}"),
         };
         assert_eq!(capability, "fs", "{name}: {detail}");
     }
     canary_intact(ws.path());
-    assert_eq!(std::fs::read_to_string(ws.path().join("notes/a.md")).unwrap(), "# Alpha\nfirst note");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("notes/a.md")).unwrap(),
+        "# Alpha\nfirst note"
+    );
     assert!(!ws.path().join("notes/out/evil").exists());
     assert!(!ws.path().join("notes/out/a.md").exists());
 }
@@ -116,13 +182,37 @@ async fn file_escapes_are_killed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn allowed_file_operations_succeed() {
     let ws = workspace();
-    let read = run("probe", NOTES, &probe("read", &[("path", json!("/notes/a.md"))]), Some(ws.path())).await;
+    let read = run(
+        "probe",
+        NOTES,
+        &probe("read", &[("path", json!("/notes/a.md"))]),
+        Some(ws.path()),
+    )
+    .await;
     assert_eq!(completed(&read), "# Alpha\nfirst note");
-    let list = run("probe", NOTES, &probe("list", &[("path", json!("/notes"))]), Some(ws.path())).await;
+    let list = run(
+        "probe",
+        NOTES,
+        &probe("list", &[("path", json!("/notes"))]),
+        Some(ws.path()),
+    )
+    .await;
     assert_eq!(completed(&list), "a.md,b.md,out");
-    let write = run("probe", NOTES, &probe("write", &[("path", json!("/notes/out/x.txt")), ("text", json!("hi"))]), Some(ws.path())).await;
+    let write = run(
+        "probe",
+        NOTES,
+        &probe(
+            "write",
+            &[("path", json!("/notes/out/x.txt")), ("text", json!("hi"))],
+        ),
+        Some(ws.path()),
+    )
+    .await;
     completed(&write);
-    assert_eq!(std::fs::read_to_string(ws.path().join("notes/out/x.txt")).unwrap(), "hi");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("notes/out/x.txt")).unwrap(),
+        "hi"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,11 +222,15 @@ async fn a_killed_task_leaves_nothing_staged() {
     let task = json!({"op": "write", "path": "/notes/out/staged.txt", "text": "must vanish", "then": then}).to_string();
     let r = run("probe", NOTES, &task, Some(ws.path())).await;
     killed(&r, KillReason::OutOfScope);
-    assert!(!ws.path().join("notes/out/staged.txt").exists(), "a killed task's write survived");
+    assert!(
+        !ws.path().join("notes/out/staged.txt").exists(),
+        "a killed task's write survived"
+    );
     assert!(r.applied.is_none());
     // An agent error is not committed either.
     let then = json!({"op": "nonsense"});
-    let task = json!({"op": "write", "path": "/notes/out/staged.txt", "text": "x", "then": then}).to_string();
+    let task = json!({"op": "write", "path": "/notes/out/staged.txt", "text": "x", "then": then})
+        .to_string();
     let r = run("probe", NOTES, &task, Some(ws.path())).await;
     assert!(matches!(r.outcome, Outcome::AgentError { .. }));
     assert!(!ws.path().join("notes/out/staged.txt").exists());
@@ -158,35 +252,87 @@ async fn network_reach_outside_the_allowlist_is_killed() {
     let port = http_server("pong");
     let policy = format!("[net]\nallow = [\"127.0.0.1:{port}\"]\n");
     let cases = [
-        ("another port (scan)", format!("http://127.0.0.1:{}/", port.wrapping_add(1).max(1))),
-        ("cloud metadata", "http://169.254.169.254/latest/meta-data/".to_string()),
+        (
+            "another port (scan)",
+            format!("http://127.0.0.1:{}/", port.wrapping_add(1).max(1)),
+        ),
+        (
+            "cloud metadata",
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+        ),
         ("another host", "http://example.com/".to_string()),
-        ("loopback in another spelling", format!("http://127.1:{port}/")),
+        (
+            "loopback in another spelling",
+            format!("http://127.1:{port}/"),
+        ),
         ("ipv6 loopback", format!("http://[::1]:{port}/")),
-        ("userinfo trick", format!("http://127.0.0.1:{port}@evil.example/")),
+        (
+            "userinfo trick",
+            format!("http://127.0.0.1:{port}@evil.example/"),
+        ),
     ];
     for (name, url) in cases {
-        let r = run("probe", &policy, &probe("http", &[("url", json!(url))]), None).await;
+        let r = run(
+            "probe",
+            &policy,
+            &probe("http", &[("url", json!(url))]),
+            None,
+        )
+        .await;
         match &r.outcome {
-            Outcome::Killed { reason: KillReason::OutOfScope, capability, .. } => assert_eq!(capability, "net", "{name}"),
+            Outcome::Killed {
+                reason: KillReason::OutOfScope,
+                capability,
+                ..
+            } => assert_eq!(capability, "net", "{name}"),
             other => panic!("{name} ({url}): expected an out-of-scope kill, got {other:?}"),
         }
     }
     // A name on the allowlist that resolves to loopback: the address is checked after DNS.
     let by_name = format!("[net]\nallow = [\"localhost:{port}\"]\n");
-    let r = run("probe", &by_name, &probe("http", &[("url", json!(format!("http://localhost:{port}/")))]), None).await;
+    let r = run(
+        "probe",
+        &by_name,
+        &probe(
+            "http",
+            &[("url", json!(format!("http://localhost:{port}/")))],
+        ),
+        None,
+    )
+    .await;
     let (_, detail) = killed(&r, KillReason::OutOfScope);
     assert!(detail.contains("non-public address"), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tools_outside_the_grant_are_killed() {
-    let allowed = run("probe", "[tools]\nallow = [\"text.upper\"]\n", &probe("tool", &[("name", json!("text.upper")), ("input", json!("hi"))]), None).await;
+    let allowed = run(
+        "probe",
+        "[tools]\nallow = [\"text.upper\"]\n",
+        &probe(
+            "tool",
+            &[("name", json!("text.upper")), ("input", json!("hi"))],
+        ),
+        None,
+    )
+    .await;
     assert_eq!(completed(&allowed), "HI");
-    let r = run("probe", "[tools]\nallow = [\"text.upper\"]\n", &probe("tool", &[("name", json!("echo"))]), None).await;
+    let r = run(
+        "probe",
+        "[tools]\nallow = [\"text.upper\"]\n",
+        &probe("tool", &[("name", json!("echo"))]),
+        None,
+    )
+    .await;
     let (_, detail) = killed(&r, KillReason::OutOfScope);
     assert!(detail.contains("not in tools.allow"), "{detail}");
-    let r = run("probe", "[tools]\nallow = [\"deploy\"]\n", &probe("tool", &[("name", json!("deploy"))]), None).await;
+    let r = run(
+        "probe",
+        "[tools]\nallow = [\"deploy\"]\n",
+        &probe("tool", &[("name", json!("deploy"))]),
+        None,
+    )
+    .await;
     let (_, detail) = killed(&r, KillReason::OutOfScope);
     assert!(detail.contains("not registered"), "{detail}");
 }
@@ -194,8 +340,16 @@ async fn tools_outside_the_grant_are_killed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ungranted_interfaces_kill_on_first_call() {
     let cases = [
-        ("http", probe("http", &[("url", json!("http://127.0.0.1:1/"))]), "wasi:http"),
-        ("tools", probe("tool", &[("name", json!("echo"))]), "warden:agent/tools"),
+        (
+            "http",
+            probe("http", &[("url", json!("http://127.0.0.1:1/"))]),
+            "wasi:http",
+        ),
+        (
+            "tools",
+            probe("tool", &[("name", json!("echo"))]),
+            "warden:agent/tools",
+        ),
         ("wall clock", probe("clock", &[]), "wasi:clocks/wall-clock"),
     ];
     for (name, task, iface) in cases {
@@ -210,11 +364,19 @@ async fn strict_policies_refuse_ungranted_imports_at_load() {
     let err = load("probe", "").err();
     assert!(err.is_none(), "the non-strict load must succeed");
     let policy = warden_tests::policy("probe", "strict = true\n");
-    let err = runtime().load_file(&warden_tests::agent("probe"), policy).unwrap_err();
+    let err = runtime()
+        .load_file(&warden_tests::agent("probe"), policy)
+        .unwrap_err();
     match err {
-        LoadError::Import { source: ImportError::NotGranted { name, .. }, .. } => {
+        LoadError::Import {
+            source: ImportError::NotGranted { name, .. },
+            ..
+        } => {
             let class = warden::imports::classify(&name);
-            assert!(matches!(class, warden::imports::ImportClass::Capability(_)), "{name}");
+            assert!(
+                matches!(class, warden::imports::ImportClass::Capability(_)),
+                "{name}"
+            );
         }
         other => panic!("expected a not-granted refusal, got {other}"),
     }
@@ -223,22 +385,37 @@ async fn strict_policies_refuse_ungranted_imports_at_load() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_imports_and_corrupt_modules_are_refused_at_load() {
     let cases: [(&str, &[u8]); 4] = [
-        ("unknown interface", b"(component (import \"acme:evil/backdoor@1.0.0\" (instance)))"),
-        ("future wasi", b"(component (import \"wasi:http/types@0.3.0\" (instance)))"),
+        (
+            "unknown interface",
+            b"(component (import \"acme:evil/backdoor@1.0.0\" (instance)))",
+        ),
+        (
+            "future wasi",
+            b"(component (import \"wasi:http/types@0.3.0\" (instance)))",
+        ),
         ("bare function", b"(component (import \"evil\" (func)))"),
         ("garbage", b"\0asm\x0d\0\x01\0garbage"),
     ];
     for (name, bytes) in cases {
         let policy = warden_tests::policy("bad", "");
         match runtime().load(bytes, policy) {
-            Err(LoadError::Import { source: ImportError::Unknown { .. }, .. }) if name != "garbage" => {}
+            Err(LoadError::Import {
+                source: ImportError::Unknown { .. },
+                ..
+            }) if name != "garbage" => {}
             Err(LoadError::Engine(_)) if name == "garbage" => {}
-            other => panic!("{name}: expected a refusal, got {:?}", other.map(|_| "loaded")),
+            other => panic!(
+                "{name}: expected a refusal, got {:?}",
+                other.map(|_| "loaded")
+            ),
         }
     }
     // A core module is not a component.
     let core = b"(module)";
-    assert!(matches!(runtime().load(core, warden_tests::policy("core", "")), Err(LoadError::Engine(_))));
+    assert!(matches!(
+        runtime().load(core, warden_tests::policy("core", "")),
+        Err(LoadError::Engine(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,7 +424,13 @@ async fn the_host_keeps_serving_while_agents_are_killed_beside_it() {
     for i in 0..64 {
         handles.push(tokio::spawn(async move {
             if i % 4 == 0 {
-                let r = run("probe", "", &probe("alloc", &[("bytes", json!(512u64 << 20))]), None).await;
+                let r = run(
+                    "probe",
+                    "",
+                    &probe("alloc", &[("bytes", json!(512u64 << 20))]),
+                    None,
+                )
+                .await;
                 killed(&r, KillReason::MemoryLimit);
                 None
             } else {

@@ -7,14 +7,19 @@ use std::sync::OnceLock;
 
 use warden::capabilities::tools::ToolRegistry;
 use warden::policy::Policy;
-use warden::{EngineConfig, KillReason, LoadError, LoadedAgent, Outcome, RunOptions, RunReport, Runtime};
+use warden::{
+    EngineConfig, KillReason, LoadError, LoadedAgent, Outcome, RunOptions, RunReport, Runtime,
+};
 
 /// The agents the tests use, built for wasm32-wasip2.
 pub const AGENTS: &[&str] = &["hello", "scribe", "fetch", "probe"];
 
 /// The workspace's root folder.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
@@ -33,7 +38,9 @@ pub fn agent(name: &str) -> PathBuf {
         let status = cmd.status().expect("cargo runs");
         assert!(status.success(), "building the agents failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
     });
-    target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"))
+    target_dir()
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"))
 }
 
 /// The `warden` binary, built once per test binary.
@@ -42,7 +49,15 @@ pub fn warden_bin() -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root())
-            .args(["build", "--release", "--quiet", "-p", "warden-runtime", "--bin", "warden"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "warden-runtime",
+                "--bin",
+                "warden",
+            ])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building warden failed");
@@ -75,27 +90,42 @@ pub fn load(agent_name: &str, policy_body: &str) -> Result<LoadedAgent, LoadErro
 }
 
 /// Load and run one task, in `workspace` if given.
-pub async fn run(agent_name: &str, policy_body: &str, task: &str, workspace: Option<&Path>) -> RunReport {
+pub async fn run(
+    agent_name: &str,
+    policy_body: &str,
+    task: &str,
+    workspace: Option<&Path>,
+) -> RunReport {
     let agent = load(agent_name, policy_body).unwrap_or_else(|e| panic!("load failed: {e}"));
     let options = RunOptions {
         workspace: workspace.map(Path::to_path_buf),
         ..RunOptions::default()
     };
-    agent.run(task, &options).await.unwrap_or_else(|e| panic!("run could not start: {e}"))
+    agent
+        .run(task, &options)
+        .await
+        .unwrap_or_else(|e| panic!("run could not start: {e}"))
 }
 
 /// The output of a completed run, or a panic that shows the whole report.
 pub fn completed(report: &RunReport) -> &str {
     match &report.outcome {
         Outcome::Completed { output } => output,
-        other => panic!("expected completed, got {other:?}\nlogs: {:?}", report.output),
+        other => panic!(
+            "expected completed, got {other:?}\nlogs: {:?}",
+            report.output
+        ),
     }
 }
 
 /// Assert the run was killed for `reason`; returns (capability, detail).
 pub fn killed(report: &RunReport, reason: KillReason) -> (String, String) {
     match &report.outcome {
-        Outcome::Killed { reason: r, capability, detail } if *r == reason => (capability.clone(), detail.clone()),
+        Outcome::Killed {
+            reason: r,
+            capability,
+            detail,
+        } if *r == reason => (capability.clone(), detail.clone()),
         other => panic!("expected killed({reason}), got {other:?}"),
     }
 }

@@ -15,9 +15,13 @@ struct Fetch;
 
 impl Agent for Fetch {
     fn describe() -> Description {
-        Description::new("fetch", env!("CARGO_PKG_VERSION"), "Fetches a URL from an allowed host.")
-            .accepts(r#"{"url": "http://host:port/path"}"#)
-            .returns(r#"{"status": 200, "bytes": 123, "first_line": "..."}"#)
+        Description::new(
+            "fetch",
+            env!("CARGO_PKG_VERSION"),
+            "Fetches a URL from an allowed host.",
+        )
+        .accepts(r#"{"url": "http://host:port/path"}"#)
+        .returns(r#"{"status": 200, "bytes": 123, "first_line": "..."}"#)
     }
 
     fn run(task: String) -> Result<String, AgentError> {

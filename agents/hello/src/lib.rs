@@ -16,9 +16,13 @@ struct Hello;
 
 impl Agent for Hello {
     fn describe() -> Description {
-        Description::new("hello", env!("CARGO_PKG_VERSION"), "Greets the name it is given.")
-            .accepts(r#""<name>" or {"name": "<name>"}"#)
-            .returns("a greeting (text)")
+        Description::new(
+            "hello",
+            env!("CARGO_PKG_VERSION"),
+            "Greets the name it is given.",
+        )
+        .accepts(r#""<name>" or {"name": "<name>"}"#)
+        .returns("a greeting (text)")
     }
 
     fn run(task: String) -> Result<String, AgentError> {
@@ -27,7 +31,9 @@ impl Agent for Hello {
         };
         let name = name.trim();
         if name.is_empty() {
-            return Err(AgentError::invalid_input("expected a name, got an empty one"));
+            return Err(AgentError::invalid_input(
+                "expected a name, got an empty one",
+            ));
         }
         Ok(format!("hello, {name}"))
     }

@@ -17,9 +17,13 @@ struct Scribe;
 
 impl Agent for Scribe {
     fn describe() -> Description {
-        Description::new("scribe", env!("CARGO_PKG_VERSION"), "Summarises the notes in a folder into one file.")
-            .accepts(r#"{"notes": "<folder>", "summary": "<file to write>"}"#)
-            .returns("the summary's text")
+        Description::new(
+            "scribe",
+            env!("CARGO_PKG_VERSION"),
+            "Summarises the notes in a folder into one file.",
+        )
+        .accepts(r#"{"notes": "<folder>", "summary": "<file to write>"}"#)
+        .returns("the summary's text")
     }
 
     fn run(task: String) -> Result<String, AgentError> {
@@ -36,12 +40,19 @@ impl Agent for Scribe {
         for name in &names {
             let text = std::fs::read_to_string(format!("{dir}/{name}"))
                 .map_err(|e| AgentError::failed(format!("cannot read {name}: {e}")))?;
-            let title = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("(empty)");
+            let title = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("(empty)");
             let words = text.split_whitespace().count();
-            summary.push_str(&format!("- {name}: {} ({words} words)\n", title.trim_start_matches('#').trim()));
+            summary.push_str(&format!(
+                "- {name}: {} ({words} words)\n",
+                title.trim_start_matches('#').trim()
+            ));
         }
         let out = format!("/{}", task.summary.trim_start_matches('/'));
-        std::fs::write(&out, &summary).map_err(|e| AgentError::failed(format!("cannot write {out}: {e}")))?;
+        std::fs::write(&out, &summary)
+            .map_err(|e| AgentError::failed(format!("cannot write {out}: {e}")))?;
         log::info(&format!("summarised {} notes into {out}", names.len()));
         Ok(summary)
     }

@@ -21,7 +21,9 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types as http_types};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
-use wasmtime_wasi_http::{Error as HttpTransportError, RequestOptions, WasiBody, WasiHttpCtxView, WasiHttpHooks};
+use wasmtime_wasi_http::{
+    Error as HttpTransportError, RequestOptions, WasiBody, WasiHttpCtxView, WasiHttpHooks,
+};
 
 use crate::gate::{KillReason, KillSwitch, Violation};
 use crate::policy::NetGrant;
@@ -96,7 +98,12 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(tail()); // NAT64 well-known prefix
     }
     if s[0] == 0x2002 {
-        return Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+        return Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
     }
     None
 }
@@ -140,7 +147,10 @@ pub fn add_gated_handler<T: 'static>(
     linker.instance(WASI_HTTP)?.func_wrap(
         "handle",
         move |mut store: StoreContextMut<'_, T>,
-              (request, options): (Resource<HostOutgoingRequest>, Option<Resource<RequestOptions>>)|
+              (request, options): (
+            Resource<HostOutgoingRequest>,
+            Option<Resource<RequestOptions>>,
+        )|
               -> wasmtime::Result<Handled> {
             let (mut http, grant, kill) = view(store.data_mut());
             check_request(http.table.get(&request)?, grant, kill)?;
@@ -154,12 +164,18 @@ pub fn add_gated_handler<T: 'static>(
 }
 
 /// The call-time check of one request: scheme, then host and port against the allowlist.
-fn check_request(req: &HostOutgoingRequest, grant: &NetGrant, kill: &KillSwitch) -> wasmtime::Result<()> {
+fn check_request(
+    req: &HostOutgoingRequest,
+    grant: &NetGrant,
+    kill: &KillSwitch,
+) -> wasmtime::Result<()> {
     let https = !matches!(req.scheme, Some(http_types::Scheme::Http));
     let authority = req.authority.clone().unwrap_or_default();
     let deny = |detail: String| kill.kill(Violation::new(KillReason::OutOfScope, "net", detail));
     if let Some(http_types::Scheme::Other(s)) = &req.scheme {
-        return Err(deny(format!("scheme `{s}` is not allowed (http and https only)")));
+        return Err(deny(format!(
+            "scheme `{s}` is not allowed (http and https only)"
+        )));
     }
     let Some((host, port)) = split_authority(&authority, https) else {
         return Err(deny(format!("malformed authority `{authority}`")));
@@ -213,14 +229,21 @@ async fn send_checked(
     // The handler already checked the name; check it again here so that this function is safe
     // on its own, then check every address it resolves to.
     if !grant.allows(&host, port) {
-        let _ = kill.kill(Violation::new(KillReason::OutOfScope, "net", format!("{host}:{port} is not on the allowlist")));
+        let _ = kill.kill(Violation::new(
+            KillReason::OutOfScope,
+            "net",
+            format!("{host}:{port} is not on the allowlist"),
+        ));
         return Err(HttpTransportError::HttpRequestDenied);
     }
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|_| HttpTransportError::DnsError { rcode: Some("lookup failed".into()), info_code: None })?
+            .map_err(|_| HttpTransportError::DnsError {
+                rcode: Some("lookup failed".into()),
+                info_code: None,
+            })?
             .collect(),
     };
     let Some(forbidden) = addrs
@@ -234,7 +257,9 @@ async fn send_checked(
     let _ = kill.kill(Violation::new(
         KillReason::OutOfScope,
         "net",
-        format!("{host}:{port} resolves to {forbidden}, a non-public address the policy does not name"),
+        format!(
+            "{host}:{port} resolves to {forbidden}, a non-public address the policy does not name"
+        ),
     ));
     Err(HttpTransportError::DestinationIpProhibited)
 }
@@ -272,7 +297,8 @@ async fn connect(
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let mut last = HttpTransportError::DestinationUnavailable;
     for addr in addrs {
-        let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 last = HttpTransportError::Connect(e);
@@ -283,10 +309,9 @@ async fn connect(
                 continue;
             }
         };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(
-            wasmtime_wasi_http::io::TokioIo::new(stream),
-        )
-        .await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
+                .await?;
         let driver: Box<dyn Future<Output = Result<(), HttpTransportError>> + Send> =
             Box::new(async move { conn.await.map_err(HttpTransportError::from) });
         let driver = tokio::spawn(Box::into_pin(driver));
@@ -310,17 +335,52 @@ mod tests {
     #[test]
     fn special_addresses_are_not_public() {
         let refused = [
-            "127.0.0.1", "127.1.2.3", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-            "169.254.169.254", "169.254.0.1", "100.100.100.200", "100.64.0.1", "0.0.0.0",
-            "0.1.2.3", "255.255.255.255", "224.0.0.1", "192.0.2.1", "198.18.0.1", "240.0.0.1",
-            "::1", "::", "fe80::1", "fd00:ec2::254", "fc00::1", "ff02::1", "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
-            "2001:db8::1", "fec0::1",
+            "127.0.0.1",
+            "127.1.2.3",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "169.254.0.1",
+            "100.100.100.200",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "fc00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2001:db8::1",
+            "fec0::1",
         ];
         for ip in refused {
-            assert!(!is_public(ip.parse().unwrap()), "{ip} must not count as public");
+            assert!(
+                !is_public(ip.parse().unwrap()),
+                "{ip} must not count as public"
+            );
         }
-        let public = ["93.184.216.34", "1.1.1.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "172.32.0.1", "100.128.0.1"];
+        let public = [
+            "93.184.216.34",
+            "1.1.1.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+        ];
         for ip in public {
             assert!(is_public(ip.parse().unwrap()), "{ip} is public");
         }

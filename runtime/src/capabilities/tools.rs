@@ -48,13 +48,21 @@ impl ToolRegistry {
     /// The built-in, side-effect-free tools.
     pub fn with_builtins() -> Self {
         let mut r = ToolRegistry::new();
-        r.register("echo", "Returns its input unchanged.", true, |input| Ok(input.to_string()));
-        r.register("text.upper", "Returns its input in upper case.", true, |input| {
-            Ok(input.to_uppercase())
+        r.register("echo", "Returns its input unchanged.", true, |input| {
+            Ok(input.to_string())
         });
-        r.register("text.word-count", "Counts the words of its input.", true, |input| {
-            Ok(input.split_whitespace().count().to_string())
-        });
+        r.register(
+            "text.upper",
+            "Returns its input in upper case.",
+            true,
+            |input| Ok(input.to_uppercase()),
+        );
+        r.register(
+            "text.word-count",
+            "Counts the words of its input.",
+            true,
+            |input| Ok(input.split_whitespace().count().to_string()),
+        );
         r
     }
 
@@ -93,12 +101,19 @@ impl ToolRegistry {
         name: &str,
         input: &str,
     ) -> Result<Result<String, String>, wasmtime::Error> {
-        let deny = |detail: String| kill.kill(Violation::new(KillReason::OutOfScope, "tools", detail));
+        let deny =
+            |detail: String| kill.kill(Violation::new(KillReason::OutOfScope, "tools", detail));
         if !grant.allows(name) {
-            return Err(deny(format!("tool `{}` is not in tools.allow", name.escape_debug())));
+            return Err(deny(format!(
+                "tool `{}` is not in tools.allow",
+                name.escape_debug()
+            )));
         }
         let Some(tool) = self.tools.get(name) else {
-            return Err(deny(format!("tool `{}` is not registered on this host", name.escape_debug())));
+            return Err(deny(format!(
+                "tool `{}` is not registered on this host",
+                name.escape_debug()
+            )));
         };
         tracing::trace!(target: "warden::gate", capability = "tools", tool = name, "allowed");
         Ok((tool.handler)(input))
@@ -111,16 +126,23 @@ mod tests {
     use crate::policy::Policy;
 
     fn grant(list: &str) -> ToolGrant {
-        Policy::parse("t.toml", &format!("[agent]\nname = \"t\"\n[tools]\nallow = [{list}]\n"))
-            .unwrap()
-            .tools
+        Policy::parse(
+            "t.toml",
+            &format!("[agent]\nname = \"t\"\n[tools]\nallow = [{list}]\n"),
+        )
+        .unwrap()
+        .tools
     }
 
     #[test]
     fn allowed_and_registered_runs() {
         let k = KillSwitch::new("a".into(), 1);
         let r = ToolRegistry::with_builtins();
-        assert_eq!(r.call(&grant("\"text.upper\""), &k, "text.upper", "hi").unwrap(), Ok("HI".into()));
+        assert_eq!(
+            r.call(&grant("\"text.upper\""), &k, "text.upper", "hi")
+                .unwrap(),
+            Ok("HI".into())
+        );
         assert!(!k.is_killed());
     }
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use wasmtime::component::{HasData, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
-use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
 use wasmtime_wasi::p2::bindings::filesystem::types::{HostDescriptor, HostDirectoryEntryStream};
+use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 
 use super::scope::{Access, FsScope};
@@ -71,7 +71,9 @@ impl GatedFsView<'_> {
         dir_hint: Option<bool>,
     ) -> Result<String, FsError> {
         let Some(base) = self.state.paths.get(&fd) else {
-            return Err(self.deny(format!("`{path}` named from a descriptor that is not a granted folder")));
+            return Err(self.deny(format!(
+                "`{path}` named from a descriptor that is not a granted folder"
+            )));
         };
         let scope = &self.state.scope;
         let (rel, mount) = scope.resolve(base, path).map_err(|why| self.deny(why))?;
@@ -117,7 +119,13 @@ impl types::Host for GatedFsView<'_> {
 type Fd = Resource<types::Descriptor>;
 
 impl HostDescriptor for GatedFsView<'_> {
-    async fn advise(&mut self, fd: Fd, offset: u64, len: u64, advice: types::Advice) -> FsResult<()> {
+    async fn advise(
+        &mut self,
+        fd: Fd,
+        offset: u64,
+        len: u64,
+        advice: types::Advice,
+    ) -> FsResult<()> {
         self.inner.advise(fd, offset, len, advice).await
     }
 
@@ -190,7 +198,9 @@ impl HostDescriptor for GatedFsView<'_> {
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
         self.guard(fd.rep(), &path, Access::Write, None)?;
-        self.inner.set_times_at(fd, path_flags, path, atim, mtim).await
+        self.inner
+            .set_times_at(fd, path_flags, path, atim, mtim)
+            .await
     }
 
     async fn link_at(
@@ -217,15 +227,16 @@ impl HostDescriptor for GatedFsView<'_> {
         oflags: types::OpenFlags,
         flags: types::DescriptorFlags,
     ) -> FsResult<Fd> {
-        let writes = flags.intersects(
-            types::DescriptorFlags::WRITE | types::DescriptorFlags::MUTATE_DIRECTORY,
-        ) || oflags.intersects(types::OpenFlags::CREATE | types::OpenFlags::TRUNCATE);
+        let writes = flags
+            .intersects(types::DescriptorFlags::WRITE | types::DescriptorFlags::MUTATE_DIRECTORY)
+            || oflags.intersects(types::OpenFlags::CREATE | types::OpenFlags::TRUNCATE);
         let access = if writes { Access::Write } else { Access::Read };
-        let dir_hint = oflags
-            .contains(types::OpenFlags::DIRECTORY)
-            .then_some(true);
+        let dir_hint = oflags.contains(types::OpenFlags::DIRECTORY).then_some(true);
         let guest = self.guard(fd.rep(), &path, access, dir_hint)?;
-        let opened = self.inner.open_at(fd, path_flags, path, oflags, flags).await?;
+        let opened = self
+            .inner
+            .open_at(fd, path_flags, path, oflags, flags)
+            .await?;
         self.state.paths.insert(opened.rep(), guest);
         Ok(opened)
     }
@@ -260,7 +271,9 @@ impl HostDescriptor for GatedFsView<'_> {
     async fn symlink_at(&mut self, fd: Fd, src_path: String, dest_path: String) -> FsResult<()> {
         let link = self.guard(fd.rep(), &dest_path, Access::Write, Some(false))?;
         // The link's target is resolved from the folder that holds the link.
-        let holder = link.rsplit_once('/').map_or("/", |(dir, _)| if dir.is_empty() { "/" } else { dir });
+        let holder = link
+            .rsplit_once('/')
+            .map_or("/", |(dir, _)| if dir.is_empty() { "/" } else { dir });
         let holder = holder.to_string();
         let (target, _) = self
             .state

@@ -33,7 +33,9 @@ pub struct MountPoint {
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
     /// A granted folder does not exist in the workspace.
-    #[error("the policy grants `{rel}` but {host} is not a folder in the workspace; create it or fix the policy")]
+    #[error(
+        "the policy grants `{rel}` but {host} is not a folder in the workspace; create it or fix the policy"
+    )]
     Missing {
         /// Workspace-relative folder.
         rel: String,
@@ -41,7 +43,9 @@ pub enum MountError {
         host: PathBuf,
     },
     /// The granted folder resolves outside the workspace (a symlink planted on the host).
-    #[error("the granted folder `{rel}` resolves to {host}, outside the workspace {workspace}; refusing to mount it")]
+    #[error(
+        "the granted folder `{rel}` resolves to {host}, outside the workspace {workspace}; refusing to mount it"
+    )]
     Escapes {
         /// Workspace-relative folder.
         rel: String,
@@ -66,12 +70,10 @@ impl FsScope {
     ///
     /// [`MountError`] when a granted folder is missing or resolves outside the workspace.
     pub fn bind(grant: &FsGrant, workspace: &Path) -> Result<Self, MountError> {
-        let workspace = workspace
-            .canonicalize()
-            .map_err(|_| MountError::Missing {
-                rel: String::new(),
-                host: workspace.to_path_buf(),
-            })?;
+        let workspace = workspace.canonicalize().map_err(|_| MountError::Missing {
+            rel: String::new(),
+            host: workspace.to_path_buf(),
+        })?;
         let mut mounts = Vec::new();
         for m in grant.mounts() {
             let host = workspace.join(&m.dir);
@@ -133,7 +135,10 @@ impl FsScope {
             return Err(format!("absolute path `{path}`"));
         }
         if path.contains('\0') {
-            return Err(format!("path `{}` contains a NUL byte", path.escape_debug()));
+            return Err(format!(
+                "path `{}` contains a NUL byte",
+                path.escape_debug()
+            ));
         }
         let mount = self
             .mount_of(base)
@@ -149,7 +154,10 @@ impl FsScope {
                 "" | "." => {}
                 ".." => {
                     if parts.len() <= floor {
-                        return Err(format!("`{path}` climbs out of `{}` with `..`", mount.guest));
+                        return Err(format!(
+                            "`{path}` climbs out of `{}` with `..`",
+                            mount.guest
+                        ));
                     }
                     parts.pop();
                 }
@@ -164,9 +172,7 @@ impl FsScope {
         self.mounts
             .iter()
             .filter(|m| {
-                guest == m.guest
-                    || m.guest == "/"
-                    || guest.starts_with(&format!("{}/", m.guest))
+                guest == m.guest || m.guest == "/" || guest.starts_with(&format!("{}/", m.guest))
             })
             .max_by_key(|m| m.guest.len())
     }
@@ -189,7 +195,12 @@ impl FsScope {
     /// # Errors
     ///
     /// A sentence naming where the link leads.
-    pub fn check_links(&self, mount: &MountPoint, rel: &str, access: Access) -> Result<bool, String> {
+    pub fn check_links(
+        &self,
+        mount: &MountPoint,
+        rel: &str,
+        access: Access,
+    ) -> Result<bool, String> {
         let below = rel
             .strip_prefix(mount.rel.as_str())
             .unwrap_or(rel)
@@ -229,7 +240,12 @@ impl FsScope {
             .map(str::to_string)
             .collect();
         target.extend(inside.iter().map(|c| c.to_string_lossy().into_owned()));
-        target.extend(missing.iter().rev().map(|c| c.to_string_lossy().into_owned()));
+        target.extend(
+            missing
+                .iter()
+                .rev()
+                .map(|c| c.to_string_lossy().into_owned()),
+        );
         let target = target.join("/");
         if target != rel && !self.allows(access, &target, is_dir) {
             return Err(format!(
@@ -261,7 +277,11 @@ mod tests {
     #[test]
     fn mounts_follow_the_static_prefix() {
         let (_d, s) = scope("read = [\"data/**\"]\nwrite = [\"data/out/**\"]");
-        let m: Vec<_> = s.mounts().iter().map(|m| (m.guest.as_str(), m.writable)).collect();
+        let m: Vec<_> = s
+            .mounts()
+            .iter()
+            .map(|m| (m.guest.as_str(), m.writable))
+            .collect();
         assert_eq!(m, vec![("/data", true)]);
     }
 
@@ -286,7 +306,10 @@ mod tests {
             ("/nowhere", "x"),
         ];
         for (base, path) in bad {
-            assert!(s.resolve(base, path).is_err(), "{base} + {path} must be refused");
+            assert!(
+                s.resolve(base, path).is_err(),
+                "{base} + {path} must be refused"
+            );
         }
     }
 
@@ -305,7 +328,8 @@ mod tests {
     #[test]
     fn symlinks_that_lead_out_are_refused() {
         let (d, s) = scope("read = [\"data/**\"]\nwrite = [\"data/out/**\"]");
-        std::os::unix::fs::symlink(d.path().join("secret/key"), d.path().join("data/leak")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret/key"), d.path().join("data/leak"))
+            .unwrap();
         std::os::unix::fs::symlink("/etc", d.path().join("data/etc")).unwrap();
         std::os::unix::fs::symlink("in.txt", d.path().join("data/alias")).unwrap();
         std::os::unix::fs::symlink("../in.txt", d.path().join("data/out/up")).unwrap();
@@ -316,6 +340,9 @@ mod tests {
         // A link in a writable folder to a read-only file: reading is fine, writing is not.
         assert!(s.check_links(&m, "data/out/up", Access::Read).is_ok());
         assert!(s.check_links(&m, "data/out/up", Access::Write).is_err());
-        assert!(s.check_links(&m, "data/out/new-file", Access::Write).is_ok());
+        assert!(
+            s.check_links(&m, "data/out/new-file", Access::Write)
+                .is_ok()
+        );
     }
 }

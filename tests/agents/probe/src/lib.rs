@@ -51,7 +51,11 @@ fn first_preopen() -> Result<wasip2::filesystem::types::Descriptor, AgentError> 
 
 impl Agent for Probe {
     fn describe() -> Description {
-        Description::new("probe", env!("CARGO_PKG_VERSION"), "Does what its task says (tests only).")
+        Description::new(
+            "probe",
+            env!("CARGO_PKG_VERSION"),
+            "Does what its task says (tests only).",
+        )
     }
 
     fn run(task: String) -> Result<String, AgentError> {
@@ -73,7 +77,9 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
         match t.op.as_str() {
             "echo" => Ok(t.text.clone()),
             "read" => std::fs::read_to_string(&t.path).map_err(fail),
-            "write" => std::fs::write(&t.path, &t.text).map(|()| "written".into()).map_err(fail),
+            "write" => std::fs::write(&t.path, &t.text)
+                .map(|()| "written".into())
+                .map_err(fail),
             "list" => {
                 let mut names: Vec<String> = std::fs::read_dir(&t.path)
                     .map_err(fail)?
@@ -106,7 +112,9 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                     .map(|()| "renamed".into())
                     .map_err(|e| fail(format!("{e:?}")))
             }
-            "http" => http::get(&t.url).map(|r| format!("{} {}", r.status, r.text())).map_err(fail),
+            "http" => http::get(&t.url)
+                .map(|r| format!("{} {}", r.status, r.text()))
+                .map_err(fail),
             "tool" => tools::call(&t.name, &t.input).map_err(fail),
             "log" => {
                 log::info(&"x".repeat(t.bytes as usize));
@@ -135,8 +143,26 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                 Ok(format!("allocated {}", black_box(v).len()))
             }
             "recurse" => Ok(recurse(t.depth).to_string()),
+            "tool-loop" => {
+                let mut bytes = 0;
+                for _ in 0..t.depth {
+                    bytes += tools::call(&t.name, &t.input).map_err(fail)?.len();
+                }
+                Ok(bytes.to_string())
+            }
+            "random-loop" => {
+                let mut x = 0u64;
+                for _ in 0..t.depth {
+                    x ^= wasip2::random::insecure::get_insecure_random_u64();
+                }
+                Ok(black_box(x).to_string())
+            }
             "clock" => Ok(format!("{:?}", std::time::SystemTime::now())),
-            "env" => Ok(format!("{} vars, {} args", std::env::vars().count(), std::env::args().count())),
+            "env" => Ok(format!(
+                "{} vars, {} args",
+                std::env::vars().count(),
+                std::env::args().count()
+            )),
             "panic" => panic!("probe was asked to panic"),
             "exit" => std::process::exit(3),
             "output" => Ok("z".repeat(t.bytes as usize)),
