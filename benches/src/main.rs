@@ -201,6 +201,36 @@ async fn gated_call_cost(rt: &Runtime, calls: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The engine as the host runs it; `WARDEN_BENCH_KEEP_RESIDENT` and `WARDEN_BENCH_DECOMMIT_BATCH`
+/// override the pooling knobs, to measure them side by side.
+fn engine_config(cache: PathBuf) -> EngineConfig {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let mut config = EngineConfig {
+        cache_dir: Some(cache),
+        ..EngineConfig::default()
+    };
+    if let Some(v) = env("WARDEN_BENCH_KEEP_RESIDENT") {
+        config.memory_keep_resident = v;
+    }
+    if let Some(v) = env("WARDEN_BENCH_DECOMMIT_BATCH") {
+        config.decommit_batch_size = v;
+    }
+    if let Some(v) = env("WARDEN_BENCH_INIT_COW") {
+        config.memory_init_cow = v != 0;
+    }
+    println!(
+        "engine: keep_resident {} KiB, decommit batch {}, memory_init_cow {}",
+        config.memory_keep_resident >> 10,
+        config.decommit_batch_size,
+        config.memory_init_cow
+    );
+    config
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -210,13 +240,7 @@ fn main() -> anyhow::Result<()> {
         .context("tokio")?;
     rt.block_on(async {
         let cache = std::env::temp_dir().join("warden-bench-cache");
-        let runtime = Runtime::new(
-            EngineConfig {
-                cache_dir: Some(cache),
-                ..EngineConfig::default()
-            },
-            ToolRegistry::with_builtins(),
-        )?;
+        let runtime = Runtime::new(engine_config(cache), ToolRegistry::with_builtins())?;
         let hello = Arc::new(load(&runtime, "hello", "")?);
         println!(
             "machine: {} cores",

@@ -64,6 +64,13 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// Largest component accepted, in bytes, checked before compiling.
     pub max_component_size: usize,
+    /// Bytes of each linear memory kept resident (zeroed, not returned to the OS) between
+    /// instances: trades idle memory for faster instantiation and teardown.
+    pub memory_keep_resident: usize,
+    /// How many instance slots' memory is decommitted in one batch.
+    pub decommit_batch_size: usize,
+    /// Map a module's initial memory copy-on-write from its image instead of copying it.
+    pub memory_init_cow: bool,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +83,9 @@ impl Default for EngineConfig {
             max_stack: 512 << 10,
             epoch_tick: Duration::from_millis(1),
             max_component_size: 64 << 20,
+            memory_keep_resident: 0,
+            decommit_batch_size: 16,
+            memory_init_cow: true,
         }
     }
 }
@@ -118,8 +128,9 @@ impl WardenEngine {
             .table_elements(config.max_table_elements as usize)
             // Keeping a little memory resident makes the next instance's first touches cheap
             // and its teardown a memset instead of an madvise; figures in benches/.
-            .linear_memory_keep_resident(64 << 10)
+            .linear_memory_keep_resident(config.memory_keep_resident)
             .table_keep_resident(16 << 10)
+            .decommit_batch_size(config.decommit_batch_size)
             .max_unused_warm_slots(64);
 
         let mut cfg = Config::new();
@@ -127,7 +138,7 @@ impl WardenEngine {
             .epoch_interruption(true)
             .max_wasm_stack(config.max_stack)
             .async_stack_size(config.max_stack + (1 << 20))
-            .memory_init_cow(true)
+            .memory_init_cow(config.memory_init_cow)
             .wasm_backtrace_max_frames(None)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(|e| EngineError::Config(format!("{e:#}")))?;

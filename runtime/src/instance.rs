@@ -177,17 +177,29 @@ impl ResourceLimiter for TaskLimiter {
 /// CPU and wall-clock accounting, driven by the engine's epoch ticker.
 ///
 /// The deadline is one tick ahead, so the callback runs about once per tick *while guest code
-/// executes*: the ticks it counts are the guest's CPU time, not time spent in host calls or
-/// waiting for the executor. Each tick also yields to the executor, so one busy agent cannot
-/// starve the others on the same thread.
+/// executes*. Each call adds the time since the previous one, capped at two ticks: a longer gap
+/// means the guest was in a host call or waiting for the executor, which is not its CPU time.
+/// Each tick also yields to the executor, so one busy agent cannot starve the others.
 pub(crate) struct CpuMeter {
     pub tick: Duration,
     pub cpu: Duration,
-    pub ticks: u64,
+    pub used: Duration,
+    pub last: Instant,
     pub wall_deadline: Instant,
 }
 
 impl CpuMeter {
+    /// A meter for a run that started at `started`.
+    pub fn new(tick: Duration, cpu: Duration, started: Instant, wall: Duration) -> Self {
+        CpuMeter {
+            tick,
+            cpu,
+            used: Duration::ZERO,
+            last: started,
+            wall_deadline: started + wall,
+        }
+    }
+
     /// Called by wasmtime when the epoch deadline passes.
     pub fn on_deadline(&mut self, kill: &KillSwitch) -> wasmtime::Result<UpdateDeadline> {
         if let Some(v) = kill.violation() {
@@ -195,21 +207,23 @@ impl CpuMeter {
             // forbidden address): stop at the next tick.
             return Err(wasmtime::Error::new(v));
         }
-        self.ticks += 1;
-        if Instant::now() >= self.wall_deadline {
+        let now = Instant::now();
+        self.used += (now - self.last).min(self.tick * 2);
+        self.last = now;
+        if now >= self.wall_deadline {
             return Err(kill.kill(Violation::new(
                 KillReason::WallLimit,
                 "limits.wall",
                 "the task ran past its wall-clock limit",
             )));
         }
-        if self.tick.saturating_mul(self.ticks as u32) >= self.cpu {
+        if self.used >= self.cpu {
             return Err(kill.kill(Violation::new(
                 KillReason::CpuLimit,
                 "limits.cpu",
                 format!(
                     "the guest used {} ms of CPU; the limit is {} ms",
-                    self.tick.as_millis() * u128::from(self.ticks),
+                    self.used.as_millis(),
                     self.cpu.as_millis()
                 ),
             )));
@@ -217,8 +231,8 @@ impl CpuMeter {
         Ok(UpdateDeadline::Yield(1))
     }
 
-    /// CPU time used so far, in ticks of the engine's epoch.
+    /// Guest CPU time measured so far.
     pub fn used(&self) -> Duration {
-        self.tick.saturating_mul(self.ticks as u32)
+        self.used
     }
 }

@@ -132,7 +132,7 @@ pub struct RunReport {
     pub applied: Option<AppliedChanges>,
     /// Wall-clock time from the start of the run.
     pub elapsed: Duration,
-    /// Guest CPU time, in epoch ticks converted to time.
+    /// Guest CPU time, as measured by the epoch ticks.
     pub cpu: Duration,
 }
 
@@ -222,6 +222,7 @@ impl Runtime {
         Ok(LoadedAgent {
             runtime: self.clone(),
             pre,
+            net: Arc::new(policy.net.clone()),
             policy: Arc::new(policy),
             imports,
         })
@@ -248,6 +249,7 @@ fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
 pub struct LoadedAgent {
     runtime: Runtime,
     pre: AgentPre<InstanceState>,
+    net: Arc<crate::policy::NetGrant>,
     policy: Arc<Policy>,
     imports: Vec<ImportReport>,
 }
@@ -456,7 +458,7 @@ impl LoadedAgent {
             wasi: wasi.build(),
             table,
             http: WasiHttpCtx::new(),
-            net: NetHooks::new(Arc::new(policy.net.clone()), kill.clone()),
+            net: NetHooks::new(self.net.clone(), kill.clone()),
             fs,
             tools: self.runtime.tools.clone(),
             policy: policy.clone(),
@@ -465,12 +467,12 @@ impl LoadedAgent {
                 tables: limits.tables,
                 kill: kill.clone(),
             },
-            meter: CpuMeter {
-                tick: self.runtime.engine.epoch_tick(),
-                cpu: limits.cpu,
-                ticks: 0,
-                wall_deadline: started + limits.wall,
-            },
+            meter: CpuMeter::new(
+                self.runtime.engine.epoch_tick(),
+                limits.cpu,
+                started,
+                limits.wall,
+            ),
             kill,
             output,
         };
