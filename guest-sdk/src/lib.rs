@@ -9,7 +9,8 @@
 //! | [`tools`] | host-registered actions | `[tools] allow` |
 //! | [`http`] | outbound HTTP (`wasi:http`) | `[net] allow` |
 //! | `std::fs` | files (`wasi:filesystem`) | `[fs] read` / `[fs] write` |
-//! | `std::time`, random | clocks and random (`wasi:clocks`, `wasi:random`) | `[clocks]`, `[random]` |
+//! | [`random`] | secure random bytes (`wasi:random/random`) | `[random] secure` |
+//! | `std::time` | clocks (`wasi:clocks`) | `[clocks] wall` / `[clocks] monotonic` |
 //!
 //! Using a capability outside the grant does not return an error: the host kills the instance at
 //! that call. Design agents to ask only for what their policy names.
@@ -36,6 +37,7 @@
 
 pub mod http;
 pub mod log;
+pub mod random;
 pub mod tools;
 
 /// Raw bindings generated from `wit/world.wit`. Prefer the typed wrappers in this crate.

@@ -183,6 +183,42 @@ mod tests {
     }
 
     #[test]
+    fn a_kill_emits_one_tracing_event() {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let k = KillSwitch::new("docs".into(), 7);
+            let _ = k.kill(Violation::new(KillReason::OutOfScope, "net", "10.0.0.1:22"));
+            let _ = k.kill(Violation::new(KillReason::Trap, "guest", "later"));
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("instance killed").count(), 1, "{text}");
+        assert!(
+            text.contains("agent=docs") && text.contains("task=7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reason=\"out-of-scope\"") && text.contains("10.0.0.1:22"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn check_allows_and_denies() {
         let k = KillSwitch::new("a".into(), 1);
         assert!(check(&k, true, "tools", || "echo".into()).is_ok());

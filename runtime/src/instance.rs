@@ -69,6 +69,14 @@ impl InstanceState {
         }
     }
 
+    /// The random context with the kill switch.
+    pub(crate) fn gated_random(&mut self) -> crate::capabilities::random::GatedRandomView<'_> {
+        crate::capabilities::random::GatedRandomView {
+            inner: self.wasi.random(),
+            kill: &self.kill,
+        }
+    }
+
     /// The HTTP view with the grant and kill switch the gated handler needs.
     pub(crate) fn gated_net(
         &mut self,

@@ -14,6 +14,7 @@ use wasmtime_wasi_io::bindings::wasi::io;
 
 use crate::bindings::warden::agent::{log, tools, types};
 use crate::capabilities::fs::GatedFs;
+use crate::capabilities::random::GatedRandom;
 use crate::gate::{KillReason, Violation};
 use crate::imports::Capability;
 use crate::instance::{HasIo, InstanceState};
@@ -55,7 +56,10 @@ pub fn build(
     cli::terminal_stdin::add_to_linker::<InstanceState, WasiCli>(&mut l, cli)?;
     cli::terminal_stdout::add_to_linker::<InstanceState, WasiCli>(&mut l, cli)?;
     cli::terminal_stderr::add_to_linker::<InstanceState, WasiCli>(&mut l, cli)?;
-    random::insecure::add_to_linker::<InstanceState, WasiRandom>(&mut l, rng)?;
+    random::insecure::add_to_linker::<InstanceState, GatedRandom>(
+        &mut l,
+        InstanceState::gated_random,
+    )?;
     random::insecure_seed::add_to_linker::<InstanceState, WasiRandom>(&mut l, rng)?;
     log::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
     types::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
@@ -90,7 +94,10 @@ pub fn build(
         clocks::monotonic_clock::add_to_linker::<InstanceState, WasiClocks>(&mut l, clk)?;
     }
     if Capability::SecureRandom.granted_by(policy) {
-        random::random::add_to_linker::<InstanceState, WasiRandom>(&mut l, rng)?;
+        random::random::add_to_linker::<InstanceState, GatedRandom>(
+            &mut l,
+            InstanceState::gated_random,
+        )?;
     }
 
     // Known but not granted: every function kills the instance on its first call. Resources

@@ -28,8 +28,6 @@ use crate::staging::{AppliedChanges, Staging};
 
 /// Most handles (files, streams, requests) one instance may hold at once.
 const MAX_HANDLES: usize = 4_096;
-/// Largest single request for random bytes.
-const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// Why an agent could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -415,7 +413,7 @@ impl LoadedAgent {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.writer(Stream::Stdout))
             .stderr(output.writer(Stream::Stderr))
-            .max_random_size(MAX_RANDOM_BYTES)
+            .max_random_size(crate::capabilities::random::MAX_RANDOM_BYTES)
             .allow_blocking_current_thread(false);
 
         let mut staging = None;

@@ -147,3 +147,44 @@ async fn a_guest_panic_is_a_trap_kill() {
     let r = run("probe", "", &probe("panic", &[]), None).await;
     killed(&r, KillReason::Trap);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_past_the_limit_are_killed() {
+    // Rust components start with a small function table; a limit below it kills at instantiation,
+    // through the same check as a `table.grow` at run time.
+    let r = run("hello", "[limits]\ntables = 2\n", "\"x\"", None).await;
+    let (capability, _) = killed(&r, KillReason::TableLimit);
+    assert_eq!(capability, "limits.tables");
+    let ok = run("hello", "[limits]\ntables = 1000\n", "\"x\"", None).await;
+    completed(&ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_random_requests_are_refused() {
+    let granted = "[random]\nsecure = true\n";
+    let ok = run(
+        "probe",
+        granted,
+        &probe("random", &[("bytes", json!(32u64))]),
+        None,
+    )
+    .await;
+    assert_eq!(completed(&ok), "32 random bytes");
+    let r = run(
+        "probe",
+        granted,
+        &probe("random", &[("bytes", json!(1u64 << 30))]),
+        None,
+    )
+    .await;
+    let (capability, _) = killed(&r, KillReason::OutOfScope);
+    assert_eq!(capability, "random");
+    let r = run(
+        "probe",
+        "",
+        &probe("random", &[("bytes", json!(32u64))]),
+        None,
+    )
+    .await;
+    killed(&r, KillReason::NotGranted);
+}

@@ -4,4 +4,5 @@
 
 pub mod fs;
 pub mod net;
+pub mod random;
 pub mod tools;

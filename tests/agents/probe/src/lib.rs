@@ -158,6 +158,10 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                 Ok(black_box(x).to_string())
             }
             "clock" => Ok(format!("{:?}", std::time::SystemTime::now())),
+            "random" => Ok(format!(
+                "{} random bytes",
+                warden_guest::random::bytes(t.bytes).len()
+            )),
             "env" => Ok(format!(
                 "{} vars, {} args",
                 std::env::vars().count(),
