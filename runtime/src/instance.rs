@@ -24,7 +24,7 @@ pub struct InstanceState {
     pub(crate) table: ResourceTable,
     pub(crate) http: WasiHttpCtx,
     pub(crate) net: NetHooks,
-    pub(crate) fs: Option<FsState>,
+    pub(crate) fs: FsState,
     pub(crate) tools: Arc<ToolRegistry>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) kill: KillSwitch,
@@ -53,12 +53,9 @@ impl WasiHttpView for InstanceState {
 }
 
 impl InstanceState {
-    /// The gated file view. Only linked when the policy grants files, so `fs` is set.
+    /// The gated file view.
     pub(crate) fn gated_fs(&mut self) -> GatedFsView<'_> {
-        let state = self
-            .fs
-            .as_mut()
-            .expect("the file capability is linked only for instances that have a file scope");
+        let state = &mut self.fs;
         GatedFsView {
             inner: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
                 ctx: self.wasi.filesystem(),

@@ -139,8 +139,6 @@ pub struct RunReport {
 pub struct RunOptions {
     /// The workspace folder the policy's `[fs]` paths are relative to.
     pub workspace: Option<PathBuf>,
-    /// Do not mount files (used by `describe`, which must not use capabilities).
-    pub skip_fs: bool,
 }
 
 /// A host: one engine, the registered tools, and a bound on live instances.
@@ -300,7 +298,7 @@ impl LoadedAgent {
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let started = Instant::now();
         let id = self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1;
-        let (mut store, staging) = self.new_store(id, started, options)?;
+        let (mut store, staging) = self.new_store(id, started, Mounts::Workspace(options))?;
         let limits = &self.policy.limits;
         let kill = store.data().kill.clone();
         let output = store.data().output.clone();
@@ -373,9 +371,14 @@ impl LoadedAgent {
     ///
     /// [`RunError`] when the instance cannot be set up, or a kill outcome as `RunError::Setup`.
     pub async fn describe(&self) -> Result<Description, RunError> {
+        let _slot = self
+            .runtime
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| RunError::Setup(e.to_string()))?;
         let started = Instant::now();
-        let (mut store, _staging) =
-            self.new_store(0, started, &RunOptions::default_without_fs())?;
+        let (mut store, _staging) = self.new_store(0, started, Mounts::None)?;
         let kill = store.data().kill.clone();
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
@@ -403,7 +406,7 @@ impl LoadedAgent {
         &self,
         id: u64,
         started: Instant,
-        options: &RunOptions,
+        mounts: Mounts<'_>,
     ) -> Result<(Store<InstanceState>, Option<Staging>), RunError> {
         let policy = &self.policy;
         let limits = &policy.limits;
@@ -417,8 +420,10 @@ impl LoadedAgent {
             .allow_blocking_current_thread(false);
 
         let mut staging = None;
-        let mut fs = None;
-        if !policy.fs.is_empty() && !options.skip_fs {
+        // Without mounts (describe) the file capability is still linked if granted, but it has
+        // no folder: any use of it kills.
+        let mut fs = FsState::new(FsScope::unbound(&policy.fs));
+        if let (false, Mounts::Workspace(options)) = (policy.fs.is_empty(), mounts) {
             let workspace = options
                 .workspace
                 .as_deref()
@@ -447,7 +452,7 @@ impl LoadedAgent {
                     RunError::Setup(format!("cannot open {}: {e}", m.host.display()))
                 })?;
             }
-            fs = Some(FsState::new(scope));
+            fs = FsState::new(scope);
         }
 
         let mut table = ResourceTable::new();
@@ -485,13 +490,13 @@ impl LoadedAgent {
     }
 }
 
-impl RunOptions {
-    fn default_without_fs() -> Self {
-        RunOptions {
-            workspace: None,
-            skip_fs: true,
-        }
-    }
+/// What a new instance gets mounted.
+#[derive(Clone, Copy)]
+enum Mounts<'a> {
+    /// The policy's folders in the run's workspace.
+    Workspace(&'a RunOptions),
+    /// Nothing (for `describe`, which must not use capabilities).
+    None,
 }
 
 fn killed(v: Option<Violation>) -> Outcome {

@@ -76,6 +76,22 @@ async fn describe_reports_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn describe_of_a_file_agent_needs_no_workspace() {
+    let agent = load("scribe", NOTES).unwrap();
+    assert_eq!(agent.describe().await.unwrap().name, "scribe");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_agent_without_a_workspace_does_not_start() {
+    let agent = load("scribe", NOTES).unwrap();
+    let err = agent
+        .run("{}", &warden::RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--workspace"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn nothing_ambient_no_env_no_args() {
     let r = run("probe", "", &probe("env", &[]), None).await;
     assert_eq!(completed(&r), "0 vars, 0 args");

@@ -106,6 +106,14 @@ impl FsScope {
         })
     }
 
+    /// The grant with no folder mounted: every path is refused.
+    pub fn unbound(grant: &FsGrant) -> Self {
+        FsScope {
+            grant: grant.clone(),
+            mounts: Vec::new(),
+        }
+    }
+
     /// The folders to preopen.
     pub fn mounts(&self) -> &[MountPoint] {
         &self.mounts
