@@ -99,7 +99,6 @@ pub async fn run(
     let agent = load(agent_name, policy_body).unwrap_or_else(|e| panic!("load failed: {e}"));
     let options = RunOptions {
         workspace: workspace.map(Path::to_path_buf),
-        ..RunOptions::default()
     };
     agent
         .run(task, &options)
