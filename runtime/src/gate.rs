@@ -29,6 +29,8 @@ pub enum KillReason {
     StackOverflow,
     /// Wrote more than `limits.output` (result, stdout, stderr and logs together).
     OutputLimit,
+    /// Held more open handles (files, streams, requests) than the host allows one instance.
+    HandleLimit,
     /// The guest trapped on its own (a panic, `unreachable`, an out-of-bounds access).
     Trap,
 }
@@ -45,6 +47,7 @@ impl KillReason {
             KillReason::WallLimit => "wall-limit",
             KillReason::StackOverflow => "stack-overflow",
             KillReason::OutputLimit => "output-limit",
+            KillReason::HandleLimit => "handle-limit",
             KillReason::Trap => "trap",
         }
     }

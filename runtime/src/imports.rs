@@ -156,6 +156,16 @@ pub enum ImportError {
         /// The policy key that would grant it.
         key: &'static str,
     },
+    /// The component imports the same interface twice, under two versions.
+    #[error(
+        "`{name}` is imported twice (also as `{other}`); a component gets one copy of each interface"
+    )]
+    Duplicate {
+        /// The second import.
+        name: String,
+        /// The first.
+        other: String,
+    },
     /// The component imports something that is not an interface (a bare function or a component).
     #[error("`{name}` is a top-level {kind} import; agents may only import interfaces")]
     NotAnInterface {
@@ -208,7 +218,21 @@ pub fn check(
     policy: &Policy,
 ) -> Result<Vec<String>, ImportError> {
     let mut stubs = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for (name, item) in component.component_type().imports(engine) {
+        // Two versions of one interface would be linked to one implementation; no honest
+        // component needs that, so it is refused rather than reasoned about.
+        let unversioned = name.split('@').next().unwrap_or(name);
+        if let Some(other) = seen
+            .iter()
+            .find(|o| o.split('@').next() == Some(unversioned))
+        {
+            return Err(ImportError::Duplicate {
+                name: name.to_string(),
+                other: other.to_string(),
+            });
+        }
+        seen.push(name);
         let kind = match &item.ty {
             ComponentItem::ComponentInstance(_) => None,
             ComponentItem::ComponentFunc(_) | ComponentItem::CoreFunc(_) => Some("function"),

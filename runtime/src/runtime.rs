@@ -525,6 +525,20 @@ fn classify_trap(kill: &KillSwitch, err: &wasmtime::Error) -> Outcome {
             ),
         };
     }
+    let table_full = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        let _ = kill.kill(Violation::new(
+            KillReason::HandleLimit,
+            "limits.handles",
+            format!("held more than {MAX_HANDLES} open handles"),
+        ));
+        return killed(kill.violation());
+    }
     let (reason, detail) = match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::StackOverflow) => (
             KillReason::StackOverflow,

@@ -24,6 +24,8 @@ struct Task {
     write: bool,
     /// Another task to run after this one succeeds (to test what survives a later kill).
     then: Option<Box<Task>>,
+    header: String,
+    value: String,
 }
 
 struct Probe;
@@ -106,6 +108,45 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                     .map(|()| "linked".into())
                     .map_err(|e| fail(format!("{e:?}")))
             }
+            "raw-link" => {
+                let dir = first_preopen()?;
+                dir.link_at(PathFlags::empty(), &t.path, &dir, &t.target)
+                    .map(|()| "linked".into())
+                    .map_err(|e| fail(format!("{e:?}")))
+            }
+            "raw-truncate" => {
+                let dir = first_preopen()?;
+                dir.open_at(
+                    PathFlags::empty(),
+                    &t.path,
+                    OpenFlags::TRUNCATE,
+                    DescriptorFlags::READ,
+                )
+                .map(|_| "truncated".into())
+                .map_err(|e| fail(format!("{e:?}")))
+            }
+            "raw-read-abs" => {
+                // Name an absolute host path from the first preopened folder.
+                let dir = first_preopen()?;
+                let f = dir
+                    .open_at(
+                        PathFlags::empty(),
+                        &t.path,
+                        OpenFlags::empty(),
+                        DescriptorFlags::READ,
+                    )
+                    .map_err(|e| fail(format!("{e:?}")))?;
+                let (bytes, _) = f.read(64, 0).map_err(|e| fail(format!("{e:?}")))?;
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            "handles" => {
+                // Open the same file again and again, keeping every handle.
+                let mut kept = Vec::new();
+                for _ in 0..t.depth {
+                    kept.push(std::fs::File::open(&t.path).map_err(fail)?);
+                }
+                Ok(format!("{} handles", kept.len()))
+            }
             "raw-rename" => {
                 let dir = first_preopen()?;
                 dir.rename_at(&t.path, &dir, &t.target)
@@ -113,6 +154,22 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                     .map_err(|e| fail(format!("{e:?}")))
             }
             "http" => http::get(&t.url)
+                .map(|r| format!("{} {}", r.status, r.text()))
+                .map_err(fail),
+            "http-follow" => {
+                // Follow one redirect by hand, as a guest must: the new request is checked anew.
+                let first = http::get(&t.url).map_err(fail)?;
+                let location = first
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .ok_or_else(|| fail(format!("no redirect (status {})", first.status)))?;
+                http::get(&location)
+                    .map(|r| format!("{} {}", r.status, r.text()))
+                    .map_err(fail)
+            }
+            "http-header" => http::request("GET", &t.url, &[(&t.header, &t.value)], &[])
                 .map(|r| format!("{} {}", r.status, r.text()))
                 .map_err(fail),
             "tool" => tools::call(&t.name, &t.input).map_err(fail),
@@ -170,6 +227,26 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             "panic" => panic!("probe was asked to panic"),
             "exit" => std::process::exit(3),
             "output" => Ok("z".repeat(t.bytes as usize)),
+            "escapes" => {
+                // Terminal control sequences: clear screen, set title, hyperlink, bell.
+                let nasty = "\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]8;;http://evil\x1b\\click\x1b]8;;\x1b\\\r\u{9b}31m";
+                for _ in 0..t.depth {
+                    print!("{nasty}");
+                    eprint!("{nasty}");
+                }
+                log::warn(nasty);
+                Ok(nasty.to_string())
+            }
+            "log-big" => {
+                log::info(&"L".repeat(t.bytes as usize));
+                Ok("logged".into())
+            }
+            "tool-big" => {
+                let input = "T".repeat(t.bytes as usize);
+                tools::call(&t.name, &input)
+                    .map(|out| out.len().to_string())
+                    .map_err(fail)
+            }
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }

@@ -1,0 +1,4 @@
+;; Imports a bare top-level function instead of an interface: refused at load.
+(component
+  (import "spawn-process" (func))
+)

@@ -1,0 +1,4 @@
+;; Imports a WASI version this host does not implement: refused at load.
+(component
+  (import "wasi:filesystem/types@0.3.0" (instance))
+)
