@@ -21,7 +21,7 @@ pub mod imports;
 mod instance;
 mod linker;
 pub mod output;
-pub mod policy;
+pub use warden_policy as policy;
 mod runtime;
 pub mod staging;
 

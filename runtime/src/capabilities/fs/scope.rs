@@ -139,40 +139,11 @@ impl FsScope {
     ///
     /// A sentence saying why the path leaves the grant.
     pub fn resolve(&self, base: &str, path: &str) -> Result<(String, &MountPoint), String> {
-        if path.starts_with('/') || path.starts_with('\\') {
-            return Err(format!("absolute path `{path}`"));
-        }
-        if path.contains('\0') {
-            return Err(format!(
-                "path `{}` contains a NUL byte",
-                path.escape_debug()
-            ));
-        }
         let mount = self
             .mount_of(base)
             .ok_or_else(|| format!("`{path}` named from an unknown directory `{base}`"))?;
-        let mut parts: Vec<&str> = base
-            .trim_start_matches('/')
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .collect();
-        let floor = mount.rel.split('/').filter(|c| !c.is_empty()).count();
-        for c in path.split('/') {
-            match c {
-                "" | "." => {}
-                ".." => {
-                    if parts.len() <= floor {
-                        return Err(format!(
-                            "`{path}` climbs out of `{}` with `..`",
-                            mount.guest
-                        ));
-                    }
-                    parts.pop();
-                }
-                c => parts.push(c),
-            }
-        }
-        Ok((parts.join("/"), mount))
+        let rel = crate::policy::path::resolve(base, &mount.guest, path)?;
+        Ok((rel, mount))
     }
 
     fn mount_of(&self, guest: &str) -> Option<&MountPoint> {

@@ -103,7 +103,7 @@ impl PathPattern {
     /// # Examples
     ///
     /// ```
-    /// use warden::policy::PathPattern;
+    /// use warden_policy::PathPattern;
     /// let pattern = PathPattern::parse("data/**").unwrap();
     /// assert!(pattern.allows("data/a/b.txt"));
     /// assert!(!pattern.allows("data"));

@@ -60,7 +60,7 @@ impl NetGrant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
+    use crate::Policy;
 
     fn net(entries: &str) -> Result<NetGrant, PolicyError> {
         Policy::parse(

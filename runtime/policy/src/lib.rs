@@ -6,7 +6,9 @@
 //! kept) → [`Policy`]. Every mistake is a [`PolicyError`] located at the
 //! offending key or value. Deny by default: a section that is absent grants
 //! nothing; `policies/README.md` is the full reference.
+#![deny(missing_docs)]
 
+pub mod address;
 mod clocks;
 mod diagnostic;
 mod dns;
@@ -14,6 +16,7 @@ mod fs;
 mod host;
 mod limits;
 mod net;
+pub mod path;
 mod pattern;
 mod random;
 mod raw;
@@ -96,7 +99,7 @@ impl Policy {
     /// # Examples
     ///
     /// ```
-    /// use warden::policy::Policy;
+    /// use warden_policy::Policy;
     /// let policy = Policy::parse("files.toml", "[agent]\nname = \"files\"\n[fs]\nread = [\"data/**\"]\n").unwrap();
     /// assert!(policy.fs.allows_read("data/a.txt"));
     /// assert!(!policy.fs.allows_write("data/a.txt"));

@@ -228,7 +228,7 @@ fn out_of_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::raw::RawPolicy;
+    use crate::raw::RawPolicy;
 
     fn limits(body: &str) -> Result<Limits, PolicyError> {
         let text = format!("[limits]\n{body}\n");

@@ -99,7 +99,7 @@ impl AllowedHost {
     /// # Examples
     ///
     /// ```
-    /// use warden::policy::AllowedHost;
+    /// use warden_policy::AllowedHost;
     /// let entry = AllowedHost::parse("*.example.com:443").unwrap();
     /// assert!(entry.allows("API.example.com.", 443));
     /// assert!(!entry.allows("example.com", 443));

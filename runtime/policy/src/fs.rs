@@ -131,7 +131,7 @@ fn is_at_or_under(path: &str, dir: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
+    use crate::Policy;
 
     fn grant(read: &[&str], write: &[&str]) -> FsGrant {
         let parse = |list: &[&str]| {
