@@ -318,6 +318,12 @@ impl LoadedAgent {
         let cpu = store.data().meter.used();
         drop(store);
 
+        // A violation recorded outside a host call (the address check after DNS) wins over
+        // whatever the guest managed to return before its next tick.
+        let result = match (kill.violation(), result) {
+            (Some(v), Ok(_)) => Err(wasmtime::Error::new(v)),
+            (_, r) => r,
+        };
         let mut outcome = match result {
             Ok(Ok(out)) => match output.charge(out.len(), "the result") {
                 Ok(()) => Outcome::Completed { output: out },
