@@ -80,13 +80,14 @@ pub fn split_authority(authority: &str, https: bool) -> Option<(String, u16)> {
             None if after.is_empty() => default,
             None => return None,
         };
-        return Some((host.to_string(), port));
+        return (!host.is_empty() && port != 0).then(|| (host.to_string(), port));
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => Some((host.to_string(), port.parse().ok()?)),
-        Some(_) => None,
-        None => Some((authority.to_string(), default)),
-    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()?),
+        Some(_) => return None,
+        None => (authority, default),
+    };
+    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -160,6 +161,10 @@ mod tests {
             ("a.com:99999", false, None),
             ("::1:80", false, None),
             ("", false, None),
+            (":0", false, None),
+            (":80", false, None),
+            ("[]:80", false, None),
+            ("a.com:0", false, None),
             ("[::1]x", false, None),
         ];
         for (auth, https, want) in cases {

@@ -25,22 +25,27 @@ pub fn resolve(base: &str, floor: &str, path: &str) -> Result<String, String> {
             .map(str::to_string)
             .collect()
     };
-    let floor_depth = components(floor).len();
+    let floor = components(floor);
     let mut parts = components(base);
-    if parts.len() < floor_depth {
+    // `base` and `floor` come from the host's own bookkeeping; anything but a normalized base
+    // inside its floor is refused rather than interpreted.
+    let normalized = |p: &[String]| p.iter().all(|c| c != "." && c != "..");
+    if !normalized(&parts) || !normalized(&floor) || !parts.starts_with(&floor) {
         return Err(format!(
-            "`{}` named from `{base}`, outside `{floor}`",
-            path.escape_debug()
+            "`{}` named from `{base}`, which is not a normalized folder inside `/{}`",
+            path.escape_debug(),
+            floor.join("/")
         ));
     }
     for c in path.split('/') {
         match c {
             "" | "." => {}
             ".." => {
-                if parts.len() <= floor_depth {
+                if parts.len() <= floor.len() {
                     return Err(format!(
-                        "`{}` climbs out of `{floor}` with `..`",
-                        path.escape_debug()
+                        "`{}` climbs out of `/{}` with `..`",
+                        path.escape_debug(),
+                        floor.join("/")
                     ));
                 }
                 parts.pop();
@@ -77,6 +82,9 @@ mod tests {
             ("/", "/", ".."),
             ("/data", "/data", "a\0b"),
             ("/data", "/data", "\\server\\share"),
+            ("/../x", "/", "a"),
+            ("/x/./y", "/x", "a"),
+            ("/other", "/data", "a"),
         ];
         for (base, floor, path) in bad {
             assert!(
