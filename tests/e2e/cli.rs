@@ -160,3 +160,30 @@ fn inspect_lists_imports_against_a_policy() {
     );
     assert!(out.contains("describe: probe"), "{out}");
 }
+
+#[test]
+fn agent_output_cannot_drive_the_operators_terminal() {
+    let probe = agent("probe");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("probe.toml");
+    std::fs::write(&policy, "[agent]\nname = \"probe\"\n").unwrap();
+    let (code, out, err) = warden(&[
+        "run",
+        probe.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--input",
+        r#"{"op":"escapes","depth":3}"#,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for (name, text) in [("stdout", &out), ("stderr", &err)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{9b}'),
+            "raw control characters on {name}: {text:?}"
+        );
+    }
+    assert!(
+        out.contains("\\u{1b}[2J"),
+        "escapes are shown, escaped: {out}"
+    );
+}
