@@ -149,7 +149,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             json,
         } => {
             let policy = Policy::load(&policy)
-                .map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?;
+                .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?;
             let task = read_input(&input).map_err(bad_input)?;
             let path = resolve_agent(&agent).map_err(bad_input)?;
             let runtime =
@@ -170,12 +170,22 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let path = resolve_agent(&agent).map_err(bad_input)?;
             let policy = match policy {
                 Some(p) => Policy::load(&p)
-                    .map_err(|e| bad_input(anyhow::anyhow!("{}", e.render(false))))?,
+                    .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?,
                 None => Policy::deny_all("inspect"),
             };
             inspect(config, &path, policy).await
         }
     }
+}
+
+/// A policy error for the `error: ` line `main` prints: the rendered diagnostic without its own
+/// leading `error: `.
+fn policy_message(e: &warden::policy::PolicyError) -> String {
+    let rendered = e.render(false);
+    rendered
+        .strip_prefix("error: ")
+        .map(str::to_string)
+        .unwrap_or(rendered)
 }
 
 fn policy_check(files: &[PathBuf]) -> u8 {
@@ -222,15 +232,18 @@ async fn inspect(config: EngineConfig, path: &Path, policy: Policy) -> Result<u8
             }
             warden::imports::ImportClass::Unknown => "UNKNOWN to this host".to_string(),
         };
-        let verdict = if r.granted {
-            "granted"
-        } else if r.class == warden::imports::ImportClass::Unknown {
-            "refused at load"
-        } else if policy.agent.strict {
-            "refused at load (strict)"
-        } else {
-            "kills on first call"
-        };
+        let verdict =
+            if r.granted && !r.has_functions && r.class != warden::imports::ImportClass::Baseline {
+                "types only: no grant needed"
+            } else if r.granted {
+                "granted"
+            } else if r.class == warden::imports::ImportClass::Unknown {
+                "refused at load"
+            } else if policy.agent.strict {
+                "refused at load (strict)"
+            } else {
+                "kills on first call"
+            };
         println!("  {:<45} {:<40} {}", r.name, class, verdict);
     }
     println!("\nexports:");

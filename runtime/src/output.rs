@@ -27,14 +27,20 @@ pub struct LogRecord {
 /// Everything an instance wrote, and how much of its budget that used.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct CapturedOutput {
-    /// Bytes written to stdout.
+    /// Bytes written to stdout (JSON: text, invalid UTF-8 replaced).
+    #[serde(serialize_with = "lossy")]
     pub stdout: Vec<u8>,
-    /// Bytes written to stderr.
+    /// Bytes written to stderr (JSON: text, invalid UTF-8 replaced).
+    #[serde(serialize_with = "lossy")]
     pub stderr: Vec<u8>,
     /// Log records, in order.
     pub logs: Vec<LogRecord>,
     /// Bytes counted against `limits.output` (result included).
     pub used: u64,
+}
+
+fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
 }
 
 #[derive(Debug)]

@@ -33,23 +33,23 @@ const MAX_HANDLES: usize = 4_096;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The component file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Compiling failed (too large, not a component, cache trouble).
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// An import was refused.
-    #[error("refused to load agent `{agent}`: {source}")]
+    #[error("refused to load agent `{agent}`: {refusal}")]
     Import {
         /// The policy's agent name.
         agent: String,
         /// What was refused.
-        source: ImportError,
+        refusal: ImportError,
     },
     /// The component's imports could not be linked to the host's interfaces.
     #[error("cannot link agent `{agent}`: {detail}")]
@@ -128,10 +128,16 @@ pub struct RunReport {
     pub output: CapturedOutput,
     /// File changes applied to the workspace (only for completed runs).
     pub applied: Option<AppliedChanges>,
-    /// Wall-clock time from the start of the run.
+    /// Wall-clock time from the start of the run (JSON: `elapsed_us`).
+    #[serde(rename = "elapsed_us", serialize_with = "micros")]
     pub elapsed: Duration,
-    /// Guest CPU time, as measured by the epoch ticks.
+    /// Guest CPU time, as measured by the epoch ticks (JSON: `cpu_us`).
+    #[serde(rename = "cpu_us", serialize_with = "micros")]
     pub cpu: Duration,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Options for one run.
@@ -195,11 +201,11 @@ impl Runtime {
         let agent = policy.agent.name.clone();
         let component = self.engine.compile(bytes)?;
         let engine = self.engine.engine();
-        let stubs = imports::check(engine, &component, &policy).map_err(|source| {
-            tracing::warn!(target: "warden::load", agent = %agent, error = %source, "load refused");
+        let stubs = imports::check(engine, &component, &policy).map_err(|refusal| {
+            tracing::warn!(target: "warden::load", agent = %agent, error = %refusal, "load refused");
             LoadError::Import {
                 agent: agent.clone(),
-                source,
+                refusal,
             }
         })?;
         let imports = imports::report(engine, &component, &policy);
@@ -226,9 +232,9 @@ impl Runtime {
 }
 
 fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
-    let err = |source| LoadError::Read {
+    let err = |error| LoadError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let size = std::fs::metadata(path).map_err(err)?.len();
     if size > limit as u64 {

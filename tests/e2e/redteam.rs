@@ -121,15 +121,15 @@ fn module_bytes(spec: &str) -> Vec<u8> {
 fn describe_refusal(err: &LoadError) -> String {
     let kind = match err {
         LoadError::Import {
-            source: ImportError::Unknown { .. } | ImportError::NotAnInterface { .. },
+            refusal: ImportError::Unknown { .. } | ImportError::NotAnInterface { .. },
             ..
         } => "unknown",
         LoadError::Import {
-            source: ImportError::NotGranted { .. },
+            refusal: ImportError::NotGranted { .. },
             ..
         } => "not-granted",
         LoadError::Import {
-            source: ImportError::Duplicate { .. },
+            refusal: ImportError::Duplicate { .. },
             ..
         } => "duplicate",
         LoadError::Engine(EngineError::TooLarge { .. }) => "too-large",

@@ -385,7 +385,7 @@ async fn strict_policies_refuse_ungranted_imports_at_load() {
         .unwrap_err();
     match err {
         LoadError::Import {
-            source: ImportError::NotGranted { name, .. },
+            refusal: ImportError::NotGranted { name, .. },
             ..
         } => {
             let class = warden::imports::classify(&name);
@@ -416,7 +416,7 @@ async fn unknown_imports_and_corrupt_modules_are_refused_at_load() {
         let policy = warden_tests::policy("bad", "");
         match runtime().load(bytes, policy) {
             Err(LoadError::Import {
-                source: ImportError::Unknown { .. },
+                refusal: ImportError::Unknown { .. },
                 ..
             }) if name != "garbage" => {}
             Err(LoadError::Engine(_)) if name == "garbage" => {}
