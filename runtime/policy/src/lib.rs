@@ -14,6 +14,8 @@ mod diagnostic;
 mod dns;
 mod fs;
 mod host;
+mod host_config;
+pub mod keys;
 mod limits;
 mod net;
 pub mod path;
@@ -38,6 +40,7 @@ pub use clocks::ClockGrant;
 pub use diagnostic::{PolicyError, PolicyErrorKind};
 pub use fs::{FsGrant, Mount};
 pub use host::{AllowedHost, HostError, HostPattern};
+pub use host_config::HostConfig;
 pub use limits::Limits;
 pub use net::NetGrant;
 pub use pattern::{PathPattern, PatternError};
@@ -84,6 +87,9 @@ pub struct AgentSection {
     /// an interface this policy does not grant. When false, such imports are
     /// bound to a stub that kills the agent on its first call.
     pub strict: bool,
+    /// `agent.publishers` (default none): the keys that may sign this agent's component. When
+    /// the list is not empty, only a component signed by one of them loads.
+    pub publishers: Vec<keys::PublicKey>,
 }
 
 impl Policy {
@@ -132,28 +138,7 @@ impl Policy {
     /// As [`Policy::parse`], plus a [`PolicyErrorKind::Io`] error (line and
     /// column 0) when the file cannot be read, is not UTF-8 or exceeds 1 MiB.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let label = path.display().to_string();
-        let io_error = |message: String| {
-            let expected =
-                "a readable UTF-8 TOML file of at most 1 MiB; check the path and its permissions";
-            PolicyError::unlocated(
-                &label,
-                PolicyErrorKind::Io,
-                message,
-                Some(expected.to_owned()),
-            )
-        };
-        let file = std::fs::File::open(path)
-            .map_err(|error| io_error(format!("cannot open policy file: {error}")))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_POLICY_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|error| io_error(format!("cannot read policy file: {error}")))?;
-        if bytes.len() as u64 > MAX_POLICY_BYTES {
-            return Err(io_error("policy file is larger than 1 MiB".to_owned()));
-        }
-        let text = String::from_utf8(bytes)
-            .map_err(|_| io_error("policy file is not valid UTF-8".to_owned()))?;
+        let (label, text) = read_text(path, "policy")?;
         Policy::parse(&label, &text)
     }
 
@@ -165,6 +150,7 @@ impl Policy {
             agent: AgentSection {
                 name: name.to_owned(),
                 strict: false,
+                publishers: Vec::new(),
             },
             limits: Limits::default(),
             fs: FsGrant::default(),
@@ -216,9 +202,22 @@ fn agent_section(
             Some(NAME_RULE.to_owned()),
         )
     })?;
+    let publishers = parse_list(
+        source,
+        "agent.publishers",
+        agent.publishers.as_deref().unwrap_or(&[]),
+        |text| {
+            keys::PublicKey::parse(text).map_err(|e| EntryError {
+                kind: PolicyErrorKind::InvalidName,
+                reason: e.to_string(),
+                expected: "a publisher key such as \"ed25519:3b6a…\" (64 hex digits), as `warden keygen` prints",
+            })
+        },
+    )?;
     Ok(AgentSection {
         name,
         strict: agent.strict.unwrap_or(false),
+        publishers,
     })
 }
 
@@ -277,6 +276,34 @@ fn parse_list<T: Eq + Hash + Clone>(
         parsed.push(value);
     }
     Ok(parsed)
+}
+
+/// Reads a TOML file of at most 1 MiB as UTF-8, with an error naming `what` and saying what to
+/// do; returns the file's label (its path) and text.
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<(String, String), PolicyError> {
+    let label = path.display().to_string();
+    let io_error = |message: String| {
+        let expected =
+            "a readable UTF-8 TOML file of at most 1 MiB; check the path and its permissions";
+        PolicyError::unlocated(
+            &label,
+            PolicyErrorKind::Io,
+            message,
+            Some(expected.to_owned()),
+        )
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|error| io_error(format!("cannot open {what} file: {error}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| io_error(format!("cannot read {what} file: {error}")))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(io_error(format!("{what} file is larger than 1 MiB")));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| io_error(format!("{what} file is not valid UTF-8")))?;
+    Ok((label, text))
 }
 
 /// Of two spans, the one that starts later in the file.

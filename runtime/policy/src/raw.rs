@@ -62,10 +62,11 @@ impl<'de, T: Deserialize<'de> + Section> Visitor<'de> for TableVisitor<T> {
 pub(crate) struct RawAgent {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) strict: Option<bool>,
+    pub(crate) publishers: Option<Vec<Spanned<String>>>,
 }
 
 impl Section for RawAgent {
-    const EXPECTING: &'static str = "the [agent] table (keys `name`, `strict`)";
+    const EXPECTING: &'static str = "the [agent] table (keys `name`, `strict`, `publishers`)";
 }
 
 /// `[limits]`

@@ -44,7 +44,8 @@ fn full_policy() {
         policy.agent,
         AgentSection {
             name: "files".into(),
-            strict: true
+            strict: true,
+            publishers: Vec::new(),
         }
     );
     let limits = Limits {
@@ -302,4 +303,22 @@ fn garbage_never_panics() {
             assert!(!error.render(false).is_empty());
         }
     }
+}
+
+#[test]
+fn publishers_are_parsed_strictly() {
+    let key = "ed25519:ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+    let ok = format!("[agent]\nname = \"a\"\npublishers = [\"{key}\"]\n");
+    let policy = Policy::parse("p.toml", &ok).unwrap();
+    assert_eq!(policy.agent.publishers[0].to_string(), key);
+    for bad in ["ed25519:00", "rsa:abcd", key.trim_start_matches("ed25519:")] {
+        let text = format!("[agent]\nname = \"a\"\npublishers = [\"{bad}\"]\n");
+        let e = Policy::parse("p.toml", &text).unwrap_err();
+        assert_eq!((e.line, e.column), (3, 15), "{e}");
+    }
+    let twice = format!("[agent]\nname = \"a\"\npublishers = [\"{key}\", \"{key}\"]\n");
+    assert_eq!(
+        Policy::parse("p.toml", &twice).unwrap_err().kind,
+        PolicyErrorKind::Duplicate
+    );
 }

@@ -1,0 +1,204 @@
+//! The host's own configuration, `warden.toml`: which keys it trusts to publish agents and to
+//! review policies, which keys are revoked, whether agents and policies must be signed, and where
+//! it keeps its data. Parsed like a policy: unknown keys refused, every mistake located.
+//!
+//! ```toml
+//! [keys]
+//! publishers = ["ed25519:…"]   # may sign agents (a policy's `agent.publishers` narrows this)
+//! reviewers  = ["ed25519:…"]   # may sign policies
+//! revoked    = ["ed25519:…"]   # never accepted, whatever else says so
+//! [agents]
+//! require_signed = true        # default false: only agents whose policy pins publishers
+//! [policies]
+//! require_signed = true        # default false
+//! [host]
+//! cache_dir = "/var/cache/warden"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diagnostic::Source;
+use crate::keys::PublicKey;
+use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
+
+/// The validated host configuration. [`HostConfig::default`] trusts no key and requires no
+/// signature beyond what each policy pins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostConfig {
+    /// `keys.publishers`: keys trusted to sign agents.
+    pub publishers: Vec<PublicKey>,
+    /// `keys.reviewers`: keys trusted to sign policies.
+    pub reviewers: Vec<PublicKey>,
+    /// `keys.revoked`: keys refused everywhere.
+    pub revoked: Vec<PublicKey>,
+    /// `agents.require_signed`: every agent must be signed by a trusted publisher.
+    pub require_signed_agents: bool,
+    /// `policies.require_signed`: every policy must be signed by a reviewer.
+    pub require_signed_policies: bool,
+    /// `host.cache_dir`: where compiled components are cached.
+    pub cache_dir: Option<PathBuf>,
+    /// The file it came from.
+    pub source: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    keys: Option<RawKeys>,
+    agents: Option<RawRequire>,
+    policies: Option<RawRequire>,
+    host: Option<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    publishers: Option<Vec<Spanned<String>>>,
+    reviewers: Option<Vec<Spanned<String>>>,
+    revoked: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequire {
+    require_signed: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    cache_dir: Option<String>,
+}
+
+impl HostConfig {
+    /// Parse `warden.toml` text; `file_label` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// The first mistake, located: invalid TOML, an unknown key, a wrong type, a malformed,
+    /// invalid or weak key, a key listed twice, or a key both trusted and revoked.
+    pub fn parse(file_label: &str, text: &str) -> Result<HostConfig, PolicyError> {
+        let source = Source {
+            file: file_label,
+            text,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
+        let keys = raw.keys.unwrap_or(RawKeys {
+            publishers: None,
+            reviewers: None,
+            revoked: None,
+        });
+        let key_list = |name: &str, list: &Option<Vec<Spanned<String>>>| {
+            parse_list(&source, name, list.as_deref().unwrap_or(&[]), |text| {
+                PublicKey::parse(text).map_err(|e| EntryError {
+                    kind: PolicyErrorKind::InvalidName,
+                    reason: e.to_string(),
+                    expected: "a key such as \"ed25519:3b6a…\" (64 hex digits), as `warden keygen` prints",
+                })
+            })
+        };
+        let publishers = key_list("keys.publishers", &keys.publishers)?;
+        let reviewers = key_list("keys.reviewers", &keys.reviewers)?;
+        let revoked = key_list("keys.revoked", &keys.revoked)?;
+        // A key both trusted and revoked is a contradiction: say so rather than pick one.
+        for (list, name) in [
+            (&keys.publishers, "keys.publishers"),
+            (&keys.reviewers, "keys.reviewers"),
+        ] {
+            for entry in list.as_deref().unwrap_or(&[]) {
+                if let Ok(key) = PublicKey::parse(entry.get_ref())
+                    && revoked.contains(&key)
+                {
+                    return Err(source.error(
+                        entry.span(),
+                        PolicyErrorKind::Contradiction,
+                        format!("{name} lists {key}, which keys.revoked also lists"),
+                        Some("remove the key from one of the two lists".to_owned()),
+                    ));
+                }
+            }
+        }
+        Ok(HostConfig {
+            publishers,
+            reviewers,
+            revoked,
+            require_signed_agents: raw.agents.and_then(|a| a.require_signed).unwrap_or(false),
+            require_signed_policies: raw.policies.and_then(|p| p.require_signed).unwrap_or(false),
+            cache_dir: raw.host.and_then(|h| h.cache_dir).map(PathBuf::from),
+            source: file_label.to_owned(),
+        })
+    }
+
+    /// Read and parse `warden.toml` at `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`HostConfig::parse`], plus an unlocated error when the file cannot be read.
+    pub fn load(path: &Path) -> Result<HostConfig, PolicyError> {
+        let (label, text) = read_text(path, "host configuration")?;
+        HostConfig::parse(&label, &text)
+    }
+
+    /// Whether `key` is revoked.
+    pub fn is_revoked(&self, key: &PublicKey) -> bool {
+        self.revoked.contains(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "ed25519:ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+
+    #[test]
+    fn parses_a_full_config_and_defaults_to_nothing() {
+        let text = format!(
+            "[keys]\npublishers = [\"{A}\"]\n[agents]\nrequire_signed = true\n[policies]\nrequire_signed = true\n[host]\ncache_dir = \"/tmp/c\"\n"
+        );
+        let c = HostConfig::parse("w.toml", &text).unwrap();
+        assert_eq!(c.publishers.len(), 1);
+        assert!(c.require_signed_agents && c.require_signed_policies);
+        assert_eq!(c.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
+        let empty = HostConfig::parse("w.toml", "").unwrap();
+        assert!(!empty.require_signed_agents && empty.publishers.is_empty());
+    }
+
+    #[test]
+    fn mistakes_are_located() {
+        let cases = [
+            (
+                "[keys]\npublisher = []\n",
+                2,
+                1,
+                PolicyErrorKind::UnknownKey,
+            ),
+            (
+                "[keys]\nrevoked = [\"ed25519:00\"]\n",
+                2,
+                12,
+                PolicyErrorKind::InvalidName,
+            ),
+            (
+                "[agents]\nrequire_signed = \"yes\"\n",
+                2,
+                18,
+                PolicyErrorKind::WrongType,
+            ),
+        ];
+        for (text, line, column, kind) in cases {
+            let e = HostConfig::parse("w.toml", text).unwrap_err();
+            assert_eq!(
+                (e.line, e.column, e.kind),
+                (line, column, kind),
+                "{text}: {e}"
+            );
+        }
+        let both = format!("[keys]\npublishers = [\"{A}\"]\nrevoked = [\"{A}\"]\n");
+        let e = HostConfig::parse("w.toml", &both).unwrap_err();
+        assert_eq!((e.line, e.kind), (2, PolicyErrorKind::Contradiction), "{e}");
+    }
+}
