@@ -17,6 +17,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod engine;
 pub mod gate;
+pub mod identity;
 pub mod imports;
 mod instance;
 mod linker;
@@ -28,6 +29,6 @@ pub mod staging;
 pub use engine::{EngineConfig, EngineError, WardenEngine};
 pub use gate::{KillReason, Violation};
 pub use runtime::{
-    Description, LoadError, LoadedAgent, Outcome, RunError, RunOptions, RunReport, Runtime,
-    outcome_name,
+    Description, LoadError, LoadedAgent, Outcome, PolicyLoadError, RunError, RunOptions, RunReport,
+    Runtime, outcome_name,
 };

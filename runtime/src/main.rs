@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use warden::capabilities::tools::ToolRegistry;
-use warden::policy::Policy;
-use warden::{EngineConfig, Outcome, RunOptions, Runtime};
+use warden::identity::SecretKey;
+use warden::policy::keys::Domain;
+use warden::policy::{HostConfig, Policy};
+use warden::{EngineConfig, Outcome, PolicyLoadError, RunOptions, Runtime};
 
 const EXIT_AGENT_ERROR: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
@@ -32,6 +34,10 @@ struct Cli {
     /// Compile every time instead of using the compiled-component cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// The host configuration (trusted and revoked keys, signature requirements). Without it the
+    /// host trusts no key and requires only the signatures that policies pin.
+    #[arg(long, global = true, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,6 +72,19 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Write a new ed25519 key pair: <STEM>.key (secret, mode 0600) and <STEM>.pub (one line).
+    Keygen {
+        /// Path and file name without extension, e.g. keys/alice.
+        stem: PathBuf,
+    },
+    /// Sign an agent component: writes <AGENT>.sig beside it.
+    Sign {
+        /// The .wasm component.
+        agent: PathBuf,
+        /// The publisher's secret key (from `warden keygen`).
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// List an agent's imports and exports, and what a policy grants of them.
     Inspect {
         /// The agent: a .wasm component or the name of a built agent.
@@ -83,6 +102,14 @@ enum PolicyCommand {
         /// Policy files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Sign a policy as its reviewer: writes <FILE>.sig beside it.
+    Sign {
+        /// The policy file.
+        file: PathBuf,
+        /// The reviewer's secret key (from `warden keygen`).
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -137,10 +164,39 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         cache_dir,
         ..EngineConfig::default()
     };
+    let host_config = match &cli.config {
+        Some(path) => HostConfig::load(path)
+            .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?,
+        None => HostConfig::default(),
+    };
+    let new_runtime = |config: EngineConfig| {
+        let config = EngineConfig {
+            cache_dir: config.cache_dir.or_else(|| host_config.cache_dir.clone()),
+            ..config
+        };
+        Runtime::new(config, ToolRegistry::with_builtins())
+            .map(|rt| rt.with_host_config(host_config.clone()))
+            .map_err(host_failure)
+    };
     match cli.command {
         Command::Policy {
             command: PolicyCommand::Check { files },
-        } => Ok(policy_check(&files)),
+        } => Ok(policy_check(&new_runtime(config)?, &files)),
+        Command::Policy {
+            command: PolicyCommand::Sign { file, key },
+        } => sign(&file, &key, Domain::Policy),
+        Command::Sign { agent, key } => sign(&agent, &key, Domain::Agent),
+        Command::Keygen { stem } => {
+            let key = SecretKey::generate().map_err(host_failure)?;
+            let (secret, public) = key.write(&stem).map_err(bad_input)?;
+            eprintln!(
+                "wrote {} (secret, mode 0600) and {}",
+                secret.display(),
+                public.display()
+            );
+            println!("{}", key.public());
+            Ok(0)
+        }
         Command::Run {
             agent,
             policy,
@@ -148,12 +204,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             workspace,
             json,
         } => {
-            let policy = Policy::load(&policy)
-                .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?;
+            let runtime = new_runtime(config)?;
+            let policy = load_policy(&runtime, &policy)?;
             let task = read_input(&input).map_err(bad_input)?;
             let path = resolve_agent(&agent).map_err(bad_input)?;
-            let runtime =
-                Runtime::new(config, ToolRegistry::with_builtins()).map_err(host_failure)?;
             let loaded = runtime.load_file(&path, policy).map_err(bad_input)?;
             let options = RunOptions {
                 workspace: Some(workspace),
@@ -168,12 +222,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Inspect { agent, policy } => {
             let path = resolve_agent(&agent).map_err(bad_input)?;
+            let runtime = new_runtime(config)?;
             let policy = match policy {
-                Some(p) => Policy::load(&p)
-                    .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?,
+                Some(p) => load_policy(&runtime, &p)?,
                 None => Policy::deny_all("inspect"),
             };
-            inspect(config, &path, policy).await
+            inspect(&runtime, &path, policy).await
         }
     }
 }
@@ -188,12 +242,48 @@ fn policy_message(e: &warden::policy::PolicyError) -> String {
         .unwrap_or(rendered)
 }
 
-fn policy_check(files: &[PathBuf]) -> u8 {
+fn load_policy(runtime: &Runtime, path: &Path) -> Result<Policy, Failure> {
+    runtime.load_policy(path).map_err(|e| match e {
+        PolicyLoadError::Invalid(e) => bad_input(anyhow::anyhow!("{}", policy_message(&e))),
+        other => bad_input(other),
+    })
+}
+
+fn sign(file: &Path, key: &Path, domain: Domain) -> Result<u8, Failure> {
+    let key = SecretKey::read(key).map_err(bad_input)?;
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read {}", file.display()))
+        .map_err(bad_input)?;
+    if domain == Domain::Policy {
+        // Sign only what would load: a reviewer's signature on a broken policy helps nobody.
+        let text = String::from_utf8_lossy(&bytes);
+        Policy::parse(&file.display().to_string(), &text)
+            .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?;
+    }
+    let sig = key
+        .sign(domain, &bytes)
+        .write_beside(file)
+        .map_err(host_failure)?;
+    println!(
+        "signed {} as {} with {}: {}",
+        file.display(),
+        domain.as_str(),
+        key.public(),
+        sig.display()
+    );
+    Ok(0)
+}
+
+fn policy_check(runtime: &Runtime, files: &[PathBuf]) -> u8 {
     let mut failed = 0;
     for file in files {
-        match Policy::load(file) {
+        match runtime.load_policy(file) {
             Ok(p) => println!("ok: {} (agent `{}`)", file.display(), p.agent.name),
-            Err(e) => {
+            Err(PolicyLoadError::Signature(e)) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+            Err(PolicyLoadError::Invalid(e)) => {
                 failed += 1;
                 eprintln!(
                     "{}",
@@ -210,8 +300,7 @@ fn policy_check(files: &[PathBuf]) -> u8 {
     }
 }
 
-async fn inspect(config: EngineConfig, path: &Path, policy: Policy) -> Result<u8, Failure> {
-    let runtime = Runtime::new(config, ToolRegistry::with_builtins()).map_err(host_failure)?;
+async fn inspect(runtime: &Runtime, path: &Path, policy: Policy) -> Result<u8, Failure> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(bad_input)?;

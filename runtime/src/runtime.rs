@@ -23,7 +23,8 @@ use crate::gate::{KillReason, KillSwitch, Violation};
 use crate::imports::{self, ImportError, ImportReport};
 use crate::instance::{CpuMeter, InstanceState, TaskLimiter};
 use crate::output::{CapturedOutput, OutputBudget, Stream};
-use crate::policy::Policy;
+use crate::policy::keys::Domain;
+use crate::policy::{HostConfig, Policy};
 use crate::staging::{AppliedChanges, Staging};
 
 /// Most handles (files, streams, requests) one instance may hold at once.
@@ -51,6 +52,14 @@ pub enum LoadError {
         /// What was refused.
         refusal: ImportError,
     },
+    /// The component's signature was missing or refused.
+    #[error("refused to load agent `{agent}`: {refusal}")]
+    Signature {
+        /// The policy's agent name.
+        agent: String,
+        /// What was wrong with the signature.
+        refusal: crate::identity::IdentityError,
+    },
     /// The component's imports could not be linked to the host's interfaces.
     #[error("cannot link agent `{agent}`: {detail}")]
     Link {
@@ -69,6 +78,17 @@ pub enum LoadError {
         /// wasmtime's explanation.
         detail: String,
     },
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// Its signature was missing or refused (signed policies are required).
+    #[error("refused policy: {0}")]
+    Signature(crate::identity::IdentityError),
+    /// The policy itself is invalid.
+    #[error("{0}")]
+    Invalid(crate::policy::PolicyError),
 }
 
 /// Why a run could not start (the guest never ran).
@@ -152,6 +172,7 @@ pub struct RunOptions {
 pub struct Runtime {
     engine: Arc<WardenEngine>,
     tools: Arc<ToolRegistry>,
+    config: Arc<HostConfig>,
     slots: Arc<Semaphore>,
     tasks: Arc<AtomicU64>,
 }
@@ -167,9 +188,47 @@ impl Runtime {
         Ok(Runtime {
             engine: Arc::new(WardenEngine::new(config)?),
             tools: Arc::new(tools),
+            config: Arc::new(HostConfig::default()),
             slots: Arc::new(Semaphore::new(slots)),
             tasks: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Use `config` (trusted and revoked keys, signature requirements) from now on.
+    pub fn with_host_config(mut self, config: HostConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The host configuration.
+    pub fn host_config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Read the policy at `path`, checking its reviewer's signature first when the host
+    /// configuration requires signed policies.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyLoadError`]: the signature refusal, or the policy's own located error.
+    pub fn load_policy(&self, path: &Path) -> Result<Policy, PolicyLoadError> {
+        if self.config.require_signed_policies {
+            let bytes = std::fs::read(path).map_err(|e| {
+                PolicyLoadError::Signature(crate::identity::IdentityError::Malformed {
+                    sig: path.display().to_string(),
+                    why: e.to_string(),
+                })
+            })?;
+            crate::identity::verify(
+                Domain::Policy,
+                path,
+                &bytes,
+                &self.config.reviewers,
+                &self.config,
+            )
+            .map_err(PolicyLoadError::Signature)?;
+        }
+        Policy::load(path).map_err(PolicyLoadError::Invalid)
     }
 
     /// The engine.
@@ -189,7 +248,20 @@ impl Runtime {
     /// See [`LoadError`].
     pub fn load_file(&self, path: &Path, policy: Policy) -> Result<LoadedAgent, LoadError> {
         let bytes = read_bounded(path, self.engine.config().max_component_size)?;
-        self.load(&bytes, policy)
+        if let Some(trusted) = crate::identity::agent_signers(&policy, &self.config) {
+            // Checked before compiling: an unsigned or tampered component is never parsed.
+            let signer = crate::identity::verify(Domain::Agent, path, &bytes, &trusted, &self.config)
+                .map_err(|refusal| {
+                    tracing::warn!(target: "warden::load", agent = %policy.agent.name, error = %refusal, "signature refused");
+                    LoadError::Signature {
+                        agent: policy.agent.name.clone(),
+                        refusal,
+                    }
+                })?;
+            tracing::info!(target: "warden::load", agent = %policy.agent.name, %signer, "signature verified");
+            return self.load_verified(&bytes, policy);
+        }
+        self.load_verified(&bytes, policy)
     }
 
     /// Load `bytes` under `policy`: compile, check imports, link, pre-instantiate.
@@ -198,6 +270,20 @@ impl Runtime {
     ///
     /// See [`LoadError`]. Nothing of the guest has run when this fails.
     pub fn load(&self, bytes: &[u8], policy: Policy) -> Result<LoadedAgent, LoadError> {
+        if crate::identity::agent_signers(&policy, &self.config).is_some() {
+            // In-memory bytes have no signature beside them.
+            return Err(LoadError::Signature {
+                agent: policy.agent.name.clone(),
+                refusal: crate::identity::IdentityError::Unsigned {
+                    artifact: "the in-memory component".into(),
+                    sig: "a signature file".into(),
+                },
+            });
+        }
+        self.load_verified(bytes, policy)
+    }
+
+    fn load_verified(&self, bytes: &[u8], policy: Policy) -> Result<LoadedAgent, LoadError> {
         let agent = policy.agent.name.clone();
         let component = self.engine.compile(bytes)?;
         let engine = self.engine.engine();

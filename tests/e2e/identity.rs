@@ -1,0 +1,243 @@
+//! End-to-end: signed agents and signed policies. Every refused case says which refusal it is,
+//! and nothing of a refused component is compiled.
+
+use std::path::{Path, PathBuf};
+
+use warden::identity::{IdentityError, SecretKey};
+use warden::policy::HostConfig;
+use warden::policy::keys::Domain;
+use warden::{LoadError, PolicyLoadError, Runtime};
+use warden_tests::{agent, completed, runtime};
+
+fn signed_hello(dir: &Path, key: &SecretKey) -> PathBuf {
+    let path = dir.join("hello.wasm");
+    std::fs::copy(agent("hello"), &path).unwrap();
+    key.sign(Domain::Agent, &std::fs::read(&path).unwrap())
+        .write_beside(&path)
+        .unwrap();
+    path
+}
+
+fn pinned(keys: &[&SecretKey]) -> warden::policy::Policy {
+    let list: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public())).collect();
+    warden_tests::policy("hello", &format!("publishers = [{}]\n", list.join(", ")))
+}
+
+fn host(config: HostConfig) -> Runtime {
+    runtime().clone().with_host_config(config)
+}
+
+fn refusal(result: Result<warden::LoadedAgent, LoadError>) -> IdentityError {
+    match result {
+        Err(LoadError::Signature { refusal, .. }) => refusal,
+        Err(other) => panic!("expected a signature refusal, got {other}"),
+        Ok(_) => panic!("expected a signature refusal, but the agent loaded"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_agent_loads_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = SecretKey::generate().unwrap();
+    let path = signed_hello(dir.path(), &alice);
+    let loaded = runtime().load_file(&path, pinned(&[&alice])).unwrap();
+    let r = loaded.run("\"signed\"", &Default::default()).await.unwrap();
+    assert_eq!(completed(&r), "hello, signed");
+}
+
+#[test]
+fn unsigned_other_key_tampered_and_revoked_agents_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = SecretKey::generate().unwrap();
+    let mallory = SecretKey::generate().unwrap();
+    let path = signed_hello(dir.path(), &alice);
+    let original = std::fs::read(&path).unwrap();
+
+    // Another key.
+    assert!(matches!(
+        refusal(runtime().load_file(&path, pinned(&[&mallory]))),
+        IdentityError::Untrusted { .. }
+    ));
+    // A changed byte, an appended custom section, a truncation.
+    let mut flipped = original.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    let mut appended = original.clone();
+    appended.extend_from_slice(b"\x00\x04evil");
+    for bytes in [flipped, appended, original[..original.len() - 16].to_vec()] {
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            refusal(runtime().load_file(&path, pinned(&[&alice]))),
+            IdentityError::Tampered { .. }
+        ));
+    }
+    std::fs::write(&path, &original).unwrap();
+    // Revoked by the host.
+    let revoking = host(HostConfig {
+        revoked: vec![alice.public()],
+        ..HostConfig::default()
+    });
+    assert!(matches!(
+        refusal(revoking.load_file(&path, pinned(&[&alice]))),
+        IdentityError::Revoked { .. }
+    ));
+    // Pinned by the policy but not trusted by the host.
+    let other_host = host(HostConfig {
+        publishers: vec![mallory.public()],
+        ..HostConfig::default()
+    });
+    assert!(matches!(
+        refusal(other_host.load_file(&path, pinned(&[&alice]))),
+        IdentityError::Untrusted { .. }
+    ));
+    // Unsigned.
+    std::fs::remove_file(warden::identity::signature_path(&path)).unwrap();
+    assert!(matches!(
+        refusal(runtime().load_file(&path, pinned(&[&alice]))),
+        IdentityError::Unsigned { .. }
+    ));
+}
+
+#[test]
+fn a_host_that_requires_signatures_refuses_unsigned_agents_even_without_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = SecretKey::generate().unwrap();
+    let path = signed_hello(dir.path(), &alice);
+    let strict = host(HostConfig {
+        publishers: vec![alice.public()],
+        require_signed_agents: true,
+        ..HostConfig::default()
+    });
+    let policy = warden_tests::policy("hello", "");
+    assert!(strict.load_file(&path, policy.clone()).is_ok());
+    assert!(matches!(
+        refusal(strict.load(&std::fs::read(&path).unwrap(), policy.clone())),
+        IdentityError::Unsigned { .. }
+    ));
+    std::fs::remove_file(warden::identity::signature_path(&path)).unwrap();
+    assert!(matches!(
+        refusal(strict.load_file(&path, policy)),
+        IdentityError::Unsigned { .. }
+    ));
+}
+
+#[test]
+fn signed_policies_when_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let reviewer = SecretKey::generate().unwrap();
+    let stranger = SecretKey::generate().unwrap();
+    let path = dir.path().join("hello.toml");
+    let text = "[agent]\nname = \"hello\"\n";
+    std::fs::write(&path, text).unwrap();
+    let strict = host(HostConfig {
+        reviewers: vec![reviewer.public()],
+        require_signed_policies: true,
+        ..HostConfig::default()
+    });
+    let refused = |r: Result<warden::policy::Policy, PolicyLoadError>| match r {
+        Err(PolicyLoadError::Signature(e)) => e,
+        other => panic!("expected a signature refusal, got {other:?}"),
+    };
+    assert!(matches!(
+        refused(strict.load_policy(&path)),
+        IdentityError::Unsigned { .. }
+    ));
+    reviewer
+        .sign(Domain::Policy, text.as_bytes())
+        .write_beside(&path)
+        .unwrap();
+    assert_eq!(strict.load_policy(&path).unwrap().agent.name, "hello");
+    // Edited after review: a grant slipped in.
+    std::fs::write(
+        &path,
+        format!("{text}[net]\nallow = [\"evil.example:443\"]\n"),
+    )
+    .unwrap();
+    assert!(matches!(
+        refused(strict.load_policy(&path)),
+        IdentityError::Tampered { .. }
+    ));
+    std::fs::write(&path, text).unwrap();
+    stranger
+        .sign(Domain::Policy, text.as_bytes())
+        .write_beside(&path)
+        .unwrap();
+    assert!(matches!(
+        refused(strict.load_policy(&path)),
+        IdentityError::Untrusted { .. }
+    ));
+    // An agent signature is not a policy signature.
+    reviewer
+        .sign(Domain::Agent, text.as_bytes())
+        .write_beside(&path)
+        .unwrap();
+    assert!(matches!(
+        refused(strict.load_policy(&path)),
+        IdentityError::WrongKind { .. }
+    ));
+    // Without the requirement, an unsigned policy loads.
+    std::fs::remove_file(warden::identity::signature_path(&path)).unwrap();
+    assert!(runtime().load_policy(&path).is_ok());
+}
+
+#[test]
+fn the_cli_keygen_sign_and_run_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = warden_tests::warden_bin();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, public, err) = run(&["keygen", "alice"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(public.trim().starts_with("ed25519:"));
+    std::fs::copy(agent("hello"), dir.path().join("hello.wasm")).unwrap();
+    let (code, _, err) = run(&["sign", "hello.wasm", "--key", "alice.key"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(
+        dir.path().join("hello.toml"),
+        format!(
+            "[agent]\nname = \"hello\"\npublishers = [\"{}\"]\n",
+            public.trim()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "--no-cache",
+        "run",
+        "./hello.wasm",
+        "--policy",
+        "hello.toml",
+        "--input",
+        "\"cli\"",
+    ]);
+    assert_eq!((code, out.trim()), (0, "hello, cli"), "{err}");
+    // Reviewer signs the policy; a host that requires signed policies accepts it, then refuses an edit.
+    let (_, reviewer, _) = run(&["keygen", "rita"]);
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        format!(
+            "[keys]\nreviewers = [\"{}\"]\n[policies]\nrequire_signed = true\n",
+            reviewer.trim()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["--config", "warden.toml", "policy", "check", "hello.toml"]);
+    assert_eq!(code, 2, "unsigned policy must be refused: {err}");
+    assert!(err.contains("not signed"), "{err}");
+    let (code, _, err) = run(&["policy", "sign", "hello.toml", "--key", "rita.key"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["--config", "warden.toml", "policy", "check", "hello.toml"]);
+    assert_eq!(code, 0, "{err}");
+    // keygen never overwrites a key.
+    let (code, _, err) = run(&["keygen", "alice"]);
+    assert_eq!(code, 2, "{err}");
+}
