@@ -22,6 +22,7 @@ pub mod path;
 mod pattern;
 mod random;
 mod raw;
+mod roles;
 mod tools;
 mod units;
 
@@ -45,6 +46,7 @@ pub use limits::Limits;
 pub use net::NetGrant;
 pub use pattern::{PathPattern, PatternError};
 pub use random::RandomGrant;
+pub use roles::{RoleGrant, Roles, UserGrant};
 pub use tools::ToolGrant;
 
 use diagnostic::Source;
