@@ -186,7 +186,7 @@ async fn gated_call_cost(rt: &Runtime, calls: u64) -> anyhow::Result<()> {
     let n = 2_000_000u32;
     let t = Instant::now();
     for _ in 0..n {
-        let r = reg.call(&policy.tools, &kill, std::hint::black_box("echo"), "");
+        let r = reg.call(&policy.tools, None, &kill, std::hint::black_box("echo"), "");
         std::hint::black_box(r.ok());
     }
     let decision = t.elapsed().as_secs_f64() * 1e9 / f64::from(n);

@@ -27,6 +27,7 @@ pub struct InstanceState {
     pub(crate) fs: FsState,
     pub(crate) tools: Arc<ToolRegistry>,
     pub(crate) policy: Arc<Policy>,
+    pub(crate) user: Option<Arc<crate::policy::UserGrant>>,
     pub(crate) kill: KillSwitch,
     pub(crate) output: OutputBudget,
     pub(crate) limiter: TaskLimiter,
@@ -77,13 +78,18 @@ impl InstanceState {
     /// The HTTP view with the grant and kill switch the gated handler needs.
     pub(crate) fn gated_net(
         &mut self,
-    ) -> (WasiHttpCtxView<'_>, &crate::policy::NetGrant, &KillSwitch) {
+    ) -> (
+        WasiHttpCtxView<'_>,
+        Arc<crate::capabilities::net::NetScope>,
+        &KillSwitch,
+    ) {
+        let scope = self.net.scope();
         let view = WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.net,
         };
-        (view, &self.policy.net, &self.kill)
+        (view, scope, &self.kill)
     }
 }
 
@@ -115,8 +121,13 @@ impl tools::Host for InstanceState {
         name: String,
         input: String,
     ) -> wasmtime::Result<Result<String, String>> {
-        self.tools
-            .call(&self.policy.tools, &self.kill, &name, &input)
+        self.tools.call(
+            &self.policy.tools,
+            self.user.as_deref(),
+            &self.kill,
+            &name,
+            &input,
+        )
     }
 }
 

@@ -211,6 +211,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let loaded = runtime.load_file(&path, policy).map_err(bad_input)?;
             let options = RunOptions {
                 workspace: Some(workspace),
+                user: None,
             };
             let report = loaded.run(&task, &options).await.map_err(bad_input)?;
             print_report(&report, json).map_err(host_failure)?;

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::{AgentPre, warden::agent::types as wit};
 use crate::capabilities::fs::{FsScope, FsState, MountError};
-use crate::capabilities::net::NetHooks;
+use crate::capabilities::net::{NetHooks, NetScope};
 use crate::capabilities::tools::ToolRegistry;
 use crate::engine::{EngineConfig, EngineError, WardenEngine};
 use crate::gate::{KillReason, KillSwitch, Violation};
@@ -165,6 +165,8 @@ fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub struct RunOptions {
     /// The workspace folder the policy's `[fs]` paths are relative to.
     pub workspace: Option<PathBuf>,
+    /// The user the agent acts for: its grant is then intersected with the user's roles.
+    pub user: Option<Arc<crate::user::User>>,
 }
 
 /// A host: one engine, the registered tools, and a bound on live instances.
@@ -507,7 +509,14 @@ impl LoadedAgent {
         mounts: Mounts<'_>,
     ) -> Result<(Store<InstanceState>, Option<Staging>), RunError> {
         let policy = &self.policy;
-        let limits = &policy.limits;
+        let user = match mounts {
+            Mounts::Workspace(o) => o.user.as_ref().map(|u| u.grant.clone()),
+            Mounts::None => None,
+        };
+        let limits = &match &user {
+            Some(u) => u.limit(&policy.limits),
+            None => policy.limits.clone(),
+        };
         let kill = KillSwitch::new(policy.agent.name.as_str().into(), id);
         let output = OutputBudget::new(limits.output, kill.clone());
 
@@ -526,7 +535,7 @@ impl LoadedAgent {
                 .workspace
                 .as_deref()
                 .ok_or_else(|| RunError::NoWorkspace(policy.agent.name.clone()))?;
-            let mut scope = FsScope::bind(&policy.fs, workspace)?;
+            let mut scope = FsScope::bind(&policy.fs, workspace)?.for_user(user.clone());
             let writable: Vec<(PathBuf, String)> = scope
                 .mounts()
                 .iter()
@@ -559,10 +568,14 @@ impl LoadedAgent {
             wasi: wasi.build(),
             table,
             http: WasiHttpCtx::new(),
-            net: NetHooks::new(self.net.clone(), kill.clone()),
+            net: NetHooks::new(
+                Arc::new(NetScope::new(self.net.clone(), user.clone())),
+                kill.clone(),
+            ),
             fs,
             tools: self.runtime.tools.clone(),
             policy: policy.clone(),
+            user,
             limiter: TaskLimiter {
                 memory: limits.memory,
                 tables: limits.tables,

@@ -195,6 +195,7 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
                 runs.push(tokio::spawn(async move {
                     let options = RunOptions {
                         workspace: Some(ws),
+                        user: None,
                     };
                     match loaded.run(&task, &options).await {
                         Ok(report) => describe_outcome(&report.outcome),

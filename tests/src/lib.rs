@@ -99,6 +99,7 @@ pub async fn run(
     let agent = load(agent_name, policy_body).unwrap_or_else(|e| panic!("load failed: {e}"));
     let options = RunOptions {
         workspace: workspace.map(Path::to_path_buf),
+        user: None,
     };
     agent
         .run(task, &options)

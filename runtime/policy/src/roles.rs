@@ -158,9 +158,9 @@ pub struct UserGrant {
 impl UserGrant {
     /// Whether any role allows reading `rel` (a folder may also be traversed).
     pub fn allows_read(&self, rel: &str, is_dir: bool) -> bool {
-        self.roles.iter().any(|r| {
-            r.fs.allows_read(rel) || (is_dir && r.fs.allows_traverse(rel))
-        })
+        self.roles
+            .iter()
+            .any(|r| r.fs.allows_read(rel) || (is_dir && r.fs.allows_traverse(rel)))
     }
 
     /// Whether any role allows writing `rel`.
@@ -200,16 +200,24 @@ impl UserGrant {
 
     /// `agent`'s limits, lowered to the most generous of the user's roles that set limits.
     pub fn limit(&self, agent: &Limits) -> Limits {
-        let set: Vec<&Limits> = self.roles.iter().filter_map(|r| r.limits.as_ref()).collect();
+        let set: Vec<&Limits> = self
+            .roles
+            .iter()
+            .filter_map(|r| r.limits.as_ref())
+            .collect();
         // A role without limits does not limit: the user's ceiling is then the agent's own.
         if set.is_empty() || self.roles.iter().any(|r| r.limits.is_none()) {
             return agent.clone();
         }
         let max = |f: fn(&Limits) -> u64| set.iter().map(|l| f(l)).max().unwrap_or(u64::MAX);
-        let max_d = |f: fn(&Limits) -> std::time::Duration| set.iter().map(|l| f(l)).max().unwrap_or_default();
+        let max_d = |f: fn(&Limits) -> std::time::Duration| {
+            set.iter().map(|l| f(l)).max().unwrap_or_default()
+        };
         Limits {
             memory: agent.memory.min(max(|l| l.memory)),
-            tables: agent.tables.min(u32::try_from(max(|l| u64::from(l.tables))).unwrap_or(u32::MAX)),
+            tables: agent
+                .tables
+                .min(u32::try_from(max(|l| u64::from(l.tables))).unwrap_or(u32::MAX)),
             cpu: agent.cpu.min(max_d(|l| l.cpu)),
             wall: agent.wall.min(max_d(|l| l.wall)),
             output: agent.output.min(max(|l| l.output)),

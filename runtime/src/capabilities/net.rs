@@ -26,23 +26,68 @@ use wasmtime_wasi_http::{
 };
 
 use crate::gate::{KillReason, KillSwitch, Violation};
-use crate::policy::NetGrant;
 pub use crate::policy::address::{is_public, split_authority};
+use crate::policy::{NetGrant, UserGrant};
 
 /// Connect timeout when the guest sets none (the wall-clock limit bounds everything anyway).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The network grant of one instance, as the HTTP hooks use it.
+/// What one instance may reach: its agent's grant, and the user's when it acts for one.
+#[derive(Debug, Clone)]
+pub struct NetScope {
+    agent: Arc<NetGrant>,
+    user: Option<Arc<UserGrant>>,
+}
+
+impl NetScope {
+    /// The scope of an agent acting for `user` (or for nobody).
+    pub fn new(agent: Arc<NetGrant>, user: Option<Arc<UserGrant>>) -> Self {
+        NetScope { agent, user }
+    }
+
+    /// Decide `host:port`; the refusal says whose grant is missing.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the host and port.
+    pub fn decide(&self, host: &str, port: u16) -> Result<(), String> {
+        if !self.agent.allows(host, port) {
+            return Err(format!("{host}:{port} is not on the agent's allowlist"));
+        }
+        if self
+            .user
+            .as_ref()
+            .is_some_and(|u| !u.allows_host(host, port))
+        {
+            return Err(format!(
+                "{host}:{port} is not allowed to the user the agent acts for"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether both grants name the non-public address `ip:port` explicitly.
+    pub fn names_ip(&self, ip: IpAddr, port: u16) -> bool {
+        self.agent.names_ip(ip, port) && self.user.as_ref().is_none_or(|u| u.names_ip(ip, port))
+    }
+}
+
+/// The network scope of one instance, as the HTTP hooks use it.
 #[derive(Debug, Clone)]
 pub struct NetHooks {
-    grant: Arc<NetGrant>,
+    grant: Arc<NetScope>,
     kill: KillSwitch,
 }
 
 impl NetHooks {
     /// Hooks for one instance.
-    pub fn new(grant: Arc<NetGrant>, kill: KillSwitch) -> Self {
+    pub fn new(grant: Arc<NetScope>, kill: KillSwitch) -> Self {
         NetHooks { grant, kill }
+    }
+
+    /// The scope these hooks enforce.
+    pub fn scope(&self) -> Arc<NetScope> {
+        self.grant.clone()
     }
 }
 
@@ -57,7 +102,7 @@ const WASI_HTTP: &str = "wasi:http/outgoing-handler@0.2.12";
 /// wasmtime's error if the function cannot be defined.
 pub fn add_gated_handler<T: 'static>(
     linker: &mut Linker<T>,
-    view: fn(&mut T) -> (WasiHttpCtxView<'_>, &NetGrant, &KillSwitch),
+    view: fn(&mut T) -> (WasiHttpCtxView<'_>, Arc<NetScope>, &KillSwitch),
 ) -> wasmtime::Result<()> {
     type Handled = (Result<Resource<HostFutureIncomingResponse>, http_types::ErrorCode>,);
     linker.instance(WASI_HTTP)?.func_wrap(
@@ -69,7 +114,7 @@ pub fn add_gated_handler<T: 'static>(
         )|
               -> wasmtime::Result<Handled> {
             let (mut http, grant, kill) = view(store.data_mut());
-            check_request(http.table.get(&request)?, grant, kill)?;
+            check_request(http.table.get(&request)?, &grant, kill)?;
             match outgoing_handler::Host::handle(&mut http, request, options) {
                 Ok(response) => Ok((Ok(response),)),
                 // A guest-visible error code, or a trap if wasmtime-wasi-http raised one.
@@ -82,7 +127,7 @@ pub fn add_gated_handler<T: 'static>(
 /// The call-time check of one request: scheme, then host and port against the allowlist.
 fn check_request(
     req: &HostOutgoingRequest,
-    grant: &NetGrant,
+    grant: &NetScope,
     kill: &KillSwitch,
 ) -> wasmtime::Result<()> {
     let https = !matches!(req.scheme, Some(http_types::Scheme::Http));
@@ -96,9 +141,7 @@ fn check_request(
     let Some((host, port)) = split_authority(&authority, https) else {
         return Err(deny(format!("malformed authority `{authority}`")));
     };
-    if !grant.allows(&host, port) {
-        return Err(deny(format!("{host}:{port} is not on the allowlist")));
-    }
+    grant.decide(&host, port).map_err(deny)?;
     tracing::trace!(target: "warden::gate", capability = "net", %host, port, "allowed");
     Ok(())
 }
@@ -134,7 +177,7 @@ type Sent = (
 async fn send_checked(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
-    grant: &NetGrant,
+    grant: &NetScope,
     kill: &KillSwitch,
 ) -> Result<Sent, HttpTransportError> {
     let uri = request.uri().clone();
@@ -144,12 +187,8 @@ async fn send_checked(
         split_authority(authority, https).ok_or(HttpTransportError::HttpRequestUriInvalid)?;
     // The handler already checked the name; check it again here so that this function is safe
     // on its own, then check every address it resolves to.
-    if !grant.allows(&host, port) {
-        let _ = kill.kill(Violation::new(
-            KillReason::OutOfScope,
-            "net",
-            format!("{host}:{port} is not on the allowlist"),
-        ));
+    if let Err(why) = grant.decide(&host, port) {
+        let _ = kill.kill(Violation::new(KillReason::OutOfScope, "net", why));
         return Err(HttpTransportError::HttpRequestDenied);
     }
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::gate::{KillReason, KillSwitch, Violation};
-use crate::policy::ToolGrant;
+use crate::policy::{ToolGrant, UserGrant};
 
 /// A tool's implementation: input in, output or error message out.
 pub type ToolHandler = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
@@ -97,6 +97,7 @@ impl ToolRegistry {
     pub fn call(
         &self,
         grant: &ToolGrant,
+        user: Option<&UserGrant>,
         kill: &KillSwitch,
         name: &str,
         input: &str,
@@ -106,6 +107,12 @@ impl ToolRegistry {
         if !grant.allows(name) {
             return Err(deny(format!(
                 "tool `{}` is not in tools.allow",
+                name.escape_debug()
+            )));
+        }
+        if user.is_some_and(|u| !u.allows_tool(name)) {
+            return Err(deny(format!(
+                "tool `{}` is not allowed to the user the agent acts for",
                 name.escape_debug()
             )));
         }
@@ -139,7 +146,7 @@ mod tests {
         let k = KillSwitch::new("a".into(), 1);
         let r = ToolRegistry::with_builtins();
         assert_eq!(
-            r.call(&grant("\"text.upper\""), &k, "text.upper", "hi")
+            r.call(&grant("\"text.upper\""), None, &k, "text.upper", "hi")
                 .unwrap(),
             Ok("HI".into())
         );
@@ -150,7 +157,10 @@ mod tests {
     fn not_allowed_kills() {
         let k = KillSwitch::new("a".into(), 1);
         let r = ToolRegistry::with_builtins();
-        assert!(r.call(&grant("\"echo\""), &k, "text.upper", "hi").is_err());
+        assert!(
+            r.call(&grant("\"echo\""), None, &k, "text.upper", "hi")
+                .is_err()
+        );
         assert_eq!(k.violation().unwrap().reason, KillReason::OutOfScope);
     }
 
@@ -158,7 +168,10 @@ mod tests {
     fn allowed_but_unregistered_kills() {
         let k = KillSwitch::new("a".into(), 1);
         let r = ToolRegistry::with_builtins();
-        assert!(r.call(&grant("\"deploy\""), &k, "deploy", "").is_err());
+        assert!(
+            r.call(&grant("\"deploy\""), None, &k, "deploy", "")
+                .is_err()
+        );
         assert!(k.violation().unwrap().detail.contains("not registered"));
     }
 }

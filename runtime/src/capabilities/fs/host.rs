@@ -81,13 +81,9 @@ impl GatedFsView<'_> {
             .check_links(mount, &rel, access)
             .map_err(|why| self.deny(why))?;
         let is_dir = dir_hint.unwrap_or(is_dir);
-        if !scope.allows(access, &rel, is_dir) {
-            let verb = match access {
-                Access::Read => "read",
-                Access::Write => "write",
-            };
-            return Err(self.deny(format!("{verb} `{rel}` is not granted")));
-        }
+        scope
+            .decide(access, &rel, is_dir)
+            .map_err(|why| self.deny(why))?;
         tracing::trace!(target: "warden::gate", capability = "fs", path = %rel, ?access, "allowed");
         Ok(format!("/{rel}"))
     }

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::policy::FsGrant;
+use std::sync::Arc;
+
+use crate::policy::{FsGrant, UserGrant};
 
 /// What an operation does to the path it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,7 @@ pub enum MountError {
 pub struct FsScope {
     grant: FsGrant,
     mounts: Vec<MountPoint>,
+    user: Option<Arc<UserGrant>>,
 }
 
 impl FsScope {
@@ -103,6 +106,7 @@ impl FsScope {
         Ok(FsScope {
             grant: grant.clone(),
             mounts,
+            user: None,
         })
     }
 
@@ -111,6 +115,7 @@ impl FsScope {
         FsScope {
             grant: grant.clone(),
             mounts: Vec::new(),
+            user: None,
         }
     }
 
@@ -156,8 +161,46 @@ impl FsScope {
             .max_by_key(|m| m.guest.len())
     }
 
-    /// Whether the grant allows `access` to the workspace path `rel` (`is_dir`: it names a folder).
+    /// Hold every access to what `user` may do as well (the agent acts for that user).
+    pub fn for_user(mut self, user: Option<Arc<UserGrant>>) -> Self {
+        self.user = user;
+        self
+    }
+
+    /// Whether both the agent's grant and the user's allow `access` to `rel`.
     pub fn allows(&self, access: Access, rel: &str, is_dir: bool) -> bool {
+        self.decide(access, rel, is_dir).is_ok()
+    }
+
+    /// Decide `access` to the workspace path `rel` (`is_dir`: it names a folder); the refusal
+    /// says whose grant is missing.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the path and whether the agent's policy or the user's roles refuse it.
+    pub fn decide(&self, access: Access, rel: &str, is_dir: bool) -> Result<(), String> {
+        let verb = match access {
+            Access::Read => "read",
+            Access::Write => "write",
+        };
+        if !self.agent_allows(access, rel, is_dir) {
+            return Err(format!(
+                "{verb} `{rel}` is not granted by the agent's policy"
+            ));
+        }
+        let user_ok = self.user.as_ref().is_none_or(|u| match access {
+            Access::Read => u.allows_read(rel, is_dir),
+            Access::Write => u.allows_write(rel),
+        });
+        if !user_ok {
+            return Err(format!(
+                "{verb} `{rel}` is not allowed to the user the agent acts for"
+            ));
+        }
+        Ok(())
+    }
+
+    fn agent_allows(&self, access: Access, rel: &str, is_dir: bool) -> bool {
         match access {
             Access::Write => self.grant.allows_write(rel),
             Access::Read if is_dir => {
