@@ -124,6 +124,11 @@ impl SecretKey {
         Ok(SecretKey(SigningKey::from_bytes(&seed)))
     }
 
+    /// The 64-byte key pair (secret seed, then public key), as token libraries take it.
+    pub fn keypair_bytes(&self) -> [u8; 64] {
+        self.0.to_keypair_bytes()
+    }
+
     /// The public half.
     pub fn public(&self) -> PublicKey {
         PublicKey::from_bytes(self.0.verifying_key().as_bytes())

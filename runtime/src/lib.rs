@@ -25,6 +25,7 @@ pub mod output;
 pub use warden_policy as policy;
 mod runtime;
 pub mod staging;
+pub mod token;
 pub mod user;
 
 pub use engine::{EngineConfig, EngineError, WardenEngine};

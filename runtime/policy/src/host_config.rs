@@ -13,6 +13,14 @@
 //! require_signed = true        # default false
 //! [host]
 //! cache_dir = "/var/cache/warden"
+//! roles = "policies/roles.toml"  # what each role of a user may do
+//! [[issuers]]                  # who may sign user identity tokens (PASETO v4.public)
+//! name = "corp-sso"
+//! key = "ed25519:…"
+//! audience = "warden"
+//! [dev]                        # an explicit local development identity: runs without a token
+//! subject = "dev"
+//! roles = ["admin"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -40,8 +48,34 @@ pub struct HostConfig {
     pub require_signed_policies: bool,
     /// `host.cache_dir`: where compiled components are cached.
     pub cache_dir: Option<PathBuf>,
+    /// `host.roles`: the roles file users' tokens refer to.
+    pub roles: Option<PathBuf>,
+    /// `[[issuers]]`: who may sign user identity tokens.
+    pub issuers: Vec<Issuer>,
+    /// `[dev]`: the identity used when a run carries no token (local development only).
+    pub dev_identity: Option<DevIdentity>,
     /// The file it came from.
     pub source: String,
+}
+
+/// A trusted issuer of user identity tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// Its name, expected in the token's `iss` claim.
+    pub name: String,
+    /// Its public key.
+    pub key: PublicKey,
+    /// The audience its tokens must name (`aud`) to be accepted here.
+    pub audience: String,
+}
+
+/// The identity a host uses for runs without a token, when it names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevIdentity {
+    /// The subject.
+    pub subject: String,
+    /// Its roles.
+    pub roles: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +85,23 @@ struct RawConfig {
     agents: Option<RawRequire>,
     policies: Option<RawRequire>,
     host: Option<RawHost>,
+    issuers: Option<Vec<RawIssuer>>,
+    dev: Option<RawDev>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    name: String,
+    key: Spanned<String>,
+    audience: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDev {
+    subject: String,
+    roles: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +122,7 @@ struct RawRequire {
 #[serde(deny_unknown_fields)]
 struct RawHost {
     cache_dir: Option<String>,
+    roles: Option<String>,
 }
 
 impl HostConfig {
@@ -121,13 +173,39 @@ impl HostConfig {
                 }
             }
         }
+        let mut issuers = Vec::new();
+        for raw in raw.issuers.unwrap_or_default() {
+            let key = PublicKey::parse(raw.key.get_ref()).map_err(|e| {
+                source.error(
+                    raw.key.span(),
+                    PolicyErrorKind::InvalidName,
+                    format!("issuers.key is invalid: {e}"),
+                    Some("a key such as \"ed25519:3b6a…\" (64 hex digits)".to_owned()),
+                )
+            })?;
+            issuers.push(Issuer {
+                name: raw.name,
+                key,
+                audience: raw.audience,
+            });
+        }
+        let (cache_dir, roles) = match raw.host {
+            Some(h) => (h.cache_dir.map(PathBuf::from), h.roles.map(PathBuf::from)),
+            None => (None, None),
+        };
         Ok(HostConfig {
+            roles,
+            issuers,
+            dev_identity: raw.dev.map(|d| DevIdentity {
+                subject: d.subject,
+                roles: d.roles,
+            }),
             publishers,
             reviewers,
             revoked,
             require_signed_agents: raw.agents.and_then(|a| a.require_signed).unwrap_or(false),
             require_signed_policies: raw.policies.and_then(|p| p.require_signed).unwrap_or(false),
-            cache_dir: raw.host.and_then(|h| h.cache_dir).map(PathBuf::from),
+            cache_dir,
             source: file_label.to_owned(),
         })
     }
