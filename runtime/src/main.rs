@@ -10,10 +10,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::sync::Arc;
 use warden::capabilities::tools::ToolRegistry;
 use warden::identity::SecretKey;
 use warden::policy::keys::Domain;
-use warden::policy::{HostConfig, Policy};
+
+use warden::policy::{HostConfig, Policy, Roles};
+use warden::user::User;
 use warden::{EngineConfig, Outcome, PolicyLoadError, RunOptions, Runtime};
 
 const EXIT_AGENT_ERROR: u8 = 1;
@@ -66,6 +69,15 @@ enum Command {
         /// Print the whole run report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// The user's identity token (PASETO v4.public), or @FILE. Required on a host whose
+        /// configuration lists issuers, unless it names a development identity.
+        #[arg(long, env = "WARDEN_TOKEN")]
+        token: Option<String>,
+    },
+    /// Issue user identity tokens (for operators and tests).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Validate policy files.
     Policy {
@@ -96,12 +108,48 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a PASETO v4.public token for a user, signed with the issuer's key.
+    Issue {
+        /// The issuer's secret key (from `warden keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The issuer's name (the `iss` claim), as warden.toml lists it.
+        #[arg(long)]
+        issuer: String,
+        /// Who (the `sub` claim).
+        #[arg(long)]
+        subject: String,
+        /// A role of the user (repeat for several).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// The audience (the `aud` claim), as warden.toml lists it for the issuer.
+        #[arg(long, default_value = "warden")]
+        audience: String,
+        /// How long it is valid, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        valid_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Check that each file is a valid policy; print a located error for each that is not.
     Check {
         /// Policy files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Print what an agent could do for a user: its policy intersected with the user's roles.
+    Explain {
+        /// The agent's policy.
+        policy: PathBuf,
+        /// The user's roles, comma-separated (looked up in the roles file).
+        #[arg(long = "as", value_name = "ROLES")]
+        roles: String,
+        /// The roles file (default: `host.roles` of the host configuration).
+        #[arg(long)]
+        roles_file: Option<PathBuf>,
     },
     /// Sign a policy as its reviewer: writes <FILE>.sig beside it.
     Sign {
@@ -186,6 +234,51 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             command: PolicyCommand::Sign { file, key },
         } => sign(&file, &key, Domain::Policy),
         Command::Sign { agent, key } => sign(&agent, &key, Domain::Agent),
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    key,
+                    issuer,
+                    subject,
+                    roles,
+                    audience,
+                    valid_secs,
+                },
+        } => {
+            let key = SecretKey::read(&key).map_err(bad_input)?;
+            let token = warden::token::issue(
+                &key,
+                &issuer,
+                &subject,
+                &roles,
+                &audience,
+                std::time::Duration::from_secs(valid_secs),
+            )
+            .map_err(bad_input)?;
+            println!("{token}");
+            Ok(0)
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    policy,
+                    roles,
+                    roles_file,
+                },
+        } => {
+            let runtime = new_runtime(config)?;
+            let policy = load_policy(&runtime, &policy)?;
+            let roles_file = load_roles(roles_file.as_deref().or(host_config.roles.as_deref()))?;
+            let roles: Vec<String> = roles
+                .split(',')
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect();
+            let user = User::new("explain", roles, &roles_file)
+                .map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+            explain(&policy, &user);
+            Ok(0)
+        }
         Command::Keygen { stem } => {
             let key = SecretKey::generate().map_err(host_failure)?;
             let (secret, public) = key.write(&stem).map_err(bad_input)?;
@@ -203,15 +296,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             input,
             workspace,
             json,
+            token,
         } => {
             let runtime = new_runtime(config)?;
             let policy = load_policy(&runtime, &policy)?;
+            let user = acting_user(&host_config, token.as_deref())?;
             let task = read_input(&input).map_err(bad_input)?;
             let path = resolve_agent(&agent).map_err(bad_input)?;
             let loaded = runtime.load_file(&path, policy).map_err(bad_input)?;
             let options = RunOptions {
                 workspace: Some(workspace),
-                user: None,
+                user,
             };
             let report = loaded.run(&task, &options).await.map_err(bad_input)?;
             print_report(&report, json).map_err(host_failure)?;
@@ -241,6 +336,128 @@ fn policy_message(e: &warden::policy::PolicyError) -> String {
         .strip_prefix("error: ")
         .map(str::to_string)
         .unwrap_or(rendered)
+}
+
+fn load_roles(path: Option<&Path>) -> Result<Roles, Failure> {
+    let path = path.ok_or_else(|| {
+        bad_input(anyhow::anyhow!(
+            "no roles file: give --roles-file or set host.roles in the host configuration"
+        ))
+    })?;
+    Roles::load(path).map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))
+}
+
+/// The user a run acts for: from its token, or the host's development identity. No token, no
+/// run, on a host that lists token issuers; a host with no configuration runs for no user.
+fn acting_user(config: &HostConfig, token: Option<&str>) -> Result<Option<Arc<User>>, Failure> {
+    let identity = match token {
+        Some(t) => {
+            let text = match t.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read token file {file}"))
+                    .map_err(bad_input)?,
+                None => t.to_string(),
+            };
+            let id = warden::token::verify(&text, config).map_err(bad_input)?;
+            Some((id.subject, id.roles))
+        }
+        None => match &config.dev_identity {
+            Some(dev) => Some((dev.subject.clone(), dev.roles.clone())),
+            None if !config.issuers.is_empty() => {
+                return Err(bad_input(anyhow::anyhow!(
+                    "no identity token: this host requires one (--token or WARDEN_TOKEN)"
+                )));
+            }
+            None => None,
+        },
+    };
+    let Some((subject, roles)) = identity else {
+        return Ok(None);
+    };
+    let roles_file = load_roles(config.roles.as_deref())?;
+    let user =
+        User::new(&subject, roles, &roles_file).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+    Ok(Some(Arc::new(user)))
+}
+
+fn explain(policy: &Policy, user: &User) {
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "nothing".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!(
+        "agent `{}` acting for roles [{}]",
+        policy.agent.name,
+        user.roles.join(", ")
+    );
+    println!(
+        "an action is allowed only if the agent's policy AND one of the user's roles allow it\n"
+    );
+    println!("files");
+    println!(
+        "  agent read:  {}",
+        list(
+            policy
+                .fs
+                .read
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect()
+        )
+    );
+    println!(
+        "  agent write: {}",
+        list(
+            policy
+                .fs
+                .write
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect()
+        )
+    );
+    for (i, r) in user.grant.roles().iter().enumerate() {
+        println!(
+            "  role {} read:  {}",
+            user.roles.get(i).map_or("?", String::as_str),
+            list(r.fs.read.iter().map(|p| p.as_str().to_string()).collect())
+        );
+        println!(
+            "  role {} write: {}",
+            user.roles.get(i).map_or("?", String::as_str),
+            list(r.fs.write.iter().map(|p| p.as_str().to_string()).collect())
+        );
+    }
+    println!("network");
+    println!(
+        "  agent: {}",
+        list(policy.net.allow.iter().map(ToString::to_string).collect())
+    );
+    for (i, r) in user.grant.roles().iter().enumerate() {
+        println!(
+            "  role {}: {}",
+            user.roles.get(i).map_or("?", String::as_str),
+            list(r.net.allow.iter().map(ToString::to_string).collect())
+        );
+    }
+    println!("tools (effective)");
+    let tools: Vec<String> = policy
+        .tools
+        .allow
+        .iter()
+        .filter(|t| user.grant.allows_tool(t))
+        .cloned()
+        .collect();
+    println!("  {}", list(tools));
+    let l = user.grant.limit(&policy.limits);
+    println!("limits (effective)");
+    println!(
+        "  memory {} bytes, tables {}, cpu {:?}, wall {:?}, output {} bytes",
+        l.memory, l.tables, l.cpu, l.wall, l.output
+    );
 }
 
 fn load_policy(runtime: &Runtime, path: &Path) -> Result<Policy, Failure> {
@@ -278,6 +495,20 @@ fn sign(file: &Path, key: &Path, domain: Domain) -> Result<u8, Failure> {
 fn policy_check(runtime: &Runtime, files: &[PathBuf]) -> u8 {
     let mut failed = 0;
     for file in files {
+        // A roles file is checked as one (its sections are a policy's, under [role.NAME]).
+        if file.file_name().is_some_and(|n| n == "roles.toml") {
+            match Roles::load(file) {
+                Ok(_) => println!("ok: {} (roles)", file.display()),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!(
+                        "{}",
+                        e.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    );
+                }
+            }
+            continue;
+        }
         match runtime.load_policy(file) {
             Ok(p) => println!("ok: {} (agent `{}`)", file.display(), p.agent.name),
             Err(PolicyLoadError::Signature(e)) => {

@@ -24,7 +24,9 @@ pub enum TokenError {
     #[error("the identity token is malformed (expected a PASETO v4.public token)")]
     Malformed,
     /// No trusted issuer's key verifies it.
-    #[error("the identity token is not signed by a trusted issuer (forged, or from an issuer this host does not list)")]
+    #[error(
+        "the identity token is not signed by a trusted issuer (forged, or from an issuer this host does not list)"
+    )]
     Forged,
     /// Past its `exp`.
     #[error("the identity token has expired")]
@@ -76,7 +78,9 @@ pub fn issue(
     claims.issuer(issuer).map_err(err)?;
     claims.subject(subject).map_err(err)?;
     claims.audience(audience).map_err(err)?;
-    claims.add_additional("roles", roles.to_vec()).map_err(err)?;
+    claims
+        .add_additional("roles", roles.to_vec())
+        .map_err(err)?;
     let secret = AsymmetricSecretKey::<V4>::from(&key.keypair_bytes()).map_err(err)?;
     public::sign(&secret, &claims, None, None).map_err(err)
 }
@@ -87,9 +91,11 @@ pub fn issue(
 ///
 /// The [`TokenError`] that says why it is refused.
 pub fn verify(token: &str, config: &HostConfig) -> Result<Identity, TokenError> {
-    let untrusted = UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| TokenError::Malformed)?;
+    let untrusted =
+        UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| TokenError::Malformed)?;
     for issuer in &config.issuers {
-        let key = AsymmetricPublicKey::<V4>::from(&issuer.key.to_bytes()).map_err(|_| TokenError::Forged)?;
+        let key = AsymmetricPublicKey::<V4>::from(&issuer.key.to_bytes())
+            .map_err(|_| TokenError::Forged)?;
         let mut rules = ClaimsValidationRules::new();
         rules.validate_audience_with(&issuer.audience);
         rules.validate_issuer_with(&issuer.name);
@@ -100,11 +106,15 @@ pub fn verify(token: &str, config: &HostConfig) -> Result<Identity, TokenError> 
             Err(PasetoError::ClaimValidation(c)) => {
                 return Err(match c {
                     ClaimValidationError::Exp => TokenError::Expired,
-                    ClaimValidationError::Nbf | ClaimValidationError::Iat => TokenError::NotYetValid,
+                    ClaimValidationError::Nbf | ClaimValidationError::Iat => {
+                        TokenError::NotYetValid
+                    }
                     ClaimValidationError::Aud | ClaimValidationError::NoAud => {
                         TokenError::WrongAudience(issuer.audience.clone())
                     }
-                    ClaimValidationError::Iss | ClaimValidationError::NoIss => TokenError::WrongIssuer,
+                    ClaimValidationError::Iss | ClaimValidationError::NoIss => {
+                        TokenError::WrongIssuer
+                    }
                     ClaimValidationError::NoExp => TokenError::MissingClaim("exp"),
                     _ => TokenError::MissingClaim("exp/nbf/iat"),
                 });
@@ -122,7 +132,11 @@ pub fn verify(token: &str, config: &HostConfig) -> Result<Identity, TokenError> 
             .and_then(|v| v.as_array())
             .ok_or(TokenError::MissingClaim("roles"))?
             .iter()
-            .map(|r| r.as_str().map(str::to_string).ok_or(TokenError::MissingClaim("roles")))
+            .map(|r| {
+                r.as_str()
+                    .map(str::to_string)
+                    .ok_or(TokenError::MissingClaim("roles"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Identity {
             subject: subject.to_string(),
@@ -152,10 +166,21 @@ mod tests {
     #[test]
     fn issue_and_verify() {
         let sso = SecretKey::generate().unwrap();
-        let t = issue(&sso, "sso", "alice", &["docs-writer".into()], "warden", Duration::from_secs(60)).unwrap();
+        let t = issue(
+            &sso,
+            "sso",
+            "alice",
+            &["docs-writer".into()],
+            "warden",
+            Duration::from_secs(60),
+        )
+        .unwrap();
         assert!(t.starts_with("v4.public."));
         let id = verify(&t, &config(&sso)).unwrap();
-        assert_eq!((id.subject.as_str(), id.roles.as_slice()), ("alice", &["docs-writer".to_string()][..]));
+        assert_eq!(
+            (id.subject.as_str(), id.roles.as_slice()),
+            ("alice", &["docs-writer".to_string()][..])
+        );
     }
 
     #[test]
@@ -164,17 +189,55 @@ mod tests {
         let mallory = SecretKey::generate().unwrap();
         let cfg = config(&sso);
         let roles = ["r".to_string()];
-        let forged = issue(&mallory, "sso", "alice", &roles, "warden", Duration::from_secs(60)).unwrap();
+        let forged = issue(
+            &mallory,
+            "sso",
+            "alice",
+            &roles,
+            "warden",
+            Duration::from_secs(60),
+        )
+        .unwrap();
         assert_eq!(verify(&forged, &cfg), Err(TokenError::Forged));
-        let other_aud = issue(&sso, "sso", "alice", &roles, "elsewhere", Duration::from_secs(60)).unwrap();
-        assert!(matches!(verify(&other_aud, &cfg), Err(TokenError::WrongAudience(_))));
-        let other_iss = issue(&sso, "someone", "alice", &roles, "warden", Duration::from_secs(60)).unwrap();
+        let other_aud = issue(
+            &sso,
+            "sso",
+            "alice",
+            &roles,
+            "elsewhere",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(&other_aud, &cfg),
+            Err(TokenError::WrongAudience(_))
+        ));
+        let other_iss = issue(
+            &sso,
+            "someone",
+            "alice",
+            &roles,
+            "warden",
+            Duration::from_secs(60),
+        )
+        .unwrap();
         assert_eq!(verify(&other_iss, &cfg), Err(TokenError::WrongIssuer));
-        assert_eq!(verify("v4.public.garbage", &cfg), Err(TokenError::Malformed));
+        assert_eq!(
+            verify("v4.public.garbage", &cfg),
+            Err(TokenError::Malformed)
+        );
         assert_eq!(verify("not a token", &cfg), Err(TokenError::Malformed));
         assert_eq!(verify("", &cfg), Err(TokenError::Malformed));
         // A flipped character in the payload.
-        let good = issue(&sso, "sso", "alice", &roles, "warden", Duration::from_secs(60)).unwrap();
+        let good = issue(
+            &sso,
+            "sso",
+            "alice",
+            &roles,
+            "warden",
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let mut chars: Vec<char> = good.chars().collect();
         let i = 20;
         chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };

@@ -241,3 +241,117 @@ fn the_cli_keygen_sign_and_run_round_trip() {
     let (code, _, err) = run(&["keygen", "alice"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn the_cli_runs_for_the_user_its_token_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = warden_tests::warden_bin();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .current_dir(dir.path())
+            .env_remove("WARDEN_TOKEN")
+            .args(["--no-cache"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (_, sso, _) = run(&["keygen", "sso"]);
+    let (_, _, _) = run(&["keygen", "mallory"]);
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        format!("[host]\nroles = \"roles.toml\"\n[[issuers]]\nname = \"sso\"\nkey = \"{}\"\naudience = \"warden\"\n", sso.trim()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("roles.toml"),
+        "[role.docs-writer]\nfs.read = [\"**\"]\nfs.write = [\"docs/**\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("probe.toml"),
+        "[agent]\nname = \"probe\"\n[fs]\nwrite = [\"**\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("ws/docs")).unwrap();
+    std::fs::create_dir_all(dir.path().join("ws/src")).unwrap();
+    let probe = agent("probe");
+    let probe = probe.to_str().unwrap();
+    let issue = |key: &str, audience: &str| {
+        run(&[
+            "token",
+            "issue",
+            "--key",
+            key,
+            "--issuer",
+            "sso",
+            "--subject",
+            "alice",
+            "--role",
+            "docs-writer",
+            "--audience",
+            audience,
+        ])
+        .1
+        .trim()
+        .to_string()
+    };
+    let token = issue("sso.key", "warden");
+    let write = |path: &str| format!(r#"{{"op":"write","path":"{path}","text":"x"}}"#);
+    let base = [
+        "--config",
+        "warden.toml",
+        "run",
+        probe,
+        "--policy",
+        "probe.toml",
+        "--workspace",
+        "ws",
+    ];
+
+    let with = |token: &str, input: &str| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(["--token", token, "--input", input]);
+        run(&args)
+    };
+    let (code, _, err) = with(&token, &write("/docs/a.md"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = with(&token, &write("/src/a.rs"));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not allowed to the user"), "{err}");
+    assert!(!dir.path().join("ws/src/a.rs").exists());
+
+    // No token, a forged one, one for another audience: no run.
+    let mut args: Vec<&str> = base.to_vec();
+    let input = write("/docs/b.md");
+    args.extend(["--input", &input]);
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no identity token"), "{err}");
+    let (code, _, err) = with(&issue("mallory.key", "warden"), &write("/docs/b.md"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not signed by a trusted issuer"), "{err}");
+    let (code, _, err) = with(&issue("sso.key", "elsewhere"), &write("/docs/b.md"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another audience"), "{err}");
+    let (code, _, err) = with("v4.public.AAAA", &write("/docs/b.md"));
+    assert_eq!(code, 2, "{err}");
+    assert!(!dir.path().join("ws/docs/b.md").exists());
+
+    // `explain` shows what the agent could do for that user.
+    let (code, out, err) = run(&[
+        "--config",
+        "warden.toml",
+        "policy",
+        "explain",
+        "probe.toml",
+        "--as",
+        "docs-writer",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("role docs-writer write: docs/**"), "{out}");
+}
