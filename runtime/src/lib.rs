@@ -24,6 +24,7 @@ mod linker;
 pub mod output;
 pub use warden_policy as policy;
 mod runtime;
+pub mod secrets;
 pub mod staging;
 pub mod token;
 pub mod user;

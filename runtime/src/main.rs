@@ -16,6 +16,7 @@ use warden::identity::SecretKey;
 use warden::policy::keys::Domain;
 
 use warden::policy::{HostConfig, Policy, Roles};
+use warden::secrets::SecretStore;
 use warden::user::User;
 use warden::{EngineConfig, Outcome, PolicyLoadError, RunOptions, Runtime};
 
@@ -223,8 +224,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             ..config
         };
         Runtime::new(config, ToolRegistry::with_builtins())
-            .map(|rt| rt.with_host_config(host_config.clone()))
             .map_err(host_failure)
+            .and_then(|rt| {
+                let secrets = SecretStore::load(&host_config).map_err(bad_input)?;
+                Ok(rt
+                    .with_host_config(host_config.clone())
+                    .with_secrets(secrets))
+            })
     };
     match cli.command {
         Command::Policy {

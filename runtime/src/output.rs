@@ -14,6 +14,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 use crate::gate::{KillReason, KillSwitch, Violation};
+use crate::secrets::SecretStore;
 
 /// One structured log record from the guest.
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +55,7 @@ struct Shared {
 pub struct OutputBudget {
     shared: Arc<Mutex<Shared>>,
     kill: KillSwitch,
+    secrets: Arc<SecretStore>,
 }
 
 /// Which captured stream a writer feeds.
@@ -66,14 +68,32 @@ pub enum Stream {
 }
 
 impl OutputBudget {
-    /// A budget of `limit` bytes; exceeding it trips `kill`.
-    pub fn new(limit: u64, kill: KillSwitch) -> Self {
+    /// A budget of `limit` bytes; exceeding it trips `kill`. Output that contains one of
+    /// `secrets` trips it too.
+    pub fn new(limit: u64, kill: KillSwitch, secrets: Arc<SecretStore>) -> Self {
         OutputBudget {
             shared: Arc::new(Mutex::new(Shared {
                 limit,
                 captured: CapturedOutput::default(),
             })),
             kill,
+            secrets,
+        }
+    }
+
+    /// Kill the instance if `bytes` (written to `what`) contain a host secret.
+    ///
+    /// # Errors
+    ///
+    /// The trap that ends the instance.
+    pub fn screen(&self, bytes: &[u8], what: &str) -> Result<(), wasmtime::Error> {
+        match self.secrets.found_in(bytes) {
+            None => Ok(()),
+            Some(name) => Err(self.kill.kill(Violation::new(
+                KillReason::OutOfScope,
+                "secrets",
+                format!("{what} contains the host secret `{name}`; the output was blocked"),
+            ))),
         }
     }
 
@@ -113,6 +133,7 @@ impl OutputBudget {
             Stream::Stderr => "stderr",
         };
         self.charge(bytes.len(), name)?;
+        self.screen(bytes, name)?;
         let mut s = self.lock();
         match stream {
             Stream::Stdout => s.captured.stdout.extend_from_slice(bytes),
@@ -128,6 +149,7 @@ impl OutputBudget {
     /// The trap that ends the instance when the budget is exceeded.
     pub fn log(&self, level: &'static str, message: String) -> Result<(), wasmtime::Error> {
         self.charge(message.len(), "log")?;
+        self.screen(message.as_bytes(), "log")?;
         self.lock().captured.logs.push(LogRecord { level, message });
         Ok(())
     }
@@ -223,7 +245,7 @@ mod tests {
     #[test]
     fn within_budget_is_kept_and_over_budget_kills() {
         let kill = KillSwitch::new("a".into(), 1);
-        let budget = OutputBudget::new(10, kill.clone());
+        let budget = OutputBudget::new(10, kill.clone(), Arc::default());
         budget.write(Stream::Stdout, b"hello").unwrap();
         budget.log("info", "abc".into()).unwrap();
         assert!(!kill.is_killed());

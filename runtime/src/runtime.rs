@@ -25,6 +25,7 @@ use crate::instance::{CpuMeter, InstanceState, TaskLimiter};
 use crate::output::{CapturedOutput, OutputBudget, Stream};
 use crate::policy::keys::Domain;
 use crate::policy::{HostConfig, Policy};
+use crate::secrets::SecretStore;
 use crate::staging::{AppliedChanges, Staging};
 
 /// Most handles (files, streams, requests) one instance may hold at once.
@@ -175,6 +176,7 @@ pub struct Runtime {
     engine: Arc<WardenEngine>,
     tools: Arc<ToolRegistry>,
     config: Arc<HostConfig>,
+    secrets: Arc<SecretStore>,
     slots: Arc<Semaphore>,
     tasks: Arc<AtomicU64>,
 }
@@ -191,6 +193,7 @@ impl Runtime {
             engine: Arc::new(WardenEngine::new(config)?),
             tools: Arc::new(tools),
             config: Arc::new(HostConfig::default()),
+            secrets: Arc::default(),
             slots: Arc::new(Semaphore::new(slots)),
             tasks: Arc::new(AtomicU64::new(0)),
         })
@@ -199,6 +202,12 @@ impl Runtime {
     /// Use `config` (trusted and revoked keys, signature requirements) from now on.
     pub fn with_host_config(mut self, config: HostConfig) -> Self {
         self.config = Arc::new(config);
+        self
+    }
+
+    /// Inject `secrets` into the outbound requests their rules name (and screen output for them).
+    pub fn with_secrets(mut self, secrets: SecretStore) -> Self {
+        self.secrets = Arc::new(secrets);
         self
     }
 
@@ -419,7 +428,10 @@ impl LoadedAgent {
             (_, r) => r,
         };
         let mut outcome = match result {
-            Ok(Ok(out)) => match output.charge(out.len(), "the result") {
+            Ok(Ok(out)) => match output
+                .charge(out.len(), "the result")
+                .and_then(|()| output.screen(out.as_bytes(), "the result"))
+            {
                 Ok(()) => Outcome::Completed { output: out },
                 Err(_) => killed(kill.violation()),
             },
@@ -518,7 +530,7 @@ impl LoadedAgent {
             None => policy.limits.clone(),
         };
         let kill = KillSwitch::new(policy.agent.name.as_str().into(), id);
-        let output = OutputBudget::new(limits.output, kill.clone());
+        let output = OutputBudget::new(limits.output, kill.clone(), self.runtime.secrets.clone());
 
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.writer(Stream::Stdout))
@@ -571,6 +583,7 @@ impl LoadedAgent {
             net: NetHooks::new(
                 Arc::new(NetScope::new(self.net.clone(), user.clone())),
                 kill.clone(),
+                self.runtime.secrets.clone(),
             ),
             fs,
             tools: self.runtime.tools.clone(),

@@ -18,6 +18,12 @@
 //! name = "corp-sso"
 //! key = "ed25519:…"
 //! audience = "warden"
+//! [[secrets]]                  # held by the host, injected into allowed requests only
+//! name = "api-token"
+//! env = "API_TOKEN"            # or file = "/run/secrets/api-token"
+//! host = "api.example.com:443" # which requests get it
+//! header = "authorization"
+//! format = "Bearer {}"         # {} is the secret (default "{}")
 //! [dev]                        # an explicit local development identity: runs without a token
 //! subject = "dev"
 //! roles = ["admin"]
@@ -28,6 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::AllowedHost;
 use crate::diagnostic::Source;
 use crate::keys::PublicKey;
 use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
@@ -54,6 +61,8 @@ pub struct HostConfig {
     pub issuers: Vec<Issuer>,
     /// `[dev]`: the identity used when a run carries no token (local development only).
     pub dev_identity: Option<DevIdentity>,
+    /// `[[secrets]]`: secrets the host injects into allowed outbound requests.
+    pub secrets: Vec<SecretRule>,
     /// The file it came from.
     pub source: String,
 }
@@ -67,6 +76,30 @@ pub struct Issuer {
     pub key: PublicKey,
     /// The audience its tokens must name (`aud`) to be accepted here.
     pub audience: String,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable of the host process.
+    Env(String),
+    /// A file on the host.
+    File(PathBuf),
+}
+
+/// A secret and the requests it is injected into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRule {
+    /// Its name, for logs (never its value).
+    pub name: String,
+    /// Where its value comes from.
+    pub source: SecretSource,
+    /// The requests that get it.
+    pub host: AllowedHost,
+    /// The header it is sent in.
+    pub header: String,
+    /// The header's value, with `{}` standing for the secret.
+    pub format: String,
 }
 
 /// The identity a host uses for runs without a token, when it names one.
@@ -87,6 +120,18 @@ struct RawConfig {
     host: Option<RawHost>,
     issuers: Option<Vec<RawIssuer>>,
     dev: Option<RawDev>,
+    secrets: Option<Vec<RawSecret>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    name: Spanned<String>,
+    env: Option<String>,
+    file: Option<String>,
+    host: Spanned<String>,
+    header: Spanned<String>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -189,11 +234,71 @@ impl HostConfig {
                 audience: raw.audience,
             });
         }
+        let mut secrets = Vec::new();
+        for raw in raw.secrets.unwrap_or_default() {
+            let at = |span: std::ops::Range<usize>, message: String, expected: &str| {
+                source.error(
+                    span,
+                    PolicyErrorKind::InvalidName,
+                    message,
+                    Some(expected.to_owned()),
+                )
+            };
+            let from = match (raw.env, raw.file) {
+                (Some(e), None) => SecretSource::Env(e),
+                (None, Some(f)) => SecretSource::File(PathBuf::from(f)),
+                _ => {
+                    return Err(at(
+                        raw.name.span(),
+                        format!("secret `{}` needs exactly one source", raw.name.get_ref()),
+                        "either env = \"VAR\" or file = \"/path\"",
+                    ));
+                }
+            };
+            let host = AllowedHost::parse(raw.host.get_ref()).map_err(|e| {
+                at(
+                    raw.host.span(),
+                    format!("secrets.host is invalid: {e}"),
+                    "host:port, as in net.allow",
+                )
+            })?;
+            let header = raw.header.get_ref().to_ascii_lowercase();
+            if header.is_empty()
+                || !header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(at(
+                    raw.header.span(),
+                    "secrets.header is not a header name".into(),
+                    "a header such as \"authorization\"",
+                ));
+            }
+            let format = match raw.format {
+                Some(f) if f.get_ref().matches("{}").count() == 1 => f.into_inner(),
+                Some(f) => {
+                    return Err(at(
+                        f.span(),
+                        "secrets.format must contain `{}` exactly once".into(),
+                        "a format such as \"Bearer {}\"",
+                    ));
+                }
+                None => "{}".to_string(),
+            };
+            secrets.push(SecretRule {
+                name: raw.name.into_inner(),
+                source: from,
+                host,
+                header,
+                format,
+            });
+        }
         let (cache_dir, roles) = match raw.host {
             Some(h) => (h.cache_dir.map(PathBuf::from), h.roles.map(PathBuf::from)),
             None => (None, None),
         };
         Ok(HostConfig {
+            secrets,
             roles,
             issuers,
             dev_identity: raw.dev.map(|d| DevIdentity {

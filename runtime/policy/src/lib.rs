@@ -41,7 +41,7 @@ pub use clocks::ClockGrant;
 pub use diagnostic::{PolicyError, PolicyErrorKind};
 pub use fs::{FsGrant, Mount};
 pub use host::{AllowedHost, HostError, HostPattern};
-pub use host_config::{DevIdentity, HostConfig, Issuer};
+pub use host_config::{DevIdentity, HostConfig, Issuer, SecretRule, SecretSource};
 pub use limits::Limits;
 pub use net::NetGrant;
 pub use pattern::{PathPattern, PatternError};

@@ -28,6 +28,7 @@ use wasmtime_wasi_http::{
 use crate::gate::{KillReason, KillSwitch, Violation};
 pub use crate::policy::address::{is_public, split_authority};
 use crate::policy::{NetGrant, UserGrant};
+use crate::secrets::SecretStore;
 
 /// Connect timeout when the guest sets none (the wall-clock limit bounds everything anyway).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,12 +78,17 @@ impl NetScope {
 pub struct NetHooks {
     grant: Arc<NetScope>,
     kill: KillSwitch,
+    secrets: Arc<SecretStore>,
 }
 
 impl NetHooks {
-    /// Hooks for one instance.
-    pub fn new(grant: Arc<NetScope>, kill: KillSwitch) -> Self {
-        NetHooks { grant, kill }
+    /// Hooks for one instance; `secrets` are injected into the requests their rules name.
+    pub fn new(grant: Arc<NetScope>, kill: KillSwitch, secrets: Arc<SecretStore>) -> Self {
+        NetHooks {
+            grant,
+            kill,
+            secrets,
+        }
     }
 
     /// The scope these hooks enforce.
@@ -165,7 +171,8 @@ impl WasiHttpHooks for NetHooks {
     > {
         let grant = self.grant.clone();
         let kill = self.kill.clone();
-        Box::new(async move { send_checked(request, options, &grant, &kill).await })
+        let secrets = self.secrets.clone();
+        Box::new(async move { send_checked(request, options, &grant, &kill, &secrets).await })
     }
 }
 
@@ -179,6 +186,7 @@ async fn send_checked(
     options: Option<RequestOptions>,
     grant: &NetScope,
     kill: &KillSwitch,
+    secrets: &SecretStore,
 ) -> Result<Sent, HttpTransportError> {
     let uri = request.uri().clone();
     let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
@@ -207,7 +215,23 @@ async fn send_checked(
         .copied()
         .or(None)
     else {
-        return connect(request_with_path_only(&mut request), &addrs, https, options).await;
+        for (header, value, name) in secrets.headers_for(&host, port) {
+            // The host's value replaces anything the guest put in that header.
+            let (Ok(header), Ok(value)) = (
+                http::HeaderName::from_bytes(header.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) else {
+                continue;
+            };
+            request.headers_mut().insert(header, value);
+            tracing::debug!(target: "warden::net", secret = name, %host, port, "secret injected");
+        }
+        let sent = connect(request_with_path_only(&mut request), &addrs, https, options).await?;
+        return if secrets.is_empty() {
+            Ok(sent)
+        } else {
+            redact_response(sent, secrets).await
+        };
     };
     let _ = kill.kill(Violation::new(
         KillReason::OutOfScope,
@@ -217,6 +241,36 @@ async fn send_checked(
         ),
     ));
     Err(HttpTransportError::DestinationIpProhibited)
+}
+
+/// Most bytes of a response the host reads to redact secrets from it.
+const MAX_REDACTED_BODY: usize = 64 << 20;
+
+/// Read the whole response and replace every host secret in its headers and body, so a server
+/// that echoes a secret back cannot hand it to the guest.
+async fn redact_response(sent: Sent, secrets: &SecretStore) -> Result<Sent, HttpTransportError> {
+    let (response, io) = sent;
+    let (mut parts, body) = response.into_parts();
+    let bytes = http_body_util::Limited::new(body, MAX_REDACTED_BODY)
+        .collect()
+        .await
+        .map_err(|_| HttpTransportError::HttpResponseBodySize(Some(MAX_REDACTED_BODY as u64)))?
+        .to_bytes();
+    let body = secrets
+        .redact(&bytes)
+        .map(bytes::Bytes::from)
+        .unwrap_or(bytes);
+    for value in parts.headers.values_mut() {
+        if let Some(r) = secrets.redact(value.as_bytes())
+            && let Ok(v) = http::HeaderValue::from_bytes(&r)
+        {
+            *value = v;
+        }
+    }
+    let body = http_body_util::Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Ok((http::Response::from_parts(parts, body), io))
 }
 
 fn request_with_path_only(request: &mut http::Request<WasiBody>) -> http::Request<WasiBody> {
