@@ -181,12 +181,28 @@ async fn gated_call_cost(rt: &Runtime, calls: u64) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let kill = KillSwitch::new("bench".into(), 0);
+    let task = warden::credential::TaskContext::new(
+        Arc::new(warden::credential::CredentialMinter::new()?),
+        warden::credential::TaskClaims {
+            task: 0,
+            agent: "bench".into(),
+            user: "-".into(),
+        },
+        Duration::from_secs(60),
+    )?;
     let mut reg = ToolRegistry::new();
     reg.register("echo", "", true, |_| Ok(String::new()));
     let n = 2_000_000u32;
     let t = Instant::now();
     for _ in 0..n {
-        let r = reg.call(&policy.tools, None, &kill, std::hint::black_box("echo"), "");
+        let r = reg.call(
+            &policy.tools,
+            None,
+            &kill,
+            &task,
+            std::hint::black_box("echo"),
+            "",
+        );
         std::hint::black_box(r.ok());
     }
     let decision = t.elapsed().as_secs_f64() * 1e9 / f64::from(n);

@@ -28,6 +28,7 @@ pub struct InstanceState {
     pub(crate) tools: Arc<ToolRegistry>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) user: Option<Arc<crate::policy::UserGrant>>,
+    pub(crate) task: crate::credential::TaskContext,
     pub(crate) kill: KillSwitch,
     pub(crate) output: OutputBudget,
     pub(crate) limiter: TaskLimiter,
@@ -125,6 +126,7 @@ impl tools::Host for InstanceState {
             &self.policy.tools,
             self.user.as_deref(),
             &self.kill,
+            &self.task,
             &name,
             &input,
         )

@@ -15,6 +15,7 @@
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod capabilities;
+pub mod credential;
 pub mod engine;
 pub mod gate;
 pub mod identity;

@@ -18,6 +18,7 @@ use crate::bindings::{AgentPre, warden::agent::types as wit};
 use crate::capabilities::fs::{FsScope, FsState, MountError};
 use crate::capabilities::net::{NetHooks, NetScope};
 use crate::capabilities::tools::ToolRegistry;
+use crate::credential::{CredentialMinter, TaskClaims, TaskContext};
 use crate::engine::{EngineConfig, EngineError, WardenEngine};
 use crate::gate::{KillReason, KillSwitch, Violation};
 use crate::imports::{self, ImportError, ImportReport};
@@ -177,6 +178,7 @@ pub struct Runtime {
     tools: Arc<ToolRegistry>,
     config: Arc<HostConfig>,
     secrets: Arc<SecretStore>,
+    minter: Arc<CredentialMinter>,
     slots: Arc<Semaphore>,
     tasks: Arc<AtomicU64>,
 }
@@ -194,6 +196,9 @@ impl Runtime {
             tools: Arc::new(tools),
             config: Arc::new(HostConfig::default()),
             secrets: Arc::default(),
+            minter: Arc::new(
+                CredentialMinter::new().map_err(|e| EngineError::Config(e.to_string()))?,
+            ),
             slots: Arc::new(Semaphore::new(slots)),
             tasks: Arc::new(AtomicU64::new(0)),
         })
@@ -521,15 +526,28 @@ impl LoadedAgent {
         mounts: Mounts<'_>,
     ) -> Result<(Store<InstanceState>, Option<Staging>), RunError> {
         let policy = &self.policy;
-        let user = match mounts {
-            Mounts::Workspace(o) => o.user.as_ref().map(|u| u.grant.clone()),
+        let acting_for = match mounts {
+            Mounts::Workspace(o) => o.user.clone(),
             Mounts::None => None,
         };
+        let user = acting_for.as_ref().map(|u| u.grant.clone());
         let limits = &match &user {
             Some(u) => u.limit(&policy.limits),
             None => policy.limits.clone(),
         };
         let kill = KillSwitch::new(policy.agent.name.as_str().into(), id);
+        let task = TaskContext::new(
+            self.runtime.minter.clone(),
+            TaskClaims {
+                task: id,
+                agent: policy.agent.name.clone(),
+                user: acting_for
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |u| u.subject.clone()),
+            },
+            limits.wall,
+        )
+        .map_err(|e| RunError::Setup(e.to_string()))?;
         let output = OutputBudget::new(limits.output, kill.clone(), self.runtime.secrets.clone());
 
         let mut wasi = WasiCtx::builder();
@@ -589,6 +607,7 @@ impl LoadedAgent {
             tools: self.runtime.tools.clone(),
             policy: policy.clone(),
             user,
+            task,
             limiter: TaskLimiter {
                 memory: limits.memory,
                 tables: limits.tables,

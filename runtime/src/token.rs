@@ -43,6 +43,9 @@ pub enum TokenError {
     /// A required claim is missing or not a string.
     #[error("the identity token lacks a valid `{0}` claim")]
     MissingClaim(&'static str),
+    /// A task credential presented in another task, or for another agent.
+    #[error("the task credential belongs to another task or agent")]
+    WrongTask,
     /// The token could not be made.
     #[error("cannot issue a token: {0}")]
     Issue(String),

@@ -355,3 +355,56 @@ fn the_cli_runs_for_the_user_its_token_names() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("role docs-writer write: docs/**"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_credential_is_refused_in_another_task() {
+    use std::sync::{Arc, Mutex};
+    use warden::capabilities::tools::ToolRegistry;
+
+    // Two host tools: one keeps the credential of the task that calls it, the other checks the
+    // kept credential against the task that calls it (as an agent-to-agent hop would).
+    let kept: Arc<Mutex<Option<String>>> = Arc::default();
+    let mut tools = ToolRegistry::new();
+    let keep = kept.clone();
+    tools.register_with_context("task.keep", "", true, move |_, task| {
+        *keep.lock().unwrap() = Some(task.credential().to_string());
+        Ok(format!("kept credential of task {}", task.claims().task))
+    });
+    let check = kept.clone();
+    tools.register_with_context("task.check", "", true, move |_, task| {
+        let presented = check.lock().unwrap().clone().ok_or("nothing kept")?;
+        task.verify(&presented)
+            .map(|c| format!("accepted task {}", c.task))
+            .map_err(|e| e.to_string())
+    });
+    let config = warden::EngineConfig {
+        max_instances: 8,
+        ..Default::default()
+    };
+    let host = Runtime::new(config, tools).unwrap();
+    let policy = warden_tests::policy(
+        "probe",
+        "[tools]\nallow = [\"task.keep\", \"task.check\"]\n",
+    );
+    let agent = host
+        .load_file(&warden_tests::agent("probe"), policy)
+        .unwrap();
+    let keep_then_check = serde_json::json!({"op": "tool", "name": "task.keep", "then": {"op": "tool", "name": "task.check"}}).to_string();
+    let r = agent
+        .run(&keep_then_check, &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        completed(&r).starts_with("accepted task"),
+        "its own credential is accepted"
+    );
+
+    let only_check = serde_json::json!({"op": "tool", "name": "task.check"}).to_string();
+    let r = agent.run(&only_check, &Default::default()).await.unwrap();
+    match &r.outcome {
+        warden::Outcome::AgentError { message, .. } => {
+            assert!(message.contains("another task"), "{message}")
+        }
+        other => panic!("a replayed credential must be refused, got {other:?}"),
+    }
+}

@@ -7,11 +7,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::credential::TaskContext;
 use crate::gate::{KillReason, KillSwitch, Violation};
 use crate::policy::{ToolGrant, UserGrant};
 
 /// A tool's implementation: input in, output or error message out.
-pub type ToolHandler = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+///
+/// The [`TaskContext`] says which task, agent and user the call is for, and carries the task's
+/// credential.
+pub type ToolHandler = Arc<dyn Fn(&str, &TaskContext) -> Result<String, String> + Send + Sync>;
 
 /// One host-registered tool.
 #[derive(Clone)]
@@ -74,6 +78,19 @@ impl ToolRegistry {
         reversible: bool,
         handler: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static,
     ) {
+        self.register_with_context(name, description, reversible, move |input, _| {
+            handler(input)
+        });
+    }
+
+    /// Register (or replace) the tool `name` whose handler also receives the task's context.
+    pub fn register_with_context(
+        &mut self,
+        name: &str,
+        description: &str,
+        reversible: bool,
+        handler: impl Fn(&str, &TaskContext) -> Result<String, String> + Send + Sync + 'static,
+    ) {
         self.tools.insert(
             name.to_string(),
             Tool {
@@ -99,6 +116,7 @@ impl ToolRegistry {
         grant: &ToolGrant,
         user: Option<&UserGrant>,
         kill: &KillSwitch,
+        task: &TaskContext,
         name: &str,
         input: &str,
     ) -> Result<Result<String, String>, wasmtime::Error> {
@@ -123,7 +141,7 @@ impl ToolRegistry {
             )));
         };
         tracing::trace!(target: "warden::gate", capability = "tools", tool = name, "allowed");
-        Ok((tool.handler)(input))
+        Ok((tool.handler)(input, task))
     }
 }
 
@@ -142,12 +160,30 @@ mod tests {
     }
 
     #[test]
+    fn ctx() -> TaskContext {
+        let minter = Arc::new(crate::credential::CredentialMinter::new().unwrap());
+        let claims = crate::credential::TaskClaims {
+            task: 1,
+            agent: "a".into(),
+            user: "-".into(),
+        };
+        TaskContext::new(minter, claims, std::time::Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
     fn allowed_and_registered_runs() {
         let k = KillSwitch::new("a".into(), 1);
         let r = ToolRegistry::with_builtins();
         assert_eq!(
-            r.call(&grant("\"text.upper\""), None, &k, "text.upper", "hi")
-                .unwrap(),
+            r.call(
+                &grant("\"text.upper\""),
+                None,
+                &k,
+                &ctx(),
+                "text.upper",
+                "hi"
+            )
+            .unwrap(),
             Ok("HI".into())
         );
         assert!(!k.is_killed());
@@ -158,7 +194,7 @@ mod tests {
         let k = KillSwitch::new("a".into(), 1);
         let r = ToolRegistry::with_builtins();
         assert!(
-            r.call(&grant("\"echo\""), None, &k, "text.upper", "hi")
+            r.call(&grant("\"echo\""), None, &k, &ctx(), "text.upper", "hi")
                 .is_err()
         );
         assert_eq!(k.violation().unwrap().reason, KillReason::OutOfScope);
@@ -169,7 +205,7 @@ mod tests {
         let k = KillSwitch::new("a".into(), 1);
         let r = ToolRegistry::with_builtins();
         assert!(
-            r.call(&grant("\"deploy\""), None, &k, "deploy", "")
+            r.call(&grant("\"deploy\""), None, &k, &ctx(), "deploy", "")
                 .is_err()
         );
         assert!(k.violation().unwrap().detail.contains("not registered"));
