@@ -159,7 +159,6 @@ mod tests {
         .tools
     }
 
-    #[test]
     fn ctx() -> TaskContext {
         let minter = Arc::new(crate::credential::CredentialMinter::new().unwrap());
         let claims = crate::credential::TaskClaims {
