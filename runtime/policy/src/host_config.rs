@@ -13,6 +13,8 @@
 //! require_signed = true        # default false
 //! [host]
 //! cache_dir = "/var/cache/warden"
+//! data_dir = "/var/lib/warden"   # tasks, trust, approvals, staging, the audit log
+//! checkpoint_every = 256         # audit records between signed checkpoints
 //! roles = "policies/roles.toml"  # what each role of a user may do
 //! [[issuers]]                  # who may sign user identity tokens (PASETO v4.public)
 //! name = "corp-sso"
@@ -24,6 +26,11 @@
 //! host = "api.example.com:443" # which requests get it
 //! header = "authorization"
 //! format = "Bearer {}"         # {} is the secret (default "{}")
+//! [[tools]]                    # host tools, each reversible or not
+//! name = "deploy"
+//! irreversible = true          # held until a person approves it (`warden approve`)
+//! command = ["/usr/local/bin/deploy", "--prod"]  # run with the call's input on stdin
+//! approval_ttl = "1 h"         # how long a pending action may wait (default 24 h)
 //! [dev]                        # an explicit local development identity: runs without a token
 //! subject = "dev"
 //! roles = ["admin"]
@@ -41,7 +48,7 @@ use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
 
 /// The validated host configuration. [`HostConfig::default`] trusts no key and requires no
 /// signature beyond what each policy pins.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostConfig {
     /// `keys.publishers`: keys trusted to sign agents.
     pub publishers: Vec<PublicKey>,
@@ -63,6 +70,13 @@ pub struct HostConfig {
     pub dev_identity: Option<DevIdentity>,
     /// `[[secrets]]`: secrets the host injects into allowed outbound requests.
     pub secrets: Vec<SecretRule>,
+    /// `host.data_dir`: where tasks, trust records, approvals, staging areas and the audit log
+    /// live.
+    pub data_dir: Option<PathBuf>,
+    /// `host.checkpoint_every` (default 256): audit records between signed checkpoints.
+    pub checkpoint_every: u64,
+    /// `[[tools]]`: tools the host performs, each flagged reversible or irreversible.
+    pub tools: Vec<HostTool>,
     /// The file it came from.
     pub source: String,
 }
@@ -102,6 +116,41 @@ pub struct SecretRule {
     pub format: String,
 }
 
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            publishers: Vec::new(),
+            reviewers: Vec::new(),
+            revoked: Vec::new(),
+            require_signed_agents: false,
+            require_signed_policies: false,
+            cache_dir: None,
+            roles: None,
+            issuers: Vec::new(),
+            dev_identity: None,
+            secrets: Vec::new(),
+            data_dir: None,
+            checkpoint_every: 256,
+            tools: Vec::new(),
+            source: String::new(),
+        }
+    }
+}
+
+/// A tool declared in the host configuration: a program the host runs with the call's input
+/// on stdin (no shell, no inherited environment), its stdout the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTool {
+    /// The name agents call it by (and policies grant).
+    pub name: String,
+    /// When true, a call is held as a pending action until a person approves it.
+    pub irreversible: bool,
+    /// The program and its fixed arguments.
+    pub command: Vec<String>,
+    /// How long a pending action (and an approval of it) stays valid.
+    pub approval_ttl: std::time::Duration,
+}
+
 /// The identity a host uses for runs without a token, when it names one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevIdentity {
@@ -121,6 +170,16 @@ struct RawConfig {
     issuers: Option<Vec<RawIssuer>>,
     dev: Option<RawDev>,
     secrets: Option<Vec<RawSecret>>,
+    tools: Option<Vec<RawTool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    name: Spanned<String>,
+    irreversible: Option<bool>,
+    command: Spanned<Vec<String>>,
+    approval_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +227,8 @@ struct RawRequire {
 struct RawHost {
     cache_dir: Option<String>,
     roles: Option<String>,
+    data_dir: Option<String>,
+    checkpoint_every: Option<Spanned<i64>>,
 }
 
 impl HostConfig {
@@ -293,11 +354,89 @@ impl HostConfig {
                 format,
             });
         }
-        let (cache_dir, roles) = match raw.host {
-            Some(h) => (h.cache_dir.map(PathBuf::from), h.roles.map(PathBuf::from)),
-            None => (None, None),
+        let mut tools: Vec<HostTool> = Vec::new();
+        for raw in raw.tools.unwrap_or_default() {
+            let name = raw.name.get_ref();
+            crate::check_name(name, |b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            })
+            .map_err(|reason| {
+                source.error(
+                    raw.name.span(),
+                    PolicyErrorKind::InvalidName,
+                    format!("tools.name \"{name}\" is invalid: {reason}"),
+                    Some(
+                        "a tool name of 1 to 64 characters from a-z, 0-9, '_', '.', '-'".to_owned(),
+                    ),
+                )
+            })?;
+            if tools.iter().any(|t| &t.name == name) {
+                return Err(source.error(
+                    raw.name.span(),
+                    PolicyErrorKind::Duplicate,
+                    format!("tool \"{name}\" is declared twice"),
+                    Some("each [[tools]] name once".to_owned()),
+                ));
+            }
+            if raw.command.get_ref().is_empty() || raw.command.get_ref()[0].is_empty() {
+                return Err(source.error(
+                    raw.command.span(),
+                    PolicyErrorKind::MissingKey,
+                    format!("tool \"{name}\" has an empty command"),
+                    Some("command = [\"/path/to/program\", \"fixed-arg\", ...]".to_owned()),
+                ));
+            }
+            let approval_ttl = match raw.approval_ttl {
+                Some(t) => crate::units::parse_duration(t.get_ref())
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        source.error(
+                            t.span(),
+                            PolicyErrorKind::InvalidDuration,
+                            format!("tools.approval_ttl \"{}\" is not a duration", t.get_ref()),
+                            Some(
+                                "a positive duration with a unit, such as \"1 h\" or \"30 min\""
+                                    .to_owned(),
+                            ),
+                        )
+                    })?,
+                None => std::time::Duration::from_secs(24 * 3600),
+            };
+            tools.push(HostTool {
+                name: raw.name.into_inner(),
+                irreversible: raw.irreversible.unwrap_or(false),
+                command: raw.command.into_inner(),
+                approval_ttl,
+            });
+        }
+        let (cache_dir, roles, data_dir, checkpoint_every) = match raw.host {
+            Some(h) => {
+                let every = match h.checkpoint_every {
+                    Some(n) if (1..=1_000_000).contains(n.get_ref()) => *n.get_ref() as u64,
+                    Some(n) => {
+                        return Err(source.error(
+                            n.span(),
+                            PolicyErrorKind::OutOfRange,
+                            "host.checkpoint_every is out of range",
+                            Some("a whole number of records from 1 to 1000000".to_owned()),
+                        ));
+                    }
+                    None => 256,
+                };
+                (
+                    h.cache_dir.map(PathBuf::from),
+                    h.roles.map(PathBuf::from),
+                    h.data_dir.map(PathBuf::from),
+                    every,
+                )
+            }
+            None => (None, None, None, 256),
         };
         Ok(HostConfig {
+            data_dir,
+            checkpoint_every,
+            tools,
             secrets,
             roles,
             issuers,
@@ -325,6 +464,11 @@ impl HostConfig {
         HostConfig::parse(&label, &text)
     }
 
+    /// The declared host tool `name`.
+    pub fn tool(&self, name: &str) -> Option<&HostTool> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
     /// Whether `key` is revoked.
     pub fn is_revoked(&self, key: &PublicKey) -> bool {
         self.revoked.contains(key)
@@ -348,6 +492,22 @@ mod tests {
         assert_eq!(c.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
         let empty = HostConfig::parse("w.toml", "").unwrap();
         assert!(!empty.require_signed_agents && empty.publishers.is_empty());
+        assert_eq!(
+            empty,
+            HostConfig {
+                source: "w.toml".into(),
+                ..HostConfig::default()
+            }
+        );
+        let tools = "[host]\ndata_dir = \"/var/lib/w\"\ncheckpoint_every = 8\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/deploy\", \"--prod\"]\napproval_ttl = \"30 min\"\n[[tools]]\nname = \"notify\"\ncommand = [\"/bin/notify\"]\n";
+        let c = HostConfig::parse("w.toml", tools).unwrap();
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/w")));
+        assert_eq!(c.checkpoint_every, 8);
+        let deploy = c.tool("deploy").unwrap();
+        assert!(deploy.irreversible && deploy.command == ["/bin/deploy", "--prod"]);
+        assert_eq!(deploy.approval_ttl, std::time::Duration::from_secs(1800));
+        assert!(!c.tool("notify").unwrap().irreversible);
+        assert!(c.tool("rm").is_none());
     }
 
     #[test]
@@ -370,6 +530,42 @@ mod tests {
                 2,
                 18,
                 PolicyErrorKind::WrongType,
+            ),
+            (
+                "[host]\ncheckpoint_every = 0\n",
+                2,
+                20,
+                PolicyErrorKind::OutOfRange,
+            ),
+            (
+                "[[tools]]\nname = \"Deploy\"\ncommand = [\"/bin/x\"]\n",
+                2,
+                8,
+                PolicyErrorKind::InvalidName,
+            ),
+            (
+                "[[tools]]\nname = \"d\"\ncommand = []\n",
+                3,
+                11,
+                PolicyErrorKind::MissingKey,
+            ),
+            (
+                "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\napproval_ttl = \"soon\"\n",
+                4,
+                16,
+                PolicyErrorKind::InvalidDuration,
+            ),
+            (
+                "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\n[[tools]]\nname = \"d\"\ncommand = [\"/y\"]\n",
+                5,
+                8,
+                PolicyErrorKind::Duplicate,
+            ),
+            (
+                "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nreversible = false\n",
+                4,
+                1,
+                PolicyErrorKind::UnknownKey,
             ),
         ];
         for (text, line, column, kind) in cases {

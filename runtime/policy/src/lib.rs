@@ -24,6 +24,7 @@ mod random;
 mod raw;
 mod roles;
 mod tools;
+pub mod trust;
 mod units;
 
 #[cfg(test)]
@@ -41,13 +42,14 @@ pub use clocks::ClockGrant;
 pub use diagnostic::{PolicyError, PolicyErrorKind};
 pub use fs::{FsGrant, Mount};
 pub use host::{AllowedHost, HostError, HostPattern};
-pub use host_config::{DevIdentity, HostConfig, Issuer, SecretRule, SecretSource};
+pub use host_config::{DevIdentity, HostConfig, HostTool, Issuer, SecretRule, SecretSource};
 pub use limits::Limits;
 pub use net::NetGrant;
 pub use pattern::{PathPattern, PatternError};
 pub use random::RandomGrant;
-pub use roles::{RoleGrant, Roles, UserGrant};
+pub use roles::{Person, RoleGrant, Roles, UserGrant};
 pub use tools::ToolGrant;
+pub use trust::TrustPolicy;
 
 use diagnostic::Source;
 use raw::{RawAgent, RawPolicy, Table};
@@ -76,6 +78,8 @@ pub struct Policy {
     pub clocks: ClockGrant,
     /// `[random]`: randomness available.
     pub random: RandomGrant,
+    /// `[trust]`: how the agent earns autonomy and what each level may do.
+    pub trust: TrustPolicy,
     /// Label of the file the policy came from (used in messages).
     pub source: String,
 }
@@ -119,12 +123,14 @@ impl Policy {
             text,
         };
         let raw: RawPolicy = toml::from_str(text).map_err(|error| source.toml_error(&error))?;
+        let tools = ToolGrant::from_raw(&source, raw.tools)?;
         let policy = Policy {
             agent: agent_section(&source, raw.agent)?,
             limits: Limits::from_raw(&source, raw.limits)?,
             fs: FsGrant::from_raw(&source, raw.fs)?,
             net: NetGrant::from_raw(&source, raw.net)?,
-            tools: ToolGrant::from_raw(&source, raw.tools)?,
+            trust: TrustPolicy::from_raw(&source, raw.trust, &tools)?,
+            tools,
             clocks: ClockGrant::from_raw(raw.clocks),
             random: RandomGrant::from_raw(raw.random),
             source: file_label.to_owned(),
@@ -160,6 +166,7 @@ impl Policy {
             tools: ToolGrant::default(),
             clocks: ClockGrant::default(),
             random: RandomGrant::default(),
+            trust: TrustPolicy::default(),
             source: "<deny-all>".to_owned(),
         }
     }

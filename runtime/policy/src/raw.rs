@@ -24,6 +24,7 @@ pub(crate) struct RawPolicy {
     pub(crate) tools: Option<Table<RawTools>>,
     pub(crate) clocks: Option<Table<RawClocks>>,
     pub(crate) random: Option<Table<RawRandom>>,
+    pub(crate) trust: Option<Table<RawTrust>>,
 }
 
 /// A section, accepted only as a TOML table. serde's derived struct
@@ -140,6 +141,20 @@ pub(crate) struct RawRandom {
 
 impl Section for RawRandom {
     const EXPECTING: &'static str = "the [random] table (key `secure`)";
+}
+
+/// `[trust]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrust {
+    pub(crate) promote_after: Option<Spanned<Integer>>,
+    pub(crate) inherit: Option<bool>,
+    pub(crate) require: Option<std::collections::BTreeMap<String, Spanned<Integer>>>,
+}
+
+impl Section for RawTrust {
+    const EXPECTING: &'static str =
+        "the [trust] table (keys `promote_after`, `inherit`, `require`)";
 }
 
 /// A size string such as `"64 MiB"`, not yet parsed. A distinct type only so

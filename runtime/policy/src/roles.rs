@@ -15,6 +15,20 @@
 //! limits = { cpu = "5 s", wall = "30 s" }
 //! ```
 //!
+//! A role may also let the people who hold it review agents (`review = true`: apply a level-1
+//! agent's proposed changes, reinstate a demoted agent) and approve irreversible actions of named
+//! tools (`approve = ["deploy"]`). People sign those decisions with their own key:
+//!
+//! ```toml
+//! [person.alice]
+//! key = "ed25519:…"
+//! roles = ["release-manager"]
+//!
+//! [role.release-manager]
+//! review = true
+//! approve = ["deploy"]
+//! ```
+//!
 //! A role without a `[limits]` table does not limit; one with it takes the policy defaults for
 //! the keys it leaves out.
 
@@ -46,12 +60,28 @@ pub struct RoleGrant {
     pub clocks: ClockGrant,
     /// Secure random.
     pub random: RandomGrant,
+    /// `review`: may apply proposed changes and reinstate demoted agents.
+    pub review: bool,
+    /// `approve`: tools whose irreversible actions this role may approve.
+    pub approve: Vec<String>,
+}
+
+/// A person who signs reviews and approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// Their name (the `[person.<name>]` table).
+    pub name: String,
+    /// Their public key.
+    pub key: crate::keys::PublicKey,
+    /// Their roles.
+    pub roles: Vec<String>,
 }
 
 /// Every role, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roles {
     roles: BTreeMap<String, RoleGrant>,
+    people: BTreeMap<String, Person>,
     /// The file they came from.
     pub source: String,
 }
@@ -60,6 +90,14 @@ pub struct Roles {
 #[serde(deny_unknown_fields)]
 struct RawRoles {
     role: Option<BTreeMap<Spanned<String>, RawRole>>,
+    person: Option<BTreeMap<Spanned<String>, RawPerson>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerson {
+    key: Spanned<String>,
+    roles: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +109,8 @@ struct RawRole {
     tools: Option<Table<RawTools>>,
     clocks: Option<Table<RawClocks>>,
     random: Option<Table<RawRandom>>,
+    review: Option<bool>,
+    approve: Option<crate::raw::SpannedList>,
 }
 
 impl Roles {
@@ -109,11 +149,66 @@ impl Roles {
                 tools: ToolGrant::from_raw(&source, role.tools)?,
                 clocks: ClockGrant::from_raw(role.clocks),
                 random: RandomGrant::from_raw(role.random),
+                review: role.review.unwrap_or(false),
+                approve: ToolGrant::from_raw(
+                    &source,
+                    role.approve
+                        .map(|allow| Table(RawTools { allow: Some(allow) })),
+                )?
+                .allow,
             };
             roles.insert(name.into_inner(), grant);
         }
+        let mut people = BTreeMap::new();
+        for (name, person) in raw.person.unwrap_or_default() {
+            check_name(name.get_ref(), |b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+            })
+            .map_err(|reason| {
+                source.error(
+                    name.span(),
+                    PolicyErrorKind::InvalidName,
+                    format!("person name \"{}\" is invalid: {reason}", name.get_ref()),
+                    Some("1 to 64 characters from a-z, 0-9, '-', '.', '_'".to_owned()),
+                )
+            })?;
+            let key = crate::keys::PublicKey::parse(person.key.get_ref()).map_err(|e| {
+                source.error(
+                    person.key.span(),
+                    PolicyErrorKind::InvalidName,
+                    format!("person.{}.key is invalid: {e}", name.get_ref()),
+                    Some("a key such as \"ed25519:3b6a…\", as `warden keygen` prints".to_owned()),
+                )
+            })?;
+            let mut held = Vec::new();
+            for role in person.roles {
+                if !roles.contains_key(role.get_ref()) {
+                    return Err(source.error(
+                        role.span(),
+                        PolicyErrorKind::Contradiction,
+                        format!(
+                            "person.{} holds role \"{}\", which this file does not define",
+                            name.get_ref(),
+                            role.get_ref()
+                        ),
+                        Some("the name of a [role.<name>] table in this file".to_owned()),
+                    ));
+                }
+                held.push(role.into_inner());
+            }
+            let name = name.into_inner();
+            people.insert(
+                name.clone(),
+                Person {
+                    name,
+                    key,
+                    roles: held,
+                },
+            );
+        }
         Ok(Roles {
             roles,
+            people,
             source: file_label.to_owned(),
         })
     }
@@ -126,6 +221,34 @@ impl Roles {
     pub fn load(path: &Path) -> Result<Roles, PolicyError> {
         let (label, text) = read_text(path, "roles")?;
         Roles::parse(&label, &text)
+    }
+
+    /// The person whose key is `key`, if any.
+    pub fn person_with_key(&self, key: &crate::keys::PublicKey) -> Option<&Person> {
+        self.people.values().find(|p| &p.key == key)
+    }
+
+    /// The person called `name`.
+    pub fn person(&self, name: &str) -> Option<&Person> {
+        self.people.get(name)
+    }
+
+    /// Whether `person` holds a role that may review agents.
+    pub fn may_review(&self, person: &Person) -> bool {
+        person
+            .roles
+            .iter()
+            .filter_map(|r| self.roles.get(r))
+            .any(|r| r.review)
+    }
+
+    /// Whether `person` holds a role that may approve irreversible actions of `tool`.
+    pub fn may_approve(&self, person: &Person, tool: &str) -> bool {
+        person
+            .roles
+            .iter()
+            .filter_map(|r| self.roles.get(r))
+            .any(|r| r.approve.iter().any(|t| t == tool))
     }
 
     /// The role `name`.
@@ -281,5 +404,36 @@ limits = { cpu = "5 s", wall = "30 s", memory = "32 MiB" }
         assert_eq!(e.kind, PolicyErrorKind::InvalidName, "{e}");
         let e = Roles::parse("roles.toml", "[role.x]\nexec = 1\n").unwrap_err();
         assert_eq!(e.kind, PolicyErrorKind::UnknownKey, "{e}");
+    }
+
+    #[test]
+    fn people_review_and_approve() {
+        let key = "ed25519:ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+        let text = format!(
+            "[person.alice]\nkey = \"{key}\"\nroles = [\"release\"]\n[role.release]\nreview = true\napprove = [\"deploy\"]\n[role.dev]\nfs.read = [\"**\"]\n"
+        );
+        let roles = Roles::parse("r.toml", &text).unwrap();
+        let alice = roles.person("alice").unwrap();
+        assert_eq!(roles.person_with_key(&alice.key), Some(alice));
+        assert!(roles.may_review(alice));
+        assert!(roles.may_approve(alice, "deploy") && !roles.may_approve(alice, "rm"));
+
+        let unknown_role = format!("[person.bob]\nkey = \"{key}\"\nroles = [\"ghost\"]\n");
+        let e = Roles::parse("r.toml", &unknown_role).unwrap_err();
+        assert_eq!(
+            (e.line, e.column, e.kind),
+            (3, 10, PolicyErrorKind::Contradiction),
+            "{e}"
+        );
+        let bad_key = "[person.bob]\nkey = \"ed25519:00\"\nroles = []\n";
+        let e = Roles::parse("r.toml", bad_key).unwrap_err();
+        assert_eq!(
+            (e.line, e.column, e.kind),
+            (2, 7, PolicyErrorKind::InvalidName),
+            "{e}"
+        );
+        let bad_tool = "[role.x]\napprove = [\"Deploy\"]\n";
+        let e = Roles::parse("r.toml", bad_tool).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 }
