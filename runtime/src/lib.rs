@@ -27,6 +27,7 @@ pub use warden_policy as policy;
 mod runtime;
 pub mod secrets;
 pub mod staging;
+pub mod store;
 pub mod token;
 pub mod user;
 
