@@ -4,8 +4,12 @@
 //!
 //! Limits (memory, tables, CPU, wall time, output) report through the same [`KillSwitch`], so a
 //! run ends with exactly one structured reason, whichever part of the host noticed it first.
+//!
+//! The switch also keeps the task's [`TraceEvent`]s: every decision of the gate (capability,
+//! arguments summarised, decision, duration), bounded to [`TRACE_LIMIT`] events per task.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -86,6 +90,39 @@ impl Violation {
     }
 }
 
+/// Most trace events kept per task; later ones are counted, not kept.
+pub const TRACE_LIMIT: usize = 512;
+
+/// One decision of the gate, for the task's trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TraceEvent {
+    /// Microseconds since the task started.
+    pub at_us: u64,
+    /// The capability (`fs`, `net`, `tools`, `random`, `limits.cpu`, …).
+    pub capability: String,
+    /// The call, summarised (`open_at docs/a.md (write)`, `GET api.example.com:443`, …).
+    pub call: String,
+    /// `allowed`, `denied` (an error the guest sees), `pending` (held for approval) or `killed`.
+    pub decision: String,
+    /// How long the host took to serve it, in microseconds.
+    pub duration_us: u64,
+}
+
+/// A task's trace: the events kept and how many were dropped past [`TRACE_LIMIT`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Trace {
+    /// The events, in order.
+    pub events: Vec<TraceEvent>,
+    /// Events not kept.
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+struct TraceBuf {
+    started: Instant,
+    trace: Trace,
+}
+
 /// Shared record of the first violation of one instance.
 ///
 /// Cloned into every part of the host that can end the instance (host functions, output streams,
@@ -96,6 +133,7 @@ pub struct KillSwitch {
     agent: Arc<str>,
     task: u64,
     first: Arc<Mutex<Option<Violation>>>,
+    trace: Arc<Mutex<TraceBuf>>,
 }
 
 impl KillSwitch {
@@ -105,7 +143,41 @@ impl KillSwitch {
             agent,
             task,
             first: Arc::new(Mutex::new(None)),
+            trace: Arc::new(Mutex::new(TraceBuf {
+                started: Instant::now(),
+                trace: Trace::default(),
+            })),
         }
+    }
+
+    /// Add one decision to the task's trace. `call` is truncated to 160 characters.
+    pub fn record(&self, capability: &str, call: &str, decision: &str, took: Duration) {
+        let mut buf = self.trace.lock().unwrap_or_else(|p| p.into_inner());
+        if buf.trace.events.len() >= TRACE_LIMIT {
+            buf.trace.dropped += 1;
+            return;
+        }
+        let call = match call.char_indices().nth(160) {
+            Some((cut, _)) => format!("{}…", &call[..cut]),
+            None => call.to_owned(),
+        };
+        let event = TraceEvent {
+            at_us: buf.started.elapsed().as_micros() as u64,
+            capability: capability.to_owned(),
+            call: call.escape_debug().to_string(),
+            decision: decision.to_owned(),
+            duration_us: took.as_micros() as u64,
+        };
+        buf.trace.events.push(event);
+    }
+
+    /// The trace so far.
+    pub fn trace(&self) -> Trace {
+        self.trace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .trace
+            .clone()
     }
 
     /// Record `violation` (if it is the first) and return the trap that ends the instance.
@@ -120,6 +192,12 @@ impl KillSwitch {
                 capability = %violation.capability,
                 detail = %violation.detail,
                 "instance killed"
+            );
+            self.record(
+                &violation.capability,
+                &violation.detail,
+                "killed",
+                Duration::ZERO,
             );
             *first = Some(violation.clone());
         }
@@ -183,6 +261,22 @@ mod tests {
         let v = k.violation().unwrap();
         assert_eq!(v.reason, KillReason::OutOfScope);
         assert_eq!(v.detail, "../etc/passwd");
+        let trace = k.trace();
+        assert_eq!(trace.events.len(), 1);
+        assert_eq!(trace.events[0].decision, "killed");
+    }
+
+    #[test]
+    fn the_trace_is_bounded_and_summarised() {
+        let k = KillSwitch::new("a".into(), 1);
+        let long = "x".repeat(500);
+        for _ in 0..TRACE_LIMIT + 10 {
+            k.record("tools", &long, "allowed", Duration::from_micros(3));
+        }
+        let trace = k.trace();
+        assert_eq!((trace.events.len(), trace.dropped), (TRACE_LIMIT, 10));
+        assert!(trace.events[0].call.chars().count() <= 161);
+        assert_eq!(trace.events[0].duration_us, 3);
     }
 
     #[test]

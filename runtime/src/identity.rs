@@ -129,6 +129,11 @@ impl SecretKey {
         self.0.to_keypair_bytes()
     }
 
+    /// The ed25519 signing key itself (for the host's own audit checkpoints).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.0
+    }
+
     /// The public half.
     pub fn public(&self) -> PublicKey {
         PublicKey::from_bytes(self.0.verifying_key().as_bytes())

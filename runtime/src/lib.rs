@@ -12,6 +12,7 @@
 //!    [`Outcome`] is `completed`, `agent-error` or `killed { reason, capability, detail }`.
 #![deny(missing_docs)]
 
+pub mod approval;
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod capabilities;
@@ -29,6 +30,7 @@ pub mod secrets;
 pub mod staging;
 pub mod store;
 pub mod token;
+pub mod trust;
 pub mod user;
 
 pub use engine::{EngineConfig, EngineError, WardenEngine};

@@ -15,6 +15,10 @@ pub enum Domain {
     Agent,
     /// A policy file.
     Policy,
+    /// A person's approval of one irreversible action.
+    Approval,
+    /// A reviewer's reinstatement of a demoted agent, or their apply of a proposed change.
+    Review,
 }
 
 impl Domain {
@@ -23,6 +27,8 @@ impl Domain {
         match self {
             Domain::Agent => "agent",
             Domain::Policy => "policy",
+            Domain::Approval => "approval",
+            Domain::Review => "review",
         }
     }
 
