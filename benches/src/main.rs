@@ -49,14 +49,22 @@ fn us(d: Duration) -> f64 {
 }
 
 async fn fresh_instance_latency(agent: &LoadedAgent, n: usize) -> anyhow::Result<()> {
-    let opts = RunOptions::default();
+    fresh_instance_latency_with(agent, n, &RunOptions::default(), "hello").await
+}
+
+async fn fresh_instance_latency_with(
+    agent: &LoadedAgent,
+    n: usize,
+    opts: &RunOptions,
+    label: &str,
+) -> anyhow::Result<()> {
     for _ in 0..(n / 10).max(100) {
-        agent.run("\"bench\"", &opts).await?;
+        agent.run("\"bench\"", opts).await?;
     }
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let r = agent.run("\"bench\"", &opts).await?;
+        let r = agent.run("\"bench\"", opts).await?;
         samples.push(t.elapsed());
         if !matches!(r.outcome, Outcome::Completed { .. }) {
             bail!("hello did not complete: {:?}", r.outcome);
@@ -64,7 +72,7 @@ async fn fresh_instance_latency(agent: &LoadedAgent, n: usize) -> anyhow::Result
     }
     samples.sort();
     println!(
-        "fresh instance + run (hello), sequential, n={n}: p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        "fresh instance + run ({label}), sequential, n={n}: p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
         us(percentile(&samples, 0.5)),
         us(percentile(&samples, 0.9)),
         us(percentile(&samples, 0.99)),
@@ -247,6 +255,70 @@ fn engine_config(cache: PathBuf) -> EngineConfig {
     config
 }
 
+/// What the ledger adds to a trivial run: the trust lookup, the task row, the audit records
+/// (hash-chained, a signed checkpoint every 256) and the end-of-task commit; and to a run that
+/// writes one file in a 10,000-file workspace, what staging adds.
+async fn ledger_overhead(base: &Runtime, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 2_000 } else { 20_000 };
+    let data = tempfile::tempdir()?;
+    let ledger = Arc::new(warden::ledger::Ledger::open(data.path(), 256)?);
+    let with = base.clone().with_ledger(ledger);
+    let hello = load(&with, "hello", "")?;
+    fresh_instance_latency_with(
+        &hello,
+        n,
+        &RunOptions::default(),
+        "hello, with ledger: trust + task + audit",
+    )
+    .await?;
+    let secs = if quick { 0.5 } else { 3.0 };
+    throughput(Arc::new(hello), secs, 2).await?;
+
+    // Staging cost against workspace size: one write into a 10,000-file workspace.
+    let ws = tempfile::tempdir()?;
+    for d in 0..100 {
+        let dir = ws.path().join(format!("out/d{d}"));
+        std::fs::create_dir_all(&dir)?;
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f}.txt")), "x")?;
+        }
+    }
+    let body = "[fs]\nwrite = [\"out/**\"]\n[trust]\npromote_after = 1\n";
+    for (label, rt) in [
+        ("without ledger", base.clone()),
+        ("with ledger", with.clone()),
+    ] {
+        let probe = load(&rt, "probe", body)?;
+        let opts = RunOptions {
+            workspace: Some(ws.path().to_path_buf()),
+            user: None,
+        };
+        let task = r#"{"op":"write","path":"/out/d7/new.txt","text":"one file"}"#;
+        for _ in 0..20 {
+            probe.run(task, &opts).await?;
+        }
+        let runs = if quick { 200 } else { 2_000 };
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let r = probe.run(task, &opts).await?;
+            samples.push(t.elapsed());
+            anyhow::ensure!(
+                matches!(r.outcome, Outcome::Completed { .. }),
+                "write failed: {:?}",
+                r.outcome
+            );
+        }
+        samples.sort();
+        println!(
+            "one-file write in a 10,000-file workspace, staged and applied ({label}), n={runs}: p50 {:.1} µs, p99 {:.1} µs",
+            us(percentile(&samples, 0.5)),
+            us(percentile(&samples, 0.99)),
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -268,6 +340,7 @@ fn main() -> anyhow::Result<()> {
         }
         deadline_precision(&runtime, if quick { 3 } else { 20 }).await?;
         gated_call_cost(&runtime, if quick { 20_000 } else { 200_000 }).await?;
+        ledger_overhead(&runtime, quick).await?;
         anyhow::Ok(())
     })
 }

@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::identity::SecretKey;
 use crate::policy::keys::{Domain, PublicKey, from_hex, to_hex};
 use crate::policy::{HostTool, Roles};
-use crate::store::{ActionRecord, now_ms};
+use crate::store::ActionRecord;
+#[cfg(test)]
+use crate::store::now_ms;
 
 /// The hash an approval is bound to: every field that says what will be done, by whom, for whom.
 pub fn action_hash(a: &ActionRecord) -> String {

@@ -176,6 +176,17 @@ pub enum ImportError {
     },
 }
 
+impl ImportError {
+    /// Whether the refusal is an import of an API that does not exist (which demotes the agent
+    /// on the trust ladder), rather than a policy or packaging mismatch.
+    pub fn is_unknown_api(&self) -> bool {
+        matches!(
+            self,
+            ImportError::Unknown { .. } | ImportError::NotAnInterface { .. }
+        )
+    }
+}
+
 /// Inspect every import of `component` against `policy`.
 pub fn report(engine: &Engine, component: &Component, policy: &Policy) -> Vec<ImportReport> {
     component

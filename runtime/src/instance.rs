@@ -33,6 +33,10 @@ pub struct InstanceState {
     pub(crate) output: OutputBudget,
     pub(crate) limiter: TaskLimiter,
     pub(crate) meter: CpuMeter,
+    /// The agent's trust level for this task.
+    pub(crate) level: u8,
+    /// Where pending actions are recorded (none: irreversible tools are refused).
+    pub(crate) ledger: Option<Arc<crate::ledger::Ledger>>,
 }
 
 impl WasiView for InstanceState {
@@ -122,14 +126,66 @@ impl tools::Host for InstanceState {
         name: String,
         input: String,
     ) -> wasmtime::Result<Result<String, String>> {
-        self.tools.call(
-            &self.policy.tools,
-            self.user.as_deref(),
-            &self.kill,
-            &self.task,
+        let started = Instant::now();
+        let tool =
+            self.tools
+                .authorize(&self.policy.tools, self.user.as_deref(), &self.kill, &name)?;
+        let needed = self.policy.trust.tool_level(&name);
+        if self.level < needed {
+            self.kill
+                .record("tools", &name, "denied", started.elapsed());
+            return Ok(Err(format!(
+                "tool `{name}` needs trust level {needed}; this agent is at level {}",
+                self.level
+            )));
+        }
+        if !tool.reversible {
+            let claims = self.task.claims();
+            let held = match &self.ledger {
+                None => Err(
+                    "irreversible tools need a host with a data directory to hold them for approval"
+                        .to_string(),
+                ),
+                Some(ledger) => ledger
+                    .hold_action(
+                        claims.task,
+                        &claims.agent,
+                        &claims.user,
+                        &name,
+                        &input,
+                        tool.approval_ttl,
+                    )
+                    .map_err(|e| format!("the action could not be recorded, so it is refused: {e}")),
+            };
+            let (decision, result) = match held {
+                Ok(action) => (
+                    "pending",
+                    Ok(serde_json::json!({
+                        "status": "pending",
+                        "action": action.id,
+                        "hash": action.hash,
+                        "expires_ms": action.expires_ms,
+                    })
+                    .to_string()),
+                ),
+                Err(why) => ("denied", Err(why)),
+            };
+            self.kill
+                .record("tools", &name, decision, started.elapsed());
+            return Ok(result);
+        }
+        let result = tool.invoke(&input, &self.task);
+        self.kill.record(
+            "tools",
             &name,
-            &input,
-        )
+            if result.is_ok() {
+                "allowed"
+            } else {
+                "allowed (tool error)"
+            },
+            started.elapsed(),
+        );
+        Ok(result)
     }
 }
 

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod approval;
+pub mod audit;
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod capabilities;
@@ -22,6 +23,7 @@ pub mod gate;
 pub mod identity;
 pub mod imports;
 mod instance;
+pub mod ledger;
 mod linker;
 pub mod output;
 pub use warden_policy as policy;
@@ -36,6 +38,6 @@ pub mod user;
 pub use engine::{EngineConfig, EngineError, WardenEngine};
 pub use gate::{KillReason, Violation};
 pub use runtime::{
-    Description, LoadError, LoadedAgent, Outcome, PolicyLoadError, RunError, RunOptions, RunReport,
-    Runtime, outcome_name,
+    AgentIdentity, Description, LoadError, LoadedAgent, Outcome, PolicyLoadError, RunError,
+    RunOptions, RunReport, Runtime, StagingDisposition, outcome_name,
 };

@@ -4,6 +4,9 @@
 //! malformed policy, a refused or unreadable agent, bad `--input`); 3 the instance was killed;
 //! 70 the host itself failed.
 
+#[path = "cli/ledger.rs"]
+mod ledger_cli;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +45,10 @@ struct Cli {
     /// host trusts no key and requires only the signatures that policies pin.
     #[arg(long, global = true, env = "WARDEN_CONFIG")]
     config: Option<PathBuf>,
+    /// The data directory: tasks, trust records, approvals, staging and the audit log
+    /// (default: host.data_dir, else $XDG_STATE_HOME/warden or ~/.local/state/warden).
+    #[arg(long, global = true, env = "WARDEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,6 +81,51 @@ enum Command {
         /// configuration lists issuers, unless it names a development identity.
         #[arg(long, env = "WARDEN_TOKEN")]
         token: Option<String>,
+    },
+    /// Run a stream of tasks in one host process: one JSON object per line of FILE
+    /// (`{"agent": …, "policy": …, "input": …, "workspace": …}`), one JSON result per line out.
+    Batch {
+        /// The task file (JSON lines), or - for standard input.
+        file: PathBuf,
+        /// The user's identity token, as for `run`.
+        #[arg(long, env = "WARDEN_TOKEN")]
+        token: Option<String>,
+    },
+    /// Tasks: list, show, trace, and diff / apply / discard their proposed changes.
+    Task {
+        #[command(subcommand)]
+        command: ledger_cli::TaskCommand,
+    },
+    /// The trust ladder: levels, review and reinstatement of demoted agents, regressions.
+    Trust {
+        #[command(subcommand)]
+        command: ledger_cli::TrustCommand,
+    },
+    /// Approve an irreversible action held for a person (signed with your key), then the host
+    /// performs it.
+    Approve {
+        /// The action id (from the agent's pending status or `warden approve --list`).
+        id: Option<u64>,
+        /// Your secret key; your person in the roles file needs a role that may approve the tool.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Write the signed approval to FILE instead of submitting it.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Submit an approval written by --save.
+        #[arg(long, conflicts_with = "id")]
+        submit: Option<PathBuf>,
+        /// List actions and their status.
+        #[arg(long)]
+        list: bool,
+        /// The roles file (default: `host.roles`).
+        #[arg(long)]
+        roles_file: Option<PathBuf>,
+    },
+    /// The audit log: verify it, or follow it.
+    Audit {
+        #[command(subcommand)]
+        command: ledger_cli::AuditCommand,
     },
     /// Issue user identity tokens (for operators and tests).
     Token {
@@ -232,7 +284,45 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     .with_secrets(secrets))
             })
     };
+    let data_dir = ledger_cli::data_dir(cli.data_dir.clone(), &host_config);
     match cli.command {
+        Command::Task { command } => {
+            let ledger = ledger_cli::open(&data_dir, &host_config)?;
+            ledger_cli::task(&ledger, &host_config, command)
+        }
+        Command::Trust { command } => {
+            let ledger = ledger_cli::open(&data_dir, &host_config)?;
+            ledger_cli::trust(&ledger, &host_config, command)
+        }
+        Command::Approve {
+            id,
+            key,
+            save,
+            submit,
+            list,
+            roles_file,
+        } => {
+            let ledger = ledger_cli::open(&data_dir, &host_config)?;
+            ledger_cli::approve(
+                &ledger,
+                &host_config,
+                ledger_cli::ApproveArgs {
+                    id,
+                    key,
+                    save,
+                    submit,
+                    list,
+                    roles_file,
+                },
+            )
+        }
+        Command::Audit { command } => ledger_cli::audit(&data_dir, command),
+        Command::Batch { file, token } => {
+            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
+            let runtime = new_runtime(config)?.with_ledger(ledger);
+            let user = acting_user(&host_config, token.as_deref())?;
+            batch(&runtime, &file, user).await
+        }
         Command::Policy {
             command: PolicyCommand::Check { files },
         } => Ok(policy_check(&new_runtime(config)?, &files)),
@@ -304,7 +394,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             json,
             token,
         } => {
-            let runtime = new_runtime(config)?;
+            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
+            let runtime = new_runtime(config)?.with_ledger(ledger);
             let policy = load_policy(&runtime, &policy)?;
             let user = acting_user(&host_config, token.as_deref())?;
             let task = read_input(&input).map_err(bad_input)?;
@@ -314,7 +405,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 workspace: Some(workspace),
                 user,
             };
-            let report = loaded.run(&task, &options).await.map_err(bad_input)?;
+            let report = loaded.run(&task, &options).await.map_err(|e| match e {
+                warden::RunError::Ledger(_) => host_failure(e),
+                e => bad_input(e),
+            })?;
             print_report(&report, json).map_err(host_failure)?;
             Ok(match report.outcome {
                 Outcome::Completed { .. } => 0,
@@ -332,6 +426,73 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             inspect(&runtime, &path, policy).await
         }
     }
+}
+
+/// One line of a `warden batch` file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchTask {
+    agent: String,
+    policy: PathBuf,
+    #[serde(default)]
+    input: serde_json::Value,
+    workspace: Option<PathBuf>,
+}
+
+async fn batch(runtime: &Runtime, file: &Path, user: Option<Arc<User>>) -> Result<u8, Failure> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file)
+                .with_context(|| format!("cannot open {}", file.display()))
+                .map_err(bad_input)?,
+        ))
+    };
+    let mut loaded: std::collections::HashMap<(String, PathBuf), warden::LoadedAgent> =
+        std::collections::HashMap::new();
+    let mut worst = 0;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(bad_input)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let spec: BatchTask = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a batch task", file.display(), n + 1))
+            .map_err(bad_input)?;
+        let key = (spec.agent.clone(), spec.policy.clone());
+        if !loaded.contains_key(&key) {
+            let policy = load_policy(runtime, &spec.policy)?;
+            let path = resolve_agent(&spec.agent).map_err(bad_input)?;
+            let agent = runtime.load_file(&path, policy).map_err(bad_input)?;
+            loaded.insert(key.clone(), agent);
+        }
+        let agent = &loaded[&key];
+        let options = RunOptions {
+            workspace: Some(spec.workspace.unwrap_or_else(|| PathBuf::from("."))),
+            user: user.clone(),
+        };
+        let report = agent
+            .run(&spec.input.to_string(), &options)
+            .await
+            .map_err(host_failure)?;
+        let mut out = std::io::stdout().lock();
+        let status = warden::outcome_name(&report.outcome);
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"line": n + 1, "task": report.task, "status": status, "staging": report.staging})
+        )
+        .and_then(|()| out.flush())
+        .map_err(host_failure)?;
+        worst = worst.max(match report.outcome {
+            Outcome::Completed { .. } => 0,
+            Outcome::AgentError { .. } => EXIT_AGENT_ERROR,
+            Outcome::Killed { .. } => EXIT_KILLED,
+        });
+    }
+    Ok(worst)
 }
 
 /// A policy error for the `error: ` line `main` prints: the rendered diagnostic without its own
@@ -657,6 +818,14 @@ fn print_report(report: &warden::RunReport, json: bool) -> anyhow::Result<()> {
     match &report.outcome {
         Outcome::Completed { output } => {
             writeln!(out, "{}", sanitize(output))?;
+            if report.staging == warden::StagingDisposition::Proposed {
+                writeln!(
+                    err,
+                    "proposed: the agent is at trust level {}, so its file changes wait for a reviewer (warden task diff {id} | task apply {id} --key … | task discard {id})",
+                    report.level.unwrap_or(1),
+                    id = report.task
+                )?;
+            }
             if let Some(applied) = &report.applied
                 && (!applied.written.is_empty() || !applied.removed.is_empty())
             {

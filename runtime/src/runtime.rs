@@ -14,6 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
+use crate::audit::AuditEvent;
 use crate::bindings::{AgentPre, warden::agent::types as wit};
 use crate::capabilities::fs::{FsScope, FsState, MountError};
 use crate::capabilities::net::{NetHooks, NetScope};
@@ -23,11 +24,16 @@ use crate::engine::{EngineConfig, EngineError, WardenEngine};
 use crate::gate::{KillReason, KillSwitch, Violation};
 use crate::imports::{self, ImportError, ImportReport};
 use crate::instance::{CpuMeter, InstanceState, TaskLimiter};
+use crate::ledger::Ledger;
 use crate::output::{CapturedOutput, OutputBudget, Stream};
 use crate::policy::keys::Domain;
 use crate::policy::{HostConfig, Policy};
 use crate::secrets::SecretStore;
 use crate::staging::{AppliedChanges, Staging};
+use crate::store::{TaskEnd, TaskRecord, TrustRecord, now_ms};
+use crate::trust::{Ladder, Verdict};
+use serde_json::json;
+use sha2::Digest;
 
 /// Most handles (files, streams, requests) one instance may hold at once.
 const MAX_HANDLES: usize = 4_096;
@@ -70,6 +76,9 @@ pub enum LoadError {
         /// wasmtime's explanation.
         detail: String,
     },
+    /// The refusal could not be recorded in the ledger.
+    #[error("cannot record the load in the ledger: {0}")]
+    Ledger(String),
     /// The component does not export the `warden:agent` world.
     #[error(
         "agent `{agent}` does not export the warden:agent world (`describe` and `run`): {detail}; build it with warden-guest's `export_agent!`"
@@ -108,6 +117,10 @@ pub enum RunError {
     /// wasmtime refused to set up the instance for a reason that is not the guest's.
     #[error("cannot set up the instance: {0}")]
     Setup(String),
+    /// The ledger (state store or audit log) could not record the task: the host stops rather
+    /// than run unrecorded.
+    #[error("cannot record the task: {0}")]
+    Ledger(String),
 }
 
 /// How a run ended.
@@ -150,6 +163,10 @@ pub struct RunReport {
     pub output: CapturedOutput,
     /// File changes applied to the workspace (only for completed runs).
     pub applied: Option<AppliedChanges>,
+    /// What became of the task's staged writes.
+    pub staging: StagingDisposition,
+    /// The agent's trust level for the task (on a host with a ledger).
+    pub level: Option<u8>,
     /// Wall-clock time from the start of the run (JSON: `elapsed_us`).
     #[serde(rename = "elapsed_us", serialize_with = "micros")]
     pub elapsed: Duration,
@@ -160,6 +177,58 @@ pub struct RunReport {
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// What became of a task's staged writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StagingDisposition {
+    /// Nothing was written.
+    None,
+    /// Applied to the workspace.
+    Applied,
+    /// Kept for a reviewer: `warden task diff | apply | discard`.
+    Proposed,
+    /// Thrown away (the task did not complete).
+    Discarded,
+}
+
+impl StagingDisposition {
+    /// Its name as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StagingDisposition::None => "none",
+            StagingDisposition::Applied => "applied",
+            StagingDisposition::Proposed => "proposed",
+            StagingDisposition::Discarded => "discarded",
+        }
+    }
+}
+
+/// A summary of the effective grant of one task, for its record.
+fn grant_summary(
+    policy: &Policy,
+    user: Option<&crate::user::User>,
+    level: u8,
+) -> serde_json::Value {
+    let strings =
+        |v: &[crate::policy::PathPattern]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    json!({
+        "policy": policy.source,
+        "user": user.map(|u| u.subject.clone()),
+        "roles": user.map(|u| u.roles.clone()),
+        "level": level,
+        "fs": {"read": strings(&policy.fs.read), "write": strings(&policy.fs.write)},
+        "net": policy.net.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "tools": policy.tools.allow,
+        "write_level": policy.trust.write_level(),
+        "limits": {
+            "memory": policy.limits.memory,
+            "cpu_ms": policy.limits.cpu.as_millis() as u64,
+            "wall_ms": policy.limits.wall.as_millis() as u64,
+            "output": policy.limits.output,
+        },
+    })
 }
 
 /// Options for one run.
@@ -181,6 +250,7 @@ pub struct Runtime {
     minter: Arc<CredentialMinter>,
     slots: Arc<Semaphore>,
     tasks: Arc<AtomicU64>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl Runtime {
@@ -201,13 +271,30 @@ impl Runtime {
             ),
             slots: Arc::new(Semaphore::new(slots)),
             tasks: Arc::new(AtomicU64::new(0)),
+            ledger: None,
         })
     }
 
-    /// Use `config` (trusted and revoked keys, signature requirements) from now on.
+    /// Use `config` (trusted and revoked keys, signature requirements, host tools) from now on.
     pub fn with_host_config(mut self, config: HostConfig) -> Self {
+        if !config.tools.is_empty() {
+            Arc::make_mut(&mut self.tools).register_host_tools(&config.tools);
+        }
         self.config = Arc::new(config);
         self
+    }
+
+    /// Keep every task, trace, trust record, pending action and audit record in `ledger`:
+    /// from now on runs climb the trust ladder, stage their writes in the data directory and
+    /// leave an audit trail.
+    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The ledger, if the host keeps one.
+    pub fn ledger(&self) -> Option<&Arc<Ledger>> {
+        self.ledger.as_ref()
     }
 
     /// Inject `secrets` into the outbound requests their rules name (and screen output for them).
@@ -275,9 +362,9 @@ impl Runtime {
                     }
                 })?;
             tracing::info!(target: "warden::load", agent = %policy.agent.name, %signer, "signature verified");
-            return self.load_verified(&bytes, policy);
+            return self.load_verified(&bytes, policy, Some(signer.to_string()));
         }
-        self.load_verified(&bytes, policy)
+        self.load_verified(&bytes, policy, None)
     }
 
     /// Load `bytes` under `policy`: compile, check imports, link, pre-instantiate.
@@ -296,20 +383,33 @@ impl Runtime {
                 },
             });
         }
-        self.load_verified(bytes, policy)
+        self.load_verified(bytes, policy, None)
     }
 
-    fn load_verified(&self, bytes: &[u8], policy: Policy) -> Result<LoadedAgent, LoadError> {
+    fn load_verified(
+        &self,
+        bytes: &[u8],
+        policy: Policy,
+        publisher: Option<String>,
+    ) -> Result<LoadedAgent, LoadError> {
         let agent = policy.agent.name.clone();
+        let identity = AgentIdentity {
+            agent_id: crate::trust::agent_id(publisher.as_deref(), &agent),
+            module_hash: crate::policy::keys::to_hex(&sha2::Sha256::digest(bytes)),
+        };
         let component = self.engine.compile(bytes)?;
         let engine = self.engine.engine();
-        let stubs = imports::check(engine, &component, &policy).map_err(|refusal| {
-            tracing::warn!(target: "warden::load", agent = %agent, error = %refusal, "load refused");
-            LoadError::Import {
-                agent: agent.clone(),
-                refusal,
+        let stubs = match imports::check(engine, &component, &policy) {
+            Ok(stubs) => stubs,
+            Err(refusal) => {
+                tracing::warn!(target: "warden::load", agent = %agent, error = %refusal, "load refused");
+                self.refused_load(&identity, &policy, &refusal)?;
+                return Err(LoadError::Import {
+                    agent: agent.clone(),
+                    refusal,
+                });
             }
-        })?;
+        };
         let imports = imports::report(engine, &component, &policy);
         let exports_err = |e: wasmtime::Error| LoadError::Exports {
             agent: agent.clone(),
@@ -323,14 +423,93 @@ impl Runtime {
         let pre = linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = AgentPre::new(pre).map_err(exports_err)?;
         tracing::info!(target: "warden::load", agent = %agent, stubs = stubs.len(), "agent loaded");
+        if let Some(ledger) = &self.ledger {
+            ledger
+                .record(
+                    AuditEvent::new("agent-loaded")
+                        .agent(&agent)
+                        .detail(serde_json::json!({
+                            "agent_id": identity.agent_id,
+                            "module_hash": identity.module_hash,
+                            "policy": policy.source,
+                            "stubs": stubs.len(),
+                        })),
+                )
+                .map_err(|e| LoadError::Ledger(e.to_string()))?;
+        }
         Ok(LoadedAgent {
             runtime: self.clone(),
+            identity,
             pre,
             net: Arc::new(policy.net.clone()),
             policy: Arc::new(policy),
             imports,
         })
     }
+}
+
+impl Runtime {
+    /// Audit a refused load; an import of an API that does not exist also demotes the agent.
+    fn refused_load(
+        &self,
+        identity: &AgentIdentity,
+        policy: &Policy,
+        refusal: &ImportError,
+    ) -> Result<(), LoadError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let fail = |e: crate::ledger::LedgerError| LoadError::Ledger(e.to_string());
+        ledger
+            .record(
+                AuditEvent::new("agent-refused")
+                    .agent(&policy.agent.name)
+                    .detail(serde_json::json!({
+                        "agent_id": identity.agent_id,
+                        "module_hash": identity.module_hash,
+                        "why": refusal.to_string(),
+                    })),
+            )
+            .map_err(fail)?;
+        if !refusal.is_unknown_api() {
+            return Ok(());
+        }
+        let store = ledger.store();
+        let existing = store
+            .trust(&identity.agent_id)
+            .map_err(|e| fail(e.into()))?;
+        let (mut record, _) = Ladder::for_module(
+            existing,
+            &identity.agent_id,
+            &identity.module_hash,
+            policy.trust.inherit,
+        );
+        let verdict = Verdict::Demote(format!("imports an API that does not exist: {refusal}"));
+        if let Some(change) =
+            Ladder::after_task(&mut record, &verdict, policy.trust.promote_after, 0)
+        {
+            ledger
+                .record(
+                    AuditEvent::new(change.kind())
+                        .agent(&policy.agent.name)
+                        .detail(serde_json::json!({
+                            "agent_id": identity.agent_id,
+                            "change": change,
+                        })),
+                )
+                .map_err(fail)?;
+        }
+        store.put_trust(&record).map_err(|e| fail(e.into()))
+    }
+}
+
+/// Who an agent is on the trust ladder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentIdentity {
+    /// Publisher key + name.
+    pub agent_id: String,
+    /// sha256 of the component bytes.
+    pub module_hash: String,
 }
 
 fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
@@ -352,6 +531,7 @@ fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
 /// An agent ready to run: compiled, checked, linked and pre-instantiated.
 pub struct LoadedAgent {
     runtime: Runtime,
+    identity: AgentIdentity,
     pre: AgentPre<InstanceState>,
     net: Arc<crate::policy::NetGrant>,
     policy: Arc<Policy>,
@@ -392,6 +572,11 @@ impl LoadedAgent {
         &self.imports
     }
 
+    /// Who it is on the trust ladder.
+    pub fn identity(&self) -> &AgentIdentity {
+        &self.identity
+    }
+
     /// Run `task` in a fresh instance.
     ///
     /// # Errors
@@ -405,8 +590,26 @@ impl LoadedAgent {
             .await
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let started = Instant::now();
-        let id = self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1;
-        let (mut store, staging) = self.new_store(id, started, Mounts::Workspace(options))?;
+        let ledger = self.runtime.ledger.clone();
+        let (mut trust, id) = match &ledger {
+            Some(l) => self.begin(l, options)?,
+            None => (
+                TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash),
+                self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1,
+            ),
+        };
+        let level = trust.level;
+        let (mut store, staging) = match self.new_store(id, started, Mounts::Workspace(options)) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(l) = &ledger {
+                    self.abandon(l, id, &e)?;
+                }
+                return Err(e);
+            }
+        };
+        store.data_mut().level = level;
+        store.data_mut().ledger = ledger.clone();
         let limits = &self.policy.limits;
         let kill = store.data().kill.clone();
         let output = store.data().output.clone();
@@ -450,17 +653,58 @@ impl LoadedAgent {
             },
             Err(err) => classify_trap(&kill, &err),
         };
+
+        // Staged writes: applied when the agent's level lets it commit them (always, on a host
+        // without a ledger), proposed for a reviewer otherwise, discarded unless completed.
         let mut applied = None;
-        if let (Outcome::Completed { .. }, Some(staging)) = (&outcome, staging) {
-            match staging.apply() {
-                Ok(changes) => applied = Some(changes),
-                Err(e) => {
-                    outcome = Outcome::AgentError {
-                        kind: "failed",
-                        message: format!("the host could not apply the agent's file changes: {e}"),
+        let mut disposition = StagingDisposition::None;
+        if let Some(staging) = staging {
+            let completed = matches!(outcome, Outcome::Completed { .. });
+            let commits = ledger.is_none() || level >= self.policy.trust.write_level();
+            let done = if !completed {
+                disposition = StagingDisposition::Discarded;
+                staging.discard()
+            } else if commits {
+                staging.apply().map(|changes| {
+                    disposition = if changes.written.is_empty() && changes.removed.is_empty() {
+                        StagingDisposition::None
+                    } else {
+                        StagingDisposition::Applied
+                    };
+                    applied = Some(changes);
+                })
+            } else {
+                match staging.diff() {
+                    Ok(diff) if diff.is_empty() => {
+                        disposition = StagingDisposition::None;
+                        staging.discard()
                     }
+                    Ok(_) => {
+                        disposition = StagingDisposition::Proposed;
+                        staging.seal()
+                    }
+                    Err(e) => Err(e),
                 }
+            };
+            if let Err(e) = done {
+                outcome = Outcome::AgentError {
+                    kind: "failed",
+                    message: format!("the host could not stage the agent's file changes: {e}"),
+                };
             }
+        }
+        let elapsed = started.elapsed();
+        if let Some(l) = &ledger {
+            self.finish(
+                l,
+                id,
+                &outcome,
+                &kill.trace(),
+                &mut trust,
+                disposition,
+                elapsed,
+                cpu,
+            )?;
         }
         let report = RunReport {
             task: id,
@@ -468,7 +712,9 @@ impl LoadedAgent {
             outcome,
             output: output.snapshot(),
             applied,
-            elapsed: started.elapsed(),
+            staging: disposition,
+            level: ledger.as_ref().map(|_| level),
+            elapsed,
             cpu,
         };
         tracing::info!(
@@ -480,6 +726,187 @@ impl LoadedAgent {
             "run finished"
         );
         Ok(report)
+    }
+
+    /// Open the task in the ledger: the agent's trust record for this module, the task row and
+    /// its first audit record.
+    fn begin(&self, ledger: &Ledger, options: &RunOptions) -> Result<(TrustRecord, u64), RunError> {
+        let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
+        let store = ledger.store();
+        let policy = &self.policy;
+        let existing = store
+            .trust(&self.identity.agent_id)
+            .map_err(|e| fail(e.into()))?;
+        let (trust, change) = Ladder::for_module(
+            existing,
+            &self.identity.agent_id,
+            &self.identity.module_hash,
+            policy.trust.inherit,
+        );
+        if let Some(change) = change {
+            ledger
+                .record(
+                    AuditEvent::new(change.kind())
+                        .agent(&policy.agent.name)
+                        .detail(json!({"agent_id": self.identity.agent_id, "change": change})),
+                )
+                .map_err(fail)?;
+            store.put_trust(&trust).map_err(|e| fail(e.into()))?;
+        }
+        let user = options.user.as_deref();
+        let subject = user.map_or("-", |u| u.subject.as_str());
+        let grant = grant_summary(policy, user, trust.level);
+        let id = store
+            .begin_task(&TaskRecord {
+                id: 0,
+                agent: policy.agent.name.clone(),
+                agent_id: self.identity.agent_id.clone(),
+                module_hash: self.identity.module_hash.clone(),
+                user: subject.to_owned(),
+                level: trust.level,
+                grant: grant.clone(),
+                status: "running".into(),
+                outcome: None,
+                trace: None,
+                staging: "none".into(),
+                staging_path: None,
+                started_ms: now_ms(),
+                ended_ms: None,
+            })
+            .map_err(|e| fail(e.into()))?;
+        ledger
+            .record(
+                AuditEvent::new("task-started")
+                    .task(id)
+                    .agent(&policy.agent.name)
+                    .user(subject)
+                    .detail(json!({
+                        "agent_id": self.identity.agent_id,
+                        "module_hash": self.identity.module_hash,
+                        "level": trust.level,
+                        "grant": grant,
+                    })),
+            )
+            .map_err(fail)?;
+        Ok((trust, id))
+    }
+
+    /// A task that could not start: record it as ended without running.
+    fn abandon(&self, ledger: &Ledger, id: u64, error: &RunError) -> Result<(), RunError> {
+        let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
+        ledger
+            .record(
+                AuditEvent::new("task-failed-to-start")
+                    .task(id)
+                    .agent(&self.policy.agent.name)
+                    .detail(json!({"why": error.to_string()})),
+            )
+            .map_err(fail)?;
+        let trust = ledger
+            .store()
+            .trust(&self.identity.agent_id)
+            .map_err(|e| fail(e.into()))?
+            .unwrap_or_else(|| {
+                TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash)
+            });
+        ledger
+            .store()
+            .end_task(&TaskEnd {
+                id,
+                status: "failed-to-start".into(),
+                outcome: json!({"status": "failed-to-start", "why": error.to_string()}),
+                trace: json!({"events": [], "dropped": 0}),
+                staging: "none".into(),
+                staging_path: None,
+                trust,
+            })
+            .map_err(|e| fail(e.into()))
+    }
+
+    /// Close the task in the ledger: kill and staging records, the ladder's verdict, the end
+    /// record (binding the trace by its hash), then the task row and trust record in one commit.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        ledger: &Ledger,
+        id: u64,
+        outcome: &Outcome,
+        trace: &crate::gate::Trace,
+        trust: &mut TrustRecord,
+        disposition: StagingDisposition,
+        elapsed: Duration,
+        cpu: Duration,
+    ) -> Result<(), RunError> {
+        let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
+        let policy = &self.policy;
+        let agent = policy.agent.name.as_str();
+        let event = |kind: &str| AuditEvent::new(kind).task(id).agent(agent);
+        let verdict = match outcome {
+            Outcome::Completed { .. } => Verdict::Clean,
+            Outcome::AgentError { .. } => Verdict::AgentError,
+            Outcome::Killed {
+                reason,
+                capability,
+                detail,
+            } => {
+                ledger
+                    .record(event("task-killed").detail(json!({
+                        "reason": reason,
+                        "capability": capability,
+                        "detail": detail,
+                    })))
+                    .map_err(fail)?;
+                Verdict::Demote(format!("killed ({reason}) by {capability}: {detail}"))
+            }
+        };
+        let staging_path = (disposition == StagingDisposition::Proposed)
+            .then(|| ledger.staging_root(id).display().to_string());
+        if disposition != StagingDisposition::None {
+            ledger
+                .record(
+                    event(&format!("staging-{}", disposition.as_str())).detail(json!({
+                        "level": trust.level,
+                        "write_level": policy.trust.write_level(),
+                    })),
+                )
+                .map_err(fail)?;
+        }
+        let level = trust.level;
+        if let Some(change) = Ladder::after_task(trust, &verdict, policy.trust.promote_after, id) {
+            ledger
+                .record(event(change.kind()).detail(json!({
+                    "agent_id": trust.agent_id,
+                    "change": change,
+                })))
+                .map_err(fail)?;
+        }
+        let trace_json = serde_json::to_value(trace).unwrap_or_default();
+        let trace_hash =
+            crate::policy::keys::to_hex(&sha2::Sha256::digest(trace_json.to_string().as_bytes()));
+        let outcome_json = serde_json::to_value(outcome).unwrap_or_default();
+        let status = outcome_name(outcome);
+        ledger
+            .record(event("task-ended").detail(json!({
+                "status": status,
+                "level": level,
+                "trace_sha256": trace_hash,
+                "trace_events": trace.events.len(),
+                "elapsed_us": elapsed.as_micros() as u64,
+                "cpu_us": cpu.as_micros() as u64,
+            })))
+            .map_err(fail)?;
+        ledger
+            .store()
+            .end_task(&TaskEnd {
+                id,
+                status: status.to_owned(),
+                outcome: outcome_json,
+                trace: trace_json,
+                staging: disposition.as_str().to_owned(),
+                staging_path,
+                trust: trust.clone(),
+            })
+            .map_err(|e| fail(e.into()))
     }
 
     /// Ask the agent to describe itself (in a fresh instance, like any run).
@@ -572,8 +999,14 @@ impl LoadedAgent {
                 .filter(|m| m.writable)
                 .map(|m| (m.host.clone(), m.rel.clone()))
                 .collect();
+            // Each writable folder is served from an empty staging folder that the overlay fills
+            // on demand: nothing of the workspace is copied up front. With a ledger the staging
+            // area is kept in its data directory, so a proposed change outlives the process.
             if !writable.is_empty() {
-                let stage = Staging::new(&writable)?;
+                let stage = match &self.runtime.ledger {
+                    Some(l) => Staging::create(&l.staging_root(id), &writable)?,
+                    None => Staging::new(&writable)?,
+                };
                 for f in stage.folders() {
                     scope.restage(&f.original, &f.staged)?;
                 }
@@ -590,6 +1023,9 @@ impl LoadedAgent {
                 })?;
             }
             fs = FsState::new(scope);
+            if let Some(stage) = &staging {
+                fs = fs.with_overlay(stage.overlay());
+            }
         }
 
         let mut table = ResourceTable::new();
@@ -621,6 +1057,8 @@ impl LoadedAgent {
             ),
             kill,
             output,
+            level: 1,
+            ledger: None,
         };
         let mut store = Store::new(self.runtime.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -208,18 +208,24 @@ pub trait StateStore: Send + Sync {
     fn trust_all(&self) -> Result<Vec<TrustRecord>, StoreError>;
     /// Replace an agent's trust record.
     fn put_trust(&self, record: &TrustRecord) -> Result<(), StoreError>;
-    /// Record a pending action; returns its id (the record's `id` is ignored).
-    fn add_action(&self, action: &ActionRecord) -> Result<u64, StoreError>;
+    /// Record a pending action; returns it with its id and `hash(action)` filled in (the
+    /// record's own `id` and `hash` are ignored). One transaction.
+    fn add_action(
+        &self,
+        action: &ActionRecord,
+        hash: &dyn Fn(&ActionRecord) -> String,
+    ) -> Result<ActionRecord, StoreError>;
     /// One action.
     fn action(&self, id: u64) -> Result<ActionRecord, StoreError>;
     /// Every action, newest first.
     fn actions(&self, limit: usize) -> Result<Vec<ActionRecord>, StoreError>;
-    /// Move a `pending` action to `status` with its approver and result. Returns false (and
-    /// changes nothing) if it was no longer pending: the approval was already used.
+    /// Move an action from status `from` to `to`, recording its approver and result. Returns
+    /// false (and changes nothing) if it was not in `from`: e.g. an approval already used.
     fn settle_action(
         &self,
         id: u64,
-        status: &str,
+        from: &str,
+        to: &str,
         approver: &str,
         result: &str,
     ) -> Result<bool, StoreError>;
@@ -514,14 +520,28 @@ impl StateStore for SqliteStore {
         put_trust_in(&self.conn(), record)
     }
 
-    fn add_action(&self, a: &ActionRecord) -> Result<u64, StoreError> {
-        let conn = self.conn();
-        conn.execute(
+    fn add_action(
+        &self,
+        a: &ActionRecord,
+        hash: &dyn Fn(&ActionRecord) -> String,
+    ) -> Result<ActionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "INSERT INTO actions (task, agent, user, tool, params, hash, status, created_ms, expires_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
-            params![a.task, a.agent, a.user, a.tool, a.params, a.hash, a.created_ms, a.expires_ms],
+             VALUES (?1, ?2, ?3, ?4, ?5, '', 'pending', ?6, ?7)",
+            params![a.task, a.agent, a.user, a.tool, a.params, a.created_ms, a.expires_ms],
         )?;
-        Ok(conn.last_insert_rowid() as u64)
+        let mut stored = a.clone();
+        stored.id = tx.last_insert_rowid() as u64;
+        stored.status = "pending".into();
+        stored.hash = hash(&stored);
+        tx.execute(
+            "UPDATE actions SET hash = ?2 WHERE id = ?1",
+            params![stored.id, stored.hash],
+        )?;
+        tx.commit()?;
+        Ok(stored)
     }
 
     fn action(&self, id: u64) -> Result<ActionRecord, StoreError> {
@@ -551,13 +571,14 @@ impl StateStore for SqliteStore {
     fn settle_action(
         &self,
         id: u64,
-        status: &str,
+        from: &str,
+        to: &str,
         approver: &str,
         result: &str,
     ) -> Result<bool, StoreError> {
         let n = self.conn().execute(
-            "UPDATE actions SET status = ?2, approver = ?3, result = ?4 WHERE id = ?1 AND status = 'pending'",
-            params![id, status, approver, result],
+            "UPDATE actions SET status = ?3, approver = ?4, result = ?5 WHERE id = ?1 AND status = ?2",
+            params![id, from, to, approver, result],
         )?;
         Ok(n == 1)
     }
@@ -659,26 +680,39 @@ mod tests {
     fn an_action_settles_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
-        let id = store
-            .add_action(&ActionRecord {
-                id: 0,
-                task: 1,
-                agent: "deployer".into(),
-                user: "alice".into(),
-                tool: "deploy".into(),
-                params: "{\"env\":\"prod\"}".into(),
-                hash: "h".into(),
-                status: "pending".into(),
-                created_ms: 1,
-                expires_ms: 2,
-                approver: None,
-                result: None,
-            })
+        let record = ActionRecord {
+            id: 0,
+            task: 1,
+            agent: "deployer".into(),
+            user: "alice".into(),
+            tool: "deploy".into(),
+            params: "{\"env\":\"prod\"}".into(),
+            hash: "h".into(),
+            status: "pending".into(),
+            created_ms: 1,
+            expires_ms: 2,
+            approver: None,
+            result: None,
+        };
+        let action = store
+            .add_action(&record, &|a| format!("hash-of-{}", a.id))
             .unwrap();
-        assert!(store.settle_action(id, "performed", "bob", "ok").unwrap());
+        let id = action.id;
+        assert_eq!(action.hash, format!("hash-of-{id}"));
+        assert_eq!(store.action(id).unwrap().hash, action.hash);
+        assert!(
+            store
+                .settle_action(id, "pending", "performing", "bob", "")
+                .unwrap()
+        );
         assert!(
             !store
-                .settle_action(id, "performed", "eve", "again")
+                .settle_action(id, "pending", "performing", "eve", "")
+                .unwrap()
+        );
+        assert!(
+            store
+                .settle_action(id, "performing", "performed", "bob", "ok")
                 .unwrap()
         );
         let a = store.action(id).unwrap();

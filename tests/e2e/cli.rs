@@ -7,6 +7,7 @@ use warden_tests::{agent, root, warden_bin};
 fn warden(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(warden_bin())
         .current_dir(root())
+        .env("WARDEN_DATA_DIR", warden_tests::test_data_dir())
         .arg("--cache-dir")
         .arg(root().join("target/warden-test-cache"))
         .args(args)

@@ -187,6 +187,7 @@ fn the_cli_keygen_sign_and_run_round_trip() {
     let run = |args: &[&str]| {
         let out = std::process::Command::new(&bin)
             .current_dir(dir.path())
+            .env("WARDEN_DATA_DIR", dir.path().join("data"))
             .args(args)
             .output()
             .unwrap();
@@ -249,6 +250,7 @@ fn the_cli_runs_for_the_user_its_token_names() {
     let run = |args: &[&str]| {
         let out = std::process::Command::new(&bin)
             .current_dir(dir.path())
+            .env("WARDEN_DATA_DIR", dir.path().join("data"))
             .env_remove("WARDEN_TOKEN")
             .args(["--no-cache"])
             .args(args)

@@ -65,6 +65,29 @@ pub fn warden_bin() -> PathBuf {
     target_dir().join("release/warden")
 }
 
+/// A data directory for the `warden` commands a test binary runs (so they never touch the
+/// user's own `~/.local/state/warden`), removed when the process ends... or left in the temp dir.
+pub fn test_data_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+/// A host of its own with a ledger in `data_dir` and the host configuration `config`.
+pub fn ledger_runtime(data_dir: &Path, config: warden::policy::HostConfig) -> Runtime {
+    let engine = EngineConfig {
+        cache_dir: Some(target_dir().join("warden-test-cache")),
+        max_instances: 16,
+        ..EngineConfig::default()
+    };
+    let ledger =
+        warden::ledger::Ledger::open(data_dir, config.checkpoint_every).expect("the ledger opens");
+    Runtime::new(engine, ToolRegistry::with_builtins())
+        .expect("engine builds")
+        .with_host_config(config)
+        .with_ledger(std::sync::Arc::new(ledger))
+}
+
 /// One host shared by the tests of a binary, with a compiled-component cache under target/.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();

@@ -22,8 +22,11 @@ pub type ToolHandler = Arc<dyn Fn(&str, &TaskContext) -> Result<String, String> 
 pub struct Tool {
     /// What it does, for `warden inspect` and docs.
     pub description: String,
-    /// Whether its effect can be undone (irreversible tools will need human approval).
+    /// Whether its effect can be undone. A call to an irreversible tool is not performed: the
+    /// host holds it as a pending action until a person approves it.
     pub reversible: bool,
+    /// How long a held call waits for approval.
+    pub approval_ttl: std::time::Duration,
     handler: ToolHandler,
 }
 
@@ -96,9 +99,25 @@ impl ToolRegistry {
             Tool {
                 description: description.to_string(),
                 reversible,
+                approval_ttl: std::time::Duration::from_secs(24 * 3600),
                 handler: Arc::new(handler),
             },
         );
+    }
+
+    /// Register the tools declared in the host configuration (`[[tools]]`): each runs its
+    /// command with the call's input on stdin (see [`crate::approval::perform`]).
+    pub fn register_host_tools(&mut self, tools: &[crate::policy::HostTool]) {
+        for t in tools {
+            let tool = t.clone();
+            let description = format!("runs `{}`", t.command.join(" "));
+            self.register(&t.name, &description, !t.irreversible, move |input| {
+                crate::approval::perform(&tool, input)
+            });
+            if let Some(registered) = self.tools.get_mut(&t.name) {
+                registered.approval_ttl = t.approval_ttl;
+            }
+        }
     }
 
     /// The registered tools, by name.
@@ -120,6 +139,23 @@ impl ToolRegistry {
         name: &str,
         input: &str,
     ) -> Result<Result<String, String>, wasmtime::Error> {
+        let tool = self.authorize(grant, user, kill, name)?;
+        Ok(tool.invoke(input, task))
+    }
+
+    /// Decide one call: the tool if the agent's grant and the user's both allow it and it is
+    /// registered.
+    ///
+    /// # Errors
+    ///
+    /// The trap that kills the instance otherwise.
+    pub fn authorize(
+        &self,
+        grant: &ToolGrant,
+        user: Option<&UserGrant>,
+        kill: &KillSwitch,
+        name: &str,
+    ) -> Result<&Tool, wasmtime::Error> {
         let deny =
             |detail: String| kill.kill(Violation::new(KillReason::OutOfScope, "tools", detail));
         if !grant.allows(name) {
@@ -141,7 +177,14 @@ impl ToolRegistry {
             )));
         };
         tracing::trace!(target: "warden::gate", capability = "tools", tool = name, "allowed");
-        Ok((tool.handler)(input, task))
+        Ok(tool)
+    }
+}
+
+impl Tool {
+    /// Perform the tool now.
+    pub fn invoke(&self, input: &str, task: &TaskContext) -> Result<String, String> {
+        (self.handler)(input, task)
     }
 }
 

@@ -1,12 +1,16 @@
 //! The file capability (`[fs]` in a policy, `wasi:filesystem` in WIT, `std::fs` in a guest).
 //!
 //! Config: [`FsScope`], the policy's [`crate::policy::FsGrant`] bound to a workspace folder.
-//! Per-instance state: [`FsState`]. Host implementation: [`GatedFsView`]. Only the static-prefix
-//! folders of the policy's patterns are preopened; every path-naming call is checked against the
-//! patterns (after `..` and symlinks are resolved), and a miss kills the instance.
+//! Per-instance state: [`FsState`], with the [`Overlay`] its writable mounts are staged in.
+//! Host implementation: [`GatedFsView`]. Only the static-prefix folders of the policy's patterns
+//! are preopened; every path-naming call is checked against the patterns (after `..` and
+//! symlinks are resolved), and a miss kills the instance. A writable mount is preopened on its
+//! staging folder, which the overlay fills from the workspace on demand (see [`overlay`]).
 
 mod host;
+pub mod overlay;
 mod scope;
 
 pub use host::{FsState, GatedFs, GatedFsView};
+pub use overlay::{Need, Overlay, Staged};
 pub use scope::{Access, FsScope, MountError, MountPoint};
