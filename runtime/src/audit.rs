@@ -95,6 +95,14 @@ pub enum AuditError {
         /// The log.
         path: PathBuf,
     },
+    /// The log file was removed or replaced while open; nothing more is written to it.
+    #[error(
+        "{path} was removed or replaced while the host had it open, so records no longer reach it; stop the host, restore the log, run `warden audit verify`, then restart"
+    )]
+    Detached {
+        /// The log.
+        path: PathBuf,
+    },
     /// The event used the kind reserved for signed checkpoints.
     #[error(
         "the record kind \"checkpoint\" is reserved for signed checkpoints; record this event under another kind"
@@ -432,6 +440,12 @@ impl AuditLog {
                 path: self.path.clone(),
             });
         }
+        if !self.attached(kind == CHECKPOINT_KIND)? {
+            tail.broken = true;
+            return Err(AuditError::Detached {
+                path: self.path.clone(),
+            });
+        }
         let seq = tail.seq + 1;
         let body = RecordBody {
             seq,
@@ -449,7 +463,7 @@ impl AuditLog {
             path: self.path.clone(),
             source: e.into(),
         })?;
-        let digest = record_hash(tail.head.as_bytes(), &tail.line);
+        let digest = record_hash(tail.head.as_bytes(), &tail.line, b"");
         // The body ends in `}`: reopen it for the hash field.
         tail.line.pop();
         tail.line.extend_from_slice(HASH_PREFIX);
@@ -472,6 +486,30 @@ impl AuditLog {
                 .map(|&b| char::from(b)),
         );
         Ok(seq)
+    }
+
+    /// Whether the open file is still the log at `path`. Records written to a file that was
+    /// removed or replaced would reach no one, so appending must stop. Every append checks the
+    /// link count (one `fstat`); a checkpoint also compares the file at `path`.
+    fn attached(&self, by_path: bool) -> Result<bool, AuditError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let open = self
+                .file
+                .metadata()
+                .map_err(io_error("check", &self.path))?;
+            if open.nlink() == 0 {
+                return Ok(false);
+            }
+            if by_path {
+                return Ok(std::fs::metadata(&self.path)
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (open.dev(), open.ino())));
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = by_path;
+        Ok(true)
     }
 
     fn write_anchor(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
@@ -547,21 +585,17 @@ fn line_hash(prev: &[u8], line: &[u8]) -> Option<String> {
     {
         return None;
     }
-    let mut hasher = Sha256::new();
-    hasher.update(RECORD_DOMAIN);
-    hasher.update(prev);
-    hasher.update(b"\n");
-    hasher.update(&line[..body_end]);
-    hasher.update(b"}");
-    Some(hex(&hasher.finalize()))
+    Some(hex(&record_hash(prev, &line[..body_end], b"}")))
 }
 
-fn record_hash(prev: &[u8], body: &[u8]) -> [u8; 32] {
+/// SHA-256 of the domain, `prev`, and the body given as its bytes followed by `close`.
+fn record_hash(prev: &[u8], body: &[u8], close: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(RECORD_DOMAIN);
     hasher.update(prev);
     hasher.update(b"\n");
     hasher.update(body);
+    hasher.update(close);
     hasher.finalize().into()
 }
 
@@ -1402,6 +1436,36 @@ mod tests {
         let e = log.append(event(1)).unwrap_err();
         assert!(matches!(e, AuditError::Broken { .. }), "{e}");
         assert!(log.checkpoint().is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_log_removed_or_replaced_while_open_takes_no_more_records() {
+        let dir = clean_log();
+        let path = dir.path().join(LOG_FILE);
+        let log = AuditLog::open(dir.path(), key(1), 0).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let e = log.append(event(0)).unwrap_err();
+        assert!(matches!(e, AuditError::Detached { .. }), "{e}");
+        assert!(matches!(
+            log.append(event(1)).unwrap_err(),
+            AuditError::Broken { .. }
+        ));
+
+        // Replaced by a rename keeps the old file linked elsewhere: the checkpoint notices.
+        let dir = clean_log();
+        let path = dir.path().join(LOG_FILE);
+        let log = AuditLog::open(dir.path(), key(1), 0).unwrap();
+        std::fs::rename(&path, dir.path().join("audit.old")).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let e = log.checkpoint().unwrap_err();
+        assert!(matches!(e, AuditError::Detached { .. }), "{e}");
+        // Its twin: the log left in place takes records and checkpoints.
+        let dir = clean_log();
+        let log = AuditLog::open(dir.path(), key(1), 0).unwrap();
+        log.append(event(0)).unwrap();
+        log.checkpoint().unwrap();
     }
 
     #[test]

@@ -538,3 +538,257 @@ async fn an_api_that_does_not_exist_demotes_the_agent() {
                 .contains("does not exist")
     );
 }
+
+/// The `warden` binary with its own data directory, run in `dir`.
+fn warden_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(warden_bin())
+        .current_dir(dir)
+        .env("WARDEN_DATA_DIR", dir.join("data"))
+        .env_remove("WARDEN_CONFIG")
+        .env_remove("WARDEN_TOKEN")
+        .arg("--cache-dir")
+        .arg(root().join("target/warden-test-cache"))
+        .args(args)
+        .output()
+        .expect("warden runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_proposes_diffs_applies_reviews_reinstates_and_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ws = d.join("ws");
+    std::fs::create_dir_all(ws.join("notes/out")).unwrap();
+    std::fs::write(ws.join("notes/a.md"), "first note\n").unwrap();
+    let (code, reviewer_pub, err) = warden_in(d, &["keygen", "reviewer"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, dev_pub, _) = warden_in(d, &["keygen", "dev"]);
+    std::fs::write(
+        d.join("roles.toml"),
+        format!(
+            "[person.rita]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[person.dan]\nkey = \"{}\"\nroles = [\"dev\"]\n[role.reviewer]\nreview = true\napprove = [\"deploy\"]\n[role.dev]\nfs.read = [\"**\"]\n",
+            reviewer_pub.trim(),
+            dev_pub.trim()
+        ),
+    )
+    .unwrap();
+    let deployed = d.join("deployed.log");
+    std::fs::write(
+        d.join("warden.toml"),
+        format!(
+            "[host]\nroles = \"roles.toml\"\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}; echo done\"]\n",
+            deployed.display()
+        ),
+    )
+    .unwrap();
+    let scribe = agent("scribe");
+    let policy = root().join("policies/scribe.toml");
+    let (code, _, err) = warden_in(
+        d,
+        &[
+            "run",
+            scribe.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--input",
+            r#"{"notes": "notes", "summary": "notes/out/summary.md"}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("proposed"), "{err}");
+    assert!(!ws.join("notes/out/summary.md").exists());
+
+    let (code, list, _) = warden_in(d, &["task", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        list.contains("scribe") && list.contains("proposed"),
+        "{list}"
+    );
+    let (code, diff, err) = warden_in(d, &["task", "diff", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(diff.contains("notes/out/summary.md"), "{diff}");
+    let (code, trace, _) = warden_in(d, &["task", "trace", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        trace.contains("fs") && trace.contains("write notes/out/summary.md"),
+        "{trace}"
+    );
+
+    // A person without the review role may not apply; the reviewer may.
+    let (code, _, err) = warden_in(
+        d,
+        &[
+            "--config",
+            "warden.toml",
+            "task",
+            "apply",
+            "1",
+            "--key",
+            "dev.key",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("review"), "{err}");
+    assert!(!ws.join("notes/out/summary.md").exists());
+    let (code, out, err) = warden_in(
+        d,
+        &[
+            "--config",
+            "warden.toml",
+            "task",
+            "apply",
+            "1",
+            "--key",
+            "reviewer.key",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reviewed by rita"), "{out}");
+    assert!(ws.join("notes/out/summary.md").exists());
+
+    // A kill demotes; review prints the trace and a code; reinstatement needs that code.
+    let probe_agent = agent("probe");
+    let probe_policy = d.join("probe.toml");
+    std::fs::write(
+        &probe_policy,
+        "[agent]\nname = \"probe\"\n[tools]\nallow = [\"deploy\"]\n[trust]\npromote_after = 1\n",
+    )
+    .unwrap();
+    let run_probe = |task: &str| {
+        warden_in(
+            d,
+            &[
+                "--config",
+                "warden.toml",
+                "run",
+                probe_agent.to_str().unwrap(),
+                "--policy",
+                probe_policy.to_str().unwrap(),
+                "--input",
+                task,
+            ],
+        )
+    };
+    assert_eq!(run_probe(r#"{"op":"echo","text":"x"}"#).0, 0);
+    let (code, _, err) = run_probe(r#"{"op":"raw-read-abs","path":"/etc/passwd"}"#);
+    assert_eq!(code, 3, "{err}");
+    let (_, levels, _) = warden_in(d, &["trust", "list"]);
+    assert!(
+        levels.contains("unsigned/probe") && levels.contains("HELD"),
+        "{levels}"
+    );
+    let (code, review, _) = warden_in(d, &["trust", "review", "probe"]);
+    assert_eq!(code, 0);
+    assert!(review.contains("killed"), "{review}");
+    let code_line = review
+        .lines()
+        .find_map(|l| l.strip_prefix("review code: "))
+        .expect("a review code")
+        .to_string();
+    let (code, _, err) = warden_in(
+        d,
+        &[
+            "--config",
+            "warden.toml",
+            "trust",
+            "reinstate",
+            "probe",
+            "--key",
+            "reviewer.key",
+            "--code",
+            "000000000000",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = warden_in(
+        d,
+        &[
+            "--config",
+            "warden.toml",
+            "trust",
+            "reinstate",
+            "probe",
+            "--key",
+            "reviewer.key",
+            "--code",
+            &code_line,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reinstated at level 2"), "{out}");
+
+    // An irreversible tool: pending, approved by the CLI, replay refused.
+    let (code, out, err) = run_probe(r#"{"op":"tool","name":"deploy","input":"v7"}"#);
+    assert_eq!(code, 0, "{err}");
+    let pending: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let id = pending["action"].to_string();
+    assert!(!deployed.exists());
+    let (code, _, err) = warden_in(
+        d,
+        &[
+            "--config",
+            "warden.toml",
+            "approve",
+            &id,
+            "--key",
+            "reviewer.key",
+            "--save",
+            "approval.json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = warden_in(
+        d,
+        &[
+            "--config",
+            "warden.toml",
+            "approve",
+            "--submit",
+            "approval.json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("performed"), "{out}");
+    assert_eq!(std::fs::read_to_string(&deployed).unwrap(), "v7");
+    let (code, _, err) = warden_in(
+        d,
+        &[
+            "--config",
+            "warden.toml",
+            "approve",
+            "--submit",
+            "approval.json",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not pending"), "{err}");
+    assert_eq!(std::fs::read_to_string(&deployed).unwrap(), "v7");
+
+    let (code, out, err) = warden_in(d, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ok:"), "{out}");
+    let (code, tail, _) = warden_in(d, &["audit", "tail", "-n", "200"]);
+    assert_eq!(code, 0);
+    for kind in [
+        "staging-proposed",
+        "staging-applied",
+        "apply-refused",
+        "task-killed",
+        "trust-demoted",
+        "trust-reinstated",
+        "action-performed",
+        "approval-refused",
+    ] {
+        assert!(
+            tail.contains(&format!("\"{kind}\"")),
+            "no {kind} in the tail"
+        );
+    }
+}

@@ -149,6 +149,16 @@ fn check_request(
     };
     grant.decide(&host, port).map_err(deny)?;
     tracing::trace!(target: "warden::gate", capability = "net", %host, port, "allowed");
+    kill.record(
+        "net",
+        &format!(
+            "{:?} {host}:{port}{}",
+            req.method,
+            req.path_with_query.as_deref().unwrap_or("")
+        ),
+        "allowed",
+        std::time::Duration::ZERO,
+    );
     Ok(())
 }
 

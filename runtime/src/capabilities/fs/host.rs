@@ -191,6 +191,7 @@ impl GatedFsView<'_> {
         dir_hint: Option<bool>,
         need: Need,
     ) -> Result<Guarded, FsError> {
+        let started = std::time::Instant::now();
         let Some(base) = self.state.paths.get(&fd) else {
             return Err(self.deny(format!(
                 "`{path}` named from a descriptor that is not a granted folder"
@@ -213,6 +214,12 @@ impl GatedFsView<'_> {
             .decide(access, &rel, is_dir)
             .map_err(|why| self.deny(why))?;
         tracing::trace!(target: "warden::gate", capability = "fs", path = %rel, ?access, "allowed");
+        let mode = match access {
+            Access::Read => "read",
+            Access::Write => "write",
+        };
+        self.kill
+            .record("fs", &format!("{mode} {rel}"), "allowed", started.elapsed());
         Ok(Guarded {
             guest: format!("/{rel}"),
             spot,
