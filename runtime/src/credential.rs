@@ -34,28 +34,32 @@ pub struct TaskClaims {
 
 /// What a capability acting for one task knows of it: its number, agent and user, and its
 /// credential. Handed to host tools with every call.
+///
+/// The credential is minted when something first asks for it (an ed25519 signature costs more
+/// than a whole trivial run), and expires with the task whenever it is minted.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     claims: TaskClaims,
-    credential: String,
+    expires: std::time::Instant,
+    credential: std::sync::OnceLock<String>,
     minter: std::sync::Arc<CredentialMinter>,
 }
 
 impl TaskContext {
-    /// Mint the context (and credential) of one task.
+    /// The context of one task whose credential expires `lifetime` from now.
     ///
     /// # Errors
     ///
-    /// [`TokenError::Issue`] when the credential cannot be made.
+    /// None today; kept fallible so that a minter that needs I/O can refuse a task up front.
     pub fn new(
         minter: std::sync::Arc<CredentialMinter>,
         claims: TaskClaims,
         lifetime: Duration,
     ) -> Result<Self, TokenError> {
-        let credential = minter.mint(&claims, lifetime)?;
         Ok(TaskContext {
             claims,
-            credential,
+            expires: std::time::Instant::now() + lifetime,
+            credential: std::sync::OnceLock::new(),
             minter,
         })
     }
@@ -65,9 +69,23 @@ impl TaskContext {
         &self.claims
     }
 
-    /// This task's credential, to pass to whatever acts on its behalf.
-    pub fn credential(&self) -> &str {
-        &self.credential
+    /// This task's credential, to pass to whatever acts on its behalf (minted on first use,
+    /// expiring with the task).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Issue`] when the credential cannot be made, or the task's time is up.
+    pub fn credential(&self) -> Result<&str, TokenError> {
+        if let Some(c) = self.credential.get() {
+            return Ok(c);
+        }
+        let left = self
+            .expires
+            .checked_duration_since(std::time::Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| TokenError::Issue("the task's time is up".into()))?;
+        let minted = self.minter.mint(&self.claims, left)?;
+        Ok(self.credential.get_or_init(|| minted))
     }
 
     /// Check a credential presented to this task: it must be this host's, unexpired, and this

@@ -369,7 +369,7 @@ async fn a_task_credential_is_refused_in_another_task() {
     let mut tools = ToolRegistry::new();
     let keep = kept.clone();
     tools.register_with_context("task.keep", "", true, move |_, task| {
-        *keep.lock().unwrap() = Some(task.credential().to_string());
+        *keep.lock().unwrap() = Some(task.credential().unwrap().to_string());
         Ok(format!("kept credential of task {}", task.claims().task))
     });
     let check = kept.clone();
