@@ -256,12 +256,13 @@ fn engine_config(cache: PathBuf) -> EngineConfig {
 }
 
 /// What the ledger adds to a trivial run: the trust lookup, the task row, the audit records
-/// (hash-chained, a signed checkpoint every 256) and the end-of-task commit; and to a run that
+/// (hash-chained, a signed checkpoint every 1024) and the end-of-task commit; and to a run that
 /// writes one file in a 10,000-file workspace, what staging adds.
 async fn ledger_overhead(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     let n = if quick { 2_000 } else { 20_000 };
     let data = tempfile::tempdir()?;
-    let ledger = Arc::new(warden::ledger::Ledger::open(data.path(), 256)?);
+    let ledger = Arc::new(warden::ledger::Ledger::open(data.path(), 1024)?);
+    breakdown(&ledger, if quick { 2_000 } else { 20_000 })?;
     let with = base.clone().with_ledger(ledger);
     let hello = load(&with, "hello", "")?;
     fresh_instance_latency_with(
@@ -274,6 +275,9 @@ async fn ledger_overhead(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     let secs = if quick { 0.5 } else { 3.0 };
     throughput(Arc::new(hello), secs, 2).await?;
 
+    if std::env::var_os("WARDEN_BENCH_SKIP_STAGING").is_some() {
+        return Ok(());
+    }
     // Staging cost against workspace size: one write into a 10,000-file workspace.
     let ws = tempfile::tempdir()?;
     for d in 0..100 {
@@ -319,6 +323,71 @@ async fn ledger_overhead(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ledger's parts, timed alone: an audit record, the task row at start, the end-of-task
+/// commit (task row + trust record), the trust lookup.
+fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
+    use warden::store::{TaskEnd, TaskRecord, TrustRecord};
+    let store = ledger.store();
+    let time = |label: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
+        let t = Instant::now();
+        for _ in 0..n {
+            f()?;
+        }
+        println!(
+            "  ledger part: {label}: {:.1} µs each",
+            us(t.elapsed()) / n as f64
+        );
+        Ok(())
+    };
+    time("audit record", &mut || {
+        ledger.record(warden::audit::AuditEvent::new("bench").task(1).agent("hello").detail(
+            serde_json::json!({"status": "completed", "elapsed_us": 20, "trace_sha256": "ab".repeat(32)}),
+        ))?;
+        Ok(())
+    })?;
+    let task = TaskRecord {
+        id: 0,
+        agent: "hello".into(),
+        agent_id: "unsigned/hello".into(),
+        module_hash: "ab".repeat(32),
+        user: "-".into(),
+        level: 1,
+        grant: serde_json::json!({"fs": {"read": [], "write": []}}),
+        status: "running".into(),
+        outcome: None,
+        trace: None,
+        staging: "none".into(),
+        staging_path: None,
+        started_ms: 0,
+        ended_ms: None,
+    };
+    let mut ids = Vec::with_capacity(n);
+    time("task row at start", &mut || {
+        ids.push(store.begin_task(&task)?);
+        Ok(())
+    })?;
+    let trust = TrustRecord::new("unsigned/hello", &"ab".repeat(32));
+    let mut i = 0;
+    time("end-of-task commit", &mut || {
+        store.end_task(&TaskEnd {
+            id: ids[i],
+            status: "completed".into(),
+            outcome: serde_json::json!({"status": "completed", "output": "hello, bench"}),
+            trace: serde_json::json!({"events": [], "dropped": 0}),
+            staging: "none".into(),
+            staging_path: None,
+            trust: trust.clone(),
+        })?;
+        i += 1;
+        Ok(())
+    })?;
+    time("trust lookup", &mut || {
+        store.trust("unsigned/hello")?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -334,6 +403,9 @@ fn main() -> anyhow::Result<()> {
             "machine: {} cores",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("ledger") {
+            return ledger_overhead(&runtime, quick).await;
+        }
         fresh_instance_latency(&hello, if quick { 2_000 } else { 50_000 }).await?;
         for workers in [2, 8] {
             throughput(hello.clone(), if quick { 0.5 } else { 3.0 }, workers).await?;

@@ -248,14 +248,13 @@ impl std::fmt::Debug for SqliteStore {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tasks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     agent TEXT NOT NULL, agent_id TEXT NOT NULL, module_hash TEXT NOT NULL,
     user TEXT NOT NULL, level INTEGER NOT NULL, grant_json TEXT NOT NULL,
     status TEXT NOT NULL, outcome TEXT, trace TEXT,
     staging TEXT NOT NULL, staging_path TEXT,
     started_ms INTEGER NOT NULL, ended_ms INTEGER
 );
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
 CREATE TABLE IF NOT EXISTS trust (
     agent_id TEXT PRIMARY KEY, record TEXT NOT NULL
 );
@@ -291,7 +290,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; {SCHEMA}"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON; {SCHEMA}"
         ))
         .map_err(open_err)?;
         Ok(SqliteStore {
@@ -394,11 +393,11 @@ fn action_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRecord> {
 
 fn put_trust_in(conn: &Connection, record: &TrustRecord) -> Result<(), StoreError> {
     let text = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO trust (agent_id, record) VALUES (?1, ?2)
          ON CONFLICT(agent_id) DO UPDATE SET record = excluded.record",
-        params![record.agent_id, text],
-    )?;
+    )?
+    .execute(params![record.agent_id, text])?;
     Ok(())
 }
 

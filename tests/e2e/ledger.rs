@@ -309,7 +309,7 @@ async fn irreversible_actions_fail_closed_when_the_audit_log_cannot_be_written()
     let config = deploy_config(data.path(), &deployed);
     // Every write to the log fails (ENOSPC), through the real open and append path.
     std::os::unix::fs::symlink("/dev/full", data.path().join("audit.log")).unwrap();
-    let ledger = warden::ledger::Ledger::open(data.path(), 256).unwrap();
+    let ledger = warden::ledger::Ledger::open(data.path(), 1024).unwrap();
     let e = ledger
         .hold_action(
             1,
@@ -495,7 +495,7 @@ fn a_host_killed_mid_stream_loses_no_committed_record() {
     // Every task the host reported is committed, with its outcome; the chain is intact.
     verify_dir(&data_dir, None).unwrap();
     {
-        let ledger = warden::ledger::Ledger::open(&data_dir, 256).unwrap();
+        let ledger = warden::ledger::Ledger::open(&data_dir, 1024).unwrap();
         for id in &reported {
             let t = ledger.store().task(*id).unwrap();
             assert_eq!(t.status, "completed", "task {id}");

@@ -14,7 +14,7 @@
 //! [host]
 //! cache_dir = "/var/cache/warden"
 //! data_dir = "/var/lib/warden"   # tasks, trust, approvals, staging, the audit log
-//! checkpoint_every = 256         # audit records between signed checkpoints
+//! checkpoint_every = 1024        # audit records between signed checkpoints
 //! roles = "policies/roles.toml"  # what each role of a user may do
 //! [[issuers]]                  # who may sign user identity tokens (PASETO v4.public)
 //! name = "corp-sso"
@@ -73,7 +73,7 @@ pub struct HostConfig {
     /// `host.data_dir`: where tasks, trust records, approvals, staging areas and the audit log
     /// live.
     pub data_dir: Option<PathBuf>,
-    /// `host.checkpoint_every` (default 256): audit records between signed checkpoints.
+    /// `host.checkpoint_every` (default 1024): audit records between signed checkpoints.
     pub checkpoint_every: u64,
     /// `[[tools]]`: tools the host performs, each flagged reversible or irreversible.
     pub tools: Vec<HostTool>,
@@ -130,7 +130,7 @@ impl Default for HostConfig {
             dev_identity: None,
             secrets: Vec::new(),
             data_dir: None,
-            checkpoint_every: 256,
+            checkpoint_every: 1024,
             tools: Vec::new(),
             source: String::new(),
         }
@@ -422,7 +422,7 @@ impl HostConfig {
                             Some("a whole number of records from 1 to 1000000".to_owned()),
                         ));
                     }
-                    None => 256,
+                    None => 1024,
                 };
                 (
                     h.cache_dir.map(PathBuf::from),
@@ -431,7 +431,7 @@ impl HostConfig {
                     every,
                 )
             }
-            None => (None, None, None, 256),
+            None => (None, None, None, 1024),
         };
         Ok(HostConfig {
             data_dir,
