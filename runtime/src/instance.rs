@@ -197,6 +197,8 @@ pub(crate) struct TaskLimiter {
     pub memory: u64,
     pub tables: u32,
     pub kill: KillSwitch,
+    /// The largest linear memory the instance grew to, in bytes.
+    pub peak_memory: u64,
 }
 
 impl ResourceLimiter for TaskLimiter {
@@ -213,6 +215,7 @@ impl ResourceLimiter for TaskLimiter {
                 format!("tried to grow linear memory from {current} to {desired} bytes; the limit is {}", self.memory),
             )));
         }
+        self.peak_memory = self.peak_memory.max(desired as u64);
         Ok(true)
     }
 

@@ -179,6 +179,14 @@ fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// What one task used: wall time, guest CPU time, peak linear memory.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    elapsed: Duration,
+    cpu: Duration,
+    memory: u64,
+}
+
 /// What became of a task's staged writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -360,7 +368,22 @@ impl Runtime {
                         agent: policy.agent.name.clone(),
                         refusal,
                     }
-                })?;
+                });
+            let signer = match signer {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some(ledger) = &self.ledger {
+                        ledger
+                            .record(
+                                AuditEvent::new("agent-refused")
+                                    .agent(&policy.agent.name)
+                                    .detail(json!({"path": path.display().to_string(), "why": e.to_string()})),
+                            )
+                            .map_err(|e| LoadError::Ledger(e.to_string()))?;
+                    }
+                    return Err(e);
+                }
+            };
             tracing::info!(target: "warden::load", agent = %policy.agent.name, %signer, "signature verified");
             return self.load_verified(&bytes, policy, Some(signer.to_string()));
         }
@@ -627,6 +650,7 @@ impl LoadedAgent {
             ))),
         };
         let cpu = store.data().meter.used();
+        let memory = store.data().limiter.peak_memory;
         drop(store);
 
         // A violation recorded outside a host call (the address check after DNS) wins over
@@ -702,8 +726,11 @@ impl LoadedAgent {
                 &kill.trace(),
                 &mut trust,
                 disposition,
-                elapsed,
-                cpu,
+                Usage {
+                    elapsed,
+                    cpu,
+                    memory,
+                },
             )?;
         }
         let report = RunReport {
@@ -834,8 +861,7 @@ impl LoadedAgent {
         trace: &crate::gate::Trace,
         trust: &mut TrustRecord,
         disposition: StagingDisposition,
-        elapsed: Duration,
-        cpu: Duration,
+        usage: Usage,
     ) -> Result<(), RunError> {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
         let policy = &self.policy;
@@ -883,7 +909,12 @@ impl LoadedAgent {
         let trace_json = serde_json::to_value(trace).unwrap_or_default();
         let trace_hash =
             crate::policy::keys::to_hex(&sha2::Sha256::digest(trace_json.to_string().as_bytes()));
-        let outcome_json = serde_json::to_value(outcome).unwrap_or_default();
+        let mut outcome_json = serde_json::to_value(outcome).unwrap_or_default();
+        outcome_json["usage"] = json!({
+            "elapsed_us": usage.elapsed.as_micros() as u64,
+            "cpu_us": usage.cpu.as_micros() as u64,
+            "peak_memory": usage.memory,
+        });
         let status = outcome_name(outcome);
         ledger
             .record(event("task-ended").detail(json!({
@@ -891,8 +922,9 @@ impl LoadedAgent {
                 "level": level,
                 "trace_sha256": trace_hash,
                 "trace_events": trace.events.len(),
-                "elapsed_us": elapsed.as_micros() as u64,
-                "cpu_us": cpu.as_micros() as u64,
+                "elapsed_us": usage.elapsed.as_micros() as u64,
+                "cpu_us": usage.cpu.as_micros() as u64,
+                "peak_memory": usage.memory,
             })))
             .map_err(fail)?;
         ledger
@@ -1048,6 +1080,7 @@ impl LoadedAgent {
                 memory: limits.memory,
                 tables: limits.tables,
                 kill: kill.clone(),
+                peak_memory: 0,
             },
             meter: CpuMeter::new(
                 self.runtime.engine.epoch_tick(),

@@ -537,6 +537,15 @@ async fn an_api_that_does_not_exist_demotes_the_agent() {
                 .unwrap()
                 .contains("does not exist")
     );
+
+    // A refused signature is audited too (it demotes nobody: the code never loaded).
+    let mut pinned = policy("hello", "");
+    pinned.agent.publishers = vec![SecretKey::generate().unwrap().public()];
+    assert!(rt.load_file(&agent("hello"), pinned).is_err());
+    drop(rt);
+    let log = std::fs::read_to_string(data.path().join("audit.log")).unwrap();
+    assert_eq!(log.matches("\"agent-refused\"").count(), 2, "{log}");
+    assert_eq!(log.matches("\"trust-demoted\"").count(), 1);
 }
 
 /// The `warden` binary with its own data directory, run in `dir`.
