@@ -633,7 +633,12 @@ impl LoadedAgent {
         };
         store.data_mut().level = level;
         store.data_mut().ledger = ledger.clone();
-        let limits = &self.policy.limits;
+        // The effective wall limit (policy ∩ user ∩ host), as the instance's meter holds it.
+        let wall = store
+            .data()
+            .meter
+            .wall_deadline
+            .saturating_duration_since(Instant::now());
         let kill = store.data().kill.clone();
         let output = store.data().output.clone();
 
@@ -641,7 +646,7 @@ impl LoadedAgent {
             let agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_run(&mut store, task).await
         };
-        let result = match tokio::time::timeout(limits.wall, call).await {
+        let result = match tokio::time::timeout(wall, call).await {
             Ok(r) => r,
             Err(_) => Err(kill.kill(Violation::new(
                 KillReason::WallLimit,
@@ -990,9 +995,13 @@ impl LoadedAgent {
             Mounts::None => None,
         };
         let user = acting_for.as_ref().map(|u| u.grant.clone());
-        let limits = &match &user {
+        let limits = match &user {
             Some(u) => u.limit(&policy.limits),
             None => policy.limits.clone(),
+        };
+        let limits = &match &self.runtime.config.limits {
+            Some(ceiling) => limits.capped_by(ceiling),
+            None => limits,
         };
         let kill = KillSwitch::new(policy.agent.name.as_str().into(), id);
         let task = TaskContext::new(

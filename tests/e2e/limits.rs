@@ -188,3 +188,43 @@ async fn huge_random_requests_are_refused() {
     .await;
     killed(&r, KillReason::NotGranted);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_configurations_limits_cap_every_policy() {
+    let config = warden::policy::HostConfig::parse(
+        "warden.toml",
+        "[limits]\ncpu = \"40 ms\"\nmemory = \"8 MiB\"\n",
+    )
+    .unwrap();
+    let rt = warden::Runtime::new(
+        warden::EngineConfig {
+            cache_dir: Some(warden_tests::root().join("target/warden-test-cache")),
+            max_instances: 4,
+            ..warden::EngineConfig::default()
+        },
+        warden::capabilities::tools::ToolRegistry::with_builtins(),
+    )
+    .unwrap()
+    .with_host_config(config);
+    let agent = rt
+        .load_file(
+            &warden_tests::agent("probe"),
+            warden_tests::policy(
+                "probe",
+                "[limits]\ncpu = \"2 s\"\nwall = \"5 s\"\nmemory = \"256 MiB\"\n",
+            ),
+        )
+        .unwrap();
+    let options = warden::RunOptions::default();
+    let r = agent.run(&probe("spin", &[]), &options).await.unwrap();
+    let (_, detail) = killed(&r, KillReason::CpuLimit);
+    assert!(detail.contains("40 ms"), "{detail}");
+    let r = agent
+        .run(
+            &probe("alloc", &[("bytes", serde_json::json!(32 * 1024 * 1024))]),
+            &options,
+        )
+        .await
+        .unwrap();
+    killed(&r, KillReason::MemoryLimit);
+}

@@ -26,6 +26,9 @@
 //! host = "api.example.com:443" # which requests get it
 //! header = "authorization"
 //! format = "Bearer {}"         # {} is the secret (default "{}")
+//! [limits]                     # host ceilings: every task gets at most these (same keys as a policy)
+//! memory = "256 MiB"
+//! wall = "60 s"
 //! [[tools]]                    # host tools, each reversible or not
 //! name = "deploy"
 //! irreversible = true          # held until a person approves it (`warden approve`)
@@ -77,6 +80,9 @@ pub struct HostConfig {
     pub checkpoint_every: u64,
     /// `[[tools]]`: tools the host performs, each flagged reversible or irreversible.
     pub tools: Vec<HostTool>,
+    /// `[limits]`: the host's ceilings; each task's limit is the smaller of its policy's (and
+    /// its user's) and this. Keys left out are the policy defaults.
+    pub limits: Option<crate::Limits>,
     /// The file it came from.
     pub source: String,
 }
@@ -132,6 +138,7 @@ impl Default for HostConfig {
             data_dir: None,
             checkpoint_every: 1024,
             tools: Vec::new(),
+            limits: None,
             source: String::new(),
         }
     }
@@ -171,6 +178,7 @@ struct RawConfig {
     dev: Option<RawDev>,
     secrets: Option<Vec<RawSecret>>,
     tools: Option<Vec<RawTool>>,
+    limits: Option<crate::raw::Table<crate::raw::RawLimits>>,
 }
 
 #[derive(Deserialize)]
@@ -433,7 +441,12 @@ impl HostConfig {
             }
             None => (None, None, None, 1024),
         };
+        let limits = match raw.limits {
+            Some(l) => Some(crate::Limits::from_raw(&source, Some(l))?),
+            None => None,
+        };
         Ok(HostConfig {
+            limits,
             data_dir,
             checkpoint_every,
             tools,
@@ -508,6 +521,15 @@ mod tests {
         assert_eq!(deploy.approval_ttl, std::time::Duration::from_secs(1800));
         assert!(!c.tool("notify").unwrap().irreversible);
         assert!(c.tool("rm").is_none());
+        let capped = HostConfig::parse("w.toml", "[limits]\nmemory = \"16 MiB\"\n").unwrap();
+        let l = capped.limits.unwrap();
+        assert_eq!(l.memory, 16 * 1024 * 1024);
+        let e = HostConfig::parse("w.toml", "[limits]\nmemory = \"lots\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.column, e.kind),
+            (2, 10, PolicyErrorKind::InvalidSize),
+            "{e}"
+        );
     }
 
     #[test]

@@ -38,6 +38,19 @@ pub struct Limits {
     pub output: u64,
 }
 
+impl Limits {
+    /// Each limit the smaller of `self`'s and `ceiling`'s.
+    pub fn capped_by(&self, ceiling: &Limits) -> Limits {
+        Limits {
+            memory: self.memory.min(ceiling.memory),
+            tables: self.tables.min(ceiling.tables),
+            cpu: self.cpu.min(ceiling.cpu),
+            wall: self.wall.min(ceiling.wall),
+            output: self.output.min(ceiling.output),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
