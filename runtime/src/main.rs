@@ -197,8 +197,8 @@ enum PolicyCommand {
     Explain {
         /// The agent's policy.
         policy: PathBuf,
-        /// The user's roles, comma-separated (looked up in the roles file).
-        #[arg(long = "as", value_name = "ROLES")]
+        /// The user: a person of the roles file (`[person.NAME]`), or their roles, comma-separated.
+        #[arg(long = "as", value_name = "USER|ROLES")]
         roles: String,
         /// The roles file (default: `host.roles` of the host configuration).
         #[arg(long)]
@@ -365,12 +365,19 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let runtime = new_runtime(config)?;
             let policy = load_policy(&runtime, &policy)?;
             let roles_file = load_roles(roles_file.as_deref().or(host_config.roles.as_deref()))?;
-            let roles: Vec<String> = roles
-                .split(',')
-                .map(|r| r.trim().to_string())
-                .filter(|r| !r.is_empty())
-                .collect();
-            let user = User::new("explain", roles, &roles_file)
+            // A person of the roles file, by name, or a comma-separated list of roles.
+            let (subject, roles) = match roles_file.person(roles.trim()) {
+                Some(person) => (person.name.clone(), person.roles.clone()),
+                None => (
+                    "explain".to_string(),
+                    roles
+                        .split(',')
+                        .map(|r| r.trim().to_string())
+                        .filter(|r| !r.is_empty())
+                        .collect(),
+                ),
+            };
+            let user = User::new(&subject, roles, &roles_file)
                 .map_err(|e| bad_input(anyhow::anyhow!(e)))?;
             explain(&policy, &user);
             Ok(0)
@@ -556,8 +563,9 @@ fn explain(policy: &Policy, user: &User) {
         }
     };
     println!(
-        "agent `{}` acting for roles [{}]",
+        "agent `{}` acting for {} with roles [{}]",
         policy.agent.name,
+        user.subject,
         user.roles.join(", ")
     );
     println!(

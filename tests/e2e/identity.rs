@@ -271,7 +271,10 @@ fn the_cli_runs_for_the_user_its_token_names() {
     .unwrap();
     std::fs::write(
         dir.path().join("roles.toml"),
-        "[role.docs-writer]\nfs.read = [\"**\"]\nfs.write = [\"docs/**\"]\n",
+        format!(
+            "[person.dora]\nkey = \"{}\"\nroles = [\"docs-writer\"]\n[role.docs-writer]\nfs.read = [\"**\"]\nfs.write = [\"docs/**\"]\n",
+            sso.trim()
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -356,6 +359,21 @@ fn the_cli_runs_for_the_user_its_token_names() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("role docs-writer write: docs/**"), "{out}");
+    // …or for a person of the roles file, by name.
+    let (code, out, err) = run(&[
+        "--config",
+        "warden.toml",
+        "policy",
+        "explain",
+        "probe.toml",
+        "--as",
+        "dora",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("acting for dora") && out.contains("role docs-writer write: docs/**"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
