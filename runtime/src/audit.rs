@@ -278,6 +278,13 @@ impl Checkpoint {
     }
 }
 
+/// What a record's detail is: given, or (for a checkpoint) the signature of the head as it
+/// stands once the file lock is held.
+enum Detail<'a> {
+    Value(&'a serde_json::Value),
+    Checkpoint,
+}
+
 /// The log, open for appending. Cheap to share behind an `Arc`: appends from many threads are
 /// serialised by one mutex held across hashing and writing, so the chain stays whole.
 pub struct AuditLog {
@@ -296,6 +303,9 @@ pub struct AuditLog {
 struct Tail {
     seq: u64,
     head: String,
+    /// The file's length after our last write (or at open): if it differs when we next hold the
+    /// file lock, another process appended, and the head is read back from the file.
+    end: u64,
     line: Vec<u8>,
     broken: bool,
 }
@@ -328,6 +338,7 @@ impl AuditLog {
         }
         let mut file = options.open(&path).map_err(io_error("open", &path))?;
         let (seq, head) = recover_head(&mut file, &path)?;
+        let end = file.metadata().map_err(io_error("check", &path))?.len();
         let anchored = match read_anchor(dir)? {
             Some(anchor) if anchor.size > seq => {
                 return Err(AuditError::BehindAnchor {
@@ -348,6 +359,7 @@ impl AuditLog {
             state: Mutex::new(Tail {
                 seq,
                 head,
+                end,
                 line: Vec::with_capacity(LINE_CAPACITY),
                 broken: false,
             }),
@@ -370,13 +382,13 @@ impl AuditLog {
         if event.kind == CHECKPOINT_KIND {
             return Err(AuditError::ReservedKind);
         }
-        let seq = self.write_locked(
+        let (seq, _) = self.write_locked(
             &mut self.lock(),
             &event.kind,
             event.task,
             event.agent.as_deref(),
             event.user.as_deref(),
-            &event.detail,
+            Detail::Value(&event.detail),
         )?;
         if self.checkpoint_every != 0 && seq % self.checkpoint_every == 0 {
             self.checkpoint()?;
@@ -394,14 +406,15 @@ impl AuditLog {
     pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
         let checkpoint = {
             let mut tail = self.lock();
-            let checkpoint = Checkpoint::sign(&self.key, tail.seq, &tail.head);
-            let detail = serde_json::to_value(&checkpoint).map_err(|e| AuditError::Io {
-                action: "encode a checkpoint for",
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
-            self.write_locked(&mut tail, CHECKPOINT_KIND, None, None, None, &detail)?;
-            checkpoint
+            let (_, signed) = self.write_locked(
+                &mut tail,
+                CHECKPOINT_KIND,
+                None,
+                None,
+                None,
+                Detail::Checkpoint,
+            )?;
+            signed.expect("a checkpoint record carries its checkpoint")
         };
         self.file
             .sync_data()
@@ -425,7 +438,8 @@ impl AuditLog {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Chains one record to the head, writes its line and advances the head.
+    /// Chains one record to the head, writes its line and advances the head. A checkpoint
+    /// record signs the head as it stands once the file lock is held, and is returned too.
     fn write_locked(
         &self,
         tail: &mut Tail,
@@ -433,8 +447,8 @@ impl AuditLog {
         task: Option<u64>,
         agent: Option<&str>,
         user: Option<&str>,
-        detail: &serde_json::Value,
-    ) -> Result<u64, AuditError> {
+        detail: Detail<'_>,
+    ) -> Result<(u64, Option<Checkpoint>), AuditError> {
         if tail.broken {
             return Err(AuditError::Broken {
                 path: self.path.clone(),
@@ -446,6 +460,56 @@ impl AuditLog {
                 path: self.path.clone(),
             });
         }
+        // Several processes may share a data directory (a host and the CLI): the file lock
+        // serialises their appends, and a head moved by another process is read back first.
+        self.file.lock().map_err(io_error("lock", &self.path))?;
+        let written = self.write_with_file_lock(tail, kind, task, agent, user, detail);
+        let unlocked = self.file.unlock().map_err(io_error("unlock", &self.path));
+        let written = written?;
+        unlocked?;
+        Ok(written)
+    }
+
+    /// [`AuditLog::write_locked`]'s body, run with the file lock held.
+    fn write_with_file_lock(
+        &self,
+        tail: &mut Tail,
+        kind: &str,
+        task: Option<u64>,
+        agent: Option<&str>,
+        user: Option<&str>,
+        detail: Detail<'_>,
+    ) -> Result<(u64, Option<Checkpoint>), AuditError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(io_error("check", &self.path))?
+            .len();
+        if len != tail.end {
+            let mut reader = self
+                .file
+                .try_clone()
+                .map_err(io_error("read", &self.path))?;
+            let (seq, head) = recover_head(&mut reader, &self.path)?;
+            tail.seq = seq;
+            tail.head = head;
+            tail.end = len;
+        }
+        let mut signed = None;
+        let owned;
+        let detail = match detail {
+            Detail::Value(v) => v,
+            Detail::Checkpoint => {
+                let checkpoint = Checkpoint::sign(&self.key, tail.seq, &tail.head);
+                owned = serde_json::to_value(&checkpoint).map_err(|e| AuditError::Io {
+                    action: "encode a checkpoint for",
+                    path: self.path.clone(),
+                    source: e.into(),
+                })?;
+                signed = Some(checkpoint);
+                &owned
+            }
+        };
         let seq = tail.seq + 1;
         let body = RecordBody {
             seq,
@@ -479,13 +543,14 @@ impl AuditLog {
             });
         }
         tail.seq = seq;
+        tail.end += tail.line.len() as u64;
         tail.head.clear();
         tail.head.extend(
             tail.line[hex_start..hex_start + 64]
                 .iter()
                 .map(|&b| char::from(b)),
         );
-        Ok(seq)
+        Ok((seq, signed))
     }
 
     /// Whether the open file is still the log at `path`. Records written to a file that was
@@ -518,10 +583,29 @@ impl AuditLog {
             return Ok(());
         }
         let path = self.dir.join(ANCHOR_FILE);
-        let temp = self.dir.join(format!("{ANCHOR_FILE}.tmp"));
+        // Another process sharing the directory may anchor too: hold the log's file lock, never
+        // lower an anchor it wrote, and use a temporary name of our own.
+        self.file.lock().map_err(io_error("lock", &self.path))?;
+        let result = self.replace_anchor(checkpoint, &path);
+        let unlocked = self.file.unlock().map_err(io_error("unlock", &self.path));
+        result?;
+        unlocked?;
+        *anchored = checkpoint.size;
+        Ok(())
+    }
+
+    /// Write `checkpoint` to the anchor file at `path` unless it already holds a newer one;
+    /// called with the log's file lock held.
+    fn replace_anchor(&self, checkpoint: &Checkpoint, path: &Path) -> Result<(), AuditError> {
+        if read_anchor(&self.dir)?.is_some_and(|a| a.size >= checkpoint.size) {
+            return Ok(());
+        }
+        let temp = self
+            .dir
+            .join(format!("{ANCHOR_FILE}.{}.tmp", std::process::id()));
         let mut text = serde_json::to_vec(checkpoint).map_err(|e| AuditError::Io {
             action: "encode",
-            path: path.clone(),
+            path: path.to_path_buf(),
             source: e.into(),
         })?;
         text.push(b'\n');
@@ -535,13 +619,12 @@ impl AuditLog {
         let mut file = options.open(&temp).map_err(io_error("create", &temp))?;
         file.write_all(&text).map_err(io_error("write", &temp))?;
         file.sync_all().map_err(io_error("sync", &temp))?;
-        std::fs::rename(&temp, &path).map_err(io_error("replace", &path))?;
+        std::fs::rename(&temp, path).map_err(io_error("replace", path))?;
         // The rename itself is durable only once the directory is synced.
         #[cfg(unix)]
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error("sync", &self.dir))?;
-        *anchored = checkpoint.size;
         Ok(())
     }
 }
@@ -1168,6 +1251,41 @@ mod tests {
         assert_eq!((record.seq, record.prev), (12, head));
         log.checkpoint().unwrap();
         assert_eq!(verify_dir(dir.path()).unwrap().records, 13);
+    }
+
+    /// Two writers on one data directory (a host and the CLI, say), each with its own handle and
+    /// in-memory head, appending and checkpointing in turn and from threads: one valid chain.
+    #[test]
+    fn two_writers_on_one_log_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Arc::new(AuditLog::open(dir.path(), key(1), 0).unwrap());
+        let b = Arc::new(AuditLog::open(dir.path(), key(1), 0).unwrap());
+        for i in 0..20 {
+            let log = if i % 3 == 0 { &a } else { &b };
+            log.append(event(i)).unwrap();
+            if i % 7 == 0 {
+                log.checkpoint().unwrap();
+            }
+        }
+        let threads: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|log| {
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        log.append(event(i)).unwrap();
+                        if i % 50 == 0 {
+                            log.checkpoint().unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        b.checkpoint().unwrap();
+        let report = verify_dir(dir.path()).unwrap();
+        assert_eq!(report.records - report.checkpoints, 420);
     }
 
     #[test]
