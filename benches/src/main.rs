@@ -369,7 +369,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
     };
     let mut ids = Vec::with_capacity(n);
     time("task row at start", &mut || {
-        ids.push(store.begin_task(&task)?);
+        ids.push(store.begin_task(&task, ledger.owner())?);
         Ok(())
     })?;
     let trust = TrustRecord::new("unsigned/hello", &"ab".repeat(32));

@@ -7,10 +7,13 @@
 //!   state.db             tasks, trust records, pending actions, checkpoints (SQLite, WAL)
 //!   audit.log            the hash-chained audit log; audit.anchor its newest checkpoint
 //!   staging/<task>/      a task's staged writes until applied or discarded
+//!   owners/<id>.lock     one per open ledger (host or CLI process), locked while it lives
 //! ```
 //!
-//! Opening a ledger recovers from a host that stopped mid-task: tasks left `running` become
-//! `interrupted`, their staging is discarded, and both are audited. Every record goes to the
+//! Opening a ledger recovers from a host that stopped mid-task: tasks left `running` by a process
+//! that no longer holds its owner lock become `interrupted`, their staging is discarded, and both
+//! are audited. Tasks of a host still running (a `warden task list` beside a `warden batch`) are
+//! left alone. Every record goes to the
 //! audit log before the state it describes is committed, and a failure to write the log is an
 //! error the caller must not go past (irreversible actions fail closed on it).
 
@@ -81,6 +84,8 @@ pub struct Ledger {
     key: SecretKey,
     checkpoint_every: u64,
     pending: Mutex<u64>,
+    owner: String,
+    owner_lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -103,6 +108,16 @@ impl Ledger {
         };
         create_private_dir(dir).map_err(dir_err)?;
         create_private_dir(&dir.join("staging")).map_err(dir_err)?;
+        let owners = dir.join("owners");
+        create_private_dir(&owners).map_err(dir_err)?;
+        sweep_owners(&owners);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let owner = format!("{}-{nanos}", std::process::id());
+        let owner_lock = std::fs::File::create(owners.join(format!("{owner}.lock")))
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(dir_err)?;
         let key_path = dir.join("host.key");
         let key = if key_path.exists() {
             SecretKey::read(&key_path)?
@@ -120,8 +135,11 @@ impl Ledger {
             key,
             checkpoint_every: checkpoint_every.max(1),
             pending: Mutex::new(0),
+            owner,
+            owner_lock: Some(owner_lock),
         };
-        for task in ledger.store.recover()? {
+        let alive = |owner: &str| owner == ledger.owner || owner_alive(&owners, owner);
+        for task in ledger.store.recover(&alive)? {
             let staging = ledger.staging_root(task);
             let discarded = staging.exists() && std::fs::remove_dir_all(&staging).is_ok();
             ledger.record(
@@ -132,6 +150,11 @@ impl Ledger {
             tracing::warn!(target: "warden::ledger", task, "task interrupted by a host stop");
         }
         Ok(ledger)
+    }
+
+    /// This process's owner id, recorded with every task it begins.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The data directory.
@@ -352,6 +375,35 @@ impl Drop for Ledger {
         if !idle && let Err(e) = self.checkpoint() {
             tracing::error!(target: "warden::ledger", error = %e, "could not sign the closing audit checkpoint");
         }
+        if self.owner_lock.take().is_some() {
+            let _ =
+                std::fs::remove_file(self.dir.join("owners").join(format!("{}.lock", self.owner)));
+        }
+    }
+}
+
+/// Whether the process `owner` still holds its lock (an unknown owner is gone).
+fn owner_alive(owners: &Path, owner: &str) -> bool {
+    if owner.is_empty() || owner.contains(['/', '.']) {
+        return false;
+    }
+    match std::fs::File::open(owners.join(format!("{owner}.lock"))) {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// Remove the lock files of processes that are gone.
+fn sweep_owners(owners: &Path) {
+    let Ok(entries) = std::fs::read_dir(owners) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Ok(f) = std::fs::File::open(entry.path())
+            && f.try_lock().is_ok()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -424,4 +476,51 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TaskRecord;
+
+    fn running_task(ledger: &Ledger) -> u64 {
+        let task = TaskRecord {
+            id: 0,
+            agent: "hello".into(),
+            agent_id: "unsigned/hello".into(),
+            module_hash: "h".into(),
+            user: "-".into(),
+            level: 1,
+            grant: serde_json::json!({}),
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+        };
+        ledger.store().begin_task(&task, ledger.owner()).unwrap()
+    }
+
+    #[test]
+    fn only_the_tasks_of_a_host_that_is_gone_are_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Ledger::open(dir.path(), 1024).unwrap();
+        let id = running_task(&host);
+        // A CLI opening the same data directory while the host runs leaves its task alone.
+        let cli = Ledger::open(dir.path(), 1024).unwrap();
+        assert_eq!(cli.store().task(id).unwrap().status, "running");
+        drop(cli);
+        // Once the host is gone (its owner lock released), the task is interrupted and audited.
+        drop(host);
+        let after = Ledger::open(dir.path(), 1024).unwrap();
+        assert_eq!(after.store().task(id).unwrap().status, "interrupted");
+        drop(after);
+        let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert_eq!(log.matches("\"task-interrupted\"").count(), 1);
+        verify_dir(dir.path(), None).unwrap();
+        // No owner lock files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path().join("owners")).unwrap().count(), 0);
+    }
 }

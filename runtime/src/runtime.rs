@@ -789,22 +789,25 @@ impl LoadedAgent {
         let subject = user.map_or("-", |u| u.subject.as_str());
         let grant = grant_summary(policy, user, trust.level);
         let id = store
-            .begin_task(&TaskRecord {
-                id: 0,
-                agent: policy.agent.name.clone(),
-                agent_id: self.identity.agent_id.clone(),
-                module_hash: self.identity.module_hash.clone(),
-                user: subject.to_owned(),
-                level: trust.level,
-                grant: grant.clone(),
-                status: "running".into(),
-                outcome: None,
-                trace: None,
-                staging: "none".into(),
-                staging_path: None,
-                started_ms: now_ms(),
-                ended_ms: None,
-            })
+            .begin_task(
+                &TaskRecord {
+                    id: 0,
+                    agent: policy.agent.name.clone(),
+                    agent_id: self.identity.agent_id.clone(),
+                    module_hash: self.identity.module_hash.clone(),
+                    user: subject.to_owned(),
+                    level: trust.level,
+                    grant: grant.clone(),
+                    status: "running".into(),
+                    outcome: None,
+                    trace: None,
+                    staging: "none".into(),
+                    staging_path: None,
+                    started_ms: now_ms(),
+                    ended_ms: None,
+                },
+                ledger.owner(),
+            )
             .map_err(|e| fail(e.into()))?;
         ledger
             .record(

@@ -190,8 +190,8 @@ pub struct TaskEnd {
 
 /// The host's durable state. Every method is one transaction.
 pub trait StateStore: Send + Sync {
-    /// Record a task as started; returns its id.
-    fn begin_task(&self, task: &TaskRecord) -> Result<u64, StoreError>;
+    /// Record a task as started by the host process `owner`; returns its id.
+    fn begin_task(&self, task: &TaskRecord, owner: &str) -> Result<u64, StoreError>;
     /// Record a task's end together with its agent's new trust record.
     fn end_task(&self, end: &TaskEnd) -> Result<(), StoreError>;
     /// Change what happened to a task's staging area.
@@ -200,8 +200,9 @@ pub trait StateStore: Send + Sync {
     fn task(&self, id: u64) -> Result<TaskRecord, StoreError>;
     /// The newest tasks, newest first.
     fn tasks(&self, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Mark tasks left `running` by a host that stopped as `interrupted`; returns their ids.
-    fn recover(&self) -> Result<Vec<u64>, StoreError>;
+    /// Mark tasks left `running` by a host process that is gone as `interrupted`; returns their
+    /// ids. `alive(owner)` says whether the process that began a task still runs.
+    fn recover(&self, alive: &dyn Fn(&str) -> bool) -> Result<Vec<u64>, StoreError>;
     /// An agent's trust record.
     fn trust(&self, agent_id: &str) -> Result<Option<TrustRecord>, StoreError>;
     /// Every trust record.
@@ -253,7 +254,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     user TEXT NOT NULL, level INTEGER NOT NULL, grant_json TEXT NOT NULL,
     status TEXT NOT NULL, outcome TEXT, trace TEXT,
     staging TEXT NOT NULL, staging_path TEXT,
-    started_ms INTEGER NOT NULL, ended_ms INTEGER
+    started_ms INTEGER NOT NULL, ended_ms INTEGER,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS trust (
     agent_id TEXT PRIMARY KEY, record TEXT NOT NULL
@@ -293,6 +295,11 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON; {SCHEMA}"
         ))
         .map_err(open_err)?;
+        // Databases made before tasks recorded their owner process get the column.
+        if conn.prepare("SELECT owner FROM tasks LIMIT 0").is_err() {
+            conn.execute_batch("ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+                .map_err(open_err)?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -402,11 +409,11 @@ fn put_trust_in(conn: &Connection, record: &TrustRecord) -> Result<(), StoreErro
 }
 
 impl StateStore for SqliteStore {
-    fn begin_task(&self, t: &TaskRecord) -> Result<u64, StoreError> {
+    fn begin_task(&self, t: &TaskRecord, owner: &str) -> Result<u64, StoreError> {
         let conn = self.conn();
         conn.prepare_cached(
-            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7)",
+            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8)",
         )?
         .execute(params![
             t.agent,
@@ -415,7 +422,8 @@ impl StateStore for SqliteStore {
             t.user,
             t.level,
             t.grant.to_string(),
-            t.started_ms
+            t.started_ms,
+            owner
         ])?;
         Ok(conn.last_insert_rowid() as u64)
     }
@@ -478,18 +486,25 @@ impl StateStore for SqliteStore {
             .collect()
     }
 
-    fn recover(&self) -> Result<Vec<u64>, StoreError> {
+    fn recover(&self, alive: &dyn Fn(&str) -> bool) -> Result<Vec<u64>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let ids: Vec<u64> = {
-            let mut stmt = tx.prepare("SELECT id FROM tasks WHERE status = 'running'")?;
-            stmt.query_map([], |r| r.get(0))?
+        let running: Vec<(u64, String)> = {
+            let mut stmt = tx.prepare("SELECT id, owner FROM tasks WHERE status = 'running'")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?
         };
-        tx.execute(
-            "UPDATE tasks SET status = 'interrupted', staging = CASE staging WHEN 'none' THEN 'none' ELSE 'discarded' END, ended_ms = ?1 WHERE status = 'running'",
-            [now_ms()],
-        )?;
+        let mut ids = Vec::new();
+        for (id, owner) in running {
+            if alive(&owner) {
+                continue;
+            }
+            tx.execute(
+                "UPDATE tasks SET status = 'interrupted', staging = CASE staging WHEN 'none' THEN 'none' ELSE 'discarded' END, ended_ms = ?2 WHERE id = ?1",
+                params![id, now_ms()],
+            )?;
+            ids.push(id);
+        }
         tx.commit()?;
         Ok(ids)
     }
@@ -643,8 +658,9 @@ mod tests {
     fn tasks_trust_and_recovery_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
-        let a = store.begin_task(&task("hello")).unwrap();
-        let b = store.begin_task(&task("scribe")).unwrap();
+        let a = store.begin_task(&task("hello"), "gone").unwrap();
+        let b = store.begin_task(&task("scribe"), "gone").unwrap();
+        let c = store.begin_task(&task("fetch"), "live").unwrap();
         assert!(b > a);
         let mut trust = TrustRecord::new("unsigned/hello", "ab");
         trust.streak = 1;
@@ -662,7 +678,12 @@ mod tests {
         drop(store);
 
         let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
-        assert_eq!(store.recover().unwrap(), vec![b]);
+        assert_eq!(store.recover(&|owner| owner == "live").unwrap(), vec![b]);
+        assert_eq!(
+            store.task(c).unwrap().status,
+            "running",
+            "a live host's task is left alone"
+        );
         let done = store.task(a).unwrap();
         assert_eq!(
             (done.status.as_str(), done.staging.as_str()),
@@ -671,7 +692,7 @@ mod tests {
         assert_eq!(done.grant["fs"]["write"][0], "docs/**");
         assert_eq!(store.task(b).unwrap().status, "interrupted");
         assert_eq!(store.trust("unsigned/hello").unwrap(), Some(trust));
-        assert_eq!(store.tasks(10).unwrap().len(), 2);
+        assert_eq!(store.tasks(10).unwrap().len(), 3);
         assert!(matches!(store.task(99), Err(StoreError::NotFound(_))));
     }
 
