@@ -43,18 +43,13 @@ fn v6_public(ip: Ipv6Addr) -> bool {
         return v4_public(v4(x)); // IPv4-compatible
     }
     if within(0x0064_ff9b_u128 << 96, 96) {
-        return v4_public(v4(x)); // NAT64
+        return v4_public(v4(x)); // NAT64 well-known prefix
     }
     if within(0x2002_u128 << 112, 16) {
         return v4_public(v4(x >> 80)); // 6to4
     }
-    !(x <= 1
-        || within(0xfc00_u128 << 112, 7)
-        || within(0xfe80_u128 << 112, 10)
-        || within(0xfec0_u128 << 112, 10)
-        || within(0xff00_u128 << 112, 8)
-        || within(0x2001_0db8_u128 << 96, 32)
-        || within(0x0100_u128 << 112, 64))
+    // Only global unicast, minus documentation.
+    within(0x2000_u128 << 112, 3) && !within(0x2001_0db8_u128 << 96, 32)
 }
 
 fuzz_target!(|input: (u32, u128, String)| {

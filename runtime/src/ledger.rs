@@ -521,6 +521,11 @@ mod tests {
         assert_eq!(log.matches("\"task-interrupted\"").count(), 1);
         verify_dir(dir.path(), None).unwrap();
         // No owner lock files are left behind.
-        assert_eq!(std::fs::read_dir(dir.path().join("owners")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("owners"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

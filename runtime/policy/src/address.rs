@@ -14,15 +14,11 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = embedded_v4(v6) {
                 return is_public_v4(v4);
             }
+            // Outside global unicast (2000::/3) nothing is public: loopback, unspecified,
+            // unique local (incl. fd00:ec2::254), link-local, site-local, multicast, discard-only,
+            // the local-use NAT64 prefix 64:ff9b:1::/48 and everything IANA has not assigned.
             let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local (incl. fd00:ec2::254)
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)) // discard-only
+            (s[0] & 0xe000) == 0x2000 && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         }
     }
 }
@@ -53,8 +49,8 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if s[..6] == [0, 0, 0, 0, 0, 0] && !(s[6] == 0 && s[7] <= 1) {
         return Some(tail()); // IPv4-compatible (deprecated)
     }
-    if s[0] == 0x0064 && s[1] == 0xff9b {
-        return Some(tail()); // NAT64 well-known prefix
+    if s[..6] == [0x0064, 0xff9b, 0, 0, 0, 0] {
+        return Some(tail()); // NAT64 well-known prefix 64:ff9b::/96
     }
     if s[0] == 0x2002 {
         return Some(Ipv4Addr::new(
@@ -124,6 +120,11 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1ff:9bf9:ff55::6464",
+            "100::1",
+            "::2:0:0:1",
+            "fd00:ec2::254",
             "2002:7f00:1::",
             "2001:db8::1",
             "fec0::1",
