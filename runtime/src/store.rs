@@ -292,7 +292,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON; {SCHEMA}"
+            "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON; {SCHEMA}"
         ))
         .map_err(open_err)?;
         // Databases made before tasks recorded their owner process get the column.
