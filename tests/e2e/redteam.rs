@@ -12,6 +12,11 @@ use warden::imports::ImportError;
 use warden::{EngineError, LoadError, Outcome, RunOptions};
 use warden_tests::{agent, root, runtime};
 
+/// Attacks on the host around the sandbox (the CLI, the compiler, the audit log, reads of files a
+/// user names): each is a Rust function, named in `attacks.toml` as `agent = "host:<name>"`.
+#[path = "redteam/host.rs"]
+mod host;
+
 #[derive(Deserialize)]
 struct Suite {
     attack: Vec<Attack>,
@@ -162,7 +167,7 @@ fn matches(expect: &str, actual: &str) -> bool {
         return false;
     }
     match ek {
-        "completed" | "agent-error" => arest.contains(erest),
+        "completed" | "agent-error" | "contained" => arest.contains(erest),
         "killed" => {
             let (er, ecap) = erest.split_once(':').unwrap_or((erest, ""));
             let (ar, acap) = arest.split_once(':').unwrap_or((arest, ""));
@@ -184,6 +189,12 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
         v => serde_json::to_string(v).unwrap(),
     }
     .replace("{port}", &port.to_string());
+    if let Some(name) = attack.agent.strip_prefix("host:") {
+        let actual = host::run(name, &task, port).await;
+        let after = snapshot(dir.path());
+        let damage = (before != after).then(|| "the workspace changed".to_string());
+        return (attack, actual, damage);
+    }
     let bytes = module_bytes(&attack.agent);
     let actual = match runtime().load(&bytes, policy) {
         Err(e) => vec![describe_refusal(&e)],
