@@ -241,24 +241,40 @@ async fn irreversible_actions_wait_for_a_signed_approval_that_works_once() {
 
     // A person without the right to approve deploys is refused.
     let by_bob = Approval::sign(&action, "bob", &bob);
-    let e = ledger.approve(&by_bob, &roles, &config).unwrap_err();
+    let e = ledger
+        .approve(
+            &by_bob,
+            &roles,
+            &config,
+            warden::capabilities::tools::perform,
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("no role that may approve"), "{e}");
     // A forged approval (alice's name, another key) is refused.
     let stranger = SecretKey::generate().unwrap();
     let forged = Approval::sign(&action, "alice", &stranger);
     assert!(matches!(
-        ledger.approve(&forged, &roles, &config),
+        ledger.approve(
+            &forged,
+            &roles,
+            &config,
+            warden::capabilities::tools::perform
+        ),
         Err(ApproveError::Refused(_))
     ));
     assert!(!deployed.exists());
 
     // Alice's approval performs it, exactly with the parameters the agent gave.
     let ok = Approval::sign(&action, "alice", &alice);
-    let out = ledger.approve(&ok, &roles, &config).unwrap();
+    let out = ledger
+        .approve(&ok, &roles, &config, warden::capabilities::tools::perform)
+        .unwrap();
     assert_eq!(out.trim(), "deployed");
     assert_eq!(std::fs::read_to_string(&deployed).unwrap(), "release v1");
     // Replayed: refused, and nothing runs twice.
-    let e = ledger.approve(&ok, &roles, &config).unwrap_err();
+    let e = ledger
+        .approve(&ok, &roles, &config, warden::capabilities::tools::perform)
+        .unwrap_err();
     assert!(e.to_string().contains("not pending"), "{e}");
     assert_eq!(std::fs::read_to_string(&deployed).unwrap(), "release v1");
 
@@ -272,7 +288,16 @@ async fn irreversible_actions_wait_for_a_signed_approval_that_works_once() {
     let second = second["action"].as_u64().unwrap();
     let mut moved = ok.clone();
     moved.action = second;
-    assert!(ledger.approve(&moved, &roles, &config).is_err());
+    assert!(
+        ledger
+            .approve(
+                &moved,
+                &roles,
+                &config,
+                warden::capabilities::tools::perform
+            )
+            .is_err()
+    );
     let second_action = ledger.store().action(second).unwrap();
     let approval = Approval::sign(&second_action, "alice", &alice);
     let db = rusqlite::Connection::open(data.path().join("state.db")).unwrap();
@@ -281,7 +306,14 @@ async fn irreversible_actions_wait_for_a_signed_approval_that_works_once() {
         [second],
     )
     .unwrap();
-    let e = ledger.approve(&approval, &roles, &config).unwrap_err();
+    let e = ledger
+        .approve(
+            &approval,
+            &roles,
+            &config,
+            warden::capabilities::tools::perform,
+        )
+        .unwrap_err();
     assert!(
         e.to_string().contains("not the action that was approved"),
         "{e}"
@@ -350,7 +382,16 @@ async fn irreversible_actions_fail_closed_when_the_audit_log_cannot_be_written()
         .unwrap();
     let action = ledger.store().action(action.id).unwrap();
     let approval = Approval::sign(&action, "alice", &alice);
-    assert!(ledger.approve(&approval, &roles, &config).is_err());
+    assert!(
+        ledger
+            .approve(
+                &approval,
+                &roles,
+                &config,
+                warden::capabilities::tools::perform
+            )
+            .is_err()
+    );
     assert!(!deployed.exists(), "an action ran without its audit record");
 }
 

@@ -54,7 +54,7 @@ pub fn warden_bin() -> PathBuf {
                 "--release",
                 "--quiet",
                 "-p",
-                "warden-runtime",
+                "warden",
                 "--bin",
                 "warden",
             ])

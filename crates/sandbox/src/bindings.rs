@@ -1,0 +1,11 @@
+//! Host-side bindings for the `warden:agent` world (generated from `guest-sdk/wit`).
+
+wasmtime::component::bindgen!({
+    world: "agent",
+    path: "../../guest-sdk/wit",
+    imports: {
+        "warden:agent/tools.call": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+});

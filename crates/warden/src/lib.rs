@@ -1,0 +1,40 @@
+//! Warden's host: loads AI agents as capability-restricted WebAssembly components, bounds each
+//! by its policy and the user it acts for, kills any instance that reaches past its grant, and
+//! records every task in the ledger.
+//!
+//! The crates below this one, each a concern of its own (dependencies point one way):
+//! [`policy`] (parsing and the pure rules) ← `warden-identity` (keys, tokens, users, task
+//! credentials, secrets) ← `warden-sandbox` (engine, imports, linker, gate, instances,
+//! capabilities, staging) and `warden-ledger` (state store, audit log, trust ladder,
+//! approvals) ← this crate, which joins them: a [`Runtime`] is the sandbox plus the host
+//! configuration and the ledger. Their modules are re-exported here under the names the host
+//! has always used (`warden::engine`, `warden::ledger`, …).
+//!
+//! The path of one task:
+//!
+//! 1. [`policy::Policy`] parses and validates a TOML policy (deny by default, located errors).
+//! 2. [`Runtime::load`] compiles the component through [`engine`]'s disk cache, checks its
+//!    imports against the policy ([`imports`]), links only the granted capabilities
+//!    ([`capabilities`], through the [`gate`]) and pre-instantiates it.
+//! 3. [`LoadedAgent::run`] opens the task in the ledger, runs it in a fresh instance with its own
+//!    limits, captured output ([`output`]) and staged writes ([`staging`]), closes its records and
+//!    returns a [`RunReport`] whose [`Outcome`] is `completed`, `agent-error` or
+//!    `killed { reason, capability, detail }`.
+#![deny(missing_docs)]
+
+mod record;
+mod run;
+mod runtime;
+
+pub use warden_identity::keys as identity;
+pub use warden_identity::{credential, secrets, token, user};
+pub use warden_ledger::{approval, audit, ledger, store, trust};
+pub use warden_policy as policy;
+pub use warden_sandbox::{bindings, capabilities, engine, gate, imports, output, staging};
+
+pub use run::{RunOptions, RunReport, StagingDisposition};
+pub use runtime::{AgentIdentity, LoadedAgent, PolicyLoadError, Runtime};
+pub use warden_sandbox::{
+    Description, EngineConfig, EngineError, KillReason, LoadError, Outcome, RunError, Violation,
+    outcome_name,
+};

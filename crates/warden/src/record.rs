@@ -1,0 +1,270 @@
+//! A task's records in the ledger: opened before the instance exists (trust record for this
+//! module, task row, `task-started`), closed after it ended (kill and staging records, the
+//! ladder's verdict, `task-ended` binding the trace by its hash, then the task row and trust
+//! record in one commit); and the ledger as the place irreversible tool calls are held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sha2::Digest;
+
+use crate::audit::AuditEvent;
+use crate::capabilities::tools::{ActionHold, HeldAction, HeldCall};
+use crate::ledger::Ledger;
+use crate::policy::Policy;
+use crate::run::{RunOptions, StagingDisposition};
+use crate::runtime::LoadedAgent;
+use crate::store::{TaskEnd, TaskRecord, TrustRecord, now_ms};
+use crate::trust::{Ladder, Verdict};
+use warden_sandbox::{Outcome, RunError, outcome_name};
+
+/// What one task used: wall time, guest CPU time, peak linear memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Usage {
+    pub elapsed: Duration,
+    pub cpu: Duration,
+    pub memory: u64,
+}
+
+/// The ledger, as the sandbox's place to hold irreversible tool calls for approval.
+pub(crate) struct LedgerHold(pub Arc<Ledger>);
+
+impl ActionHold for LedgerHold {
+    fn hold(&self, call: &HeldCall<'_>, ttl: Duration) -> Result<HeldAction, String> {
+        self.0
+            .hold_action(call.task, call.agent, call.user, call.tool, call.input, ttl)
+            .map(|a| HeldAction {
+                id: a.id,
+                hash: a.hash,
+                expires_ms: a.expires_ms,
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A summary of the effective grant of one task, for its record.
+fn grant_summary(
+    policy: &Policy,
+    user: Option<&crate::user::User>,
+    level: u8,
+) -> serde_json::Value {
+    let strings =
+        |v: &[crate::policy::PathPattern]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    json!({
+        "policy": policy.source,
+        "user": user.map(|u| u.subject.clone()),
+        "roles": user.map(|u| u.roles.clone()),
+        "level": level,
+        "fs": {"read": strings(&policy.fs.read), "write": strings(&policy.fs.write)},
+        "net": policy.net.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "tools": policy.tools.allow,
+        "write_level": policy.trust.write_level(),
+        "limits": {
+            "memory": policy.limits.memory,
+            "cpu_ms": policy.limits.cpu.as_millis() as u64,
+            "wall_ms": policy.limits.wall.as_millis() as u64,
+            "output": policy.limits.output,
+        },
+    })
+}
+
+impl LoadedAgent {
+    /// Open the task in the ledger: the agent's trust record for this module, the task row and
+    /// its first audit record.
+    pub(crate) fn begin(
+        &self,
+        ledger: &Ledger,
+        options: &RunOptions,
+    ) -> Result<(TrustRecord, u64), RunError> {
+        let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
+        let store = ledger.store();
+        let policy = self.prepared.policy();
+        let existing = store
+            .trust(&self.identity.agent_id)
+            .map_err(|e| fail(e.into()))?;
+        let (trust, change) = Ladder::for_module(
+            existing,
+            &self.identity.agent_id,
+            &self.identity.module_hash,
+            policy.trust.inherit,
+        );
+        if let Some(change) = change {
+            ledger
+                .record(
+                    AuditEvent::new(change.kind())
+                        .agent(&policy.agent.name)
+                        .detail(json!({"agent_id": self.identity.agent_id, "change": change})),
+                )
+                .map_err(fail)?;
+            store.put_trust(&trust).map_err(|e| fail(e.into()))?;
+        }
+        let user = options.user.as_deref();
+        let subject = user.map_or("-", |u| u.subject.as_str());
+        let grant = grant_summary(policy, user, trust.level);
+        let id = store
+            .begin_task(
+                &TaskRecord {
+                    id: 0,
+                    agent: policy.agent.name.clone(),
+                    agent_id: self.identity.agent_id.clone(),
+                    module_hash: self.identity.module_hash.clone(),
+                    user: subject.to_owned(),
+                    level: trust.level,
+                    grant: grant.clone(),
+                    status: "running".into(),
+                    outcome: None,
+                    trace: None,
+                    staging: "none".into(),
+                    staging_path: None,
+                    started_ms: now_ms(),
+                    ended_ms: None,
+                },
+                ledger.owner(),
+            )
+            .map_err(|e| fail(e.into()))?;
+        ledger
+            .record(
+                AuditEvent::new("task-started")
+                    .task(id)
+                    .agent(&policy.agent.name)
+                    .user(subject)
+                    .detail(json!({
+                        "agent_id": self.identity.agent_id,
+                        "module_hash": self.identity.module_hash,
+                        "level": trust.level,
+                        "grant": grant,
+                    })),
+            )
+            .map_err(fail)?;
+        Ok((trust, id))
+    }
+
+    /// A task that could not start: record it as ended without running.
+    pub(crate) fn abandon(
+        &self,
+        ledger: &Ledger,
+        id: u64,
+        error: &RunError,
+    ) -> Result<(), RunError> {
+        let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
+        ledger
+            .record(
+                AuditEvent::new("task-failed-to-start")
+                    .task(id)
+                    .agent(&self.prepared.policy().agent.name)
+                    .detail(json!({"why": error.to_string()})),
+            )
+            .map_err(fail)?;
+        let trust = ledger
+            .store()
+            .trust(&self.identity.agent_id)
+            .map_err(|e| fail(e.into()))?
+            .unwrap_or_else(|| {
+                TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash)
+            });
+        ledger
+            .store()
+            .end_task(&TaskEnd {
+                id,
+                status: "failed-to-start".into(),
+                outcome: json!({"status": "failed-to-start", "why": error.to_string()}),
+                trace: json!({"events": [], "dropped": 0}),
+                staging: "none".into(),
+                staging_path: None,
+                trust,
+            })
+            .map_err(|e| fail(e.into()))
+    }
+
+    /// Close the task in the ledger: kill and staging records, the ladder's verdict, the end
+    /// record (binding the trace by its hash), then the task row and trust record in one commit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish(
+        &self,
+        ledger: &Ledger,
+        id: u64,
+        outcome: &Outcome,
+        trace: &crate::gate::Trace,
+        trust: &mut TrustRecord,
+        disposition: StagingDisposition,
+        usage: Usage,
+    ) -> Result<(), RunError> {
+        let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
+        let policy = self.prepared.policy();
+        let agent = policy.agent.name.as_str();
+        let event = |kind: &str| AuditEvent::new(kind).task(id).agent(agent);
+        let verdict = match outcome {
+            Outcome::Completed { .. } => Verdict::Clean,
+            Outcome::AgentError { .. } => Verdict::AgentError,
+            Outcome::Killed {
+                reason,
+                capability,
+                detail,
+            } => {
+                ledger
+                    .record(event("task-killed").detail(json!({
+                        "reason": reason,
+                        "capability": capability,
+                        "detail": detail,
+                    })))
+                    .map_err(fail)?;
+                Verdict::Demote(format!("killed ({reason}) by {capability}: {detail}"))
+            }
+        };
+        let staging_path = (disposition == StagingDisposition::Proposed)
+            .then(|| ledger.staging_root(id).display().to_string());
+        if disposition != StagingDisposition::None {
+            ledger
+                .record(
+                    event(&format!("staging-{}", disposition.as_str())).detail(json!({
+                        "level": trust.level,
+                        "write_level": policy.trust.write_level(),
+                    })),
+                )
+                .map_err(fail)?;
+        }
+        let level = trust.level;
+        if let Some(change) = Ladder::after_task(trust, &verdict, policy.trust.promote_after, id) {
+            ledger
+                .record(event(change.kind()).detail(json!({
+                    "agent_id": trust.agent_id,
+                    "change": change,
+                })))
+                .map_err(fail)?;
+        }
+        let trace_json = serde_json::to_value(trace).unwrap_or_default();
+        let trace_hash =
+            crate::policy::keys::to_hex(&sha2::Sha256::digest(trace_json.to_string().as_bytes()));
+        let mut outcome_json = serde_json::to_value(outcome).unwrap_or_default();
+        outcome_json["usage"] = json!({
+            "elapsed_us": usage.elapsed.as_micros() as u64,
+            "cpu_us": usage.cpu.as_micros() as u64,
+            "peak_memory": usage.memory,
+        });
+        let status = outcome_name(outcome);
+        ledger
+            .record(event("task-ended").detail(json!({
+                "status": status,
+                "level": level,
+                "trace_sha256": trace_hash,
+                "trace_events": trace.events.len(),
+                "elapsed_us": usage.elapsed.as_micros() as u64,
+                "cpu_us": usage.cpu.as_micros() as u64,
+                "peak_memory": usage.memory,
+            })))
+            .map_err(fail)?;
+        ledger
+            .store()
+            .end_task(&TaskEnd {
+                id,
+                status: status.to_owned(),
+                outcome: outcome_json,
+                trace: trace_json,
+                staging: disposition.as_str().to_owned(),
+                staging_path,
+                trust: trust.clone(),
+            })
+            .map_err(|e| fail(e.into()))
+    }
+}

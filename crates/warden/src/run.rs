@@ -1,0 +1,201 @@
+//! The run path of a host: one task of a [`LoadedAgent`] — its ledger records opened
+//! (`record.rs`), a fresh instance in the sandbox, its staged writes applied, proposed or
+//! discarded by the agent's trust level, the records closed — and the [`RunReport`] it returns.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::output::CapturedOutput;
+use crate::record::{LedgerHold, Usage};
+use crate::runtime::LoadedAgent;
+use crate::staging::AppliedChanges;
+use crate::store::TrustRecord;
+use warden_sandbox::{Execution, Outcome, RunError, outcome_name};
+
+/// Everything about one finished run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The task's number in this host process.
+    pub task: u64,
+    /// The agent's name.
+    pub agent: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// stdout, stderr and log records.
+    pub output: CapturedOutput,
+    /// File changes applied to the workspace (only for completed runs).
+    pub applied: Option<AppliedChanges>,
+    /// What became of the task's staged writes.
+    pub staging: StagingDisposition,
+    /// The agent's trust level for the task (on a host with a ledger).
+    pub level: Option<u8>,
+    /// Wall-clock time from the start of the run (JSON: `elapsed_us`).
+    #[serde(rename = "elapsed_us", serialize_with = "micros")]
+    pub elapsed: Duration,
+    /// Guest CPU time, as measured by the epoch ticks (JSON: `cpu_us`).
+    #[serde(rename = "cpu_us", serialize_with = "micros")]
+    pub cpu: Duration,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// What became of a task's staged writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StagingDisposition {
+    /// Nothing was written.
+    None,
+    /// Applied to the workspace.
+    Applied,
+    /// Kept for a reviewer: `warden task diff | apply | discard`.
+    Proposed,
+    /// Thrown away (the task did not complete).
+    Discarded,
+}
+
+impl StagingDisposition {
+    /// Its name as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StagingDisposition::None => "none",
+            StagingDisposition::Applied => "applied",
+            StagingDisposition::Proposed => "proposed",
+            StagingDisposition::Discarded => "discarded",
+        }
+    }
+}
+
+/// Options for one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The workspace folder the policy's `[fs]` paths are relative to.
+    pub workspace: Option<PathBuf>,
+    /// The user the agent acts for: its grant is then intersected with the user's roles.
+    pub user: Option<Arc<crate::user::User>>,
+}
+
+impl LoadedAgent {
+    /// Run `task` in a fresh instance.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError`] when the run cannot start; everything the guest does ends in an [`Outcome`].
+    pub async fn run(&self, task: &str, options: &RunOptions) -> Result<RunReport, RunError> {
+        let sandbox = self.prepared.sandbox();
+        let _slot = sandbox.slot().await?;
+        let started = Instant::now();
+        let ledger = self.runtime.ledger.clone();
+        let (mut trust, id) = match &ledger {
+            Some(l) => self.begin(l, options)?,
+            None => (
+                TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash),
+                self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1,
+            ),
+        };
+        let level = trust.level;
+        let execution = Execution {
+            task: id,
+            started,
+            workspace: options.workspace.as_deref(),
+            user: options.user.clone(),
+            staging_root: ledger.as_ref().map(|l| l.staging_root(id)),
+            level,
+            hold: ledger.clone().map(|l| {
+                Arc::new(LedgerHold(l)) as Arc<dyn crate::capabilities::tools::ActionHold>
+            }),
+        };
+        let executed = match self.prepared.execute(task, execution).await {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some(l) = &ledger {
+                    self.abandon(l, id, &e)?;
+                }
+                return Err(e);
+            }
+        };
+        let mut outcome = executed.outcome;
+        let policy = self.prepared.policy();
+
+        // Staged writes: applied when the agent's level lets it commit them (always, on a host
+        // without a ledger), proposed for a reviewer otherwise, discarded unless completed.
+        let mut applied = None;
+        let mut disposition = StagingDisposition::None;
+        if let Some(staging) = executed.staging {
+            let completed = matches!(outcome, Outcome::Completed { .. });
+            let commits = ledger.is_none() || level >= policy.trust.write_level();
+            let done = if !completed {
+                disposition = StagingDisposition::Discarded;
+                staging.discard()
+            } else if commits {
+                staging.apply().map(|changes| {
+                    disposition = if changes.written.is_empty() && changes.removed.is_empty() {
+                        StagingDisposition::None
+                    } else {
+                        StagingDisposition::Applied
+                    };
+                    applied = Some(changes);
+                })
+            } else {
+                match staging.diff() {
+                    Ok(diff) if diff.is_empty() => {
+                        disposition = StagingDisposition::None;
+                        staging.discard()
+                    }
+                    Ok(_) => {
+                        disposition = StagingDisposition::Proposed;
+                        staging.seal()
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            if let Err(e) = done {
+                outcome = Outcome::AgentError {
+                    kind: "failed",
+                    message: format!("the host could not stage the agent's file changes: {e}"),
+                };
+            }
+        }
+        let elapsed = started.elapsed();
+        if let Some(l) = &ledger {
+            self.finish(
+                l,
+                id,
+                &outcome,
+                &executed.trace,
+                &mut trust,
+                disposition,
+                Usage {
+                    elapsed,
+                    cpu: executed.cpu,
+                    memory: executed.memory,
+                },
+            )?;
+        }
+        let report = RunReport {
+            task: id,
+            agent: policy.agent.name.clone(),
+            outcome,
+            output: executed.output,
+            applied,
+            staging: disposition,
+            level: ledger.as_ref().map(|_| level),
+            elapsed,
+            cpu: executed.cpu,
+        };
+        tracing::info!(
+            target: "warden::run",
+            agent = %report.agent,
+            task = id,
+            status = outcome_name(&report.outcome),
+            elapsed_us = report.elapsed.as_micros() as u64,
+            "run finished"
+        );
+        Ok(report)
+    }
+}
