@@ -103,7 +103,8 @@ pub enum TrustCommand {
 /// `warden audit …`
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check the whole log: chain, signed checkpoints, anchor. Names the first bad record.
+    /// Check the whole log (chain, signed checkpoints, anchor) and compare it with the state
+    /// store both ways. Read-only. Names the first bad record or disagreement.
     Verify {
         /// The host's public key (default: host.pub in the data directory).
         #[arg(long)]
@@ -567,6 +568,45 @@ pub fn approve(ledger: &Ledger, config: &HostConfig, args: ApproveArgs) -> Resul
     }
 }
 
+/// What `warden audit verify` found, including what it could not vouch for.
+fn print_verified(report: &warden::ledger::DirReport) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "ok: {} records, {} signed checkpoints, head {}",
+        report.records, report.checkpoints, report.head
+    )?;
+    let vouched = report.store_vouches_to.map_or(String::new(), |seq| {
+        format!(", whose task commits vouch for the log up to record {seq}")
+    });
+    writeln!(
+        out,
+        "the log agrees with the state store: {} tasks, {} actions{vouched}",
+        report.tasks, report.actions
+    )?;
+    if report.unsigned() > 0 {
+        writeln!(
+            out,
+            "note: the last {} records follow the newest signed checkpoint: a host is running, or one stopped without its closing checkpoint (the next `warden` command to open the data directory signs them)",
+            report.unsigned()
+        )?;
+    }
+    if !report.awaiting_recovery.is_empty() {
+        writeln!(
+            out,
+            "note: tasks {:?} were left running by a host that stopped; the next `warden` command to open the data directory marks them interrupted",
+            report.awaiting_recovery
+        )?;
+    }
+    if !report.running.is_empty() {
+        writeln!(out, "note: tasks {:?} are running", report.running)?;
+    }
+    writeln!(
+        out,
+        "verify is read-only: it wrote nothing to the data directory"
+    )
+}
+
 /// `warden audit …`
 pub fn audit(dir: &Path, command: AuditCommand) -> Result<u8, Failure> {
     match command {
@@ -575,16 +615,15 @@ pub fn audit(dir: &Path, command: AuditCommand) -> Result<u8, Failure> {
                 .map(|k| warden::policy::keys::PublicKey::parse(&k))
                 .transpose()
                 .map_err(bad_input)?;
+            // Read-only: no ledger is opened, so nothing is recovered, appended or signed.
             match warden::ledger::verify_dir(dir, key) {
                 Ok(report) => {
-                    println!(
-                        "ok: {} records, {} signed checkpoints, head {}",
-                        report.records, report.checkpoints, report.head
-                    );
+                    print_verified(&report).map_err(host_failure)?;
                     Ok(0)
                 }
                 Err(e) => {
                     eprintln!("audit log FAILED verification: {e}");
+                    eprintln!("(verify is read-only: it wrote nothing to the data directory)");
                     Ok(super::EXIT_AGENT_ERROR)
                 }
             }
