@@ -301,6 +301,7 @@ fn check_task(
 ) -> Result<(), Mismatch> {
     let id = row.id;
     let vouched = row.log_head.as_ref().filter(|h| h.seq > 0);
+    let vouched_to = found.vouched_to;
     let missing = |record: &'static str| Mismatch::MissingRecord {
         task: id,
         status: row.status.clone(),
@@ -308,10 +309,9 @@ fn check_task(
         records,
         cut: match vouched {
             Some(h) if h.seq > records => format!(
-                "; its row was committed when the log had reached record {}, so records {}..={} were cut off the log's end",
+                "; its row was committed when the log had reached record {}, so the log was cut after record {records} (the store's task commits vouch for it up to record {})",
                 h.seq,
-                records + 1,
-                h.seq
+                vouched_to.unwrap_or(h.seq),
             ),
             _ => String::new(),
         },

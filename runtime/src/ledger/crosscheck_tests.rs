@@ -156,7 +156,7 @@ fn each_disagreement_is_named_with_its_task_or_action() {
         (
             "the log's tail cut after a crash",
             |_, l| l.truncate(12),
-            "task 6 is `completed` in the state store, but the audit log (ending at record 12) has no task-started record for it; its row was committed when the log had reached record 16, so records 13..=16 were cut",
+            "task 6 is `completed` in the state store, but the audit log (ending at record 12) has no task-started record for it; its row was committed when the log had reached record 16, so the log was cut after record 12 (the store's task commits vouch for it up to record 16)",
         ),
         (
             "only records after the last task commit cut",

@@ -82,21 +82,28 @@ impl DirReport {
     }
 }
 
-/// The world as it is now, for rows committed after the snapshot and live owners.
+/// The data directory as it is now, for live owners and rows committed after the snapshot
+/// (asked only about a record whose row the snapshot lacks, so a fresh look costs nothing
+/// otherwise).
 struct Live<'a> {
-    owners: &'a Path,
-    store: Option<&'a SqliteStore>,
+    dir: &'a Path,
+}
+
+impl Live<'_> {
+    fn store(&self) -> Option<SqliteStore> {
+        SqliteStore::open_read_only(self.dir).ok()
+    }
 }
 
 impl Now for Live<'_> {
     fn alive(&self, owner: &str) -> bool {
-        owner_alive(self.owners, owner)
+        owner_alive(&self.dir.join("owners"), owner)
     }
     fn task_exists(&self, id: u64) -> bool {
-        self.store.is_some_and(|s| s.task(id).is_ok())
+        self.store().is_some_and(|s| s.task(id).is_ok())
     }
     fn action_exists(&self, id: u64) -> bool {
-        self.store.is_some_and(|s| s.action(id).is_ok())
+        self.store().is_some_and(|s| s.action(id).is_ok())
     }
 }
 
@@ -121,14 +128,11 @@ pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<DirReport, Audit
         })
     })?;
     let anchor = read_anchor(dir).map_err(LedgerError::from)?;
-    let store = if dir.join("state.db").exists() {
-        Some(SqliteStore::open_read_only(dir).map_err(LedgerError::from)?)
+    let store = dir.join("state.db").exists();
+    let witness = if store {
+        SqliteStore::read_witness(dir).map_err(LedgerError::from)?
     } else {
-        None
-    };
-    let witness = match &store {
-        Some(s) => s.witness().map_err(LedgerError::from)?,
-        None => StoreWitness::default(),
+        StoreWitness::default()
     };
     let log = dir.join(LOG_FILE);
     let upto = std::fs::metadata(&log)
@@ -158,12 +162,8 @@ pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<DirReport, Audit
             });
         }
     }
-    let owners = dir.join("owners");
-    let live = Live {
-        owners: &owners,
-        store: store.as_ref(),
-    };
-    let found = crosscheck::compare(&witness, &facts, report.records, store.is_some(), &live)?;
+    let live = Live { dir };
+    let found = crosscheck::compare(&witness, &facts, report.records, store, &live)?;
     Ok(DirReport {
         records: report.records,
         checkpoints: report.checkpoints,

@@ -102,23 +102,68 @@ impl SqliteStore {
     }
 
     /// Opens `dir/state.db` read-only, for `warden audit verify`: no schema change, no pragma
-    /// that writes, every statement refused if it would write (`query_only`). A database in WAL
-    /// mode is read with its WAL, which is never changed; SQLite may create an empty `-wal` and
-    /// the `-shm` index beside it if they are missing, which hold no data.
+    /// that writes, every statement refused if it would write (`query_only`). A database in use
+    /// (in WAL mode, with its `-wal` file beside it) is read with its WAL, which is never
+    /// changed; SQLite may rebuild the `-shm` index, which holds no data. A database no one has
+    /// open (no `-wal` file) is read as an immutable file, so not even those side files are
+    /// created: sound for one query at once, not for a connection kept while others may write.
     ///
     /// # Errors
     ///
     /// [`StoreError::Open`] when the file is missing or cannot be opened.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let immutable = !dir.join("state.db-wal").exists();
+        Self::open_for_reading(&dir.join("state.db"), immutable)
+    }
+
+    /// Reads the [`StoreWitness`] of `dir/state.db` without writing anything, not even the side
+    /// files SQLite keeps beside a database in use. When no process has the database open (no
+    /// `-wal` file beside it) the file is read as immutable; if a writer appeared meanwhile (the
+    /// `-wal` file did, or the database file changed) it is read again through an ordinary
+    /// read-only connection, which reads the WAL too.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] when the file is missing or cannot be opened; [`StoreError::Sql`]
+    /// when it cannot be read.
+    pub fn read_witness(dir: &Path) -> Result<StoreWitness, StoreError> {
         let path = dir.join("state.db");
+        let wal = dir.join("state.db-wal");
+        let stamp = || {
+            std::fs::metadata(&path)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        };
+        if !wal.exists() {
+            let before = stamp();
+            let witness = Self::open_for_reading(&path, true)?.witness()?;
+            if !wal.exists() && stamp() == before {
+                return Ok(witness);
+            }
+        }
+        Self::open_for_reading(&path, false)?.witness()
+    }
+
+    /// A read-only connection to `path`; `immutable`: SQLite takes no lock and creates no side
+    /// file (only sound while no one writes the file, which the caller checks).
+    fn open_for_reading(path: &Path, immutable: bool) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            if !path.exists() {
+                // Without this, an immutable open of a missing file reports something vaguer.
+                return Self::open_for_reading(path, false);
+            }
+            Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
         .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
@@ -582,4 +627,22 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
 fn has_column(conn: &Connection, column: &str) -> bool {
     conn.prepare(&format!("SELECT {column} FROM tasks LIMIT 0"))
         .is_ok()
+}
+
+/// `path` as the path part of an SQLite `file:` URI: every byte but unreserved ones and `/`
+/// percent-encoded, so `?`, `#` or `%` in a directory name cannot add URI parameters.
+fn uri_path(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
+    bytes
+        .iter()
+        .map(|&b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

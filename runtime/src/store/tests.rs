@@ -352,3 +352,39 @@ fn a_database_from_before_the_log_head_opens_and_is_read() {
     assert_eq!(witness.tasks[1].id, id);
     assert_eq!(witness.tasks[1].log_head.as_ref().map(|h| h.seq), Some(4));
 }
+
+#[test]
+fn the_witness_is_read_without_creating_a_file_and_with_a_live_writers_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let id = writer.begin_task(&task("hello"), "live").unwrap();
+    // A writer holds it open: what it committed is in the WAL, and is read from there.
+    assert!(dir.path().join("state.db-wal").exists());
+    let wal = std::fs::read(dir.path().join("state.db-wal")).unwrap();
+    assert_eq!(
+        SqliteStore::read_witness(dir.path()).unwrap().tasks[0].id,
+        id
+    );
+    assert_eq!(std::fs::read(dir.path().join("state.db-wal")).unwrap(), wal);
+    // No one has it open: nothing is created beside it, not even SQLite's side files.
+    drop(writer);
+    let names = || {
+        let mut n: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    let before = names();
+    assert_eq!(before, ["state.db"]);
+    let witness = SqliteStore::read_witness(dir.path()).unwrap();
+    assert_eq!(witness.tasks[0].status, "running");
+    assert!(
+        SqliteStore::open_read_only(dir.path())
+            .unwrap()
+            .task(id)
+            .is_ok()
+    );
+    assert_eq!(names(), before);
+}
