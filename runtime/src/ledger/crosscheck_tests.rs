@@ -22,6 +22,11 @@ impl Now for World {
     }
 }
 
+/// Record `seq`'s hash in these logs.
+fn h(seq: u64) -> String {
+    format!("{seq:064}")
+}
+
 fn task(id: u64, status: &str, owner: &str, head: u64) -> TaskWitness {
     TaskWitness {
         id,
@@ -31,7 +36,7 @@ fn task(id: u64, status: &str, owner: &str, head: u64) -> TaskWitness {
         trace_sha256: Some(format!("trace{id}")),
         log_head: Some(LogHead {
             seq: head,
-            hash: format!("h{head}"),
+            hash: h(head)[..LogHead::KEPT_DIGITS].to_string(),
         }),
     }
 }
@@ -61,7 +66,7 @@ fn world() -> (StoreWitness, Vec<(&'static str, Option<u64>, Value)>) {
         actions: vec![action(1, 1, "performed"), action(2, 1, "pending")],
         checkpoint: Some(StoredCheckpoint {
             size: 9,
-            head: "h9".into(),
+            head: h(9),
             key: "k".into(),
             signature: "s".into(),
         }),
@@ -114,8 +119,8 @@ fn run(
             agent: None,
             user: None,
             detail: detail.clone(),
-            prev: format!("h{}", seq - 1),
-            hash: format!("h{seq}"),
+            prev: h(seq - 1),
+            hash: h(seq),
         });
     }
     compare(
@@ -163,10 +168,10 @@ fn each_disagreement_is_named_with_its_task_or_action() {
             |w, _| {
                 w.tasks[5].log_head = Some(LogHead {
                     seq: 17,
-                    hash: "h17".into(),
+                    hash: h(17),
                 })
             },
-            "task 6's row in the state store was committed when the audit log reached record 17 (hash h17), but the log ends at record 16",
+            "task 6's row in the state store was committed when the audit log reached record 17 (hash 0000000000000000000000000000000000000000000000000000000000000017), but the log ends at record 16",
         ),
         (
             "a status edited in the store",
@@ -180,8 +185,8 @@ fn each_disagreement_is_named_with_its_task_or_action() {
         ),
         (
             "a row the log's head moved under",
-            |w, _| w.tasks[0].log_head.as_mut().unwrap().hash = "forged".into(),
-            "task 1's row in the state store was committed when the audit log reached record 3 (hash forged), but the log's record 3 is another",
+            |w, _| w.tasks[0].log_head.as_mut().unwrap().hash = "1".repeat(16),
+            "task 1's row in the state store was committed when the audit log reached record 3 (hash 1111111111111111), but the log's record 3 is another",
         ),
         (
             "an interrupted task without its record",

@@ -60,12 +60,27 @@ pub enum StoreError {
 }
 
 /// Where the audit log stood at a commit: the seq and hash of its last record then.
+///
+/// A task row keeps only the hash's first [`LogHead::KEPT_DIGITS`] hex digits (an 8-byte
+/// integer, so the row written at every task's end hardly grows): the head guards against a log
+/// changed without the store changed with it, and finding another record whose hash starts the
+/// same takes 2^64 tries; someone able to edit the store can rewrite the head anyway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogHead {
     /// The record's seq (0 for an empty log).
     pub seq: u64,
-    /// Its hash (hex).
+    /// Its hash (hex), whole or its first [`LogHead::KEPT_DIGITS`] digits.
     pub hash: String,
+}
+
+impl LogHead {
+    /// How many leading hex digits of the hash a task row keeps.
+    pub const KEPT_DIGITS: usize = 16;
+
+    /// Whether a record with hash `hash` (hex, whole) is the one this head names.
+    pub fn matches(&self, hash: &str) -> bool {
+        self.hash.len() >= Self::KEPT_DIGITS && hash.starts_with(&self.hash)
+    }
 }
 
 /// Where the store reads the audit log's head from at each task commit (the ledger's log). A

@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
-use crate::policy::keys::to_hex;
+use crate::policy::keys::{from_hex, to_hex};
 
 use super::{
     ActionRecord, ActionWitness, Durability, LogHead, LogHeadSource, StateStore, StoreError,
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY,
     agent TEXT NOT NULL, agent_id TEXT NOT NULL, module_hash TEXT NOT NULL,
     user TEXT NOT NULL, level INTEGER NOT NULL, grant_json TEXT NOT NULL,
-    status TEXT NOT NULL, audit_seq INTEGER, audit_head TEXT, outcome TEXT, trace TEXT,
+    status TEXT NOT NULL, audit_seq INTEGER, audit_head INTEGER, outcome TEXT, trace TEXT,
     staging TEXT NOT NULL, staging_path TEXT,
     started_ms INTEGER NOT NULL, ended_ms INTEGER,
     owner TEXT NOT NULL DEFAULT ''
@@ -88,7 +89,7 @@ impl SqliteStore {
             ),
             (
                 "audit_seq",
-                "ALTER TABLE tasks ADD COLUMN audit_seq INTEGER; ALTER TABLE tasks ADD COLUMN audit_head TEXT",
+                "ALTER TABLE tasks ADD COLUMN audit_seq INTEGER; ALTER TABLE tasks ADD COLUMN audit_head INTEGER",
             ),
         ] {
             if !has_column(&conn, column) {
@@ -182,12 +183,17 @@ impl SqliteStore {
         self
     }
 
-    /// The head to record with a commit: `(seq, hash)`, or NULLs without a source.
-    fn head_now(&self) -> (Option<u64>, Option<String>) {
+    /// The head to record with a commit: its seq and the first 8 bytes of its hash as an
+    /// integer ([`LogHead::KEPT_DIGITS`]), or NULLs without a source.
+    fn head_now(&self) -> (Option<u64>, Option<i64>) {
         match &self.head {
             Some(source) => {
                 let head = source.log_head();
-                (Some(head.seq), Some(head.hash))
+                let prefix = head.hash.get(..LogHead::KEPT_DIGITS).and_then(from_hex);
+                let kept = prefix
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(i64::from_be_bytes);
+                (Some(head.seq), kept)
             }
             None => (None, None),
         }
@@ -534,7 +540,7 @@ impl StateStore for SqliteStore {
                      WHERE audit_seq IS NOT NULL AND audit_head IS NOT NULL ORDER BY audit_seq DESC LIMIT 1"
                 ),
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, head_hex(r.get_ref(1)?)?)),
             )
             .optional()?;
         drop(conn);
@@ -572,8 +578,11 @@ impl StateStore for SqliteStore {
                     .as_str_or_null()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?
                     .map(|t| to_hex(&Sha256::digest(t.as_bytes())));
-                let log_head = match (r.get::<_, Option<u64>>(5)?, r.get::<_, Option<String>>(6)?) {
-                    (Some(seq), Some(hash)) => Some(LogHead { seq, hash }),
+                let log_head = match (r.get::<_, Option<u64>>(5)?, r.get_ref(6)?) {
+                    (Some(seq), hash) if hash != ValueRef::Null => Some(LogHead {
+                        seq,
+                        hash: head_hex(hash)?,
+                    }),
                     _ => None,
                 };
                 tasks.push(TaskWitness {
@@ -621,6 +630,11 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
         key: r.get(2)?,
         signature: r.get(3)?,
     })
+}
+
+/// A stored log head's hash as hex: the leading digits a task row keeps as an integer.
+fn head_hex(value: ValueRef<'_>) -> rusqlite::Result<String> {
+    Ok(to_hex(&value.as_i64()?.to_be_bytes()))
 }
 
 /// Whether the tasks table has `column` (databases made by older versions lack some).

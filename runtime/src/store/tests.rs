@@ -14,9 +14,14 @@ impl LogHeadSource for FakeLog {
         let seq = self.0.load(Ordering::SeqCst);
         LogHead {
             seq,
-            hash: format!("h{seq}"),
+            hash: hash(seq),
         }
     }
+}
+
+/// A record hash (hex) whose first digits are `seq`'s.
+fn hash(seq: u64) -> String {
+    format!("{seq:016x}{}", "ab".repeat(24))
 }
 
 fn end(id: u64, status: &str) -> TaskEnd {
@@ -207,13 +212,13 @@ fn each_task_commit_records_the_log_head_it_was_made_at() {
         Some(to_hex(&<sha2::Sha256 as sha2::Digest>::digest(trace.as_bytes())).as_str())
     );
     assert_eq!(witness.tasks[1].trace_sha256, None);
+    // A row keeps the hash's first 16 digits, which match the record's whole hash.
+    let recent = store.recent_log_head().unwrap().unwrap();
     assert_eq!(
-        store.recent_log_head().unwrap(),
-        Some(LogHead {
-            seq: 12,
-            hash: "h12".into()
-        })
+        (recent.seq, recent.hash.as_str()),
+        (12, &hash(12)[..LogHead::KEPT_DIGITS])
     );
+    assert!(recent.matches(&hash(12)) && !recent.matches(&hash(13)));
     // A newer checkpoint raises it; an older one does not.
     for (size, expect) in [(5, 12), (20, 20)] {
         store
