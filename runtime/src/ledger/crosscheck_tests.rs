@@ -50,8 +50,11 @@ fn action(id: u64, task: u64, status: &str) -> ActionWitness {
     }
 }
 
+/// A log as (kind, task, detail) per record; record n's hash is `h(n)`.
+type Log = Vec<(&'static str, Option<u64>, Value)>;
+
 /// A store and the log that agrees with it.
-fn world() -> (StoreWitness, Vec<(&'static str, Option<u64>, Value)>) {
+fn world() -> (StoreWitness, Log) {
     let mut applied = task(6, "completed", "gone", 16);
     applied.staging = "applied".into();
     let witness = StoreWitness {
@@ -146,7 +149,7 @@ fn a_log_and_store_that_agree_pass_and_say_what_awaits_recovery() {
     );
 }
 
-type Edit = fn(&mut StoreWitness, &mut Vec<(&'static str, Option<u64>, Value)>);
+type Edit = fn(&mut StoreWitness, &mut Log);
 
 #[test]
 fn each_disagreement_is_named_with_its_task_or_action() {
