@@ -153,7 +153,7 @@ type Edit = fn(&mut StoreWitness, &mut Log);
 
 #[test]
 fn each_disagreement_is_named_with_its_task_or_action() {
-    let cases: [(&str, Edit, &str); 16] = [
+    let cases: [(&str, Edit, &str); 18] = [
         (
             "an end record cut out",
             |_, l| {
@@ -232,6 +232,16 @@ fn each_disagreement_is_named_with_its_task_or_action() {
             "an action settled in the log but still pending in the store",
             |w, _| w.actions[0].status = "pending".into(),
             "action 1 (task 1) is `pending` in the state store, but the audit log records it performed",
+        ),
+        (
+            "an action failed closed by an older host, never audited",
+            |w, _| w.actions.push(action(3, 1, "failed")),
+            "",
+        ),
+        (
+            "an action performed that the log never saw",
+            |w, _| w.actions.push(action(3, 1, "performed")),
+            "action 3 (task 1) is `performed` in the state store, but the audit log has no action-pending record",
         ),
         (
             "an action row deleted",

@@ -103,11 +103,15 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Open (creating if needed) the data directory `dir`, signing a checkpoint every
-    /// `checkpoint_every` audit records.
+    /// `checkpoint_every` audit records. Recovers from a process that stopped without closing
+    /// (see the module docs): interrupts its tasks, and signs what it left unsigned, writing an
+    /// `audit-recovered` record; a clean directory gets no record.
     ///
     /// # Errors
     ///
-    /// [`LedgerError`] when the directory, key, store or audit log cannot be used.
+    /// [`LedgerError`] when the directory, key, store or audit log cannot be used;
+    /// [`LedgerError::LogBehindStore`] (before anything is written) when the log no longer
+    /// reaches the head the store's newest rows vouch for.
     pub fn open(dir: &Path, checkpoint_every: u64) -> Result<Ledger, LedgerError> {
         let dir_err = |source| LedgerError::Dir {
             path: dir.to_path_buf(),
