@@ -508,10 +508,15 @@ fn default_cache_dir() -> Option<PathBuf> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Log events quote agent names, refusals and kill details: each line is escaped.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(move || terminal::LogStderr {
+            ansi,
+            json: matches!(format, LogFormat::Json),
+        });
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 
 mod stream;
 
-pub use stream::{Output, stderr, stdout, stdout_closed};
+pub use stream::{LogStderr, Output, stderr, stdout, stdout_closed};
 
 /// How [`escape`] treats the characters a text may legitimately span lines with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
