@@ -174,17 +174,26 @@ mod tests {
     #[test]
     fn log_lines_are_escaped_but_keep_their_own_colours_and_json() {
         let hostile = "agent=ev\u{202e}il\rerror: forged\u{9b}2J\n";
-        let plain = LogStderr { ansi: false, json: false };
+        let plain = LogStderr {
+            ansi: false,
+            json: false,
+        };
         assert_eq!(
             plain.escape(hostile),
             "agent=ev\\u{202e}il\\rerror: forged\\u{9b}2J\n"
         );
         // With colours, the formatter's ESC sequences stay; the value's hazards do not.
-        let coloured = LogStderr { ansi: true, json: false };
+        let coloured = LogStderr {
+            ansi: true,
+            json: false,
+        };
         let line = coloured.escape("\u{1b}[33mWARN\u{1b}[0m agent=a\nb\n");
         assert_eq!(line, "\u{1b}[33mWARN\u{1b}[0m agent=a\\nb\n");
         // JSON lines stay JSON.
-        let json = LogStderr { ansi: false, json: true };
+        let json = LogStderr {
+            ansi: false,
+            json: true,
+        };
         let line = json.escape("{\"agent\":\"a\u{202e}b\"}\n");
         assert_eq!(line, "{\"agent\":\"a\\u202eb\"}\n");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
