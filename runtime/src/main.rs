@@ -247,7 +247,10 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -272,6 +275,24 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Help, the version, or a usage error. A usage error quotes the arguments, which can be a file
+/// name from anywhere: clap's own (coloured) rendering only when it holds nothing to escape.
+fn usage(e: &clap::Error) -> ExitCode {
+    let plain = e.render().to_string();
+    let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_BAD_INPUT));
+    match terminal::block(&plain) {
+        std::borrow::Cow::Borrowed(_) => {
+            // clap writes to the stream it chose; a closed pipe there is the end of the output.
+            let _ = e.print();
+        }
+        escaped if e.use_stderr() => errln!("{}", escaped.trim_end()),
+        escaped => {
+            let _ = outln!("{}", escaped.trim_end());
+        }
+    }
+    code
 }
 
 #[derive(Debug)]

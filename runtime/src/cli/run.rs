@@ -288,14 +288,12 @@ mod tests {
             ..HostConfig::default()
         };
         for empty in [None, Some(""), Some("   "), Some("\n")] {
-            let e = acting_user(&with_issuer, empty).err().expect("refused");
+            let e = acting_user(&with_issuer, empty).expect_err("refused");
             let text = e.error.to_string();
             assert!(text.starts_with("no identity token"), "{empty:?}: {text}");
         }
         // The deny twin: a token that is there but is not one is malformed, not missing.
-        let e = acting_user(&with_issuer, Some("v4.public.xyz"))
-            .err()
-            .unwrap();
+        let e = acting_user(&with_issuer, Some("v4.public.xyz")).expect_err("refused");
         assert!(e.error.to_string().contains("malformed"), "{}", e.error);
         // On a host without issuers an empty token runs for no user, as no token does.
         assert!(

@@ -495,6 +495,10 @@ pub fn case(host: &Host, walk: &mut Walk, case: &str) {
                 vec!["approve", "--submit", f],
                 vec!["policy", "check", f],
                 vec!["--config", f, "task", "list"],
+                // Usage errors quote the arguments.
+                vec!["task", "show", HOSTILE],
+                vec!["keygen", "a", f],
+                vec!["run", f, "--polcy", HOSTILE],
             ];
             for args in &commands {
                 walk.check(d, args, false);
