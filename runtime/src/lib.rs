@@ -16,6 +16,7 @@ pub mod approval;
 pub mod audit;
 #[allow(missing_docs)]
 pub mod bindings;
+pub mod bounded;
 pub mod capabilities;
 pub mod credential;
 pub mod engine;
@@ -31,6 +32,7 @@ mod runtime;
 pub mod secrets;
 pub mod staging;
 pub mod store;
+pub mod terminal;
 pub mod token;
 pub mod trust;
 pub mod user;
