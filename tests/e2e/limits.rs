@@ -228,3 +228,99 @@ async fn the_host_configurations_limits_cap_every_policy() {
         .unwrap();
     killed(&r, KillReason::MemoryLimit);
 }
+
+/// CPU time the calling thread has run, from the kernel's scheduler statistics: what the host
+/// really spent, to hold the meter's figure against.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// Run `task` on this thread (the test runs on a current-thread runtime, so every poll of the
+/// task is on it); returns the report and the CPU the thread spent on the run.
+async fn run_measured(
+    agent: &warden::LoadedAgent,
+    task: &str,
+    ws: Option<&std::path::Path>,
+) -> (warden::RunReport, Duration) {
+    let options = warden::RunOptions {
+        workspace: ws.map(std::path::Path::to_path_buf),
+        user: None,
+    };
+    let before = thread_cpu();
+    let r = agent.run(task, &options).await.unwrap();
+    (r, thread_cpu() - before)
+}
+
+/// Host CPU spent on the guest's behalf is charged to it: a tree as deep as the host lets the
+/// guest make it, walked by full path for ever, is stopped by the CPU limit with the CPU the host
+/// really spent, and no call runs far past the limit.
+#[tokio::test(flavor = "current_thread")]
+async fn host_work_in_a_deep_tree_is_charged() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir(ws.path().join("tree")).unwrap();
+    let limit = Duration::from_millis(500);
+    let agent = warden_tests::load(
+        "probe",
+        "[fs]\nwrite = [\"tree/**\"]\n[limits]\ncpu = \"500 ms\"\nwall = \"60 s\"\n",
+    )
+    .unwrap();
+    let task = probe(
+        "deep-tree",
+        &[("path", json!("/tree")), ("depth", json!(700u64))],
+    );
+    let (r, spent) = run_measured(&agent, &task, Some(ws.path())).await;
+    killed(&r, KillReason::CpuLimit);
+    assert!(
+        spent <= r.cpu + Duration::from_millis(50),
+        "the host spent {spent:?} on the task but charged {:?}",
+        r.cpu
+    );
+    assert!(
+        r.cpu >= limit && r.cpu < limit + Duration::from_millis(20),
+        "charged {:?} for a limit of {limit:?}",
+        r.cpu
+    );
+}
+
+/// Each bulk-memory or table instruction runs in one call into wasmtime's runtime, with no epoch
+/// check inside; a loop of them is charged what it burns and stopped by the CPU limit after at
+/// most one instruction (bounded by the memory limit), and a guest that returns right after
+/// overspending is stopped too.
+#[tokio::test(flavor = "current_thread")]
+async fn bulk_instructions_are_charged() {
+    let wat = std::fs::read(warden_tests::root().join("tests/redteam/wat/bulk.wat")).unwrap();
+    for (task, memory) in [
+        ("\"f8\"", "256 MiB"),
+        ("\"c8\"", "256 MiB"),
+        ("\"t9\"", "64 MiB"),
+        ("\"F8\"", "256 MiB"),
+    ] {
+        let policy = warden_tests::policy(
+            "bulk",
+            &format!(
+                "[limits]\ncpu = \"20 ms\"\nwall = \"20 s\"\nmemory = \"{memory}\"\ntables = 1000000\n"
+            ),
+        );
+        let agent = warden_tests::runtime().load(&wat, policy).unwrap();
+        let (r, spent) = run_measured(&agent, task, None).await;
+        let (capability, _) = killed(&r, KillReason::CpuLimit);
+        assert_eq!(capability, "limits.cpu", "{task}");
+        assert!(
+            spent <= r.cpu + Duration::from_millis(50),
+            "{task}: the host spent {spent:?} on the task but charged {:?}",
+            r.cpu
+        );
+        // One fill of 256 MiB of fresh pages is the largest single step here.
+        assert!(
+            r.cpu < Duration::from_millis(500),
+            "{task}: charged {:?}",
+            r.cpu
+        );
+    }
+    // The twin: within its budget, the same component completes.
+    let policy = warden_tests::policy("bulk", "[limits]\ncpu = \"2 s\"\nmemory = \"4 MiB\"\n");
+    let agent = warden_tests::runtime().load(&wat, policy).unwrap();
+    let (r, _) = run_measured(&agent, "\"F1\"", None).await;
+    assert_eq!(completed(&r), "\"F1\"");
+}

@@ -42,6 +42,29 @@ fn recurse(depth: u64) -> u64 {
     1 + recurse(black_box(depth - 1)) + black_box(depth) % 2
 }
 
+/// Nest `depth` folders named `d` below `root` (as deep as the host lets it), then walk the
+/// tree for ever: every level's metadata and listing, each named by its full path, so every call
+/// makes the host resolve a path as deep as the tree. Ends when the host stops it.
+fn deep_tree(root: &str, depth: u64) -> Result<String, AgentError> {
+    let mut levels = vec![std::path::PathBuf::from(root)];
+    for _ in 0..depth {
+        let next = levels[levels.len() - 1].join("d");
+        if std::fs::create_dir(&next).is_err() {
+            break;
+        }
+        levels.push(next);
+    }
+    if levels.len() == 1 {
+        return Err(fail(format!("could not create any folder below {root}")));
+    }
+    loop {
+        for level in &levels {
+            black_box(std::fs::metadata(level).map_err(fail)?);
+            black_box(std::fs::read_dir(level).map_err(fail)?.count());
+        }
+    }
+}
+
 /// The first preopened folder, through the raw WASI bindings (so paths reach the host unchanged).
 fn first_preopen() -> Result<wasip2::filesystem::types::Descriptor, AgentError> {
     wasip2::filesystem::preopens::get_directories()
@@ -247,6 +270,7 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                     .map(|out| out.len().to_string())
                     .map_err(fail)
             }
+            "deep-tree" => deep_tree(&t.path, t.depth),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }
