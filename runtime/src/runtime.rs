@@ -1086,6 +1086,7 @@ impl LoadedAgent {
 
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
+        let meter = CpuMeter::new(limits.cpu, started, limits.wall);
         let state = InstanceState {
             wasi: wasi.build(),
             table,
@@ -1094,6 +1095,7 @@ impl LoadedAgent {
                 Arc::new(NetScope::new(self.net.clone(), user.clone())),
                 kill.clone(),
                 self.runtime.secrets.clone(),
+                meter.account.clone(),
             ),
             fs,
             tools: self.runtime.tools.clone(),
@@ -1106,7 +1108,7 @@ impl LoadedAgent {
                 kill: kill.clone(),
                 peak_memory: 0,
             },
-            meter: CpuMeter::new(limits.cpu, started, limits.wall),
+            meter,
             kill,
             output,
             level: 1,

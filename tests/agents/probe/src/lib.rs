@@ -65,6 +65,34 @@ fn deep_tree(root: &str, depth: u64) -> Result<String, AgentError> {
     }
 }
 
+/// Make `count` files in the folder `dir`, then list it for ever: each listing is the host's work.
+fn many_files(dir: &str, count: u64) -> Result<String, AgentError> {
+    for i in 0..count {
+        std::fs::write(format!("{dir}/f{i}"), "").map_err(fail)?;
+    }
+    loop {
+        black_box(std::fs::read_dir(dir).map_err(fail)?.count());
+    }
+}
+
+/// Make a chain of `count` symlinks in `dir` (a folder of the first preopened folder): `c0` ->
+/// `.`, each next one to the one before; then look up a path through the whole chain for ever,
+/// through the raw WASI bindings, ignoring the errors the host gives past what it follows.
+fn link_chain(dir: &str, count: u64) -> Result<String, AgentError> {
+    let root = first_preopen()?;
+    let raw = |e: wasip2::filesystem::types::ErrorCode| fail(format!("{e:?}"));
+    root.symlink_at(".", &format!("{dir}/c0")).map_err(raw)?;
+    for i in 1..count {
+        root.symlink_at(&format!("c{}", i - 1), &format!("{dir}/c{i}"))
+            .map_err(raw)?;
+    }
+    let last = format!("c{}", count.saturating_sub(1));
+    let through = format!("{dir}/{}", vec![last.as_str(); 8].join("/"));
+    loop {
+        let _ = black_box(root.stat_at(PathFlags::SYMLINK_FOLLOW, &through));
+    }
+}
+
 /// The first preopened folder, through the raw WASI bindings (so paths reach the host unchanged).
 fn first_preopen() -> Result<wasip2::filesystem::types::Descriptor, AgentError> {
     wasip2::filesystem::preopens::get_directories()
@@ -271,6 +299,8 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                     .map_err(fail)
             }
             "deep-tree" => deep_tree(&t.path, t.depth),
+            "many-files" => many_files(&t.path, t.depth),
+            "link-chain" => link_chain(&t.path, t.depth),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }
