@@ -229,15 +229,42 @@ async fn the_host_configurations_limits_cap_every_policy() {
     killed(&r, KillReason::MemoryLimit);
 }
 
-/// CPU time the calling thread has run, from the kernel's scheduler statistics: what the host
-/// really spent, to hold the meter's figure against.
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+/// Name of the threads of the runtime [`measured`] builds.
+const MEASURED: &str = "warden-measured";
+
+/// CPU time the calling thread and every thread named [`MEASURED`] have run, from the kernel's
+/// scheduler statistics: what the host really spent, to hold the meter's figure against.
+fn measured_cpu() -> Duration {
+    let ns = |dir: &std::path::Path| -> u64 {
+        let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+        stat.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut total = ns(std::path::Path::new("/proc/thread-self"));
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() == MEASURED {
+            total += ns(&dir);
+        }
+    }
+    Duration::from_nanos(total)
 }
 
-/// Run `task` on this thread (the test runs on a current-thread runtime, so every poll of the
-/// task is on it); returns the report and the CPU the thread spent on the run.
+/// Run `work` on this thread, with its blocking threads (file work, staging) named [`MEASURED`].
+fn measured<F: std::future::Future>(work: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .thread_name(MEASURED)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+/// Run `task` and return the report and the CPU the host spent on the run, wherever it did.
+/// Call it inside [`measured`].
 async fn run_measured(
     agent: &warden::LoadedAgent,
     task: &str,
@@ -247,16 +274,20 @@ async fn run_measured(
         workspace: ws.map(std::path::Path::to_path_buf),
         user: None,
     };
-    let before = thread_cpu();
+    let before = measured_cpu();
     let r = agent.run(task, &options).await.unwrap();
-    (r, thread_cpu() - before)
+    (r, measured_cpu() - before)
 }
 
 /// Host CPU spent on the guest's behalf is charged to it: a tree as deep as the host lets the
 /// guest make it, walked by full path for ever, is stopped by the CPU limit with the CPU the host
 /// really spent, and no call runs far past the limit.
-#[tokio::test(flavor = "current_thread")]
-async fn host_work_in_a_deep_tree_is_charged() {
+#[test]
+fn host_work_in_a_deep_tree_is_charged() {
+    measured(deep_tree())
+}
+
+async fn deep_tree() {
     let ws = tempfile::tempdir().unwrap();
     std::fs::create_dir(ws.path().join("tree")).unwrap();
     let limit = Duration::from_millis(500);
@@ -287,8 +318,12 @@ async fn host_work_in_a_deep_tree_is_charged() {
 /// check inside; a loop of them is charged what it burns and stopped by the CPU limit after at
 /// most one instruction (bounded by the memory limit), and a guest that returns right after
 /// overspending is stopped too.
-#[tokio::test(flavor = "current_thread")]
-async fn bulk_instructions_are_charged() {
+#[test]
+fn bulk_instructions_are_charged() {
+    measured(bulk())
+}
+
+async fn bulk() {
     let wat = std::fs::read(warden_tests::root().join("tests/redteam/wat/bulk.wat")).unwrap();
     for (task, memory) in [
         ("\"f8\"", "256 MiB"),
@@ -323,4 +358,28 @@ async fn bulk_instructions_are_charged() {
     let agent = warden_tests::runtime().load(&wat, policy).unwrap();
     let (r, _) = run_measured(&agent, "\"F1\"", None).await;
     assert_eq!(completed(&r), "\"F1\"");
+}
+
+/// Non-blocking stream reads of a file, in a loop: each read is the host's work, wherever it
+/// does it, and is charged.
+#[test]
+fn stream_reads_are_charged() {
+    measured(async {
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir(ws.path().join("data")).unwrap();
+        std::fs::write(ws.path().join("data/big"), vec![7u8; 4 << 20]).unwrap();
+        let agent = warden_tests::load(
+            "probe",
+            "[fs]\nread = [\"data/**\"]\n[limits]\ncpu = \"300 ms\"\nwall = \"60 s\"\n",
+        )
+        .unwrap();
+        let task = probe("stream-read", &[("path", json!("big"))]);
+        let (r, spent) = run_measured(&agent, &task, Some(ws.path())).await;
+        killed(&r, KillReason::CpuLimit);
+        assert!(
+            spent <= r.cpu + Duration::from_millis(50),
+            "the host spent {spent:?} on the task but charged {:?}",
+            r.cpu
+        );
+    })
 }

@@ -21,6 +21,8 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 use super::guard::Use;
 use super::overlay::{Need, Overlay};
 use super::scope::FsScope;
+#[cfg(unix)]
+use super::streams::{FileInput, FileOutput, Mode};
 use crate::gate::KillSwitch;
 use crate::instance::CpuMeter;
 
@@ -89,6 +91,16 @@ pub struct GatedFsView<'a> {
     pub kill: &'a KillSwitch,
     /// The task's CPU limit, checked after calls that may take long.
     pub(crate) cpu: &'a CpuMeter,
+}
+
+impl GatedFsView<'_> {
+    /// The open file behind `fd`, if it is a file.
+    fn file_of(&self, fd: &Fd) -> Option<Arc<std::fs::File>> {
+        match self.inner.table.get(fd) {
+            Ok(wasmtime_wasi::filesystem::Descriptor::File(f)) => Some(f.file.clone()),
+            _ => None,
+        }
+    }
 }
 
 impl preopens::Host for GatedFsView<'_> {
@@ -332,16 +344,36 @@ impl HostDescriptor for GatedFsView<'_> {
         Ok(())
     }
 
+    // wasmtime-wasi makes the stream (and checks the descriptor's permissions); its work is
+    // then done by one served on the task's thread.
     fn read_via_stream(&mut self, fd: Fd, offset: u64) -> FsResult<Resource<DynInputStream>> {
-        self.inner.read_via_stream(fd, offset)
+        let file = self.file_of(&fd);
+        let stream = self.inner.read_via_stream(fd, offset)?;
+        #[cfg(unix)]
+        if let Some(file) = file {
+            *self.inner.table.get_mut(&stream)? = Box::new(FileInput::new(file, offset));
+        }
+        Ok(stream)
     }
 
     fn write_via_stream(&mut self, fd: Fd, offset: u64) -> FsResult<Resource<DynOutputStream>> {
-        self.inner.write_via_stream(fd, offset)
+        let file = self.file_of(&fd);
+        let stream = self.inner.write_via_stream(fd, offset)?;
+        #[cfg(unix)]
+        if let Some(file) = file {
+            *self.inner.table.get_mut(&stream)? = Box::new(FileOutput::new(file, Mode::At(offset)));
+        }
+        Ok(stream)
     }
 
     fn append_via_stream(&mut self, fd: Fd) -> FsResult<Resource<DynOutputStream>> {
-        self.inner.append_via_stream(fd)
+        let file = self.file_of(&fd);
+        let stream = self.inner.append_via_stream(fd)?;
+        #[cfg(unix)]
+        if let Some(file) = file {
+            *self.inner.table.get_mut(&stream)? = Box::new(FileOutput::new(file, Mode::Append));
+        }
+        Ok(stream)
     }
 
     async fn is_same_object(&mut self, a: Fd, b: Fd) -> wasmtime::Result<bool> {

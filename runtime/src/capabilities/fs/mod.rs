@@ -13,6 +13,8 @@ mod host;
 pub mod overlay;
 pub mod resolve;
 mod scope;
+#[cfg(unix)]
+mod streams;
 
 pub use host::{FsState, GatedFs, GatedFsView};
 pub use overlay::{Need, Overlay, Staged};

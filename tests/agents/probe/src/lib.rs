@@ -75,6 +75,32 @@ fn many_files(dir: &str, count: u64) -> Result<String, AgentError> {
     }
 }
 
+/// Read the file at `path` (in the first preopened folder) through non-blocking stream reads,
+/// over and over, for ever.
+fn stream_read(path: &str) -> Result<String, AgentError> {
+    let raw = |e: wasip2::filesystem::types::ErrorCode| fail(format!("{e:?}"));
+    let file = first_preopen()?
+        .open_at(
+            PathFlags::empty(),
+            path,
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        )
+        .map_err(raw)?;
+    loop {
+        let stream = file.read_via_stream(0).map_err(raw)?;
+        loop {
+            match stream.read(64 * 1024) {
+                Ok(bytes) if bytes.is_empty() => stream.subscribe().block(),
+                Ok(bytes) => {
+                    black_box(bytes);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// Make a chain of `count` symlinks in `dir` (a folder of the first preopened folder): `c0` ->
 /// `.`, each next one to the one before; then look up a path through the whole chain for ever,
 /// through the raw WASI bindings, ignoring the errors the host gives past what it follows.
@@ -300,6 +326,7 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             }
             "deep-tree" => deep_tree(&t.path, t.depth),
             "many-files" => many_files(&t.path, t.depth),
+            "stream-read" => stream_read(&t.path),
             "link-chain" => link_chain(&t.path, t.depth),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
