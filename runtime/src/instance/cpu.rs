@@ -84,20 +84,15 @@ impl CpuAccount {
 
     /// Poll `work`, a future the host runs for the task in a task of its own (never one awaited
     /// inside [`CpuAccount::run`], which is charged already), charging every poll to this account.
-    pub fn on_behalf<F: Future>(
-        account: std::sync::Arc<CpuAccount>,
-        work: F,
-    ) -> impl Future<Output = F::Output> {
-        async move {
-            let mut work = pin!(work);
-            std::future::poll_fn(|cx| {
-                let start = thread_cpu_ns();
-                let polled = work.as_mut().poll(cx);
-                account.add(thread_cpu_ns().saturating_sub(start));
-                polled
-            })
-            .await
-        }
+    pub async fn on_behalf<F: Future>(account: std::sync::Arc<CpuAccount>, work: F) -> F::Output {
+        let mut work = pin!(work);
+        std::future::poll_fn(|cx| {
+            let start = thread_cpu_ns();
+            let polled = work.as_mut().poll(cx);
+            account.add(thread_cpu_ns().saturating_sub(start));
+            polled
+        })
+        .await
     }
 
     /// Run `work` on the calling thread, which is not the task's (a blocking thread the host

@@ -177,8 +177,7 @@ impl Overlay {
             }
         }
         out.target = Some(w.path(None));
-        drop(entries);
-        fill(f, &mut book, &mut w.at, need)?;
+        fill(f, entries.book, &mut w.at, need)?;
         Ok(out)
     }
 

@@ -113,7 +113,7 @@ fn link_chain(dir: &str, count: u64) -> Result<String, AgentError> {
             .map_err(raw)?;
     }
     let last = format!("c{}", count.saturating_sub(1));
-    let through = format!("{dir}/{}", vec![last.as_str(); 8].join("/"));
+    let through = format!("{dir}/{}", [last.as_str(); 8].join("/"));
     loop {
         let _ = black_box(root.stat_at(PathFlags::SYMLINK_FOLLOW, &through));
     }

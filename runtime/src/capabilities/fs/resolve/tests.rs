@@ -106,7 +106,8 @@ fn errors_are_the_kernels() {
     let d = mount();
     let long = "x".repeat(MAX_PATH_BYTES + 1);
     let dots = "./".repeat(MAX_STEPS + 1);
-    let cases: Vec<(&str, fn(&Stop) -> bool)> = vec![
+    type Want = fn(&Stop) -> bool;
+    let cases: Vec<(&str, Want)> = vec![
         ("loop1", |s| matches!(s, Stop::Loop)),
         ("nodir/x", |s| matches!(s, Stop::NotFound)),
         ("f.txt/x", |s| matches!(s, Stop::NotADirectory)),
