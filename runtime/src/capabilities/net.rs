@@ -231,13 +231,23 @@ async fn send_checked(
     }
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|_| HttpTransportError::DnsError {
-                rcode: Some("lookup failed".into()),
-                info_code: None,
-            })?
-            .collect(),
+        Err(_) => {
+            // The resolver blocks, so it runs on a blocking thread; its CPU is the task's.
+            let (name, account) = (host.clone(), cpu.clone());
+            let resolved = tokio::task::spawn_blocking(move || {
+                account.charge(|| std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port)))
+            })
+            .await;
+            match resolved {
+                Ok(Ok(found)) => found.collect(),
+                _ => {
+                    return Err(HttpTransportError::DnsError {
+                        rcode: Some("lookup failed".into()),
+                        info_code: None,
+                    });
+                }
+            }
+        }
     };
     let Some(forbidden) = addrs
         .iter()
