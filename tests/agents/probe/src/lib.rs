@@ -224,6 +224,40 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                 }
                 Ok(format!("{} handles", kept.len()))
             }
+            "raw-moved" => {
+                // Open the folder `path` (making what is missing of it), rename it to `target`,
+                // then create `text` relative to the descriptor, which moved with the folder.
+                let root = first_preopen()?;
+                let raw = |e: wasip2::filesystem::types::ErrorCode| fail(format!("{e:?}"));
+                let mut made = String::new();
+                for part in t.path.split('/') {
+                    made = if made.is_empty() {
+                        part.to_string()
+                    } else {
+                        format!("{made}/{part}")
+                    };
+                    if root.stat_at(PathFlags::empty(), &made).is_err() {
+                        root.create_directory_at(&made).map_err(raw)?;
+                    }
+                }
+                let dir = root
+                    .open_at(
+                        PathFlags::empty(),
+                        &t.path,
+                        OpenFlags::DIRECTORY,
+                        DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+                    )
+                    .map_err(raw)?;
+                root.rename_at(&t.path, &root, &t.target).map_err(raw)?;
+                dir.open_at(
+                    PathFlags::empty(),
+                    &t.text,
+                    OpenFlags::CREATE,
+                    DescriptorFlags::WRITE,
+                )
+                .map(|_| "created".into())
+                .map_err(raw)
+            }
             "raw-rename" => {
                 let dir = first_preopen()?;
                 dir.rename_at(&t.path, &dir, &t.target)
