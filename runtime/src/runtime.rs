@@ -170,7 +170,8 @@ pub struct RunReport {
     /// Wall-clock time from the start of the run (JSON: `elapsed_us`).
     #[serde(rename = "elapsed_us", serialize_with = "micros")]
     pub elapsed: Duration,
-    /// Guest CPU time, as measured by the epoch ticks (JSON: `cpu_us`).
+    /// CPU time of the task, the guest's and the host's on its behalf, from the thread CPU
+    /// clock (JSON: `cpu_us`).
     #[serde(rename = "cpu_us", serialize_with = "micros")]
     pub cpu: Duration,
 }
@@ -641,12 +642,13 @@ impl LoadedAgent {
             .saturating_duration_since(Instant::now());
         let kill = store.data().kill.clone();
         let output = store.data().output.clone();
+        let account = store.data().meter.account.clone();
 
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_run(&mut store, task).await
         };
-        let result = match tokio::time::timeout(wall, call).await {
+        let result = match tokio::time::timeout(wall, account.run(call)).await {
             Ok(r) => r,
             Err(_) => Err(kill.kill(Violation::new(
                 KillReason::WallLimit,
@@ -656,6 +658,12 @@ impl LoadedAgent {
         };
         let cpu = store.data().meter.used();
         let memory = store.data().limiter.peak_memory;
+        // A guest that returned after spending past its limit in its last stretch (a long host
+        // call, a bulk-memory instruction) gets no epoch tick to be stopped at: it ends the same
+        // way as one that was stopped (the check records the violation, which wins below).
+        if result.is_ok() && !kill.is_killed() {
+            let _ = store.data().meter.check(&kill);
+        }
         drop(store);
 
         // A violation recorded outside a host call (the address check after DNS) wins over
@@ -964,11 +972,12 @@ impl LoadedAgent {
         let started = Instant::now();
         let (mut store, _staging) = self.new_store(0, started, Mounts::None)?;
         let kill = store.data().kill.clone();
+        let account = store.data().meter.account.clone();
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_describe(&mut store).await
         };
-        match tokio::time::timeout(self.policy.limits.wall, call).await {
+        match tokio::time::timeout(self.policy.limits.wall, account.run(call)).await {
             Ok(Ok(d)) => Ok(Description {
                 name: d.name,
                 version: d.version,
@@ -1025,7 +1034,10 @@ impl LoadedAgent {
         wasi.stdout(output.writer(Stream::Stdout))
             .stderr(output.writer(Stream::Stderr))
             .max_random_size(crate::capabilities::random::MAX_RANDOM_BYTES)
-            .allow_blocking_current_thread(false);
+            // File operations run on the task's own thread, where its CPU meter sees them: on
+            // a blocking thread a listing or a deep path walk would cost the guest nothing.
+            // Each one is bounded (path length and depth, symlink hops, read sizes).
+            .allow_blocking_current_thread(true);
 
         let mut staging = None;
         // Without mounts (describe) the file capability is still linked if granted, but it has
@@ -1074,6 +1086,7 @@ impl LoadedAgent {
 
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
+        let meter = CpuMeter::new(limits.cpu, started, limits.wall);
         let state = InstanceState {
             wasi: wasi.build(),
             table,
@@ -1082,6 +1095,7 @@ impl LoadedAgent {
                 Arc::new(NetScope::new(self.net.clone(), user.clone())),
                 kill.clone(),
                 self.runtime.secrets.clone(),
+                meter.account.clone(),
             ),
             fs,
             tools: self.runtime.tools.clone(),
@@ -1094,12 +1108,7 @@ impl LoadedAgent {
                 kill: kill.clone(),
                 peak_memory: 0,
             },
-            meter: CpuMeter::new(
-                self.runtime.engine.epoch_tick(),
-                limits.cpu,
-                started,
-                limits.wall,
-            ),
+            meter,
             kill,
             output,
             level: 1,
