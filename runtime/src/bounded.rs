@@ -38,6 +38,8 @@ impl Limit {
     pub const APPROVAL: Limit = Limit::new("a saved approval (--submit FILE)", MIB);
     /// A policy file to sign (the same bound the policy loader keeps).
     pub const POLICY: Limit = Limit::new("a policy file", MIB);
+    /// A secret's file (`[[secrets]] file = …` in the host configuration).
+    pub const SECRET: Limit = Limit::new("a secret file", 64 * KIB);
 
     /// A limit of `bytes` for `what`.
     pub const fn new(what: &'static str, bytes: u64) -> Limit {

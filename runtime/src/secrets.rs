@@ -76,7 +76,7 @@ impl SecretStore {
                         var: var.clone(),
                     })?
                 }
-                SecretSource::File(path) => std::fs::read_to_string(path)
+                SecretSource::File(path) => crate::bounded::read_to_string(path, crate::bounded::Limit::SECRET)
                     .map_err(|e| SecretError::File {
                         name: rule.name.clone(),
                         path: path.display().to_string(),

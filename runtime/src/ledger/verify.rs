@@ -178,7 +178,7 @@ pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<DirReport, Audit
 }
 
 fn read_public(path: &Path) -> Result<PublicKey, LedgerError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::bounded::read_to_string(path, crate::bounded::Limit::KEY).map_err(|e| {
         LedgerError::Key(IdentityError::KeyFile {
             path: path.to_path_buf(),
             why: e.to_string(),
