@@ -2,7 +2,8 @@
 //! demotion, a level-1 agent's writes proposed and not applied, irreversible actions held until a
 //! signed approval (and replayed, tampered or unauthorised approvals refused), the audit log
 //! verifying clean and failing on every kind of tampering, and a host killed with SIGKILL in the
-//! middle of a stream of tasks losing nothing it reported.
+//! middle of a stream of tasks losing nothing it reported. What an attacker can do to the data
+//! directory such a crash leaves is in `ledger/crash.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -15,6 +16,11 @@ use warden::ledger::{ApproveError, verify_dir};
 use warden::policy::{HostConfig, Roles};
 use warden::{KillReason, Outcome, RunOptions, StagingDisposition};
 use warden_tests::{agent, completed, killed, ledger_runtime, policy, probe, root, warden_bin};
+
+#[path = "ledger/crash.rs"]
+mod crash;
+#[path = "ledger/killed.rs"]
+mod killed_host;
 
 fn options(ws: Option<&Path>) -> RunOptions {
     RunOptions {
@@ -353,10 +359,9 @@ async fn irreversible_actions_fail_closed_when_the_audit_log_cannot_be_written()
         )
         .unwrap_err();
     assert!(e.to_string().contains("audit"), "{e}");
-    let action = &ledger.store().actions(10).unwrap()[0];
-    assert_eq!(
-        action.status, "failed",
-        "an unaudited action stays unperformable"
+    assert!(
+        ledger.store().actions(10).unwrap().is_empty(),
+        "an unaudited action was stored"
     );
 
     // A host whose log cannot be written does not load (or run) agents either.
@@ -377,10 +382,21 @@ async fn irreversible_actions_fail_closed_when_the_audit_log_cannot_be_written()
         ),
     )
     .unwrap();
+    // An action stored while the log still worked (put in by hand here).
     let db = rusqlite::Connection::open(data.path().join("state.db")).unwrap();
-    db.execute("UPDATE actions SET status = 'pending'", [])
-        .unwrap();
-    let action = ledger.store().action(action.id).unwrap();
+    db.execute(
+        "INSERT INTO actions (task, agent, user, tool, params, hash, status, created_ms, expires_ms)
+         VALUES (1, 'probe', '-', 'deploy', 'release', '', 'pending', 0, 9999999999999)",
+        [],
+    )
+    .unwrap();
+    let mut action = ledger.store().actions(1).unwrap().remove(0);
+    action.hash = warden::approval::action_hash(&action);
+    db.execute(
+        "UPDATE actions SET hash = ?1 WHERE id = ?2",
+        rusqlite::params![action.hash, action.id],
+    )
+    .unwrap();
     let approval = Approval::sign(&action, "alice", &alice);
     assert!(
         ledger

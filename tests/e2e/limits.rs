@@ -228,3 +228,158 @@ async fn the_host_configurations_limits_cap_every_policy() {
         .unwrap();
     killed(&r, KillReason::MemoryLimit);
 }
+
+/// Name of the threads of the runtime [`measured`] builds.
+const MEASURED: &str = "warden-measured";
+
+/// CPU time the calling thread and every thread named [`MEASURED`] have run, from the kernel's
+/// scheduler statistics: what the host really spent, to hold the meter's figure against.
+fn measured_cpu() -> Duration {
+    let ns = |dir: &std::path::Path| -> u64 {
+        let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+        stat.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut total = ns(std::path::Path::new("/proc/thread-self"));
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() == MEASURED {
+            total += ns(&dir);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// Run `work` on this thread, with its blocking threads (file work, staging) named [`MEASURED`].
+fn measured<F: std::future::Future>(work: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .thread_name(MEASURED)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+/// Run `task` and return the report and the CPU the host spent on the run, wherever it did.
+/// Call it inside [`measured`].
+async fn run_measured(
+    agent: &warden::LoadedAgent,
+    task: &str,
+    ws: Option<&std::path::Path>,
+) -> (warden::RunReport, Duration) {
+    let options = warden::RunOptions {
+        workspace: ws.map(std::path::Path::to_path_buf),
+        user: None,
+    };
+    let before = measured_cpu();
+    let r = agent.run(task, &options).await.unwrap();
+    (r, measured_cpu() - before)
+}
+
+/// Host CPU spent on the guest's behalf is charged to it: a tree as deep as the host lets the
+/// guest make it, walked by full path for ever, is stopped by the CPU limit with the CPU the host
+/// really spent, and no call runs far past the limit.
+#[test]
+fn host_work_in_a_deep_tree_is_charged() {
+    measured(deep_tree())
+}
+
+async fn deep_tree() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir(ws.path().join("tree")).unwrap();
+    let limit = Duration::from_millis(500);
+    let agent = warden_tests::load(
+        "probe",
+        "[fs]\nwrite = [\"tree/**\"]\n[limits]\ncpu = \"500 ms\"\nwall = \"60 s\"\n",
+    )
+    .unwrap();
+    let task = probe(
+        "deep-tree",
+        &[("path", json!("/tree")), ("depth", json!(700u64))],
+    );
+    let (r, spent) = run_measured(&agent, &task, Some(ws.path())).await;
+    killed(&r, KillReason::CpuLimit);
+    assert!(
+        spent <= r.cpu + Duration::from_millis(50),
+        "the host spent {spent:?} on the task but charged {:?}",
+        r.cpu
+    );
+    assert!(
+        r.cpu >= limit && r.cpu < limit + Duration::from_millis(20),
+        "charged {:?} for a limit of {limit:?}",
+        r.cpu
+    );
+}
+
+/// Each bulk-memory or table instruction runs in one call into wasmtime's runtime, with no epoch
+/// check inside; a loop of them is charged what it burns and stopped by the CPU limit after at
+/// most one instruction (bounded by the memory limit), and a guest that returns right after
+/// overspending is stopped too.
+#[test]
+fn bulk_instructions_are_charged() {
+    measured(bulk())
+}
+
+async fn bulk() {
+    let wat = std::fs::read(warden_tests::root().join("tests/redteam/wat/bulk.wat")).unwrap();
+    for (task, memory) in [
+        ("\"f8\"", "256 MiB"),
+        ("\"c8\"", "256 MiB"),
+        ("\"t9\"", "64 MiB"),
+        ("\"F8\"", "256 MiB"),
+    ] {
+        let policy = warden_tests::policy(
+            "bulk",
+            &format!(
+                "[limits]\ncpu = \"20 ms\"\nwall = \"20 s\"\nmemory = \"{memory}\"\ntables = 1000000\n"
+            ),
+        );
+        let agent = warden_tests::runtime().load(&wat, policy).unwrap();
+        let (r, spent) = run_measured(&agent, task, None).await;
+        let (capability, _) = killed(&r, KillReason::CpuLimit);
+        assert_eq!(capability, "limits.cpu", "{task}");
+        assert!(
+            spent <= r.cpu + Duration::from_millis(50),
+            "{task}: the host spent {spent:?} on the task but charged {:?}",
+            r.cpu
+        );
+        // One fill of 256 MiB of fresh pages is the largest single step here.
+        assert!(
+            r.cpu < Duration::from_millis(500),
+            "{task}: charged {:?}",
+            r.cpu
+        );
+    }
+    // The twin: within its budget, the same component completes.
+    let policy = warden_tests::policy("bulk", "[limits]\ncpu = \"2 s\"\nmemory = \"4 MiB\"\n");
+    let agent = warden_tests::runtime().load(&wat, policy).unwrap();
+    let (r, _) = run_measured(&agent, "\"F1\"", None).await;
+    assert_eq!(completed(&r), "\"F1\"");
+}
+
+/// Non-blocking stream reads of a file, in a loop: each read is the host's work, wherever it
+/// does it, and is charged.
+#[test]
+fn stream_reads_are_charged() {
+    measured(async {
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir(ws.path().join("data")).unwrap();
+        std::fs::write(ws.path().join("data/big"), vec![7u8; 4 << 20]).unwrap();
+        let agent = warden_tests::load(
+            "probe",
+            "[fs]\nread = [\"data/**\"]\n[limits]\ncpu = \"300 ms\"\nwall = \"60 s\"\n",
+        )
+        .unwrap();
+        let task = probe("stream-read", &[("path", json!("big"))]);
+        let (r, spent) = run_measured(&agent, &task, Some(ws.path())).await;
+        killed(&r, KillReason::CpuLimit);
+        assert!(
+            spent <= r.cpu + Duration::from_millis(50),
+            "the host spent {spent:?} on the task but charged {:?}",
+            r.cpu
+        );
+    })
+}

@@ -179,10 +179,13 @@ impl SecretKey {
     ///
     /// [`IdentityError::KeyFile`] when it cannot be read or is not a key.
     pub fn read(path: &Path) -> Result<Self, IdentityError> {
-        let text = std::fs::read_to_string(path).map_err(|e| IdentityError::KeyFile {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
+        let text =
+            crate::bounded::read_to_string(path, crate::bounded::Limit::KEY).map_err(|e| {
+                IdentityError::KeyFile {
+                    path: path.to_path_buf(),
+                    why: e.to_string(),
+                }
+            })?;
         let seed: [u8; 32] = from_hex(text.trim())
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| IdentityError::KeyFile {
@@ -265,9 +268,9 @@ pub fn verify(
     let name = artifact.display().to_string();
     let sig_path = signature_path(artifact);
     let sig = sig_path.display().to_string();
-    let text = match std::fs::read_to_string(&sig_path) {
+    let text = match crate::bounded::read_to_string(&sig_path, crate::bounded::Limit::SIGNATURE) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
             return Err(IdentityError::Unsigned {
                 artifact: name,
                 sig,
@@ -474,5 +477,35 @@ mod tests {
             verify(Domain::Agent, &path, &bytes, &trusted, &config),
             Err(IdentityError::Unsigned { .. })
         ));
+    }
+
+    /// Key and signature files are read with a bound: one that never ends (`/dev/zero`, a
+    /// symlink to it) is refused at the limit, naming the file and the limit.
+    #[cfg(unix)]
+    #[test]
+    fn key_and_signature_reads_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("zero.key");
+        std::os::unix::fs::symlink("/dev/zero", &key).unwrap();
+        let e = SecretKey::read(&key).unwrap_err().to_string();
+        assert!(e.contains("over the 4 KiB limit for a key file"), "{e}");
+        // The deny twin's allow: a key file within the limit reads.
+        let alice = SecretKey::generate().unwrap();
+        let (secret, _) = alice.write(&dir.path().join("alice")).unwrap();
+        assert_eq!(SecretKey::read(&secret).unwrap().public(), alice.public());
+
+        let artifact = dir.path().join("a.wasm");
+        std::fs::write(&artifact, b"bytes").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", signature_path(&artifact)).unwrap();
+        let e = verify(
+            Domain::Agent,
+            &artifact,
+            b"bytes",
+            &[alice.public()],
+            &HostConfig::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, IdentityError::Malformed { .. }), "{e}");
+        assert!(e.to_string().contains("64 KiB limit"), "{e}");
     }
 }

@@ -15,3 +15,4 @@ pub mod user;
 
 pub use keys::{IdentityError, SecretKey};
 use warden_policy as policy;
+use warden_policy::bounded;

@@ -16,3 +16,4 @@ pub mod trust;
 pub use ledger::{Ledger, LedgerError};
 use warden_identity::keys as identity;
 use warden_policy as policy;
+use warden_policy::bounded;

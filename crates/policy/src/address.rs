@@ -63,7 +63,11 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     None
 }
 
-/// Split an authority into host and port (default by scheme). `None` when it is malformed.
+/// Split an authority into host and port (default by scheme), the host in the one form that is
+/// matched, resolved and sent: a DNS name lowercased and without its trailing dot (the FQDN
+/// `api.example.com.` is the host `api.example.com`), an IP address as written without brackets.
+/// `None` when it is malformed, including a host that is neither an IP address nor a valid DNS
+/// name (see the name rules of `net.allow`).
 pub fn split_authority(authority: &str, https: bool) -> Option<(String, u16)> {
     let default = if https { 443 } else { 80 };
     if authority.contains('@') || authority.is_empty() {
@@ -76,14 +80,37 @@ pub fn split_authority(authority: &str, https: bool) -> Option<(String, u16)> {
             None if after.is_empty() => default,
             None => return None,
         };
-        return (!host.is_empty() && port != 0).then(|| (host.to_string(), port));
+        let ip = host.parse::<Ipv6Addr>().ok()?;
+        return (port != 0).then(|| (ip.to_string(), port));
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => (host, port.parse().ok()?),
         Some(_) => return None,
         None => (authority, default),
     };
-    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Some((host.to_string(), port));
+    }
+    let name = super::dns::canonical_name(host).ok()?;
+    Some((name, port))
+}
+
+/// The authority `host` and `port` are sent as (the `Host` header): IPv6 in brackets, the port
+/// left out when it is the scheme's default. `host` is in [`split_authority`]'s form.
+pub fn authority(host: &str, port: u16, https: bool) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == if https { 443 } else { 80 } {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +185,23 @@ mod tests {
             ("127.0.0.1:9", false, Some(("127.0.0.1", 9))),
             ("[::1]:8080", false, Some(("::1", 8080))),
             ("[::1]", true, Some(("::1", 443))),
+            ("[0:0::1]", true, Some(("::1", 443))),
+            // The FQDN form is the same host, in the form it is resolved and sent in...
+            ("api.example.com.", false, Some(("api.example.com", 80))),
+            (
+                "API.Example.COM.:8080",
+                false,
+                Some(("api.example.com", 8080)),
+            ),
+            ("localhost.:9", false, Some(("localhost", 9))),
+            // ...and its twins that are not a host at all.
+            ("api.example.com..", false, None),
+            ("api..example.com", false, None),
+            (".:80", false, None),
+            ("1.2.3.4.:80", false, None),
+            ("127.1:80", false, None),
+            ("exa_mple.com", false, None),
+            ("[1.2.3.4]:80", false, None),
             ("user@evil.com", false, None),
             ("a.com:99999", false, None),
             ("::1:80", false, None),
@@ -171,6 +215,41 @@ mod tests {
         for (auth, https, want) in cases {
             let got = split_authority(auth, https);
             assert_eq!(got.as_ref().map(|(h, p)| (h.as_str(), *p)), want, "{auth}");
+        }
+    }
+
+    /// (authority as the guest wrote it, as it is sent)
+    #[test]
+    fn authorities_are_sent_canonical() {
+        let cases = [
+            ("Api.Example.com.", false, "api.example.com"),
+            ("api.example.com.:80", false, "api.example.com"),
+            ("api.example.com.:443", false, "api.example.com:443"),
+            ("api.example.com.:443", true, "api.example.com"),
+            ("127.0.0.1:8080", false, "127.0.0.1:8080"),
+            ("[0::1]:8080", false, "[::1]:8080"),
+        ];
+        for (written, https, sent) in cases {
+            let (host, port) = split_authority(written, https).unwrap();
+            assert_eq!(authority(&host, port, https), sent, "{written}");
+        }
+    }
+
+    /// A rule written either way allows a request written either way, and the host the
+    /// request is resolved by is the one the rule names.
+    #[test]
+    fn the_trailing_dot_means_the_same_host_everywhere() {
+        for rule in ["api.example.com:443", "api.example.com.:443"] {
+            let rule = crate::AllowedHost::parse(rule).unwrap();
+            for written in ["api.example.com", "api.example.com.", "API.EXAMPLE.COM."] {
+                let (host, port) = split_authority(written, true).unwrap();
+                assert!(rule.allows(&host, port), "{rule} allows {written}");
+                assert_eq!(host, "api.example.com");
+            }
+            for other in ["api.example.com..", "api.example.co", "xapi.example.com."] {
+                let allowed = split_authority(other, true).is_some_and(|(h, p)| rule.allows(&h, p));
+                assert!(!allowed, "{rule} must not allow {other}");
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod bounded;
 mod clocks;
 mod diagnostic;
 mod dns;
@@ -308,7 +309,9 @@ pub(crate) fn read_text(path: &Path, what: &str) -> Result<(String, String), Pol
         .read_to_end(&mut bytes)
         .map_err(|error| io_error(format!("cannot read {what} file: {error}")))?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
-        return Err(io_error(format!("{what} file is larger than 1 MiB")));
+        return Err(io_error(format!(
+            "{what} file is larger than 1 MiB, the limit for a {what} file"
+        )));
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| io_error(format!("{what} file is not valid UTF-8")))?;

@@ -63,7 +63,7 @@ pub struct Executed {
     pub staging: Option<Staging>,
     /// stdout, stderr and log records.
     pub output: CapturedOutput,
-    /// Guest CPU time.
+    /// CPU time of the task, the guest's and the host's on its behalf (thread CPU clock).
     pub cpu: Duration,
     /// The largest linear memory the instance grew to, in bytes.
     pub memory: u64,
@@ -90,12 +90,13 @@ impl PreparedAgent {
             .saturating_duration_since(Instant::now());
         let kill = store.data().kill.clone();
         let output = store.data().output.clone();
+        let account = store.data().meter.account.clone();
 
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_run(&mut store, task).await
         };
-        let result = match tokio::time::timeout(wall, call).await {
+        let result = match tokio::time::timeout(wall, account.run(call)).await {
             Ok(r) => r,
             Err(_) => Err(kill.kill(Violation::new(
                 KillReason::WallLimit,
@@ -105,6 +106,12 @@ impl PreparedAgent {
         };
         let cpu = store.data().meter.used();
         let memory = store.data().limiter.peak_memory;
+        // A guest that returned after spending past its limit in its last stretch (a long host
+        // call, a bulk-memory instruction) gets no epoch tick to be stopped at: it ends the same
+        // way as one that was stopped (the check records the violation, which wins below).
+        if result.is_ok() && !kill.is_killed() {
+            let _ = store.data().meter.check(&kill);
+        }
         drop(store);
 
         // A violation recorded outside a host call (the address check after DNS) wins over
@@ -150,11 +157,12 @@ impl PreparedAgent {
         let _slot = self.sandbox.slot().await?;
         let (mut store, _staging) = self.new_store(None)?;
         let kill = store.data().kill.clone();
+        let account = store.data().meter.account.clone();
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_describe(&mut store).await
         };
-        match tokio::time::timeout(self.policy.limits.wall, call).await {
+        match tokio::time::timeout(self.policy.limits.wall, account.run(call)).await {
             Ok(Ok(d)) => Ok(Description {
                 name: d.name,
                 version: d.version,
@@ -210,7 +218,10 @@ impl PreparedAgent {
         wasi.stdout(output.writer(Stream::Stdout))
             .stderr(output.writer(Stream::Stderr))
             .max_random_size(crate::capabilities::random::MAX_RANDOM_BYTES)
-            .allow_blocking_current_thread(false);
+            // File operations run on the task's own thread, where its CPU meter sees them: on
+            // a blocking thread a listing or a deep path walk would cost the guest nothing.
+            // Each one is bounded (path length and depth, symlink hops, read sizes).
+            .allow_blocking_current_thread(true);
 
         let mut staging = None;
         // Without mounts (describe) the file capability is still linked if granted, but it has
@@ -258,6 +269,7 @@ impl PreparedAgent {
 
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
+        let meter = CpuMeter::new(limits.cpu, started, limits.wall);
         let state = InstanceState {
             wasi: wasi.build(),
             table,
@@ -266,6 +278,7 @@ impl PreparedAgent {
                 Arc::new(NetScope::new(self.net.clone(), user.clone())),
                 kill.clone(),
                 sandbox.secrets.clone(),
+                meter.account.clone(),
             ),
             fs,
             tools: sandbox.tools.clone(),
@@ -278,12 +291,7 @@ impl PreparedAgent {
                 kill: kill.clone(),
                 peak_memory: 0,
             },
-            meter: CpuMeter::new(
-                sandbox.engine.epoch_tick(),
-                limits.cpu,
-                started,
-                limits.wall,
-            ),
+            meter,
             kill,
             output,
             level: 1,

@@ -2,6 +2,8 @@
 //! views that hand each capability its slice of it. Built by the run path (`execute.rs`) for every run and
 //! dropped with the store, which closes every handle the guest held.
 
+mod cpu;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use crate::capabilities::tools::ToolRegistry;
 use crate::gate::{KillReason, KillSwitch, Violation};
 use crate::output::OutputBudget;
 use crate::policy::Policy;
+pub use cpu::CpuAccount;
 
 /// The state of one instance. Never shared between tasks.
 pub struct InstanceState {
@@ -69,6 +72,7 @@ impl InstanceState {
             },
             state,
             kill: &self.kill,
+            cpu: &self.meter,
         }
     }
 
@@ -253,28 +257,26 @@ impl ResourceLimiter for TaskLimiter {
     }
 }
 
-/// CPU and wall-clock accounting, driven by the engine's epoch ticker.
+/// CPU and wall-clock limits of one task, checked at every epoch tick and after host calls
+/// that may be long.
 ///
 /// The deadline is one tick ahead, so the callback runs about once per tick *while guest code
-/// executes*. Each call adds the time since the previous one, capped at two ticks: a longer gap
-/// means the guest was in a host call or waiting for the executor, which is not its CPU time.
-/// Each tick also yields to the executor, so one busy agent cannot starve the others.
+/// executes*; it reads the task's [`CpuAccount`], which charges everything the task's thread did
+/// for the task (guest code, host calls, wasmtime's bulk-memory runtime calls) and nothing it did
+/// for other tasks. Each tick also yields to the executor, so one busy agent cannot starve the
+/// others.
 pub(crate) struct CpuMeter {
-    pub tick: Duration,
     pub cpu: Duration,
-    pub used: Duration,
-    pub last: Instant,
+    pub account: Arc<CpuAccount>,
     pub wall_deadline: Instant,
 }
 
 impl CpuMeter {
-    /// A meter for a run that started at `started`.
-    pub fn new(tick: Duration, cpu: Duration, started: Instant, wall: Duration) -> Self {
+    /// A meter for a run that started at `started`, with `cpu` of CPU and `wall` of wall time.
+    pub fn new(cpu: Duration, started: Instant, wall: Duration) -> Self {
         CpuMeter {
-            tick,
             cpu,
-            used: Duration::ZERO,
-            last: started,
+            account: Arc::default(),
             wall_deadline: started + wall,
         }
     }
@@ -286,32 +288,41 @@ impl CpuMeter {
             // forbidden address): stop at the next tick.
             return Err(wasmtime::Error::new(v));
         }
-        let now = Instant::now();
-        self.used += (now - self.last).min(self.tick * 2);
-        self.last = now;
-        if now >= self.wall_deadline {
+        if Instant::now() >= self.wall_deadline {
             return Err(kill.kill(Violation::new(
                 KillReason::WallLimit,
                 "limits.wall",
                 "the task ran past its wall-clock limit",
             )));
         }
-        if self.used >= self.cpu {
-            return Err(kill.kill(Violation::new(
-                KillReason::CpuLimit,
-                "limits.cpu",
-                format!(
-                    "the guest used {} ms of CPU; the limit is {} ms",
-                    self.used.as_millis(),
-                    self.cpu.as_millis()
-                ),
-            )));
-        }
+        self.check(kill)?;
         Ok(UpdateDeadline::Yield(1))
     }
 
-    /// Guest CPU time measured so far.
+    /// Kill the task if it has used its CPU limit. Called at every tick, at the end of host calls
+    /// that may take long, and once more when the task returns.
+    ///
+    /// # Errors
+    ///
+    /// The trap that ends the instance with `cpu-limit`.
+    pub fn check(&self, kill: &KillSwitch) -> wasmtime::Result<()> {
+        let used = self.account.used();
+        if used < self.cpu {
+            return Ok(());
+        }
+        Err(kill.kill(Violation::new(
+            KillReason::CpuLimit,
+            "limits.cpu",
+            format!(
+                "the guest used {} ms of CPU; the limit is {} ms",
+                used.as_millis(),
+                self.cpu.as_millis()
+            ),
+        )))
+    }
+
+    /// CPU used so far: the guest's and the host's on its behalf.
     pub fn used(&self) -> Duration {
-        self.used
+        self.account.used()
     }
 }

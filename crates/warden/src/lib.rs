@@ -25,11 +25,13 @@
 mod record;
 mod run;
 mod runtime;
+pub mod terminal;
 
 pub use warden_identity::keys as identity;
 pub use warden_identity::{credential, secrets, token, user};
 pub use warden_ledger::{approval, audit, ledger, store, trust};
 pub use warden_policy as policy;
+pub use warden_policy::bounded;
 pub use warden_sandbox::{bindings, capabilities, engine, gate, imports, output, staging};
 
 pub use run::{RunOptions, RunReport, StagingDisposition};

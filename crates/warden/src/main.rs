@@ -3,15 +3,46 @@
 //! Exit codes: 0 the agent completed; 1 the agent returned an error; 2 bad input (usage, a
 //! malformed policy, a refused or unreadable agent, bad `--input`); 3 the instance was killed;
 //! 70 the host itself failed.
+//!
+//! Everything a command prints goes through [`outln!`] / [`errln!`] (a reader that closes stdout
+//! ends the output quietly) and every string that did not come from this binary goes through
+//! `warden::terminal`'s escaping first: agents, tokens, policies, file names and tools can all
+//! hold bytes that drive a terminal.
 
+/// Print a line on stdout (`warden::terminal::stdout`: a closed pipe ends the output, it is not
+/// an error); evaluates to `Result<(), Failure>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        ::std::io::Write::write_fmt(
+            &mut ::warden::terminal::stdout(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        )
+        .map_err($crate::host_failure)
+    };
+}
+
+/// Print a line on stderr; a failure to write there has nowhere else to be reported.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = ::std::io::Write::write_fmt(
+            &mut ::warden::terminal::stderr(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        );
+    }};
+}
+
+#[path = "cli/inspect.rs"]
+mod inspect_cli;
 #[path = "cli/ledger.rs"]
 mod ledger_cli;
+#[path = "cli/policy.rs"]
+mod policy_cli;
+#[path = "cli/run.rs"]
+mod run_cli;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 use warden::capabilities::tools::ToolRegistry;
@@ -20,8 +51,9 @@ use warden::policy::keys::Domain;
 
 use warden::policy::{HostConfig, Policy, Roles};
 use warden::secrets::SecretStore;
+use warden::terminal;
 use warden::user::User;
-use warden::{EngineConfig, Outcome, PolicyLoadError, RunOptions, Runtime};
+use warden::{EngineConfig, PolicyLoadError, Runtime};
 
 const EXIT_AGENT_ERROR: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
@@ -215,7 +247,10 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -223,19 +258,44 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_HOST);
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            // An error can quote a policy value, a file name or a guest's text. Escaped as a
+            // block: a policy diagnostic spans lines and stays readable, and nothing in it
+            // drives the terminal.
+            errln!(
+                "error: {}",
+                terminal::block(&format!("{:#}", failure.error))
+            );
             ExitCode::from(failure.code)
         }
     }
 }
 
+/// Help, the version, or a usage error. A usage error quotes the arguments, which can be a file
+/// name from anywhere: clap's own (coloured) rendering only when it holds nothing to escape.
+fn usage(e: &clap::Error) -> ExitCode {
+    let plain = e.render().to_string();
+    let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_BAD_INPUT));
+    match terminal::block(&plain) {
+        std::borrow::Cow::Borrowed(_) => {
+            // clap writes to the stream it chose; a closed pipe there is the end of the output.
+            let _ = e.print();
+        }
+        escaped if e.use_stderr() => errln!("{}", escaped.trim_end()),
+        escaped => {
+            let _ = outln!("{}", escaped.trim_end());
+        }
+    }
+    code
+}
+
+#[derive(Debug)]
 struct Failure {
     code: u8,
     error: anyhow::Error,
@@ -320,16 +380,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Batch { file, token } => {
             let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
             let runtime = new_runtime(config)?.with_ledger(ledger);
-            let user = acting_user(&host_config, token.as_deref())?;
-            batch(&runtime, &file, user).await
+            let user = run_cli::acting_user(&host_config, token.as_deref())?;
+            run_cli::batch(&runtime, &file, user).await
         }
         Command::Policy {
             command: PolicyCommand::Check { files },
-        } => Ok(policy_check(&new_runtime(config)?, &files)),
+        } => policy_cli::check(&new_runtime(config)?, &files),
         Command::Policy {
             command: PolicyCommand::Sign { file, key },
-        } => sign(&file, &key, Domain::Policy),
-        Command::Sign { agent, key } => sign(&agent, &key, Domain::Agent),
+        } => policy_cli::sign(&file, &key, Domain::Policy, config.max_component_size),
+        Command::Sign { agent, key } => {
+            policy_cli::sign(&agent, &key, Domain::Agent, config.max_component_size)
+        }
         Command::Token {
             command:
                 TokenCommand::Issue {
@@ -351,7 +413,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 std::time::Duration::from_secs(valid_secs),
             )
             .map_err(bad_input)?;
-            println!("{token}");
+            // base64url: nothing in it to escape.
+            outln!("{token}")?;
             Ok(0)
         }
         Command::Policy {
@@ -379,18 +442,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             };
             let user = User::new(&subject, roles, &roles_file)
                 .map_err(|e| bad_input(anyhow::anyhow!(e)))?;
-            explain(&policy, &user);
+            policy_cli::explain(&policy, &user)?;
             Ok(0)
         }
         Command::Keygen { stem } => {
             let key = SecretKey::generate().map_err(host_failure)?;
             let (secret, public) = key.write(&stem).map_err(bad_input)?;
-            eprintln!(
+            errln!(
                 "wrote {} (secret, mode 0600) and {}",
-                secret.display(),
-                public.display()
+                shown(&secret),
+                shown(&public)
             );
-            println!("{}", key.public());
+            outln!("{}", key.public())?;
             Ok(0)
         }
         Command::Run {
@@ -404,102 +467,30 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
             let runtime = new_runtime(config)?.with_ledger(ledger);
             let policy = load_policy(&runtime, &policy)?;
-            let user = acting_user(&host_config, token.as_deref())?;
-            let task = read_input(&input).map_err(bad_input)?;
-            let path = resolve_agent(&agent).map_err(bad_input)?;
-            let loaded = runtime.load_file(&path, policy).map_err(bad_input)?;
-            let options = RunOptions {
-                workspace: Some(workspace),
-                user,
+            let user = run_cli::acting_user(&host_config, token.as_deref())?;
+            let args = run_cli::RunArgs {
+                agent,
+                input,
+                workspace,
+                json,
             };
-            let report = loaded.run(&task, &options).await.map_err(|e| match e {
-                warden::RunError::Ledger(_) => host_failure(e),
-                e => bad_input(e),
-            })?;
-            print_report(&report, json).map_err(host_failure)?;
-            Ok(match report.outcome {
-                Outcome::Completed { .. } => 0,
-                Outcome::AgentError { .. } => EXIT_AGENT_ERROR,
-                Outcome::Killed { .. } => EXIT_KILLED,
-            })
+            run_cli::run(&runtime, policy, user, args).await
         }
         Command::Inspect { agent, policy } => {
-            let path = resolve_agent(&agent).map_err(bad_input)?;
+            let path = run_cli::resolve_agent(&agent).map_err(bad_input)?;
             let runtime = new_runtime(config)?;
             let policy = match policy {
                 Some(p) => load_policy(&runtime, &p)?,
                 None => Policy::deny_all("inspect"),
             };
-            inspect(&runtime, &path, policy).await
+            inspect_cli::inspect(&runtime, &path, policy).await
         }
     }
 }
 
-/// One line of a `warden batch` file.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchTask {
-    agent: String,
-    policy: PathBuf,
-    #[serde(default)]
-    input: serde_json::Value,
-    workspace: Option<PathBuf>,
-}
-
-async fn batch(runtime: &Runtime, file: &Path, user: Option<Arc<User>>) -> Result<u8, Failure> {
-    use std::io::BufRead;
-    let reader: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file)
-                .with_context(|| format!("cannot open {}", file.display()))
-                .map_err(bad_input)?,
-        ))
-    };
-    let mut loaded: std::collections::HashMap<(String, PathBuf), warden::LoadedAgent> =
-        std::collections::HashMap::new();
-    let mut worst = 0;
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(bad_input)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let spec: BatchTask = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a batch task", file.display(), n + 1))
-            .map_err(bad_input)?;
-        let key = (spec.agent.clone(), spec.policy.clone());
-        if !loaded.contains_key(&key) {
-            let policy = load_policy(runtime, &spec.policy)?;
-            let path = resolve_agent(&spec.agent).map_err(bad_input)?;
-            let agent = runtime.load_file(&path, policy).map_err(bad_input)?;
-            loaded.insert(key.clone(), agent);
-        }
-        let agent = &loaded[&key];
-        let options = RunOptions {
-            workspace: Some(spec.workspace.unwrap_or_else(|| PathBuf::from("."))),
-            user: user.clone(),
-        };
-        let report = agent
-            .run(&spec.input.to_string(), &options)
-            .await
-            .map_err(host_failure)?;
-        let mut out = std::io::stdout().lock();
-        let status = warden::outcome_name(&report.outcome);
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({"line": n + 1, "task": report.task, "status": status, "staging": report.staging})
-        )
-        .and_then(|()| out.flush())
-        .map_err(host_failure)?;
-        worst = worst.max(match report.outcome {
-            Outcome::Completed { .. } => 0,
-            Outcome::AgentError { .. } => EXIT_AGENT_ERROR,
-            Outcome::Killed { .. } => EXIT_KILLED,
-        });
-    }
-    Ok(worst)
+/// A path for a line of output: lossy where it is not UTF-8, escaped (a file name can hold ESC).
+fn shown(path: &Path) -> String {
+    terminal::line(&path.display().to_string()).into_owned()
 }
 
 /// A policy error for the `error: ` line `main` prints: the rendered diagnostic without its own
@@ -521,353 +512,11 @@ fn load_roles(path: Option<&Path>) -> Result<Roles, Failure> {
     Roles::load(path).map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))
 }
 
-/// The user a run acts for: from its token, or the host's development identity. No token, no
-/// run, on a host that lists token issuers; a host with no configuration runs for no user.
-fn acting_user(config: &HostConfig, token: Option<&str>) -> Result<Option<Arc<User>>, Failure> {
-    let identity = match token {
-        Some(t) => {
-            let text = match t.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read token file {file}"))
-                    .map_err(bad_input)?,
-                None => t.to_string(),
-            };
-            let id = warden::token::verify(&text, config).map_err(bad_input)?;
-            Some((id.subject, id.roles))
-        }
-        None => match &config.dev_identity {
-            Some(dev) => Some((dev.subject.clone(), dev.roles.clone())),
-            None if !config.issuers.is_empty() => {
-                return Err(bad_input(anyhow::anyhow!(
-                    "no identity token: this host requires one (--token or WARDEN_TOKEN)"
-                )));
-            }
-            None => None,
-        },
-    };
-    let Some((subject, roles)) = identity else {
-        return Ok(None);
-    };
-    let roles_file = load_roles(config.roles.as_deref())?;
-    let user =
-        User::new(&subject, roles, &roles_file).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
-    Ok(Some(Arc::new(user)))
-}
-
-fn explain(policy: &Policy, user: &User) {
-    let list = |v: Vec<String>| {
-        if v.is_empty() {
-            "nothing".to_string()
-        } else {
-            v.join(", ")
-        }
-    };
-    println!(
-        "agent `{}` acting for {} with roles [{}]",
-        policy.agent.name,
-        user.subject,
-        user.roles.join(", ")
-    );
-    println!(
-        "an action is allowed only if the agent's policy AND one of the user's roles allow it\n"
-    );
-    println!("files");
-    println!(
-        "  agent read:  {}",
-        list(
-            policy
-                .fs
-                .read
-                .iter()
-                .map(|p| p.as_str().to_string())
-                .collect()
-        )
-    );
-    println!(
-        "  agent write: {}",
-        list(
-            policy
-                .fs
-                .write
-                .iter()
-                .map(|p| p.as_str().to_string())
-                .collect()
-        )
-    );
-    for (i, r) in user.grant.roles().iter().enumerate() {
-        println!(
-            "  role {} read:  {}",
-            user.roles.get(i).map_or("?", String::as_str),
-            list(r.fs.read.iter().map(|p| p.as_str().to_string()).collect())
-        );
-        println!(
-            "  role {} write: {}",
-            user.roles.get(i).map_or("?", String::as_str),
-            list(r.fs.write.iter().map(|p| p.as_str().to_string()).collect())
-        );
-    }
-    println!("network");
-    println!(
-        "  agent: {}",
-        list(policy.net.allow.iter().map(ToString::to_string).collect())
-    );
-    for (i, r) in user.grant.roles().iter().enumerate() {
-        println!(
-            "  role {}: {}",
-            user.roles.get(i).map_or("?", String::as_str),
-            list(r.net.allow.iter().map(ToString::to_string).collect())
-        );
-    }
-    println!("tools (effective)");
-    let tools: Vec<String> = policy
-        .tools
-        .allow
-        .iter()
-        .filter(|t| user.grant.allows_tool(t))
-        .cloned()
-        .collect();
-    println!("  {}", list(tools));
-    let l = user.grant.limit(&policy.limits);
-    println!("limits (effective)");
-    println!(
-        "  memory {} bytes, tables {}, cpu {:?}, wall {:?}, output {} bytes",
-        l.memory, l.tables, l.cpu, l.wall, l.output
-    );
-}
-
 fn load_policy(runtime: &Runtime, path: &Path) -> Result<Policy, Failure> {
     runtime.load_policy(path).map_err(|e| match e {
         PolicyLoadError::Invalid(e) => bad_input(anyhow::anyhow!("{}", policy_message(&e))),
         other => bad_input(other),
     })
-}
-
-fn sign(file: &Path, key: &Path, domain: Domain) -> Result<u8, Failure> {
-    let key = SecretKey::read(key).map_err(bad_input)?;
-    let bytes = std::fs::read(file)
-        .with_context(|| format!("cannot read {}", file.display()))
-        .map_err(bad_input)?;
-    if domain == Domain::Policy {
-        // Sign only what would load: a reviewer's signature on a broken policy helps nobody.
-        let text = String::from_utf8_lossy(&bytes);
-        Policy::parse(&file.display().to_string(), &text)
-            .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?;
-    }
-    let sig = key
-        .sign(domain, &bytes)
-        .write_beside(file)
-        .map_err(host_failure)?;
-    println!(
-        "signed {} as {} with {}: {}",
-        file.display(),
-        domain.as_str(),
-        key.public(),
-        sig.display()
-    );
-    Ok(0)
-}
-
-fn policy_check(runtime: &Runtime, files: &[PathBuf]) -> u8 {
-    let mut failed = 0;
-    for file in files {
-        // A roles file is checked as one (its sections are a policy's, under [role.NAME]).
-        if file.file_name().is_some_and(|n| n == "roles.toml") {
-            match Roles::load(file) {
-                Ok(_) => println!("ok: {} (roles)", file.display()),
-                Err(e) => {
-                    failed += 1;
-                    eprintln!(
-                        "{}",
-                        e.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    );
-                }
-            }
-            continue;
-        }
-        match runtime.load_policy(file) {
-            Ok(p) => println!("ok: {} (agent `{}`)", file.display(), p.agent.name),
-            Err(PolicyLoadError::Signature(e)) => {
-                failed += 1;
-                eprintln!("error: {e}");
-            }
-            Err(PolicyLoadError::Invalid(e)) => {
-                failed += 1;
-                eprintln!(
-                    "{}",
-                    e.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                );
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!("{failed} of {} policies failed", files.len());
-        EXIT_BAD_INPUT
-    } else {
-        0
-    }
-}
-
-async fn inspect(runtime: &Runtime, path: &Path, policy: Policy) -> Result<u8, Failure> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read {}", path.display()))
-        .map_err(bad_input)?;
-    let component = runtime.engine().compile(&bytes).map_err(bad_input)?;
-    let engine = runtime.engine().engine();
-    println!("agent: {}", path.display());
-    println!(
-        "policy: {} (agent `{}`, strict = {})",
-        policy.source, policy.agent.name, policy.agent.strict
-    );
-    println!("\nimports:");
-    let reports = warden::imports::report(engine, &component, &policy);
-    for r in &reports {
-        let class = match r.class {
-            warden::imports::ImportClass::Baseline => "baseline".to_string(),
-            warden::imports::ImportClass::Capability(c) => {
-                format!("capability ({})", c.policy_key())
-            }
-            warden::imports::ImportClass::Unknown => "UNKNOWN to this host".to_string(),
-        };
-        let verdict =
-            if r.granted && !r.has_functions && r.class != warden::imports::ImportClass::Baseline {
-                "types only: no grant needed"
-            } else if r.granted {
-                "granted"
-            } else if r.class == warden::imports::ImportClass::Unknown {
-                "refused at load"
-            } else if policy.agent.strict {
-                "refused at load (strict)"
-            } else {
-                "kills on first call"
-            };
-        println!("  {:<45} {:<40} {}", r.name, class, verdict);
-    }
-    println!("\nexports:");
-    for (name, _) in component.component_type().exports(engine) {
-        println!("  {name}");
-    }
-    match runtime.load(&bytes, policy) {
-        Ok(agent) => match agent.describe().await {
-            Ok(d) => {
-                println!("\ndescribe: {} {} — {}", d.name, d.version, d.summary);
-                println!("  accepts: {}\n  returns: {}", d.accepts, d.returns);
-                Ok(0)
-            }
-            Err(e) => {
-                println!("\ndescribe failed: {e}");
-                Ok(EXIT_BAD_INPUT)
-            }
-        },
-        Err(e) => {
-            println!("\nload: {e}");
-            Ok(EXIT_BAD_INPUT)
-        }
-    }
-}
-
-fn read_input(input: &str) -> anyhow::Result<String> {
-    let text = match input.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read --input file {file}"))?,
-        None => input.to_string(),
-    };
-    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
-        anyhow::anyhow!("--input is not JSON ({e}); quote text as '\"text\"' or pass @FILE")
-    })?;
-    Ok(text)
-}
-
-fn resolve_agent(agent: &str) -> anyhow::Result<PathBuf> {
-    let direct = PathBuf::from(agent);
-    if direct.is_file() {
-        return Ok(direct);
-    }
-    let is_name = !agent.contains('/') && !agent.ends_with(".wasm");
-    if is_name {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| PathBuf::from("target"), PathBuf::from);
-        let built = target
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", agent.replace('-', "_")));
-        if built.is_file() {
-            return Ok(built);
-        }
-        anyhow::bail!(
-            "no agent `{agent}`: neither a file nor {} (build it with `cargo build --release --target wasm32-wasip2 -p {agent}`)",
-            built.display()
-        );
-    }
-    anyhow::bail!("no agent file at {agent}")
-}
-
-fn print_report(report: &warden::RunReport, json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, report)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    let mut err = std::io::stderr().lock();
-    for (name, bytes) in [
-        ("stdout", &report.output.stdout),
-        ("stderr", &report.output.stderr),
-    ] {
-        if !bytes.is_empty() {
-            writeln!(
-                err,
-                "[agent {name}] {}",
-                sanitize(&String::from_utf8_lossy(bytes))
-            )?;
-        }
-    }
-    for rec in &report.output.logs {
-        writeln!(err, "[agent log {}] {}", rec.level, sanitize(&rec.message))?;
-    }
-    match &report.outcome {
-        Outcome::Completed { output } => {
-            writeln!(out, "{}", sanitize(output))?;
-            if report.staging == warden::StagingDisposition::Proposed {
-                writeln!(
-                    err,
-                    "proposed: the agent is at trust level {}, so its file changes wait for a reviewer (warden task diff {id} | task apply {id} --key … | task discard {id})",
-                    report.level.unwrap_or(1),
-                    id = report.task
-                )?;
-            }
-            if let Some(applied) = &report.applied
-                && (!applied.written.is_empty() || !applied.removed.is_empty())
-            {
-                writeln!(
-                    err,
-                    "applied: {} written, {} removed",
-                    applied.written.len(),
-                    applied.removed.len()
-                )?;
-            }
-        }
-        Outcome::AgentError { kind, message } => {
-            writeln!(err, "agent error ({kind}): {}", sanitize(message))?;
-        }
-        Outcome::Killed {
-            reason,
-            capability,
-            detail,
-        } => {
-            writeln!(err, "killed: {reason} ({capability}): {}", sanitize(detail))?;
-        }
-    }
-    Ok(())
-}
-
-/// Escape control characters so that agent output cannot drive the operator's terminal.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\n' | '\t' => c.to_string(),
-            c if c.is_control() => c.escape_unicode().to_string(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -880,10 +529,15 @@ fn default_cache_dir() -> Option<PathBuf> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Log events quote agent names, refusals and kill details: each line is escaped.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(move || terminal::LogStderr {
+            ansi,
+            json: matches!(format, LogFormat::Json),
+        });
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -36,7 +36,8 @@ pub struct RunReport {
     /// Wall-clock time from the start of the run (JSON: `elapsed_us`).
     #[serde(rename = "elapsed_us", serialize_with = "micros")]
     pub elapsed: Duration,
-    /// Guest CPU time, as measured by the epoch ticks (JSON: `cpu_us`).
+    /// CPU time of the task, the guest's and the host's on its behalf, from the thread CPU
+    /// clock (JSON: `cpu_us`).
     #[serde(rename = "cpu_us", serialize_with = "micros")]
     pub cpu: Duration,
 }

@@ -8,6 +8,13 @@
 //!    refused unless the policy names that very address. The host connects only to an address
 //!    it checked, so a DNS answer cannot redirect the request.
 //!
+//! The host a request names is taken in one form for all of this (see
+//! [`crate::policy::address::split_authority`]): `api.example.com.` is `api.example.com` when it
+//! is matched, resolved, given its secrets and sent in the `Host` header.
+//!
+//! The exchange runs in a task of its own; its CPU (connecting, parsing the response, redacting
+//! secrets) is charged to the instance's CPU account like its own.
+//!
 //! Redirects are not followed by the host: a 3xx reaches the guest, and a new request to the
 //! new location is checked like any other. Raw sockets (`wasi:sockets`) are never granted.
 //! This build speaks plain HTTP; an `https` request fails with a TLS error code.
@@ -26,6 +33,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::gate::{KillReason, KillSwitch, Violation};
+use crate::instance::CpuAccount;
 pub use crate::policy::address::{is_public, split_authority};
 use crate::policy::{NetGrant, UserGrant};
 use crate::secrets::SecretStore;
@@ -79,15 +87,23 @@ pub struct NetHooks {
     grant: Arc<NetScope>,
     kill: KillSwitch,
     secrets: Arc<SecretStore>,
+    cpu: Arc<CpuAccount>,
 }
 
 impl NetHooks {
-    /// Hooks for one instance; `secrets` are injected into the requests their rules name.
-    pub fn new(grant: Arc<NetScope>, kill: KillSwitch, secrets: Arc<SecretStore>) -> Self {
+    /// Hooks for one instance; `secrets` are injected into the requests their rules name, and
+    /// the CPU of each exchange is charged to `cpu`.
+    pub(crate) fn new(
+        grant: Arc<NetScope>,
+        kill: KillSwitch,
+        secrets: Arc<SecretStore>,
+        cpu: Arc<CpuAccount>,
+    ) -> Self {
         NetHooks {
             grant,
             kill,
             secrets,
+            cpu,
         }
     }
 
@@ -182,7 +198,10 @@ impl WasiHttpHooks for NetHooks {
         let grant = self.grant.clone();
         let kill = self.kill.clone();
         let secrets = self.secrets.clone();
-        Box::new(async move { send_checked(request, options, &grant, &kill, &secrets).await })
+        let cpu = self.cpu.clone();
+        Box::new(CpuAccount::on_behalf(self.cpu.clone(), async move {
+            send_checked(request, options, &grant, &kill, &secrets, cpu).await
+        }))
     }
 }
 
@@ -197,6 +216,7 @@ async fn send_checked(
     grant: &NetScope,
     kill: &KillSwitch,
     secrets: &SecretStore,
+    cpu: Arc<CpuAccount>,
 ) -> Result<Sent, HttpTransportError> {
     let uri = request.uri().clone();
     let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
@@ -211,13 +231,23 @@ async fn send_checked(
     }
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|_| HttpTransportError::DnsError {
-                rcode: Some("lookup failed".into()),
-                info_code: None,
-            })?
-            .collect(),
+        Err(_) => {
+            // The resolver blocks, so it runs on a blocking thread; its CPU is the task's.
+            let (name, account) = (host.clone(), cpu.clone());
+            let resolved = tokio::task::spawn_blocking(move || {
+                account.charge(|| std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port)))
+            })
+            .await;
+            match resolved {
+                Ok(Ok(found)) => found.collect(),
+                _ => {
+                    return Err(HttpTransportError::DnsError {
+                        rcode: Some("lookup failed".into()),
+                        info_code: None,
+                    });
+                }
+            }
+        }
     };
     let Some(forbidden) = addrs
         .iter()
@@ -236,7 +266,14 @@ async fn send_checked(
             request.headers_mut().insert(header, value);
             tracing::debug!(target: "warden::net", secret = name, %host, port, "secret injected");
         }
-        let sent = connect(request_with_path_only(&mut request), &addrs, https, options).await?;
+        // The guest's authority may differ in case or a trailing dot: the server gets the host
+        // the policy matched and the resolver was asked for.
+        let sent_as = crate::policy::address::authority(&host, port, https);
+        if let Ok(value) = http::HeaderValue::from_str(&sent_as) {
+            request.headers_mut().insert(http::header::HOST, value);
+        }
+        let request = request_with_path_only(&mut request);
+        let sent = connect(request, &addrs, https, options, cpu).await?;
         return if secrets.is_empty() {
             Ok(sent)
         } else {
@@ -306,6 +343,7 @@ async fn connect(
     addrs: &[SocketAddr],
     https: bool,
     options: Option<RequestOptions>,
+    cpu: Arc<CpuAccount>,
 ) -> Result<Sent, HttpTransportError> {
     if https {
         tracing::warn!(target: "warden::net", "https requested but this host build speaks plain HTTP only");
@@ -333,7 +371,7 @@ async fn connect(
                 .await?;
         let driver: Box<dyn Future<Output = Result<(), HttpTransportError>> + Send> =
             Box::new(async move { conn.await.map_err(HttpTransportError::from) });
-        let driver = tokio::spawn(Box::into_pin(driver));
+        let driver = tokio::spawn(CpuAccount::on_behalf(cpu, Box::into_pin(driver)));
         let response = sender.send_request(request).await?;
         let io: Box<dyn Future<Output = Result<(), HttpTransportError>> + Send> =
             Box::new(async move {

@@ -1,8 +1,11 @@
 //! The CLI's commands over the host's data directory: `warden task`, `warden trust`,
 //! `warden approve` and `warden audit`. Each opens the ledger, does one thing, and leaves an
 //! audit record for every decision it makes.
+//!
+//! What they print came from agents (trace calls, kill details, tool inputs, staged file names
+//! and contents), tokens (subjects), policies and roles files (names): every such field is
+//! escaped by `warden::terminal`, JSON included.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,15 +13,17 @@ use clap::Subcommand;
 use serde_json::json;
 use warden::approval::Approval;
 use warden::audit::AuditEvent;
+use warden::bounded::{self, Limit};
 use warden::identity::SecretKey;
 use warden::ledger::Ledger;
 use warden::policy::keys::Domain;
 use warden::policy::{HostConfig, Person, Roles};
 use warden::staging::Staging;
 use warden::store::{TaskRecord, TrustRecord};
+use warden::terminal::{self, line};
 use warden::trust::Ladder;
 
-use super::{Failure, bad_input, host_failure};
+use super::{Failure, bad_input, host_failure, shown};
 
 /// `warden task …`
 #[derive(Subcommand)]
@@ -103,7 +108,8 @@ pub enum TrustCommand {
 /// `warden audit …`
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check the whole log: chain, signed checkpoints, anchor. Names the first bad record.
+    /// Check the whole log (chain, signed checkpoints, anchor) and compare it with the state
+    /// store both ways. Read-only. Names the first bad record or disagreement.
     Verify {
         /// The host's public key (default: host.pub in the data directory).
         #[arg(long)]
@@ -190,23 +196,26 @@ fn task_line(t: &TaskRecord) -> String {
     };
     format!(
         "{:>6}  {:<16} {:<12} level {}  staging {:<9}  {}",
-        t.id, t.agent, t.user, t.level, t.staging, detail
+        t.id,
+        line(&t.agent),
+        line(&t.user),
+        t.level,
+        line(&t.staging),
+        line(&detail)
     )
 }
 
 /// `warden task …`
 pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Result<u8, Failure> {
     let store = ledger.store();
-    let mut out = std::io::stdout().lock();
     match command {
         TaskCommand::List { limit, json } => {
             for t in store.tasks(limit).map_err(host_failure)? {
                 if json {
-                    writeln!(out, "{}", serde_json::to_string(&t).map_err(host_failure)?)
+                    outln!("{}", terminal::json_line(&t).map_err(host_failure)?)?;
                 } else {
-                    writeln!(out, "{}", task_line(&t))
+                    outln!("{}", task_line(&t))?;
                 }
-                .map_err(host_failure)?;
             }
             Ok(0)
         }
@@ -217,19 +226,23 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
                 .as_ref()
                 .and_then(|tr| tr["events"].as_array().map(Vec::len));
             t.trace = events.map(|n| json!(format!("{n} events: `warden task trace {id}`")));
-            serde_json::to_writer_pretty(&mut out, &t).map_err(host_failure)?;
-            writeln!(out).map_err(host_failure)?;
+            outln!("{}", terminal::json_pretty(&t).map_err(host_failure)?)?;
             Ok(0)
         }
         TaskCommand::Trace { id } => {
             let t = store.task(id).map_err(bad_input)?;
-            print_trace(&mut out, &t).map_err(host_failure)?;
+            print_trace(&t)?;
             Ok(0)
         }
         TaskCommand::Diff { id } => {
             let staging = proposed(ledger, id)?;
             let diff = staging.diff().map_err(host_failure)?;
-            write!(out, "{}", diff.render(&staging)).map_err(host_failure)?;
+            // Staged file names and contents are the agent's: a block, escaped.
+            let rendered = diff.render(&staging);
+            let text = terminal::block(&rendered);
+            if !text.is_empty() {
+                outln!("{}", text.strip_suffix('\n').unwrap_or(&text))?;
+            }
             Ok(0)
         }
         TaskCommand::Apply {
@@ -249,7 +262,7 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
                     .map_err(host_failure)?;
                 return Err(bad_input(anyhow::anyhow!(
                     "{} holds no role with review = true; only a reviewer may apply a proposal",
-                    who.name
+                    line(&who.name)
                 )));
             }
             let staging = proposed(ledger, id)?;
@@ -269,14 +282,12 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
                     "removed": changes.removed,
                 })))
                 .map_err(host_failure)?;
-            writeln!(
-                out,
+            outln!(
                 "applied task {id}: {} written, {} removed (reviewed by {})",
                 changes.written.len(),
                 changes.removed.len(),
-                who.name
-            )
-            .map_err(host_failure)?;
+                line(&who.name)
+            )?;
             Ok(0)
         }
         TaskCommand::Discard { id } => {
@@ -286,7 +297,7 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
             ledger
                 .record(AuditEvent::new("staging-discarded").task(id))
                 .map_err(host_failure)?;
-            writeln!(out, "discarded the changes of task {id}").map_err(host_failure)?;
+            outln!("discarded the changes of task {id}")?;
             Ok(0)
         }
     }
@@ -297,7 +308,7 @@ fn proposed(ledger: &Ledger, id: u64) -> Result<Staging, Failure> {
     if t.staging != "proposed" {
         return Err(bad_input(anyhow::anyhow!(
             "task {id} has no proposed changes (its staging is `{}`)",
-            t.staging
+            line(&t.staging)
         )));
     }
     Staging::open(&ledger.staging_root(id))
@@ -305,31 +316,36 @@ fn proposed(ledger: &Ledger, id: u64) -> Result<Staging, Failure> {
         .map_err(host_failure)
 }
 
-fn print_trace(out: &mut impl Write, t: &TaskRecord) -> std::io::Result<()> {
-    writeln!(
-        out,
+/// A task's trace, one gate decision a line. The calls quote the agent's arguments (paths,
+/// hosts, tool inputs) and the outcome its output or kill detail: all escaped.
+fn print_trace(t: &TaskRecord) -> Result<(), Failure> {
+    outln!(
         "task {} — agent {} for {} at level {}, {}",
-        t.id, t.agent, t.user, t.level, t.status
+        t.id,
+        line(&t.agent),
+        line(&t.user),
+        t.level,
+        line(&t.status)
     )?;
     let Some(trace) = &t.trace else {
-        return writeln!(out, "(no trace: the task has not ended)");
+        return outln!("(no trace: the task has not ended)");
     };
     for e in trace["events"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
+        let number = |v: &serde_json::Value| line(&v.to_string()).into_owned();
+        outln!(
             "{:>9}us  {:<8} {:<9} {:>6}us  {}",
-            e["at_us"],
-            e["capability"].as_str().unwrap_or("?"),
-            e["decision"].as_str().unwrap_or("?"),
-            e["duration_us"],
-            e["call"].as_str().unwrap_or("")
+            number(&e["at_us"]),
+            line(e["capability"].as_str().unwrap_or("?")),
+            line(e["decision"].as_str().unwrap_or("?")),
+            number(&e["duration_us"]),
+            line(e["call"].as_str().unwrap_or(""))
         )?;
     }
     if let Some(d) = trace["dropped"].as_u64().filter(|d| *d > 0) {
-        writeln!(out, "({d} more events not kept)")?;
+        outln!("({d} more events not kept)")?;
     }
     if let Some(o) = &t.outcome {
-        writeln!(out, "outcome: {o}")?;
+        outln!("outcome: {}", terminal::json_line(o).map_err(host_failure)?)?;
     }
     Ok(())
 }
@@ -337,7 +353,6 @@ fn print_trace(out: &mut impl Write, t: &TaskRecord) -> std::io::Result<()> {
 /// `warden trust …`
 pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Result<u8, Failure> {
     let store = ledger.store();
-    let mut out = std::io::stdout().lock();
     match command {
         TrustCommand::List => {
             for r in store.trust_all().map_err(host_failure)? {
@@ -345,34 +360,30 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
                     format!(
                         "HELD (demoted by task {}: {})",
                         r.demoted_by_task.unwrap_or(0),
-                        r.demoted_reason.as_deref().unwrap_or("?")
+                        line(r.demoted_reason.as_deref().unwrap_or("?"))
                     )
                 } else {
                     format!("streak {}", r.streak)
                 };
-                writeln!(out, "{:<60} level {}  {}", r.agent_id, r.level, state)
-                    .map_err(host_failure)?;
+                outln!("{:<60} level {}  {}", line(&r.agent_id), r.level, state)?;
             }
             Ok(0)
         }
         TrustCommand::Review { agent } => {
             let r = find_trust(ledger, &agent)?;
             if !r.held {
-                writeln!(out, "{} is at level {} and not held", r.agent_id, r.level)
-                    .map_err(host_failure)?;
+                outln!("{} is at level {} and not held", line(&r.agent_id), r.level)?;
                 return Ok(0);
             }
             let (trace, task) = demoting_trace(ledger, &r)?;
-            writeln!(
-                out,
+            outln!(
                 "{} was demoted from level {}: {}",
-                r.agent_id,
+                line(&r.agent_id),
                 r.level_before,
-                r.demoted_reason.as_deref().unwrap_or("?")
-            )
-            .map_err(host_failure)?;
+                line(r.demoted_reason.as_deref().unwrap_or("?"))
+            )?;
             if let Some(t) = &task {
-                print_trace(&mut out, t).map_err(host_failure)?;
+                print_trace(t)?;
             }
             let code = Ladder::review_code(&r, &trace);
             ledger
@@ -382,12 +393,10 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
                         .detail(json!({"task": r.demoted_by_task})),
                 )
                 .map_err(host_failure)?;
-            writeln!(
-                out,
+            outln!(
                 "\nreview code: {code}\nto reinstate: warden trust reinstate {} --key <reviewer.key> --code {code}",
-                agent
-            )
-            .map_err(host_failure)?;
+                line(&agent)
+            )?;
             Ok(0)
         }
         TrustCommand::Reinstate {
@@ -406,7 +415,7 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
             if !roles.may_review(&who) {
                 return Err(bad_input(anyhow::anyhow!(
                     "{} holds no role with review = true; only a reviewer may reinstate an agent",
-                    who.name
+                    line(&who.name)
                 )));
             }
             let (trace, _) = demoting_trace(ledger, &r)?;
@@ -419,12 +428,12 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
                 )
                 .map_err(host_failure)?;
             store.put_trust(&r).map_err(host_failure)?;
-            writeln!(
-                out,
+            outln!(
                 "{} reinstated at level {} by {}",
-                r.agent_id, r.level, who.name
-            )
-            .map_err(host_failure)?;
+                line(&r.agent_id),
+                r.level,
+                line(&who.name)
+            )?;
             Ok(0)
         }
         TrustCommand::Report { task, why } => {
@@ -445,8 +454,10 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
                     .map_err(host_failure)?;
             }
             store.put_trust(&r).map_err(host_failure)?;
-            writeln!(out, "{} demoted to level 1 and held for review", r.agent_id)
-                .map_err(host_failure)?;
+            outln!(
+                "{} demoted to level 1 and held for review",
+                line(&r.agent_id)
+            )?;
             Ok(0)
         }
     }
@@ -493,25 +504,27 @@ pub fn approve(ledger: &Ledger, config: &HostConfig, args: ApproveArgs) -> Resul
         roles_file,
     } = args;
     let store = ledger.store();
-    let mut out = std::io::stdout().lock();
     if list {
+        // The tool's input is the agent's; the rest comes from policies and tokens.
         for a in store.actions(100).map_err(host_failure)? {
-            writeln!(
-                out,
+            outln!(
                 "{:>6}  {:<10} {:<12} task {:<6} by {:<14} for {:<10} {}",
-                a.id, a.status, a.tool, a.task, a.agent, a.user, a.params
-            )
-            .map_err(host_failure)?;
+                a.id,
+                line(&a.status),
+                line(&a.tool),
+                a.task,
+                line(&a.agent),
+                line(&a.user),
+                line(&a.params)
+            )?;
         }
         return Ok(0);
     }
     let approval = match (id, submit) {
         (_, Some(file)) => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))
-                .map_err(bad_input)?;
+            let text = bounded::read_to_string(&file, Limit::APPROVAL).map_err(bad_input)?;
             serde_json::from_str::<Approval>(&text)
-                .with_context(|| format!("{} is not an approval", file.display()))
+                .with_context(|| format!("{} is not an approval", shown(&file)))
                 .map_err(bad_input)?
         }
         (Some(id), None) => {
@@ -527,21 +540,23 @@ pub fn approve(ledger: &Ledger, config: &HostConfig, args: ApproveArgs) -> Resul
                 ))
             })?;
             let action = store.action(id).map_err(bad_input)?;
-            writeln!(
-                out,
+            outln!(
                 "action {id}: tool `{}` for task {} (agent {}, user {})\n  input: {}",
-                action.tool, action.task, action.agent, action.user, action.params
-            )
-            .map_err(host_failure)?;
+                line(&action.tool),
+                action.task,
+                line(&action.agent),
+                line(&action.user),
+                line(&action.params)
+            )?;
             let approval = Approval::sign(&action, &who.name, &secret);
             if let Some(file) = &save {
                 std::fs::write(
                     file,
                     serde_json::to_string_pretty(&approval).map_err(host_failure)?,
                 )
-                .with_context(|| format!("cannot write {}", file.display()))
+                .with_context(|| format!("cannot write {}", shown(file)))
                 .map_err(host_failure)?;
-                writeln!(out, "approval saved to {}", file.display()).map_err(host_failure)?;
+                outln!("approval saved to {}", shown(file))?;
                 return Ok(0);
             }
             approval
@@ -560,16 +575,55 @@ pub fn approve(ledger: &Ledger, config: &HostConfig, args: ApproveArgs) -> Resul
         warden::capabilities::tools::perform,
     ) {
         Ok(result) => {
-            writeln!(out, "action {} performed:\n{result}", approval.action)
-                .map_err(host_failure)?;
+            // The tool's output: a block, escaped.
+            outln!(
+                "action {} performed:\n{}",
+                approval.action,
+                terminal::block(&result)
+            )?;
             Ok(0)
         }
         Err(warden::ledger::ApproveError::Failed(why)) => Err(host_failure(anyhow::anyhow!(
-            "action {} failed: {why}",
-            approval.action
+            "action {} failed: {}",
+            approval.action,
+            line(&why)
         ))),
         Err(e) => Err(bad_input(e)),
     }
+}
+
+/// What `warden audit verify` found, including what it could not vouch for.
+fn print_verified(report: &warden::ledger::DirReport) -> Result<(), Failure> {
+    outln!(
+        "ok: {} records, {} signed checkpoints, head {}",
+        report.records,
+        report.checkpoints,
+        line(&report.head.to_string())
+    )?;
+    let vouched = report.store_vouches_to.map_or(String::new(), |seq| {
+        format!(", whose task commits vouch for the log up to record {seq}")
+    });
+    outln!(
+        "the log agrees with the state store: {} tasks, {} actions{vouched}",
+        report.tasks,
+        report.actions
+    )?;
+    if report.unsigned() > 0 {
+        outln!(
+            "note: the last {} records follow the newest signed checkpoint: a host is running, or one stopped without its closing checkpoint (the next `warden` command to open the data directory signs them)",
+            report.unsigned()
+        )?;
+    }
+    if !report.awaiting_recovery.is_empty() {
+        outln!(
+            "note: tasks {:?} were left running by a host that stopped; the next `warden` command to open the data directory marks them interrupted",
+            report.awaiting_recovery
+        )?;
+    }
+    if !report.running.is_empty() {
+        outln!("note: tasks {:?} are running", report.running)?;
+    }
+    outln!("verify is read-only: it wrote nothing to the data directory")
 }
 
 /// `warden audit …`
@@ -580,39 +634,34 @@ pub fn audit(dir: &Path, command: AuditCommand) -> Result<u8, Failure> {
                 .map(|k| warden::policy::keys::PublicKey::parse(&k))
                 .transpose()
                 .map_err(bad_input)?;
+            // Read-only: no ledger is opened, so nothing is recovered, appended or signed.
             match warden::ledger::verify_dir(dir, key) {
                 Ok(report) => {
-                    println!(
-                        "ok: {} records, {} signed checkpoints, head {}",
-                        report.records, report.checkpoints, report.head
-                    );
+                    print_verified(&report)?;
                     Ok(0)
                 }
                 Err(e) => {
-                    eprintln!("audit log FAILED verification: {e}");
+                    errln!("audit log FAILED verification: {}", line(&e.to_string()));
+                    errln!("(verify is read-only: it wrote nothing to the data directory)");
                     Ok(super::EXIT_AGENT_ERROR)
                 }
             }
         }
         AuditCommand::Tail { lines, follow } => {
             let log = dir.join("audit.log");
-            let mut out = std::io::stdout().lock();
+            // Records quote agents, tools and people: JSON, escaped for the terminal.
             let records = warden::audit::read_tail(&log, lines).map_err(bad_input)?;
             for r in &records {
-                writeln!(out, "{}", serde_json::to_string(r).map_err(host_failure)?)
-                    .map_err(host_failure)?;
+                outln!("{}", terminal::json_line(r).map_err(host_failure)?)?;
             }
-            out.flush().map_err(host_failure)?;
-            drop(out);
-            if follow {
+            if follow && !terminal::stdout_closed() {
                 let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
                 warden::audit::follow(
                     &log,
                     from,
                     |r| {
-                        let mut out = std::io::stdout().lock();
-                        serde_json::to_string(r).ok().is_some_and(|line| {
-                            writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+                        terminal::json_line(r).ok().is_some_and(|text| {
+                            outln!("{text}").is_ok() && !terminal::stdout_closed()
                         })
                     },
                     std::time::Duration::from_millis(200),

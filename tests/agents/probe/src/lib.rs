@@ -42,6 +42,83 @@ fn recurse(depth: u64) -> u64 {
     1 + recurse(black_box(depth - 1)) + black_box(depth) % 2
 }
 
+/// Nest `depth` folders named `d` below `root` (as deep as the host lets it), then walk the
+/// tree for ever: every level's metadata and listing, each named by its full path, so every call
+/// makes the host resolve a path as deep as the tree. Ends when the host stops it.
+fn deep_tree(root: &str, depth: u64) -> Result<String, AgentError> {
+    let mut levels = vec![std::path::PathBuf::from(root)];
+    for _ in 0..depth {
+        let next = levels[levels.len() - 1].join("d");
+        if std::fs::create_dir(&next).is_err() {
+            break;
+        }
+        levels.push(next);
+    }
+    if levels.len() == 1 {
+        return Err(fail(format!("could not create any folder below {root}")));
+    }
+    loop {
+        for level in &levels {
+            black_box(std::fs::metadata(level).map_err(fail)?);
+            black_box(std::fs::read_dir(level).map_err(fail)?.count());
+        }
+    }
+}
+
+/// Make `count` files in the folder `dir`, then list it for ever: each listing is the host's work.
+fn many_files(dir: &str, count: u64) -> Result<String, AgentError> {
+    for i in 0..count {
+        std::fs::write(format!("{dir}/f{i}"), "").map_err(fail)?;
+    }
+    loop {
+        black_box(std::fs::read_dir(dir).map_err(fail)?.count());
+    }
+}
+
+/// Read the file at `path` (in the first preopened folder) through non-blocking stream reads,
+/// over and over, for ever.
+fn stream_read(path: &str) -> Result<String, AgentError> {
+    let raw = |e: wasip2::filesystem::types::ErrorCode| fail(format!("{e:?}"));
+    let file = first_preopen()?
+        .open_at(
+            PathFlags::empty(),
+            path,
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        )
+        .map_err(raw)?;
+    loop {
+        let stream = file.read_via_stream(0).map_err(raw)?;
+        loop {
+            match stream.read(64 * 1024) {
+                Ok(bytes) if bytes.is_empty() => stream.subscribe().block(),
+                Ok(bytes) => {
+                    black_box(bytes);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Make a chain of `count` symlinks in `dir` (a folder of the first preopened folder): `c0` ->
+/// `.`, each next one to the one before; then look up a path through the whole chain for ever,
+/// through the raw WASI bindings, ignoring the errors the host gives past what it follows.
+fn link_chain(dir: &str, count: u64) -> Result<String, AgentError> {
+    let root = first_preopen()?;
+    let raw = |e: wasip2::filesystem::types::ErrorCode| fail(format!("{e:?}"));
+    root.symlink_at(".", &format!("{dir}/c0")).map_err(raw)?;
+    for i in 1..count {
+        root.symlink_at(&format!("c{}", i - 1), &format!("{dir}/c{i}"))
+            .map_err(raw)?;
+    }
+    let last = format!("c{}", count.saturating_sub(1));
+    let through = format!("{dir}/{}", [last.as_str(); 8].join("/"));
+    loop {
+        let _ = black_box(root.stat_at(PathFlags::SYMLINK_FOLLOW, &through));
+    }
+}
+
 /// The first preopened folder, through the raw WASI bindings (so paths reach the host unchanged).
 fn first_preopen() -> Result<wasip2::filesystem::types::Descriptor, AgentError> {
     wasip2::filesystem::preopens::get_directories()
@@ -147,6 +224,40 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                 }
                 Ok(format!("{} handles", kept.len()))
             }
+            "raw-moved" => {
+                // Open the folder `path` (making what is missing of it), rename it to `target`,
+                // then create `text` relative to the descriptor, which moved with the folder.
+                let root = first_preopen()?;
+                let raw = |e: wasip2::filesystem::types::ErrorCode| fail(format!("{e:?}"));
+                let mut made = String::new();
+                for part in t.path.split('/') {
+                    made = if made.is_empty() {
+                        part.to_string()
+                    } else {
+                        format!("{made}/{part}")
+                    };
+                    if root.stat_at(PathFlags::empty(), &made).is_err() {
+                        root.create_directory_at(&made).map_err(raw)?;
+                    }
+                }
+                let dir = root
+                    .open_at(
+                        PathFlags::empty(),
+                        &t.path,
+                        OpenFlags::DIRECTORY,
+                        DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+                    )
+                    .map_err(raw)?;
+                root.rename_at(&t.path, &root, &t.target).map_err(raw)?;
+                dir.open_at(
+                    PathFlags::empty(),
+                    &t.text,
+                    OpenFlags::CREATE,
+                    DescriptorFlags::WRITE,
+                )
+                .map(|_| "created".into())
+                .map_err(raw)
+            }
             "raw-rename" => {
                 let dir = first_preopen()?;
                 dir.rename_at(&t.path, &dir, &t.target)
@@ -247,6 +358,10 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                     .map(|out| out.len().to_string())
                     .map_err(fail)
             }
+            "deep-tree" => deep_tree(&t.path, t.depth),
+            "many-files" => many_files(&t.path, t.depth),
+            "stream-read" => stream_read(&t.path),
+            "link-chain" => link_chain(&t.path, t.depth),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }

@@ -1,14 +1,15 @@
 //! The file capability's host side: `wasi:filesystem/types` and `wasi:filesystem/preopens`,
-//! implemented by asking the gate first and then delegating to wasmtime-wasi (which confines
-//! every access beneath its preopened folder with cap-std). Every method that names a path is
-//! checked; methods on an already-open descriptor inherit the check made when it was opened.
+//! implemented by asking the gate first (see [`super::guard`]) and then delegating to
+//! wasmtime-wasi (which confines every access beneath its preopened folder with cap-std). Every
+//! method that names a path is checked; methods on an already-open descriptor inherit the check
+//! made when it was opened. After a call that may have worked for long, the task's CPU limit is
+//! checked.
 //!
 //! A writable mount is served from its staging folder through the [`Overlay`]: before a call is
 //! judged and delegated, what it names is materialized there from the workspace, a file still
 //! shared with the workspace is copied up before it may change, and removals are recorded.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Resource};
@@ -17,18 +18,22 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{HostDescriptor, HostDirecto
 use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 
-use super::overlay::{Need, Overlay, Staged};
-use super::scope::{Access, FsScope, MountPoint};
-use crate::gate::{KillReason, KillSwitch, Violation};
+use super::guard::Use;
+use super::overlay::{Need, Overlay};
+use super::scope::FsScope;
+#[cfg(unix)]
+use super::streams::{FileInput, FileOutput, Mode};
+use crate::gate::KillSwitch;
+use crate::instance::CpuMeter;
 
 /// Per-instance state of the file capability: the bound scope, the guest path of every open
-/// descriptor (so that a relative path can be judged against where it starts) and the overlay
-/// its writable mounts are staged in.
+/// descriptor (where it really is, after any symlink it was opened through, so that a relative
+/// path can be walked from there) and the overlay its writable mounts are staged in.
 #[derive(Debug)]
 pub struct FsState {
-    scope: FsScope,
-    paths: HashMap<u32, String>,
-    overlay: Option<Arc<Overlay>>,
+    pub(super) scope: FsScope,
+    pub(super) paths: HashMap<u32, String>,
+    pub(super) overlay: Option<Arc<Overlay>>,
 }
 
 impl FsState {
@@ -50,25 +55,22 @@ impl FsState {
         self
     }
 
-    /// What staging `rel` (in `mount`) takes: the overlay, the folder and the path inside it.
-    fn staging_job(&self, mount: &MountPoint, rel: &str) -> Option<StagingJob> {
-        let overlay = self.overlay.as_ref().filter(|_| mount.writable)?;
-        let folder = overlay.folder_of(&mount.rel)?;
-        let inner = rel
-            .strip_prefix(mount.rel.as_str())
-            .unwrap_or(rel)
-            .trim_start_matches('/')
-            .to_string();
-        Some(StagingJob {
-            overlay: overlay.clone(),
-            folder,
-            inner,
-        })
-    }
-
     /// The scope this instance runs with.
     pub fn scope(&self) -> &FsScope {
         &self.scope
+    }
+
+    /// After `from` (a workspace path) was renamed to `to`: descriptors open at or below it
+    /// are there now, and paths named from them are walked from there.
+    fn moved(&mut self, from: &str, to: &str) {
+        let (from, to) = (format!("/{from}"), format!("/{to}"));
+        for guest in self.paths.values_mut() {
+            if let Some(rest) = guest.strip_prefix(&from)
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                *guest = format!("{to}{rest}");
+            }
+        }
     }
 }
 
@@ -87,143 +89,17 @@ pub struct GatedFsView<'a> {
     pub state: &'a mut FsState,
     /// Where violations go.
     pub kill: &'a KillSwitch,
-}
-
-/// A path to stage, owned so that a large listing can run on a blocking thread.
-struct StagingJob {
-    overlay: Arc<Overlay>,
-    folder: usize,
-    inner: String,
-}
-
-impl StagingJob {
-    async fn run(self, need: Need) -> io::Result<Spot> {
-        let StagingJob {
-            overlay,
-            folder,
-            inner,
-        } = self;
-        let staged = if need == Need::Entry {
-            // A handful of `lstat`s, like the link check that follows.
-            overlay.stage(folder, &inner, need)?
-        } else {
-            let o = overlay.clone();
-            tokio::task::spawn_blocking(move || o.stage(folder, &inner, need))
-                .await
-                .map_err(io::Error::other)??
-        };
-        Ok(Spot {
-            overlay,
-            folder,
-            staged,
-        })
-    }
-}
-
-/// Where a guarded path was staged.
-struct Spot {
-    overlay: Arc<Overlay>,
-    folder: usize,
-    staged: Staged,
-}
-
-impl Spot {
-    /// Before the call changes the file: give it its own copy if it is still the workspace's
-    /// (the entry the path names, or with `follow` what a link there points at).
-    fn copy_up(&self, follow: bool) -> io::Result<()> {
-        let path = if follow {
-            &self.staged.target
-        } else {
-            &self.staged.entry
-        };
-        match path {
-            Some(p) => self.overlay.copy_up(self.folder, p),
-            None => Ok(()),
-        }
-    }
-
-    /// After the call removed the entry or renamed it away (or renamed something over it).
-    fn removed(&self) {
-        if let Some(p) = &self.staged.entry {
-            self.overlay.remove(self.folder, p);
-        }
-    }
-}
-
-/// A path the gate allowed.
-struct Guarded {
-    /// Its guest path.
-    guest: String,
-    /// Where it was staged (only on a writable mount served through the overlay).
-    spot: Option<Spot>,
-}
-
-impl Guarded {
-    fn copy_up(&self, follow: bool) -> io::Result<()> {
-        self.spot.as_ref().map_or(Ok(()), |s| s.copy_up(follow))
-    }
-
-    fn removed(&self) {
-        if let Some(s) = &self.spot {
-            s.removed();
-        }
-    }
+    /// The task's CPU limit, checked after calls that may take long.
+    pub(crate) cpu: &'a CpuMeter,
 }
 
 impl GatedFsView<'_> {
-    fn deny(&self, detail: String) -> FsError {
-        FsError::trap(
-            self.kill
-                .kill(Violation::new(KillReason::OutOfScope, "fs", detail)),
-        )
-    }
-
-    /// Decide one path-naming operation, staging what it `need`s first.
-    ///
-    /// Staging comes before the link check so that the check sees what the guest will reach
-    /// (a link in the workspace is staged as a link). It only ever stages entries of the mount,
-    /// by normalized path, and a refusal below kills the instance before the guest sees any.
-    async fn guard(
-        &mut self,
-        fd: u32,
-        path: &str,
-        access: Access,
-        dir_hint: Option<bool>,
-        need: Need,
-    ) -> Result<Guarded, FsError> {
-        let started = std::time::Instant::now();
-        let Some(base) = self.state.paths.get(&fd) else {
-            return Err(self.deny(format!(
-                "`{path}` named from a descriptor that is not a granted folder"
-            )));
-        };
-        let (rel, mount) = match self.state.scope.resolve(base, path) {
-            Ok((rel, mount)) => (rel, mount.clone()),
-            Err(why) => return Err(self.deny(why)),
-        };
-        let spot = match self.state.staging_job(&mount, &rel) {
-            Some(job) => Some(job.run(need).await?),
-            None => None,
-        };
-        let scope = &self.state.scope;
-        let is_dir = scope
-            .check_links(&mount, &rel, access)
-            .map_err(|why| self.deny(why))?;
-        let is_dir = dir_hint.unwrap_or(is_dir);
-        scope
-            .decide(access, &rel, is_dir)
-            .map_err(|why| self.deny(why))?;
-        tracing::trace!(target: "warden::gate", capability = "fs", path = %rel, ?access, "allowed");
-        let mode = match access {
-            Access::Read => "read",
-            Access::Write => "write",
-        };
-        self.kill
-            .record("fs", &format!("{mode} {rel}"), "allowed", started.elapsed());
-        Ok(Guarded {
-            guest: format!("/{rel}"),
-            spot,
-        })
+    /// The open file behind `fd`, if it is a file.
+    fn file_of(&self, fd: &Fd) -> Option<Arc<std::fs::File>> {
+        match self.inner.table.get(fd) {
+            Ok(wasmtime_wasi::filesystem::Descriptor::File(f)) => Some(f.file.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -276,7 +152,8 @@ impl HostDescriptor for GatedFsView<'_> {
     }
 
     async fn set_size(&mut self, fd: Fd, size: u64) -> FsResult<()> {
-        self.inner.set_size(fd, size).await
+        let r = self.inner.set_size(fd, size).await;
+        self.metered(r)
     }
 
     async fn set_times(
@@ -297,24 +174,19 @@ impl HostDescriptor for GatedFsView<'_> {
     }
 
     async fn read(&mut self, fd: Fd, len: u64, offset: u64) -> FsResult<(Vec<u8>, bool)> {
-        self.inner.read(fd, len, offset).await
+        let r = self.inner.read(fd, len, offset).await;
+        self.metered(r)
     }
 
     async fn write(&mut self, fd: Fd, buf: Vec<u8>, offset: u64) -> FsResult<u64> {
-        self.inner.write(fd, buf, offset).await
+        let r = self.inner.write(fd, buf, offset).await;
+        self.metered(r)
     }
 
     async fn read_directory(&mut self, fd: Fd) -> FsResult<Resource<types::DirectoryEntryStream>> {
-        let job = self
-            .state
-            .paths
-            .get(&fd.rep())
-            .and_then(|base| self.state.scope.resolve(base, "").ok())
-            .and_then(|(rel, mount)| self.state.staging_job(mount, &rel));
-        if let Some(job) = job {
-            job.run(Need::Listing).await?;
-        }
-        self.inner.read_directory(fd).await
+        self.stage_listing(fd.rep()).await?;
+        let r = self.inner.read_directory(fd).await;
+        self.metered(r)
     }
 
     async fn sync(&mut self, fd: Fd) -> FsResult<()> {
@@ -322,9 +194,9 @@ impl HostDescriptor for GatedFsView<'_> {
     }
 
     async fn create_directory_at(&mut self, fd: Fd, path: String) -> FsResult<()> {
-        self.guard(fd.rep(), &path, Access::Write, Some(true), Need::Entry)
-            .await?;
-        self.inner.create_directory_at(fd, path).await
+        self.guard(fd.rep(), &path, Use::write().dir(true)).await?;
+        let r = self.inner.create_directory_at(fd, path).await;
+        self.metered(r)
     }
 
     async fn stat(&mut self, fd: Fd) -> FsResult<types::DescriptorStat> {
@@ -337,9 +209,9 @@ impl HostDescriptor for GatedFsView<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::DescriptorStat> {
-        self.guard(fd.rep(), &path, Access::Read, None, Need::Entry)
-            .await?;
-        self.inner.stat_at(fd, path_flags, path).await
+        self.guard(fd.rep(), &path, Use::read()).await?;
+        let r = self.inner.stat_at(fd, path_flags, path).await;
+        self.metered(r)
     }
 
     async fn set_times_at(
@@ -350,13 +222,13 @@ impl HostDescriptor for GatedFsView<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        let target = self
-            .guard(fd.rep(), &path, Access::Write, None, Need::Entry)
-            .await?;
+        let target = self.guard(fd.rep(), &path, Use::write()).await?;
         target.copy_up(path_flags.contains(types::PathFlags::SYMLINK_FOLLOW))?;
-        self.inner
+        let r = self
+            .inner
             .set_times_at(fd, path_flags, path, atim, mtim)
-            .await
+            .await;
+        self.metered(r)
     }
 
     async fn link_at(
@@ -369,21 +241,17 @@ impl HostDescriptor for GatedFsView<'_> {
     ) -> FsResult<()> {
         // A hard link makes the old file writable through the new name: both must be writable.
         let source = self
-            .guard(fd.rep(), &old_path, Access::Write, Some(false), Need::Entry)
+            .guard(fd.rep(), &old_path, Use::write().dir(false))
             .await?;
-        self.guard(
-            new_fd.rep(),
-            &new_path,
-            Access::Write,
-            Some(false),
-            Need::Entry,
-        )
-        .await?;
+        self.guard(new_fd.rep(), &new_path, Use::write().dir(false))
+            .await?;
         // The new name must not share the workspace's inode: a write through it would land there.
         source.copy_up(false)?;
-        self.inner
+        let r = self
+            .inner
             .link_at(fd, old_path_flags, old_path, new_fd, new_path)
-            .await
+            .await;
+        self.metered(r)
     }
 
     async fn open_at(
@@ -397,19 +265,20 @@ impl HostDescriptor for GatedFsView<'_> {
         let writes = flags
             .intersects(types::DescriptorFlags::WRITE | types::DescriptorFlags::MUTATE_DIRECTORY)
             || oflags.intersects(types::OpenFlags::CREATE | types::OpenFlags::TRUNCATE);
-        let access = if writes { Access::Write } else { Access::Read };
-        let dir_hint = oflags.contains(types::OpenFlags::DIRECTORY).then_some(true);
-        let target = self
-            .guard(fd.rep(), &path, access, dir_hint, Need::Entry)
-            .await?;
+        let mut how = if writes { Use::write() } else { Use::read() };
+        if oflags.contains(types::OpenFlags::DIRECTORY) {
+            how = how.dir(true);
+        }
+        let target = self.guard(fd.rep(), &path, how).await?;
         if writes {
             target.copy_up(path_flags.contains(types::PathFlags::SYMLINK_FOLLOW))?;
         }
         let opened = self
             .inner
             .open_at(fd, path_flags, path, oflags, flags)
-            .await?;
-        self.state.paths.insert(opened.rep(), target.guest);
+            .await;
+        let opened = self.metered(opened)?;
+        self.state.paths.insert(opened.rep(), target.guest());
         Ok(opened)
     }
 
@@ -419,17 +288,17 @@ impl HostDescriptor for GatedFsView<'_> {
     }
 
     async fn readlink_at(&mut self, fd: Fd, path: String) -> FsResult<String> {
-        self.guard(fd.rep(), &path, Access::Read, Some(false), Need::Entry)
-            .await?;
-        self.inner.readlink_at(fd, path).await
+        self.guard(fd.rep(), &path, Use::read().dir(false)).await?;
+        let r = self.inner.readlink_at(fd, path).await;
+        self.metered(r)
     }
 
     async fn remove_directory_at(&mut self, fd: Fd, path: String) -> FsResult<()> {
         // Listed first: whether it is empty is a question about the overlay, not the staging folder.
-        let target = self
-            .guard(fd.rep(), &path, Access::Write, Some(true), Need::Listing)
-            .await?;
-        self.inner.remove_directory_at(fd, path).await?;
+        let how = Use::write().dir(true).needs(Need::Listing);
+        let target = self.guard(fd.rep(), &path, how).await?;
+        let r = self.inner.remove_directory_at(fd, path).await;
+        self.metered(r)?;
         target.removed();
         Ok(())
     }
@@ -444,67 +313,67 @@ impl HostDescriptor for GatedFsView<'_> {
         // A directory moves with everything in it; one renamed over must be judged empty or not
         // by the overlay.
         let source = self
-            .guard(fd.rep(), &old_path, Access::Write, None, Need::Tree)
+            .guard(fd.rep(), &old_path, Use::write().needs(Need::Tree))
             .await?;
         let target = self
-            .guard(new_fd.rep(), &new_path, Access::Write, None, Need::Listing)
+            .guard(new_fd.rep(), &new_path, Use::write().needs(Need::Listing))
             .await?;
-        self.inner.rename_at(fd, old_path, new_fd, new_path).await?;
+        let r = self.inner.rename_at(fd, old_path, new_fd, new_path).await;
+        self.metered(r)?;
         source.removed();
         target.removed();
+        let at = |g: &super::guard::Guarded| super::overlay::join(&g.mount.rel, &g.entry);
+        self.state.moved(&at(&source), &at(&target));
         Ok(())
     }
 
     async fn symlink_at(&mut self, fd: Fd, src_path: String, dest_path: String) -> FsResult<()> {
         let link = self
-            .guard(
-                fd.rep(),
-                &dest_path,
-                Access::Write,
-                Some(false),
-                Need::Entry,
-            )
-            .await?
-            .guest;
-        // The link's target is resolved from the folder that holds the link.
-        let holder = link
-            .rsplit_once('/')
-            .map_or("/", |(dir, _)| if dir.is_empty() { "/" } else { dir });
-        let holder = holder.to_string();
-        let (target, _) = self
-            .state
-            .scope
-            .resolve(&holder, &src_path)
-            .map_err(|why| self.deny(format!("symlink `{dest_path}` -> `{src_path}`: {why}")))?;
-        if !self.state.scope.allows(Access::Read, &target, false)
-            && !self.state.scope.allows(Access::Read, &target, true)
-        {
-            return Err(self.deny(format!(
-                "symlink `{dest_path}` -> `{src_path}` points at `{target}`, which the policy does not grant"
-            )));
-        }
-        self.inner.symlink_at(fd, src_path, dest_path).await
+            .guard(fd.rep(), &dest_path, Use::write().dir(false))
+            .await?;
+        self.check_link_target(&link, &src_path)?;
+        let r = self.inner.symlink_at(fd, src_path, dest_path).await;
+        self.metered(r)
     }
 
     async fn unlink_file_at(&mut self, fd: Fd, path: String) -> FsResult<()> {
-        let target = self
-            .guard(fd.rep(), &path, Access::Write, Some(false), Need::Entry)
-            .await?;
-        self.inner.unlink_file_at(fd, path).await?;
+        let target = self.guard(fd.rep(), &path, Use::write().dir(false)).await?;
+        let r = self.inner.unlink_file_at(fd, path).await;
+        self.metered(r)?;
         target.removed();
         Ok(())
     }
 
+    // wasmtime-wasi makes the stream (and checks the descriptor's permissions); its work is
+    // then done by one served on the task's thread.
     fn read_via_stream(&mut self, fd: Fd, offset: u64) -> FsResult<Resource<DynInputStream>> {
-        self.inner.read_via_stream(fd, offset)
+        let file = self.file_of(&fd);
+        let stream = self.inner.read_via_stream(fd, offset)?;
+        #[cfg(unix)]
+        if let Some(file) = file {
+            *self.inner.table.get_mut(&stream)? = Box::new(FileInput::new(file, offset));
+        }
+        Ok(stream)
     }
 
     fn write_via_stream(&mut self, fd: Fd, offset: u64) -> FsResult<Resource<DynOutputStream>> {
-        self.inner.write_via_stream(fd, offset)
+        let file = self.file_of(&fd);
+        let stream = self.inner.write_via_stream(fd, offset)?;
+        #[cfg(unix)]
+        if let Some(file) = file {
+            *self.inner.table.get_mut(&stream)? = Box::new(FileOutput::new(file, Mode::At(offset)));
+        }
+        Ok(stream)
     }
 
     fn append_via_stream(&mut self, fd: Fd) -> FsResult<Resource<DynOutputStream>> {
-        self.inner.append_via_stream(fd)
+        let file = self.file_of(&fd);
+        let stream = self.inner.append_via_stream(fd)?;
+        #[cfg(unix)]
+        if let Some(file) = file {
+            *self.inner.table.get_mut(&stream)? = Box::new(FileOutput::new(file, Mode::Append));
+        }
+        Ok(stream)
     }
 
     async fn is_same_object(&mut self, a: Fd, b: Fd) -> wasmtime::Result<bool> {
@@ -521,9 +390,9 @@ impl HostDescriptor for GatedFsView<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::MetadataHashValue> {
-        self.guard(fd.rep(), &path, Access::Read, None, Need::Entry)
-            .await?;
-        self.inner.metadata_hash_at(fd, path_flags, path).await
+        self.guard(fd.rep(), &path, Use::read()).await?;
+        let r = self.inner.metadata_hash_at(fd, path_flags, path).await;
+        self.metered(r)
     }
 }
 
@@ -532,7 +401,8 @@ impl HostDirectoryEntryStream for GatedFsView<'_> {
         &mut self,
         stream: Resource<types::DirectoryEntryStream>,
     ) -> FsResult<Option<types::DirectoryEntry>> {
-        self.inner.read_directory_entry(stream).await
+        let r = self.inner.read_directory_entry(stream).await;
+        self.metered(r)
     }
 
     fn drop(&mut self, stream: Resource<types::DirectoryEntryStream>) -> wasmtime::Result<()> {

@@ -15,11 +15,10 @@
 //! written. Removals leave a *whiteout*: the original at that path no longer shows through.
 //!
 //! Materializing never follows a symlink on the host: every original path is examined with
-//! `lstat`, one component at a time, and a link is recreated as a link and then resolved by name
-//! inside the mount (an absolute target, a `..` past the mount root or more than
-//! [`MAX_LINKS`] links stop the walk; the gate then judges the staged link as before).
-//! Paths are the normalized relative paths from [`super::FsScope::resolve`]: no `..`, nothing
-//! outside the mount is ever named.
+//! `lstat`, one component at a time, as the gate's walk ([`super::resolve`]) reaches it, and a
+//! link is recreated as a link and then resolved by name inside the mount (an absolute target, a
+//! `..` past the mount root or a bound passed stop the walk, and the gate kills or refuses).
+//! Nothing outside the mount is ever named.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -27,7 +26,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use self::walk::{Kind, Walked, link_components, list, path_of, tree, walk};
+pub(crate) use self::walk::Folder;
+use self::walk::{list, tree};
+use super::resolve::{End, Kind, Level, Stop, Walker};
 
 mod walk;
 
@@ -42,9 +43,6 @@ pub struct StagedFolder {
     /// The staging folder the agent sees.
     pub staged: PathBuf,
 }
-
-/// Most symlinks followed while materializing one path (as the kernel's `ELOOP` limit).
-pub const MAX_LINKS: usize = 40;
 
 /// How much of the original a call needs staged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +145,9 @@ impl Overlay {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such staged folder"))
     }
 
-    /// Materialize what a call naming `inner` (a normalized path inside `folder`) needs.
+    /// Materialize what a call naming `inner` (a path inside `folder`, walked from its root)
+    /// needs. A path that does not resolve inside the folder stages what the walk reached and
+    /// returns `Staged::default()`.
     ///
     /// # Errors
     ///
@@ -155,49 +155,68 @@ impl Overlay {
     pub fn stage(&self, folder: usize, inner: &str, need: Need) -> io::Result<Staged> {
         let f = self.folder(folder)?;
         let mut book = self.lock();
-        let mut at = Vec::new();
-        let mut links = 0;
+        let mut entries = Folder { f, book: &mut book };
+        let mut w = Walker::default();
         let mut out = Staged::default();
-        let queue = inner
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .map(str::to_string);
-        match walk(f, &mut book, &mut at, queue.collect(), false, &mut links)? {
-            Walked::Stopped => return Ok(out),
-            Walked::Dir => out.entry = Some(path_of(&at, None)),
-            Walked::Leaf(name, Kind::Link) => {
-                out.entry = Some(path_of(&at, Some(&name)));
+        let stopped = |stop: Stop| match stop {
+            Stop::Io(e) => Err(e),
+            _ => Ok(Staged::default()),
+        };
+        match w.walk(&mut entries, inner, false) {
+            Err(stop) => return stopped(stop),
+            Ok(End::Dir) => out.entry = Some(w.path(None)),
+            Ok(End::Leaf(name, Kind::Link)) => {
+                out.entry = Some(w.path(Some(&name)));
                 if need == Need::Tree {
                     // A renamed link moves as a link; what it points at stays.
                     return Ok(out);
                 }
-                let Some(queue) = link_components(&f.staged.join(path_of(&at, Some(&name))))?
-                else {
-                    return Ok(out);
-                };
-                links += 1;
-                match walk(f, &mut book, &mut at, queue, true, &mut links)? {
-                    Walked::Stopped => return Ok(out),
-                    Walked::Dir => {}
-                    Walked::Leaf(name, _) => {
-                        out.target = Some(path_of(&at, Some(&name)));
+                match w.walk(&mut entries, &name, true) {
+                    Err(Stop::Io(e)) => return Err(e),
+                    Err(_) => return Ok(out),
+                    Ok(End::Dir) => {}
+                    Ok(End::Leaf(name, _)) => {
+                        out.target = Some(w.path(Some(&name)));
                         return Ok(out);
                     }
                 }
             }
-            Walked::Leaf(name, _) => {
-                out.entry = Some(path_of(&at, Some(&name)));
+            Ok(End::Leaf(name, _)) => {
+                out.entry = Some(w.path(Some(&name)));
                 out.target = out.entry.clone();
                 return Ok(out);
             }
         }
-        out.target = Some(path_of(&at, None));
-        match need {
-            Need::Entry => {}
-            Need::Listing => list(f, &mut book, &at)?,
-            Need::Tree => tree(f, &mut book, &mut at)?,
-        }
+        out.target = Some(w.path(None));
+        fill(f, entries.book, &mut w.at, need)?;
         Ok(out)
+    }
+
+    /// Let `walk` examine the entries of `folder`, each materialized as it reaches it; the
+    /// bookkeeping stays locked for the whole walk.
+    ///
+    /// # Errors
+    ///
+    /// When there is no such folder.
+    pub(crate) fn walk<R>(
+        &self,
+        folder: usize,
+        walk: impl FnOnce(&mut Folder<'_>) -> R,
+    ) -> io::Result<R> {
+        let f = self.folder(folder)?;
+        let mut book = self.lock();
+        Ok(walk(&mut Folder { f, book: &mut book }))
+    }
+
+    /// Materialize what `need` asks of the directory a walk of `folder` stands in: its entries
+    /// (`Listing`) or its whole subtree (`Tree`).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors while reading the original or writing the staging folder.
+    pub(crate) fn fill(&self, folder: usize, at: &mut Vec<Level>, need: Need) -> io::Result<()> {
+        let f = self.folder(folder)?;
+        fill(f, &mut self.lock(), at, need)
     }
 
     /// Before `inner` (a path returned by [`Overlay::stage`]) is changed: if it is a file that
@@ -276,6 +295,14 @@ impl Overlay {
                 .linked
                 .get(&id)
                 .is_some_and(|p| *p == workspace_path(&f.rel, inner))
+    }
+}
+
+fn fill(f: &StagedFolder, book: &mut Book, at: &mut Vec<Level>, need: Need) -> io::Result<()> {
+    match need {
+        Need::Entry => Ok(()),
+        Need::Listing => list(f, book, at),
+        Need::Tree => tree(f, book, at),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The file capability's decision logic, free of wasmtime: where the policy's folders are mounted,
 //! how a guest path (relative to one of its open directories) maps to a workspace path, and
-//! whether the grant allows the operation. Symlinks are resolved on the host and the result must
-//! stay inside the grant as well.
+//! whether the grant allows the operation. Where a path leads once its symlinks are followed is
+//! [`super::resolve`]'s to find; the result is judged here as well.
 
 use std::path::{Path, PathBuf};
 
@@ -209,73 +209,6 @@ impl FsScope {
             Access::Read => self.grant.allows_read(rel),
         }
     }
-
-    /// Follow symlinks on the host: the workspace path `rel` names, after every link, must still
-    /// be in `mount` and allowed for `access`. A path that does not exist yet is judged by its
-    /// nearest existing ancestor.
-    ///
-    /// # Errors
-    ///
-    /// A sentence naming where the link leads.
-    pub fn check_links(
-        &self,
-        mount: &MountPoint,
-        rel: &str,
-        access: Access,
-    ) -> Result<bool, String> {
-        let below = rel
-            .strip_prefix(mount.rel.as_str())
-            .unwrap_or(rel)
-            .trim_start_matches('/');
-        let host = if below.is_empty() {
-            mount.host.clone()
-        } else {
-            mount.host.join(below)
-        };
-        // Find the deepest existing ancestor; the rest is to be created.
-        let mut existing = host.as_path();
-        let mut missing = Vec::new();
-        let canonical = loop {
-            match existing.canonicalize() {
-                Ok(c) => break c,
-                Err(_) => match (existing.parent(), existing.file_name()) {
-                    (Some(parent), Some(name)) => {
-                        missing.push(name.to_owned());
-                        existing = parent;
-                    }
-                    _ => return Err(format!("cannot resolve {}", host.display())),
-                },
-            }
-        };
-        let Ok(inside) = canonical.strip_prefix(&mount.host) else {
-            return Err(format!(
-                "`{rel}` leads out of `{}` through a symlink (to {})",
-                mount.guest,
-                canonical.display()
-            ));
-        };
-        let is_dir = missing.is_empty() && canonical.is_dir();
-        let mut target: Vec<String> = mount
-            .rel
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect();
-        target.extend(inside.iter().map(|c| c.to_string_lossy().into_owned()));
-        target.extend(
-            missing
-                .iter()
-                .rev()
-                .map(|c| c.to_string_lossy().into_owned()),
-        );
-        let target = target.join("/");
-        if target != rel && !self.allows(access, &target, is_dir) {
-            return Err(format!(
-                "`{rel}` is a symlink to `{target}`, which the policy does not grant"
-            ));
-        }
-        Ok(is_dir)
-    }
 }
 
 #[cfg(test)]
@@ -344,27 +277,5 @@ mod tests {
         assert!(s.allows(Access::Read, "data/out/x", false));
         assert!(!s.allows(Access::Read, "secret/key", false));
         assert!(s.allows(Access::Read, "data", true));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn symlinks_that_lead_out_are_refused() {
-        let (d, s) = scope("read = [\"data/**\"]\nwrite = [\"data/out/**\"]");
-        std::os::unix::fs::symlink(d.path().join("secret/key"), d.path().join("data/leak"))
-            .unwrap();
-        std::os::unix::fs::symlink("/etc", d.path().join("data/etc")).unwrap();
-        std::os::unix::fs::symlink("in.txt", d.path().join("data/alias")).unwrap();
-        std::os::unix::fs::symlink("../in.txt", d.path().join("data/out/up")).unwrap();
-        let m = s.mounts()[0].clone();
-        assert!(s.check_links(&m, "data/leak", Access::Read).is_err());
-        assert!(s.check_links(&m, "data/etc", Access::Read).is_err());
-        assert!(s.check_links(&m, "data/alias", Access::Read).is_ok());
-        // A link in a writable folder to a read-only file: reading is fine, writing is not.
-        assert!(s.check_links(&m, "data/out/up", Access::Read).is_ok());
-        assert!(s.check_links(&m, "data/out/up", Access::Write).is_err());
-        assert!(
-            s.check_links(&m, "data/out/new-file", Access::Write)
-                .is_ok()
-        );
     }
 }

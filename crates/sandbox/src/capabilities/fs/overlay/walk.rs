@@ -1,83 +1,31 @@
-//! Walking a path through the overlay: each component examined with `lstat` and materialized
-//! from the original, links followed by name inside the folder and never by the host.
+//! The overlay's side of a walk (see [`crate::capabilities::fs::resolve`]): each component
+//! examined with `lstat` and materialized from the original, links recreated as links and
+//! followed by name inside the folder, never by the host. Listings of a folder the walk reached.
 
-use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use super::StagedFolder;
-use super::{Book, MAX_LINKS, copy_new, file_id, join, workspace_path};
+use super::{Book, copy_new, file_id, join, workspace_path};
+use crate::capabilities::fs::resolve::{Entries, Kind, Level, is_absent, kind_of, path_of};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    Missing,
-    File,
-    Dir,
-    Link,
+/// The entries of one staged folder, as a walk sees them: each materialized from the workspace
+/// when the walk reaches it.
+pub(crate) struct Folder<'a> {
+    pub(super) f: &'a StagedFolder,
+    pub(super) book: &'a mut Book,
 }
 
-/// One directory on the walk; `original`: the workspace has a real directory at the same path
-/// whose entries still show through (verified with `lstat`, not whited out).
-pub(super) struct Level {
-    pub(super) name: String,
-    pub(super) original: bool,
-}
-
-pub(super) enum Walked {
-    /// The path resolved to the directory at the top of the walk.
-    Dir,
-    /// The path ends in this entry of the directory at the top of the walk (not a directory,
-    /// or a link not followed).
-    Leaf(String, Kind),
-    /// The path leaves the folder or cannot resolve.
-    Stopped,
-}
-
-/// Walk `queue` from the directory at the top of `at`, materializing each component. Links in
-/// the middle are followed by name; the last component is followed only if `follow_last`.
-pub(super) fn walk(
-    f: &StagedFolder,
-    book: &mut Book,
-    at: &mut Vec<Level>,
-    mut queue: VecDeque<String>,
-    follow_last: bool,
-    links: &mut usize,
-) -> io::Result<Walked> {
-    while let Some(name) = queue.pop_front() {
-        let last = queue.is_empty();
-        match name.as_str() {
-            "." => continue,
-            ".." => {
-                if at.pop().is_none() {
-                    return Ok(Walked::Stopped);
-                }
-                continue;
-            }
-            _ => {}
-        }
+impl Entries for Folder<'_> {
+    fn entry(&mut self, at: &[Level], name: &str) -> io::Result<(Kind, bool)> {
         let parent_original = at.last().is_none_or(|l| l.original);
-        let inner = path_of(at, Some(&name));
-        let (kind, original) = ensure(f, book, &inner, parent_original)?;
-        match kind {
-            Kind::Dir => at.push(Level { name, original }),
-            Kind::Link if !last || follow_last => {
-                *links += 1;
-                if *links > MAX_LINKS {
-                    return Ok(Walked::Stopped);
-                }
-                let Some(target) = link_components(&f.staged.join(&inner))? else {
-                    return Ok(Walked::Stopped);
-                };
-                for c in target.into_iter().rev() {
-                    queue.push_front(c);
-                }
-            }
-            _ if last => return Ok(Walked::Leaf(name, kind)),
-            _ => return Ok(Walked::Stopped),
-        }
+        ensure(self.f, self.book, &path_of(at, Some(name)), parent_original)
     }
-    Ok(Walked::Dir)
+
+    fn link(&mut self, at: &[Level], name: &str) -> io::Result<std::path::PathBuf> {
+        fs::read_link(self.f.staged.join(path_of(at, Some(name))))
+    }
 }
 
 /// Make sure `inner` is in the staging folder if the original has it; returns what is staged
@@ -196,45 +144,4 @@ pub(super) fn tree(f: &StagedFolder, book: &mut Book, at: &mut Vec<Level>) -> io
         }
     }
     Ok(())
-}
-
-/// The components of a staged link's target, if it is relative and readable as UTF-8.
-pub(super) fn link_components(link: &Path) -> io::Result<Option<VecDeque<String>>> {
-    let target = fs::read_link(link)?;
-    let Some(target) = target.to_str() else {
-        return Ok(None);
-    };
-    if target.starts_with('/') || Path::new(target).is_absolute() {
-        return Ok(None);
-    }
-    let parts: VecDeque<String> = target
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect();
-    Ok((!parts.is_empty()).then_some(parts))
-}
-
-fn kind_of(meta: &fs::Metadata) -> Kind {
-    let t = meta.file_type();
-    if t.is_dir() {
-        Kind::Dir
-    } else if t.is_symlink() {
-        Kind::Link
-    } else {
-        Kind::File
-    }
-}
-
-fn is_absent(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-    )
-}
-
-pub(super) fn path_of(at: &[Level], name: Option<&str>) -> String {
-    let mut parts: Vec<&str> = at.iter().map(|l| l.name.as_str()).collect();
-    parts.extend(name);
-    parts.join("/")
 }

@@ -16,20 +16,36 @@
 //! left alone. Every record goes to the
 //! audit log before the state it describes is committed, and a failure to write the log is an
 //! error the caller must not go past (irreversible actions fail closed on it).
+//!
+//! The store vouches for the log: each task commit keeps the log's head in the task's row
+//! ([`crate::store::LogHead`]). Opening a ledger refuses a log that no longer reaches the head
+//! the store vouches for, and after a host that stopped without its closing checkpoint (killed,
+//! crashed) it signs one at once, with an `audit-recovered` record saying so, so the records
+//! written since the last checkpoint are unvouched only until the next start (`recovery.rs`).
+//! `warden audit verify` compares the whole log with the store, read-only (`verify.rs`,
+//! `crosscheck.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
 use crate::approval::{Approval, ApprovalError, action_hash};
-use crate::audit::{AuditError, AuditEvent, AuditLog, Checkpoint, VerifyError, VerifyReport};
+use crate::audit::{AuditError, AuditEvent, AuditLog, Checkpoint};
 use crate::identity::{IdentityError, SecretKey};
 use crate::policy::keys::PublicKey;
 use crate::policy::{HostConfig, HostTool, Roles};
 use crate::store::{
-    ActionRecord, Durability, SqliteStore, StateStore, StoreError, StoredCheckpoint, now_ms,
+    ActionRecord, Durability, LogHead, LogHeadSource, SqliteStore, StateStore, StoreError,
+    StoredCheckpoint, now_ms,
 };
+
+mod crosscheck;
+mod recovery;
+mod verify;
+
+pub use crosscheck::Mismatch;
+pub use verify::{AuditCheckError, DirReport, verify_dir};
 
 /// Why the ledger could not do its part.
 #[derive(Debug, thiserror::Error)]
@@ -53,34 +69,25 @@ pub enum LedgerError {
     /// The audit log could not be written or read.
     #[error("the audit log: {0}")]
     Audit(#[from] AuditError),
-}
-
-/// Why `warden audit verify` failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditCheckError {
-    /// The log itself is damaged.
-    #[error(transparent)]
-    Log(#[from] VerifyError),
-    /// The checkpoint kept in the state store is not in the log: the log was rolled back or cut.
+    /// The audit log ends before, or differs at, the record the state store vouches for.
     #[error(
-        "the state store holds a checkpoint at record {size} (head {head}) that the log does not contain: the log was truncated or rolled back"
+        "the audit log {found}, but the state store's last commits vouch for it up to record {seq} (hash {hash}): records were cut from the log, or it was rolled back or rewritten; run `warden audit verify` and restore the log before starting the host"
     )]
-    RolledBack {
-        /// Records the checkpoint covers.
-        size: u64,
-        /// Its head hash.
-        head: String,
+    LogBehindStore {
+        /// The record the store vouches for.
+        seq: u64,
+        /// Its hash as the store has it.
+        hash: String,
+        /// What the log holds instead (`ends at record 40`, `holds another record 52`).
+        found: String,
     },
-    /// Something could not be read.
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
 }
 
 /// The durable side of a host.
 pub struct Ledger {
     dir: PathBuf,
     store: Box<dyn StateStore>,
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
     key: SecretKey,
     checkpoint_every: u64,
     pending: Mutex<u64>,
@@ -96,11 +103,15 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Open (creating if needed) the data directory `dir`, signing a checkpoint every
-    /// `checkpoint_every` audit records.
+    /// `checkpoint_every` audit records. Recovers from a process that stopped without closing
+    /// (see the module docs): interrupts its tasks, and signs what it left unsigned, writing an
+    /// `audit-recovered` record; a clean directory gets no record.
     ///
     /// # Errors
     ///
-    /// [`LedgerError`] when the directory, key, store or audit log cannot be used.
+    /// [`LedgerError`] when the directory, key, store or audit log cannot be used;
+    /// [`LedgerError::LogBehindStore`] (before anything is written) when the log no longer
+    /// reaches the head the store's newest rows vouch for.
     pub fn open(dir: &Path, checkpoint_every: u64) -> Result<Ledger, LedgerError> {
         let dir_err = |source| LedgerError::Dir {
             path: dir.to_path_buf(),
@@ -126,8 +137,12 @@ impl Ledger {
             key.write(&dir.join("host"))?;
             key
         };
-        let store = SqliteStore::open(dir, Durability::Process)?;
-        let audit = AuditLog::open(dir, key.signing_key().clone(), u64::MAX)?;
+        let audit = Arc::new(AuditLog::open(dir, key.signing_key().clone(), u64::MAX)?);
+        let store = SqliteStore::open(dir, Durability::Process)?
+            .vouching_for(Arc::clone(&audit) as Arc<dyn LogHeadSource>);
+        // Before anything is appended (or signed): the log must still hold what the store's last
+        // commits vouch for, or recovery would sign a log cut after a crash.
+        recovery::check_log_reaches_store(&store, audit.path())?;
         let ledger = Ledger {
             dir: dir.to_path_buf(),
             store: Box::new(store),
@@ -138,17 +153,7 @@ impl Ledger {
             owner,
             owner_lock: Some(owner_lock),
         };
-        let alive = |owner: &str| owner == ledger.owner || owner_alive(&owners, owner);
-        for task in ledger.store.recover(&alive)? {
-            let staging = ledger.staging_root(task);
-            let discarded = staging.exists() && std::fs::remove_dir_all(&staging).is_ok();
-            ledger.record(
-                AuditEvent::new("task-interrupted")
-                    .task(task)
-                    .detail(json!({ "staging_discarded": discarded })),
-            )?;
-            tracing::warn!(target: "warden::ledger", task, "task interrupted by a host stop");
-        }
+        recovery::recover(&ledger, &owners)?;
         Ok(ledger)
     }
 
@@ -183,16 +188,27 @@ impl Ledger {
     ///
     /// [`LedgerError::Audit`] when the log cannot be written: the caller must not go on.
     pub fn record(&self, event: AuditEvent) -> Result<u64, LedgerError> {
+        let seq = self.append_unsigned(event)?;
+        self.checkpoint_if_due()?;
+        Ok(seq)
+    }
+
+    /// Append one audit record and count it towards the next checkpoint, without signing one:
+    /// for records written inside a store transaction, where a checkpoint (which writes the
+    /// store too) must wait until the commit.
+    fn append_unsigned(&self, event: AuditEvent) -> Result<u64, AuditError> {
         let seq = self.audit.append(event)?;
-        let due = {
-            let mut n = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            *n += 1;
-            *n >= self.checkpoint_every
-        };
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Ok(seq)
+    }
+
+    /// Sign a checkpoint if `checkpoint_every` records were written since the last one.
+    fn checkpoint_if_due(&self) -> Result<(), LedgerError> {
+        let due = *self.pending.lock().unwrap_or_else(|p| p.into_inner()) >= self.checkpoint_every;
         if due {
             self.checkpoint()?;
         }
-        Ok(seq)
+        Ok(())
     }
 
     /// Sign a checkpoint now (also kept in the state store).
@@ -218,7 +234,7 @@ impl Ledger {
     }
 
     /// Hold an irreversible tool call as a pending action and audit it. If the audit record
-    /// cannot be written the action is marked failed and the error returned: fail closed.
+    /// cannot be written nothing is stored and the error returned: fail closed.
     ///
     /// # Errors
     ///
@@ -233,6 +249,24 @@ impl Ledger {
         ttl: std::time::Duration,
     ) -> Result<ActionRecord, LedgerError> {
         let created_ms = now_ms();
+        // The record is written inside the store's transaction, before the commit: an action
+        // whose record cannot be written is never stored, so it can never be approved.
+        let audit = |action: &ActionRecord| {
+            self.append_unsigned(
+                AuditEvent::new("action-pending")
+                    .task(task)
+                    .agent(agent)
+                    .user(user)
+                    .detail(json!({
+                        "action": action.id,
+                        "tool": tool,
+                        "hash": action.hash,
+                        "expires_ms": action.expires_ms,
+                    })),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
         let action = self.store.add_action(
             &ActionRecord {
                 id: 0,
@@ -249,29 +283,9 @@ impl Ledger {
                 result: None,
             },
             &action_hash,
+            &audit,
         )?;
-        let audited = self.record(
-            AuditEvent::new("action-pending")
-                .task(task)
-                .agent(agent)
-                .user(user)
-                .detail(json!({
-                    "action": action.id,
-                    "tool": tool,
-                    "hash": action.hash,
-                    "expires_ms": action.expires_ms,
-                })),
-        );
-        if let Err(e) = audited {
-            self.store.settle_action(
-                action.id,
-                "pending",
-                "failed",
-                "-",
-                "the audit log could not be written",
-            )?;
-            return Err(e);
-        }
+        self.checkpoint_if_due()?;
         Ok(action)
     }
 
@@ -336,9 +350,8 @@ impl Ledger {
             Ok(out) => ("performed", out.clone()),
             Err(why) => ("failed", why.clone()),
         };
-        self.store
-            .settle_action(action.id, "performing", status, &approver, &text)
-            .map_err(LedgerError::from)?;
+        // Audited before the store says so: a crash in between leaves it `performing` (done,
+        // outcome in the log), never `performed` without its record.
         self.record(
             AuditEvent::new(format!("action-{status}"))
                 .task(action.task)
@@ -346,6 +359,9 @@ impl Ledger {
                 .user(&action.user)
                 .detail(json!({"action": action.id, "approver": approver, "result": text})),
         )?;
+        self.store
+            .settle_action(action.id, "performing", status, &approver, &text)
+            .map_err(LedgerError::from)?;
         result.map_err(ApproveError::Failed)
     }
 }
@@ -383,14 +399,22 @@ impl Drop for Ledger {
     }
 }
 
-/// Whether the process `owner` still holds its lock (an unknown owner is gone).
+/// Whether the process `owner` still holds its lock (an unknown owner is gone). Probes with a
+/// shared lock, released at once, so a reader (`warden audit verify`) disturbs no one.
 fn owner_alive(owners: &Path, owner: &str) -> bool {
     if owner.is_empty() || owner.contains(['/', '.']) {
         return false;
     }
     match std::fs::File::open(owners.join(format!("{owner}.lock"))) {
-        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Ok(f) => matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
         Err(_) => false,
+    }
+}
+
+impl LogHeadSource for AuditLog {
+    fn log_head(&self) -> LogHead {
+        let (seq, hash) = self.head();
+        LogHead { seq, hash }
     }
 }
 
@@ -408,66 +432,6 @@ fn sweep_owners(owners: &Path) {
     }
 }
 
-/// Verify the audit log of the data directory `dir`: the chain, every checkpoint's signature
-/// under the host key (`key`, or `dir/host.pub`), the anchor file, and the newest checkpoint
-/// kept in the state store.
-///
-/// # Errors
-///
-/// [`AuditCheckError`] naming the first bad record.
-pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<VerifyReport, AuditCheckError> {
-    let key = match key {
-        Some(k) => k,
-        None => read_public(&dir.join("host.pub"))?,
-    };
-    let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.to_bytes()).map_err(|e| {
-        LedgerError::Key(IdentityError::KeyFile {
-            path: dir.join("host.pub"),
-            why: e.to_string(),
-        })
-    })?;
-    let anchor = crate::audit::read_anchor(dir).map_err(LedgerError::from)?;
-    let stored = if dir.join("state.db").exists() {
-        SqliteStore::open(dir, Durability::Process)
-            .and_then(|s| s.latest_checkpoint())
-            .map_err(LedgerError::from)?
-    } else {
-        None
-    };
-    let log = dir.join("audit.log");
-    let report = crate::audit::verify(&log, &verifying, anchor.as_ref())?;
-    if let Some(c) = stored {
-        let stored = Checkpoint {
-            size: c.size,
-            head: c.head.clone(),
-            key: c.key.clone(),
-            signature: c.signature.clone(),
-        };
-        crate::audit::verify(&log, &verifying, Some(&stored)).map_err(|_| {
-            AuditCheckError::RolledBack {
-                size: c.size,
-                head: c.head,
-            }
-        })?;
-    }
-    Ok(report)
-}
-
-fn read_public(path: &Path) -> Result<PublicKey, LedgerError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        LedgerError::Key(IdentityError::KeyFile {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })
-    })?;
-    PublicKey::parse(text.trim()).map_err(|e| {
-        LedgerError::Key(IdentityError::KeyFile {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })
-    })
-}
-
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -480,53 +444,4 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::TaskRecord;
-
-    fn running_task(ledger: &Ledger) -> u64 {
-        let task = TaskRecord {
-            id: 0,
-            agent: "hello".into(),
-            agent_id: "unsigned/hello".into(),
-            module_hash: "h".into(),
-            user: "-".into(),
-            level: 1,
-            grant: serde_json::json!({}),
-            status: "running".into(),
-            outcome: None,
-            trace: None,
-            staging: "none".into(),
-            staging_path: None,
-            started_ms: now_ms(),
-            ended_ms: None,
-        };
-        ledger.store().begin_task(&task, ledger.owner()).unwrap()
-    }
-
-    #[test]
-    fn only_the_tasks_of_a_host_that_is_gone_are_interrupted() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = Ledger::open(dir.path(), 1024).unwrap();
-        let id = running_task(&host);
-        // A CLI opening the same data directory while the host runs leaves its task alone.
-        let cli = Ledger::open(dir.path(), 1024).unwrap();
-        assert_eq!(cli.store().task(id).unwrap().status, "running");
-        drop(cli);
-        // Once the host is gone (its owner lock released), the task is interrupted and audited.
-        drop(host);
-        let after = Ledger::open(dir.path(), 1024).unwrap();
-        assert_eq!(after.store().task(id).unwrap().status, "interrupted");
-        drop(after);
-        let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
-        assert_eq!(log.matches("\"task-interrupted\"").count(), 1);
-        verify_dir(dir.path(), None).unwrap();
-        // No owner lock files are left behind.
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("owners"))
-                .unwrap()
-                .count(),
-            0
-        );
-    }
-}
+mod tests;

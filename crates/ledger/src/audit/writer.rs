@@ -1,0 +1,410 @@
+//! The audit log's writer: [`AuditLog`] appends chained records under a file lock shared with
+//! other processes on the same data directory, signs checkpoints and keeps the anchor file.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ed25519_dalek::SigningKey;
+
+use super::tail::{complete_lines, read_back};
+use super::{
+    ANCHOR_FILE, AuditError, AuditEvent, AuditRecord, CHECKPOINT_KIND, Checkpoint, GENESIS,
+    HASH_PREFIX, LINE_CAPACITY, LOG_FILE, RecordBody, io_error, line_hash, now_ms, push_hex,
+    read_anchor, record_hash,
+};
+
+/// What a record's detail is: given, or (for a checkpoint) the signature of the head as it
+/// stands once the file lock is held.
+enum Detail<'a> {
+    Value(&'a serde_json::Value),
+    Checkpoint,
+}
+
+/// The log, open for appending. Cheap to share behind an `Arc`: appends from many threads are
+/// serialised by one mutex held across hashing and writing, so the chain stays whole.
+pub struct AuditLog {
+    path: PathBuf,
+    dir: PathBuf,
+    /// Opened with `O_APPEND`: each write lands at the end, whatever else holds the file.
+    file: File,
+    key: SigningKey,
+    checkpoint_every: u64,
+    state: Mutex<Tail>,
+    /// The size of the newest anchor written, so a slower checkpoint never overwrites a newer.
+    anchored: Mutex<u64>,
+    /// Whether the log ended in records no checkpoint signs when it was opened.
+    opened_unsigned: bool,
+}
+
+/// The end of the chain, and the line buffer reused by every append.
+struct Tail {
+    seq: u64,
+    head: String,
+    /// The file's length after our last write (or at open): if it differs when we next hold the
+    /// file lock, another process appended, and the head is read back from the file.
+    end: u64,
+    line: Vec<u8>,
+    broken: bool,
+}
+
+impl AuditLog {
+    /// Opens `dir/audit.log` (creating it, mode 0600, if missing) and recovers the seq and hash
+    /// of its last record. A checkpoint is written automatically after every record whose seq is
+    /// a multiple of `checkpoint_every` (0 or `u64::MAX`: only when [`checkpoint`] is called).
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Damaged`] when the last line is torn (no newline) or not a valid record,
+    /// and [`AuditError::BehindAnchor`] when the log is shorter than `audit.anchor` says: the
+    /// log is never silently cut or overwritten; the operator runs `warden audit verify`.
+    /// [`AuditError::Io`] when the file cannot be opened or read.
+    ///
+    /// [`checkpoint`]: AuditLog::checkpoint
+    pub fn open(
+        dir: &Path,
+        key: SigningKey,
+        checkpoint_every: u64,
+    ) -> Result<AuditLog, AuditError> {
+        let path = dir.join(LOG_FILE);
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(io_error("open", &path))?;
+        let (seq, head, last_kind) = recover_head(&mut file, &path)?;
+        let end = file.metadata().map_err(io_error("check", &path))?.len();
+        let anchored = match read_anchor(dir)? {
+            Some(anchor) if anchor.size > seq => {
+                return Err(AuditError::BehindAnchor {
+                    path,
+                    records: seq,
+                    anchored: anchor.size,
+                });
+            }
+            Some(anchor) => anchor.size,
+            None => 0,
+        };
+        Ok(AuditLog {
+            dir: dir.to_path_buf(),
+            path,
+            file,
+            key,
+            checkpoint_every,
+            state: Mutex::new(Tail {
+                seq,
+                head,
+                end,
+                line: Vec::with_capacity(LINE_CAPACITY),
+                broken: false,
+            }),
+            anchored: Mutex::new(anchored),
+            opened_unsigned: seq > 0 && last_kind != CHECKPOINT_KIND,
+        })
+    }
+
+    /// Whether the log, when this handle opened it, ended in records that no checkpoint signs:
+    /// the last process to write it stopped without its closing checkpoint (it was killed or
+    /// crashed), or another one is still writing.
+    pub fn opened_unsigned(&self) -> bool {
+        self.opened_unsigned
+    }
+
+    /// How many records the newest anchor this handle knows of covers (read at open, raised
+    /// by each checkpoint it writes).
+    pub fn anchored(&self) -> u64 {
+        *self.anchored.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one record with a single `write(2)` of the whole line and no fsync (a killed
+    /// process loses nothing the kernel accepted; [`checkpoint`] makes it durable). Returns
+    /// the record's seq.
+    ///
+    /// # Errors
+    ///
+    /// When the record (or a checkpoint due after it) cannot be written: the caller must fail
+    /// closed. After a failed write the log refuses further appends ([`AuditError::Broken`]).
+    /// [`AuditError::ReservedKind`] for an event of kind `checkpoint`.
+    ///
+    /// [`checkpoint`]: AuditLog::checkpoint
+    pub fn append(&self, event: AuditEvent) -> Result<u64, AuditError> {
+        if event.kind == CHECKPOINT_KIND {
+            return Err(AuditError::ReservedKind);
+        }
+        let (seq, _) = self.write_locked(
+            &mut self.lock(),
+            &event.kind,
+            event.task,
+            event.agent.as_deref(),
+            event.user.as_deref(),
+            Detail::Value(&event.detail),
+        )?;
+        if self.checkpoint_every != 0 && seq % self.checkpoint_every == 0 {
+            self.checkpoint()?;
+        }
+        Ok(seq)
+    }
+
+    /// Signs the current head, appends it as a checkpoint record, fsyncs the log, then writes
+    /// it to `audit.anchor` (temporary file, fsync, rename). The fsync comes before the anchor
+    /// so the anchor never vouches for records that are not on disk.
+    ///
+    /// # Errors
+    ///
+    /// When the log or the anchor cannot be written or synced.
+    pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        let checkpoint = {
+            let mut tail = self.lock();
+            let (_, signed) = self.write_locked(
+                &mut tail,
+                CHECKPOINT_KIND,
+                None,
+                None,
+                None,
+                Detail::Checkpoint,
+            )?;
+            signed.expect("a checkpoint record carries its checkpoint")
+        };
+        self.file
+            .sync_data()
+            .map_err(io_error("sync", &self.path))?;
+        self.write_anchor(&checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// The seq and hash of the last record (0 and 64 zeros for an empty log).
+    pub fn head(&self) -> (u64, String) {
+        let tail = self.lock();
+        (tail.seq, tail.head.clone())
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Chains one record to the head, writes its line and advances the head. A checkpoint
+    /// record signs the head as it stands once the file lock is held, and is returned too.
+    fn write_locked(
+        &self,
+        tail: &mut Tail,
+        kind: &str,
+        task: Option<u64>,
+        agent: Option<&str>,
+        user: Option<&str>,
+        detail: Detail<'_>,
+    ) -> Result<(u64, Option<Checkpoint>), AuditError> {
+        if tail.broken {
+            return Err(AuditError::Broken {
+                path: self.path.clone(),
+            });
+        }
+        if !self.attached(kind == CHECKPOINT_KIND)? {
+            tail.broken = true;
+            return Err(AuditError::Detached {
+                path: self.path.clone(),
+            });
+        }
+        // Several processes may share a data directory (a host and the CLI): the file lock
+        // serialises their appends, and a head moved by another process is read back first.
+        self.file.lock().map_err(io_error("lock", &self.path))?;
+        let written = self.write_with_file_lock(tail, kind, task, agent, user, detail);
+        let unlocked = self.file.unlock().map_err(io_error("unlock", &self.path));
+        let written = written?;
+        unlocked?;
+        Ok(written)
+    }
+
+    /// [`AuditLog::write_locked`]'s body, run with the file lock held.
+    fn write_with_file_lock(
+        &self,
+        tail: &mut Tail,
+        kind: &str,
+        task: Option<u64>,
+        agent: Option<&str>,
+        user: Option<&str>,
+        detail: Detail<'_>,
+    ) -> Result<(u64, Option<Checkpoint>), AuditError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(io_error("check", &self.path))?
+            .len();
+        if len != tail.end {
+            let mut reader = self
+                .file
+                .try_clone()
+                .map_err(io_error("read", &self.path))?;
+            let (seq, head, _) = recover_head(&mut reader, &self.path)?;
+            tail.seq = seq;
+            tail.head = head;
+            tail.end = len;
+        }
+        let mut signed = None;
+        let owned;
+        let detail = match detail {
+            Detail::Value(v) => v,
+            Detail::Checkpoint => {
+                let checkpoint = Checkpoint::sign(&self.key, tail.seq, &tail.head);
+                owned = serde_json::to_value(&checkpoint).map_err(|e| AuditError::Io {
+                    action: "encode a checkpoint for",
+                    path: self.path.clone(),
+                    source: e.into(),
+                })?;
+                signed = Some(checkpoint);
+                &owned
+            }
+        };
+        let seq = tail.seq + 1;
+        let body = RecordBody {
+            seq,
+            time_ms: now_ms(),
+            kind,
+            task,
+            agent,
+            user,
+            detail,
+            prev: &tail.head,
+        };
+        tail.line.clear();
+        serde_json::to_writer(&mut tail.line, &body).map_err(|e| AuditError::Io {
+            action: "encode a record for",
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        let digest = record_hash(tail.head.as_bytes(), &tail.line, b"");
+        // The body ends in `}`: reopen it for the hash field.
+        tail.line.pop();
+        tail.line.extend_from_slice(HASH_PREFIX);
+        let hex_start = tail.line.len();
+        push_hex(&mut tail.line, &digest);
+        tail.line.extend_from_slice(b"\"}\n");
+        if let Err(source) = (&self.file).write_all(&tail.line) {
+            tail.broken = true;
+            return Err(AuditError::Io {
+                action: "write",
+                path: self.path.clone(),
+                source,
+            });
+        }
+        tail.seq = seq;
+        tail.end += tail.line.len() as u64;
+        tail.head.clear();
+        tail.head.extend(
+            tail.line[hex_start..hex_start + 64]
+                .iter()
+                .map(|&b| char::from(b)),
+        );
+        Ok((seq, signed))
+    }
+
+    /// Whether the open file is still the log at `path`. Records written to a file that was
+    /// removed or replaced would reach no one, so appending must stop. Every append checks the
+    /// link count (one `fstat`); a checkpoint also compares the file at `path`.
+    fn attached(&self, by_path: bool) -> Result<bool, AuditError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let open = self
+                .file
+                .metadata()
+                .map_err(io_error("check", &self.path))?;
+            if open.nlink() == 0 {
+                return Ok(false);
+            }
+            if by_path {
+                return Ok(std::fs::metadata(&self.path)
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (open.dev(), open.ino())));
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = by_path;
+        Ok(true)
+    }
+
+    fn write_anchor(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
+        let mut anchored = self.anchored.lock().unwrap_or_else(|p| p.into_inner());
+        if checkpoint.size < *anchored {
+            return Ok(());
+        }
+        let path = self.dir.join(ANCHOR_FILE);
+        // Another process sharing the directory may anchor too: hold the log's file lock, never
+        // lower an anchor it wrote, and use a temporary name of our own.
+        self.file.lock().map_err(io_error("lock", &self.path))?;
+        let result = self.replace_anchor(checkpoint, &path);
+        let unlocked = self.file.unlock().map_err(io_error("unlock", &self.path));
+        result?;
+        unlocked?;
+        *anchored = checkpoint.size;
+        Ok(())
+    }
+
+    /// Write `checkpoint` to the anchor file at `path` unless it already holds a newer one;
+    /// called with the log's file lock held.
+    fn replace_anchor(&self, checkpoint: &Checkpoint, path: &Path) -> Result<(), AuditError> {
+        if read_anchor(&self.dir)?.is_some_and(|a| a.size >= checkpoint.size) {
+            return Ok(());
+        }
+        let temp = self
+            .dir
+            .join(format!("{ANCHOR_FILE}.{}.tmp", std::process::id()));
+        let mut text = serde_json::to_vec(checkpoint).map_err(|e| AuditError::Io {
+            action: "encode",
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        text.push(b'\n');
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&temp).map_err(io_error("create", &temp))?;
+        file.write_all(&text).map_err(io_error("write", &temp))?;
+        file.sync_all().map_err(io_error("sync", &temp))?;
+        std::fs::rename(&temp, path).map_err(io_error("replace", path))?;
+        // The rename itself is durable only once the directory is synced.
+        #[cfg(unix)]
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error("sync", &self.dir))?;
+        Ok(())
+    }
+}
+
+/// The seq, hash and kind of the log's last record, refusing a torn or invalid last line.
+fn recover_head(file: &mut File, path: &Path) -> Result<(u64, String, String), AuditError> {
+    let (_, bytes) = read_back(file, 1).map_err(io_error("read", path))?;
+    let damaged = |why: String| AuditError::Damaged {
+        path: path.to_path_buf(),
+        why,
+    };
+    if bytes.is_empty() {
+        return Ok((0, GENESIS.to_string(), String::new()));
+    }
+    if bytes.last() != Some(&b'\n') {
+        return Err(damaged(
+            "it does not end with a newline: a write was cut short".into(),
+        ));
+    }
+    let line = complete_lines(&bytes, 1).pop().unwrap_or_default();
+    let record: AuditRecord =
+        serde_json::from_slice(line).map_err(|e| damaged(format!("not a record: {e}")))?;
+    match line_hash(record.prev.as_bytes(), line) {
+        Some(hash) if hash == record.hash => Ok((record.seq, record.hash, record.kind)),
+        _ => Err(damaged(format!(
+            "record {} does not match its hash",
+            record.seq
+        ))),
+    }
+}

@@ -1,0 +1,481 @@
+//! The embedded backend: [`SqliteStore`] keeps everything in `state.db` (WAL); `sqlite/view.rs`
+//! opens it read-only for `warden audit verify`, which must change nothing it checks.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::policy::keys::from_hex;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    ActionRecord, Durability, LogHead, LogHeadSource, StateStore, StoreError, StoreWitness,
+    StoredCheckpoint, TaskEnd, TaskRecord, TrustRecord, now_ms,
+};
+
+mod view;
+
+/// How many of the newest task rows [`StateStore::recent_log_head`] looks at: enough to span
+/// the tasks a host runs at once, few enough to cost nothing at open.
+const RECENT_ROWS: u32 = 256;
+
+/// The embedded SQLite store. Defaults: no [`LogHeadSource`] (task rows record no audit head
+/// until [`SqliteStore::vouching_for`] installs one), read-write.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    head: Option<Arc<dyn LogHeadSource>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL, agent_id TEXT NOT NULL, module_hash TEXT NOT NULL,
+    user TEXT NOT NULL, level INTEGER NOT NULL, grant_json TEXT NOT NULL,
+    status TEXT NOT NULL, audit_seq INTEGER, audit_head INTEGER, outcome TEXT, trace TEXT,
+    staging TEXT NOT NULL, staging_path TEXT,
+    started_ms INTEGER NOT NULL, ended_ms INTEGER,
+    owner TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS trust (
+    agent_id TEXT PRIMARY KEY, record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task INTEGER NOT NULL, agent TEXT NOT NULL, user TEXT NOT NULL, tool TEXT NOT NULL,
+    params TEXT NOT NULL, hash TEXT NOT NULL, status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+    approver TEXT, result TEXT
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY, head TEXT NOT NULL, key TEXT NOT NULL, signature TEXT NOT NULL
+);
+";
+
+impl SqliteStore {
+    /// Open (creating if needed) `dir/state.db`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] when the file cannot be opened or its schema created.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let path = dir.join("state.db");
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON; {SCHEMA}"
+        ))
+        .map_err(open_err)?;
+        // Databases made before tasks recorded their owner process, or the audit log's head,
+        // get the columns (older rows keep them empty).
+        for (column, sql) in [
+            (
+                "owner",
+                "ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+            ),
+            (
+                "audit_seq",
+                "ALTER TABLE tasks ADD COLUMN audit_seq INTEGER; ALTER TABLE tasks ADD COLUMN audit_head INTEGER",
+            ),
+        ] {
+            if !has_column(&conn, column) {
+                conn.execute_batch(sql).map_err(open_err)?;
+            }
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            head: None,
+        })
+    }
+
+    /// Records the audit log's head from `source` in every task row this store commits, so the
+    /// store vouches for the log up to there.
+    pub fn vouching_for(mut self, source: Arc<dyn LogHeadSource>) -> Self {
+        self.head = Some(source);
+        self
+    }
+
+    /// The head to record with a commit: its seq and the first 8 bytes of its hash as an
+    /// integer ([`LogHead::KEPT_DIGITS`]), or NULLs without a source.
+    fn head_now(&self) -> (Option<u64>, Option<i64>) {
+        match &self.head {
+            Some(source) => {
+                let head = source.log_head();
+                let prefix = head.hash.get(..LogHead::KEPT_DIGITS).and_then(from_hex);
+                let kept = prefix
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(i64::from_be_bytes);
+                (Some(head.seq), kept)
+            }
+            None => (None, None),
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back), so a poisoned lock is safe to take over.
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn json_col(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+const TASK_COLUMNS: &str = "id, agent, agent_id, module_hash, user, level, grant_json, status, outcome, trace, staging, staging_path, started_ms, ended_ms";
+
+fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawTask> {
+    Ok(RawTask {
+        id: row.get(0)?,
+        agent: row.get(1)?,
+        agent_id: row.get(2)?,
+        module_hash: row.get(3)?,
+        user: row.get(4)?,
+        level: row.get(5)?,
+        grant: row.get(6)?,
+        status: row.get(7)?,
+        outcome: row.get(8)?,
+        trace: row.get(9)?,
+        staging: row.get(10)?,
+        staging_path: row.get(11)?,
+        started_ms: row.get(12)?,
+        ended_ms: row.get(13)?,
+    })
+}
+
+struct RawTask {
+    id: u64,
+    agent: String,
+    agent_id: String,
+    module_hash: String,
+    user: String,
+    level: u8,
+    grant: String,
+    status: String,
+    outcome: Option<String>,
+    trace: Option<String>,
+    staging: String,
+    staging_path: Option<String>,
+    started_ms: u64,
+    ended_ms: Option<u64>,
+}
+
+impl RawTask {
+    fn parse(self) -> Result<TaskRecord, StoreError> {
+        Ok(TaskRecord {
+            id: self.id,
+            agent: self.agent,
+            agent_id: self.agent_id,
+            module_hash: self.module_hash,
+            user: self.user,
+            level: self.level,
+            grant: json_col(Some(self.grant))?.unwrap_or_default(),
+            status: self.status,
+            outcome: json_col(self.outcome)?,
+            trace: json_col(self.trace)?,
+            staging: self.staging,
+            staging_path: self.staging_path,
+            started_ms: self.started_ms,
+            ended_ms: self.ended_ms,
+        })
+    }
+}
+
+const ACTION_COLUMNS: &str =
+    "id, task, agent, user, tool, params, hash, status, created_ms, expires_ms, approver, result";
+
+fn action_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRecord> {
+    Ok(ActionRecord {
+        id: row.get(0)?,
+        task: row.get(1)?,
+        agent: row.get(2)?,
+        user: row.get(3)?,
+        tool: row.get(4)?,
+        params: row.get(5)?,
+        hash: row.get(6)?,
+        status: row.get(7)?,
+        created_ms: row.get(8)?,
+        expires_ms: row.get(9)?,
+        approver: row.get(10)?,
+        result: row.get(11)?,
+    })
+}
+
+fn put_trust_in(conn: &Connection, record: &TrustRecord) -> Result<(), StoreError> {
+    let text = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO trust (agent_id, record) VALUES (?1, ?2)
+         ON CONFLICT(agent_id) DO UPDATE SET record = excluded.record",
+    )?
+    .execute(params![record.agent_id, text])?;
+    Ok(())
+}
+
+impl StateStore for SqliteStore {
+    fn begin_task(&self, t: &TaskRecord, owner: &str) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let (seq, hash) = self.head_now();
+        conn.prepare_cached(
+            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            t.agent,
+            t.agent_id,
+            t.module_hash,
+            t.user,
+            t.level,
+            t.grant.to_string(),
+            t.started_ms,
+            owner,
+            seq,
+            hash
+        ])?;
+        Ok(conn.last_insert_rowid() as u64)
+    }
+
+    fn end_task(&self, end: &TaskEnd) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // The task-ended record was written before this commit, so the head read now covers it.
+        let (seq, hash) = self.head_now();
+        tx.prepare_cached(
+            "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1",
+        )?
+        .execute(params![
+            end.id,
+            end.status,
+            end.outcome.to_string(),
+            end.trace.to_string(),
+            end.staging,
+            end.staging_path,
+            now_ms(),
+            seq,
+            hash
+        ])?;
+        put_trust_in(&tx, &end.trust)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_staging(&self, id: u64, staging: &str) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE tasks SET staging = ?2 WHERE id = ?1",
+            params![id, staging],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("there is no task {id}")));
+        }
+        Ok(())
+    }
+
+    fn task(&self, id: u64) -> Result<TaskRecord, StoreError> {
+        let conn = self.conn();
+        let raw = conn
+            .query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
+                [id],
+                task_row,
+            )
+            .optional()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "there is no task {id}; `warden task list` shows the tasks"
+                ))
+            })?;
+        raw.parse()
+    }
+
+    fn tasks(&self, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks ORDER BY id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], task_row)?;
+        rows.map(|r| r.map_err(StoreError::from).and_then(RawTask::parse))
+            .collect()
+    }
+
+    fn recover(
+        &self,
+        alive: &dyn Fn(&str) -> bool,
+        audit: &dyn Fn(u64) -> Result<(), String>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let running: Vec<(u64, String)> = {
+            let mut stmt = tx.prepare("SELECT id, owner FROM tasks WHERE status = 'running'")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut ids = Vec::new();
+        for (id, owner) in running {
+            if alive(&owner) {
+                continue;
+            }
+            audit(id).map_err(|why| StoreError::Audit {
+                what: format!("task {id} interrupted"),
+                why,
+            })?;
+            let (seq, hash) = self.head_now();
+            tx.execute(
+                "UPDATE tasks SET status = 'interrupted', staging = CASE staging WHEN 'none' THEN 'none' ELSE 'discarded' END, ended_ms = ?2, audit_seq = ?3, audit_head = ?4 WHERE id = ?1",
+                params![id, now_ms(), seq, hash],
+            )?;
+            ids.push(id);
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn trust(&self, agent_id: &str) -> Result<Option<TrustRecord>, StoreError> {
+        let text: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT record FROM trust WHERE agent_id = ?1")?
+            .query_row([agent_id], |r| r.get(0))
+            .optional()?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    fn trust_all(&self) -> Result<Vec<TrustRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT record FROM trust ORDER BY agent_id")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| {
+            let text = r?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+    }
+
+    fn put_trust(&self, record: &TrustRecord) -> Result<(), StoreError> {
+        put_trust_in(&self.conn(), record)
+    }
+
+    fn add_action(
+        &self,
+        a: &ActionRecord,
+        hash: &dyn Fn(&ActionRecord) -> String,
+        audit: &dyn Fn(&ActionRecord) -> Result<(), String>,
+    ) -> Result<ActionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO actions (task, agent, user, tool, params, hash, status, created_ms, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, '', 'pending', ?6, ?7)",
+            params![a.task, a.agent, a.user, a.tool, a.params, a.created_ms, a.expires_ms],
+        )?;
+        let mut stored = a.clone();
+        stored.id = tx.last_insert_rowid() as u64;
+        stored.status = "pending".into();
+        stored.hash = hash(&stored);
+        tx.execute(
+            "UPDATE actions SET hash = ?2 WHERE id = ?1",
+            params![stored.id, stored.hash],
+        )?;
+        audit(&stored).map_err(|why| StoreError::Audit {
+            what: format!("action {}", stored.id),
+            why,
+        })?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn action(&self, id: u64) -> Result<ActionRecord, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {ACTION_COLUMNS} FROM actions WHERE id = ?1"),
+                [id],
+                action_row,
+            )
+            .optional()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "there is no action {id}; `warden approve --list` shows pending actions"
+                ))
+            })
+    }
+
+    fn actions(&self, limit: usize) -> Result<Vec<ActionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], action_row)?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
+    fn settle_action(
+        &self,
+        id: u64,
+        from: &str,
+        to: &str,
+        approver: &str,
+        result: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE actions SET status = ?3, approver = ?4, result = ?5 WHERE id = ?1 AND status = ?2",
+            params![id, from, to, approver, result],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn put_checkpoint(&self, c: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO checkpoints (size, head, key, signature) VALUES (?1, ?2, ?3, ?4)",
+            params![c.size, c.head, c.key, c.signature],
+        )?;
+        Ok(())
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT size, head, key, signature FROM checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                checkpoint_row,
+            )
+            .optional()?)
+    }
+
+    fn recent_log_head(&self) -> Result<Option<LogHead>, StoreError> {
+        self.read_recent_log_head()
+    }
+
+    fn witness(&self) -> Result<StoreWitness, StoreError> {
+        self.read_witness_now()
+    }
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: r.get(0)?,
+        head: r.get(1)?,
+        key: r.get(2)?,
+        signature: r.get(3)?,
+    })
+}
+
+/// Whether the tasks table has `column` (databases made by older versions lack some).
+fn has_column(conn: &Connection, column: &str) -> bool {
+    conn.prepare(&format!("SELECT {column} FROM tasks LIMIT 0"))
+        .is_ok()
+}

@@ -1,0 +1,395 @@
+//! Tests of the SQLite store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::policy::keys::to_hex;
+
+/// A log head that moves when told to, standing in for the ledger's audit log.
+struct FakeLog(AtomicU64);
+
+impl LogHeadSource for FakeLog {
+    fn log_head(&self) -> LogHead {
+        let seq = self.0.load(Ordering::SeqCst);
+        LogHead {
+            seq,
+            hash: hash(seq),
+        }
+    }
+}
+
+/// A record hash (hex) whose first digits are `seq`'s.
+fn hash(seq: u64) -> String {
+    format!("{seq:016x}{}", "ab".repeat(24))
+}
+
+fn end(id: u64, status: &str) -> TaskEnd {
+    TaskEnd {
+        id,
+        status: status.into(),
+        outcome: serde_json::json!({"status": status}),
+        trace: serde_json::json!({"events": [], "dropped": 0}),
+        staging: "none".into(),
+        staging_path: None,
+        trust: TrustRecord::new("unsigned/hello", "ab"),
+    }
+}
+
+fn action(task: u64) -> ActionRecord {
+    ActionRecord {
+        id: 0,
+        task,
+        agent: "deployer".into(),
+        user: "alice".into(),
+        tool: "deploy".into(),
+        params: "{}".into(),
+        hash: String::new(),
+        status: "pending".into(),
+        created_ms: 1,
+        expires_ms: 2,
+        approver: None,
+        result: None,
+    }
+}
+
+fn task(agent: &str) -> TaskRecord {
+    TaskRecord {
+        id: 0,
+        agent: agent.into(),
+        agent_id: format!("unsigned/{agent}"),
+        module_hash: "ab".into(),
+        user: "alice".into(),
+        level: 1,
+        grant: serde_json::json!({"fs": {"write": ["docs/**"]}}),
+        status: "running".into(),
+        outcome: None,
+        trace: None,
+        staging: "none".into(),
+        staging_path: None,
+        started_ms: now_ms(),
+        ended_ms: None,
+    }
+}
+
+#[test]
+fn tasks_trust_and_recovery_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let a = store.begin_task(&task("hello"), "gone").unwrap();
+    let b = store.begin_task(&task("scribe"), "gone").unwrap();
+    let c = store.begin_task(&task("fetch"), "live").unwrap();
+    assert!(b > a);
+    let mut trust = TrustRecord::new("unsigned/hello", "ab");
+    trust.streak = 1;
+    store
+        .end_task(&TaskEnd {
+            id: a,
+            status: "completed".into(),
+            outcome: serde_json::json!({"status": "completed"}),
+            trace: serde_json::json!([]),
+            staging: "proposed".into(),
+            staging_path: Some("/x".into()),
+            trust: trust.clone(),
+        })
+        .unwrap();
+    drop(store);
+
+    let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+    assert_eq!(
+        store
+            .recover(&|owner| owner == "live", &|_| Ok(()))
+            .unwrap(),
+        vec![b]
+    );
+    assert_eq!(
+        store.task(c).unwrap().status,
+        "running",
+        "a live host's task is left alone"
+    );
+    let done = store.task(a).unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.staging.as_str()),
+        ("completed", "proposed")
+    );
+    assert_eq!(done.grant["fs"]["write"][0], "docs/**");
+    assert_eq!(store.task(b).unwrap().status, "interrupted");
+    assert_eq!(store.trust("unsigned/hello").unwrap(), Some(trust));
+    assert_eq!(store.tasks(10).unwrap().len(), 3);
+    assert!(matches!(store.task(99), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn an_action_settles_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let record = ActionRecord {
+        id: 0,
+        task: 1,
+        agent: "deployer".into(),
+        user: "alice".into(),
+        tool: "deploy".into(),
+        params: "{\"env\":\"prod\"}".into(),
+        hash: "h".into(),
+        status: "pending".into(),
+        created_ms: 1,
+        expires_ms: 2,
+        approver: None,
+        result: None,
+    };
+    let action = store
+        .add_action(&record, &|a| format!("hash-of-{}", a.id), &|_| Ok(()))
+        .unwrap();
+    let id = action.id;
+    assert_eq!(action.hash, format!("hash-of-{id}"));
+    assert_eq!(store.action(id).unwrap().hash, action.hash);
+    assert!(
+        store
+            .settle_action(id, "pending", "performing", "bob", "")
+            .unwrap()
+    );
+    assert!(
+        !store
+            .settle_action(id, "pending", "performing", "eve", "")
+            .unwrap()
+    );
+    assert!(
+        store
+            .settle_action(id, "performing", "performed", "bob", "ok")
+            .unwrap()
+    );
+    let a = store.action(id).unwrap();
+    assert_eq!(
+        (a.status.as_str(), a.approver.as_deref()),
+        ("performed", Some("bob"))
+    );
+}
+
+#[test]
+fn checkpoints_keep_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert_eq!(store.latest_checkpoint().unwrap(), None);
+    for size in [4, 12, 8] {
+        store
+            .put_checkpoint(&StoredCheckpoint {
+                size,
+                head: format!("h{size}"),
+                key: "k".into(),
+                signature: "s".into(),
+            })
+            .unwrap();
+    }
+    assert_eq!(store.latest_checkpoint().unwrap().unwrap().size, 12);
+}
+
+#[test]
+fn each_task_commit_records_the_log_head_it_was_made_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(FakeLog(AtomicU64::new(3)));
+    let store = SqliteStore::open(dir.path(), Durability::Process)
+        .unwrap()
+        .vouching_for(log.clone());
+    let a = store.begin_task(&task("hello"), "gone").unwrap();
+    let b = store.begin_task(&task("hello"), "gone").unwrap();
+    log.0.store(9, Ordering::SeqCst);
+    store.end_task(&end(a, "completed")).unwrap();
+    log.0.store(12, Ordering::SeqCst);
+    assert_eq!(store.recover(&|_| false, &|_| Ok(())).unwrap(), vec![b]);
+    let witness = store.witness().unwrap();
+    let heads: Vec<_> = witness
+        .tasks
+        .iter()
+        .map(|t| (t.id, t.status.as_str(), t.log_head.as_ref().map(|h| h.seq)))
+        .collect();
+    assert_eq!(
+        heads,
+        [(a, "completed", Some(9)), (b, "interrupted", Some(12))]
+    );
+    let trace = serde_json::json!({"events": [], "dropped": 0}).to_string();
+    assert_eq!(
+        witness.tasks[0].trace_sha256.as_deref(),
+        Some(to_hex(&<sha2::Sha256 as sha2::Digest>::digest(trace.as_bytes())).as_str())
+    );
+    assert_eq!(witness.tasks[1].trace_sha256, None);
+    // A row keeps the hash's first 16 digits, which match the record's whole hash.
+    let recent = store.recent_log_head().unwrap().unwrap();
+    assert_eq!(
+        (recent.seq, recent.hash.as_str()),
+        (12, &hash(12)[..LogHead::KEPT_DIGITS])
+    );
+    assert!(recent.matches(&hash(12)) && !recent.matches(&hash(13)));
+    // A newer checkpoint raises it; an older one does not.
+    for (size, expect) in [(5, 12), (20, 20)] {
+        store
+            .put_checkpoint(&StoredCheckpoint {
+                size,
+                head: format!("h{size}"),
+                key: "k".into(),
+                signature: "s".into(),
+            })
+            .unwrap();
+        assert_eq!(store.recent_log_head().unwrap().unwrap().seq, expect);
+    }
+    // Without a source, rows record no head.
+    let plain = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(plain.path(), Durability::Process).unwrap();
+    let id = store.begin_task(&task("hello"), "gone").unwrap();
+    store.end_task(&end(id, "completed")).unwrap();
+    assert_eq!(store.witness().unwrap().tasks[0].log_head, None);
+    assert_eq!(store.recent_log_head().unwrap(), None);
+}
+
+#[test]
+fn a_change_whose_audit_record_fails_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let id = store.begin_task(&task("hello"), "gone").unwrap();
+    let refuse = |_: u64| Err("disk full".to_string());
+    let e = store.recover(&|_| false, &refuse).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Audit { what, .. } if what == &format!("task {id} interrupted")),
+        "{e}"
+    );
+    assert_eq!(store.task(id).unwrap().status, "running");
+    let e = store
+        .add_action(&action(id), &|_| "h".into(), &|_| Err("disk full".into()))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Audit { .. }), "{e}");
+    assert!(
+        store.actions(10).unwrap().is_empty(),
+        "an unaudited action was stored"
+    );
+    // The twins: audited, both commit; the audit hook sees the action with its id and hash.
+    assert_eq!(store.recover(&|_| false, &|_| Ok(())).unwrap(), vec![id]);
+    let seen = std::sync::Mutex::new(None);
+    let stored = store
+        .add_action(&action(id), &|a| format!("h{}", a.id), &|a| {
+            *seen.lock().unwrap() = Some((a.id, a.hash.clone()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen.into_inner().unwrap(), Some((stored.id, stored.hash)));
+    assert_eq!(store.actions(10).unwrap().len(), 1);
+}
+
+#[test]
+fn the_read_only_view_reads_everything_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        let id = store.begin_task(&task("hello"), "gone").unwrap();
+        store.end_task(&end(id, "completed")).unwrap();
+        store
+            .add_action(&action(id), &|_| "h".into(), &|_| Ok(()))
+            .unwrap();
+        store.begin_task(&task("hello"), "gone").unwrap();
+    }
+    let db = dir.path().join("state.db");
+    let before = std::fs::read(&db).unwrap();
+    let view = SqliteStore::open_read_only(dir.path()).unwrap();
+    let witness = view.witness().unwrap();
+    assert_eq!((witness.tasks.len(), witness.actions.len()), (2, 1));
+    assert_eq!(witness.actions[0].hash, "h");
+    // Every write is refused: no task begins, none is interrupted.
+    assert!(view.begin_task(&task("hello"), "x").is_err());
+    assert!(view.recover(&|_| false, &|_| Ok(())).is_err());
+    assert!(
+        view.put_trust(&TrustRecord::new("unsigned/x", "ab"))
+            .is_err()
+    );
+    assert_eq!(view.witness().unwrap().tasks[1].status, "running");
+    drop(view);
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the read-only view changed state.db"
+    );
+    // A missing database is an error, not a new file.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        SqliteStore::open_read_only(empty.path()),
+        Err(StoreError::Open { .. })
+    ));
+    assert!(!empty.path().join("state.db").exists());
+}
+
+#[test]
+fn a_database_from_before_the_log_head_opens_and_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    old.execute_batch(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, agent_id TEXT NOT NULL,
+            module_hash TEXT NOT NULL, user TEXT NOT NULL, level INTEGER NOT NULL,
+            grant_json TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT, trace TEXT,
+            staging TEXT NOT NULL, staging_path TEXT, started_ms INTEGER NOT NULL, ended_ms INTEGER);
+         CREATE TABLE actions (id INTEGER PRIMARY KEY AUTOINCREMENT, task INTEGER NOT NULL,
+            agent TEXT NOT NULL, user TEXT NOT NULL, tool TEXT NOT NULL, params TEXT NOT NULL,
+            hash TEXT NOT NULL, status TEXT NOT NULL, created_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL, approver TEXT, result TEXT);
+         CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, head TEXT NOT NULL, key TEXT NOT NULL,
+            signature TEXT NOT NULL);
+         INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms)
+            VALUES ('hello', 'unsigned/hello', 'ab', '-', 1, '{}', 'completed', 'none', 1);",
+    )
+    .unwrap();
+    drop(old);
+    // Read-only, as it is: no head, no owner.
+    let view = SqliteStore::open_read_only(dir.path()).unwrap();
+    let witness = view.witness().unwrap();
+    assert_eq!(witness.tasks.len(), 1);
+    assert_eq!(
+        (
+            witness.tasks[0].log_head.as_ref(),
+            witness.tasks[0].owner.as_str()
+        ),
+        (None, "")
+    );
+    drop(view);
+    // Opened for writing, it gains the columns and new rows fill them.
+    let log = Arc::new(FakeLog(AtomicU64::new(4)));
+    let store = SqliteStore::open(dir.path(), Durability::Process)
+        .unwrap()
+        .vouching_for(log);
+    let id = store.begin_task(&task("hello"), "me").unwrap();
+    let witness = store.witness().unwrap();
+    assert_eq!(witness.tasks[0].log_head, None);
+    assert_eq!(witness.tasks[1].id, id);
+    assert_eq!(witness.tasks[1].log_head.as_ref().map(|h| h.seq), Some(4));
+}
+
+#[test]
+fn the_witness_is_read_without_creating_a_file_and_with_a_live_writers_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let id = writer.begin_task(&task("hello"), "live").unwrap();
+    // A writer holds it open: what it committed is in the WAL, and is read from there.
+    assert!(dir.path().join("state.db-wal").exists());
+    let wal = std::fs::read(dir.path().join("state.db-wal")).unwrap();
+    assert_eq!(
+        SqliteStore::read_witness(dir.path()).unwrap().tasks[0].id,
+        id
+    );
+    assert_eq!(std::fs::read(dir.path().join("state.db-wal")).unwrap(), wal);
+    // No one has it open: nothing is created beside it, not even SQLite's side files.
+    drop(writer);
+    let names = || {
+        let mut n: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    let before = names();
+    assert_eq!(before, ["state.db"]);
+    let witness = SqliteStore::read_witness(dir.path()).unwrap();
+    assert_eq!(witness.tasks[0].status, "running");
+    assert!(
+        SqliteStore::open_read_only(dir.path())
+            .unwrap()
+            .task(id)
+            .is_ok()
+    );
+    assert_eq!(names(), before);
+}

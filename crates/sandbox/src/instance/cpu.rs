@@ -1,0 +1,204 @@
+//! CPU accounting of one task: what the task's thread really spent while it ran the task, read
+//! from the thread's CPU clock, plus what the host spent for the task on other threads.
+//!
+//! The task's future is polled through [`CpuAccount::run`], which reads the thread CPU clock when
+//! a poll starts and when it ends. Inside a poll the thread does nothing but this task: guest
+//! code, the host calls it makes (path walks, listings, reads, output capture, random bytes) and
+//! wasmtime's own runtime calls (`memory.fill`, `memory.copy`, `table.fill`, growing and zeroing
+//! memory), so all of it is charged. Between polls the task is parked and the thread runs other
+//! tasks, which are not charged: that is what the old cap of two ticks per epoch callback was
+//! for, and the poll boundary draws the line exactly instead. Within a poll the epoch callback
+//! and the host calls read the clock again, so a limit is enforced while the poll is running.
+//!
+//! Work the host hands to another thread for the task (staging a listing on a blocking thread,
+//! the HTTP exchange in a task of its own) is measured there with that thread's clock and added
+//! through [`CpuAccount::charge`] and [`CpuAccount::on_behalf`].
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The calling thread's CPU time (user and system) in nanoseconds.
+///
+/// One `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; see the benchmark for its cost.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// `poll_start` when no poll of the task is running.
+const PARKED: u64 = u64::MAX;
+
+/// The CPU one task has used so far, shared by its store (the epoch callback, the host calls)
+/// and whatever runs on its behalf elsewhere.
+#[derive(Debug)]
+pub struct CpuAccount {
+    /// Nanoseconds of finished polls and of work done on other threads.
+    spent: AtomicU64,
+    /// The polling thread's CPU clock when the running poll of the task began, or [`PARKED`].
+    poll_start: AtomicU64,
+}
+
+impl Default for CpuAccount {
+    fn default() -> Self {
+        CpuAccount {
+            spent: AtomicU64::new(0),
+            poll_start: AtomicU64::new(PARKED),
+        }
+    }
+}
+
+impl CpuAccount {
+    /// The CPU used so far, including the running poll.
+    ///
+    /// Call it from the task itself (its host calls, its epoch callback) or once it has ended:
+    /// the running poll is read with the calling thread's clock.
+    pub fn used(&self) -> Duration {
+        let spent = self.spent.load(Ordering::Relaxed);
+        let start = self.poll_start.load(Ordering::Relaxed);
+        let running = if start == PARKED {
+            0
+        } else {
+            thread_cpu_ns().saturating_sub(start)
+        };
+        Duration::from_nanos(spent.saturating_add(running))
+    }
+
+    /// Poll `task` (the task's own future: instantiation and the call into the guest) with every
+    /// poll charged to this account.
+    pub async fn run<F: Future>(&self, task: F) -> F::Output {
+        let mut task = pin!(task);
+        std::future::poll_fn(|cx| {
+            let start = thread_cpu_ns();
+            self.poll_start.store(start, Ordering::Relaxed);
+            let polled = task.as_mut().poll(cx);
+            self.poll_start.store(PARKED, Ordering::Relaxed);
+            self.add(thread_cpu_ns().saturating_sub(start));
+            polled
+        })
+        .await
+    }
+
+    /// Poll `work`, a future the host runs for the task in a task of its own (never one awaited
+    /// inside [`CpuAccount::run`], which is charged already), charging every poll to this account.
+    pub async fn on_behalf<F: Future>(account: std::sync::Arc<CpuAccount>, work: F) -> F::Output {
+        let mut work = pin!(work);
+        std::future::poll_fn(|cx| {
+            let start = thread_cpu_ns();
+            let polled = work.as_mut().poll(cx);
+            account.add(thread_cpu_ns().saturating_sub(start));
+            polled
+        })
+        .await
+    }
+
+    /// Run `work` on the calling thread, which is not the task's (a blocking thread the host
+    /// handed the work to), and charge its CPU to this account.
+    pub fn charge<R>(&self, work: impl FnOnce() -> R) -> R {
+        let start = thread_cpu_ns();
+        let out = work();
+        self.add(thread_cpu_ns().saturating_sub(start));
+        out
+    }
+
+    fn add(&self, nanos: u64) {
+        self.spent.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// Burn about `d` of this thread's CPU.
+    fn burn(d: Duration) {
+        let until = thread_cpu_ns() + d.as_nanos() as u64;
+        let mut x = 0u64;
+        while thread_cpu_ns() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn polls_are_charged_and_parked_time_is_not() {
+        let account = CpuAccount::default();
+        account
+            .run(async {
+                burn(Duration::from_millis(20));
+                // Parked: the thread is free and sleeps; nothing of it is the task's.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                burn(Duration::from_millis(20));
+            })
+            .await;
+        let used = account.used();
+        assert!(
+            used >= Duration::from_millis(40) && used < Duration::from_millis(45),
+            "{used:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn other_tasks_on_the_same_thread_are_not_charged() {
+        let account = Arc::new(CpuAccount::default());
+        let other = tokio::spawn(async {
+            // Runs on this thread while the metered task is parked.
+            burn(Duration::from_millis(40));
+        });
+        let metered = account.clone();
+        metered
+            .run(async {
+                burn(Duration::from_millis(10));
+                tokio::task::yield_now().await;
+                burn(Duration::from_millis(10));
+            })
+            .await;
+        other.await.unwrap();
+        let used = account.used();
+        assert!(
+            used >= Duration::from_millis(20) && used < Duration::from_millis(25),
+            "{used:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_running_poll_is_visible_inside_it() {
+        let account = CpuAccount::default();
+        let seen = account
+            .run(async {
+                burn(Duration::from_millis(15));
+                account.used()
+            })
+            .await;
+        assert!(seen >= Duration::from_millis(15), "{seen:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_elsewhere_is_charged_through_the_account() {
+        let account = Arc::new(CpuAccount::default());
+        let a = account.clone();
+        tokio::task::spawn_blocking(move || a.charge(|| burn(Duration::from_millis(10))))
+            .await
+            .unwrap();
+        tokio::spawn(CpuAccount::on_behalf(account.clone(), async {
+            burn(Duration::from_millis(10));
+        }))
+        .await
+        .unwrap();
+        let used = account.used();
+        assert!(
+            used >= Duration::from_millis(20) && used < Duration::from_millis(25),
+            "{used:?}"
+        );
+        // The clock is the thread's: sleeping costs nothing.
+        let started = Instant::now();
+        let cpu = thread_cpu_ns();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert!(thread_cpu_ns() - cpu < 5_000_000);
+    }
+}
