@@ -17,6 +17,7 @@ pub mod audit;
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod capabilities;
+pub mod complexity;
 pub mod credential;
 pub mod engine;
 pub mod gate;
