@@ -13,46 +13,24 @@ use wasm_encoder::{
     ValType,
 };
 
-/// The kinds of generated component, with what each stresses; `<kind>:<n>` builds one.
-pub const KINDS: &[(&str, &str)] = &[
-    ("many-functions", "n tiny functions (11 bytes each)"),
-    (
-        "huge-function",
-        "one straight-line function of n bytes over 16 locals",
-    ),
-    (
-        "bulky-functions",
-        "as many functions of 64 KiB of arithmetic as fit in n bytes",
-    ),
-    ("deep-nesting", "one function with n nested blocks"),
-    (
-        "many-blocks",
-        "one function with n blocks in a row, each a branch target",
-    ),
-    (
-        "br-table",
-        "one br_table with n targets over 1,000 nested blocks",
-    ),
-    (
-        "many-locals",
-        "one function with n locals, each used in a loop",
-    ),
-    ("live-values", "one function keeping n values live at once"),
-    (
-        "merge-locals",
-        "one function reading n locals after n/2 merge points",
-    ),
-    ("many-modules", "n small core modules"),
-    ("many-instances", "one core module instantiated n times"),
-    (
-        "nested-components",
-        "components 4 deep, each instantiating its child n times",
-    ),
-];
-
 /// Build the component `spec` names, or `None` for another spec: `<kind>:<n>`, or
 /// `<kind>:<n>x<copies>` for a kind of one function, to hold that many copies of it; specs of
-/// single-module kinds joined by `+` make one component of all their modules.
+/// single-module kinds joined by `+` make one component of all their modules. The kinds:
+///
+/// | kind | what `n` counts |
+/// |---|---|
+/// | `many-functions` | tiny functions (11 bytes each) |
+/// | `huge-function` | bytes of one straight-line function over 16 locals |
+/// | `bulky-functions` | bytes of functions of 64 KiB of arithmetic |
+/// | `many-blocks` | blocks in a row in one function, each a branch target |
+/// | `deep-nesting` | nested blocks in one function |
+/// | `br-table` | targets of one `br_table` over 1,000 nested blocks |
+/// | `many-locals` | locals of one function, each used in a loop |
+/// | `live-values` | values live at once on one function's operand stack |
+/// | `merge-locals` | locals read after `n / 2` merge points |
+/// | `many-modules` | small core modules |
+/// | `many-instances` | instances of one core module |
+/// | `nested-components` | instances of the component inside, at each of 4 levels |
 pub fn generate(spec: &str) -> Option<Vec<u8>> {
     if spec.contains('+') {
         let modules = spec.split('+').map(module).collect::<Option<Vec<_>>>()?;
