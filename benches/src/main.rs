@@ -482,7 +482,21 @@ fn compile_case(spec: &str) -> anyhow::Result<()> {
 /// The worst admitted case of each kind, each in its own process (`WARDEN_BENCH_CASES`
 /// overrides the list: comma-separated specs).
 fn compile_figures() -> anyhow::Result<()> {
-    let default_cases = ["many-functions:600000"];
+    // The evaluation's component (refused), then the worst of each shape the default limits
+    // still admit, then all of them at once in one component.
+    let default_cases = [
+        "many-functions:600000",
+        "many-functions:40000",
+        "huge-function:200x40000",
+        "huge-function:524288x15",
+        "live-values:4999x550",
+        "many-blocks:20000x20",
+        "merge-locals:2820x5",
+        "deep-nesting:10000x40",
+        "br-table:20000x140",
+        "many-locals:1999x470",
+        "many-functions:39000+merge-locals:2820x4+many-blocks:20000x19+huge-function:524288x9",
+    ];
     let cases: Vec<String> = match std::env::var("WARDEN_BENCH_CASES") {
         Ok(list) => list.split(',').map(str::to_string).collect(),
         Err(_) => default_cases.iter().map(|s| s.to_string()).collect(),

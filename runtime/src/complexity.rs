@@ -26,9 +26,10 @@ macro_rules! compile_limits {
         /// What the host lets one component ask of the compiler. Every count is summed over all
         /// the component's core modules unless it says "of one function".
         ///
-        /// The defaults admit the agents built from Rust (a large one is a few MiB and some
-        /// 20,000 functions) several times over, and bound the worst compile they admit to a few
-        /// seconds and a few hundred MiB on a 2-core machine (figures in `docs/architecture.md`).
+        /// The defaults admit the agents built from Rust with room to spare (a real 5 MB agent
+        /// has some 7,000 functions, 3.4 MB of code, 90 locals and 630 blocks in its largest
+        /// function), and bound the worst compile they admit to a few seconds and a few hundred
+        /// MiB on a 2-core machine (figures in `docs/architecture.md`).
         #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
         pub struct CompileLimits {
             $( $(#[doc = $doc])* pub $field: u64, )*
@@ -107,8 +108,9 @@ compile_limits! {
     /// Bytes of one function body: one function is compiled on one core, in one piece.
     /// Default 512 KiB.
     FunctionSize max_function_size = 512 << 10, "bytes of one function body";
-    /// Locals of one function, parameters included. Default 10,000.
-    Locals max_locals = 10_000, "locals of one function";
+    /// Locals of one function, parameters included (compilers emit tens; one local costs about
+    /// as much as its uses). Default 2,000.
+    Locals max_locals = 2_000, "locals of one function";
     /// Blocks (`block`, `loop`, `if`, `else`, `try_table`) of one function: each costs some
     /// 2.5 KiB until its function is compiled. Default 20,000.
     FunctionBlocks max_function_blocks = 20_000, "blocks of one function";

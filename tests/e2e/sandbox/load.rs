@@ -24,7 +24,7 @@ const COSTLY: &[(&str, Limit)] = &[
     ("many-blocks:20000x21", Limit::Blocks),
     ("deep-nesting:12000", Limit::BlockDepth),
     ("br-table:30000", Limit::BrTableTargets),
-    ("many-locals:20000", Limit::Locals),
+    ("many-locals:2000", Limit::Locals),
     ("live-values:10000", Limit::StackHeight),
     ("merge-locals:4000", Limit::FunctionLocalMerges),
     ("merge-locals:2820x6", Limit::LocalMerges),
