@@ -491,11 +491,11 @@ fn compile_figures() -> anyhow::Result<()> {
         "huge-function:524288x15",
         "live-values:4999x550",
         "many-blocks:20000x20",
-        "merge-locals:2820x5",
+        "merges:2000x5",
         "deep-nesting:10000x40",
         "br-table:20000x140",
         "many-locals:1999x470",
-        "many-functions:39000+merge-locals:2820x4+many-blocks:20000x19+huge-function:524288x9",
+        "many-functions:39000+merges:2000x4+many-blocks:20000x19+huge-function:524288x9",
     ];
     let cases: Vec<String> = match std::env::var("WARDEN_BENCH_CASES") {
         Ok(list) => list.split(',').map(str::to_string).collect(),

@@ -28,9 +28,11 @@ use wasm_encoder::{
 /// | `many-locals` | locals of one function, each used in a loop |
 /// | `live-values` | values live at once on one function's operand stack |
 /// | `merge-locals` | locals read after `n / 2` merge points |
+/// | `merges` | merge points before 1,999 locals are read |
 /// | `many-modules` | small core modules |
 /// | `many-instances` | instances of one core module |
 /// | `nested-components` | instances of the component inside, at each of 4 levels |
+/// | `nested-instances` | the same with no module inside: component instances alone |
 pub fn generate(spec: &str) -> Option<Vec<u8>> {
     if spec.contains('+') {
         let modules = spec.split('+').map(module).collect::<Option<Vec<_>>>()?;
@@ -41,7 +43,8 @@ pub fn generate(spec: &str) -> Option<Vec<u8>> {
     match kind {
         "many-modules" => Some(many_modules(n)),
         "many-instances" => Some(many_instances(n)),
-        "nested-components" => Some(nested_components(4, n)),
+        "nested-components" => Some(nested_components(4, n, true)),
+        "nested-instances" => Some(nested_components(4, n, false)),
         _ => Some(instantiated(&[module(spec)?])),
     }
 }
@@ -63,7 +66,8 @@ fn module(spec: &str) -> Option<Module> {
         "br-table" => one(br_table),
         "many-locals" => one(many_locals),
         "live-values" => one(live_values),
-        "merge-locals" => one(merge_locals),
+        "merge-locals" => one(|n| merge_locals(n, n / 2)),
+        "merges" => one(|n| merge_locals(1_999, n)),
         _ => return None,
     })
 }
@@ -246,11 +250,9 @@ fn live_values(n: u32) -> Function {
     f
 }
 
-/// Every local written, then `n / 2` merge points, then every local read: an SSA builder
+/// Every local written, then `merges` merge points, then every local read: an SSA builder
 /// that looks each variable up through each merge point does locals × merges work.
-fn merge_locals(n: u32) -> Function {
-    let locals = n;
-    let merges = n / 2;
+fn merge_locals(locals: u32, merges: u32) -> Function {
     let mut f = Function::new([(locals, ValType::I32)]);
     for l in 1..=locals {
         f.instructions().local_get(0).local_set(l);
@@ -294,13 +296,16 @@ fn many_instances(n: u32) -> Vec<u8> {
 }
 
 /// `depth` levels of components, each instantiating the one inside it `width` times: the
-/// innermost module is instantiated `width ^ depth` times once everything is flattened.
-fn nested_components(depth: u32, width: u32) -> Vec<u8> {
+/// innermost component (with a module, or empty) is instantiated `width ^ depth` times once
+/// everything is flattened.
+fn nested_components(depth: u32, width: u32, with_module: bool) -> Vec<u8> {
     let mut inner = Component::new();
-    inner.section(&ModuleSection(&single(huge_function(64))));
-    let mut instances = InstanceSection::new();
-    instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
-    inner.section(&instances);
+    if with_module {
+        inner.section(&ModuleSection(&single(huge_function(64))));
+        let mut instances = InstanceSection::new();
+        instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+        inner.section(&instances);
+    }
     for _ in 0..depth {
         let mut outer = Component::new();
         outer.section(&NestedComponentSection(&inner));

@@ -26,11 +26,13 @@ const COSTLY: &[(&str, Limit)] = &[
     ("br-table:30000", Limit::BrTableTargets),
     ("many-locals:2000", Limit::Locals),
     ("live-values:10000", Limit::StackHeight),
-    ("merge-locals:4000", Limit::FunctionLocalMerges),
-    ("merge-locals:2820x6", Limit::LocalMerges),
+    ("merge-locals:10000", Limit::Locals),
+    ("merges:2001", Limit::FunctionLocalMerges),
+    ("merges:2000x6", Limit::LocalMerges),
     ("many-modules:40", Limit::Modules),
     ("many-instances:40", Limit::CoreInstances),
     ("nested-components:10", Limit::CoreInstances),
+    ("nested-instances:20", Limit::ComponentItems),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,7 +69,7 @@ fn the_largest_admitted_costly_components_compile() {
         "many-blocks:20000",
         "deep-nesting:10000",
         "br-table:20000",
-        "merge-locals:2820",
+        "merges:2000",
     ] {
         let bytes = complex::generate(spec).unwrap();
         runtime()
