@@ -237,8 +237,9 @@ impl WardenEngine {
         let Some(dir) = &self.config.cache_dir else {
             crate::complexity::check(&binary, &self.config.compile)?;
             let binary = binary.into_owned();
+            let slot = self.compiles.acquire();
             return self
-                .bounded(move || Component::new(&engine, &binary))?
+                .bounded(slot, move || Component::new(&engine, &binary))?
                 .map_err(invalid);
         };
         let path = dir.join(format!("{}.cwasm", self.cache_key(&binary)));
@@ -250,9 +251,14 @@ impl WardenEngine {
             }
         }
         crate::complexity::check(&binary, &self.config.compile)?;
+        let slot = self.compiles.acquire();
+        // A load of the same component may have compiled it while this one waited for a slot.
+        if let Ok(component) = self.load_cached(&path) {
+            return Ok(component);
+        }
         let binary = binary.into_owned();
         let compiled = self
-            .bounded(move || engine.precompile_component(&binary))?
+            .bounded(slot, move || engine.precompile_component(&binary))?
             .map_err(invalid)?;
         store_cached(dir, &path, &compiled)?;
         self.load_cached(&path)
@@ -276,12 +282,12 @@ impl WardenEngine {
         crate::complexity::check(&binary(bytes, &self.config.compile)?, &self.config.compile)
     }
 
-    /// Run `work` (a compile) in a compile slot, waiting at most `compile_timeout` for it.
+    /// Run `work` (a compile) holding `slot`, waiting at most `compile_timeout` for it.
     fn bounded<T: Send + 'static>(
         &self,
+        slot: CompileSlot,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, EngineError> {
-        let slot = self.compiles.acquire();
         let Some(limit) = self.config.compile_timeout else {
             let _slot = slot;
             return Ok(work());
