@@ -18,6 +18,7 @@ pub mod audit;
 pub mod bindings;
 pub mod bounded;
 pub mod capabilities;
+pub mod complexity;
 pub mod credential;
 pub mod engine;
 pub mod gate;

@@ -444,7 +444,23 @@ impl Runtime {
             detail: format!("{e:#}"),
         };
         let linker = crate::linker::build(engine, &component, &policy, &stubs).map_err(link_err)?;
-        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = match linker.instantiate_pre(&component) {
+            Ok(pre) => pre,
+            Err(e) => {
+                // Every interface the verdicts promised is in the linker: a failure is the
+                // component's view of one of them, refused in Warden's words like any import.
+                let detail = format!("{e:#}");
+                let Some(refusal) = imports::mismatch(engine, &component, &detail) else {
+                    return Err(link_err(e));
+                };
+                tracing::warn!(target: "warden::load", agent = %agent, error = %refusal, "load refused");
+                self.refused_load(&identity, &policy, &refusal)?;
+                return Err(LoadError::Import {
+                    agent: agent.clone(),
+                    refusal,
+                });
+            }
+        };
         let pre = AgentPre::new(pre).map_err(exports_err)?;
         tracing::info!(target: "warden::load", agent = %agent, stubs = stubs.len(), "agent loaded");
         if let Some(ledger) = &self.ledger {
