@@ -54,7 +54,7 @@ impl Capability {
             Capability::WallClock => "clocks.wall",
             Capability::MonotonicClock => "clocks.monotonic",
             Capability::SecureRandom => "random.secure",
-            Capability::Sockets => "(raw sockets cannot be granted; use net.allow for HTTP)",
+            Capability::Sockets => "raw sockets cannot be granted; use net.allow for HTTP",
         }
     }
 

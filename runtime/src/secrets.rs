@@ -76,14 +76,16 @@ impl SecretStore {
                         var: var.clone(),
                     })?
                 }
-                SecretSource::File(path) => crate::bounded::read_to_string(path, crate::bounded::Limit::SECRET)
-                    .map_err(|e| SecretError::File {
-                        name: rule.name.clone(),
-                        path: path.display().to_string(),
-                        why: e.to_string(),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
+                SecretSource::File(path) => {
+                    crate::bounded::read_to_string(path, crate::bounded::Limit::SECRET)
+                        .map_err(|e| SecretError::File {
+                            name: rule.name.clone(),
+                            path: path.display().to_string(),
+                            why: e.to_string(),
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string()
+                }
             };
             if value.len() < 8 {
                 return Err(SecretError::TooShort {

@@ -324,7 +324,8 @@ async fn redteam_suite() {
             attack.class,
             attack.name,
             attack.expect,
-            shown.replace('|', "/"),
+            // Agent output is untrusted text: escaped before it reaches whoever runs the suite.
+            warden::terminal::line(&shown).replace('|', "/"),
             damage
                 .as_ref()
                 .map(|d| format!(" DAMAGE: {d}"))

@@ -142,3 +142,27 @@ fn classify_table() {
         assert_eq!(classify(name), want, "{name}");
     }
 }
+
+#[test]
+fn the_class_column_has_one_pair_of_brackets() {
+    for (class, shown) in [
+        (ImportClass::Baseline, "baseline"),
+        (
+            ImportClass::Capability(Capability::Net),
+            "capability (net.allow)",
+        ),
+        (
+            ImportClass::Capability(Capability::Fs),
+            "capability (fs.read / fs.write)",
+        ),
+        (
+            ImportClass::Capability(Capability::Sockets),
+            "capability (raw sockets cannot be granted; use net.allow for HTTP)",
+        ),
+        (ImportClass::Unknown, "UNKNOWN to this host"),
+    ] {
+        let label = class.describe();
+        assert_eq!(label, shown);
+        assert!(!label.contains("((") && !label.contains("))"), "{label}");
+    }
+}
