@@ -4,7 +4,9 @@
 //! 2. runs per second with both cores busy (a fresh instance every run);
 //! 3. how long after its deadline a runaway loop is stopped (CPU limit and wall limit);
 //! 4. the cost of a gated host call (a granted tool) against an ungated one (insecure random),
-//!    and the gate's decision on its own.
+//!    and the gate's decision on its own;
+//! 5. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
+//!    the host's compile limits still admit, each compiled in a child process of its own.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -394,7 +396,135 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The generators of the red-team's "compile" class, shared so that the bench measures the
+/// very shapes the suite refuses, at the largest size the limits admit.
+#[path = "../../tests/e2e/redteam/complex.rs"]
+#[allow(dead_code)]
+mod complex;
+
+/// Peak and current resident memory of this process, in KiB (Linux; zeros elsewhere).
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; zero
+/// elsewhere): on a shared machine it is steadier than wall time.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15, in clock ticks of 10 ms on Linux.
+    Duration::from_millis((field(11) + field(12)) * 10)
+}
+
+/// Compile the component `spec` names, once, without a cache, and print one line: this runs in
+/// a child process so that its peak resident memory is the compile's alone.
+fn compile_case(spec: &str) -> anyhow::Result<()> {
+    let bytes = match spec.strip_prefix("file:") {
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}"))?,
+        None => complex::generate(spec).with_context(|| format!("unknown spec {spec}"))?,
+    };
+    let mut config = EngineConfig {
+        max_instances: 4,
+        ..EngineConfig::default()
+    };
+    if std::env::var_os("WARDEN_BENCH_UNBOUNDED").is_some() {
+        // What the limits prevent: the compile of a component they refuse.
+        config.compile = warden::complexity::CompileLimits::unbounded();
+    }
+    let engine = warden::WardenEngine::new(config)?;
+    if std::env::var_os("WARDEN_BENCH_COUNTS").is_some() {
+        let t = Instant::now();
+        let counts = engine.complexity(&bytes);
+        println!(
+            "{spec}: checked in {:.1} ms: {counts:?}",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let (_, before) = rss_kib();
+    let t = Instant::now();
+    let cpu = cpu_time();
+    let result = engine.compile(&bytes);
+    let took = t.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
+    let (peak, _) = rss_kib();
+    let verdict = match &result {
+        Ok(_) => "compiled".to_string(),
+        Err(e) => format!("refused: {e}"),
+    };
+    println!(
+        "{spec:<28} {:>6.2} MB {:>8.0} ms (CPU {:>6.0} ms)  peak RSS {:>5} MiB (+{:>4} MiB)  {}",
+        bytes.len() as f64 / 1e6,
+        took.as_secs_f64() * 1e3,
+        cpu.as_secs_f64() * 1e3,
+        peak / 1024,
+        peak.saturating_sub(before) / 1024,
+        verdict.chars().take(160).collect::<String>()
+    );
+    Ok(())
+}
+
+/// The worst admitted case of each kind, each in its own process (`WARDEN_BENCH_CASES`
+/// overrides the list: comma-separated specs).
+fn compile_figures() -> anyhow::Result<()> {
+    // The evaluation's component (refused), then the worst of each shape the default limits
+    // still admit, then all of them at once in one component.
+    let default_cases = [
+        "many-functions:600000",
+        "many-functions:40000",
+        "huge-function:200x40000",
+        "huge-function:524288x15",
+        "live-values:4999x550",
+        "many-blocks:20000x20",
+        "merges:2000x5",
+        "deep-nesting:10000x40",
+        "br-table:20000x140",
+        "many-locals:1999x470",
+        "many-functions:39000+merges:2000x4+many-blocks:20000x19+huge-function:524288x9",
+    ];
+    let cases: Vec<String> = match std::env::var("WARDEN_BENCH_CASES") {
+        Ok(list) => list.split(',').map(str::to_string).collect(),
+        Err(_) => default_cases.iter().map(|s| s.to_string()).collect(),
+    };
+    println!(
+        "compile, one component per child process, {} cores:",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let exe = std::env::current_exe()?;
+    for spec in cases {
+        let status = std::process::Command::new(&exe)
+            .args(["--compile-case", &spec])
+            .status()?;
+        if !status.success() {
+            println!("{spec:<28} child failed: {status}");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--compile-case") {
+        return compile_case(args.get(i + 1).context("--compile-case SPEC")?);
+    }
+    if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("compile") {
+        return compile_figures();
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -17,6 +17,10 @@ use warden_tests::{agent, root, runtime};
 #[path = "redteam/host.rs"]
 mod host;
 
+/// Components that cost the compiler far more than their size (`many-functions:600000`, …).
+#[path = "redteam/complex.rs"]
+mod complex;
+
 #[derive(Deserialize)]
 struct Suite {
     attack: Vec<Attack>,
@@ -116,8 +120,13 @@ fn module_bytes(spec: &str) -> Vec<u8> {
         let bytes = std::fs::read(agent(name)).unwrap();
         return bytes[..bytes.len() / 2].to_vec();
     }
+    if let Some(bytes) = complex::generate(spec) {
+        return bytes;
+    }
     match spec {
         "garbage" => b"\0asm\x0d\0\x01\0\xff\xff\xff\xffnot a component at all".to_vec(),
+        // Not wasm, not text: the first bytes of a JPEG.
+        "not-wasm" => b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x80\x81\xfe not an agent".to_vec(),
         "oversized" => vec![0u8; 65 << 20],
         name => std::fs::read(agent(name)).unwrap(),
     }
@@ -126,7 +135,10 @@ fn module_bytes(spec: &str) -> Vec<u8> {
 fn describe_refusal(err: &LoadError) -> String {
     let kind = match err {
         LoadError::Import {
-            refusal: ImportError::Unknown { .. } | ImportError::NotAnInterface { .. },
+            refusal:
+                ImportError::Unknown { .. }
+                | ImportError::NotAnInterface { .. }
+                | ImportError::Mismatch { .. },
             ..
         } => "unknown",
         LoadError::Import {
@@ -138,6 +150,7 @@ fn describe_refusal(err: &LoadError) -> String {
             ..
         } => "duplicate",
         LoadError::Engine(EngineError::TooLarge { .. }) => "too-large",
+        LoadError::Engine(EngineError::TooComplex(_)) => "too-complex",
         LoadError::Engine(_) => "invalid",
         _ => "other",
     };
@@ -311,7 +324,8 @@ async fn redteam_suite() {
             attack.class,
             attack.name,
             attack.expect,
-            shown.replace('|', "/"),
+            // Agent output is untrusted text: escaped before it reaches whoever runs the suite.
+            warden::terminal::line(&shown).replace('|', "/"),
             damage
                 .as_ref()
                 .map(|d| format!(" DAMAGE: {d}"))

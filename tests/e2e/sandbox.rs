@@ -461,3 +461,7 @@ async fn the_host_keeps_serving_while_agents_are_killed_beside_it() {
         }
     }
 }
+
+/// Load-time refusals: compile cost, bytes that are not wasm, sockets and other known interfaces.
+#[path = "sandbox/load.rs"]
+mod load_refusals;

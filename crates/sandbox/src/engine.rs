@@ -1,20 +1,26 @@
 //! The one wasmtime [`Engine`] a host runs: its configuration (pooling allocator, epoch
-//! interruption, stack limit), the epoch ticker that drives CPU and wall-clock deadlines, and the
-//! on-disk cache of compiled components, so that a task costs an instantiation, not a compilation.
+//! interruption, stack limit), the epoch ticker that drives CPU and wall-clock deadlines, the
+//! on-disk cache of compiled components, so that a task costs an instantiation, not a compilation,
+//! and the bounds on compiling: what the bytes must be, what they may cost ([`crate::complexity`]),
+//! how many compiles run at once and for how long.
 //!
 //! Defaults (see [`EngineConfig::default`]): 1,000 concurrent instances, 4 GiB of linear memory
 //! per instance at most (a policy sets the real limit), 512 KiB of wasm stack, a 1 ms epoch tick,
-//! components of at most 64 MiB, no compiled-component cache unless a directory is given.
+//! components of at most 64 MiB within [`CompileLimits::default`], one compile at a time for at
+//! most 60 s, no compiled-component cache unless a directory is given.
 
+use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::complexity::{CompileLimits, Complexity, Limit, TooComplex};
 
 /// Errors while building the engine or compiling a component.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +38,31 @@ pub enum EngineError {
         /// The host's limit.
         limit: usize,
     },
-    /// The bytes are not a valid WebAssembly component.
+    /// The bytes are not a WebAssembly component at all (not wasm, or a core module).
+    #[error(
+        "not a WebAssembly component: {what}; build agents with `cargo build --target wasm32-wasip2`"
+    )]
+    NotAComponent {
+        /// What the bytes are instead.
+        what: &'static str,
+    },
+    /// The bytes are a WebAssembly component, but not a valid one.
     #[error(
         "not a valid wasm component: {0}; build agents with `cargo build --target wasm32-wasip2`"
     )]
     Invalid(String),
+    /// Compiling the component would cost more than the host's compile limits allow.
+    #[error("refused to compile the component: {0}")]
+    TooComplex(TooComplex),
+    /// The compile ran past the host's deadline (on an overloaded host, or a shape the static
+    /// limits do not bound).
+    #[error(
+        "compiling the component took longer than the host's limit of {limit:?} (`compile_timeout`); the host may be overloaded: try again, or raise the limit"
+    )]
+    CompileTimeout {
+        /// The deadline.
+        limit: Duration,
+    },
     /// The compiled-component cache could not be used.
     #[error("compiled-component cache at {dir}: {detail}")]
     Cache {
@@ -71,6 +97,17 @@ pub struct EngineConfig {
     pub decommit_batch_size: usize,
     /// Map a module's initial memory copy-on-write from its image instead of copying it.
     pub memory_init_cow: bool,
+    /// What one component may ask of the compiler, checked before compiling (a cache hit was
+    /// checked when it was compiled: the cache is keyed by these limits too). The per-component
+    /// instance, memory and table counts also size the instance pool.
+    pub compile: CompileLimits,
+    /// How many compiles run at once; further loads that miss the cache wait. One compile
+    /// already uses every core, so more only multiply the peak memory.
+    pub max_concurrent_compiles: usize,
+    /// How long the host waits for one compile before refusing the component. Cranelift cannot
+    /// be interrupted, so a compile past its deadline finishes on its own thread (bounded by
+    /// `compile`) and holds its compile slot until then. `None`: wait as long as it takes.
+    pub compile_timeout: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +123,9 @@ impl Default for EngineConfig {
             memory_keep_resident: 0,
             decommit_batch_size: 16,
             memory_init_cow: true,
+            compile: CompileLimits::default(),
+            max_concurrent_compiles: 1,
+            compile_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -95,6 +135,7 @@ pub struct WardenEngine {
     engine: Engine,
     config: EngineConfig,
     ticker: EpochTicker,
+    compiles: Arc<CompileSlots>,
 }
 
 impl std::fmt::Debug for WardenEngine {
@@ -115,15 +156,18 @@ impl WardenEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_instances;
+        let per_component = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         // A Rust component has a handful of core instances (the module plus shims) but one memory.
         pool.total_component_instances(instances)
             .total_core_instances(instances.saturating_mul(8))
             .total_memories(instances.saturating_mul(2))
             .total_tables(instances.saturating_mul(4))
             .total_stacks(instances)
-            .max_core_instances_per_component(32)
-            .max_memories_per_component(2)
-            .max_tables_per_component(8)
+            // The same bounds the compile limits check at load: a component the pool could not
+            // instantiate is refused before it is compiled, not at every run.
+            .max_core_instances_per_component(per_component(config.compile.max_core_instances))
+            .max_memories_per_component(per_component(config.compile.max_memories))
+            .max_tables_per_component(per_component(config.compile.max_tables))
             .max_memory_size(config.max_memory as usize)
             .table_elements(config.max_table_elements as usize)
             // Keeping a little memory resident makes the next instance's first touches cheap
@@ -143,10 +187,12 @@ impl WardenEngine {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(|e| EngineError::Config(format!("{e:#}")))?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        let compiles = Arc::new(CompileSlots::new(config.max_concurrent_compiles.max(1)));
         Ok(WardenEngine {
             engine,
             config,
             ticker,
+            compiles,
         })
     }
 
@@ -167,12 +213,16 @@ impl WardenEngine {
 
     /// Compile `bytes` into a component, through the disk cache when one is configured.
     ///
-    /// The size bound is checked before anything else reads the bytes.
+    /// The size bound is checked before anything else reads the bytes; then what they are (a
+    /// binary component, or WebAssembly text, parsed within `compile.max_text_size`); then,
+    /// unless the cache holds the component, what compiling it costs ([`crate::complexity`]),
+    /// before it is compiled in a compile slot, under the deadline.
     ///
     /// # Errors
     ///
-    /// [`EngineError::TooLarge`], [`EngineError::Invalid`], or [`EngineError::Cache`] when the
-    /// cache directory cannot be created or written.
+    /// [`EngineError::TooLarge`], [`EngineError::NotAComponent`], [`EngineError::Invalid`],
+    /// [`EngineError::TooComplex`], [`EngineError::CompileTimeout`], or [`EngineError::Cache`]
+    /// when the cache directory cannot be created or written.
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, EngineError> {
         let limit = self.config.max_component_size;
         if bytes.len() > limit {
@@ -181,11 +231,18 @@ impl WardenEngine {
                 limit,
             });
         }
+        let binary = binary(bytes, &self.config.compile)?;
+        let invalid = |e: wasmtime::Error| EngineError::Invalid(format!("{e:#}"));
+        let engine = self.engine.clone();
         let Some(dir) = &self.config.cache_dir else {
-            return Component::new(&self.engine, bytes)
-                .map_err(|e| EngineError::Invalid(format!("{e:#}")));
+            crate::complexity::check(&binary, &self.config.compile)?;
+            let binary = binary.into_owned();
+            let slot = self.compiles.acquire();
+            return self
+                .bounded(slot, move || Component::new(&engine, &binary))?
+                .map_err(invalid);
         };
-        let path = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
+        let path = dir.join(format!("{}.cwasm", self.cache_key(&binary)));
         if path.exists() {
             // The file was written by this host (below) in a 0700 directory; a file that fails to
             // load (truncated, older engine) is recompiled and replaced.
@@ -193,14 +250,68 @@ impl WardenEngine {
                 return Ok(component);
             }
         }
+        crate::complexity::check(&binary, &self.config.compile)?;
+        let slot = self.compiles.acquire();
+        // A load of the same component may have compiled it while this one waited for a slot.
+        if let Ok(component) = self.load_cached(&path) {
+            return Ok(component);
+        }
+        let binary = binary.into_owned();
         let compiled = self
-            .engine
-            .precompile_component(bytes)
-            .map_err(|e| EngineError::Invalid(format!("{e:#}")))?;
+            .bounded(slot, move || engine.precompile_component(&binary))?
+            .map_err(invalid)?;
         store_cached(dir, &path, &compiled)?;
-        self.load_cached(&path).or_else(|_| {
-            Component::new(&self.engine, bytes).map_err(|e| EngineError::Invalid(format!("{e:#}")))
-        })
+        self.load_cached(&path)
+            .or_else(|_| self.load_compiled(&compiled))
+    }
+
+    /// What compiling `bytes` would cost, as [`crate::complexity::check`] counts it, without
+    /// compiling: for `warden inspect`.
+    ///
+    /// # Errors
+    ///
+    /// As [`WardenEngine::compile`], short of compiling.
+    pub fn complexity(&self, bytes: &[u8]) -> Result<Complexity, EngineError> {
+        let limit = self.config.max_component_size;
+        if bytes.len() > limit {
+            return Err(EngineError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        crate::complexity::check(&binary(bytes, &self.config.compile)?, &self.config.compile)
+    }
+
+    /// Run `work` (a compile) holding `slot`, waiting at most `compile_timeout` for it.
+    fn bounded<T: Send + 'static>(
+        &self,
+        slot: CompileSlot,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let Some(limit) = self.config.compile_timeout else {
+            let _slot = slot;
+            return Ok(work());
+        };
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("warden-compile".into())
+            .spawn(move || {
+                // The slot is released when the compile ends, not when the caller stops
+                // waiting: compiles past their deadline still count against the bound.
+                let _slot = slot;
+                let _ = done.send(work());
+            })
+            .map_err(|e| EngineError::Config(format!("cannot start a compile thread: {e}")))?;
+        match result.recv_timeout(limit) {
+            Ok(value) => Ok(value),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(target: "warden::load", ?limit, "compile past its deadline; refused");
+                Err(EngineError::CompileTimeout { limit })
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(EngineError::Invalid(
+                "the compiler stopped without a result".into(),
+            )),
+        }
     }
 
     fn cache_key(&self, bytes: &[u8]) -> String {
@@ -208,10 +319,19 @@ impl WardenEngine {
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut engine_hash);
+        // A component cached under higher limits must be checked again under lower ones.
+        self.config.compile.hash(&mut engine_hash);
         let mut sha = Sha256::new();
         sha.update(engine_hash.finish().to_le_bytes());
         sha.update(bytes);
         sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[allow(unsafe_code)]
+    fn load_compiled(&self, compiled: &[u8]) -> Result<Component, EngineError> {
+        // SAFETY: `compiled` is what `precompile_component` of this engine just returned.
+        unsafe { Component::deserialize(&self.engine, compiled) }
+            .map_err(|e| EngineError::Invalid(format!("{e:#}")))
     }
 
     #[allow(unsafe_code)]
@@ -221,6 +341,85 @@ impl WardenEngine {
         // keyed by the engine's compatibility hash and the component's SHA-256.
         unsafe { Component::deserialize_file(&self.engine, path) }
             .map_err(|e| EngineError::Invalid(format!("{e:#}")))
+    }
+}
+
+/// The binary form of `bytes`: a binary component as it is, WebAssembly text parsed (within
+/// `limits.max_text_size`), anything else refused as not a component. The engine's own text
+/// support is never reached: it would report random bytes as text that is not valid UTF-8.
+fn binary<'b>(bytes: &'b [u8], limits: &CompileLimits) -> Result<Cow<'b, [u8]>, EngineError> {
+    let binary = if bytes.starts_with(b"\0asm") {
+        Cow::Borrowed(bytes)
+    } else if looks_like_text(bytes) {
+        let size = bytes.len() as u64;
+        if size > limits.max_text_size {
+            return Err(EngineError::TooComplex(TooComplex {
+                limit: Limit::TextSize,
+                found: size,
+                max: limits.max_text_size,
+                place: None,
+            }));
+        }
+        let parsed = wat::parse_bytes(bytes).map_err(|e| {
+            EngineError::Invalid(format!("WebAssembly text that does not parse: {e}"))
+        })?;
+        Cow::Owned(parsed.into_owned())
+    } else {
+        return Err(EngineError::NotAComponent {
+            what: "the bytes start with neither the WebAssembly header (`\\0asm`) nor WebAssembly text",
+        });
+    };
+    // The header's version and layer fields: 0x0d/1 is a component, 1/0 a core module.
+    match binary.get(4..8) {
+        Some([0x01, 0x00, 0x00, 0x00]) => Err(EngineError::NotAComponent {
+            what: "it is a core WebAssembly module, not a component (built for wasm32-wasip1 or wasm32-unknown-unknown?)",
+        }),
+        _ => Ok(binary),
+    }
+}
+
+/// UTF-8 whose first line that is not blank or a `;;` comment opens an s-expression.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with(";;"))
+        .is_some_and(|l| l.starts_with('('))
+}
+
+/// A counting semaphore for compiles: blocking, since loading is synchronous.
+struct CompileSlots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// One compile slot, given back when dropped.
+struct CompileSlot(Arc<CompileSlots>);
+
+impl CompileSlots {
+    fn new(slots: usize) -> Self {
+        CompileSlots {
+            free: Mutex::new(slots),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(self: &Arc<Self>) -> CompileSlot {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        CompileSlot(self.clone())
+    }
+}
+
+impl Drop for CompileSlot {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -291,60 +490,4 @@ impl Drop for EpochTicker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn oversized_component_is_refused_before_compiling() {
-        let engine = WardenEngine::new(EngineConfig {
-            max_component_size: 16,
-            max_instances: 4,
-            ..EngineConfig::default()
-        })
-        .unwrap();
-        let err = engine.compile(&[0u8; 17]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                EngineError::TooLarge {
-                    size: 17,
-                    limit: 16
-                }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn garbage_is_refused_with_a_clear_error() {
-        let engine = WardenEngine::new(EngineConfig {
-            max_instances: 4,
-            ..EngineConfig::default()
-        })
-        .unwrap();
-        let err = engine.compile(b"\0asm garbage").unwrap_err();
-        assert!(matches!(err, EngineError::Invalid(_)), "{err}");
-    }
-
-    #[test]
-    fn cache_round_trips_and_survives_a_corrupt_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = WardenEngine::new(EngineConfig {
-            cache_dir: Some(dir.path().join("cache")),
-            max_instances: 4,
-            ..EngineConfig::default()
-        })
-        .unwrap();
-        // The engine accepts the text format too (the `wat` feature), which keeps this test small.
-        let bytes = b"(component)".to_vec();
-        engine.compile(&bytes).unwrap();
-        let files: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
-            .unwrap()
-            .collect();
-        assert_eq!(files.len(), 1);
-        let path = files[0].as_ref().unwrap().path();
-        std::fs::write(&path, b"corrupt").unwrap();
-        engine.compile(&bytes).unwrap();
-        assert_ne!(std::fs::read(&path).unwrap(), b"corrupt");
-    }
-}
+mod tests;

@@ -10,6 +10,12 @@
 //!   tools, sockets). Linked only when the policy grants it.
 //! - **unknown**: anything else, including other versions of known packages. Refused at load with
 //!   the import's name: the agent asked for an API that does not exist here.
+//!
+//! [`report`] gives each import one [`ImportVerdict`] (granted, types only, kills on first call,
+//! refused at load); the load acts on exactly those verdicts and `warden inspect` prints them.
+//! A capability without a grant is linked to stubs: its functions kill on their first call, and
+//! its own resources get a type no value ever has, also when the interface carries only types
+//! (`wasi:sockets/network`), so that every known interface links and none is refused by wasmtime.
 
 use serde::Serialize;
 use wasmtime::Engine;
@@ -48,7 +54,7 @@ impl Capability {
             Capability::WallClock => "clocks.wall",
             Capability::MonotonicClock => "clocks.monotonic",
             Capability::SecureRandom => "random.secure",
-            Capability::Sockets => "(raw sockets cannot be granted; use net.allow for HTTP)",
+            Capability::Sockets => "raw sockets cannot be granted; use net.allow for HTTP",
         }
     }
 
@@ -122,6 +128,48 @@ pub fn classify(name: &str) -> ImportClass {
     }
 }
 
+impl ImportClass {
+    /// The class as `warden inspect` prints it.
+    pub fn describe(self) -> String {
+        match self {
+            ImportClass::Baseline => "baseline".to_string(),
+            ImportClass::Capability(c) => format!("capability ({})", c.policy_key()),
+            ImportClass::Unknown => "UNKNOWN to this host".to_string(),
+        }
+    }
+}
+
+/// What loading does with one import. [`report`] decides it, [`check`] (the load) acts on it
+/// and `warden inspect` prints it: one decision, so the two cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict", content = "detail")]
+pub enum ImportVerdict {
+    /// Linked to the host's implementation: a baseline interface, or a granted capability.
+    Granted,
+    /// An interface of a capability that carries only types: it needs no grant. Its resources,
+    /// if the capability is not granted, are linked to a type no value ever has.
+    TypesOnly,
+    /// A capability the policy does not grant: every function is linked to a stub that kills
+    /// the instance on its first call.
+    KillsOnFirstCall,
+    /// The component is refused at load, for this reason.
+    Refused(ImportError),
+}
+
+impl std::fmt::Display for ImportVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportVerdict::Granted => f.write_str("granted"),
+            ImportVerdict::TypesOnly => f.write_str("types only: no grant needed"),
+            ImportVerdict::KillsOnFirstCall => f.write_str("kills on first call"),
+            ImportVerdict::Refused(ImportError::NotGranted { .. }) => {
+                f.write_str("refused at load (strict)")
+            }
+            ImportVerdict::Refused(_) => f.write_str("refused at load"),
+        }
+    }
+}
+
 /// One import of a component, as `warden inspect` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
@@ -133,10 +181,23 @@ pub struct ImportReport {
     pub has_functions: bool,
     /// Whether the policy grants it (baseline and function-less imports count as granted).
     pub granted: bool,
+    /// What loading does with it.
+    pub verdict: ImportVerdict,
+}
+
+impl ImportReport {
+    /// Whether the linker binds this import to stubs: a known capability the policy does not
+    /// grant, with functions (kill stubs) or only types (its own resources get a type that no
+    /// value has, so that even a types-only interface such as `wasi:sockets/network` links).
+    pub fn stubbed(&self, policy: &Policy) -> bool {
+        matches!(self.class, ImportClass::Capability(c) if !c.granted_by(policy))
+            && !matches!(self.verdict, ImportVerdict::Refused(_))
+    }
 }
 
 /// Why a component was refused at load.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "kebab-case", tag = "refusal")]
 pub enum ImportError {
     /// The component imports an interface this host does not provide at all.
     #[error(
@@ -174,6 +235,17 @@ pub enum ImportError {
         /// What it is.
         kind: &'static str,
     },
+    /// The component imports a known interface with members, or member types, that this host's
+    /// implementation of it does not have.
+    #[error(
+        "`{name}` does not match this host's implementation of the interface ({detail}); the agent calls an API that does not exist here: build it against wasi 0.2.x and warden:agent 0.1.x"
+    )]
+    Mismatch {
+        /// The import's name.
+        name: String,
+        /// What does not match.
+        detail: String,
+    },
 }
 
 impl ImportError {
@@ -182,13 +254,16 @@ impl ImportError {
     pub fn is_unknown_api(&self) -> bool {
         matches!(
             self,
-            ImportError::Unknown { .. } | ImportError::NotAnInterface { .. }
+            ImportError::Unknown { .. }
+                | ImportError::NotAnInterface { .. }
+                | ImportError::Mismatch { .. }
         )
     }
 }
 
-/// Inspect every import of `component` against `policy`.
+/// Inspect every import of `component` against `policy`, and decide what loading does with it.
 pub fn report(engine: &Engine, component: &Component, policy: &Policy) -> Vec<ImportReport> {
+    let mut seen: Vec<String> = Vec::new();
     component
         .component_type()
         .imports(engine)
@@ -205,20 +280,77 @@ pub fn report(engine: &Engine, component: &Component, policy: &Policy) -> Vec<Im
                 ImportClass::Capability(c) => !has_functions || c.granted_by(policy),
                 ImportClass::Unknown => false,
             };
+            let verdict = decide(name, &item.ty, class, has_functions, policy, &seen);
+            seen.push(name.to_string());
             ImportReport {
                 name: name.to_string(),
                 class,
                 has_functions,
                 granted,
+                verdict,
             }
         })
         .collect()
 }
 
-/// Check `component`'s imports against `policy`: the load-time half of enforcement.
+/// The verdict on import `name`, after the imports named in `seen`.
+fn decide(
+    name: &str,
+    ty: &ComponentItem,
+    class: ImportClass,
+    has_functions: bool,
+    policy: &Policy,
+    seen: &[String],
+) -> ImportVerdict {
+    use ImportVerdict::*;
+    // Two versions of one interface would be linked to one implementation; no honest
+    // component needs that, so it is refused rather than reasoned about.
+    let unversioned = name.split('@').next().unwrap_or(name);
+    if let Some(other) = seen
+        .iter()
+        .find(|o| o.split('@').next() == Some(unversioned))
+    {
+        return Refused(ImportError::Duplicate {
+            name: name.to_string(),
+            other: other.clone(),
+        });
+    }
+    if class == ImportClass::Unknown {
+        return Refused(ImportError::Unknown {
+            name: name.to_string(),
+        });
+    }
+    let kind = match ty {
+        ComponentItem::ComponentInstance(_) => None,
+        ComponentItem::ComponentFunc(_) | ComponentItem::CoreFunc(_) => Some("function"),
+        ComponentItem::Module(_) => Some("module"),
+        ComponentItem::Component(_) => Some("component"),
+        ComponentItem::Type(_) | ComponentItem::Resource(_) => Some("type"),
+    };
+    if let Some(kind) = kind {
+        return Refused(ImportError::NotAnInterface {
+            name: name.to_string(),
+            kind,
+        });
+    }
+    match class {
+        ImportClass::Capability(_) if !has_functions => TypesOnly,
+        ImportClass::Capability(c) if !c.granted_by(policy) => match policy.agent.strict {
+            true => Refused(ImportError::NotGranted {
+                name: name.to_string(),
+                key: c.policy_key(),
+            }),
+            false => KillsOnFirstCall,
+        },
+        _ => Granted,
+    }
+}
+
+/// Check `component`'s imports against `policy`: the load-time half of enforcement, acting on
+/// the verdicts of [`report`].
 ///
-/// Returns the names of imports that must be bound to kill stubs (known capabilities the policy
-/// does not grant, in non-strict mode).
+/// Returns the names of imports that must be bound to stubs (known capabilities the policy
+/// does not grant, in non-strict mode; see [`ImportReport::stubbed`]).
 ///
 /// # Errors
 ///
@@ -228,110 +360,36 @@ pub fn check(
     component: &Component,
     policy: &Policy,
 ) -> Result<Vec<String>, ImportError> {
-    let mut stubs = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
-    for (name, item) in component.component_type().imports(engine) {
-        // Two versions of one interface would be linked to one implementation; no honest
-        // component needs that, so it is refused rather than reasoned about.
-        let unversioned = name.split('@').next().unwrap_or(name);
-        if let Some(other) = seen
-            .iter()
-            .find(|o| o.split('@').next() == Some(unversioned))
-        {
-            return Err(ImportError::Duplicate {
-                name: name.to_string(),
-                other: other.to_string(),
-            });
-        }
-        seen.push(name);
-        let kind = match &item.ty {
-            ComponentItem::ComponentInstance(_) => None,
-            ComponentItem::ComponentFunc(_) | ComponentItem::CoreFunc(_) => Some("function"),
-            ComponentItem::Module(_) => Some("module"),
-            ComponentItem::Component(_) => Some("component"),
-            ComponentItem::Type(_) | ComponentItem::Resource(_) => Some("type"),
-        };
-        let class = classify(name);
-        if class == ImportClass::Unknown {
-            return Err(ImportError::Unknown {
-                name: name.to_string(),
-            });
-        }
-        if let Some(kind) = kind {
-            return Err(ImportError::NotAnInterface {
-                name: name.to_string(),
-                kind,
-            });
-        }
-        let ImportClass::Capability(cap) = class else {
-            continue;
-        };
-        let has_functions = match &item.ty {
-            ComponentItem::ComponentInstance(inst) => inst
-                .exports(engine)
-                .any(|(_, i)| matches!(i.ty, ComponentItem::ComponentFunc(_))),
-            _ => true,
-        };
-        if !has_functions || cap.granted_by(policy) {
-            continue;
-        }
-        if policy.agent.strict {
-            return Err(ImportError::NotGranted {
-                name: name.to_string(),
-                key: cap.policy_key(),
-            });
-        }
-        stubs.push(name.to_string());
+    let reports = report(engine, component, policy);
+    if let Some(refusal) = reports.iter().find_map(|r| match &r.verdict {
+        ImportVerdict::Refused(why) => Some(why.clone()),
+        _ => None,
+    }) {
+        return Err(refusal);
     }
-    Ok(stubs)
+    Ok(reports
+        .into_iter()
+        .filter(|r| r.stubbed(policy))
+        .map(|r| r.name)
+        .collect())
+}
+
+/// The import a link failure is about, as Warden's refusal: the linker holds every interface
+/// the verdicts promised, so a failure means the component's view of one of them (a member, or
+/// a member's type) is not the host's. `None` when the failure names no import.
+pub fn mismatch(engine: &Engine, component: &Component, error: &str) -> Option<ImportError> {
+    component
+        .component_type()
+        .imports(engine)
+        .find(|(name, _)| error.contains(&format!("`{name}`")))
+        .map(|(name, _)| ImportError::Mismatch {
+            name: name.to_string(),
+            detail: error
+                .split_once("linker: ")
+                .map_or(error, |(_, why)| why)
+                .to_string(),
+        })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classify_table() {
-        use Capability::*;
-        let cases = [
-            ("wasi:io/streams@0.2.12", ImportClass::Baseline),
-            ("wasi:cli/stdout@0.2.6", ImportClass::Baseline),
-            ("wasi:cli/environment@0.2.0", ImportClass::Baseline),
-            ("warden:agent/log@0.1.0", ImportClass::Baseline),
-            ("wasi:random/insecure-seed@0.2.4", ImportClass::Baseline),
-            (
-                "wasi:random/random@0.2.4",
-                ImportClass::Capability(SecureRandom),
-            ),
-            ("wasi:filesystem/types@0.2.12", ImportClass::Capability(Fs)),
-            (
-                "wasi:filesystem/preopens@0.2.12",
-                ImportClass::Capability(Fs),
-            ),
-            (
-                "wasi:http/outgoing-handler@0.2.12",
-                ImportClass::Capability(Net),
-            ),
-            ("wasi:sockets/tcp@0.2.0", ImportClass::Capability(Sockets)),
-            (
-                "wasi:clocks/wall-clock@0.2.0",
-                ImportClass::Capability(WallClock),
-            ),
-            ("warden:agent/tools@0.1.0", ImportClass::Capability(Tools)),
-            // Unknown: other versions, other packages, made-up interfaces, no version.
-            ("wasi:http/types@0.3.0-rc-2025-09-16", ImportClass::Unknown),
-            ("wasi:io/streams@0.3.0", ImportClass::Unknown),
-            ("wasi:io/streams@0.2.0-rc", ImportClass::Unknown),
-            ("wasi:filesystem/magic@0.2.0", ImportClass::Unknown),
-            ("warden:agent/secrets@0.1.0", ImportClass::Unknown),
-            ("warden:agent/log@0.2.0", ImportClass::Unknown),
-            ("acme:evil/backdoor@1.0.0", ImportClass::Unknown),
-            ("wasi:io/streams", ImportClass::Unknown),
-            ("streams", ImportClass::Unknown),
-            ("", ImportClass::Unknown),
-        ];
-        for (name, want) in cases {
-            assert_eq!(classify(name), want, "{name}");
-        }
-    }
-}
+mod tests;

@@ -17,6 +17,7 @@
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod capabilities;
+pub mod complexity;
 pub mod engine;
 mod execute;
 pub mod gate;

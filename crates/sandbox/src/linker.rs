@@ -1,6 +1,8 @@
 //! Builds the linker of one loaded agent: the baseline interfaces, the capabilities its policy
-//! grants (each through its gate), and a kill stub for every function of a known capability it
-//! imports without a grant. Nothing else exists in the linker, so nothing else can be reached.
+//! grants (each through its gate), and for every known capability it imports without a grant, a
+//! kill stub for each function and a never-constructed type for each of its own resources (also
+//! when the interface has only types, as `wasi:sockets/network`: else wasmtime refuses the load).
+//! Nothing else exists in the linker, so nothing else can be reached.
 
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;

@@ -118,7 +118,19 @@ impl Sandbox {
             detail: format!("{e:#}"),
         };
         let linker = crate::linker::build(engine, &component, &policy, &stubs).map_err(link_err)?;
-        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = match linker.instantiate_pre(&component) {
+            Ok(pre) => pre,
+            Err(e) => {
+                // Every interface the verdicts promised is in the linker: a failure is the
+                // component's view of one of them, refused in Warden's words like any import.
+                let detail = format!("{e:#}");
+                let Some(refusal) = imports::mismatch(engine, &component, &detail) else {
+                    return Err(link_err(e));
+                };
+                tracing::warn!(target: "warden::load", agent = %agent, error = %refusal, "load refused");
+                return Err(LoadError::Import { agent, refusal });
+            }
+        };
         let pre = AgentPre::new(pre).map_err(exports_err)?;
         tracing::info!(target: "warden::load", agent = %agent, stubs = stubs.len(), "agent loaded");
         Ok(PreparedAgent {

@@ -32,11 +32,13 @@ pub use warden_identity::{credential, secrets, token, user};
 pub use warden_ledger::{approval, audit, ledger, store, trust};
 pub use warden_policy as policy;
 pub use warden_policy::bounded;
-pub use warden_sandbox::{bindings, capabilities, engine, gate, imports, output, staging};
+pub use warden_sandbox::{
+    bindings, capabilities, complexity, engine, gate, imports, output, staging,
+};
 
 pub use run::{RunOptions, RunReport, StagingDisposition};
 pub use runtime::{AgentIdentity, LoadedAgent, PolicyLoadError, Runtime};
 pub use warden_sandbox::{
     Description, EngineConfig, EngineError, KillReason, LoadError, Outcome, RunError, Violation,
-    outcome_name,
+    WardenEngine, outcome_name,
 };

@@ -99,7 +99,7 @@ impl Runtime {
     /// [`PolicyLoadError`]: the signature refusal, or the policy's own located error.
     pub fn load_policy(&self, path: &Path) -> Result<Policy, PolicyLoadError> {
         if self.config.require_signed_policies {
-            let bytes = std::fs::read(path).map_err(|e| {
+            let bytes = crate::bounded::read(path, crate::bounded::Limit::POLICY).map_err(|e| {
                 PolicyLoadError::Signature(crate::identity::IdentityError::Malformed {
                     sig: path.display().to_string(),
                     why: e.to_string(),
@@ -289,7 +289,15 @@ fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, LoadError> {
         }
         .into());
     }
-    std::fs::read(path).map_err(err)
+    // The size a file reports cannot be trusted (`/proc`, a file that grows): the read itself
+    // stops one byte past the limit.
+    crate::bounded::read(path, crate::bounded::Limit::component(limit)).map_err(|e| match e {
+        crate::bounded::ReadError::Io { error, .. } => err(error),
+        other => err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            other.to_string(),
+        )),
+    })
 }
 
 /// An agent ready to run under a host: prepared in the sandbox, with its identity on the trust

@@ -45,6 +45,12 @@ fn fixtures(dir: &Path, args: &[String]) {
     let key = warden::identity::SecretKey::generate().unwrap();
     key.write(&dir.join("k")).unwrap();
     std::fs::write(dir.join("p.toml"), "[agent]\nname = \"hello\"\n").unwrap();
+    // A host that requires signed policies reads the policy's bytes itself, before parsing.
+    std::fs::write(
+        dir.join("signed-host.toml"),
+        "[policies]\nrequire_signed = true\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("pinned.toml"),
         format!(

@@ -5,29 +5,11 @@
 use std::path::Path;
 
 use warden::bounded::{self, Limit};
-use warden::imports::ImportClass;
 use warden::policy::Policy;
 use warden::terminal::line;
 use warden::{Description, Runtime};
 
 use super::{EXIT_BAD_INPUT, Failure, bad_input, shown};
-
-/// The class column of an import: `baseline`, `capability (<policy key>)` or unknown.
-fn class_label(class: ImportClass) -> String {
-    match class {
-        ImportClass::Baseline => "baseline".to_string(),
-        ImportClass::Capability(c) => {
-            // A key that is a sentence already wears its own parentheses: one pair, not two.
-            let key = c.policy_key();
-            let key = key
-                .strip_prefix('(')
-                .and_then(|k| k.strip_suffix(')'))
-                .unwrap_or(key);
-            format!("capability ({key})")
-        }
-        ImportClass::Unknown => "UNKNOWN to this host".to_string(),
-    }
-}
 
 /// What `describe()` returned, as the lines `inspect` prints.
 fn description_lines(d: &Description) -> [String; 3] {
@@ -58,22 +40,12 @@ pub async fn inspect(runtime: &Runtime, path: &Path, policy: Policy) -> Result<u
     )?;
     outln!("\nimports:")?;
     for r in &warden::imports::report(engine, &component, &policy) {
-        let verdict = if r.granted && !r.has_functions && r.class != ImportClass::Baseline {
-            "types only: no grant needed"
-        } else if r.granted {
-            "granted"
-        } else if r.class == ImportClass::Unknown {
-            "refused at load"
-        } else if policy.agent.strict {
-            "refused at load (strict)"
-        } else {
-            "kills on first call"
-        };
         outln!(
             "  {:<45} {:<40} {}",
             line(&r.name),
-            class_label(r.class),
-            verdict
+            r.class.describe(),
+            // The very verdict the load acts on (`imports::check`): inspect and load agree.
+            r.verdict
         )?;
     }
     outln!("\nexports:")?;
@@ -102,31 +74,6 @@ pub async fn inspect(runtime: &Runtime, path: &Path, policy: Policy) -> Result<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden::imports::Capability;
-
-    #[test]
-    fn the_class_column_has_one_pair_of_brackets() {
-        for (class, shown) in [
-            (ImportClass::Baseline, "baseline"),
-            (
-                ImportClass::Capability(Capability::Net),
-                "capability (net.allow)",
-            ),
-            (
-                ImportClass::Capability(Capability::Fs),
-                "capability (fs.read / fs.write)",
-            ),
-            (
-                ImportClass::Capability(Capability::Sockets),
-                "capability (raw sockets cannot be granted; use net.allow for HTTP)",
-            ),
-            (ImportClass::Unknown, "UNKNOWN to this host"),
-        ] {
-            let label = class_label(class);
-            assert_eq!(label, shown);
-            assert!(!label.contains("((") && !label.contains("))"), "{label}");
-        }
-    }
 
     #[test]
     fn a_hostile_description_prints_as_three_inert_lines() {
