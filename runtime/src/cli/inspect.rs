@@ -74,7 +74,6 @@ pub async fn inspect(runtime: &Runtime, path: &Path, policy: Policy) -> Result<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden::imports::Capability;
 
     #[test]
     fn a_hostile_description_prints_as_three_inert_lines() {
