@@ -1,5 +1,5 @@
 //! Untrusted text on its way to an operator's terminal: the one escaping function every command
-//! routes through ([`escape`], with its entry points [`line`], [`block`] and [`json_line`] /
+//! routes through ([`escape`], with its entry points [`line()`], [`block`] and [`json_line`] /
 //! [`json_pretty`]), and the stdout and stderr that treat a reader who went away as the end of
 //! the output ([`stdout`], [`stderr`]).
 //!
