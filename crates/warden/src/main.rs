@@ -31,6 +31,12 @@ macro_rules! errln {
     }};
 }
 
+#[path = "cli/approve.rs"]
+mod approve_cli;
+#[path = "cli/args.rs"]
+mod args;
+#[path = "cli/audit.rs"]
+mod audit_cli;
 #[path = "cli/inspect.rs"]
 mod inspect_cli;
 #[path = "cli/ledger.rs"]
@@ -39,11 +45,16 @@ mod ledger_cli;
 mod policy_cli;
 #[path = "cli/run.rs"]
 mod run_cli;
+#[path = "cli/task.rs"]
+mod task_cli;
+#[path = "cli/trust.rs"]
+mod trust_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use args::{Cli, Command, LogFormat, PolicyCommand, TokenCommand};
+use clap::Parser;
 use std::sync::Arc;
 use warden::capabilities::tools::ToolRegistry;
 use warden::identity::SecretKey;
@@ -59,192 +70,6 @@ const EXIT_AGENT_ERROR: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_KILLED: u8 = 3;
 const EXIT_HOST: u8 = 70;
-
-/// Warden: run AI agents as capability-restricted WebAssembly components.
-#[derive(Parser)]
-#[command(name = "warden", version, about)]
-struct Cli {
-    /// Log format for the host's own structured logs (on stderr; level from WARDEN_LOG, default warn).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Folder for compiled components (default: $XDG_CACHE_HOME/warden or ~/.cache/warden).
-    #[arg(long, global = true)]
-    cache_dir: Option<PathBuf>,
-    /// Compile every time instead of using the compiled-component cache.
-    #[arg(long, global = true)]
-    no_cache: bool,
-    /// The host configuration (trusted and revoked keys, signature requirements). Without it the
-    /// host trusts no key and requires only the signatures that policies pin.
-    #[arg(long, global = true, env = "WARDEN_CONFIG")]
-    config: Option<PathBuf>,
-    /// The data directory: tasks, trust records, approvals, staging and the audit log
-    /// (default: host.data_dir, else $XDG_STATE_HOME/warden or ~/.local/state/warden).
-    #[arg(long, global = true, env = "WARDEN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run one task in a fresh instance of an agent and print its output or why it was killed.
-    Run {
-        /// The agent: a .wasm component, or the name of an agent built in target/wasm32-wasip2/release.
-        agent: String,
-        /// The agent's policy (TOML).
-        #[arg(long)]
-        policy: PathBuf,
-        /// The task, as JSON, or @FILE to read it from a file.
-        #[arg(long, default_value = "null")]
-        input: String,
-        /// The workspace folder that the policy's [fs] paths are relative to.
-        #[arg(long, default_value = ".")]
-        workspace: PathBuf,
-        /// Print the whole run report as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// The user's identity token (PASETO v4.public), or @FILE. Required on a host whose
-        /// configuration lists issuers, unless it names a development identity.
-        #[arg(long, env = "WARDEN_TOKEN")]
-        token: Option<String>,
-    },
-    /// Run a stream of tasks in one host process: one JSON object per line of FILE
-    /// (`{"agent": …, "policy": …, "input": …, "workspace": …}`), one JSON result per line out.
-    Batch {
-        /// The task file (JSON lines), or - for standard input.
-        file: PathBuf,
-        /// The user's identity token, as for `run`.
-        #[arg(long, env = "WARDEN_TOKEN")]
-        token: Option<String>,
-    },
-    /// Tasks: list, show, trace, and diff / apply / discard their proposed changes.
-    Task {
-        #[command(subcommand)]
-        command: ledger_cli::TaskCommand,
-    },
-    /// The trust ladder: levels, review and reinstatement of demoted agents, regressions.
-    Trust {
-        #[command(subcommand)]
-        command: ledger_cli::TrustCommand,
-    },
-    /// Approve an irreversible action held for a person (signed with your key), then the host
-    /// performs it.
-    Approve {
-        /// The action id (from the agent's pending status or `warden approve --list`).
-        id: Option<u64>,
-        /// Your secret key; your person in the roles file needs a role that may approve the tool.
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Write the signed approval to FILE instead of submitting it.
-        #[arg(long)]
-        save: Option<PathBuf>,
-        /// Submit an approval written by --save.
-        #[arg(long, conflicts_with = "id")]
-        submit: Option<PathBuf>,
-        /// List actions and their status.
-        #[arg(long)]
-        list: bool,
-        /// The roles file (default: `host.roles`).
-        #[arg(long)]
-        roles_file: Option<PathBuf>,
-    },
-    /// The audit log: verify it, or follow it.
-    Audit {
-        #[command(subcommand)]
-        command: ledger_cli::AuditCommand,
-    },
-    /// Issue user identity tokens (for operators and tests).
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Validate policy files.
-    Policy {
-        #[command(subcommand)]
-        command: PolicyCommand,
-    },
-    /// Write a new ed25519 key pair: <STEM>.key (secret, mode 0600) and <STEM>.pub (one line).
-    Keygen {
-        /// Path and file name without extension, e.g. keys/alice.
-        stem: PathBuf,
-    },
-    /// Sign an agent component: writes <AGENT>.sig beside it.
-    Sign {
-        /// The .wasm component.
-        agent: PathBuf,
-        /// The publisher's secret key (from `warden keygen`).
-        #[arg(long)]
-        key: PathBuf,
-    },
-    /// List an agent's imports and exports, and what a policy grants of them.
-    Inspect {
-        /// The agent: a .wasm component or the name of a built agent.
-        agent: String,
-        /// Judge the imports against this policy (default: a policy that grants nothing).
-        #[arg(long)]
-        policy: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Print a PASETO v4.public token for a user, signed with the issuer's key.
-    Issue {
-        /// The issuer's secret key (from `warden keygen`).
-        #[arg(long)]
-        key: PathBuf,
-        /// The issuer's name (the `iss` claim), as warden.toml lists it.
-        #[arg(long)]
-        issuer: String,
-        /// Who (the `sub` claim).
-        #[arg(long)]
-        subject: String,
-        /// A role of the user (repeat for several).
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// The audience (the `aud` claim), as warden.toml lists it for the issuer.
-        #[arg(long, default_value = "warden")]
-        audience: String,
-        /// How long it is valid, in seconds.
-        #[arg(long, default_value_t = 3600)]
-        valid_secs: u64,
-    },
-}
-
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Check that each file is a valid policy; print a located error for each that is not.
-    Check {
-        /// Policy files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-    /// Print what an agent could do for a user: its policy intersected with the user's roles.
-    Explain {
-        /// The agent's policy.
-        policy: PathBuf,
-        /// The user: a person of the roles file (`[person.NAME]`), or their roles, comma-separated.
-        #[arg(long = "as", value_name = "USER|ROLES")]
-        roles: String,
-        /// The roles file (default: `host.roles` of the host configuration).
-        #[arg(long)]
-        roles_file: Option<PathBuf>,
-    },
-    /// Sign a policy as its reviewer: writes <FILE>.sig beside it.
-    Sign {
-        /// The policy file.
-        file: PathBuf,
-        /// The reviewer's secret key (from `warden keygen`).
-        #[arg(long)]
-        key: PathBuf,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -348,11 +173,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Task { command } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
-            ledger_cli::task(&ledger, &host_config, command)
+            task_cli::task(&ledger, &host_config, command)
         }
         Command::Trust { command } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
-            ledger_cli::trust(&ledger, &host_config, command)
+            trust_cli::trust(&ledger, &host_config, command)
         }
         Command::Approve {
             id,
@@ -363,10 +188,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             roles_file,
         } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
-            ledger_cli::approve(
+            approve_cli::approve(
                 &ledger,
                 &host_config,
-                ledger_cli::ApproveArgs {
+                approve_cli::ApproveArgs {
                     id,
                     key,
                     save,
@@ -376,7 +201,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 },
             )
         }
-        Command::Audit { command } => ledger_cli::audit(&data_dir, command),
+        Command::Audit { command } => audit_cli::audit(&data_dir, command),
         Command::Batch { file, token } => {
             let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
             let runtime = new_runtime(config)?.with_ledger(ledger);

@@ -1,0 +1,235 @@
+//! `warden task list | show | trace | diff | apply | discard`: the tasks in the ledger, their
+//! traces, and the proposed changes of agents whose level does not let them commit.
+//!
+//! What it prints came from agents (trace calls, kill details, tool inputs, staged file names and
+//! contents), tokens (subjects) and policies: every such field is escaped by `warden::terminal`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+use warden::audit::AuditEvent;
+use warden::ledger::Ledger;
+use warden::policy::HostConfig;
+use warden::staging::Staging;
+use warden::store::TaskRecord;
+use warden::terminal::{self, line};
+
+use super::ledger_cli::{person, roles};
+use super::{Failure, bad_input, host_failure};
+
+/// `warden task …`
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// The newest tasks, one line each.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON lines instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task: agent, user, grant, outcome, staging (JSON).
+    Show {
+        /// The task id.
+        id: u64,
+    },
+    /// The task's trace: every gate decision, with its duration.
+    Trace {
+        /// The task id.
+        id: u64,
+    },
+    /// The changes a task proposed (its staging area against the workspace).
+    Diff {
+        /// The task id.
+        id: u64,
+    },
+    /// Apply a task's proposed changes to the workspace (a reviewer signs with their key).
+    Apply {
+        /// The task id.
+        id: u64,
+        /// The reviewer's secret key; their person in the roles file needs a role with
+        /// `review = true`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The roles file (default: `host.roles`).
+        #[arg(long)]
+        roles_file: Option<PathBuf>,
+    },
+    /// Throw a task's proposed changes away.
+    Discard {
+        /// The task id.
+        id: u64,
+    },
+}
+
+fn task_line(t: &TaskRecord) -> String {
+    let detail = match &t.outcome {
+        Some(o) => match o["status"].as_str() {
+            Some("killed") => format!(
+                "killed: {} ({})",
+                o["reason"].as_str().unwrap_or("?"),
+                o["capability"].as_str().unwrap_or("?")
+            ),
+            Some(s) => s.to_string(),
+            None => t.status.clone(),
+        },
+        None => t.status.clone(),
+    };
+    format!(
+        "{:>6}  {:<16} {:<12} level {}  staging {:<9}  {}",
+        t.id,
+        line(&t.agent),
+        line(&t.user),
+        t.level,
+        line(&t.staging),
+        line(&detail)
+    )
+}
+
+/// `warden task …`
+pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Result<u8, Failure> {
+    let store = ledger.store();
+    match command {
+        TaskCommand::List { limit, json } => {
+            for t in store.tasks(limit).map_err(host_failure)? {
+                if json {
+                    outln!("{}", terminal::json_line(&t).map_err(host_failure)?)?;
+                } else {
+                    outln!("{}", task_line(&t))?;
+                }
+            }
+            Ok(0)
+        }
+        TaskCommand::Show { id } => {
+            let mut t = store.task(id).map_err(bad_input)?;
+            let events = t
+                .trace
+                .as_ref()
+                .and_then(|tr| tr["events"].as_array().map(Vec::len));
+            t.trace = events.map(|n| json!(format!("{n} events: `warden task trace {id}`")));
+            outln!("{}", terminal::json_pretty(&t).map_err(host_failure)?)?;
+            Ok(0)
+        }
+        TaskCommand::Trace { id } => {
+            let t = store.task(id).map_err(bad_input)?;
+            print_trace(&t)?;
+            Ok(0)
+        }
+        TaskCommand::Diff { id } => {
+            let staging = proposed(ledger, id)?;
+            let diff = staging.diff().map_err(host_failure)?;
+            // Staged file names and contents are the agent's: a block, escaped.
+            let rendered = diff.render(&staging);
+            let text = terminal::block(&rendered);
+            if !text.is_empty() {
+                outln!("{}", text.strip_suffix('\n').unwrap_or(&text))?;
+            }
+            Ok(0)
+        }
+        TaskCommand::Apply {
+            id,
+            key,
+            roles_file,
+        } => {
+            let roles = roles(roles_file.as_deref(), config)?;
+            let who = person(&key, &roles, &format!("warden-apply-v1\n{id}\n"))?;
+            if !roles.may_review(&who) {
+                ledger
+                    .record(
+                        AuditEvent::new("apply-refused")
+                            .task(id)
+                            .detail(json!({"person": who.name, "why": "no review role"})),
+                    )
+                    .map_err(host_failure)?;
+                return Err(bad_input(anyhow::anyhow!(
+                    "{} holds no role with review = true; only a reviewer may apply a proposal",
+                    line(&who.name)
+                )));
+            }
+            let staging = proposed(ledger, id)?;
+            ledger
+                .record(
+                    AuditEvent::new("staging-apply-approved")
+                        .task(id)
+                        .detail(json!({"reviewer": who.name})),
+                )
+                .map_err(host_failure)?;
+            let changes = staging.apply().map_err(host_failure)?;
+            store.set_staging(id, "applied").map_err(host_failure)?;
+            ledger
+                .record(AuditEvent::new("staging-applied").task(id).detail(json!({
+                    "reviewer": who.name,
+                    "written": changes.written,
+                    "removed": changes.removed,
+                })))
+                .map_err(host_failure)?;
+            outln!(
+                "applied task {id}: {} written, {} removed (reviewed by {})",
+                changes.written.len(),
+                changes.removed.len(),
+                line(&who.name)
+            )?;
+            Ok(0)
+        }
+        TaskCommand::Discard { id } => {
+            let staging = proposed(ledger, id)?;
+            staging.discard().map_err(host_failure)?;
+            store.set_staging(id, "discarded").map_err(host_failure)?;
+            ledger
+                .record(AuditEvent::new("staging-discarded").task(id))
+                .map_err(host_failure)?;
+            outln!("discarded the changes of task {id}")?;
+            Ok(0)
+        }
+    }
+}
+
+fn proposed(ledger: &Ledger, id: u64) -> Result<Staging, Failure> {
+    let t = ledger.store().task(id).map_err(bad_input)?;
+    if t.staging != "proposed" {
+        return Err(bad_input(anyhow::anyhow!(
+            "task {id} has no proposed changes (its staging is `{}`)",
+            line(&t.staging)
+        )));
+    }
+    Staging::open(&ledger.staging_root(id))
+        .with_context(|| format!("cannot open the staging area of task {id}"))
+        .map_err(host_failure)
+}
+
+/// A task's trace, one gate decision a line. The calls quote the agent's arguments (paths,
+/// hosts, tool inputs) and the outcome its output or kill detail: all escaped.
+pub fn print_trace(t: &TaskRecord) -> Result<(), Failure> {
+    outln!(
+        "task {} — agent {} for {} at level {}, {}",
+        t.id,
+        line(&t.agent),
+        line(&t.user),
+        t.level,
+        line(&t.status)
+    )?;
+    let Some(trace) = &t.trace else {
+        return outln!("(no trace: the task has not ended)");
+    };
+    for e in trace["events"].as_array().into_iter().flatten() {
+        let number = |v: &serde_json::Value| line(&v.to_string()).into_owned();
+        outln!(
+            "{:>9}us  {:<8} {:<9} {:>6}us  {}",
+            number(&e["at_us"]),
+            line(e["capability"].as_str().unwrap_or("?")),
+            line(e["decision"].as_str().unwrap_or("?")),
+            number(&e["duration_us"]),
+            line(e["call"].as_str().unwrap_or(""))
+        )?;
+    }
+    if let Some(d) = trace["dropped"].as_u64().filter(|d| *d > 0) {
+        outln!("({d} more events not kept)")?;
+    }
+    if let Some(o) = &t.outcome {
+        outln!("outcome: {}", terminal::json_line(o).map_err(host_failure)?)?;
+    }
+    Ok(())
+}
