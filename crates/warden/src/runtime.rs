@@ -31,6 +31,10 @@ pub enum PolicyLoadError {
     /// The policy itself is invalid.
     #[error("{0}")]
     Invalid(crate::policy::PolicyError),
+    /// The policy file could not be read, or is over its size limit (read before its signature
+    /// is checked).
+    #[error("cannot read the policy: {0}")]
+    Read(crate::bounded::ReadError),
 }
 
 /// A host: the sandbox (one engine, the registered tools, a bound on live instances), the host
@@ -99,12 +103,8 @@ impl Runtime {
     /// [`PolicyLoadError`]: the signature refusal, or the policy's own located error.
     pub fn load_policy(&self, path: &Path) -> Result<Policy, PolicyLoadError> {
         if self.config.require_signed_policies {
-            let bytes = crate::bounded::read(path, crate::bounded::Limit::POLICY).map_err(|e| {
-                PolicyLoadError::Signature(crate::identity::IdentityError::Malformed {
-                    sig: path.display().to_string(),
-                    why: e.to_string(),
-                })
-            })?;
+            let bytes = crate::bounded::read(path, crate::bounded::Limit::POLICY)
+                .map_err(PolicyLoadError::Read)?;
             crate::identity::verify(
                 Domain::Policy,
                 path,

@@ -49,7 +49,7 @@ pub fn check(runtime: &Runtime, files: &[PathBuf]) -> Result<u8, Failure> {
                 shown(file),
                 terminal::line(&p.agent.name)
             )?,
-            Err(PolicyLoadError::Signature(e)) => {
+            Err(e @ (PolicyLoadError::Signature(_) | PolicyLoadError::Read(_))) => {
                 failed += 1;
                 errln!("error: {}", terminal::line(&e.to_string()));
             }
