@@ -8,6 +8,7 @@
 //! | [`log`] | structured log records into the host's trace | always granted (bounded by `limits.output`) |
 //! | [`tools`] | host-registered actions | `[tools] allow` |
 //! | [`http`] | outbound HTTP (`wasi:http`) | `[net] allow` |
+//! | [`model`] | language-model calls through the host | `[model] allow` |
 //! | `std::fs` | files (`wasi:filesystem`) | `[fs] read` / `[fs] write` |
 //! | [`random`] | secure random bytes (`wasi:random/random`) | `[random] secure` |
 //! | `std::time` | clocks (`wasi:clocks`) | `[clocks] wall` / `[clocks] monotonic` |
@@ -37,6 +38,7 @@
 
 pub mod http;
 pub mod log;
+pub mod model;
 pub mod random;
 pub mod tools;
 

@@ -166,6 +166,7 @@ fn describe_outcome(o: &Outcome) -> String {
             "agent-error:{}",
             message.chars().take(60).collect::<String>()
         ),
+        Outcome::Escalated { reason, .. } => format!("escalated:{reason}"),
         Outcome::Killed {
             reason, capability, ..
         } => format!("killed:{reason}:{capability}"),
@@ -180,7 +181,7 @@ fn matches(expect: &str, actual: &str) -> bool {
         return false;
     }
     match ek {
-        "completed" | "agent-error" | "contained" => arest.contains(erest),
+        "completed" | "agent-error" | "contained" | "escalated" => arest.contains(erest),
         "killed" => {
             let (er, ecap) = erest.split_once(':').unwrap_or((erest, ""));
             let (ar, acap) = arest.split_once(':').unwrap_or((arest, ""));

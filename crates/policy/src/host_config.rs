@@ -34,6 +34,10 @@
 //! irreversible = true          # held until a person approves it (`warden approve`)
 //! command = ["/usr/local/bin/deploy", "--prod"]  # run with the call's input on stdin
 //! approval_ttl = "1 h"         # how long a pending action may wait (default 24 h)
+//! [[model]]                    # model providers (see `host_config/models.rs`), [tls] ca, [prompt]
+//! name = "small"
+//! url = "http://127.0.0.1:8080/v1"
+//! id = "smollm2"
 //! [dev]                        # an explicit local development identity: runs without a token
 //! subject = "dev"
 //! roles = ["admin"]
@@ -48,6 +52,11 @@ use crate::AllowedHost;
 use crate::diagnostic::Source;
 use crate::keys::PublicKey;
 use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
+
+mod models;
+mod tools;
+
+pub use models::{DEFAULT_CONSTITUTION, KeySource, ModelProvider, Price};
 
 /// The validated host configuration. [`HostConfig::default`] trusts no key and requires no
 /// signature beyond what each policy pins.
@@ -80,6 +89,12 @@ pub struct HostConfig {
     pub checkpoint_every: u64,
     /// `[[tools]]`: tools the host performs, each flagged reversible or irreversible.
     pub tools: Vec<HostTool>,
+    /// `[[model]]`: the model providers agents' model calls go to.
+    pub models: Vec<ModelProvider>,
+    /// `tls.ca`: PEM files of certificate authorities trusted beyond the web PKI.
+    pub tls_ca: Vec<PathBuf>,
+    /// `prompt.constitution`: the first layer of every prompt ([`DEFAULT_CONSTITUTION`]).
+    pub constitution: String,
     /// `[limits]`: the host's ceilings; each task's limit is the smaller of its policy's (and
     /// its user's) and this. Keys left out are the policy defaults.
     pub limits: Option<crate::Limits>,
@@ -138,6 +153,9 @@ impl Default for HostConfig {
             data_dir: None,
             checkpoint_every: 1024,
             tools: Vec::new(),
+            models: Vec::new(),
+            tls_ca: Vec::new(),
+            constitution: DEFAULT_CONSTITUTION.to_owned(),
             limits: None,
             source: String::new(),
         }
@@ -177,17 +195,11 @@ struct RawConfig {
     issuers: Option<Vec<RawIssuer>>,
     dev: Option<RawDev>,
     secrets: Option<Vec<RawSecret>>,
-    tools: Option<Vec<RawTool>>,
+    tools: Option<Vec<tools::RawTool>>,
+    model: Option<Vec<models::RawProvider>>,
+    tls: Option<models::RawTls>,
+    prompt: Option<models::RawPrompt>,
     limits: Option<crate::raw::Table<crate::raw::RawLimits>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTool {
-    name: Spanned<String>,
-    irreversible: Option<bool>,
-    command: Spanned<Vec<String>>,
-    approval_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -362,62 +374,7 @@ impl HostConfig {
                 format,
             });
         }
-        let mut tools: Vec<HostTool> = Vec::new();
-        for raw in raw.tools.unwrap_or_default() {
-            let name = raw.name.get_ref();
-            crate::check_name(name, |b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-            })
-            .map_err(|reason| {
-                source.error(
-                    raw.name.span(),
-                    PolicyErrorKind::InvalidName,
-                    format!("tools.name \"{name}\" is invalid: {reason}"),
-                    Some(
-                        "a tool name of 1 to 64 characters from a-z, 0-9, '_', '.', '-'".to_owned(),
-                    ),
-                )
-            })?;
-            if tools.iter().any(|t| &t.name == name) {
-                return Err(source.error(
-                    raw.name.span(),
-                    PolicyErrorKind::Duplicate,
-                    format!("tool \"{name}\" is declared twice"),
-                    Some("each [[tools]] name once".to_owned()),
-                ));
-            }
-            if raw.command.get_ref().is_empty() || raw.command.get_ref()[0].is_empty() {
-                return Err(source.error(
-                    raw.command.span(),
-                    PolicyErrorKind::MissingKey,
-                    format!("tool \"{name}\" has an empty command"),
-                    Some("command = [\"/path/to/program\", \"fixed-arg\", ...]".to_owned()),
-                ));
-            }
-            let approval_ttl = match raw.approval_ttl {
-                Some(t) => crate::units::parse_duration(t.get_ref())
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        source.error(
-                            t.span(),
-                            PolicyErrorKind::InvalidDuration,
-                            format!("tools.approval_ttl \"{}\" is not a duration", t.get_ref()),
-                            Some(
-                                "a positive duration with a unit, such as \"1 h\" or \"30 min\""
-                                    .to_owned(),
-                            ),
-                        )
-                    })?,
-                None => std::time::Duration::from_secs(24 * 3600),
-            };
-            tools.push(HostTool {
-                name: raw.name.into_inner(),
-                irreversible: raw.irreversible.unwrap_or(false),
-                command: raw.command.into_inner(),
-                approval_ttl,
-            });
-        }
+        let tools = tools::host_tools(&source, raw.tools.unwrap_or_default())?;
         let (cache_dir, roles, data_dir, checkpoint_every) = match raw.host {
             Some(h) => {
                 let every = match h.checkpoint_every {
@@ -446,6 +403,15 @@ impl HostConfig {
             None => None,
         };
         Ok(HostConfig {
+            models: models::providers(&source, raw.model.unwrap_or_default())?,
+            tls_ca: raw
+                .tls
+                .and_then(|t| t.ca)
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            constitution: models::constitution(&source, raw.prompt)?,
             limits,
             data_dir,
             checkpoint_every,
@@ -480,6 +446,11 @@ impl HostConfig {
     /// The declared host tool `name`.
     pub fn tool(&self, name: &str) -> Option<&HostTool> {
         self.tools.iter().find(|t| t.name == name)
+    }
+
+    /// The model provider `name`.
+    pub fn model(&self, name: &str) -> Option<&ModelProvider> {
+        self.models.iter().find(|m| m.name == name)
     }
 
     /// Whether `key` is revoked.

@@ -18,6 +18,7 @@ mod host;
 mod host_config;
 pub mod keys;
 mod limits;
+mod model;
 mod net;
 pub mod path;
 mod pattern;
@@ -43,8 +44,12 @@ pub use clocks::ClockGrant;
 pub use diagnostic::{PolicyError, PolicyErrorKind};
 pub use fs::{FsGrant, Mount};
 pub use host::{AllowedHost, HostError, HostPattern};
-pub use host_config::{DevIdentity, HostConfig, HostTool, Issuer, SecretRule, SecretSource};
+pub use host_config::{
+    DEFAULT_CONSTITUTION, DevIdentity, HostConfig, HostTool, Issuer, KeySource, ModelProvider,
+    Price, SecretRule, SecretSource,
+};
 pub use limits::Limits;
+pub use model::ModelGrant;
 pub use net::NetGrant;
 pub use pattern::{PathPattern, PatternError};
 pub use random::RandomGrant;
@@ -75,6 +80,8 @@ pub struct Policy {
     pub net: NetGrant,
     /// `[tools]`: host tools callable.
     pub tools: ToolGrant,
+    /// `[model]`: models callable and the budget of one task.
+    pub model: ModelGrant,
     /// `[clocks]`: clocks readable.
     pub clocks: ClockGrant,
     /// `[random]`: randomness available.
@@ -132,6 +139,7 @@ impl Policy {
             net: NetGrant::from_raw(&source, raw.net)?,
             trust: TrustPolicy::from_raw(&source, raw.trust, &tools)?,
             tools,
+            model: ModelGrant::from_raw(&source, raw.model)?,
             clocks: ClockGrant::from_raw(raw.clocks),
             random: RandomGrant::from_raw(raw.random),
             source: file_label.to_owned(),
@@ -165,6 +173,7 @@ impl Policy {
             fs: FsGrant::default(),
             net: NetGrant::default(),
             tools: ToolGrant::default(),
+            model: ModelGrant::default(),
             clocks: ClockGrant::default(),
             random: RandomGrant::default(),
             trust: TrustPolicy::default(),

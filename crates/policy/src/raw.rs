@@ -22,6 +22,7 @@ pub(crate) struct RawPolicy {
     pub(crate) fs: Option<Table<RawFs>>,
     pub(crate) net: Option<Table<RawNet>>,
     pub(crate) tools: Option<Table<RawTools>>,
+    pub(crate) model: Option<Table<crate::model::RawModel>>,
     pub(crate) clocks: Option<Table<RawClocks>>,
     pub(crate) random: Option<Table<RawRandom>>,
     pub(crate) trust: Option<Table<RawTrust>>,

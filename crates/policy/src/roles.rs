@@ -15,6 +15,11 @@
 //! limits = { cpu = "5 s", wall = "30 s" }
 //! ```
 //!
+//! A role's `[model]` table (`model.allow`, `model.tokens`, `model.usd`) bounds the models an agent
+//! acting for its holders may call, and the per-task budget: a model must be allowed by both, and
+//! each budget is the smaller of the agent's and the most generous role's. A user none of whose
+//! roles has a `[model]` table may not have models called for them.
+//!
 //! A role may also let the people who hold it review agents (`review = true`: apply a level-1
 //! agent's proposed changes, reinstate a demoted agent) and approve irreversible actions of named
 //! tools (`approve = ["deploy"]`). People sign those decisions with their own key:
@@ -41,8 +46,8 @@ use toml::Spanned;
 use crate::diagnostic::Source;
 use crate::raw::{RawClocks, RawFs, RawLimits, RawNet, RawRandom, RawTools, Table};
 use crate::{
-    ClockGrant, FsGrant, Limits, NetGrant, PolicyError, PolicyErrorKind, RandomGrant, ToolGrant,
-    check_name, read_text,
+    ClockGrant, FsGrant, Limits, ModelGrant, NetGrant, PolicyError, PolicyErrorKind, RandomGrant,
+    ToolGrant, check_name, read_text,
 };
 
 /// What one role may do.
@@ -56,6 +61,8 @@ pub struct RoleGrant {
     pub net: NetGrant,
     /// Tools.
     pub tools: ToolGrant,
+    /// Models and their budgets, when the role has a `[model]` table.
+    pub model: Option<ModelGrant>,
     /// Clocks.
     pub clocks: ClockGrant,
     /// Secure random.
@@ -107,6 +114,7 @@ struct RawRole {
     fs: Option<Table<RawFs>>,
     net: Option<Table<RawNet>>,
     tools: Option<Table<RawTools>>,
+    model: Option<Table<crate::model::RawModel>>,
     clocks: Option<Table<RawClocks>>,
     random: Option<Table<RawRandom>>,
     review: Option<bool>,
@@ -147,6 +155,10 @@ impl Roles {
                 fs: FsGrant::from_raw(&source, role.fs)?,
                 net: NetGrant::from_raw(&source, role.net)?,
                 tools: ToolGrant::from_raw(&source, role.tools)?,
+                model: match role.model {
+                    Some(m) => Some(ModelGrant::from_raw(&source, Some(m))?),
+                    None => None,
+                },
                 clocks: ClockGrant::from_raw(role.clocks),
                 random: RandomGrant::from_raw(role.random),
                 review: role.review.unwrap_or(false),
@@ -306,6 +318,22 @@ impl UserGrant {
         self.roles.iter().any(|r| r.tools.allows(name))
     }
 
+    /// Whether any role allows the model `name`.
+    pub fn allows_model(&self, name: &str) -> bool {
+        self.roles
+            .iter()
+            .any(|r| r.model.as_ref().is_some_and(|m| m.allows(name)))
+    }
+
+    /// `agent`'s model budget (tokens, millionths of a dollar), lowered to the most generous
+    /// budget among the user's roles that have a `[model]` table.
+    pub fn model_budget(&self, agent: &ModelGrant) -> (u64, u64) {
+        let set: Vec<&ModelGrant> = self.roles.iter().filter_map(|r| r.model.as_ref()).collect();
+        let tokens = set.iter().map(|m| m.tokens).max().unwrap_or(0);
+        let usd = set.iter().map(|m| m.micro_usd).max().unwrap_or(0);
+        (agent.tokens.min(tokens), agent.micro_usd.min(usd))
+    }
+
     /// Whether any role grants the wall clock.
     pub fn wall_clock(&self) -> bool {
         self.roles.iter().any(|r| r.clocks.wall)
@@ -394,6 +422,29 @@ limits = { cpu = "5 s", wall = "30 s", memory = "32 MiB" }
         assert_eq!(l.cpu, agent.cpu.min(std::time::Duration::from_secs(5)));
         let (writer, _) = roles.grant_for(&["docs-writer".into()]);
         assert_eq!(writer.limit(&agent), agent);
+    }
+
+    #[test]
+    fn models_and_budgets_intersect() {
+        let text = "[role.cheap]\nmodel = { allow = [\"small\"], tokens = 1000, usd = 0.01 }\n[role.rich]\nmodel.allow = [\"small\", \"large\"]\nmodel.tokens = 500000\n[role.none]\nfs.read = [\"**\"]\n";
+        let roles = Roles::parse("roles.toml", text).unwrap();
+        let agent = crate::Policy::parse(
+            "p.toml",
+            "[agent]\nname = \"a\"\n[model]\nallow = [\"small\", \"large\"]\ntokens = 4000\n",
+        )
+        .unwrap()
+        .model;
+        let (cheap, _) = roles.grant_for(&["cheap".into()]);
+        assert!(cheap.allows_model("small") && !cheap.allows_model("large"));
+        assert_eq!(cheap.model_budget(&agent), (1000, 10_000));
+        let (both, _) = roles.grant_for(&["cheap".into(), "rich".into()]);
+        assert!(both.allows_model("large"));
+        assert_eq!(both.model_budget(&agent), (4000, 100_000));
+        let (none, _) = roles.grant_for(&["none".into()]);
+        assert!(!none.allows_model("small"));
+        assert_eq!(none.model_budget(&agent), (0, 0));
+        let e = Roles::parse("r.toml", "[role.x]\nmodel.tokens = 0\n").unwrap_err();
+        assert_eq!((e.line, e.kind), (2, PolicyErrorKind::OutOfRange), "{e}");
     }
 
     #[test]

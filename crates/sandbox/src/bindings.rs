@@ -5,6 +5,7 @@ wasmtime::component::bindgen!({
     path: "../../guest-sdk/wit",
     imports: {
         "warden:agent/tools.call": async | trappable,
+        "warden:agent/model.chat": async | trappable,
         default: trappable,
     },
     exports: { default: async },

@@ -15,6 +15,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::warden::agent::types as wit;
 use crate::capabilities::fs::{FsScope, FsState};
+use crate::capabilities::model::ModelSession;
 use crate::capabilities::net::{NetHooks, NetScope};
 use crate::capabilities::tools::ActionHold;
 use crate::gate::{KillReason, KillSwitch, Trace, Violation};
@@ -41,6 +42,8 @@ pub struct Execution<'a> {
     pub level: u8,
     /// Where calls to irreversible tools are held (`None`: they are refused).
     pub hold: Option<Arc<dyn ActionHold>>,
+    /// The task's model session (`None`: model calls get an error saying no provider is set).
+    pub model: Option<Arc<dyn ModelSession>>,
 }
 
 impl std::fmt::Debug for Execution<'_> {
@@ -82,6 +85,7 @@ impl PreparedAgent {
         let (mut store, staging) = self.new_store(Some(&run))?;
         store.data_mut().level = run.level;
         store.data_mut().hold = run.hold.clone();
+        store.data_mut().model = run.model.clone();
         // The effective wall limit (policy ∩ user ∩ host), as the instance's meter holds it.
         let wall = store
             .data()
@@ -137,6 +141,18 @@ impl PreparedAgent {
                 message,
             },
             Err(err) => classify_trap(&kill, &err),
+        };
+        // A call refused for the task's budget ends the task for a person, whatever the guest
+        // did next; a kill still wins (it is a violation, the budget is not).
+        let escalation = run.model.as_ref().and_then(|m| m.escalation());
+        let outcome = match (escalation, outcome) {
+            (Some(reason), outcome) if !matches!(outcome, Outcome::Killed { .. }) => {
+                Outcome::Escalated {
+                    reason,
+                    detail: "a model call would have exceeded the task's budget; a person decides whether to raise it and resume".into(),
+                }
+            }
+            (_, outcome) => outcome,
         };
         Ok(Executed {
             outcome,
@@ -296,6 +312,7 @@ impl PreparedAgent {
             output,
             level: 1,
             hold: None,
+            model: None,
         };
         let mut store = Store::new(sandbox.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -7,7 +7,7 @@
 //!   The host satisfies them with empty, captured implementations: no env, no args, no stdin,
 //!   stdout/stderr captured and capped.
 //! - **capability**: an interface that reaches something (files, network, clocks, secure random,
-//!   tools, sockets). Linked only when the policy grants it.
+//!   tools, models, sockets). Linked only when the policy grants it.
 //! - **unknown**: anything else, including other versions of known packages. Refused at load with
 //!   the import's name: the agent asked for an API that does not exist here.
 //!
@@ -34,6 +34,8 @@ pub enum Capability {
     Net,
     /// `warden:agent/tools`, granted by `[tools] allow`.
     Tools,
+    /// `warden:agent/model`, granted by `[model] allow`.
+    Model,
     /// `wasi:clocks/wall-clock`, granted by `[clocks] wall`.
     WallClock,
     /// `wasi:clocks/monotonic-clock`, granted by `[clocks] monotonic`.
@@ -51,6 +53,7 @@ impl Capability {
             Capability::Fs => "fs.read / fs.write",
             Capability::Net => "net.allow",
             Capability::Tools => "tools.allow",
+            Capability::Model => "model.allow",
             Capability::WallClock => "clocks.wall",
             Capability::MonotonicClock => "clocks.monotonic",
             Capability::SecureRandom => "random.secure",
@@ -64,6 +67,7 @@ impl Capability {
             Capability::Fs => !policy.fs.is_empty(),
             Capability::Net => !policy.net.is_empty(),
             Capability::Tools => !policy.tools.is_empty(),
+            Capability::Model => !policy.model.is_empty(),
             Capability::WallClock => policy.clocks.wall,
             Capability::MonotonicClock => policy.clocks.monotonic,
             Capability::SecureRandom => policy.random.secure,
@@ -124,6 +128,7 @@ pub fn classify(name: &str) -> ImportClass {
         ) => Cap(Sockets),
         ("warden:agent", "log" | "types") => Baseline,
         ("warden:agent", "tools") => Cap(Tools),
+        ("warden:agent", "model") => Cap(Model),
         _ => Unknown,
     }
 }

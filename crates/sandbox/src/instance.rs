@@ -40,6 +40,8 @@ pub struct InstanceState {
     pub(crate) level: u8,
     /// Where pending actions are held (none: irreversible tools are refused).
     pub(crate) hold: Option<Arc<dyn crate::capabilities::tools::ActionHold>>,
+    /// The task's model session (none: model calls get an error).
+    pub(crate) model: Option<Arc<dyn crate::capabilities::model::ModelSession>>,
 }
 
 impl WasiView for InstanceState {

@@ -14,7 +14,7 @@ use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi_http::WasiHttp;
 use wasmtime_wasi_io::bindings::wasi::io;
 
-use crate::bindings::warden::agent::{log, tools, types};
+use crate::bindings::warden::agent::{log, model, tools, types};
 use crate::capabilities::fs::GatedFs;
 use crate::capabilities::random::GatedRandom;
 use crate::gate::{KillReason, Violation};
@@ -87,6 +87,9 @@ pub fn build(
     }
     if Capability::Tools.granted_by(policy) {
         tools::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
+    }
+    if Capability::Model.granted_by(policy) {
+        model::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
     }
     let clk = <InstanceState as wasmtime_wasi::clocks::WasiClocksView>::clocks;
     if Capability::WallClock.granted_by(policy) {

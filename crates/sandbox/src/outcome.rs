@@ -104,6 +104,13 @@ pub enum Outcome {
         /// The agent's message.
         message: String,
     },
+    /// The task was stopped for a person to decide (e.g. `budget-cap`): not a violation.
+    Escalated {
+        /// The trigger, e.g. `budget-cap`.
+        reason: String,
+        /// What happened and what the person decides.
+        detail: String,
+    },
     /// The host ended the instance.
     Killed {
         /// Why.
@@ -192,6 +199,7 @@ pub fn outcome_name(o: &Outcome) -> &'static str {
     match o {
         Outcome::Completed { .. } => "completed",
         Outcome::AgentError { .. } => "agent-error",
+        Outcome::Escalated { .. } => "escalated",
         Outcome::Killed { .. } => "killed",
     }
 }

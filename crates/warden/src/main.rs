@@ -69,6 +69,7 @@ use warden::{EngineConfig, PolicyLoadError, Runtime};
 const EXIT_AGENT_ERROR: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_KILLED: u8 = 3;
+const EXIT_ESCALATED: u8 = 4;
 const EXIT_HOST: u8 = 70;
 
 fn main() -> ExitCode {

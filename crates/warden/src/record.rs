@@ -196,7 +196,8 @@ impl LoadedAgent {
         let event = |kind: &str| AuditEvent::new(kind).task(id).agent(agent);
         let verdict = match outcome {
             Outcome::Completed { .. } => Verdict::Clean,
-            Outcome::AgentError { .. } => Verdict::AgentError,
+            // An escalation (the budget cap) is not a violation: no demotion, the streak restarts.
+            Outcome::AgentError { .. } | Outcome::Escalated { .. } => Verdict::AgentError,
             Outcome::Killed {
                 reason,
                 capability,

@@ -110,6 +110,7 @@ impl LoadedAgent {
             hold: ledger.clone().map(|l| {
                 Arc::new(LedgerHold(l)) as Arc<dyn crate::capabilities::tools::ActionHold>
             }),
+            model: None,
         };
         let executed = match self.prepared.execute(task, execution).await {
             Ok(e) => e,

@@ -3,6 +3,7 @@
 //! name matches the policy section, the WIT interface and the guest-sdk module.
 
 pub mod fs;
+pub mod model;
 pub mod net;
 pub mod random;
 pub mod tools;

@@ -12,7 +12,9 @@ use warden::terminal;
 use warden::user::User;
 use warden::{Outcome, RunOptions, RunReport, Runtime};
 
-use super::{EXIT_AGENT_ERROR, EXIT_KILLED, Failure, bad_input, host_failure, load_policy};
+use super::{
+    EXIT_AGENT_ERROR, EXIT_ESCALATED, EXIT_KILLED, Failure, bad_input, host_failure, load_policy,
+};
 
 /// The arguments of `warden run` besides its policy and token.
 pub struct RunArgs {
@@ -53,6 +55,7 @@ fn exit_code(outcome: &Outcome) -> u8 {
         Outcome::Completed { .. } => 0,
         Outcome::AgentError { .. } => EXIT_AGENT_ERROR,
         Outcome::Killed { .. } => EXIT_KILLED,
+        Outcome::Escalated { .. } => EXIT_ESCALATED,
     }
 }
 
@@ -257,6 +260,14 @@ fn print_report(report: &RunReport, json: bool) -> Result<(), Failure> {
         }
         Outcome::AgentError { kind, message } => {
             errln!("agent error ({kind}): {}", terminal::line(message));
+        }
+        Outcome::Escalated { reason, detail } => {
+            errln!(
+                "escalated: {}: {} (warden task show {})",
+                terminal::line(reason),
+                terminal::line(detail),
+                report.task
+            );
         }
         Outcome::Killed {
             reason,

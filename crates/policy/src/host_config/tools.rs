@@ -1,0 +1,80 @@
+//! `[[tools]]` of the host configuration: programs the host runs as tools, each reversible or
+//! held for a person's approval.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::HostTool;
+use crate::diagnostic::Source;
+use crate::{PolicyError, PolicyErrorKind};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTool {
+    name: Spanned<String>,
+    irreversible: Option<bool>,
+    command: Spanned<Vec<String>>,
+    approval_ttl: Option<Spanned<String>>,
+}
+
+/// Validate every `[[tools]]` entry.
+pub(super) fn host_tools(
+    source: &Source<'_>,
+    raw: Vec<RawTool>,
+) -> Result<Vec<HostTool>, PolicyError> {
+    let mut tools: Vec<HostTool> = Vec::new();
+    for raw in raw {
+        let name = raw.name.get_ref();
+        crate::check_name(name, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
+        .map_err(|reason| {
+            source.error(
+                raw.name.span(),
+                PolicyErrorKind::InvalidName,
+                format!("tools.name \"{name}\" is invalid: {reason}"),
+                Some("a tool name of 1 to 64 characters from a-z, 0-9, '_', '.', '-'".to_owned()),
+            )
+        })?;
+        if tools.iter().any(|t| &t.name == name) {
+            return Err(source.error(
+                raw.name.span(),
+                PolicyErrorKind::Duplicate,
+                format!("tool \"{name}\" is declared twice"),
+                Some("each [[tools]] name once".to_owned()),
+            ));
+        }
+        if raw.command.get_ref().is_empty() || raw.command.get_ref()[0].is_empty() {
+            return Err(source.error(
+                raw.command.span(),
+                PolicyErrorKind::MissingKey,
+                format!("tool \"{name}\" has an empty command"),
+                Some("command = [\"/path/to/program\", \"fixed-arg\", ...]".to_owned()),
+            ));
+        }
+        let approval_ttl = match raw.approval_ttl {
+            Some(t) => crate::units::parse_duration(t.get_ref())
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    source.error(
+                        t.span(),
+                        PolicyErrorKind::InvalidDuration,
+                        format!("tools.approval_ttl \"{}\" is not a duration", t.get_ref()),
+                        Some(
+                            "a positive duration with a unit, such as \"1 h\" or \"30 min\""
+                                .to_owned(),
+                        ),
+                    )
+                })?,
+            None => std::time::Duration::from_secs(24 * 3600),
+        };
+        tools.push(HostTool {
+            name: raw.name.into_inner(),
+            irreversible: raw.irreversible.unwrap_or(false),
+            command: raw.command.into_inner(),
+            approval_ttl,
+        });
+    }
+    Ok(tools)
+}
