@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+use rustls::ClientConfig;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use warden_identity::credential::CredentialMinter;
 use warden_identity::secrets::SecretStore;
 
 use crate::bindings::AgentPre;
+use crate::capabilities::net::NetConfig;
+use crate::capabilities::net::tls;
 use crate::capabilities::tools::ToolRegistry;
 use crate::engine::{EngineConfig, EngineError, WardenEngine};
 use crate::imports::{self, ImportReport};
@@ -17,10 +20,12 @@ use crate::instance::InstanceState;
 use crate::outcome::{LoadError, RunError};
 use crate::policy::{Limits, Policy};
 
-/// The sandbox of one host: the engine, the registered tools, host-held secrets, the host's
-/// ceilings on every task's limits, and a bound on live instances. Cheap to clone (shared).
+/// The sandbox of one host: the engine, the registered tools, host-held secrets, the certificate
+/// authorities `https` trusts, the host's ceilings on every task's limits, and a bound on live
+/// instances. Cheap to clone (shared).
 ///
-/// Defaults: no secrets, no ceilings beyond the engine's, the tools it was built with.
+/// Defaults: no secrets, no ceilings beyond the engine's, the tools it was built with, the web
+/// PKI roots only ([`tls::web_pki_config`]).
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     pub(crate) engine: Arc<WardenEngine>,
@@ -28,6 +33,7 @@ pub struct Sandbox {
     pub(crate) secrets: Arc<SecretStore>,
     pub(crate) minter: Arc<CredentialMinter>,
     pub(crate) ceiling: Option<Limits>,
+    tls: Arc<ClientConfig>,
     slots: Arc<Semaphore>,
 }
 
@@ -47,6 +53,7 @@ impl Sandbox {
                 CredentialMinter::new().map_err(|e| EngineError::Config(e.to_string()))?,
             ),
             ceiling: None,
+            tls: tls::web_pki_config().map_err(|e| EngineError::Config(e.to_string()))?,
             slots: Arc::new(Semaphore::new(slots)),
         })
     }
@@ -66,6 +73,20 @@ impl Sandbox {
     /// Inject `secrets` into the outbound requests their rules name (and screen output for them).
     pub fn set_secrets(&mut self, secrets: SecretStore) {
         self.secrets = Arc::new(secrets);
+    }
+
+    /// Trust what `config` trusts for every `https` connection of the agents prepared from now
+    /// on (the host's own calls to model providers use it too, through [`Sandbox::tls`]). Build
+    /// it with [`tls::client_config`]: the web PKI roots plus the host configuration's `[tls] ca`.
+    /// Certificate and host-name checks are part of every such configuration.
+    pub fn set_tls(&mut self, config: Arc<ClientConfig>) {
+        self.tls = config;
+    }
+
+    /// The TLS client configuration of outbound `https` (see [`Sandbox::set_tls`]); connect with
+    /// [`tls::connect_tls`].
+    pub fn tls(&self) -> Arc<ClientConfig> {
+        self.tls.clone()
     }
 
     /// The engine.
@@ -136,7 +157,10 @@ impl Sandbox {
         Ok(PreparedAgent {
             sandbox: self.clone(),
             pre,
-            net: Arc::new(policy.net.clone()),
+            net: NetConfig {
+                grant: Arc::new(policy.net.clone()),
+                tls: self.tls.clone(),
+            },
             policy: Arc::new(policy),
             imports,
             stubs: stubs.len(),
@@ -149,7 +173,7 @@ impl Sandbox {
 pub struct PreparedAgent {
     pub(crate) sandbox: Sandbox,
     pub(crate) pre: AgentPre<InstanceState>,
-    pub(crate) net: Arc<crate::policy::NetGrant>,
+    pub(crate) net: NetConfig,
     pub(crate) policy: Arc<Policy>,
     imports: Vec<ImportReport>,
     stubs: usize,

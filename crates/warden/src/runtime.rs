@@ -12,6 +12,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::audit::AuditEvent;
+use crate::capabilities::net::tls::{self, TlsConfigError};
 use crate::capabilities::tools::ToolRegistry;
 use crate::engine::{EngineConfig, EngineError, WardenEngine};
 use crate::imports::ImportError;
@@ -63,12 +64,25 @@ impl Runtime {
     }
 
     /// Use `config` (trusted and revoked keys, signature requirements, host tools, ceilings on
-    /// every task's limits) from now on.
+    /// every task's limits) from now on. Its `[tls] ca` is applied by [`Runtime::with_tls_ca`],
+    /// which can fail.
     pub fn with_host_config(mut self, config: HostConfig) -> Self {
         self.sandbox.register_host_tools(&config.tools);
         self.sandbox.set_ceiling(config.limits.clone());
         self.config = Arc::new(config);
         self
+    }
+
+    /// Trust, for every outbound `https` connection (agents' and the host's own), the web PKI
+    /// roots plus the certificate authorities in `ca` (the host configuration's `[tls] ca`).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsConfigError`] naming a CA file that cannot be read or holds no usable certificate:
+    /// the host does not start with it.
+    pub fn with_tls_ca(mut self, ca: &[std::path::PathBuf]) -> Result<Self, TlsConfigError> {
+        self.sandbox.set_tls(tls::client_config(ca)?);
+        Ok(self)
     }
 
     /// Keep every task, trace, trust record, pending action and audit record in `ledger`:
