@@ -6,6 +6,7 @@
 mod audit;
 mod reads;
 mod terminal;
+mod tls;
 
 /// Run the host attack `name` with its task text; the outcome of each copy.
 pub async fn run(name: &str, task: &str, port: u16) -> Vec<String> {
@@ -16,6 +17,9 @@ pub async fn run(name: &str, task: &str, port: u16) -> Vec<String> {
         return out;
     }
     if let Some(out) = audit::run(name, task, port).await {
+        return out;
+    }
+    if let Some(out) = tls::run(name, task, port).await {
         return out;
     }
     panic!("no host attack named `{name}` (tests/e2e/redteam/host.rs)")
