@@ -1,6 +1,8 @@
 //! The shared harness for end-to-end tests: build the agents once, load them under a policy
 //! written inline, run a task, and assert on the outcome.
 
+pub mod model_server;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
