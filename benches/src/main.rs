@@ -398,10 +398,10 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The generators of the red-team's "compile" class, shared so that the bench measures the
-/// very shapes the suite refuses, at the largest size the limits admit.
 mod model;
 
+/// The generators of the red-team's "compile" class, shared so that the bench measures the
+/// very shapes the suite refuses, at the largest size the limits admit.
 #[path = "../../tests/e2e/redteam/complex.rs"]
 #[allow(dead_code)]
 mod complex;
