@@ -14,6 +14,7 @@
 //!
 //! [`ModelSession`]: warden_sandbox::capabilities::model::ModelSession
 
+mod budget;
 mod context;
 mod provider;
 mod registry;
@@ -23,9 +24,8 @@ pub mod stub;
 mod testing;
 mod wire;
 
+pub use budget::{Budget, Spent};
 pub use context::{ContextStack, WireMessage};
 pub use provider::{MAX_REPLY_BYTES, REDACTED};
 pub use registry::{Models, ModelsError, SessionScope};
-pub use session::{
-    BUDGET_CAP, Budget, CallObserver, CallOutcome, CallRecord, Spend, Spent, TaskModels,
-};
+pub use session::{BUDGET_CAP, CallObserver, CallOutcome, CallRecord, Spend, TaskModels};

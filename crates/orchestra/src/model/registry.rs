@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use warden_policy::bounded::{self, Limit};
 use warden_policy::{HostConfig, KeySource};
 
+use super::budget::Budget;
 use super::context::ContextStack;
 use super::provider::Provider;
-use super::session::{Budget, CallObserver, TaskModels};
+use super::session::{CallObserver, TaskModels};
 
 /// The providers by name, shared by every session.
 pub(crate) type Providers = Arc<BTreeMap<String, Arc<Provider>>>;

@@ -1,21 +1,6 @@
-//! One task's model calls ([`TaskModels`], the host's [`ModelSession`]): the budget it draws on,
-//! the refusal before sending, the accounting after, and the record of every call.
-//!
-//! # The budget
-//!
-//! Before a request is sent its cost is estimated: prompt tokens ≈ ⌈bytes of all messages ÷ 4⌉
-//! (the host's layers included), completion tokens = `max_tokens`, priced at the model's input
-//! and output prices (no cache discount: the estimate errs high). That estimate is *held* on the
-//! [`Budget`] while the call is in flight, so calls running at once (a tree of agents sharing one
-//! budget) cannot together pass it. If what is spent, plus what is held, plus this estimate
-//! would pass either the token or the money budget, nothing is sent: the call fails with
-//! [`ModelFailure::BudgetExceeded`] and the session reports the escalation `budget-cap`.
-//!
-//! After the call the hold is replaced by the real usage and cost ([`warden_policy::Price::cost`]
-//! of the provider's `usage`). A call whose prompt held more tokens than ¼ of its bytes can
-//! therefore end a little over the budget; the next call is then refused. A failed call charges
-//! nothing (the provider reported no usage). A call abandoned mid-flight (its task killed or out
-//! of time) charges its whole estimate, since the provider may have billed it.
+//! One task's model calls ([`TaskModels`], the host's [`ModelSession`]): the budget it draws on
+//! (see [`super::budget`] for when a call is refused and what it is charged), the accounting
+//! after each call, and the record of every call.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,6 +11,7 @@ use warden_sandbox::capabilities::model::{
     ChatFuture, ChatReply, ChatRequest, ModelFailure, ModelSession, ModelUsage,
 };
 
+use super::budget::Budget;
 use super::context::{ContextStack, content_bytes};
 use super::registry::Providers;
 
@@ -34,125 +20,6 @@ pub const BUDGET_CAP: &str = "budget-cap";
 
 /// Called right after each call with its record (the host writes one audit record per call).
 pub type CallObserver = Arc<dyn Fn(&CallRecord) + Send + Sync>;
-
-/// Tokens and money that one task (or a tree of agent calls) may spend on models. Shared through
-/// an `Arc`; every method takes `&self`.
-#[derive(Debug)]
-pub struct Budget {
-    tokens: u64,
-    micro_usd: u64,
-    drawn: Mutex<Drawn>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Drawn {
-    spent_tokens: u64,
-    spent_micro_usd: u64,
-    held_tokens: u64,
-    held_micro_usd: u64,
-}
-
-/// What a budget has spent so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Spent {
-    /// Prompt + completion tokens.
-    pub tokens: u64,
-    /// Millionths of a US dollar.
-    pub micro_usd: u64,
-}
-
-impl Budget {
-    /// A budget of `tokens` (prompt + completion) and `micro_usd` (millionths of a US dollar).
-    pub fn new(tokens: u64, micro_usd: u64) -> Arc<Budget> {
-        Arc::new(Budget {
-            tokens,
-            micro_usd,
-            drawn: Mutex::new(Drawn::default()),
-        })
-    }
-
-    /// The token limit.
-    pub fn tokens(&self) -> u64 {
-        self.tokens
-    }
-
-    /// The money limit, in millionths of a US dollar.
-    pub fn micro_usd(&self) -> u64 {
-        self.micro_usd
-    }
-
-    /// What was spent so far (calls still in flight not included).
-    pub fn spent(&self) -> Spent {
-        let d = *self.lock();
-        Spent {
-            tokens: d.spent_tokens,
-            micro_usd: d.spent_micro_usd,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Drawn> {
-        // A panic elsewhere cannot leave `Drawn` half-updated: every update is a few additions.
-        self.drawn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Hold `tokens` and `micro_usd` for a call about to be sent, or say why not.
-    fn hold(&self, tokens: u64, micro_usd: u64) -> Result<Hold<'_>, String> {
-        let mut d = self.lock();
-        let used_tokens = d.spent_tokens.saturating_add(d.held_tokens);
-        let used_usd = d.spent_micro_usd.saturating_add(d.held_micro_usd);
-        let over_tokens = used_tokens.saturating_add(tokens) > self.tokens;
-        let over_usd = used_usd.saturating_add(micro_usd) > self.micro_usd;
-        if over_tokens || over_usd {
-            return Err(format!(
-                "this call could use {tokens} tokens and {micro_usd} µUSD; the task has used \
-                 {used_tokens} of its {} tokens and {used_usd} of its {} µUSD",
-                self.tokens, self.micro_usd
-            ));
-        }
-        d.held_tokens += tokens;
-        d.held_micro_usd += micro_usd;
-        Ok(Hold {
-            budget: self,
-            tokens,
-            micro_usd,
-            settled: false,
-        })
-    }
-}
-
-/// An estimate held on a budget while its call is in flight.
-struct Hold<'a> {
-    budget: &'a Budget,
-    tokens: u64,
-    micro_usd: u64,
-    settled: bool,
-}
-
-impl Hold<'_> {
-    /// Replace the hold with what the call really spent.
-    fn settle(mut self, tokens: u64, micro_usd: u64) {
-        let mut d = self.budget.lock();
-        d.held_tokens -= self.tokens;
-        d.held_micro_usd -= self.micro_usd;
-        d.spent_tokens = d.spent_tokens.saturating_add(tokens);
-        d.spent_micro_usd = d.spent_micro_usd.saturating_add(micro_usd);
-        self.settled = true;
-    }
-}
-
-impl Drop for Hold<'_> {
-    fn drop(&mut self) {
-        if !self.settled {
-            // Abandoned in flight: the provider may have billed it, so the estimate is spent.
-            let (tokens, micro_usd) = (self.tokens, self.micro_usd);
-            let mut d = self.budget.lock();
-            d.held_tokens -= tokens;
-            d.held_micro_usd -= micro_usd;
-            d.spent_tokens = d.spent_tokens.saturating_add(tokens);
-            d.spent_micro_usd = d.spent_micro_usd.saturating_add(micro_usd);
-        }
-    }
-}
 
 /// How one call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +33,9 @@ pub enum CallOutcome {
     ProviderError,
     /// Not a request this host sends (a schema the model cannot honour).
     Invalid,
+    /// Sent, then abandoned before the answer (the task was killed or ran out of time): its
+    /// usage and cost are the estimate, which the budget was charged.
+    Abandoned,
 }
 
 /// One model call as the host accounts for it.
@@ -187,12 +57,31 @@ pub struct CallRecord {
     pub finish_reason: String,
     /// How the call ended.
     pub outcome: CallOutcome,
-    /// Requests sent or tried (0 when nothing was sent).
+    /// Requests sent or tried (0 when nothing was sent; 1 for an abandoned call).
     pub attempts: u32,
     /// The whole call, in microseconds.
     pub elapsed_us: u64,
     /// Of that, time spent connecting to the provider and waiting on it.
     pub provider_us: u64,
+}
+
+impl CallRecord {
+    /// The record of a call to `model` that has not got anywhere yet.
+    fn new(model: &str) -> CallRecord {
+        CallRecord {
+            model: model.to_owned(),
+            provider_model: String::new(),
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            completion_tokens: 0,
+            cost_micro_usd: 0,
+            finish_reason: String::new(),
+            outcome: CallOutcome::Abandoned,
+            attempts: 0,
+            elapsed_us: 0,
+            provider_us: 0,
+        }
+    }
 }
 
 /// A task's totals.
@@ -298,28 +187,25 @@ impl TaskModels {
     /// [`ModelFailure`]: over the budget (nothing sent), a schema the model cannot honour, or
     /// the provider's failure after its retries.
     pub async fn call(&self, request: ChatRequest) -> Result<ChatReply, ModelFailure> {
-        let started = Instant::now();
-        let mut record = CallRecord {
-            model: request.model.clone(),
-            provider_model: String::new(),
-            prompt_tokens: 0,
-            cached_tokens: 0,
-            completion_tokens: 0,
-            cost_micro_usd: 0,
-            finish_reason: String::new(),
-            outcome: CallOutcome::Ok,
-            attempts: 0,
-            elapsed_us: 0,
-            provider_us: 0,
+        // Recorded when dropped: normally below, or when the caller abandons the call mid-flight.
+        let mut pending = Pending {
+            session: self,
+            started: Instant::now(),
+            record: CallRecord::new(&request.model),
         };
-        let result = self.send(&request, &mut record).await;
-        record.elapsed_us = micros(started.elapsed());
-        record.outcome = match &result {
+        let result = self.send(&request, &mut pending.record).await;
+        pending.record.outcome = match &result {
             Ok(_) => CallOutcome::Ok,
             Err(ModelFailure::BudgetExceeded(_)) => CallOutcome::BudgetExceeded,
             Err(ModelFailure::InvalidRequest(_)) => CallOutcome::Invalid,
             Err(ModelFailure::Provider(_)) => CallOutcome::ProviderError,
         };
+        drop(pending);
+        result
+    }
+
+    /// Keep `record` and show it to the observer.
+    fn finish(&self, record: CallRecord) {
         tracing::debug!(
             target: "warden::model",
             agent = %self.agent,
@@ -335,7 +221,6 @@ impl TaskModels {
             observer(&record);
         }
         self.lock_calls().push(record);
-        result
     }
 
     async fn send(
@@ -365,6 +250,11 @@ impl TaskModels {
                 ModelFailure::BudgetExceeded(why)
             })?;
         drop(messages);
+        // What an abandoned call is charged, until the provider's answer says otherwise.
+        record.prompt_tokens = prompt;
+        record.completion_tokens = completion;
+        record.cost_micro_usd = price.cost(prompt, 0, completion);
+        record.attempts = 1;
         let exchange = provider.complete(body).await;
         record.attempts = exchange.attempts;
         record.provider_us = micros(exchange.provider);
@@ -372,6 +262,9 @@ impl TaskModels {
             Ok(done) => done,
             Err(why) => {
                 hold.settle(0, 0);
+                record.prompt_tokens = 0;
+                record.completion_tokens = 0;
+                record.cost_micro_usd = 0;
                 return Err(ModelFailure::Provider(why));
             }
         };
@@ -396,6 +289,22 @@ impl TaskModels {
                 cost_micro_usd: cost,
             },
         })
+    }
+}
+
+/// A call in flight; dropping it records the call (as [`CallOutcome::Abandoned`] unless the
+/// call got to set its outcome).
+struct Pending<'a> {
+    session: &'a TaskModels,
+    started: Instant,
+    record: CallRecord,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut record = std::mem::replace(&mut self.record, CallRecord::new(""));
+        record.elapsed_us = micros(self.started.elapsed());
+        self.session.finish(record);
     }
 }
 

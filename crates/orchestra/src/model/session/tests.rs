@@ -6,7 +6,7 @@ use warden_sandbox::capabilities::model::{ChatMessage, ChatRole};
 use super::*;
 use crate::model::stub::{StubProvider, StubReply};
 use crate::model::testing::{request, tls};
-use crate::model::{Models, SessionScope};
+use crate::model::{Models, SessionScope, Spent};
 
 /// The models of a host whose `small` is `url` (1 / 0.5 / 2 USD per million tokens).
 fn models(url: &str, extra: &str) -> Models {
@@ -200,6 +200,18 @@ async fn a_failed_call_charges_nothing_and_an_abandoned_one_its_estimate() {
     assert!(abandoned.is_err());
     let spent = session.budget().spent();
     assert!(spent.tokens > 100 && spent.micro_usd > 200, "{spent:?}");
+    let calls = session.calls();
+    let gone = &calls[1];
+    assert_eq!(gone.outcome, CallOutcome::Abandoned);
+    assert_eq!(
+        (
+            gone.prompt_tokens + gone.completion_tokens,
+            gone.cost_micro_usd
+        ),
+        (spent.tokens, spent.micro_usd),
+        "the record says what the budget was charged"
+    );
+    assert_eq!(serde_json::to_value(gone).unwrap()["outcome"], "abandoned");
 }
 
 #[tokio::test]
