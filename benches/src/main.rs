@@ -5,7 +5,9 @@
 //! 3. how long after its deadline a runaway loop is stopped (CPU limit and wall limit);
 //! 4. the cost of a gated host call (a granted tool) against an ungated one (insecure random),
 //!    and the gate's decision on its own;
-//! 5. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
+//! 5. (`WARDEN_BENCH_ONLY=model`) what the host adds to a model call, and the prefix-cache hit
+//!    rate with a real model server (`WARDEN_MODEL_URL`); see `model.rs`;
+//! 6. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
 //!    the host's compile limits still admit, each compiled in a child process of its own.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
@@ -396,6 +398,8 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+mod model;
+
 /// The generators of the red-team's "compile" class, shared so that the bench measures the
 /// very shapes the suite refuses, at the largest size the limits admit.
 #[path = "../../tests/e2e/redteam/complex.rs"]
@@ -531,6 +535,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio")?;
+    if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("model") {
+        return rt.block_on(model::model_figures(quick));
+    }
     rt.block_on(async {
         let cache = std::env::temp_dir().join("warden-bench-cache");
         let runtime = Runtime::new(engine_config(cache), ToolRegistry::with_builtins())?;

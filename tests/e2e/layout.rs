@@ -16,12 +16,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("warden-sandbox", &["warden-policy", "warden-identity"]),
     ("warden-ledger", &["warden-policy", "warden-identity"]),
     (
+        "warden-orchestra",
+        &[
+            "warden-policy",
+            "warden-identity",
+            "warden-sandbox",
+            "warden-ledger",
+        ],
+    ),
+    (
         "warden",
         &[
             "warden-policy",
             "warden-identity",
             "warden-sandbox",
             "warden-ledger",
+            "warden-orchestra",
         ],
     ),
 ];
