@@ -6,7 +6,7 @@
 //! [`policy`] (parsing and the pure rules) ← `warden-identity` (keys, tokens, users, task
 //! credentials, secrets) ← `warden-sandbox` (engine, imports, linker, gate, instances,
 //! capabilities, staging) and `warden-ledger` (state store, audit log, trust ladder,
-//! approvals) ← this crate, which joins them: a [`Runtime`] is the sandbox plus the host
+//! approvals) ← `warden-orchestra` (model providers, the context stack, budgets) ← this crate, which joins them: a [`Runtime`] is the sandbox plus the host
 //! configuration and the ledger. Their modules are re-exported here under the names the host
 //! has always used (`warden::engine`, `warden::ledger`, …).
 //!
@@ -18,10 +18,12 @@
 //!    ([`capabilities`], through the [`gate`]) and pre-instantiates it.
 //! 3. [`LoadedAgent::run`] opens the task in the ledger, runs it in a fresh instance with its own
 //!    limits, captured output ([`output`]) and staged writes ([`staging`]), closes its records and
-//!    returns a [`RunReport`] whose [`Outcome`] is `completed`, `agent-error` or
-//!    `killed { reason, capability, detail }`.
+//!    returns a [`RunReport`] whose [`Outcome`] is `completed`, `agent-error`,
+//!    `escalated { reason, detail }` or `killed { reason, capability, detail }`. Its model calls
+//!    go through a per-task session of [`orchestra::model`] (budget, context stack, accounting).
 #![deny(missing_docs)]
 
+mod model;
 mod record;
 mod run;
 mod runtime;
@@ -30,6 +32,7 @@ pub mod terminal;
 pub use warden_identity::keys as identity;
 pub use warden_identity::{credential, secrets, token, user};
 pub use warden_ledger::{approval, audit, ledger, store, trust};
+pub use warden_orchestra as orchestra;
 pub use warden_policy as policy;
 pub use warden_policy::bounded;
 pub use warden_sandbox::{

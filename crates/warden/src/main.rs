@@ -45,6 +45,8 @@ mod ledger_cli;
 mod policy_cli;
 #[path = "cli/run.rs"]
 mod run_cli;
+#[path = "cli/stats.rs"]
+mod stats_cli;
 #[path = "cli/task.rs"]
 mod task_cli;
 #[path = "cli/trust.rs"]
@@ -165,9 +167,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             .map_err(host_failure)
             .and_then(|rt| {
                 let secrets = SecretStore::load(&host_config).map_err(bad_input)?;
-                Ok(rt
+                let rt = rt
                     .with_host_config(host_config.clone())
-                    .with_secrets(secrets))
+                    .with_tls_ca(&host_config.tls_ca)
+                    .map_err(bad_input)?
+                    .with_secrets(secrets);
+                if host_config.models.is_empty() {
+                    return Ok(rt);
+                }
+                // Keys are read now: a missing one is a clear error before any task runs.
+                let models = warden::orchestra::model::Models::from_config(&host_config, rt.tls())
+                    .map_err(bad_input)?;
+                Ok(rt.with_models(models))
             })
     };
     let data_dir = ledger_cli::data_dir(cli.data_dir.clone(), &host_config);
@@ -175,6 +186,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Task { command } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
             task_cli::task(&ledger, &host_config, command)
+        }
+        Command::Stats { limit, json } => {
+            let ledger = ledger_cli::open(&data_dir, &host_config)?;
+            let tasks = ledger.store().tasks(limit).map_err(host_failure)?;
+            stats_cli::stats(&tasks, json)
         }
         Command::Trust { command } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;

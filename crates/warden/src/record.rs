@@ -19,12 +19,13 @@ use crate::store::{TaskEnd, TaskRecord, TrustRecord, now_ms};
 use crate::trust::{Ladder, Verdict};
 use warden_sandbox::{Outcome, RunError, outcome_name};
 
-/// What one task used: wall time, guest CPU time, peak linear memory.
+/// What one task used: wall time, guest CPU time, peak linear memory, model calls.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Usage {
+pub(crate) struct Usage<'a> {
     pub elapsed: Duration,
     pub cpu: Duration,
     pub memory: u64,
+    pub model: Option<&'a warden_orchestra::model::Spend>,
 }
 
 /// The ledger, as the sandbox's place to hold irreversible tool calls for approval.
@@ -188,7 +189,7 @@ impl LoadedAgent {
         trace: &crate::gate::Trace,
         trust: &mut TrustRecord,
         disposition: StagingDisposition,
-        usage: Usage,
+        usage: Usage<'_>,
     ) -> Result<(), RunError> {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
         let policy = self.prepared.policy();
@@ -243,6 +244,9 @@ impl LoadedAgent {
             "cpu_us": usage.cpu.as_micros() as u64,
             "peak_memory": usage.memory,
         });
+        if let Some(spend) = usage.model {
+            outcome_json["usage"]["model"] = json!(spend);
+        }
         let status = outcome_name(outcome);
         ledger
             .record(event("task-ended").detail(json!({
@@ -253,6 +257,7 @@ impl LoadedAgent {
                 "elapsed_us": usage.elapsed.as_micros() as u64,
                 "cpu_us": usage.cpu.as_micros() as u64,
                 "peak_memory": usage.memory,
+                "model": usage.model,
             })))
             .map_err(fail)?;
         ledger

@@ -14,6 +14,7 @@ use crate::record::{LedgerHold, Usage};
 use crate::runtime::LoadedAgent;
 use crate::staging::AppliedChanges;
 use crate::store::TrustRecord;
+use warden_orchestra::model::Spend;
 use warden_sandbox::{Execution, Outcome, RunError, outcome_name};
 
 /// Everything about one finished run.
@@ -40,6 +41,10 @@ pub struct RunReport {
     /// clock (JSON: `cpu_us`).
     #[serde(rename = "cpu_us", serialize_with = "micros")]
     pub cpu: Duration,
+    /// What the task's model calls used (when its policy grants a model on a host with
+    /// providers): calls, tokens, cached tokens, cost, the models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Spend>,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -100,6 +105,7 @@ impl LoadedAgent {
             ),
         };
         let level = trust.level;
+        let session = self.model_session(id, options, ledger.clone());
         let execution = Execution {
             task: id,
             started,
@@ -110,7 +116,9 @@ impl LoadedAgent {
             hold: ledger.clone().map(|l| {
                 Arc::new(LedgerHold(l)) as Arc<dyn crate::capabilities::tools::ActionHold>
             }),
-            model: None,
+            model: session
+                .clone()
+                .map(|s| s as Arc<dyn crate::capabilities::model::ModelSession>),
         };
         let executed = match self.prepared.execute(task, execution).await {
             Ok(e) => e,
@@ -164,6 +172,7 @@ impl LoadedAgent {
             }
         }
         let elapsed = started.elapsed();
+        let model = session.map(|s| s.spend());
         if let Some(l) = &ledger {
             self.finish(
                 l,
@@ -176,6 +185,7 @@ impl LoadedAgent {
                     elapsed,
                     cpu: executed.cpu,
                     memory: executed.memory,
+                    model: model.as_ref(),
                 },
             )?;
         }
@@ -189,6 +199,7 @@ impl LoadedAgent {
             level: ledger.as_ref().map(|_| level),
             elapsed,
             cpu: executed.cpu,
+            model,
         };
         tracing::info!(
             target: "warden::run",

@@ -46,6 +46,7 @@ pub struct Runtime {
     pub(crate) config: Arc<HostConfig>,
     pub(crate) tasks: Arc<AtomicU64>,
     pub(crate) ledger: Option<Arc<Ledger>>,
+    pub(crate) models: Option<Arc<warden_orchestra::model::Models>>,
 }
 
 impl Runtime {
@@ -60,6 +61,7 @@ impl Runtime {
             config: Arc::new(HostConfig::default()),
             tasks: Arc::new(AtomicU64::new(0)),
             ledger: None,
+            models: None,
         })
     }
 
@@ -91,6 +93,23 @@ impl Runtime {
     pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
         self.ledger = Some(ledger);
         self
+    }
+
+    /// Send agents' model calls to `models` (the providers of the host configuration's
+    /// `[[model]]`, built with [`warden_orchestra::model::Models::from_config`]).
+    pub fn with_models(mut self, models: warden_orchestra::model::Models) -> Self {
+        self.models = Some(Arc::new(models));
+        self
+    }
+
+    /// The TLS client configuration of outbound HTTPS (web PKI roots plus `tls.ca`).
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.sandbox.tls()
+    }
+
+    /// The model providers, if the host has any.
+    pub fn models(&self) -> Option<&warden_orchestra::model::Models> {
+        self.models.as_deref()
     }
 
     /// The ledger, if the host keeps one.

@@ -75,6 +75,15 @@ pub enum Command {
         #[command(subcommand)]
         command: task_cli::TaskCommand,
     },
+    /// Model usage per agent over the newest tasks: calls, tokens, cost per task, cache hit rate.
+    Stats {
+        /// How many of the newest tasks to count.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// Print one JSON object per agent instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// The trust ladder: levels, review and reinstatement of demoted agents, regressions.
     Trust {
         #[command(subcommand)]

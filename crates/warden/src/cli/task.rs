@@ -73,18 +73,23 @@ fn task_line(t: &TaskRecord) -> String {
                 o["reason"].as_str().unwrap_or("?"),
                 o["capability"].as_str().unwrap_or("?")
             ),
+            Some("escalated") => format!("escalated: {}", o["reason"].as_str().unwrap_or("?")),
             Some(s) => s.to_string(),
             None => t.status.clone(),
         },
         None => t.status.clone(),
     };
+    let cost = super::stats_cli::task_model(t)
+        .map(|m| super::stats_cli::dollars(m["cost_micro_usd"].as_u64().unwrap_or(0)))
+        .unwrap_or_else(|| "-".to_string());
     format!(
-        "{:>6}  {:<16} {:<12} level {}  staging {:<9}  {}",
+        "{:>6}  {:<16} {:<12} level {}  staging {:<9}  cost {:<10}  {}",
         t.id,
         line(&t.agent),
         line(&t.user),
         t.level,
         line(&t.staging),
+        cost,
         line(&detail)
     )
 }

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use serde::Deserialize;
-use warden_guest::{Agent, AgentError, Description, http, log, tools};
+use warden_guest::{Agent, AgentError, Description, http, log, model, tools};
 use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 
 #[derive(Deserialize, Default)]
@@ -26,6 +26,31 @@ struct Task {
     then: Option<Box<Task>>,
     header: String,
     value: String,
+    /// `model` ops: the model's name, completion tokens, a JSON Schema, knowledge.
+    model: String,
+    max_tokens: u32,
+    schema: String,
+    knowledge: String,
+}
+
+/// One model call of a `model` op.
+fn chat(t: &Task) -> Result<model::Reply, model::ModelError> {
+    let mut chat = model::Chat::new(&t.model, t.max_tokens.max(1)).user(&t.text);
+    if !t.schema.is_empty() {
+        chat = chat.json_schema(&t.schema);
+    }
+    if !t.knowledge.is_empty() {
+        chat = chat.knowledge(&t.knowledge);
+    }
+    chat.send()
+}
+
+fn model_error(e: model::ModelError) -> AgentError {
+    fail(match e {
+        model::ModelError::BudgetExceeded(m) => format!("budget-exceeded: {m}"),
+        model::ModelError::InvalidRequest(m) => format!("invalid-request: {m}"),
+        model::ModelError::Provider(m) => format!("provider: {m}"),
+    })
 }
 
 struct Probe;
@@ -284,6 +309,14 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                 .map(|r| format!("{} {}", r.status, r.text()))
                 .map_err(fail),
             "tool" => tools::call(&t.name, &t.input).map_err(fail),
+            "model" => chat(t).map(|r| r.text).map_err(model_error),
+            // Call until the host refuses, then return normally: the budget must still end the
+            // task escalated.
+            "model-loop" => loop {
+                if let Err(e) = chat(t) {
+                    return Ok(format!("stopped: {}", model_error(e)));
+                }
+            },
             "log" => {
                 log::info(&"x".repeat(t.bytes as usize));
                 Ok("logged".into())
