@@ -11,7 +11,6 @@
 //! reply text and every error this module builds, so that a provider echoing it hands it to no
 //! guest, log line or audit record.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,9 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio_rustls::TlsConnector;
 use warden_policy::ModelProvider;
 use warden_sandbox::capabilities::model::{ChatRequest, ModelFailure};
+use warden_sandbox::capabilities::net::tls::{TlsFailure, connect_tls};
 
 use super::context::WireMessage;
 use super::wire::{self, Completion};
@@ -122,7 +121,7 @@ pub(crate) struct Provider {
     pub(crate) config: ModelProvider,
     endpoint: Endpoint,
     key: Option<ApiKey>,
-    tls: Option<TlsConnector>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -162,7 +161,7 @@ impl Provider {
                 })
             }
         };
-        let tls = endpoint.https.then(|| TlsConnector::from(tls.clone()));
+        let tls = endpoint.https.then(|| tls.clone());
         Ok(Provider {
             config: config.clone(),
             endpoint,
@@ -302,21 +301,16 @@ impl Provider {
         match &self.tls {
             None => exchange(TokioIo::new(tcp), request).await,
             Some(tls) => {
-                let name = match host.parse::<IpAddr>() {
-                    Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
-                    Err(_) => rustls::pki_types::ServerName::try_from(host.to_owned())
-                        .map_err(|e| AttemptError::Transport(format!("TLS name {host}: {e}")))?,
-                };
-                let stream = tls.connect(name, tcp).await.map_err(|e| {
+                // The sandbox's one TLS connect: host-name and certificate checks always on.
+                let stream = connect_tls(tcp, host, tls.clone()).await.map_err(|e| {
                     let why = format!("TLS with {}: {e}", self.endpoint.authority);
-                    let certificate = e
-                        .get_ref()
-                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
-                    if certificate {
-                        AttemptError::Certificate(why)
-                    } else {
-                        AttemptError::Transport(why)
+                    match e {
+                        TlsFailure::UnknownAuthority { .. }
+                        | TlsFailure::WrongHost { .. }
+                        | TlsFailure::Expired { .. }
+                        | TlsFailure::NotYetValid { .. }
+                        | TlsFailure::BadCertificate { .. } => AttemptError::Certificate(why),
+                        _ => AttemptError::Transport(why),
                     }
                 })?;
                 exchange(TokioIo::new(stream), request).await
