@@ -143,6 +143,9 @@ fn batch_result(line: usize, report: &RunReport) -> serde_json::Value {
     }
     fields.insert("staging".into(), serde_json::json!(report.staging));
     fields.insert("level".into(), serde_json::json!(report.level));
+    if let Some(model) = &report.model {
+        fields.insert("model".into(), serde_json::json!(model));
+    }
     result
 }
 
