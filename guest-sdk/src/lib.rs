@@ -9,6 +9,8 @@
 //! | [`tools`] | host-registered actions | `[tools] allow` |
 //! | [`http`] | outbound HTTP (`wasi:http`) | `[net] allow` |
 //! | [`model`] | language-model calls through the host | `[model] allow` |
+//! | [`agents`] | calls to other agents, through the host | `[agents] call` |
+//! | [`memory`] | the curated memory | `[memory] read` / `[memory] write` |
 //! | `std::fs` | files (`wasi:filesystem`) | `[fs] read` / `[fs] write` |
 //! | [`random`] | secure random bytes (`wasi:random/random`) | `[random] secure` |
 //! | `std::time` | clocks (`wasi:clocks`) | `[clocks] wall` / `[clocks] monotonic` |
@@ -36,8 +38,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod agents;
 pub mod http;
 pub mod log;
+pub mod memory;
 pub mod model;
 pub mod random;
 pub mod tools;
@@ -57,26 +61,26 @@ pub mod bindings {
 pub use bindings::warden::agent::types::{AgentError, Description};
 
 impl Description {
-    /// A description with `accepts` and `returns` set to free text (`"text"`).
+    /// A description whose contract accepts and returns any JSON (`{}`).
     pub fn new(name: &str, version: &str, summary: &str) -> Self {
         Description {
             name: name.to_string(),
             version: version.to_string(),
             summary: summary.to_string(),
-            accepts: "text".to_string(),
-            returns: "text".to_string(),
+            input_schema: "{}".to_string(),
+            output_schema: "{}".to_string(),
         }
     }
 
-    /// Say what `run` accepts (free text or a JSON schema).
-    pub fn accepts(mut self, accepts: &str) -> Self {
-        self.accepts = accepts.to_string();
+    /// The JSON Schema (as JSON text) every task must match.
+    pub fn input_schema(mut self, schema: &str) -> Self {
+        self.input_schema = schema.to_string();
         self
     }
 
-    /// Say what `run` returns (free text or a JSON schema).
-    pub fn returns(mut self, returns: &str) -> Self {
-        self.returns = returns.to_string();
+    /// The JSON Schema (as JSON text) every result must match.
+    pub fn output_schema(mut self, schema: &str) -> Self {
+        self.output_schema = schema.to_string();
         self
     }
 }

@@ -72,7 +72,7 @@ async fn describe_reports_the_contract() {
     let agent = load("hello", "").unwrap();
     let d = agent.describe().await.unwrap();
     assert_eq!(d.name, "hello");
-    assert!(!d.accepts.is_empty());
+    assert!(!d.input_schema.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

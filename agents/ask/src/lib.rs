@@ -93,10 +93,6 @@ impl Agent for Ask {
             env!("CARGO_PKG_VERSION"),
             "Answers a question with a language model.",
         )
-        .accepts(r#""<question>" or {"question": "...", "model": "small", "max_tokens": 128}"#)
-        .returns(
-            r#"{"answer": "...", "model": "small", "finish_reason": "stop", "usage": {"prompt_tokens": 1, "cached_tokens": 0, "completion_tokens": 1, "cost_micro_usd": 0}}"#,
-        )
     }
 
     fn run(task: String) -> Result<String, AgentError> {

@@ -20,8 +20,6 @@ impl Agent for Fetch {
             env!("CARGO_PKG_VERSION"),
             "Fetches a URL from an allowed host.",
         )
-        .accepts(r#"{"url": "http://host:port/path"}"#)
-        .returns(r#"{"status": 200, "bytes": 123, "first_line": "..."}"#)
     }
 
     fn run(task: String) -> Result<String, AgentError> {

@@ -21,8 +21,6 @@ impl Agent for Hello {
             env!("CARGO_PKG_VERSION"),
             "Greets the name it is given.",
         )
-        .accepts(r#""<name>" or {"name": "<name>"}"#)
-        .returns("a greeting (text)")
     }
 
     fn run(task: String) -> Result<String, AgentError> {

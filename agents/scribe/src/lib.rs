@@ -22,8 +22,6 @@ impl Agent for Scribe {
             env!("CARGO_PKG_VERSION"),
             "Summarises the notes in a folder into one file.",
         )
-        .accepts(r#"{"notes": "<folder>", "summary": "<file to write>"}"#)
-        .returns("the summary's text")
     }
 
     fn run(task: String) -> Result<String, AgentError> {

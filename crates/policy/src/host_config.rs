@@ -54,9 +54,11 @@ use crate::keys::PublicKey;
 use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
 
 mod models;
+mod orchestra;
 mod tools;
 
 pub use models::{DEFAULT_CONSTITUTION, KeySource, ModelProvider, Price};
+pub use orchestra::{DEFAULT_HORIZON, TreeLimits};
 
 /// The validated host configuration. [`HostConfig::default`] trusts no key and requires no
 /// signature beyond what each policy pins.
@@ -93,6 +95,12 @@ pub struct HostConfig {
     pub models: Vec<ModelProvider>,
     /// `tls.ca`: PEM files of certificate authorities trusted beyond the web PKI.
     pub tls_ca: Vec<PathBuf>,
+    /// `agents.dir`: where agents are found by name (`<name>.wasm` beside `<name>.toml`).
+    pub agents_dir: Option<PathBuf>,
+    /// `[agents]` limits of a task tree: depth, fan-out, wall time.
+    pub tree: TreeLimits,
+    /// `memory.horizon`: how long a memory entry lives unless written with its own ttl.
+    pub memory_horizon: std::time::Duration,
     /// `prompt.constitution`: the first layer of every prompt ([`DEFAULT_CONSTITUTION`]).
     pub constitution: String,
     /// `[limits]`: the host's ceilings; each task's limit is the smaller of its policy's (and
@@ -156,6 +164,9 @@ impl Default for HostConfig {
             models: Vec::new(),
             tls_ca: Vec::new(),
             constitution: DEFAULT_CONSTITUTION.to_owned(),
+            agents_dir: None,
+            tree: TreeLimits::default(),
+            memory_horizon: DEFAULT_HORIZON,
             limits: None,
             source: String::new(),
         }
@@ -189,7 +200,8 @@ pub struct DevIdentity {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     keys: Option<RawKeys>,
-    agents: Option<RawRequire>,
+    agents: Option<orchestra::RawAgentsHost>,
+    memory: Option<orchestra::RawMemoryHost>,
     policies: Option<RawRequire>,
     host: Option<RawHost>,
     issuers: Option<Vec<RawIssuer>>,
@@ -402,7 +414,11 @@ impl HostConfig {
             Some(l) => Some(crate::Limits::from_raw(&source, Some(l))?),
             None => None,
         };
+        let (agents_dir, tree) = orchestra::agents(&source, raw.agents.as_ref())?;
         Ok(HostConfig {
+            agents_dir,
+            tree,
+            memory_horizon: orchestra::horizon(&source, raw.memory)?,
             models: models::providers(&source, raw.model.unwrap_or_default())?,
             tls_ca: raw
                 .tls
@@ -426,7 +442,11 @@ impl HostConfig {
             publishers,
             reviewers,
             revoked,
-            require_signed_agents: raw.agents.and_then(|a| a.require_signed).unwrap_or(false),
+            require_signed_agents: raw
+                .agents
+                .as_ref()
+                .and_then(|a| a.require_signed)
+                .unwrap_or(false),
             require_signed_policies: raw.policies.and_then(|p| p.require_signed).unwrap_or(false),
             cache_dir,
             source: file_label.to_owned(),

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod agents;
 pub mod bounded;
 mod clocks;
 mod diagnostic;
@@ -40,13 +41,14 @@ use std::path::Path;
 
 use toml::Spanned;
 
+pub use agents::{AgentsGrant, MemoryGrant};
 pub use clocks::ClockGrant;
 pub use diagnostic::{PolicyError, PolicyErrorKind};
 pub use fs::{FsGrant, Mount};
 pub use host::{AllowedHost, HostError, HostPattern};
 pub use host_config::{
-    DEFAULT_CONSTITUTION, DevIdentity, HostConfig, HostTool, Issuer, KeySource, ModelProvider,
-    Price, SecretRule, SecretSource,
+    DEFAULT_CONSTITUTION, DEFAULT_HORIZON, DevIdentity, HostConfig, HostTool, Issuer, KeySource,
+    ModelProvider, Price, SecretRule, SecretSource, TreeLimits,
 };
 pub use limits::Limits;
 pub use model::ModelGrant;
@@ -82,6 +84,10 @@ pub struct Policy {
     pub tools: ToolGrant,
     /// `[model]`: models callable and the budget of one task.
     pub model: ModelGrant,
+    /// `[agents]`: agents callable.
+    pub agents: AgentsGrant,
+    /// `[memory]`: memory namespaces readable and writable.
+    pub memory: MemoryGrant,
     /// `[clocks]`: clocks readable.
     pub clocks: ClockGrant,
     /// `[random]`: randomness available.
@@ -140,6 +146,8 @@ impl Policy {
             trust: TrustPolicy::from_raw(&source, raw.trust, &tools)?,
             tools,
             model: ModelGrant::from_raw(&source, raw.model)?,
+            agents: AgentsGrant::from_raw(&source, raw.agents)?,
+            memory: MemoryGrant::from_raw(&source, raw.memory)?,
             clocks: ClockGrant::from_raw(raw.clocks),
             random: RandomGrant::from_raw(raw.random),
             source: file_label.to_owned(),
@@ -174,6 +182,8 @@ impl Policy {
             net: NetGrant::default(),
             tools: ToolGrant::default(),
             model: ModelGrant::default(),
+            agents: AgentsGrant::default(),
+            memory: MemoryGrant::default(),
             clocks: ClockGrant::default(),
             random: RandomGrant::default(),
             trust: TrustPolicy::default(),

@@ -334,7 +334,7 @@ mod tests {
             ),
             (
                 "cpu = \"5 s\"",
-                "cpu = \"5 h\"",
+                "cpu = \"5 weeks\"",
                 PolicyErrorKind::InvalidDuration,
             ),
             ("tables = 5", "tables = -5", PolicyErrorKind::OutOfRange),

@@ -23,6 +23,8 @@ pub(crate) struct RawPolicy {
     pub(crate) net: Option<Table<RawNet>>,
     pub(crate) tools: Option<Table<RawTools>>,
     pub(crate) model: Option<Table<crate::model::RawModel>>,
+    pub(crate) agents: Option<Table<crate::agents::RawAgents>>,
+    pub(crate) memory: Option<Table<crate::agents::RawMemory>>,
     pub(crate) clocks: Option<Table<RawClocks>>,
     pub(crate) random: Option<Table<RawRandom>>,
     pub(crate) trust: Option<Table<RawTrust>>,

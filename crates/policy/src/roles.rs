@@ -63,6 +63,8 @@ pub struct RoleGrant {
     pub tools: ToolGrant,
     /// Models and their budgets, when the role has a `[model]` table.
     pub model: Option<ModelGrant>,
+    /// Memory namespaces readable and writable.
+    pub memory: crate::MemoryGrant,
     /// Clocks.
     pub clocks: ClockGrant,
     /// Secure random.
@@ -115,6 +117,7 @@ struct RawRole {
     net: Option<Table<RawNet>>,
     tools: Option<Table<RawTools>>,
     model: Option<Table<crate::model::RawModel>>,
+    memory: Option<Table<crate::agents::RawMemory>>,
     clocks: Option<Table<RawClocks>>,
     random: Option<Table<RawRandom>>,
     review: Option<bool>,
@@ -159,6 +162,7 @@ impl Roles {
                     Some(m) => Some(ModelGrant::from_raw(&source, Some(m))?),
                     None => None,
                 },
+                memory: crate::MemoryGrant::from_raw(&source, role.memory)?,
                 clocks: ClockGrant::from_raw(role.clocks),
                 random: RandomGrant::from_raw(role.random),
                 review: role.review.unwrap_or(false),
@@ -279,43 +283,100 @@ impl Roles {
                 None => unknown.push(r.clone()),
             }
         }
-        (UserGrant { roles: grants }, unknown)
+        (
+            UserGrant {
+                roles: grants,
+                bounds: Vec::new(),
+            },
+            unknown,
+        )
     }
 }
 
 /// What a user may do: the union of their roles' grants. An agent acting for the user is held to
 /// this as well as to its own policy.
+///
+/// Through agent calls it also carries what each caller on the way may do ([`UserGrant::delegated_by`]):
+/// a callee is held to the user's roles **and** to every caller's policy, so a chain of calls can
+/// never do more than any agent in it, nor more than the user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserGrant {
     roles: Vec<RoleGrant>,
+    /// Further grants that must all allow too (the callers' policies along a chain of calls).
+    bounds: Vec<UserGrant>,
 }
 
 impl UserGrant {
+    /// What the agent of `policy` may do, as a grant (its one "role"): for the callees it calls.
+    pub fn of_policy(policy: &crate::Policy) -> UserGrant {
+        UserGrant {
+            roles: vec![RoleGrant {
+                limits: Some(policy.limits.clone()),
+                fs: policy.fs.clone(),
+                net: policy.net.clone(),
+                tools: policy.tools.clone(),
+                model: Some(policy.model.clone()),
+                memory: policy.memory.clone(),
+                clocks: policy.clocks.clone(),
+                random: policy.random.clone(),
+                review: false,
+                approve: Vec::new(),
+            }],
+            bounds: Vec::new(),
+        }
+    }
+
+    /// This grant, further bounded by what the calling agent of `caller` may do.
+    pub fn delegated_by(&self, caller: &crate::Policy) -> UserGrant {
+        let mut g = self.clone();
+        g.bounds.push(UserGrant::of_policy(caller));
+        g
+    }
+
+    fn bounded(&self, f: impl Fn(&UserGrant) -> bool) -> bool {
+        self.bounds.iter().all(f)
+    }
+
+    /// Whether any role allows reading memory `namespace` (and every bound does).
+    pub fn allows_memory_read(&self, namespace: &str) -> bool {
+        self.roles.iter().any(|r| r.memory.allows_read(namespace))
+            && self.bounded(|b| b.allows_memory_read(namespace))
+    }
+
+    /// Whether any role allows writing memory `namespace` (and every bound does).
+    pub fn allows_memory_write(&self, namespace: &str) -> bool {
+        self.roles.iter().any(|r| r.memory.allows_write(namespace))
+            && self.bounded(|b| b.allows_memory_write(namespace))
+    }
+
     /// Whether any role allows reading `rel` (a folder may also be traversed).
     pub fn allows_read(&self, rel: &str, is_dir: bool) -> bool {
         self.roles
             .iter()
             .any(|r| r.fs.allows_read(rel) || (is_dir && r.fs.allows_traverse(rel)))
+            && self.bounded(|b| b.allows_read(rel, is_dir))
     }
 
     /// Whether any role allows writing `rel`.
     pub fn allows_write(&self, rel: &str) -> bool {
-        self.roles.iter().any(|r| r.fs.allows_write(rel))
+        self.roles.iter().any(|r| r.fs.allows_write(rel)) && self.bounded(|b| b.allows_write(rel))
     }
 
     /// Whether any role allows `host:port`.
     pub fn allows_host(&self, host: &str, port: u16) -> bool {
         self.roles.iter().any(|r| r.net.allows(host, port))
+            && self.bounded(|b| b.allows_host(host, port))
     }
 
     /// Whether any role names `ip:port` explicitly (for non-public addresses).
     pub fn names_ip(&self, ip: std::net::IpAddr, port: u16) -> bool {
         self.roles.iter().any(|r| r.net.names_ip(ip, port))
+            && self.bounded(|b| b.names_ip(ip, port))
     }
 
     /// Whether any role allows the tool `name`.
     pub fn allows_tool(&self, name: &str) -> bool {
-        self.roles.iter().any(|r| r.tools.allows(name))
+        self.roles.iter().any(|r| r.tools.allows(name)) && self.bounded(|b| b.allows_tool(name))
     }
 
     /// Whether any role allows the model `name`.
@@ -323,6 +384,7 @@ impl UserGrant {
         self.roles
             .iter()
             .any(|r| r.model.as_ref().is_some_and(|m| m.allows(name)))
+            && self.bounded(|b| b.allows_model(name))
     }
 
     /// `agent`'s model budget (tokens, millionths of a dollar), lowered to the most generous
@@ -331,26 +393,36 @@ impl UserGrant {
         let set: Vec<&ModelGrant> = self.roles.iter().filter_map(|r| r.model.as_ref()).collect();
         let tokens = set.iter().map(|m| m.tokens).max().unwrap_or(0);
         let usd = set.iter().map(|m| m.micro_usd).max().unwrap_or(0);
-        (agent.tokens.min(tokens), agent.micro_usd.min(usd))
+        let (mut t, mut u) = (agent.tokens.min(tokens), agent.micro_usd.min(usd));
+        for b in &self.bounds {
+            let (bt, bu) = b.model_budget(agent);
+            (t, u) = (t.min(bt), u.min(bu));
+        }
+        (t, u)
     }
 
     /// Whether any role grants the wall clock.
     pub fn wall_clock(&self) -> bool {
-        self.roles.iter().any(|r| r.clocks.wall)
+        self.roles.iter().any(|r| r.clocks.wall) && self.bounded(UserGrant::wall_clock)
     }
 
     /// Whether any role grants the monotonic clock.
     pub fn monotonic_clock(&self) -> bool {
-        self.roles.iter().any(|r| r.clocks.monotonic)
+        self.roles.iter().any(|r| r.clocks.monotonic) && self.bounded(UserGrant::monotonic_clock)
     }
 
     /// Whether any role grants secure random.
     pub fn secure_random(&self) -> bool {
-        self.roles.iter().any(|r| r.random.secure)
+        self.roles.iter().any(|r| r.random.secure) && self.bounded(UserGrant::secure_random)
     }
 
     /// `agent`'s limits, lowered to the most generous of the user's roles that set limits.
     pub fn limit(&self, agent: &Limits) -> Limits {
+        let own = self.limit_by_roles(agent);
+        self.bounds.iter().fold(own, |l, b| b.limit(&l))
+    }
+
+    fn limit_by_roles(&self, agent: &Limits) -> Limits {
         let set: Vec<&Limits> = self
             .roles
             .iter()
@@ -445,6 +517,50 @@ limits = { cpu = "5 s", wall = "30 s", memory = "32 MiB" }
         assert_eq!(none.model_budget(&agent), (0, 0));
         let e = Roles::parse("r.toml", "[role.x]\nmodel.tokens = 0\n").unwrap_err();
         assert_eq!((e.line, e.kind), (2, PolicyErrorKind::OutOfRange), "{e}");
+    }
+
+    #[test]
+    fn delegation_never_widens() {
+        let roles = Roles::parse(
+            "roles.toml",
+            "[role.reader]\nfs.read = [\"**\"]\nmemory.read = [\"lessons\"]\n[role.all]\nfs.write = [\"**\"]\ntools.allow = [\"echo\"]\nmodel.allow = [\"small\"]\nmemory.write = [\"lessons\"]\n",
+        )
+        .unwrap();
+        let caller = crate::Policy::parse(
+            "c.toml",
+            "[agent]\nname = \"caller\"\n[fs]\nread = [\"docs/**\"]\nwrite = [\"docs/out/**\"]\n[tools]\nallow = [\"echo\"]\n[limits]\ncpu = \"100 ms\"\n",
+        )
+        .unwrap();
+        // A user who may do everything, through a caller that may only touch docs.
+        let (all, _) = roles.grant_for(&["all".into()]);
+        let through = all.delegated_by(&caller);
+        assert!(through.allows_write("docs/out/a.md") && !through.allows_write("src/a.rs"));
+        assert!(through.allows_read("docs/a.md", false) && !through.allows_read("src/a.rs", false));
+        assert!(through.allows_tool("echo"));
+        assert!(!through.allows_model("small"), "the caller has no model");
+        assert!(
+            !through.allows_memory_write("lessons"),
+            "the caller writes no memory"
+        );
+        let callee = Limits::default();
+        assert!(through.limit(&callee).cpu <= std::time::Duration::from_millis(100));
+        // The confused deputy: a reader asks a writing caller; the callee may not write.
+        let (reader, _) = roles.grant_for(&["reader".into()]);
+        let deputy = reader.delegated_by(&caller);
+        assert!(!deputy.allows_write("docs/out/a.md"));
+        assert!(deputy.allows_read("docs/a.md", false));
+        // Two hops: bounded by both callers.
+        let narrow = crate::Policy::parse(
+            "n.toml",
+            "[agent]\nname = \"narrow\"\n[fs]\nwrite = [\"docs/out/x/**\"]\n",
+        )
+        .unwrap();
+        let two = through.delegated_by(&narrow);
+        assert!(two.allows_write("docs/out/x/a") && !two.allows_write("docs/out/a.md"));
+        assert!(!two.allows_tool("echo"));
+        // No user at all: the caller's policy alone bounds the callee.
+        let alone = UserGrant::of_policy(&caller);
+        assert!(alone.allows_write("docs/out/a") && !alone.allows_write("src/a"));
     }
 
     #[test]

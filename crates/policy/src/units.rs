@@ -6,7 +6,7 @@
 //! `KB`/`MB`/`GB` are refused rather than guessed, because "1 MB" means
 //! 1 000 000 bytes to some readers and 1 048 576 to others, and a limit a
 //! reviewer misreads is a limit that is not reviewed. Durations accept `us`,
-//! `ms`, `s` and `min`.
+//! `ms`, `s`, `min`, `h` and `d`.
 
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub(crate) const SIZE_UNITS: &str =
     "a whole number and one of the units B, KiB, MiB, GiB, e.g. \"64 MiB\"";
 /// Units accepted for durations, shown in error messages.
 pub(crate) const DURATION_UNITS: &str =
-    "a whole number and one of the units us, ms, s, min, e.g. \"500 ms\"";
+    "a whole number and one of the units us, ms, s, min, h, d, e.g. \"500 ms\"";
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -66,6 +66,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         "ms" => 1_000,
         "s" => 1_000_000,
         "min" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
         // Minutes or milliseconds? Refuse to guess.
         "m" => ambiguous(unit, "min` or `ms")?,
         other => return Err(UnitError::UnknownUnit(other.to_owned())),
@@ -204,7 +206,7 @@ mod tests {
             ("soon", UnitError::NotANumber("soon".into())),
             ("0.5 s", UnitError::Fraction),
             ("5", UnitError::MissingUnit),
-            ("1 h", UnitError::UnknownUnit("h".into())),
+            ("1 w", UnitError::UnknownUnit("w".into())),
             ("5 sec", UnitError::UnknownUnit("sec".into())),
             ("5 S", UnitError::UnknownUnit("S".into())),
             ("5 µs", UnitError::UnknownUnit("µs".into())),

@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     imports: {
         "warden:agent/tools.call": async | trappable,
         "warden:agent/model.chat": async | trappable,
+        "warden:agent/agents.call": async | trappable,
         default: trappable,
     },
     exports: { default: async },

@@ -44,6 +44,10 @@ pub struct Execution<'a> {
     pub hold: Option<Arc<dyn ActionHold>>,
     /// The task's model session (`None`: model calls get an error saying no provider is set).
     pub model: Option<Arc<dyn ModelSession>>,
+    /// The task's calls to other agents (`None`: calls get an error saying the host runs none).
+    pub agents: Option<Arc<dyn crate::capabilities::agents::AgentCalls>>,
+    /// The task's view of the curated memory (`None`: reads find nothing, writes are refused).
+    pub memory: Option<Arc<dyn crate::capabilities::memory::MemoryAccess>>,
 }
 
 impl std::fmt::Debug for Execution<'_> {
@@ -86,6 +90,8 @@ impl PreparedAgent {
         store.data_mut().level = run.level;
         store.data_mut().hold = run.hold.clone();
         store.data_mut().model = run.model.clone();
+        store.data_mut().agents = run.agents.clone();
+        store.data_mut().memory = run.memory.clone();
         // The effective wall limit (policy ∩ user ∩ host), as the instance's meter holds it.
         let wall = store
             .data()
@@ -183,8 +189,8 @@ impl PreparedAgent {
                 name: d.name,
                 version: d.version,
                 summary: d.summary,
-                accepts: d.accepts,
-                returns: d.returns,
+                input_schema: d.input_schema,
+                output_schema: d.output_schema,
             }),
             Ok(Err(e)) => Err(RunError::Setup(format!(
                 "describe failed: {:?}",
@@ -313,6 +319,8 @@ impl PreparedAgent {
             level: 1,
             hold: None,
             model: None,
+            agents: None,
+            memory: None,
         };
         let mut store = Store::new(sandbox.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

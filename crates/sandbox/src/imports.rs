@@ -36,6 +36,10 @@ pub enum Capability {
     Tools,
     /// `warden:agent/model`, granted by `[model] allow`.
     Model,
+    /// `warden:agent/agents`, granted by `[agents] call`.
+    Agents,
+    /// `warden:agent/memory`, granted by `[memory] read` or `write`.
+    Memory,
     /// `wasi:clocks/wall-clock`, granted by `[clocks] wall`.
     WallClock,
     /// `wasi:clocks/monotonic-clock`, granted by `[clocks] monotonic`.
@@ -54,6 +58,8 @@ impl Capability {
             Capability::Net => "net.allow",
             Capability::Tools => "tools.allow",
             Capability::Model => "model.allow",
+            Capability::Agents => "agents.call",
+            Capability::Memory => "memory.read / memory.write",
             Capability::WallClock => "clocks.wall",
             Capability::MonotonicClock => "clocks.monotonic",
             Capability::SecureRandom => "random.secure",
@@ -68,6 +74,8 @@ impl Capability {
             Capability::Net => !policy.net.is_empty(),
             Capability::Tools => !policy.tools.is_empty(),
             Capability::Model => !policy.model.is_empty(),
+            Capability::Agents => !policy.agents.is_empty(),
+            Capability::Memory => !policy.memory.is_empty(),
             Capability::WallClock => policy.clocks.wall,
             Capability::MonotonicClock => policy.clocks.monotonic,
             Capability::SecureRandom => policy.random.secure,
@@ -100,7 +108,7 @@ pub fn classify(name: &str) -> ImportClass {
     let compatible = match package {
         // The host implements WASI 0.2.x; wasmtime links any 0.2 minor version to it.
         p if p.starts_with("wasi:") => version.starts_with("0.2.") && !version.contains('-'),
-        "warden:agent" => version.starts_with("0.1.") && !version.contains('-'),
+        "warden:agent" => version.starts_with("0.2.") && !version.contains('-'),
         _ => false,
     };
     if !compatible {
@@ -129,6 +137,8 @@ pub fn classify(name: &str) -> ImportClass {
         ("warden:agent", "log" | "types") => Baseline,
         ("warden:agent", "tools") => Cap(Tools),
         ("warden:agent", "model") => Cap(Model),
+        ("warden:agent", "agents") => Cap(Agents),
+        ("warden:agent", "memory") => Cap(Memory),
         _ => Unknown,
     }
 }
@@ -206,7 +216,7 @@ impl ImportReport {
 pub enum ImportError {
     /// The component imports an interface this host does not provide at all.
     #[error(
-        "`{name}` is not an interface this host provides (it provides wasi 0.2.x and warden:agent 0.1.x); the agent calls an API that does not exist"
+        "`{name}` is not an interface this host provides (it provides wasi 0.2.x and warden:agent 0.2.x); the agent calls an API that does not exist"
     )]
     Unknown {
         /// The import's name.
@@ -240,10 +250,18 @@ pub enum ImportError {
         /// What it is.
         kind: &'static str,
     },
+    /// The component was built against an older version of Warden's own interface.
+    #[error(
+        "`{name}` is from warden:agent 0.1, which this host no longer speaks (0.2 carries contracts, agent calls and memory); rebuild the agent against the current warden-guest: `cargo build --release --target wasm32-wasip2`"
+    )]
+    Outdated {
+        /// The import's name.
+        name: String,
+    },
     /// The component imports a known interface with members, or member types, that this host's
     /// implementation of it does not have.
     #[error(
-        "`{name}` does not match this host's implementation of the interface ({detail}); the agent calls an API that does not exist here: build it against wasi 0.2.x and warden:agent 0.1.x"
+        "`{name}` does not match this host's implementation of the interface ({detail}); the agent calls an API that does not exist here: build it against wasi 0.2.x and warden:agent 0.2.x"
     )]
     Mismatch {
         /// The import's name.
@@ -318,6 +336,16 @@ fn decide(
         return Refused(ImportError::Duplicate {
             name: name.to_string(),
             other: other.clone(),
+        });
+    }
+    if class == ImportClass::Unknown
+        && name.starts_with("warden:agent/")
+        && name
+            .split_once('@')
+            .is_some_and(|(_, v)| v.starts_with("0.1."))
+    {
+        return Refused(ImportError::Outdated {
+            name: name.to_string(),
         });
     }
     if class == ImportClass::Unknown {

@@ -42,6 +42,10 @@ pub struct InstanceState {
     pub(crate) hold: Option<Arc<dyn crate::capabilities::tools::ActionHold>>,
     /// The task's model session (none: model calls get an error).
     pub(crate) model: Option<Arc<dyn crate::capabilities::model::ModelSession>>,
+    /// The task's calls to other agents (none: calls get an error).
+    pub(crate) agents: Option<Arc<dyn crate::capabilities::agents::AgentCalls>>,
+    /// The task's view of the curated memory (none: reads find nothing, writes get an error).
+    pub(crate) memory: Option<Arc<dyn crate::capabilities::memory::MemoryAccess>>,
 }
 
 impl WasiView for InstanceState {

@@ -14,7 +14,7 @@ use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi_http::WasiHttp;
 use wasmtime_wasi_io::bindings::wasi::io;
 
-use crate::bindings::warden::agent::{log, model, tools, types};
+use crate::bindings::warden::agent::{agents, log, memory, model, tools, types};
 use crate::capabilities::fs::GatedFs;
 use crate::capabilities::random::GatedRandom;
 use crate::gate::{KillReason, Violation};
@@ -87,6 +87,12 @@ pub fn build(
     }
     if Capability::Tools.granted_by(policy) {
         tools::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
+    }
+    if Capability::Agents.granted_by(policy) {
+        agents::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
+    }
+    if Capability::Memory.granted_by(policy) {
+        memory::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
     }
     if Capability::Model.granted_by(policy) {
         model::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;

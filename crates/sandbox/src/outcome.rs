@@ -131,10 +131,10 @@ pub struct Description {
     pub version: String,
     /// One line.
     pub summary: String,
-    /// What `run` accepts.
-    pub accepts: String,
-    /// What `run` returns.
-    pub returns: String,
+    /// The contract's input: a JSON Schema (JSON text) every task must match.
+    pub input_schema: String,
+    /// The contract's output: a JSON Schema every result must match.
+    pub output_schema: String,
 }
 
 pub(crate) fn killed(v: Option<Violation>) -> Outcome {

@@ -119,6 +119,8 @@ impl LoadedAgent {
             model: session
                 .clone()
                 .map(|s| s as Arc<dyn crate::capabilities::model::ModelSession>),
+            agents: None,
+            memory: None,
         };
         let executed = match self.prepared.execute(task, execution).await {
             Ok(e) => e,

@@ -2,7 +2,9 @@
 //! the validated policy), its per-instance state, its host implementation, its tests. The module
 //! name matches the policy section, the WIT interface and the guest-sdk module.
 
+pub mod agents;
 pub mod fs;
+pub mod memory;
 pub mod model;
 pub mod net;
 pub mod random;

@@ -20,8 +20,8 @@ fn description_lines(d: &Description) -> [String; 3] {
             line(&d.version),
             line(&d.summary)
         ),
-        format!("  accepts: {}", line(&d.accepts)),
-        format!("  returns: {}", line(&d.returns)),
+        format!("  input schema: {}", line(&d.input_schema)),
+        format!("  output schema: {}", line(&d.output_schema)),
     ]
 }
 
@@ -82,8 +82,8 @@ mod tests {
             name: hostile.into(),
             version: hostile.into(),
             summary: hostile.into(),
-            accepts: hostile.into(),
-            returns: hostile.into(),
+            input_schema: hostile.into(),
+            output_schema: hostile.into(),
         };
         let lines = description_lines(&d);
         for l in &lines {
@@ -98,8 +98,8 @@ mod tests {
             name: "probe".into(),
             version: "0.1.0".into(),
             summary: "Does what its task says.".into(),
-            accepts: "{\"op\": …}".into(),
-            returns: "JSON".into(),
+            input_schema: "{\"type\": \"object\"}".into(),
+            output_schema: "{}".into(),
         };
         assert_eq!(
             description_lines(&honest)[0],
