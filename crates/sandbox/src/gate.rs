@@ -37,6 +37,9 @@ pub enum KillReason {
     HandleLimit,
     /// The guest trapped on its own (a panic, `unreachable`, an out-of-bounds access).
     Trap,
+    /// The agent's result broke its own output schema (its contract): recorded and demoted like
+    /// any violation.
+    ContractBreach,
 }
 
 impl KillReason {
@@ -53,6 +56,7 @@ impl KillReason {
             KillReason::OutputLimit => "output-limit",
             KillReason::HandleLimit => "handle-limit",
             KillReason::Trap => "trap",
+            KillReason::ContractBreach => "contract-breach",
         }
     }
 }

@@ -82,6 +82,15 @@ pub enum RunError {
     /// wasmtime refused to set up the instance for a reason that is not the guest's.
     #[error("cannot set up the instance: {0}")]
     Setup(String),
+    /// The task's input does not match the agent's input schema (its contract): the instance
+    /// was not started.
+    #[error("the input does not match the contract of `{agent}`: {detail}")]
+    InputContract {
+        /// The agent.
+        agent: String,
+        /// Where the input breaks the schema.
+        detail: String,
+    },
     /// The ledger (state store or audit log) could not record the task: the host stops rather
     /// than run unrecorded.
     #[error("cannot record the task: {0}")]
