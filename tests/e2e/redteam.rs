@@ -146,6 +146,10 @@ fn describe_refusal(err: &LoadError) -> String {
             ..
         } => "not-granted",
         LoadError::Import {
+            refusal: ImportError::Outdated { .. },
+            ..
+        } => "outdated",
+        LoadError::Import {
             refusal: ImportError::Duplicate { .. },
             ..
         } => "duplicate",
@@ -181,7 +185,9 @@ fn matches(expect: &str, actual: &str) -> bool {
         return false;
     }
     match ek {
-        "completed" | "agent-error" | "contained" | "escalated" => arest.contains(erest),
+        "completed" | "agent-error" | "contained" | "escalated" | "run-error" => {
+            arest.contains(erest)
+        }
         "killed" => {
             let (er, ecap) = erest.split_once(':').unwrap_or((erest, ""));
             let (ar, acap) = arest.split_once(':').unwrap_or((arest, ""));

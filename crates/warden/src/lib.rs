@@ -23,6 +23,7 @@
 //!    go through a per-task session of [`orchestra::model`] (budget, context stack, accounting).
 #![deny(missing_docs)]
 
+mod contract;
 mod model;
 mod record;
 mod run;
@@ -39,6 +40,7 @@ pub use warden_sandbox::{
     bindings, capabilities, complexity, engine, gate, imports, output, staging,
 };
 
+pub use contract::Contract;
 pub use run::{RunOptions, RunReport, StagingDisposition};
 pub use runtime::{AgentIdentity, LoadedAgent, PolicyLoadError, Runtime};
 pub use warden_sandbox::{

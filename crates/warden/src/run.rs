@@ -93,6 +93,24 @@ impl LoadedAgent {
     ///
     /// [`RunError`] when the run cannot start; everything the guest does ends in an [`Outcome`].
     pub async fn run(&self, task: &str, options: &RunOptions) -> Result<RunReport, RunError> {
+        // The contract first (its describe takes an instance slot of its own), then the input
+        // against it: a task that breaks it never starts an instance.
+        let contract = self.contract().await?;
+        if let Err(detail) = contract.check_input(task) {
+            let agent = self.prepared.policy().agent.name.clone();
+            if let Some(ledger) = &self.runtime.ledger {
+                let user = options.user.as_ref().map_or("-", |u| u.subject.as_str());
+                ledger
+                    .record(
+                        crate::audit::AuditEvent::new("task-refused")
+                            .agent(&agent)
+                            .user(user)
+                            .detail(serde_json::json!({"why": "input-contract", "detail": detail})),
+                    )
+                    .map_err(|e| RunError::Ledger(e.to_string()))?;
+            }
+            return Err(RunError::InputContract { agent, detail });
+        }
         let sandbox = self.prepared.sandbox();
         let _slot = sandbox.slot().await?;
         let started = Instant::now();
@@ -133,6 +151,17 @@ impl LoadedAgent {
         };
         let mut outcome = executed.outcome;
         let policy = self.prepared.policy();
+        // A result that breaks the agent's own output schema is a breach: recorded and demoted
+        // like a violation, its staged writes discarded.
+        if let Outcome::Completed { output } = &outcome
+            && let Err(detail) = contract.check_output(output)
+        {
+            outcome = Outcome::Killed {
+                reason: warden_sandbox::KillReason::ContractBreach,
+                capability: "contract".into(),
+                detail: format!("the result breaks the agent's output schema: {detail}"),
+            };
+        }
 
         // Staged writes: applied when the agent's level lets it commit them (always, on a host
         // without a ledger), proposed for a reviewer otherwise, discarded unless completed.

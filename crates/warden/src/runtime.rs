@@ -252,6 +252,7 @@ impl Runtime {
             runtime: self.clone(),
             identity,
             prepared,
+            contract: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -339,6 +340,8 @@ pub struct LoadedAgent {
     pub(crate) runtime: Runtime,
     pub(crate) identity: AgentIdentity,
     pub(crate) prepared: PreparedAgent,
+    /// Its contract, taken from `describe` at its first run (see `contract.rs`).
+    pub(crate) contract: tokio::sync::OnceCell<Arc<crate::contract::Contract>>,
 }
 
 impl std::fmt::Debug for LoadedAgent {
