@@ -272,7 +272,7 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
         );
     }
     if let Some(h) = &model_host
-        && h.stub.request_count() as u64 != sent
+        && h.stub.request_count() as u64 > sent
     {
         let got = h.stub.request_count();
         return (

@@ -1,6 +1,7 @@
 //! Retries and timeouts of a model call, through the `warden` binary: a 429 is retried after its
 //! `Retry-After`, 5xx answers until the retries run out (the guest gets a provider error, the
-//! agent is not demoted), a malformed reply is not retried, a reply that never ends is stopped by
+//! agent is not demoted), a reply that is not a completion (not JSON, no usage, no choices, over
+//! the size the host reads) is not retried, a reply that never ends is stopped by
 //! the provider's timeout (or, with a long one, by the task's wall limit), and a slow reply that
 //! trickles in byte by byte completes while it is inside the timeout.
 
@@ -33,6 +34,23 @@ async fn a_429_is_retried_after_its_retry_after() {
         "Retry-After: 1 was waited for: {call}"
     );
     assert_eq!(r.json["model"]["calls"], 1, "{r}");
+
+    // A Retry-After past the provider's timeout (5 s) is not waited for.
+    stub.script([StubReply::RateLimited {
+        retry_after_secs: 3600,
+    }]);
+    let r = host.probe(POLICY, &ask("small", "hi")).await;
+    assert_eq!(r.status(), "agent-error", "{r}");
+    assert!(
+        r.text().contains("rate limited (429)") && r.text().contains("would pass its timeout"),
+        "{r}"
+    );
+    let call = host.one_call(r.task());
+    assert_eq!(call["attempts"], 1, "{call}");
+    assert!(
+        count(&call["elapsed_us"]) < 2_000_000,
+        "given up at once, not at the timeout: {call}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,26 +100,41 @@ async fn repeated_5xx_is_a_provider_error_not_a_violation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_reply_is_a_provider_error_and_is_not_retried() {
+async fn a_reply_that_is_not_a_completion_is_a_provider_error_and_is_not_retried() {
     let stub = StubProvider::start().await.unwrap();
-    stub.script([StubReply::Malformed]);
     let host = Host::new(&stub.url(), &[], "");
-    let r = host.probe(POLICY, &ask("small", "hi")).await;
-    assert_eq!(r.status(), "agent-error", "{r}");
-    assert!(
-        r.text().starts_with("provider: ") && r.text().contains("malformed"),
-        "{r}"
-    );
-    assert_eq!(
-        stub.request_count(),
-        1,
-        "a 200 that is not JSON is not retried"
-    );
-    let call = host.one_call(r.task());
-    assert_eq!(
-        (call["outcome"].as_str(), count(&call["attempts"])),
-        (Some("provider-error"), 1)
-    );
+    let cases = [
+        (
+            StubReply::Malformed,
+            "malformed reply: not the JSON of a chat completion",
+        ),
+        (StubReply::NoUsage, "malformed reply: no usage"),
+        (StubReply::NoChoices, "malformed reply: no choices"),
+        // Read up to the bound, not further.
+        (
+            StubReply::Oversized,
+            "sent a reply over 8388608 bytes; it was not read",
+        ),
+    ];
+    for (i, (reply, says)) in cases.into_iter().enumerate() {
+        stub.script([reply]);
+        let r = host.probe(POLICY, &ask("small", "hi")).await;
+        assert_eq!(r.status(), "agent-error", "{r}");
+        assert!(
+            r.text().starts_with("provider: model `small` ") && r.text().contains(says),
+            "{says}: {r}"
+        );
+        assert_eq!(
+            stub.request_count(),
+            i + 1,
+            "a 200 that is not a completion is not retried"
+        );
+        let call = host.one_call(r.task());
+        assert_eq!(
+            (call["outcome"].as_str(), count(&call["attempts"])),
+            (Some("provider-error"), 1)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +190,17 @@ async fn a_reply_that_never_ends_is_stopped_by_the_wall_limit() {
     assert_eq!(
         r.json["model"]["prompt_tokens"], call["prompt_tokens"],
         "{r}"
+    );
+    let kinds: Vec<_> = host
+        .audit()
+        .into_iter()
+        .filter(|a| a["task"] == r.task())
+        .map(|a| a["kind"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let at = |kind: &str| kinds.iter().position(|k| k == kind);
+    assert!(
+        at("model-call") < at("task-ended") && at("task-ended").is_some(),
+        "the abandoned call is recorded before the task ends: {kinds:?}"
     );
     host.verify().await;
 }

@@ -7,10 +7,11 @@
 //! `Authorization` header it got), `echo-authorization-error` (quotes it in a 401), `slow` (each
 //! copy's answer after 150 ms, so that the copies' calls overlap), or nothing (it answers
 //! "stub reply" at once). Whatever an attack expects, the key must reach no report: an outcome or
-//! captured output holding it is damage, and so is a request the provider got that the host did
-//! not account for as a call it sent (a call refused by the gate, the shape check or the budget
-//! must never reach the provider).
+//! captured output holding it is damage, and so are more requests at the provider than calls the
+//! host accounts for as sent (a call refused by the gate, the shape check or the budget must never
+//! reach the provider).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use warden::orchestra::model::Models;
@@ -30,9 +31,27 @@ pub struct ModelHost {
     _dir: tempfile::TempDir,
 }
 
+/// The runtime the stubs serve on: a thread of their own, so that the suite's runaway guests,
+/// which keep its workers busy until their limits, do not hold up a provider's answers.
+fn stub_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("redteam-model-stub")
+            .enable_all()
+            .build()
+            .expect("the stubs' runtime")
+    })
+}
+
 /// A host for one model attack: `script` (see the module docs) for `copies` runs at once.
 pub async fn host(base: &Runtime, script: Option<&str>, copies: usize) -> ModelHost {
-    let stub = StubProvider::start().await.expect("the stub listens");
+    let stub = stub_runtime()
+        .spawn(StubProvider::start())
+        .await
+        .expect("the stub's start")
+        .expect("the stub listens");
     match script {
         None => {}
         Some("echo-authorization") => stub.script([StubReply::EchoAuthorization]),
@@ -50,7 +69,7 @@ pub async fn host(base: &Runtime, script: Option<&str>, copies: usize) -> ModelH
     for (name, id) in [("small", "stub-1"), ("large", "stub-2")] {
         text.push_str(&format!(
             "[[model]]\nname = \"{name}\"\nurl = \"{}\"\nid = \"{id}\"\nkey_file = \"{}\"\n\
-             timeout = \"5 s\"\nretries = 0\nprice = {{ input = 1.0, cached = 0.5, output = 2.0 }}\n",
+             timeout = \"9 s\"\nretries = 0\nprice = {{ input = 1.0, cached = 0.5, output = 2.0 }}\n",
             stub.url(),
             key.display()
         ));
@@ -64,9 +83,9 @@ pub async fn host(base: &Runtime, script: Option<&str>, copies: usize) -> ModelH
     }
 }
 
-/// The calls of `report`'s task that the host sent to the provider: every call it accounts for
-/// but the one refused for the budget (an escalated task's last). With `retries = 0`, each is
-/// one request, so the stub must have got exactly as many.
+/// The most calls of `report`'s task the host may have sent to the provider: every call it
+/// accounts for but the one refused for the budget (an escalated task's last). With
+/// `retries = 0` each is at most one request, so the stub may have got no more.
 pub fn sent(report: &RunReport) -> u64 {
     let calls = report.model.as_ref().map_or(0, |m| m.calls);
     let refused = matches!(report.outcome, warden::Outcome::Escalated { .. });
