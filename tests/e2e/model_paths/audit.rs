@@ -1,7 +1,8 @@
 //! The audit trail of model calls: one `model-call` record per call, written as the call returns,
 //! with its model, tokens, cached tokens and cost (never the prompt); the `task-ended` record and
 //! the task record carry the task's spend, which the report also shows; `warden audit verify`
-//! passes afterwards.
+//! passes afterwards. A call the host refuses as invalid (a schema its provider cannot honour) is
+//! recorded too, and never sent.
 
 use serde_json::json;
 use warden::orchestra::model::stub::{StubProvider, StubReply};
@@ -90,5 +91,41 @@ async fn each_call_has_its_record_and_the_task_its_spend() {
         "task list shows the cost: {}",
         list.out
     );
+    host.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_refused_as_invalid_is_recorded_and_never_sent() {
+    let stub = StubProvider::start().await.unwrap();
+    // A provider that cannot honour a JSON schema: a request with one is not sent.
+    let host = Host::new(&stub.url(), &[("json_schema", "false")], "");
+    let schema = r#"{"type":"object","properties":{"answer":{"type":"string"}}}"#;
+    let task = json!({"op": "model", "model": "small", "text": "hi", "schema": schema});
+    let r = host.probe(POLICY, &task).await;
+    assert_eq!(r.status(), "agent-error", "{r}");
+    assert!(
+        r.text().starts_with("invalid-request: ") && r.text().contains("json_schema = false"),
+        "{r}"
+    );
+    assert_eq!(stub.request_count(), 0, "nothing was sent");
+    let call = host.one_call(r.task());
+    assert_eq!(call["outcome"], "invalid", "{call}");
+    assert_eq!(call["attempts"], 0, "{call}");
+
+    // The twin: a provider that honours schemas gets the schema, strict.
+    let host = Host::new(&stub.url(), &[], "");
+    let r = host.probe(POLICY, &task).await;
+    assert_eq!(r.code, 0, "{r}");
+    let sent = stub.requests()[0].json();
+    assert_eq!(
+        sent["response_format"]["json_schema"]["schema"],
+        serde_json::from_str::<serde_json::Value>(schema).unwrap(),
+        "{sent}"
+    );
+    assert_eq!(
+        sent["response_format"]["json_schema"]["strict"], true,
+        "{sent}"
+    );
+    assert_eq!(sent["max_tokens"], 8, "max_tokens is always sent: {sent}");
     host.verify().await;
 }
