@@ -2,8 +2,8 @@
 //! (`warden::orchestra::model::stub::StubProvider`), for what a real server will not do on
 //! demand: rate limits, errors, malformed and endless replies (`retries.rs`), an API key a
 //! provider echoes back (`key.rs`), users whose roles lack the model or bound its budget
-//! (`users.rs`), budgets drained by a loop (`budget.rs`), HTTPS to a provider (`https.rs`), and
-//! the audit records of every call (`audit.rs`).
+//! (`users.rs`), budgets drained by a loop (`budget.rs`), HTTPS to a provider (`https.rs`), the
+//! audit records of every call (`audit.rs`), and a kill quoting a name of megabytes (`gate.rs`).
 //!
 //! Each test stands up its own stub and its own host (a data directory and a `warden.toml`
 //! naming the stub), and runs the `probe` agent's `model` ops through the `warden` binary, as a
@@ -19,6 +19,8 @@ use warden_tests::{agent, root, warden_bin};
 mod audit;
 #[path = "model_paths/budget.rs"]
 mod budget;
+#[path = "model_paths/gate.rs"]
+mod gate;
 #[path = "model_paths/https.rs"]
 mod https;
 #[path = "model_paths/key.rs"]
