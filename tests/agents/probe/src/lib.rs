@@ -26,16 +26,34 @@ struct Task {
     then: Option<Box<Task>>,
     header: String,
     value: String,
-    /// `model` ops: the model's name, completion tokens, a JSON Schema, knowledge.
+    /// `model` ops: the model's name, completion tokens (8 when absent; 0 is sent as 0), a JSON
+    /// Schema, knowledge, the temperature as text (so that `NaN` and `inf` can be sent), and how
+    /// many times the user message is repeated (1 when absent). `bytes` pads the message with
+    /// `x` to that many bytes; `depth` repeats the model's name that many times (a long name).
     model: String,
-    max_tokens: u32,
+    max_tokens: Option<u32>,
     schema: String,
     knowledge: String,
+    temperature: String,
+    messages: u64,
 }
 
 /// One model call of a `model` op.
 fn chat(t: &Task) -> Result<model::Reply, model::ModelError> {
-    let mut chat = model::Chat::new(&t.model, t.max_tokens.max(1)).user(&t.text);
+    let mut text = t.text.clone();
+    let pad = usize::try_from(t.bytes).unwrap_or(usize::MAX);
+    if text.len() < pad {
+        text.push_str(&"x".repeat(pad - text.len()));
+    }
+    let name = t.model.repeat(usize::try_from(t.depth).unwrap_or(1).max(1));
+    let mut chat = model::Chat::new(&name, t.max_tokens.unwrap_or(8));
+    for _ in 0..t.messages.max(1) {
+        chat = chat.user(&text);
+    }
+    if !t.temperature.is_empty() {
+        // Whatever the text says, `NaN` included: the host must refuse what is out of range.
+        chat = chat.temperature(t.temperature.parse().unwrap_or(f32::NAN));
+    }
     if !t.schema.is_empty() {
         chat = chat.json_schema(&t.schema);
     }
