@@ -1,6 +1,7 @@
 //! The harness of the agent-call tests: a host of a test's own with a ledger, an agents
 //! directory of real components (the `probe` agent copied under each name a test gives it,
-//! `hello`) beside their policies, and a workspace.
+//! `hello`) beside their policies, and a workspace. Shared with the red-team class `calls`.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,6 +42,28 @@ impl Host {
             warden::orchestra::model::Models::from_config(&config, host.runtime.tls()).unwrap();
         Host {
             runtime: host.runtime.clone().with_models(models),
+            dir: host.dir,
+        }
+    }
+
+    /// A host with `slots` instance slots (and as many instances in its engine's pool).
+    pub fn with_slots(slots: u32, agents_keys: &str) -> Host {
+        let host = Host::new(agents_keys);
+        let engine = warden::EngineConfig {
+            cache_dir: Some(root().join("target/warden-test-cache")),
+            max_instances: slots,
+            ..warden::EngineConfig::default()
+        };
+        let ledger = host.runtime.ledger().unwrap().clone();
+        let runtime = Runtime::new(
+            engine,
+            warden::capabilities::tools::ToolRegistry::with_builtins(),
+        )
+        .unwrap()
+        .with_host_config(host.runtime.host_config().clone())
+        .with_ledger(ledger);
+        Host {
+            runtime,
             dir: host.dir,
         }
     }
@@ -163,9 +186,8 @@ impl Host {
         assert_eq!(code, 0, "audit verify failed: {out}{err}");
     }
 
-    /// The data directory.
-    #[allow(dead_code)]
-    pub fn data(&self) -> &Path {
+    /// The folder that holds the agents, data and workspace folders.
+    pub fn root(&self) -> &Path {
         self.dir.path()
     }
 }
