@@ -370,6 +370,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
         staging_path: None,
         started_ms: 0,
         ended_ms: None,
+        parent: None,
     };
     let mut ids = Vec::with_capacity(n);
     time("task row at start", &mut || {

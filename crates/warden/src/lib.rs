@@ -21,8 +21,14 @@
 //!    returns a [`RunReport`] whose [`Outcome`] is `completed`, `agent-error`,
 //!    `escalated { reason, detail }` or `killed { reason, capability, detail }`. Its model calls
 //!    go through a per-task session of [`orchestra::model`] (budget, context stack, accounting).
+//! 4. An agent whose policy names others in `[agents] call` may call them by name: each callee
+//!    runs as a child task — found in the host's agents directory, under its own policy bounded
+//!    by the user's roles and by every caller, within the tree's limits of depth, fan-out, wall
+//!    time and model budget — and only its result comes back (`calls.rs`). The tasks of one
+//!    request form a tree in the ledger.
 #![deny(missing_docs)]
 
+mod calls;
 mod contract;
 mod model;
 mod record;

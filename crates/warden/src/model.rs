@@ -1,35 +1,35 @@
 //! The model session of one task, as the host opens it: the budget is the agent's policy bounded
-//! by the user's roles, the stable layers of the context stack are the host's constitution, the
+//! by the user's roles, drawn from its task tree's (`calls/budget.rs`), the stable layers of the context stack are the host's constitution, the
 //! policy's rules and the agent's tool schemas, and every call leaves a `model-call` audit record
 //! the moment it returns (tokens, cached tokens, cost, model — never the prompt or the key).
 
 use std::sync::Arc;
 
 use serde_json::json;
-use warden_orchestra::model::{CallRecord, SessionScope, TaskModels};
+use warden_orchestra::model::{CallRecord, SessionScope};
 
 use crate::audit::AuditEvent;
+use crate::calls::{TreeBudget, TreeModels, own_budget};
 use crate::ledger::Ledger;
 use crate::run::RunOptions;
 use crate::runtime::LoadedAgent;
 
 impl LoadedAgent {
-    /// The task's model session, when the host has providers and the policy grants a model.
+    /// The task's model session, when the host has providers and the policy grants a model;
+    /// it spends from `budget`, the task's node of its tree's budget.
     pub(crate) fn model_session(
         &self,
         task: u64,
         options: &RunOptions,
         ledger: Option<Arc<Ledger>>,
-    ) -> Option<Arc<TaskModels>> {
+        budget: &Arc<TreeBudget>,
+    ) -> Option<Arc<TreeModels>> {
         let models = self.runtime.models.as_ref()?;
         let policy = self.prepared.policy();
         if policy.model.is_empty() {
             return None;
         }
-        let (tokens, micro_usd) = match &options.user {
-            Some(user) => user.grant.model_budget(&policy.model),
-            None => (policy.model.tokens, policy.model.micro_usd),
-        };
+        let (tokens, micro_usd) = own_budget(policy, options.user.as_deref());
         // Layer 4: the tools the policy grants, in the policy's order (stable per role).
         let registry = self.prepared.sandbox().tools();
         let tools = policy
@@ -63,7 +63,7 @@ impl LoadedAgent {
                 }
             }) as Arc<dyn Fn(&CallRecord) + Send + Sync>
         });
-        Some(models.session(SessionScope {
+        let scope = SessionScope {
             agent,
             rules: policy.model.rules.clone(),
             memory: String::new(),
@@ -71,6 +71,11 @@ impl LoadedAgent {
             tokens,
             micro_usd,
             observer,
-        }))
+        };
+        Some(Arc::new(TreeModels::new(
+            models.clone(),
+            scope,
+            budget.clone(),
+        )))
     }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::audit::AuditEvent;
+use crate::calls::Place;
 use crate::capabilities::tools::{ActionHold, HeldAction, HeldCall};
 use crate::ledger::Ledger;
 use crate::policy::Policy;
@@ -26,6 +27,8 @@ pub(crate) struct Usage<'a> {
     pub cpu: Duration,
     pub memory: u64,
     pub model: Option<&'a warden_orchestra::model::Spend>,
+    /// Killed for a wall limit that its caller or task tree imposed, not its own: no demotion.
+    pub spared: bool,
 }
 
 /// The ledger, as the sandbox's place to hold irreversible tool calls for approval.
@@ -49,6 +52,7 @@ fn grant_summary(
     policy: &Policy,
     user: Option<&crate::user::User>,
     level: u8,
+    place: &Place,
 ) -> serde_json::Value {
     let strings =
         |v: &[crate::policy::PathPattern]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
@@ -56,6 +60,8 @@ fn grant_summary(
         "policy": policy.source,
         "user": user.map(|u| u.subject.clone()),
         "roles": user.map(|u| u.roles.clone()),
+        // A callee's grant is also bounded by the policy of every caller up to the root.
+        "called_by": place.parent(),
         "level": level,
         "fs": {"read": strings(&policy.fs.read), "write": strings(&policy.fs.write)},
         "net": policy.net.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -72,11 +78,12 @@ fn grant_summary(
 
 impl LoadedAgent {
     /// Open the task in the ledger: the agent's trust record for this module, the task row and
-    /// its first audit record.
+    /// its first audit record (both naming the caller's task, for an agent call).
     pub(crate) fn begin(
         &self,
         ledger: &Ledger,
         options: &RunOptions,
+        place: &Place,
     ) -> Result<(TrustRecord, u64), RunError> {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
         let store = ledger.store();
@@ -102,7 +109,7 @@ impl LoadedAgent {
         }
         let user = options.user.as_deref();
         let subject = user.map_or("-", |u| u.subject.as_str());
-        let grant = grant_summary(policy, user, trust.level);
+        let grant = grant_summary(policy, user, trust.level, place);
         let id = store
             .begin_task(
                 &TaskRecord {
@@ -120,6 +127,7 @@ impl LoadedAgent {
                     staging_path: None,
                     started_ms: now_ms(),
                     ended_ms: None,
+                    parent: place.parent(),
                 },
                 ledger.owner(),
             )
@@ -135,6 +143,8 @@ impl LoadedAgent {
                         "module_hash": self.identity.module_hash,
                         "level": trust.level,
                         "grant": grant,
+                        "parent": place.parent(),
+                        "depth": place.depth(),
                     })),
             )
             .map_err(fail)?;
@@ -209,9 +219,15 @@ impl LoadedAgent {
                         "reason": reason,
                         "capability": capability,
                         "detail": detail,
+                        "demotes": !usage.spared,
                     })))
                     .map_err(fail)?;
-                Verdict::Demote(format!("killed ({reason}) by {capability}: {detail}"))
+                if usage.spared {
+                    // Its caller or tree left it less time than its own limit.
+                    Verdict::AgentError
+                } else {
+                    Verdict::Demote(format!("killed ({reason}) by {capability}: {detail}"))
+                }
             }
         };
         let staging_path = (disposition == StagingDisposition::Proposed)

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::calls::Place;
 use crate::output::CapturedOutput;
 use crate::record::{LedgerHold, Usage};
 use crate::runtime::LoadedAgent;
@@ -93,8 +94,21 @@ impl LoadedAgent {
     ///
     /// [`RunError`] when the run cannot start; everything the guest does ends in an [`Outcome`].
     pub async fn run(&self, task: &str, options: &RunOptions) -> Result<RunReport, RunError> {
-        // The contract first (its describe takes an instance slot of its own), then the input
-        // against it: a task that breaks it never starts an instance.
+        // The contract first: its describe takes an instance slot of its own.
+        self.contract().await?;
+        let _slot = self.prepared.sandbox().slot().await?;
+        self.run_in(task, options, None).await
+    }
+
+    /// Run `task` in a fresh instance, as the root of a task tree (`place` is `None`) or as a
+    /// callee at `place` (an agent call, `calls.rs`: the caller holds the instance slot).
+    pub(crate) async fn run_in(
+        &self,
+        task: &str,
+        options: &RunOptions,
+        place: Option<Place>,
+    ) -> Result<RunReport, RunError> {
+        // The input against the agent's contract: a task that breaks it never starts an instance.
         let contract = self.contract().await?;
         if let Err(detail) = contract.check_input(task) {
             let agent = self.prepared.policy().agent.name.clone();
@@ -111,19 +125,19 @@ impl LoadedAgent {
             }
             return Err(RunError::InputContract { agent, detail });
         }
-        let sandbox = self.prepared.sandbox();
-        let _slot = sandbox.slot().await?;
         let started = Instant::now();
         let ledger = self.runtime.ledger.clone();
+        let place = place.unwrap_or_else(|| Place::root(self, options, started));
         let (mut trust, id) = match &ledger {
-            Some(l) => self.begin(l, options)?,
+            Some(l) => self.begin(l, options, &place)?,
             None => (
                 TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash),
                 self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1,
             ),
         };
+        place.set_id(id);
         let level = trust.level;
-        let session = self.model_session(id, options, ledger.clone());
+        let session = self.model_session(id, options, ledger.clone(), place.budget());
         let execution = Execution {
             task: id,
             started,
@@ -137,10 +151,15 @@ impl LoadedAgent {
             model: session
                 .clone()
                 .map(|s| s as Arc<dyn crate::capabilities::model::ModelSession>),
-            agents: None,
+            agents: place.calls(self, id, options, session.clone()),
             memory: None,
         };
-        let executed = match self.prepared.execute(task, execution).await {
+        let executed = self.prepared.execute(task, execution).await;
+        // The task's model spend is charged up its tree now, so its caller sees it.
+        if let Some(s) = &session {
+            s.settle();
+        }
+        let executed = match executed {
             Ok(e) => e,
             Err(e) => {
                 if let Some(l) = &ledger {
@@ -217,6 +236,7 @@ impl LoadedAgent {
                     cpu: executed.cpu,
                     memory: executed.memory,
                     model: model.as_ref(),
+                    spared: place.spares(&outcome),
                 },
             )?;
         }

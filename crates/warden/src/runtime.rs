@@ -1,7 +1,8 @@
 //! The host's front door: a [`Runtime`] is the sandbox plus what the host keeps around it (the
 //! host configuration, the ledger). It loads an agent under a policy — its signature checked
 //! before compiling, a refusal audited, an import of an API that does not exist demoting it —
-//! into a [`LoadedAgent`] whose runs go through the ledger (`run.rs`).
+//! into a [`LoadedAgent`] whose runs go through the ledger (`run.rs`). With `[agents] dir` in its
+//! configuration it also finds agents by name for agent calls (`calls/directory.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::audit::AuditEvent;
+use crate::calls::AgentDirectory;
 use crate::capabilities::net::tls::{self, TlsConfigError};
 use crate::capabilities::tools::ToolRegistry;
 use crate::engine::{EngineConfig, EngineError, WardenEngine};
@@ -47,6 +49,9 @@ pub struct Runtime {
     pub(crate) tasks: Arc<AtomicU64>,
     pub(crate) ledger: Option<Arc<Ledger>>,
     pub(crate) models: Option<Arc<warden_orchestra::model::Models>>,
+    /// The agents agent calls find by name (`[agents] dir`), loaded through this host. Every
+    /// builder method starts it afresh: an agent loaded before would run on the host as it was.
+    pub(crate) agents: Option<Arc<AgentDirectory>>,
 }
 
 impl Runtime {
@@ -62,17 +67,28 @@ impl Runtime {
             tasks: Arc::new(AtomicU64::new(0)),
             ledger: None,
             models: None,
+            agents: None,
         })
     }
 
+    /// The same host with an empty agents directory (see [`Runtime::agents`]).
+    fn afresh(mut self) -> Self {
+        self.agents = self
+            .config
+            .agents_dir
+            .clone()
+            .map(|dir| Arc::new(AgentDirectory::new(dir)));
+        self
+    }
+
     /// Use `config` (trusted and revoked keys, signature requirements, host tools, ceilings on
-    /// every task's limits) from now on. Its `[tls] ca` is applied by [`Runtime::with_tls_ca`],
-    /// which can fail.
+    /// every task's limits, the agents directory and the limits of a task tree) from now on. Its
+    /// `[tls] ca` is applied by [`Runtime::with_tls_ca`], which can fail.
     pub fn with_host_config(mut self, config: HostConfig) -> Self {
         self.sandbox.register_host_tools(&config.tools);
         self.sandbox.set_ceiling(config.limits.clone());
         self.config = Arc::new(config);
-        self
+        self.afresh()
     }
 
     /// Trust, for every outbound `https` connection (agents' and the host's own), the web PKI
@@ -84,7 +100,7 @@ impl Runtime {
     /// the host does not start with it.
     pub fn with_tls_ca(mut self, ca: &[std::path::PathBuf]) -> Result<Self, TlsConfigError> {
         self.sandbox.set_tls(tls::client_config(ca)?);
-        Ok(self)
+        Ok(self.afresh())
     }
 
     /// Keep every task, trace, trust record, pending action and audit record in `ledger`:
@@ -92,14 +108,14 @@ impl Runtime {
     /// leave an audit trail.
     pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
         self.ledger = Some(ledger);
-        self
+        self.afresh()
     }
 
     /// Send agents' model calls to `models` (the providers of the host configuration's
     /// `[[model]]`, built with [`warden_orchestra::model::Models::from_config`]).
     pub fn with_models(mut self, models: warden_orchestra::model::Models) -> Self {
         self.models = Some(Arc::new(models));
-        self
+        self.afresh()
     }
 
     /// The TLS client configuration of outbound HTTPS (web PKI roots plus `tls.ca`).
@@ -120,12 +136,17 @@ impl Runtime {
     /// Inject `secrets` into the outbound requests their rules name (and screen output for them).
     pub fn with_secrets(mut self, secrets: SecretStore) -> Self {
         self.sandbox.set_secrets(secrets);
-        self
+        self.afresh()
     }
 
     /// The host configuration.
     pub fn host_config(&self) -> &HostConfig {
         &self.config
+    }
+
+    /// Where agent calls find agents by name (`[agents] dir`), if the host has such a folder.
+    pub fn agents_dir(&self) -> Option<&Path> {
+        self.agents.as_deref().map(AgentDirectory::dir)
     }
 
     /// Read the policy at `path`, checking its reviewer's signature first when the host

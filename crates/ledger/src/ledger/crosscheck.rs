@@ -58,6 +58,21 @@ pub enum Mismatch {
         /// What the log holds instead.
         found: String,
     },
+    /// A task's row and its `task-started` record name different callers: the task tree was
+    /// edited.
+    #[error(
+        "task {task} was called by {stored} according to the state store, but its task-started record {seq} says {logged}: the task tree was edited; restore the log and the store from a backup"
+    )]
+    ParentDiffers {
+        /// The task.
+        task: u64,
+        /// The `task-started` record's seq.
+        seq: u64,
+        /// The caller as the store has it (`no task` when none).
+        stored: String,
+        /// The caller as the log has it.
+        logged: String,
+    },
     /// The log records a task the store does not hold.
     #[error(
         "record {seq} ({kind}) of the audit log is about task {task}, but the state store has no task {task}: its row was deleted, or the store was replaced by an older copy; restore the store from a backup"
@@ -125,6 +140,8 @@ struct TaskFacts {
     /// The first lifecycle record (seq, kind).
     first: Option<(u64, String)>,
     started: bool,
+    /// The `task-started` record's seq and the caller it names (agent calls only).
+    parent: Option<(u64, Option<u64>)>,
     /// The last end record: (seq, kind, status it states, trace hash it binds).
     end: Option<(u64, String, String, Option<String>)>,
     /// A `staging-applied` or `staging-apply-approved` record.
@@ -186,7 +203,11 @@ impl LogFacts {
             }
             let end = |status: &str| Some((r.seq, r.kind.clone(), status.to_owned(), None));
             match r.kind.as_str() {
-                "task-started" => facts.started = true,
+                "task-started" => {
+                    facts.started = true;
+                    let parent = r.detail.get("parent").and_then(serde_json::Value::as_u64);
+                    facts.parent = Some((r.seq, parent));
+                }
                 "task-ended" => {
                     let status = text("status").unwrap_or_default();
                     facts.end = Some((r.seq, r.kind.clone(), status, text("trace_sha256")));
@@ -333,6 +354,18 @@ fn check_task(
     };
     if started_needed && !f.started {
         return Err(missing("task-started"));
+    }
+    if let Some((seq, logged)) = f.parent
+        && logged != row.parent
+    {
+        let caller =
+            |p: Option<u64>| p.map_or_else(|| "no task".to_string(), |p| format!("task {p}"));
+        return Err(Mismatch::ParentDiffers {
+            task: id,
+            seq,
+            stored: caller(row.parent),
+            logged: caller(logged),
+        });
     }
     if let Some(expected) = end_record {
         let Some((seq, kind, status, trace)) = &f.end else {

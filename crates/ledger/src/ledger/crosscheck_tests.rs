@@ -38,6 +38,7 @@ fn task(id: u64, status: &str, owner: &str, head: u64) -> TaskWitness {
             seq: head,
             hash: h(head)[..LogHead::KEPT_DIGITS].to_string(),
         }),
+        parent: None,
     }
 }
 
@@ -55,8 +56,10 @@ type Log = Vec<(&'static str, Option<u64>, Value)>;
 
 /// A store and the log that agrees with it.
 fn world() -> (StoreWitness, Log) {
+    // Task 6 was started by task 1's agent calling another agent.
     let mut applied = task(6, "completed", "gone", 16);
     applied.staging = "applied".into();
+    applied.parent = Some(1);
     let witness = StoreWitness {
         tasks: vec![
             task(1, "completed", "gone", 3),
@@ -97,7 +100,7 @@ fn world() -> (StoreWitness, Log) {
             Some(1),
             json!({"action": 2, "hash": "a2"}),
         ),
-        ("task-started", Some(6), Value::Null),
+        ("task-started", Some(6), json!({"parent": 1})),
         ("staging-applied", Some(6), Value::Null),
         ("task-ended", Some(6), ended("completed", 6)),
         ("task-ended", Some(4), ended("completed", 4)),
@@ -153,7 +156,22 @@ type Edit = fn(&mut StoreWitness, &mut Log);
 
 #[test]
 fn each_disagreement_is_named_with_its_task_or_action() {
-    let cases: [(&str, Edit, &str); 18] = [
+    let cases: [(&str, Edit, &str); 21] = [
+        (
+            "a called task made a task of its own in the store",
+            |w, _| w.tasks[5].parent = None,
+            "task 6 was called by no task according to the state store, but its task-started record 13 says task 1",
+        ),
+        (
+            "a task moved under another caller in the store",
+            |w, _| w.tasks[0].parent = Some(6),
+            "task 1 was called by task 6 according to the state store, but its task-started record 1 says no task",
+        ),
+        (
+            "a called task's caller erased from the log",
+            |_, l| l[12].2 = Value::Null,
+            "task 6 was called by task 1 according to the state store, but its task-started record 13 says no task",
+        ),
         (
             "an end record cut out",
             |_, l| {

@@ -25,6 +25,7 @@ fn running_task(ledger: &Ledger) -> u64 {
         staging_path: None,
         started_ms: now_ms(),
         ended_ms: None,
+        parent: None,
     };
     ledger.store().begin_task(&task, ledger.owner()).unwrap()
 }

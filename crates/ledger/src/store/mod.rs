@@ -14,8 +14,12 @@
 //! are caught by `warden audit verify` even where no signed checkpoint covers them. Putting the
 //! head into a row the transaction writes anyway costs next to nothing.
 //!
+//! Tasks form trees: a task an agent started by calling another agent keeps its caller as its
+//! [`TaskRecord::parent`] ([`StateStore::children`] walks down).
+//!
 //! The parts: this file holds the records and the [`StateStore`] trait; `sqlite.rs` the
-//! embedded backend, including the read-only view `warden audit verify` uses.
+//! embedded backend, `sqlite/schema.rs` its tables and their migrations, and `sqlite/view.rs`
+//! the read-only view `warden audit verify` uses.
 
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +110,8 @@ pub struct TaskWitness {
     /// The audit log's head when the row was last committed (`None` in rows written before
     /// the store kept it).
     pub log_head: Option<LogHead>,
+    /// The task that called it, if an agent did (its `task-started` record names the same).
+    pub parent: Option<u64>,
 }
 
 /// What the store holds about one pending or settled action.
@@ -173,6 +179,10 @@ pub struct TaskRecord {
     pub started_ms: u64,
     /// Unix time in milliseconds when it ended.
     pub ended_ms: Option<u64>,
+    /// The task whose agent called this one (`None` for a task a user started): the tasks of
+    /// one user request form a tree.
+    #[serde(default)]
+    pub parent: Option<u64>,
 }
 
 /// An agent's standing on the trust ladder.
@@ -292,6 +302,9 @@ pub trait StateStore: Send + Sync {
     fn task(&self, id: u64) -> Result<TaskRecord, StoreError>;
     /// The newest tasks, newest first.
     fn tasks(&self, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
+    /// The tasks `id`'s agent called (its children in the task tree), oldest first, at most
+    /// `limit`.
+    fn children(&self, id: u64, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
     /// Mark tasks left `running` by a host process that is gone as `interrupted`; returns their
     /// ids. `alive(owner)` says whether the process that began a task still runs. `audit(id)`
     /// writes each task's audit record inside the transaction, before the commit: if it fails

@@ -12,7 +12,10 @@ use super::{
     StoredCheckpoint, TaskEnd, TaskRecord, TrustRecord, now_ms,
 };
 
+mod schema;
 mod view;
+
+use schema::has_column;
 
 /// How many of the newest task rows [`StateStore::recent_log_head`] looks at: enough to span
 /// the tasks a host runs at once, few enough to cost nothing at open.
@@ -30,31 +33,6 @@ impl std::fmt::Debug for SqliteStore {
         f.write_str("SqliteStore")
     }
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tasks (
-    id INTEGER PRIMARY KEY,
-    agent TEXT NOT NULL, agent_id TEXT NOT NULL, module_hash TEXT NOT NULL,
-    user TEXT NOT NULL, level INTEGER NOT NULL, grant_json TEXT NOT NULL,
-    status TEXT NOT NULL, audit_seq INTEGER, audit_head INTEGER, outcome TEXT, trace TEXT,
-    staging TEXT NOT NULL, staging_path TEXT,
-    started_ms INTEGER NOT NULL, ended_ms INTEGER,
-    owner TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS trust (
-    agent_id TEXT PRIMARY KEY, record TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    task INTEGER NOT NULL, agent TEXT NOT NULL, user TEXT NOT NULL, tool TEXT NOT NULL,
-    params TEXT NOT NULL, hash TEXT NOT NULL, status TEXT NOT NULL,
-    created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
-    approver TEXT, result TEXT
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    size INTEGER PRIMARY KEY, head TEXT NOT NULL, key TEXT NOT NULL, signature TEXT NOT NULL
-);
-";
 
 impl SqliteStore {
     /// Open (creating if needed) `dir/state.db`.
@@ -76,25 +54,10 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.execute_batch(&format!(
-            "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON; {SCHEMA}"
+            "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON;"
         ))
         .map_err(open_err)?;
-        // Databases made before tasks recorded their owner process, or the audit log's head,
-        // get the columns (older rows keep them empty).
-        for (column, sql) in [
-            (
-                "owner",
-                "ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
-            ),
-            (
-                "audit_seq",
-                "ALTER TABLE tasks ADD COLUMN audit_seq INTEGER; ALTER TABLE tasks ADD COLUMN audit_head INTEGER",
-            ),
-        ] {
-            if !has_column(&conn, column) {
-                conn.execute_batch(sql).map_err(open_err)?;
-            }
-        }
+        schema::create_or_migrate(&conn).map_err(open_err)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             head: None,
@@ -138,7 +101,7 @@ fn json_col(text: Option<String>) -> Result<Option<serde_json::Value>, StoreErro
         .transpose()
 }
 
-const TASK_COLUMNS: &str = "id, agent, agent_id, module_hash, user, level, grant_json, status, outcome, trace, staging, staging_path, started_ms, ended_ms";
+const TASK_COLUMNS: &str = "id, agent, agent_id, module_hash, user, level, grant_json, status, outcome, trace, staging, staging_path, started_ms, ended_ms, parent";
 
 fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawTask> {
     Ok(RawTask {
@@ -156,6 +119,7 @@ fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawTask> {
         staging_path: row.get(11)?,
         started_ms: row.get(12)?,
         ended_ms: row.get(13)?,
+        parent: row.get(14)?,
     })
 }
 
@@ -174,6 +138,7 @@ struct RawTask {
     staging_path: Option<String>,
     started_ms: u64,
     ended_ms: Option<u64>,
+    parent: Option<u64>,
 }
 
 impl RawTask {
@@ -193,6 +158,7 @@ impl RawTask {
             staging_path: self.staging_path,
             started_ms: self.started_ms,
             ended_ms: self.ended_ms,
+            parent: self.parent,
         })
     }
 }
@@ -232,8 +198,8 @@ impl StateStore for SqliteStore {
         let conn = self.conn();
         let (seq, hash) = self.head_now();
         conn.prepare_cached(
-            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8, ?9, ?10)",
+            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             t.agent,
@@ -245,7 +211,8 @@ impl StateStore for SqliteStore {
             t.started_ms,
             owner,
             seq,
-            hash
+            hash,
+            t.parent
         ])?;
         Ok(conn.last_insert_rowid() as u64)
     }
@@ -308,6 +275,16 @@ impl StateStore for SqliteStore {
             "SELECT {TASK_COLUMNS} FROM tasks ORDER BY id DESC LIMIT ?1"
         ))?;
         let rows = stmt.query_map([limit as i64], task_row)?;
+        rows.map(|r| r.map_err(StoreError::from).and_then(RawTask::parse))
+            .collect()
+    }
+
+    fn children(&self, id: u64, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE parent = ?1 ORDER BY id LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![id, limit as i64], task_row)?;
         rows.map(|r| r.map_err(StoreError::from).and_then(RawTask::parse))
             .collect()
     }
@@ -472,10 +449,4 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
         key: r.get(2)?,
         signature: r.get(3)?,
     })
-}
-
-/// Whether the tasks table has `column` (databases made by older versions lack some).
-fn has_column(conn: &Connection, column: &str) -> bool {
-    conn.prepare(&format!("SELECT {column} FROM tasks LIMIT 0"))
-        .is_ok()
 }

@@ -69,6 +69,7 @@ fn task(agent: &str) -> TaskRecord {
         staging_path: None,
         started_ms: now_ms(),
         ended_ms: None,
+        parent: None,
     }
 }
 
@@ -334,16 +335,17 @@ fn a_database_from_before_the_log_head_opens_and_is_read() {
     )
     .unwrap();
     drop(old);
-    // Read-only, as it is: no head, no owner.
+    // Read-only, as it is: no head, no owner, no caller.
     let view = SqliteStore::open_read_only(dir.path()).unwrap();
     let witness = view.witness().unwrap();
     assert_eq!(witness.tasks.len(), 1);
     assert_eq!(
         (
             witness.tasks[0].log_head.as_ref(),
-            witness.tasks[0].owner.as_str()
+            witness.tasks[0].owner.as_str(),
+            witness.tasks[0].parent
         ),
-        (None, "")
+        (None, "", None)
     );
     drop(view);
     // Opened for writing, it gains the columns and new rows fill them.
@@ -352,10 +354,69 @@ fn a_database_from_before_the_log_head_opens_and_is_read() {
         .unwrap()
         .vouching_for(log);
     let id = store.begin_task(&task("hello"), "me").unwrap();
+    let child = store
+        .begin_task(
+            &TaskRecord {
+                parent: Some(1),
+                ..task("scribe")
+            },
+            "me",
+        )
+        .unwrap();
     let witness = store.witness().unwrap();
     assert_eq!(witness.tasks[0].log_head, None);
     assert_eq!(witness.tasks[1].id, id);
     assert_eq!(witness.tasks[1].log_head.as_ref().map(|h| h.seq), Some(4));
+    assert_eq!(witness.tasks[2].parent, Some(1));
+    assert_eq!(store.task(1).unwrap().parent, None);
+    assert_eq!(
+        store
+            .children(1, 10)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>(),
+        [child]
+    );
+}
+
+#[test]
+fn a_task_tree_is_read_back_by_its_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let root = store.begin_task(&task("front"), "me").unwrap();
+    let called = |parent: u64, agent: &str| {
+        store
+            .begin_task(
+                &TaskRecord {
+                    parent: Some(parent),
+                    ..task(agent)
+                },
+                "me",
+            )
+            .unwrap()
+    };
+    let a = called(root, "middle");
+    let b = called(root, "middle");
+    let c = called(a, "back");
+    let ids = |id: u64, limit: usize| -> Vec<u64> {
+        store
+            .children(id, limit)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(ids(root, 10), [a, b], "oldest first");
+    assert_eq!(ids(root, 1), [a], "at most the limit");
+    assert_eq!(ids(a, 10), [c]);
+    assert!(ids(c, 10).is_empty() && ids(b, 10).is_empty());
+    assert_eq!(store.task(c).unwrap().parent, Some(a));
+    assert_eq!(store.tasks(10).unwrap()[0].parent, Some(a), "newest first");
+    // Reopened, the tree is still there.
+    drop(store);
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert_eq!(store.task(c).unwrap().parent, Some(a));
 }
 
 #[test]

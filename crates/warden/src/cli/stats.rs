@@ -153,6 +153,7 @@ mod tests {
             staging_path: None,
             started_ms: 0,
             ended_ms: Some(1),
+            parent: None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! `warden task list | show | trace | diff | apply | discard`: the tasks in the ledger, their
-//! traces, and the proposed changes of agents whose level does not let them commit.
+//! traces, and the proposed changes of agents whose level does not let them commit. A task whose
+//! agent called others is the root of a tree: `show` nests every hop below it (agent, user,
+//! grant, outcome, cost) and `trace` prints each hop's trace after its caller's.
 //!
 //! What it prints came from agents (trace calls, kill details, tool inputs, staged file names and
 //! contents), tokens (subjects) and policies: every such field is escaped by `warden::terminal`.
@@ -31,12 +33,12 @@ pub enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One task: agent, user, grant, outcome, staging (JSON).
+    /// One task: agent, user, grant, outcome, staging, and the tasks its agent called (JSON).
     Show {
         /// The task id.
         id: u64,
     },
-    /// The task's trace: every gate decision, with its duration.
+    /// The task's trace: every gate decision, with its duration; then each task it called.
     Trace {
         /// The task id.
         id: u64,
@@ -115,12 +117,17 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
                 .as_ref()
                 .and_then(|tr| tr["events"].as_array().map(Vec::len));
             t.trace = events.map(|n| json!(format!("{n} events: `warden task trace {id}`")));
-            outln!("{}", terminal::json_pretty(&t).map_err(host_failure)?)?;
+            let mut shown = serde_json::to_value(&t).map_err(host_failure)?;
+            let mut left = MAX_HOPS;
+            shown["children"] = json!(hops(store, id, 1, &mut left)?);
+            outln!("{}", terminal::json_pretty(&shown).map_err(host_failure)?)?;
             Ok(0)
         }
         TaskCommand::Trace { id } => {
             let t = store.task(id).map_err(bad_input)?;
             print_trace(&t)?;
+            let mut left = MAX_HOPS;
+            trace_hops(store, &t, 1, &mut left)?;
             Ok(0)
         }
         TaskCommand::Diff { id } => {
@@ -190,6 +197,64 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
             Ok(0)
         }
     }
+}
+
+/// Most hops `show` and `trace` print below one task; deeper or wider trees say how much more.
+const MAX_HOPS: usize = 10_000;
+
+/// Deepest level `show` and `trace` descend to (a host allows at most 64).
+const MAX_DEPTH: u32 = 64;
+
+/// The tasks task `id` called, each with its own: agent, user, grant, outcome and cost.
+fn hops(
+    store: &dyn warden::store::StateStore,
+    id: u64,
+    depth: u32,
+    left: &mut usize,
+) -> Result<Vec<serde_json::Value>, Failure> {
+    if depth > MAX_DEPTH || *left == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for c in store.children(id, *left).map_err(host_failure)? {
+        *left = left.saturating_sub(1);
+        let cost = super::stats_cli::task_model(&c).and_then(|m| m["cost_micro_usd"].as_u64());
+        let below = hops(store, c.id, depth + 1, left)?;
+        out.push(json!({
+            "task": c.id,
+            "agent": c.agent,
+            "user": c.user,
+            "level": c.level,
+            "grant": c.grant,
+            "status": c.status,
+            "outcome": c.outcome,
+            "cost_micro_usd": cost,
+            "children": below,
+        }));
+    }
+    Ok(out)
+}
+
+/// Each task `t` called, its trace after a line naming its caller, depth first.
+fn trace_hops(
+    store: &dyn warden::store::StateStore,
+    t: &TaskRecord,
+    depth: u32,
+    left: &mut usize,
+) -> Result<(), Failure> {
+    if depth > MAX_DEPTH || *left == 0 {
+        return Ok(());
+    }
+    for c in store.children(t.id, *left).map_err(host_failure)? {
+        *left = left.saturating_sub(1);
+        outln!("\n── called by task {} (depth {depth})", t.id)?;
+        print_trace(&c)?;
+        trace_hops(store, &c, depth + 1, left)?;
+    }
+    if depth == 1 && *left == 0 {
+        outln!("({MAX_HOPS} hops printed; the tree may have more)")?;
+    }
+    Ok(())
 }
 
 fn proposed(ledger: &Ledger, id: u64) -> Result<Staging, Failure> {

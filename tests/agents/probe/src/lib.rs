@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use serde::Deserialize;
-use warden_guest::{Agent, AgentError, Description, http, log, model, tools};
+use warden_guest::{Agent, AgentError, Description, agents, http, log, model, tools};
 use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 
 #[derive(Deserialize, Default)]
@@ -72,6 +72,50 @@ fn model_error(e: model::ModelError) -> AgentError {
 }
 
 struct Probe;
+
+/// `call-error` by name, as the `call` ops report it.
+fn call_error_kind(e: &agents::CallError) -> (&'static str, &str) {
+    match e {
+        agents::CallError::InvalidInput(m) => ("invalid-input", m),
+        agents::CallError::Refused(m) => ("refused", m),
+        agents::CallError::Failed(m) => ("failed", m),
+        agents::CallError::Killed(m) => ("killed", m),
+        agents::CallError::ContractBreach(m) => ("contract-breach", m),
+        agents::CallError::Escalated(m) => ("escalated", m),
+    }
+}
+
+/// Call `name` on `input`: `{"ok": result}` or `{"error": kind, "message": …}` (the caller
+/// completes either way, so a test sees what came back).
+fn call_once(name: &str, input: &str) -> serde_json::Value {
+    match agents::call(name, input) {
+        Ok(out) => serde_json::json!({ "ok": out }),
+        Err(e) => {
+            let (kind, message) = call_error_kind(&e);
+            serde_json::json!({ "error": kind, "message": message })
+        }
+    }
+}
+
+/// Call `name` `times` times on `input`; how many came back ok, and each error kind's count
+/// with its first message.
+fn call_many(name: &str, input: &str, times: u64) -> String {
+    let mut ok = 0u64;
+    let mut errors = serde_json::Map::new();
+    for _ in 0..times {
+        match agents::call(name, input) {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                let (kind, message) = call_error_kind(&e);
+                let entry = errors
+                    .entry(kind)
+                    .or_insert_with(|| serde_json::json!({ "count": 0, "first": message }));
+                entry["count"] = (entry["count"].as_u64().unwrap_or(0) + 1).into();
+            }
+        }
+    }
+    serde_json::json!({ "ok": ok, "errors": errors }).to_string()
+}
 
 fn fail(e: impl std::fmt::Display) -> AgentError {
     AgentError::failed(e)
@@ -335,6 +379,15 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
                     return Ok(format!("stopped: {}", model_error(e)));
                 }
             },
+            // Agent calls: one call; the same call `depth` times (a fan-out bomb); and a bomb
+            // that calls `name` (itself, by its policy) `depth` times with this very task, so
+            // every callee does the same (recursion × fan-out).
+            "call" => Ok(call_once(&t.name, &t.input).to_string()),
+            "call-many" => Ok(call_many(&t.name, &t.input, t.depth)),
+            "bomb" => {
+                let again = serde_json::json!({ "op": "bomb", "name": t.name, "depth": t.depth });
+                Ok(call_many(&t.name, &again.to_string(), t.depth))
+            }
             "log" => {
                 log::info(&"x".repeat(t.bytes as usize));
                 Ok("logged".into())

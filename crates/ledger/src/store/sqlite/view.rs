@@ -124,10 +124,15 @@ impl SqliteStore {
         } else {
             "''"
         };
+        let parent = if has_column(&tx, "parent") {
+            "parent"
+        } else {
+            "NULL"
+        };
         let mut tasks = Vec::new();
         {
             let mut stmt = tx.prepare(&format!(
-                "SELECT id, status, {owner}, staging, trace, {seq}, {head} FROM tasks ORDER BY id"
+                "SELECT id, status, {owner}, staging, trace, {seq}, {head}, {parent} FROM tasks ORDER BY id"
             ))?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
@@ -150,6 +155,7 @@ impl SqliteStore {
                     staging: r.get(3)?,
                     trace_sha256,
                     log_head,
+                    parent: r.get(7)?,
                 });
             }
         }

@@ -1,0 +1,180 @@
+//! Finding agents by name: the host configuration's `[agents] dir` holds `<name>.wasm` beside
+//! `<name>.toml` (and, where the host requires signatures, `<name>.wasm.sig` and
+//! `<name>.toml.sig`). A caller names an agent, never a file: a name is 1 to 64 of `a-z`, `0-9`
+//! and `-` (the rule of a policy's `agent.name`), and the policy found under it must be that
+//! agent's own (`[agent] name` equal to the name), so no name reaches outside the directory or
+//! runs an agent under another's name.
+//!
+//! An agent is loaded the way `warden run` loads one ([`Runtime::load_policy`] then
+//! [`Runtime::load_file`]: signatures checked before anything is parsed or compiled, refusals
+//! audited) and kept per name. Each lookup compares the size and modification time of its files
+//! with what was loaded, so an agent added or replaced is picked up without a restart. Two
+//! callers that find the same stale entry at once may both load it; the later one is kept.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::runtime::{LoadedAgent, Runtime};
+
+/// The agents of one host's `[agents] dir`, loaded on first call and kept per name.
+#[derive(Debug)]
+pub(crate) struct AgentDirectory {
+    dir: PathBuf,
+    loaded: Mutex<HashMap<String, Kept>>,
+}
+
+/// A loaded agent and the stamps of the files it was loaded from.
+#[derive(Debug, Clone)]
+struct Kept {
+    stamps: Stamps,
+    agent: Arc<LoadedAgent>,
+}
+
+/// Size and modification time of a file, `None` when it does not exist.
+type Stamp = Option<(u64, Option<SystemTime>)>;
+
+/// The stamps of an agent's component, policy and their signatures.
+type Stamps = [Stamp; 4];
+
+/// The rule of an agent name, as a policy's `agent.name` has it.
+fn is_agent_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl AgentDirectory {
+    /// The agents in `dir` (read when called, not now).
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        AgentDirectory {
+            dir,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn files(&self, name: &str) -> [PathBuf; 4] {
+        let file = |ext: &str| self.dir.join(format!("{name}.{ext}"));
+        [
+            file("wasm"),
+            file("toml"),
+            file("wasm.sig"),
+            file("toml.sig"),
+        ]
+    }
+
+    fn stamps(files: &[PathBuf; 4]) -> Stamps {
+        files.clone().map(|f| {
+            std::fs::metadata(&f)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        })
+    }
+
+    /// The agent `name` as its files are now, if it was loaded from them already.
+    ///
+    /// # Errors
+    ///
+    /// Why the name cannot be an agent's (a path, `..`, a capital letter, …).
+    pub(crate) fn kept(&self, name: &str) -> Result<Option<Arc<LoadedAgent>>, String> {
+        if !is_agent_name(name) {
+            return Err(format!(
+                "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-'); agents are called by name, never by path",
+                name.chars().take(64).collect::<String>()
+            ));
+        }
+        let stamps = Self::stamps(&self.files(name));
+        let kept = self.lock().get(name).cloned();
+        Ok(kept.filter(|k| k.stamps == stamps).map(|k| k.agent))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Load the agent `name` from its files now, through `runtime`, and keep it. Blocking
+    /// (reads, signature checks, maybe a compile): call it off the async workers.
+    ///
+    /// # Errors
+    ///
+    /// A sentence saying why it cannot be called: no such agent, a policy or component refused
+    /// (the same errors as `warden run`), or a policy for another agent.
+    pub(crate) fn load(&self, runtime: &Runtime, name: &str) -> Result<Arc<LoadedAgent>, String> {
+        if !is_agent_name(name) {
+            return Err(format!("`{name}` is not an agent name"));
+        }
+        let files = self.files(name);
+        let [wasm, toml, ..] = &files;
+        // Stamped before reading: a file replaced while it loads is loaded again next time.
+        let stamps = Self::stamps(&files);
+        if stamps[0].is_none() || stamps[1].is_none() {
+            return Err(format!(
+                "this host has no agent `{name}` (its agents directory holds no {name}.wasm beside {name}.toml)"
+            ));
+        }
+        let policy = runtime
+            .load_policy(toml)
+            .map_err(|e| format!("the policy of agent `{name}` is refused: {e}"))?;
+        if policy.agent.name != name {
+            return Err(format!(
+                "{name}.toml in the agents directory is the policy of agent `{}`, not of `{name}`; an agent is found by its own name",
+                policy.agent.name
+            ));
+        }
+        // The agent keeps a host without the directory: the directory keeps the agent, and the
+        // agent must not keep the directory (the task tree carries it instead).
+        let loader = Runtime {
+            agents: None,
+            ..runtime.clone()
+        };
+        let agent = Arc::new(
+            loader
+                .load_file(wasm, policy)
+                .map_err(|e| format!("agent `{name}` cannot be loaded: {e}"))?,
+        );
+        self.lock().insert(
+            name.to_owned(),
+            Kept {
+                stamps,
+                agent: agent.clone(),
+            },
+        );
+        Ok(agent)
+    }
+
+    /// Where the agents are.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_agent_name;
+
+    #[test]
+    fn names_never_paths() {
+        for good in ["hello", "a", "tester-2", &"x".repeat(64)] {
+            assert!(is_agent_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../hello",
+            "..",
+            "a/b",
+            "/etc/passwd",
+            "Hello",
+            "hello.wasm",
+            "a\0b",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_agent_name(bad), "{bad:?}");
+        }
+    }
+}
