@@ -23,6 +23,7 @@
 //!    go through a per-task session of [`orchestra::model`] (budget, context stack, accounting).
 #![deny(missing_docs)]
 
+mod memory;
 mod model;
 mod record;
 mod run;

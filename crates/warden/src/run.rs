@@ -120,7 +120,9 @@ impl LoadedAgent {
                 .clone()
                 .map(|s| s as Arc<dyn crate::capabilities::model::ModelSession>),
             agents: None,
-            memory: None,
+            memory: self
+                .memory_access(id, options, ledger.clone())
+                .map(|m| m as Arc<dyn crate::capabilities::memory::MemoryAccess>),
         };
         let executed = match self.prepared.execute(task, execution).await {
             Ok(e) => e,

@@ -47,6 +47,9 @@ pub struct Runtime {
     pub(crate) tasks: Arc<AtomicU64>,
     pub(crate) ledger: Option<Arc<Ledger>>,
     pub(crate) models: Option<Arc<warden_orchestra::model::Models>>,
+    pub(crate) memory: Option<Arc<warden_orchestra::memory::Memory>>,
+    /// The host's secrets, as the memory filter checks writes against them.
+    pub(crate) secrets: Arc<SecretStore>,
 }
 
 impl Runtime {
@@ -62,6 +65,8 @@ impl Runtime {
             tasks: Arc::new(AtomicU64::new(0)),
             ledger: None,
             models: None,
+            memory: None,
+            secrets: Arc::default(),
         })
     }
 
@@ -102,6 +107,20 @@ impl Runtime {
         self
     }
 
+    /// Keep agents' curated memory in `memory` (opened once per process, in the ledger's data
+    /// directory: [`warden_orchestra::memory::Memory::open`]`(ledger.dir())`). Tasks of a policy
+    /// with `[memory]` then read and write it, and their models see it as layer 2 of the context
+    /// stack; on a host without a ledger it stays unused (every write is audited).
+    pub fn with_memory(mut self, memory: Arc<warden_orchestra::memory::Memory>) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// The curated memory, if the host keeps one.
+    pub fn memory(&self) -> Option<&Arc<warden_orchestra::memory::Memory>> {
+        self.memory.as_ref()
+    }
+
     /// The TLS client configuration of outbound HTTPS (web PKI roots plus `tls.ca`).
     pub fn tls(&self) -> Arc<rustls::ClientConfig> {
         self.sandbox.tls()
@@ -117,8 +136,10 @@ impl Runtime {
         self.ledger.as_ref()
     }
 
-    /// Inject `secrets` into the outbound requests their rules name (and screen output for them).
+    /// Inject `secrets` into the outbound requests their rules name (and screen output and
+    /// memory writes for them).
     pub fn with_secrets(mut self, secrets: SecretStore) -> Self {
+        self.secrets = Arc::new(secrets.clone());
         self.sandbox.set_secrets(secrets);
         self
     }

@@ -4,6 +4,12 @@
 //! an observer the host turns into audit records (`memory-write`, `memory-refused` naming the
 //! rule — never the text).
 //!
+//! A write is filtered alone and joined with what the same agent wrote before: the task's
+//! earlier writes (at most 64) and its newest 16 writes to the namespace in other tasks, so a
+//! secret split into pieces — in one task or across several — is refused at its last piece.
+//! Pieces written by different agents, or interleaved with more than 16 other writes, are out
+//! of its reach: the filter raises the cost of smuggling, it does not make it impossible.
+//!
 //! The sandbox's gate has already decided that the agent and the user may use the namespace;
 //! everything here happens after it.
 
@@ -22,6 +28,8 @@ use super::{MemoryError, Version};
 pub const MAX_WRITES: usize = 256;
 /// How many of a task's earlier writes the filter joins with a new one.
 const REMEMBERED: usize = 64;
+/// How many of the agent's newest writes to the namespace in other tasks it joins too.
+const RECENT_ELSEWHERE: usize = 16;
 
 /// What the host learns of each write, for its audit log. Holds no text.
 #[derive(Debug, Clone, Serialize)]
@@ -174,7 +182,14 @@ impl TaskMemory {
             text: &w.text,
         };
         let filter = self.memory.filter()?;
-        if let Err(refusal) = filter.check_write(candidate, &written.0, &self.scope.secrets) {
+        let mut earlier = self.memory.recent_writes(
+            &w.namespace,
+            &self.scope.agent,
+            self.scope.task,
+            RECENT_ELSEWHERE,
+        )?;
+        earlier.extend(written.0.iter().cloned());
+        if let Err(refusal) = filter.check_write(candidate, &earlier, &self.scope.secrets) {
             self.refused(&w.namespace, &refusal.rule, refusal.found.to_string());
             return Err(MemoryError::Refused(refusal));
         }
@@ -307,6 +322,47 @@ mod tests {
             !seen.contains("jane.doe") && !seen.contains(&key[9..]),
             "{seen}"
         );
+    }
+
+    #[test]
+    fn a_secret_split_across_tasks_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Arc::new(Memory::open(dir.path()).unwrap());
+        let key = ["AKIA", "Z3MHF4KQ", "7XBVNL2W"].concat();
+        let (first, _) = task(&memory, "alice", Duration::from_secs(60));
+        first.put(write("a", &key[..9], None, false)).unwrap();
+        let second = TaskMemory::new(
+            memory.clone(),
+            MemoryScope {
+                task: 43,
+                ..first.scope_clone()
+            },
+        );
+        let e = second.put(write("b", &key[9..], None, false)).unwrap_err();
+        assert!(e.contains("gitleaks:aws-access-token"), "{e}");
+        // Another agent's pieces are its own.
+        let other = TaskMemory::new(
+            memory.clone(),
+            MemoryScope {
+                task: 44,
+                agent: "other".into(),
+                ..first.scope_clone()
+            },
+        );
+        assert!(other.put(write("b", &key[9..], None, false)).is_ok());
+    }
+
+    impl TaskMemory {
+        fn scope_clone(&self) -> MemoryScope {
+            MemoryScope {
+                user: self.scope.user.clone(),
+                agent: self.scope.agent.clone(),
+                task: self.scope.task,
+                horizon: self.scope.horizon,
+                secrets: self.scope.secrets.clone(),
+                observer: None,
+            }
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS entries (
     agent TEXT NOT NULL, task INTEGER,
     PRIMARY KEY (namespace, key, version)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_writer ON entries (namespace, agent, written_ms);
 ";
 
 const COLUMNS: &str = "namespace, key, version, change, text, tags, owner, general, written_ms, expires_ms, pinned, agent, task";
@@ -388,6 +389,34 @@ impl Memory {
             }
         }
         Ok(out)
+    }
+
+    /// The texts of the newest writes of `agent` to `namespace` in tasks other than `task`,
+    /// oldest first, at most `limit`: what the filter joins with a new write, so a secret split
+    /// across tasks is found too.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryError::Store`].
+    pub fn recent_writes(
+        &self,
+        namespace: &str,
+        agent: &str,
+        task: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, MemoryError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT text FROM entries
+             WHERE namespace = ?1 AND agent = ?2 AND change = 'write' AND task IS NOT ?3
+             ORDER BY written_ms DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![namespace, agent, ms(task), ms(limit as u64)], |r| {
+            r.get::<_, String>(0)
+        })?;
+        let mut texts: Vec<String> = rows.collect::<Result<_, _>>()?;
+        texts.reverse();
+        Ok(texts)
     }
 
     /// The newest version of `namespace`/`key`, whoever it belongs to (for the operator).
