@@ -4,6 +4,7 @@
 //! `refused:<kind>`, `killed:<reason>:<capability>`), or `breach:<what>` when the attack worked.
 
 mod audit;
+mod memory;
 mod reads;
 mod terminal;
 mod tls;
@@ -20,6 +21,9 @@ pub async fn run(name: &str, task: &str, port: u16) -> Vec<String> {
         return out;
     }
     if let Some(out) = tls::run(name, task, port).await {
+        return out;
+    }
+    if let Some(out) = memory::run_attack(name).await {
         return out;
     }
     panic!("no host attack named `{name}` (tests/e2e/redteam/host.rs)")

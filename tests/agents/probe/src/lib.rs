@@ -49,7 +49,8 @@ fn entry_json(e: &memory::Entry) -> serde_json::Value {
 }
 
 /// The `mem-*` ops: `mem-put` (the version, or the host's refusal as a failure), `mem-get` (the
-/// entry as JSON, or `none`; repeated `depth` times), `mem-list` (a JSON array).
+/// entry as JSON, or `none`; repeated `depth` times), `mem-list` (a JSON array), `mem-flood`
+/// (`depth` writes to `key-<i>`: how many the host took, and its first refusal).
 fn memory_op(t: &Task) -> Result<String, AgentError> {
     match t.op.as_str() {
         "mem-put" => memory::put_entry(&memory::Write {
@@ -68,6 +69,22 @@ fn memory_op(t: &Task) -> Result<String, AgentError> {
                 found = black_box(memory::get(&t.namespace, &t.key));
             }
             Ok(found.map_or_else(|| "none".into(), |e| entry_json(&e).to_string()))
+        }
+        "mem-flood" => {
+            for i in 0..t.depth {
+                let write = memory::Write {
+                    namespace: t.namespace.clone(),
+                    key: format!("{}-{i}", t.key),
+                    text: t.text.clone(),
+                    tags: t.tags.clone(),
+                    ttl_secs: t.ttl,
+                    general: t.general,
+                };
+                if let Err(e) = memory::put_entry(&write) {
+                    return Ok(format!("wrote {i}, then: {e}"));
+                }
+            }
+            Ok(format!("wrote {}", t.depth))
         }
         "mem-list" => {
             let all: Vec<_> = memory::entries(&t.namespace, t.tag.as_deref())
@@ -442,7 +459,7 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             "many-files" => many_files(&t.path, t.depth),
             "stream-read" => stream_read(&t.path),
             "link-chain" => link_chain(&t.path, t.depth),
-            "mem-put" | "mem-get" | "mem-list" => memory_op(t),
+            "mem-put" | "mem-get" | "mem-list" | "mem-flood" => memory_op(t),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }
