@@ -152,9 +152,8 @@ async fn guest_reads(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     let per = |depth: u64| {
         let probe = &probe;
         async move {
-            let task = format!(
-                r#"{{"op":"mem-get","namespace":"lessons","key":"k","depth":{depth}}}"#
-            );
+            let task =
+                format!(r#"{{"op":"mem-get","namespace":"lessons","key":"k","depth":{depth}}}"#);
             let t = Instant::now();
             let r = probe.run(&task, &RunOptions::default()).await?;
             if !matches!(r.outcome, Outcome::Completed { .. }) {
@@ -169,6 +168,8 @@ async fn guest_reads(base: &Runtime, quick: bool) -> anyhow::Result<()> {
         let many = per(calls).await?;
         best = best.min(us(many.saturating_sub(one)) / (calls - 1) as f64);
     }
-    println!("memory read from the guest (probe mem-get, {calls} calls a task): {best:.2} µs per call");
+    println!(
+        "memory read from the guest (probe mem-get, {calls} calls a task): {best:.2} µs per call"
+    );
     Ok(())
 }

@@ -38,11 +38,14 @@ fn the_operator_lists_shows_reverts_pins_and_forgets() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let curator = dir.path().join("curator.toml");
-    std::fs::write(
-        &curator,
-        "[agent]\nname = \"probe\"\n[memory]\nread = [\"patterns\"]\nwrite = [\"lessons\"]\n",
-    )
-    .unwrap();
+    // The shipped curator policy, with the probe in the curator's place (the probe imports more
+    // than a curator needs, so not strict).
+    let shipped = std::fs::read_to_string(root().join("policies/curator.toml")).unwrap();
+    let as_probe = shipped
+        .replace("name = \"curator\"", "name = \"probe\"")
+        .replace("strict = true", "strict = false");
+    assert!(as_probe.contains("write = [\"lessons\"]"), "{as_probe}");
+    std::fs::write(&curator, as_probe).unwrap();
     let probe_wasm = agent("probe");
     let run = |task: &str| {
         ok(
