@@ -19,6 +19,7 @@
 mod access;
 mod curate;
 pub mod filter;
+mod history;
 mod store;
 
 use std::path::PathBuf;

@@ -6,7 +6,8 @@
 //! Visibility: a version belongs to the user it was written for (`owner`, the token's subject;
 //! `-` for a task without a user) unless it is `general`. A reader sees the newest version it
 //! may see, and only if that version is live: not a tombstone, and pinned or not yet expired. A
-//! forget is general, so it hides every older version from everyone.
+//! forget is general, so it hides every older version from everyone. The operator's reads, which
+//! ignore visibility, are in `history.rs`.
 //!
 //! Bounded: a key of at most [`MAX_KEY`] bytes, [`MAX_TAGS`] tags of [`MAX_TAG`] bytes, a text of
 //! [`MAX_TEXT`] bytes (no control characters in keys or tags); a list returns at most
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_by_writer ON entries (namespace, agent, written_ms);
 ";
 
-const COLUMNS: &str = "namespace, key, version, change, text, tags, owner, general, written_ms, expires_ms, pinned, agent, task";
+pub(super) const COLUMNS: &str = "namespace, key, version, change, text, tags, owner, general, written_ms, expires_ms, pinned, agent, task";
 
 /// What made a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -168,7 +169,7 @@ fn tags_column(tags: &[String]) -> String {
     format!("\t{}\t", tags.join("\t"))
 }
 
-fn version_of(row: &Row<'_>) -> rusqlite::Result<Version> {
+pub(super) fn version_of(row: &Row<'_>) -> rusqlite::Result<Version> {
     let change: String = row.get(3)?;
     let tags: String = row.get(5)?;
     let as_u64 = |i: i64| u64::try_from(i).unwrap_or(0);
@@ -193,7 +194,7 @@ fn version_of(row: &Row<'_>) -> rusqlite::Result<Version> {
     })
 }
 
-fn ms(v: u64) -> i64 {
+pub(super) fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -240,7 +241,7 @@ impl Memory {
             .map_err(|e| MemoryError::Filter(e.clone()))
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // SQLite rolls back what a panicking holder left half done: the lock is safe to take over.
         self.conn
             .lock()
@@ -417,80 +418,6 @@ impl Memory {
         let mut texts: Vec<String> = rows.collect::<Result<_, _>>()?;
         texts.reverse();
         Ok(texts)
-    }
-
-    /// The newest version of `namespace`/`key`, whoever it belongs to (for the operator).
-    ///
-    /// # Errors
-    ///
-    /// [`MemoryError::Store`].
-    pub fn newest(&self, namespace: &str, key: &str) -> Result<Option<Version>, MemoryError> {
-        Ok(self.history(namespace, key, 1)?.into_iter().next())
-    }
-
-    /// Version `version` of `namespace`/`key`.
-    ///
-    /// # Errors
-    ///
-    /// [`MemoryError::Store`].
-    pub fn version(
-        &self,
-        namespace: &str,
-        key: &str,
-        version: u32,
-    ) -> Result<Option<Version>, MemoryError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM entries WHERE namespace = ?1 AND key = ?2 AND version = ?3"
-        ))?;
-        Ok(stmt
-            .query_row(params![namespace, key, version], version_of)
-            .optional()?)
-    }
-
-    /// The versions of `namespace`/`key`, newest first, at most `limit` (capped at
-    /// [`MAX_HISTORY`]).
-    ///
-    /// # Errors
-    ///
-    /// [`MemoryError::Store`].
-    pub fn history(
-        &self,
-        namespace: &str,
-        key: &str,
-        limit: usize,
-    ) -> Result<Vec<Version>, MemoryError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM entries WHERE namespace = ?1 AND key = ?2 ORDER BY version DESC LIMIT ?3"
-        ))?;
-        let rows = stmt.query_map(
-            params![namespace, key, ms(limit.min(MAX_HISTORY) as u64)],
-            version_of,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The newest version of every key (of `namespace`, when given), whoever it belongs to,
-    /// by namespace then key, at most `limit` (capped at [`MAX_HISTORY`]).
-    ///
-    /// # Errors
-    ///
-    /// [`MemoryError::Store`].
-    pub fn keys(&self, namespace: Option<&str>, limit: usize) -> Result<Vec<Version>, MemoryError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM entries e
-             WHERE (?1 IS NULL OR e.namespace = ?1)
-               AND e.version = (SELECT MAX(f.version) FROM entries f
-                                WHERE f.namespace = e.namespace AND f.key = e.key)
-             ORDER BY e.namespace, e.key LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(
-            params![namespace, ms(limit.min(MAX_HISTORY) as u64)],
-            version_of,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
