@@ -220,6 +220,10 @@ impl MemoryAccess for TaskMemory {
     }
 
     fn list(&self, namespace: &str, tag: Option<&str>) -> Result<Vec<MemoryEntry>, String> {
+        // No stored tag is longer, or holds a control character: such a tag finds nothing.
+        if tag.is_some_and(|t| t.len() > super::store::MAX_TAG || t.chars().any(char::is_control)) {
+            return Ok(Vec::new());
+        }
         self.memory
             .list(
                 namespace,

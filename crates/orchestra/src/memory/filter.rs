@@ -228,8 +228,10 @@ impl Filter {
     }
 }
 
-/// How much of a task's writes joined together is checked with each new write.
-const JOIN_WINDOW: usize = 128 * 1024;
+/// How much of the writes joined together is checked with each new write: as much as one write
+/// may hold, so the join stays within [`MAX_SCANNED`] like a single text (pieces further apart
+/// are still checked pairwise).
+const JOIN_WINDOW: usize = warden_sandbox::capabilities::memory::MAX_TEXT;
 /// How much of each end of two writes is checked side by side.
 const PAIR_WINDOW: usize = 512;
 

@@ -299,6 +299,24 @@ fn ordinary_prose_and_code_pass() {
         ("registry.rs", include_str!("../../model/registry.rs")),
         ("Cargo.toml", include_str!("../../../Cargo.toml")),
     ];
+    // Digests and binary blobs: many runs that decode to noise, within the scan budget.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut digests = String::new();
+    while digests.len() < 30 * 1024 {
+        let bytes: Vec<u8> = (0..32).map(|_| noise() as u8).collect();
+        digests.push_str(&format!(
+            "sha256 {}  file\nblob {}\n",
+            hex(&bytes),
+            b64(&bytes)
+        ));
+    }
+    let sources = sources.into_iter().chain([("digests", digests.as_str())]);
     for (name, text) in sources {
         assert_eq!(
             filter().check(text, &none()),
