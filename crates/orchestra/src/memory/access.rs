@@ -181,7 +181,9 @@ impl TaskMemory {
             tags: &w.tags,
             text: &w.text,
         };
-        let filter = self.memory.filter()?;
+        let filter = self.memory.filter().inspect_err(|e| {
+            self.refused(&w.namespace, "filter-unavailable", e.to_string());
+        })?;
         let mut earlier = self.memory.recent_writes(
             &w.namespace,
             &self.scope.agent,

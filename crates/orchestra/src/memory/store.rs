@@ -177,6 +177,7 @@ pub(super) fn version_of(row: &Row<'_>) -> rusqlite::Result<Version> {
         namespace: row.get(0)?,
         key: row.get(1)?,
         version: row.get(2)?,
+        // A change this build does not know reads as a forget: it hides rather than shows.
         change: Change::parse(&change).unwrap_or(Change::Forget),
         text: row.get(4)?,
         tags: tags
