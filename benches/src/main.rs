@@ -7,7 +7,9 @@
 //!    and the gate's decision on its own;
 //! 5. (`WARDEN_BENCH_ONLY=model`) what the host adds to a model call, and the prefix-cache hit
 //!    rate with a real model server (`WARDEN_MODEL_URL`); see `model.rs`;
-//! 6. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
+//! 6. (`WARDEN_BENCH_ONLY=memory`) a memory read as the host serves it and from inside an
+//!    agent, the write filter's cost, a filtered write; see `memory.rs`;
+//! 7. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
 //!    the host's compile limits still admit, each compiled in a child process of its own.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
@@ -399,6 +401,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+mod memory;
 mod model;
 
 /// The generators of the red-team's "compile" class, shared so that the bench measures the
@@ -549,6 +552,9 @@ fn main() -> anyhow::Result<()> {
         );
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("ledger") {
             return ledger_overhead(&runtime, quick).await;
+        }
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("memory") {
+            return memory::memory_figures(&runtime, quick).await;
         }
         fresh_instance_latency(&hello, if quick { 2_000 } else { 50_000 }).await?;
         for workers in [2, 8] {

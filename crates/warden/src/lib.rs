@@ -30,6 +30,7 @@
 
 mod calls;
 mod contract;
+mod memory;
 mod model;
 mod record;
 mod run;

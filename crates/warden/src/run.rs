@@ -152,7 +152,9 @@ impl LoadedAgent {
                 .clone()
                 .map(|s| s as Arc<dyn crate::capabilities::model::ModelSession>),
             agents: place.calls(self, id, options, session.clone()),
-            memory: None,
+            memory: self
+                .memory_access(id, options, ledger.clone())
+                .map(|m| m as Arc<dyn crate::capabilities::memory::MemoryAccess>),
         };
         let executed = self.prepared.execute(task, execution).await;
         // The task's model spend is charged up its tree now, so its caller sees it.

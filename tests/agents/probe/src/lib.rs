@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use serde::Deserialize;
-use warden_guest::{Agent, AgentError, Description, agents, http, log, model, tools};
+use warden_guest::{Agent, AgentError, Description, agents, http, log, memory, model, tools};
 use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 
 #[derive(Deserialize, Default)]
@@ -36,6 +36,70 @@ struct Task {
     knowledge: String,
     temperature: String,
     messages: u64,
+    /// `mem-*` ops: the entry's namespace, key, tags, ttl, visibility; a tag to list by.
+    namespace: String,
+    key: String,
+    tags: Vec<String>,
+    ttl: Option<u64>,
+    general: bool,
+    tag: Option<String>,
+}
+
+/// A memory entry as a `mem-*` op returns it.
+fn entry_json(e: &memory::Entry) -> serde_json::Value {
+    serde_json::json!({
+        "namespace": e.namespace, "key": e.key, "text": e.text, "tags": e.tags,
+        "version": e.version, "expires_ms": e.expires_ms, "general": e.general,
+    })
+}
+
+/// The `mem-*` ops: `mem-put` (the version, or the host's refusal as a failure), `mem-get` (the
+/// entry as JSON, or `none`; repeated `depth` times), `mem-list` (a JSON array), `mem-flood`
+/// (`depth` writes to `key-<i>`: how many the host took, and its first refusal).
+fn memory_op(t: &Task) -> Result<String, AgentError> {
+    match t.op.as_str() {
+        "mem-put" => memory::put_entry(&memory::Write {
+            namespace: t.namespace.clone(),
+            key: t.key.clone(),
+            text: t.text.clone(),
+            tags: t.tags.clone(),
+            ttl_secs: t.ttl,
+            general: t.general,
+        })
+        .map(|v| format!("version {v}"))
+        .map_err(fail),
+        "mem-get" => {
+            let mut found = None;
+            for _ in 0..t.depth.max(1) {
+                found = black_box(memory::get(&t.namespace, &t.key));
+            }
+            Ok(found.map_or_else(|| "none".into(), |e| entry_json(&e).to_string()))
+        }
+        "mem-flood" => {
+            for i in 0..t.depth {
+                let write = memory::Write {
+                    namespace: t.namespace.clone(),
+                    key: format!("{}-{i}", t.key),
+                    text: t.text.clone(),
+                    tags: t.tags.clone(),
+                    ttl_secs: t.ttl,
+                    general: t.general,
+                };
+                if let Err(e) = memory::put_entry(&write) {
+                    return Ok(format!("wrote {i}, then: {e}"));
+                }
+            }
+            Ok(format!("wrote {}", t.depth))
+        }
+        "mem-list" => {
+            let all: Vec<_> = memory::entries(&t.namespace, t.tag.as_deref())
+                .iter()
+                .map(entry_json)
+                .collect();
+            Ok(serde_json::Value::Array(all).to_string())
+        }
+        other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
+    }
 }
 
 /// One model call of a `model` op.
@@ -466,6 +530,7 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             "many-files" => many_files(&t.path, t.depth),
             "stream-read" => stream_read(&t.path),
             "link-chain" => link_chain(&t.path, t.depth),
+            "mem-put" | "mem-get" | "mem-list" | "mem-flood" => memory_op(t),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }
