@@ -122,13 +122,17 @@ impl Contract {
 
 impl LoadedAgent {
     /// The agent's contract: asked of `describe` (in a fresh instance) at the first call, then
-    /// kept for the agent's life.
+    /// kept for the agent's life. `None` when `describe` itself was stopped by the host (a limit
+    /// or a violation): the run then goes ahead and meets the same stop, recorded and judged like
+    /// any kill, rather than failing to start (nothing is cached, so the next run asks again).
     ///
     /// # Errors
     ///
-    /// [`RunError::Setup`] when `describe` fails or declares a schema that does not compile.
-    pub async fn contract(&self) -> Result<Arc<Contract>, RunError> {
-        self.contract
+    /// [`RunError::Setup`] when `describe` fails otherwise or declares a schema that does not
+    /// compile.
+    pub async fn contract(&self) -> Result<Option<Arc<Contract>>, RunError> {
+        let found = self
+            .contract
             .get_or_try_init(|| async {
                 let description = self.prepared.describe().await?;
                 let agent = description.name.clone();
@@ -139,7 +143,18 @@ impl LoadedAgent {
                 })
             })
             .await
-            .cloned()
+            .cloned();
+        match found {
+            Ok(c) => Ok(Some(c)),
+            Err(RunError::Setup(why))
+                if why.starts_with("describe failed: Killed")
+                    || why.starts_with("describe ran past") =>
+            {
+                tracing::warn!(target: "warden::run", agent = %self.prepared.policy().agent.name, %why, "describe was stopped; the run goes ahead without a contract");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

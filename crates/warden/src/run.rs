@@ -110,7 +110,7 @@ impl LoadedAgent {
     ) -> Result<RunReport, RunError> {
         // The input against the agent's contract: a task that breaks it never starts an instance.
         let contract = self.contract().await?;
-        if let Err(detail) = contract.check_input(task) {
+        if let Some(Err(detail)) = contract.as_ref().map(|c| c.check_input(task)) {
             let agent = self.prepared.policy().agent.name.clone();
             if let Some(ledger) = &self.runtime.ledger {
                 let user = options.user.as_ref().map_or("-", |u| u.subject.as_str());
@@ -175,7 +175,7 @@ impl LoadedAgent {
         // A result that breaks the agent's own output schema is a breach: recorded and demoted
         // like a violation, its staged writes discarded.
         if let Outcome::Completed { output } = &outcome
-            && let Err(detail) = contract.check_output(output)
+            && let Some(Err(detail)) = contract.as_ref().map(|c| c.check_output(output))
         {
             outcome = Outcome::Killed {
                 reason: warden_sandbox::KillReason::ContractBreach,
