@@ -8,7 +8,9 @@
 //! 5. (`WARDEN_BENCH_ONLY=model`) what the host adds to a model call, and the prefix-cache hit
 //!    rate with a real model server (`WARDEN_MODEL_URL`); see `model.rs`;
 //! 6. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
-//!    the host's compile limits still admit, each compiled in a child process of its own.
+//!    the host's compile limits still admit, each compiled in a child process of its own;
+//! 7. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
+//!    `calls.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -399,6 +401,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+mod calls;
 mod model;
 
 /// The generators of the red-team's "compile" class, shared so that the bench measures the
@@ -550,6 +553,9 @@ fn main() -> anyhow::Result<()> {
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("ledger") {
             return ledger_overhead(&runtime, quick).await;
         }
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("calls") {
+            return calls::call_figures(&runtime, quick).await;
+        }
         fresh_instance_latency(&hello, if quick { 2_000 } else { 50_000 }).await?;
         for workers in [2, 8] {
             throughput(hello.clone(), if quick { 0.5 } else { 3.0 }, workers).await?;
@@ -557,6 +563,7 @@ fn main() -> anyhow::Result<()> {
         deadline_precision(&runtime, if quick { 3 } else { 20 }).await?;
         gated_call_cost(&runtime, if quick { 20_000 } else { 200_000 }).await?;
         ledger_overhead(&runtime, quick).await?;
+        calls::call_figures(&runtime, quick).await?;
         anyhow::Ok(())
     })
 }

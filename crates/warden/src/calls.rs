@@ -167,7 +167,7 @@ impl Place {
         Some(Arc::new(TaskCalls {
             tree,
             task: id,
-            caller: policy.clone(),
+            caller: Arc::new(policy.clone()),
             user: options.user.clone(),
             workspace: options.workspace.clone(),
             depth: self.depth,
@@ -184,7 +184,7 @@ pub(crate) struct TaskCalls {
     tree: Arc<Tree>,
     task: u64,
     /// The caller's policy: it bounds every callee.
-    caller: Policy,
+    caller: Arc<Policy>,
     user: Option<Arc<User>>,
     workspace: Option<PathBuf>,
     depth: u32,
@@ -203,7 +203,7 @@ struct Hop {
     /// The caller's deadline or the tree's, whichever is first.
     deadline: Instant,
     budget: Arc<TreeBudget>,
-    caller: Policy,
+    caller: Arc<Policy>,
     user: Option<Arc<User>>,
     workspace: Option<PathBuf>,
     id: Arc<OnceLock<u64>>,
@@ -353,21 +353,19 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
     let policy = agent.policy();
     // The same user, bounded by the caller's policy; in the bound the caller's wall limit is
     // lowered to the time left, so the callee ends no later than its caller and its tree.
-    let mut within = hop.caller.clone();
+    let mut within = Policy::clone(&hop.caller);
     within.limits.wall = within.limits.wall.min(left);
-    let base = hop.user.as_ref().map(|u| u.grant.as_ref());
-    let grant = |bound: &Policy| match base {
-        Some(g) => g.delegated_by(bound),
-        None => UserGrant::of_policy(bound),
-    };
-    let person = |grant: UserGrant| User {
+    let user = User {
         subject: hop.user.as_ref().map_or("-", |u| &u.subject).to_owned(),
         roles: hop.user.as_ref().map_or_else(Vec::new, |u| u.roles.clone()),
-        grant: Arc::new(grant),
+        grant: Arc::new(match &hop.user {
+            Some(u) => u.grant.delegated_by(&within),
+            None => UserGrant::of_policy(&within),
+        }),
     };
-    let user = person(grant(&within));
-    let own_wall = wall_limit(runtime, policy, Some(&person(grant(&hop.caller))));
     let wall = wall_limit(runtime, policy, Some(&user));
+    // Without the cut: the same bounds, with the caller's own wall limit.
+    let own_wall = wall_limit(runtime, policy, hop.user.as_deref()).min(hop.caller.limits.wall);
     let place = Place {
         tree: Some(hop.tree.clone()),
         parent: Some(hop.parent),
