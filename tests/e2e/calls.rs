@@ -483,3 +483,77 @@ async fn warden_run_calls_agents_in_the_configured_directory() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(ok_text(out.trim()), "hello, cli");
 }
+
+/// The `roll-call` example of the docs, built once per test process.
+fn roll_call() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(warden_tests::root())
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--target",
+                    "wasm32-wasip2",
+                    "-p",
+                    "roll-call",
+                ])
+                .status()
+                .expect("cargo runs");
+        assert!(status.success(), "building the roll-call agent failed");
+    });
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || warden_tests::root().join("target"),
+            std::path::PathBuf::from,
+        )
+        .join("wasm32-wasip2/release/roll_call.wasm")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_roll_call_example_greets_through_hello_as_the_docs_say() {
+    let host = Host::new("");
+    let policies = warden_tests::root().join("policies");
+    std::fs::copy(
+        warden_tests::agent("hello"),
+        host.agents().join("hello.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        policies.join("hello.toml"),
+        host.agents().join("hello.toml"),
+    )
+    .unwrap();
+    let run = |input: &str| {
+        host.warden(&[
+            "run",
+            roll_call().to_str().unwrap(),
+            "--policy",
+            policies.join("roll-call.toml").to_str().unwrap(),
+            "--input",
+            input,
+        ])
+    };
+    let (code, out, err) = run(r#"["ann", "bo"]"#);
+    assert_eq!(
+        (code, out.trim()),
+        (0, r#"["hello, ann","hello, bo"]"#),
+        "{err}"
+    );
+    let (code, out, err) = run(r#"["ann", " "]"#);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            r#"["hello, ann","(no greeting: invalid-input: expected a name, got an empty one)"]"#
+        ),
+        "{err}"
+    );
+    // Nine names: more than it accepts, refused before any call.
+    let (code, _, err) = run(r#"["a","b","c","d","e","f","g","h","i"]"#);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("at most 8"), "{err}");
+    host.verify();
+}

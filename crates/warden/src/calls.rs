@@ -254,24 +254,24 @@ impl TaskCalls {
         };
         let (outcome, why) = match result {
             Ok(_) => ("completed", None),
-            Err(f) => {
-                let (kind, why) = failure_kind(f);
-                (kind, why)
-            }
+            Err(f) => failure_kind(f),
         };
         let subject = self.user.as_ref().map_or("-", |u| u.subject.as_str());
+        let mut detail = json!({
+            "caller_task": self.task,
+            "callee": callee,
+            "callee_task": child,
+            "depth": self.depth + 1,
+            "outcome": outcome,
+        });
+        if let Some(why) = why {
+            detail["why"] = json!(why);
+        }
         let event = AuditEvent::new("agent-call")
             .task(self.task)
             .agent(&self.caller.agent.name)
             .user(subject)
-            .detail(json!({
-                "caller_task": self.task,
-                "callee": callee,
-                "callee_task": child,
-                "depth": self.depth + 1,
-                "outcome": outcome,
-                "why": why,
-            }));
+            .detail(detail);
         if let Err(e) = ledger.record(event) {
             tracing::error!(target: "warden::calls", task = self.task, error = %e, "cannot record an agent call in the audit log");
         }
