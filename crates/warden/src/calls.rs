@@ -383,9 +383,11 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
     result_of(&name, report)
 }
 
-/// An instance slot if one is free now; never waits (a tree's callers hold theirs).
+/// An instance slot if one is free now; never waits (a tree's callers hold theirs). Polled
+/// once, outside tokio's cooperative budget: a task that has used its budget would otherwise be
+/// told no slot is free when one is.
 fn free_slot(sandbox: &warden_sandbox::Sandbox) -> Option<tokio::sync::SemaphorePermit<'_>> {
-    let mut slot = std::pin::pin!(sandbox.slot());
+    let mut slot = std::pin::pin!(tokio::task::unconstrained(sandbox.slot()));
     match slot.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(Ok(permit)) => Some(permit),
         _ => None,
