@@ -7,9 +7,11 @@
 //!    and the gate's decision on its own;
 //! 5. (`WARDEN_BENCH_ONLY=model`) what the host adds to a model call, and the prefix-cache hit
 //!    rate with a real model server (`WARDEN_MODEL_URL`); see `model.rs`;
-//! 6. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
+//! 6. (`WARDEN_BENCH_ONLY=memory`) a memory read as the host serves it and from inside an
+//!    agent, the write filter's cost, a filtered write; see `memory.rs`;
+//! 7. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
 //!    the host's compile limits still admit, each compiled in a child process of its own;
-//! 7. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
+//! 8. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
 //!    `calls.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
@@ -402,6 +404,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
 }
 
 mod calls;
+mod memory;
 mod model;
 
 /// The generators of the red-team's "compile" class, shared so that the bench measures the
@@ -555,6 +558,9 @@ fn main() -> anyhow::Result<()> {
         }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("calls") {
             return calls::call_figures(&runtime, quick).await;
+        }
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("memory") {
+            return memory::memory_figures(&runtime, quick).await;
         }
         fresh_instance_latency(&hello, if quick { 2_000 } else { 50_000 }).await?;
         for workers in [2, 8] {

@@ -59,6 +59,14 @@ pub mod bindings {
 }
 
 pub use bindings::warden::agent::types::{AgentError, Description};
+/// Re-exported so that an agent can derive `JsonSchema` for its input and output types.
+pub use schemars;
+
+/// The JSON Schema (draft 2020-12, as JSON text) of `T`: what an agent author derives instead of
+/// writing a schema by hand (`#[derive(serde::Deserialize, schemars::JsonSchema)]`).
+pub fn schema_of<T: schemars::JsonSchema>() -> String {
+    serde_json::to_string(&schemars::schema_for!(T)).unwrap_or_else(|_| "{}".to_string())
+}
 
 impl Description {
     /// A description whose contract accepts and returns any JSON (`{}`).
@@ -70,6 +78,17 @@ impl Description {
             input_schema: "{}".to_string(),
             output_schema: "{}".to_string(),
         }
+    }
+
+    /// The contract's input is `T`: every task must match `T`'s derived JSON Schema.
+    pub fn input<T: schemars::JsonSchema>(self) -> Self {
+        self.input_schema(&schema_of::<T>())
+    }
+
+    /// The contract's output is `T`: every result must match `T`'s derived JSON Schema (a result
+    /// that is not JSON is checked as a JSON string, so `String` fits a text result).
+    pub fn output<T: schemars::JsonSchema>(self) -> Self {
+        self.output_schema(&schema_of::<T>())
     }
 
     /// The JSON Schema (as JSON text) every task must match.

@@ -185,6 +185,48 @@ async fn a_call_outside_the_policy_kills_the_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn contract_breaches_in_both_directions_come_back_to_the_caller() {
+    let host = Host::new("");
+    host.probe("front", "[agents]\ncall = [\"hello\", \"breacher\"]\n");
+    host.agent("hello", "hello", "");
+    // A component whose contract promises an integer and which returns its task (WebAssembly
+    // text is a component too).
+    std::fs::copy(
+        warden_tests::root().join("tests/redteam/wat/contract-integer.wat"),
+        host.agents().join("breacher.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        host.agents().join("breacher.toml"),
+        "[agent]\nname = \"breacher\"\n",
+    )
+    .unwrap();
+    // An input the callee's contract refuses: the callee never starts.
+    let r = host.run("front", &call("hello", "42"), None).await;
+    let out = completed(&r);
+    assert_eq!(error_kind(out), "invalid-input", "{out}");
+    assert!(host.children(r.task).is_empty());
+    // A result that breaks the callee's own output schema: a breach, the callee demoted.
+    let r = host
+        .run("front", &call("breacher", "\"not an integer\""), None)
+        .await;
+    let out = completed(&r);
+    assert_eq!(error_kind(out), "contract-breach", "{out}");
+    let breacher = &host.children(r.task)[0];
+    assert_eq!(
+        breacher.outcome.as_ref().unwrap()["reason"],
+        "contract-breach"
+    );
+    let store = host.runtime.ledger().unwrap().store();
+    let trust = store.trust(&breacher.agent_id).unwrap().unwrap();
+    assert_eq!(trust.demoted_by_task, Some(breacher.id));
+    assert_eq!(host.task(r.task).status, "completed");
+    // Its twin: an integer is what it promised.
+    let r = host.run("front", &call("breacher", "7"), None).await;
+    assert_eq!(ok_text(completed(&r)), "7");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn depth_is_bounded() {
     let host = Host::new("max_depth = 2\n");
     host.probe("bomb", "[agents]\ncall = [\"bomb\"]\n");

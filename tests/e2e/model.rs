@@ -25,8 +25,7 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 fn ask() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root())
+        let status = warden_tests::cargo()
             .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
             .args(["-p", "ask"])
             .status()

@@ -21,6 +21,10 @@ mod host;
 #[path = "redteam/complex.rs"]
 mod complex;
 
+/// The model host of class `model`: a stub provider and a runtime with models, per attack.
+#[path = "redteam/model.rs"]
+mod model;
+
 #[derive(Deserialize)]
 struct Suite {
     attack: Vec<Attack>,
@@ -37,6 +41,9 @@ struct Attack {
     expect: String,
     #[serde(default)]
     copies: Option<usize>,
+    /// What the attack's stub provider does (attacks whose policy has a `[model]` section).
+    #[serde(default)]
+    stub: Option<String>,
 }
 
 /// A loopback server: `/` answers "pong", `/redirect` sends the client to cloud metadata.
@@ -146,6 +153,10 @@ fn describe_refusal(err: &LoadError) -> String {
             ..
         } => "not-granted",
         LoadError::Import {
+            refusal: ImportError::Outdated { .. },
+            ..
+        } => "outdated",
+        LoadError::Import {
             refusal: ImportError::Duplicate { .. },
             ..
         } => "duplicate",
@@ -181,7 +192,9 @@ fn matches(expect: &str, actual: &str) -> bool {
         return false;
     }
     match ek {
-        "completed" | "agent-error" | "contained" | "escalated" => arest.contains(erest),
+        "completed" | "agent-error" | "contained" | "escalated" | "run-error" => {
+            arest.contains(erest)
+        }
         "killed" => {
             let (er, ecap) = erest.split_once(':').unwrap_or((erest, ""));
             let (ar, acap) = arest.split_once(':').unwrap_or((arest, ""));
@@ -210,12 +223,26 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
         return (attack, actual, damage);
     }
     let bytes = module_bytes(&attack.agent);
-    let actual = match runtime().load(&bytes, policy) {
+    // A policy that grants a model runs on a host whose models are a stub of the attack's own.
+    let copies = attack.copies.unwrap_or(1);
+    let model_host = if policy.model.is_empty() {
+        assert!(
+            attack.stub.is_none(),
+            "{}: `stub` needs a [model] policy",
+            attack.name
+        );
+        None
+    } else {
+        Some(model::host(runtime(), attack.stub.as_deref(), copies).await)
+    };
+    let host = model_host.as_ref().map_or(runtime(), |h| &h.runtime);
+    let (mut leaked, mut sent) = (false, 0);
+    let actual = match host.load(&bytes, policy) {
         Err(e) => vec![describe_refusal(&e)],
         Ok(loaded) => {
             let loaded = std::sync::Arc::new(loaded);
             let mut runs = Vec::new();
-            for _ in 0..attack.copies.unwrap_or(1) {
+            for _ in 0..copies {
                 let (loaded, task, ws) = (loaded.clone(), task.clone(), ws.clone());
                 runs.push(tokio::spawn(async move {
                     let options = RunOptions {
@@ -223,19 +250,45 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
                         user: None,
                     };
                     match loaded.run(&task, &options).await {
-                        Ok(report) => describe_outcome(&report.outcome),
-                        Err(e) => format!("run-error:{e}"),
+                        Ok(report) => (
+                            describe_outcome(&report.outcome),
+                            model::leaks(&report),
+                            model::sent(&report),
+                        ),
+                        Err(e) => (format!("run-error:{e}"), false, 0),
                     }
                 }));
             }
             let mut outs = Vec::new();
             for r in runs {
-                outs.push(r.await.unwrap());
+                let (out, leak, calls) = r.await.unwrap();
+                leaked |= leak;
+                sent += calls;
+                outs.push(out);
             }
             outs
         }
     };
     let after = snapshot(dir.path());
+    if leaked {
+        return (
+            attack,
+            actual,
+            Some("the provider's API key reached a run report".into()),
+        );
+    }
+    if let Some(h) = &model_host
+        && h.stub.request_count() as u64 > sent
+    {
+        let got = h.stub.request_count();
+        return (
+            attack,
+            actual,
+            Some(format!(
+                "the provider got {got} requests; the host sent {sent} calls"
+            )),
+        );
+    }
     let damage = (before != after).then(|| {
         let changed: Vec<_> = after
             .iter()

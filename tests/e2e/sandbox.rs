@@ -85,7 +85,10 @@ async fn describe_of_a_file_agent_needs_no_workspace() {
 async fn a_file_agent_without_a_workspace_does_not_start() {
     let agent = load("scribe", NOTES).unwrap();
     let err = agent
-        .run("{}", &warden::RunOptions::default())
+        .run(
+            r#"{"notes": "notes", "summary": "notes/out/s.md"}"#,
+            &warden::RunOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("--workspace"), "{err}");

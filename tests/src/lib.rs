@@ -28,12 +28,38 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
+/// `cargo` (the one running the tests) in the workspace's root, for the builds a test makes.
+///
+/// Without the variables `cargo test` sets for the test itself (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, …): ring's build tracks some of them, so it would see them change
+/// between `cargo test` and this build, and each would rebuild the TLS stack and everything
+/// above it for the other.
+pub fn cargo() -> Command {
+    const THE_TESTS_OWN: &[&str] = &[
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+    ];
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if THE_TESTS_OWN.iter().any(|p| name.starts_with(p)) {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd
+}
+
 /// Build every test agent (once per test binary) and return the path of `name`'s component.
 pub fn agent(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(root()).args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"]);
+        let mut cmd = cargo();
+        cmd.args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"]);
         for a in AGENTS {
             cmd.args(["-p", a]);
         }
@@ -49,8 +75,7 @@ pub fn agent(name: &str) -> PathBuf {
 pub fn warden_bin() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root())
+        let status = cargo()
             .args([
                 "build",
                 "--release",

@@ -9,8 +9,9 @@
 //! model its policy does not allow kills it at the call; a refused or failed call is returned as
 //! `failed` with the host's reason (a budget refusal also ends the task escalated, by the host).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warden_guest::model::{Chat, ModelError};
+use warden_guest::schemars::{self, JsonSchema};
 use warden_guest::{Agent, AgentError, Description, log};
 
 /// The model asked when the task names none.
@@ -22,14 +23,46 @@ const MAX_TOKENS: u32 = 4096;
 
 /// The object form of a task. Unknown keys are refused, so a misspelt `max_token` is not
 /// silently ignored.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Question {
+    /// The question.
+    #[schemars(length(min = 1))]
     question: String,
+    /// The model's name in the host configuration.
     #[serde(default = "default_model")]
     model: String,
+    /// Most completion tokens.
     #[serde(default = "default_max_tokens")]
+    #[schemars(range(min = 1, max = 4096))]
     max_tokens: u32,
+}
+
+/// The contract's input: the question alone, or with its options.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used: `Question::parse` reads the task
+enum Input {
+    Question(String),
+    Options(Question),
+}
+
+/// What a call used, as the result reports it.
+#[derive(Serialize, JsonSchema)]
+struct UsageOut {
+    prompt_tokens: u32,
+    cached_tokens: u32,
+    completion_tokens: u32,
+    cost_micro_usd: u64,
+}
+
+/// The contract's output.
+#[derive(Serialize, JsonSchema)]
+struct Answer {
+    answer: String,
+    model: String,
+    finish_reason: String,
+    usage: UsageOut,
 }
 
 fn default_model() -> String {
@@ -93,6 +126,8 @@ impl Agent for Ask {
             env!("CARGO_PKG_VERSION"),
             "Answers a question with a language model.",
         )
+        .input::<Input>()
+        .output::<Answer>()
     }
 
     fn run(task: String) -> Result<String, AgentError> {
@@ -110,18 +145,18 @@ impl Agent for Ask {
             usage.completion_tokens,
             reply.finish_reason
         ));
-        Ok(serde_json::json!({
-            "answer": reply.text,
-            "model": q.model,
-            "finish_reason": reply.finish_reason,
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cost_micro_usd": usage.cost_micro_usd,
+        serde_json::to_string(&Answer {
+            answer: reply.text.clone(),
+            model: q.model,
+            finish_reason: reply.finish_reason.clone(),
+            usage: UsageOut {
+                prompt_tokens: usage.prompt_tokens,
+                cached_tokens: usage.cached_tokens,
+                completion_tokens: usage.completion_tokens,
+                cost_micro_usd: usage.cost_micro_usd,
             },
         })
-        .to_string())
+        .map_err(AgentError::failed)
     }
 }
 

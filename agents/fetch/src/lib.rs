@@ -3,12 +3,26 @@
 //! Task: `{"url": "http://127.0.0.1:8080/status"}`. Its policy's `[net] allow` names the hosts
 //! it may reach; any other host kills it at the request.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use warden_guest::schemars::{self, JsonSchema};
 use warden_guest::{Agent, AgentError, Description, http};
 
-#[derive(Deserialize)]
+/// The contract's input.
+#[derive(Deserialize, JsonSchema)]
 struct Task {
+    /// `http://` or `https://` URL on an allowed host.
     url: String,
+}
+
+/// The contract's output.
+#[derive(Serialize, JsonSchema)]
+struct Fetched {
+    /// The HTTP status.
+    status: u16,
+    /// The body's size.
+    bytes: u64,
+    /// The body's first line.
+    first_line: String,
 }
 
 struct Fetch;
@@ -20,6 +34,8 @@ impl Agent for Fetch {
             env!("CARGO_PKG_VERSION"),
             "Fetches a URL from an allowed host.",
         )
+        .input::<Task>()
+        .output::<Fetched>()
     }
 
     fn run(task: String) -> Result<String, AgentError> {
@@ -27,12 +43,12 @@ impl Agent for Fetch {
         let response = http::get(&task.url).map_err(AgentError::failed)?;
         let text = response.text();
         let first_line = text.lines().next().unwrap_or("");
-        Ok(serde_json::json!({
-            "status": response.status,
-            "bytes": response.body.len(),
-            "first_line": first_line,
+        serde_json::to_string(&Fetched {
+            status: response.status,
+            bytes: response.body.len() as u64,
+            first_line: first_line.to_string(),
         })
-        .to_string())
+        .map_err(AgentError::failed)
     }
 }
 

@@ -3,9 +3,11 @@
 //! Task: a JSON string (`"world"`) or object (`{"name": "world"}`).
 
 use serde::Deserialize;
+use warden_guest::schemars::{self, JsonSchema};
 use warden_guest::{Agent, AgentError, Description};
 
-#[derive(Deserialize)]
+/// The contract's input: a name, or an object naming one.
+#[derive(Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum Task {
     Name(String),
@@ -21,6 +23,8 @@ impl Agent for Hello {
             env!("CARGO_PKG_VERSION"),
             "Greets the name it is given.",
         )
+        .input::<Task>()
+        .output::<String>()
     }
 
     fn run(task: String) -> Result<String, AgentError> {

@@ -9,6 +9,9 @@
 use warden_guest::agents::{self, CallError};
 use warden_guest::{Agent, AgentError, Description};
 
+/// The contract's input and output: a list of names, a list of greetings.
+type Names = Vec<String>;
+
 /// The most names one task may hold: one call each, within the host's fan-out (8 by default).
 const MAX_NAMES: usize = 8;
 
@@ -21,10 +24,12 @@ impl Agent for RollCall {
             env!("CARGO_PKG_VERSION"),
             "Greets each name it is given, through the hello agent.",
         )
+        .input::<Names>()
+        .output::<Names>()
     }
 
     fn run(task: String) -> Result<String, AgentError> {
-        let names: Vec<String> = serde_json::from_str(&task).map_err(AgentError::invalid_input)?;
+        let names: Names = serde_json::from_str(&task).map_err(AgentError::invalid_input)?;
         if names.len() > MAX_NAMES {
             return Err(AgentError::invalid_input(format!(
                 "{} names; at most {MAX_NAMES}",

@@ -5,9 +5,11 @@
 //! `notes/out/**` only; the host stages the write and applies it when the task completes.
 
 use serde::Deserialize;
+use warden_guest::schemars::{self, JsonSchema};
 use warden_guest::{Agent, AgentError, Description, log};
 
-#[derive(Deserialize)]
+/// The contract's input: the notes folder and the summary file, relative to the workspace.
+#[derive(Deserialize, JsonSchema)]
 struct Task {
     notes: String,
     summary: String,
@@ -22,6 +24,8 @@ impl Agent for Scribe {
             env!("CARGO_PKG_VERSION"),
             "Summarises the notes in a folder into one file.",
         )
+        .input::<Task>()
+        .output::<String>()
     }
 
     fn run(task: String) -> Result<String, AgentError> {

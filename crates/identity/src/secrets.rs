@@ -37,13 +37,16 @@ pub enum SecretError {
     },
 }
 
+#[derive(Clone)]
 struct Loaded {
     rule: SecretRule,
     value: String,
 }
 
-/// The host's secrets, loaded once. Its `Debug` never shows a value.
-#[derive(Default)]
+/// The host's secrets, loaded once. Its `Debug` never shows a value. A clone shares nothing but
+/// the values: the host hands one to the sandbox (injection, output screening) and one to the
+/// memory filter (a write holding a secret is refused).
+#[derive(Default, Clone)]
 pub struct SecretStore {
     secrets: Vec<Loaded>,
 }

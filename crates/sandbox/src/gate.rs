@@ -79,17 +79,27 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// Most characters of a violation's detail kept. A detail quotes what the guest named (a path, a
+/// tool, a model), and the guest chooses its length: past this, it is cut and its size said, so
+/// that one kill cannot write megabytes into the logs, the audit log and the task record.
+pub const DETAIL_LIMIT: usize = 1024;
+
 impl Violation {
-    /// A violation with the given parts.
+    /// A violation with the given parts; `detail` cut to [`DETAIL_LIMIT`] characters.
     pub fn new(
         reason: KillReason,
         capability: impl Into<String>,
         detail: impl Into<String>,
     ) -> Self {
+        let detail = detail.into();
+        let detail = match detail.char_indices().nth(DETAIL_LIMIT) {
+            Some((cut, _)) => format!("{}… ({} bytes in all)", &detail[..cut], detail.len()),
+            None => detail,
+        };
         Violation {
             reason,
             capability: capability.into(),
-            detail: detail.into(),
+            detail,
         }
     }
 }
@@ -268,6 +278,20 @@ mod tests {
         let trace = k.trace();
         assert_eq!(trace.events.len(), 1);
         assert_eq!(trace.events[0].decision, "killed");
+    }
+
+    #[test]
+    fn a_detail_the_guest_made_long_is_cut() {
+        let detail = format!("model `{}`", "é".repeat(DETAIL_LIMIT * 5));
+        let v = Violation::new(KillReason::OutOfScope, "model", detail.clone());
+        let kept: String = detail.chars().take(DETAIL_LIMIT).collect();
+        assert_eq!(v.detail, format!("{kept}… ({} bytes in all)", detail.len()));
+        let short = Violation::new(KillReason::OutOfScope, "fs", "x".repeat(DETAIL_LIMIT));
+        assert_eq!(
+            short.detail,
+            "x".repeat(DETAIL_LIMIT),
+            "at the limit: kept whole"
+        );
     }
 
     #[test]

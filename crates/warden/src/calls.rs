@@ -19,7 +19,9 @@
 //! 3. The child runs on a task of its own (its CPU is its own, not charged to the caller) and
 //!    takes an instance slot only if one is free at once, otherwise the call is refused: a tree
 //!    never waits for a slot its own callers hold, so it cannot deadlock the host, and live
-//!    instances never pass the slots (the engine's pool is sized by them).
+//!    instances never pass the slots (the engine's pool is sized by them). The first call of an
+//!    agent reads its contract (`describe`, in an instance of its own) the same way: a second
+//!    slot must be free at once.
 //! 4. Only the child's result comes back (never its output streams or trace): `completed` →
 //!    the output; `agent-error` → `failed`; killed → `killed` (the child is demoted by its own
 //!    run, the caller is not killed), a contract breach → `contract-breach`; escalated →
@@ -337,11 +339,32 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
                 .map_err(CallFailure::Refused)?
         }
     };
-    let Some(_slot) = free_slot(agent.prepared.sandbox()) else {
-        return Err(CallFailure::Refused(
+    let no_slot = || {
+        CallFailure::Refused(
             "the host has no free instance slot for the call now; try again later".into(),
-        ));
+        )
     };
+    let Some(_slot) = free_slot(agent.prepared.sandbox()) else {
+        return Err(no_slot());
+    };
+    if hop.deadline <= Instant::now() {
+        return Err(CallFailure::Refused(
+            "no wall time is left for the call".into(),
+        ));
+    }
+    // Its contract, on its first call since it was loaded: `describe` runs in an instance with a
+    // slot of its own, which must be free now as well — taken, then handed straight to it (only
+    // a run starting on another thread in between can make it wait, and never past the time the
+    // tree has left).
+    if !agent.contract.initialized() {
+        drop(free_slot(agent.prepared.sandbox()).ok_or_else(no_slot)?);
+        let left = hop.deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, agent.contract()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(CallFailure::Refused(format!("`{name}` could not run: {e}"))),
+            Err(_) => return Err(no_slot()),
+        }
+    }
     let started = Instant::now();
     let left = hop.deadline.saturating_duration_since(started);
     if left.is_zero() {

@@ -29,6 +29,8 @@
 #![deny(missing_docs)]
 
 mod calls;
+mod contract;
+mod memory;
 mod model;
 mod record;
 mod run;
@@ -45,6 +47,7 @@ pub use warden_sandbox::{
     bindings, capabilities, complexity, engine, gate, imports, output, staging,
 };
 
+pub use contract::Contract;
 pub use run::{RunOptions, RunReport, StagingDisposition};
 pub use runtime::{AgentIdentity, LoadedAgent, PolicyLoadError, Runtime};
 pub use warden_sandbox::{

@@ -41,6 +41,8 @@ mod audit_cli;
 mod inspect_cli;
 #[path = "cli/ledger.rs"]
 mod ledger_cli;
+#[path = "cli/memory.rs"]
+mod memory_cli;
 #[path = "cli/policy.rs"]
 mod policy_cli;
 #[path = "cli/run.rs"]
@@ -187,6 +189,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
             task_cli::task(&ledger, &host_config, command)
         }
+        Command::Memory { command } => {
+            let ledger = ledger_cli::open(&data_dir, &host_config)?;
+            memory_cli::memory(&ledger, &host_config, command)
+        }
         Command::Stats { limit, json } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
             let tasks = ledger.store().tasks(limit).map_err(host_failure)?;
@@ -221,7 +227,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Audit { command } => audit_cli::audit(&data_dir, command),
         Command::Batch { file, token } => {
             let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
-            let runtime = new_runtime(config)?.with_ledger(ledger);
+            let memory = memory_cli::open(&ledger)?;
+            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
             let user = run_cli::acting_user(&host_config, token.as_deref())?;
             run_cli::batch(&runtime, &file, user).await
         }
@@ -307,7 +314,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             token,
         } => {
             let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
-            let runtime = new_runtime(config)?.with_ledger(ledger);
+            let memory = memory_cli::open(&ledger)?;
+            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
             let policy = load_policy(&runtime, &policy)?;
             let user = run_cli::acting_user(&host_config, token.as_deref())?;
             let args = run_cli::RunArgs {

@@ -1,6 +1,8 @@
 //! The model session of one task, as the host opens it: the budget is the agent's policy bounded
-//! by the user's roles, drawn from its task tree's (`calls/budget.rs`), the stable layers of the context stack are the host's constitution, the
-//! policy's rules and the agent's tool schemas, and every call leaves a `model-call` audit record
+//! by the user's roles, drawn from its task tree's (`calls/budget.rs`), the stable layers of the
+//! context stack are the host's constitution, the policy's rules, the curated memory the agent and
+//! its user may read (`memory.rs`) and the agent's tool schemas, and every call leaves a
+//! `model-call` audit record
 //! the moment it returns (tokens, cached tokens, cost, model — never the prompt or the key).
 
 use std::sync::Arc;
@@ -66,7 +68,7 @@ impl LoadedAgent {
         let scope = SessionScope {
             agent,
             rules: policy.model.rules.clone(),
-            memory: String::new(),
+            memory: self.memory_layer(options),
             tools,
             tokens,
             micro_usd,

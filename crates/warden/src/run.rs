@@ -94,6 +94,8 @@ impl LoadedAgent {
     ///
     /// [`RunError`] when the run cannot start; everything the guest does ends in an [`Outcome`].
     pub async fn run(&self, task: &str, options: &RunOptions) -> Result<RunReport, RunError> {
+        // The contract first: its describe takes an instance slot of its own.
+        self.contract().await?;
         let _slot = self.prepared.sandbox().slot().await?;
         self.run_in(task, options, None).await
     }
@@ -106,6 +108,23 @@ impl LoadedAgent {
         options: &RunOptions,
         place: Option<Place>,
     ) -> Result<RunReport, RunError> {
+        // The input against the agent's contract: a task that breaks it never starts an instance.
+        let contract = self.contract().await?;
+        if let Err(detail) = contract.check_input(task) {
+            let agent = self.prepared.policy().agent.name.clone();
+            if let Some(ledger) = &self.runtime.ledger {
+                let user = options.user.as_ref().map_or("-", |u| u.subject.as_str());
+                ledger
+                    .record(
+                        crate::audit::AuditEvent::new("task-refused")
+                            .agent(&agent)
+                            .user(user)
+                            .detail(serde_json::json!({"why": "input-contract", "detail": detail})),
+                    )
+                    .map_err(|e| RunError::Ledger(e.to_string()))?;
+            }
+            return Err(RunError::InputContract { agent, detail });
+        }
         let started = Instant::now();
         let ledger = self.runtime.ledger.clone();
         let place = place.unwrap_or_else(|| Place::root(self, options, started));
@@ -133,7 +152,9 @@ impl LoadedAgent {
                 .clone()
                 .map(|s| s as Arc<dyn crate::capabilities::model::ModelSession>),
             agents: place.calls(self, id, options, session.clone()),
-            memory: None,
+            memory: self
+                .memory_access(id, options, ledger.clone())
+                .map(|m| m as Arc<dyn crate::capabilities::memory::MemoryAccess>),
         };
         let executed = self.prepared.execute(task, execution).await;
         // The task's model spend is charged up its tree now, so its caller sees it.
@@ -151,6 +172,17 @@ impl LoadedAgent {
         };
         let mut outcome = executed.outcome;
         let policy = self.prepared.policy();
+        // A result that breaks the agent's own output schema is a breach: recorded and demoted
+        // like a violation, its staged writes discarded.
+        if let Outcome::Completed { output } = &outcome
+            && let Err(detail) = contract.check_output(output)
+        {
+            outcome = Outcome::Killed {
+                reason: warden_sandbox::KillReason::ContractBreach,
+                capability: "contract".into(),
+                detail: format!("the result breaks the agent's output schema: {detail}"),
+            };
+        }
 
         // Staged writes: applied when the agent's level lets it commit them (always, on a host
         // without a ledger), proposed for a reviewer otherwise, discarded unless completed.

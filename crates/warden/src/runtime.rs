@@ -52,6 +52,9 @@ pub struct Runtime {
     /// The agents agent calls find by name (`[agents] dir`), loaded through this host. Every
     /// builder method starts it afresh: an agent loaded before would run on the host as it was.
     pub(crate) agents: Option<Arc<AgentDirectory>>,
+    pub(crate) memory: Option<Arc<warden_orchestra::memory::Memory>>,
+    /// The host's secrets, as the memory filter checks writes against them.
+    pub(crate) secrets: Arc<SecretStore>,
 }
 
 impl Runtime {
@@ -68,6 +71,8 @@ impl Runtime {
             ledger: None,
             models: None,
             agents: None,
+            memory: None,
+            secrets: Arc::default(),
         })
     }
 
@@ -118,6 +123,20 @@ impl Runtime {
         self.afresh()
     }
 
+    /// Keep agents' curated memory in `memory` (opened once per process, in the ledger's data
+    /// directory: [`warden_orchestra::memory::Memory::open`]`(ledger.dir())`). Tasks of a policy
+    /// with `[memory]` then read and write it, and their models see it as layer 2 of the context
+    /// stack; on a host without a ledger it stays unused (every write is audited).
+    pub fn with_memory(mut self, memory: Arc<warden_orchestra::memory::Memory>) -> Self {
+        self.memory = Some(memory);
+        self.afresh()
+    }
+
+    /// The curated memory, if the host keeps one.
+    pub fn memory(&self) -> Option<&Arc<warden_orchestra::memory::Memory>> {
+        self.memory.as_ref()
+    }
+
     /// The TLS client configuration of outbound HTTPS (web PKI roots plus `tls.ca`).
     pub fn tls(&self) -> Arc<rustls::ClientConfig> {
         self.sandbox.tls()
@@ -133,8 +152,10 @@ impl Runtime {
         self.ledger.as_ref()
     }
 
-    /// Inject `secrets` into the outbound requests their rules name (and screen output for them).
+    /// Inject `secrets` into the outbound requests their rules name (and screen output and
+    /// memory writes for them).
     pub fn with_secrets(mut self, secrets: SecretStore) -> Self {
+        self.secrets = Arc::new(secrets.clone());
         self.sandbox.set_secrets(secrets);
         self.afresh()
     }
@@ -273,6 +294,7 @@ impl Runtime {
             runtime: self.clone(),
             identity,
             prepared,
+            contract: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -360,6 +382,8 @@ pub struct LoadedAgent {
     pub(crate) runtime: Runtime,
     pub(crate) identity: AgentIdentity,
     pub(crate) prepared: PreparedAgent,
+    /// Its contract, taken from `describe` at its first run (see `contract.rs`).
+    pub(crate) contract: tokio::sync::OnceCell<Arc<crate::contract::Contract>>,
 }
 
 impl std::fmt::Debug for LoadedAgent {

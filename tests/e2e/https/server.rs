@@ -116,17 +116,26 @@ impl Server {
     }
 }
 
+impl Leaf {
+    /// A rustls server configuration presenting this certificate (for a server of a test's own,
+    /// such as the model stub's `start_tls`).
+    pub fn server_config(self) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(self.chain, self.key)
+                .unwrap(),
+        )
+    }
+}
+
 /// An https server on 127.0.0.1 presenting `leaf`. Every request gets `200` with the request's
 /// head as its body (so a test sees what the server received, headers included).
 pub async fn serve_tls(leaf: Leaf) -> Server {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(leaf.chain, leaf.key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -5,6 +5,7 @@
 
 mod audit;
 mod calls;
+mod memory;
 mod reads;
 mod terminal;
 mod tls;
@@ -24,6 +25,9 @@ pub async fn run(name: &str, task: &str, port: u16) -> Vec<String> {
         return out;
     }
     if let Some(out) = calls::run(name, task, port).await {
+        return out;
+    }
+    if let Some(out) = memory::run_attack(name).await {
         return out;
     }
     panic!("no host attack named `{name}` (tests/e2e/redteam/host.rs)")

@@ -104,16 +104,25 @@ pub fn warden_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A component whose `describe()` returns `text` in all five fields and whose `run` returns it
-/// as its output, or as a `failed` error when the task's second byte is `e` (the JSON `"e"`).
+/// A component whose `describe()` returns `text` as its name, version and summary, and a valid
+/// JSON Schema whose description is `text` as both schemas; whose `run` returns `text` as its
+/// output, or as a `failed` error when the task's second byte is `e` (the JSON `"e"`).
 pub fn hostile_component(text: &str) -> String {
     let data: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
     let len = text.len();
-    assert!(len < 3000, "the text fits below the heap");
+    assert!(len < 3000, "the text fits below the schema");
+    let schema = format!(
+        r#"{{"description": {}}}"#,
+        serde_json::to_string(text).expect("a string")
+    );
+    let schema_data: String = schema.bytes().map(|b| format!("\\{b:02x}")).collect();
+    let schema_len = schema.len();
+    assert!(schema_len < 12000, "the schema fits below the heap");
     let fields: String = (0..5)
         .map(|i| {
+            let (at, n) = if i < 3 { (256, len) } else { (4096, schema_len) };
             format!(
-                "(i32.store (i32.const {}) (i32.const 256)) (i32.store (i32.const {}) (i32.const {len}))\n",
+                "(i32.store (i32.const {}) (i32.const {at})) (i32.store (i32.const {}) (i32.const {n}))\n",
                 128 + 8 * i,
                 132 + 8 * i
             )
@@ -123,8 +132,9 @@ pub fn hostile_component(text: &str) -> String {
         r#"(component
   (core module $m
     (memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 4096))
+    (global $heap (mut i32) (i32.const 16384))
     (data (i32.const 256) "{data}")
+    (data (i32.const 4096) "{schema_data}")
     (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
       (local $p i32)
       (local.set $p (global.get $heap))
@@ -151,7 +161,7 @@ pub fn hostile_component(text: &str) -> String {
   (type $err' (variant (case "invalid-input" string) (case "failed" string)))
   (export $err "agent-error" (type $err'))
   (type $desc' (record (field "name" string) (field "version" string) (field "summary" string)
-                       (field "accepts" string) (field "returns" string)))
+                       (field "input-schema" string) (field "output-schema" string)))
   (export $desc "description" (type $desc'))
   (func $run (param "task" string) (result (result string (error $err)))
     (canon lift (core func $i "run") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc"))))

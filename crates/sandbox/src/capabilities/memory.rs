@@ -204,6 +204,7 @@ impl wit::Host for InstanceState {
                 "this host keeps no memory (it has no data directory)".into()
             ));
         };
+        let namespace = entry.namespace.clone();
         let result = memory.put(MemoryWrite {
             namespace: entry.namespace,
             key: entry.key,
@@ -212,7 +213,11 @@ impl wit::Host for InstanceState {
             ttl_secs: entry.ttl_secs,
             general: entry.general,
         });
-        let decision = if result.is_ok() { "written" } else { "refused" };
+        // A refused write may carry a secret in its key: its trace names the namespace only.
+        let (decision, target) = match &result {
+            Ok(_) => ("written", target),
+            Err(_) => ("refused", format!("put {}/…", namespace)),
+        };
         self.kill
             .record("memory", &target, decision, started.elapsed());
         Ok(result)

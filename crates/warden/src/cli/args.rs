@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use super::{audit_cli, task_cli, trust_cli};
+use super::{audit_cli, memory_cli, task_cli, trust_cli};
 
 /// Warden: run AI agents as capability-restricted WebAssembly components.
 #[derive(Parser)]
@@ -74,6 +74,11 @@ pub enum Command {
     Task {
         #[command(subcommand)]
         command: task_cli::TaskCommand,
+    },
+    /// The curated memory: list, show, history, and revert / forget / pin an entry.
+    Memory {
+        #[command(subcommand)]
+        command: memory_cli::MemoryCommand,
     },
     /// Model usage per agent over the newest tasks: calls, tokens, cost per task, cache hit rate.
     Stats {

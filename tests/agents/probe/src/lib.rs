@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use serde::Deserialize;
-use warden_guest::{Agent, AgentError, Description, agents, http, log, model, tools};
+use warden_guest::{Agent, AgentError, Description, agents, http, log, memory, model, tools};
 use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 
 #[derive(Deserialize, Default)]
@@ -26,16 +26,98 @@ struct Task {
     then: Option<Box<Task>>,
     header: String,
     value: String,
-    /// `model` ops: the model's name, completion tokens, a JSON Schema, knowledge.
+    /// `model` ops: the model's name, completion tokens (8 when absent; 0 is sent as 0), a JSON
+    /// Schema, knowledge, the temperature as text (so that `NaN` and `inf` can be sent), and how
+    /// many times the user message is repeated (1 when absent). `bytes` pads the message with
+    /// `x` to that many bytes; `depth` repeats the model's name that many times (a long name).
     model: String,
-    max_tokens: u32,
+    max_tokens: Option<u32>,
     schema: String,
     knowledge: String,
+    temperature: String,
+    messages: u64,
+    /// `mem-*` ops: the entry's namespace, key, tags, ttl, visibility; a tag to list by.
+    namespace: String,
+    key: String,
+    tags: Vec<String>,
+    ttl: Option<u64>,
+    general: bool,
+    tag: Option<String>,
+}
+
+/// A memory entry as a `mem-*` op returns it.
+fn entry_json(e: &memory::Entry) -> serde_json::Value {
+    serde_json::json!({
+        "namespace": e.namespace, "key": e.key, "text": e.text, "tags": e.tags,
+        "version": e.version, "expires_ms": e.expires_ms, "general": e.general,
+    })
+}
+
+/// The `mem-*` ops: `mem-put` (the version, or the host's refusal as a failure), `mem-get` (the
+/// entry as JSON, or `none`; repeated `depth` times), `mem-list` (a JSON array), `mem-flood`
+/// (`depth` writes to `key-<i>`: how many the host took, and its first refusal).
+fn memory_op(t: &Task) -> Result<String, AgentError> {
+    match t.op.as_str() {
+        "mem-put" => memory::put_entry(&memory::Write {
+            namespace: t.namespace.clone(),
+            key: t.key.clone(),
+            text: t.text.clone(),
+            tags: t.tags.clone(),
+            ttl_secs: t.ttl,
+            general: t.general,
+        })
+        .map(|v| format!("version {v}"))
+        .map_err(fail),
+        "mem-get" => {
+            let mut found = None;
+            for _ in 0..t.depth.max(1) {
+                found = black_box(memory::get(&t.namespace, &t.key));
+            }
+            Ok(found.map_or_else(|| "none".into(), |e| entry_json(&e).to_string()))
+        }
+        "mem-flood" => {
+            for i in 0..t.depth {
+                let write = memory::Write {
+                    namespace: t.namespace.clone(),
+                    key: format!("{}-{i}", t.key),
+                    text: t.text.clone(),
+                    tags: t.tags.clone(),
+                    ttl_secs: t.ttl,
+                    general: t.general,
+                };
+                if let Err(e) = memory::put_entry(&write) {
+                    return Ok(format!("wrote {i}, then: {e}"));
+                }
+            }
+            Ok(format!("wrote {}", t.depth))
+        }
+        "mem-list" => {
+            let all: Vec<_> = memory::entries(&t.namespace, t.tag.as_deref())
+                .iter()
+                .map(entry_json)
+                .collect();
+            Ok(serde_json::Value::Array(all).to_string())
+        }
+        other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
+    }
 }
 
 /// One model call of a `model` op.
 fn chat(t: &Task) -> Result<model::Reply, model::ModelError> {
-    let mut chat = model::Chat::new(&t.model, t.max_tokens.max(1)).user(&t.text);
+    let mut text = t.text.clone();
+    let pad = usize::try_from(t.bytes).unwrap_or(usize::MAX);
+    if text.len() < pad {
+        text.push_str(&"x".repeat(pad - text.len()));
+    }
+    let name = t.model.repeat(usize::try_from(t.depth).unwrap_or(1).max(1));
+    let mut chat = model::Chat::new(&name, t.max_tokens.unwrap_or(8));
+    for _ in 0..t.messages.max(1) {
+        chat = chat.user(&text);
+    }
+    if !t.temperature.is_empty() {
+        // Whatever the text says, `NaN` included: the host must refuse what is out of range.
+        chat = chat.temperature(t.temperature.parse().unwrap_or(f32::NAN));
+    }
     if !t.schema.is_empty() {
         chat = chat.json_schema(&t.schema);
     }
@@ -448,6 +530,7 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             "many-files" => many_files(&t.path, t.depth),
             "stream-read" => stream_read(&t.path),
             "link-chain" => link_chain(&t.path, t.depth),
+            "mem-put" | "mem-get" | "mem-list" | "mem-flood" => memory_op(t),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }

@@ -1,0 +1,206 @@
+//! An agent's contract: the input and output JSON Schemas its `describe` returns, compiled once
+//! per loaded agent, and the two checks the run path makes with them — every task input before
+//! the instance starts, every result after it returns.
+//!
+//! A task or result that is not JSON is checked as a JSON string (so `"text"` agents can say
+//! `{"type": "string"}`). Schemas are bounded in size and never resolve a remote or file `$ref`
+//! (the validator is built without resolvers): a schema an agent supplies cannot make the host
+//! fetch anything.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::Description;
+use crate::runtime::LoadedAgent;
+use warden_sandbox::RunError;
+
+/// Largest schema text an agent may declare.
+pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+/// How many schema errors a refusal quotes.
+const QUOTED_ERRORS: usize = 3;
+
+/// A compiled contract.
+pub struct Contract {
+    /// What the agent said about itself.
+    pub description: Description,
+    input: jsonschema::Validator,
+    output: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contract")
+            .field("agent", &self.description.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn compile(which: &str, text: &str) -> Result<jsonschema::Validator, String> {
+    if text.len() > MAX_SCHEMA_BYTES {
+        return Err(format!(
+            "its {which} schema is {} bytes; a schema is at most {MAX_SCHEMA_BYTES}",
+            text.len()
+        ));
+    }
+    let schema: Value =
+        serde_json::from_str(text).map_err(|e| format!("its {which} schema is not JSON: {e}"))?;
+    jsonschema::validator_for(&schema)
+        .map_err(|e| format!("its {which} schema is not a valid JSON Schema: {e}"))
+}
+
+/// The JSON value a task or result stands for: itself if it parses, else the text as a string.
+fn as_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+fn check(validator: &jsonschema::Validator, text: &str) -> Result<(), String> {
+    let value = as_json(text);
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .take(QUOTED_ERRORS + 1)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_string() } else { at };
+            let message: String = e.to_string().chars().take(200).collect();
+            format!("at {at}: {message}")
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let more = if errors.len() > QUOTED_ERRORS {
+        " (and more)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "{}{more}",
+        errors
+            .into_iter()
+            .take(QUOTED_ERRORS)
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
+}
+
+impl Contract {
+    /// Compile the schemas of `description`.
+    ///
+    /// # Errors
+    ///
+    /// A sentence when a schema is too large, not JSON or not a valid JSON Schema (the agent must
+    /// be rebuilt with a valid contract).
+    pub fn compile(description: Description) -> Result<Arc<Contract>, String> {
+        let input = compile("input", &description.input_schema)?;
+        let output = compile("output", &description.output_schema)?;
+        Ok(Arc::new(Contract {
+            description,
+            input,
+            output,
+        }))
+    }
+
+    /// Check a task's input.
+    ///
+    /// # Errors
+    ///
+    /// Where the input breaks the input schema (at most three places).
+    pub fn check_input(&self, task: &str) -> Result<(), String> {
+        check(&self.input, task)
+    }
+
+    /// Check a result.
+    ///
+    /// # Errors
+    ///
+    /// Where the result breaks the output schema.
+    pub fn check_output(&self, output: &str) -> Result<(), String> {
+        check(&self.output, output)
+    }
+}
+
+impl LoadedAgent {
+    /// The agent's contract: asked of `describe` (in a fresh instance) at the first call, then
+    /// kept for the agent's life.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Setup`] when `describe` fails or declares a schema that does not compile.
+    pub async fn contract(&self) -> Result<Arc<Contract>, RunError> {
+        self.contract
+            .get_or_try_init(|| async {
+                let description = self.prepared.describe().await?;
+                let agent = description.name.clone();
+                Contract::compile(description).map_err(|why| {
+                    RunError::Setup(format!(
+                        "agent `{agent}` declares a contract the host cannot use: {why}; fix its describe() and rebuild it"
+                    ))
+                })
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contract(input: &str, output: &str) -> Result<Arc<Contract>, String> {
+        Contract::compile(Description {
+            name: "a".into(),
+            version: "1".into(),
+            summary: "s".into(),
+            input_schema: input.into(),
+            output_schema: output.into(),
+        })
+    }
+
+    #[test]
+    fn inputs_and_outputs_are_checked() {
+        let c = contract(
+            r#"{"type":"object","properties":{"name":{"type":"string","minLength":1}},"required":["name"],"additionalProperties":false}"#,
+            r#"{"type":"string","pattern":"^hello, "}"#,
+        )
+        .unwrap();
+        assert_eq!(c.check_input(r#"{"name":"ada"}"#), Ok(()));
+        let e = c.check_input(r#"{"name":""}"#).unwrap_err();
+        assert!(e.contains("/name"), "{e}");
+        let e = c.check_input(r#"{"nom":"ada"}"#).unwrap_err();
+        assert!(e.contains("name"), "{e}");
+        assert!(c.check_input("not json at all").is_err());
+        // A result that is not JSON is checked as a string.
+        assert_eq!(c.check_output("hello, ada"), Ok(()));
+        assert!(c.check_output("goodbye").is_err());
+        assert!(c.check_output("42").is_err());
+        // `{}` takes anything.
+        let any = contract("{}", "{}").unwrap();
+        assert_eq!(any.check_input("whatever"), Ok(()));
+        assert_eq!(any.check_output("[1,2]"), Ok(()));
+    }
+
+    #[test]
+    fn bad_schemas_are_refused() {
+        assert!(
+            contract("{not json", "{}")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        let e = contract(r#"{"type": 12}"#, "{}").unwrap_err();
+        assert!(e.contains("not a valid JSON Schema"), "{e}");
+        let big = format!(r#"{{"description": "{}"}}"#, "x".repeat(MAX_SCHEMA_BYTES));
+        assert!(contract("{}", &big).unwrap_err().contains("at most"));
+        // No resolver: a remote `$ref` is not fetched, it is refused.
+        let e = contract(r#"{"$ref": "https://example.com/schema.json"}"#, "{}");
+        assert!(e.is_err(), "a remote $ref must not compile");
+    }
+
+    #[test]
+    fn many_errors_are_cut() {
+        let c = contract(r#"{"type":"array","items":{"type":"integer"}}"#, "{}").unwrap();
+        let e = c.check_input(r#"["a","b","c","d","e"]"#).unwrap_err();
+        assert!(e.ends_with("(and more)"), "{e}");
+        assert_eq!(e.matches("at /").count(), 3, "{e}");
+    }
+}
