@@ -10,7 +10,9 @@
 //! 6. (`WARDEN_BENCH_ONLY=memory`) a memory read as the host serves it and from inside an
 //!    agent, the write filter's cost, a filtered write; see `memory.rs`;
 //! 7. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
-//!    the host's compile limits still admit, each compiled in a child process of its own.
+//!    the host's compile limits still admit, each compiled in a child process of its own;
+//! 8. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
+//!    `calls.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -401,6 +403,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+mod calls;
 mod memory;
 mod model;
 
@@ -553,6 +556,9 @@ fn main() -> anyhow::Result<()> {
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("ledger") {
             return ledger_overhead(&runtime, quick).await;
         }
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("calls") {
+            return calls::call_figures(&runtime, quick).await;
+        }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("memory") {
             return memory::memory_figures(&runtime, quick).await;
         }
@@ -563,6 +569,7 @@ fn main() -> anyhow::Result<()> {
         deadline_precision(&runtime, if quick { 3 } else { 20 }).await?;
         gated_call_cost(&runtime, if quick { 20_000 } else { 200_000 }).await?;
         ledger_overhead(&runtime, quick).await?;
+        calls::call_figures(&runtime, quick).await?;
         anyhow::Ok(())
     })
 }

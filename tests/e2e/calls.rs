@@ -185,6 +185,48 @@ async fn a_call_outside_the_policy_kills_the_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn contract_breaches_in_both_directions_come_back_to_the_caller() {
+    let host = Host::new("");
+    host.probe("front", "[agents]\ncall = [\"hello\", \"breacher\"]\n");
+    host.agent("hello", "hello", "");
+    // A component whose contract promises an integer and which returns its task (WebAssembly
+    // text is a component too).
+    std::fs::copy(
+        warden_tests::root().join("tests/redteam/wat/contract-integer.wat"),
+        host.agents().join("breacher.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        host.agents().join("breacher.toml"),
+        "[agent]\nname = \"breacher\"\n",
+    )
+    .unwrap();
+    // An input the callee's contract refuses: the callee never starts.
+    let r = host.run("front", &call("hello", "42"), None).await;
+    let out = completed(&r);
+    assert_eq!(error_kind(out), "invalid-input", "{out}");
+    assert!(host.children(r.task).is_empty());
+    // A result that breaks the callee's own output schema: a breach, the callee demoted.
+    let r = host
+        .run("front", &call("breacher", "\"not an integer\""), None)
+        .await;
+    let out = completed(&r);
+    assert_eq!(error_kind(out), "contract-breach", "{out}");
+    let breacher = &host.children(r.task)[0];
+    assert_eq!(
+        breacher.outcome.as_ref().unwrap()["reason"],
+        "contract-breach"
+    );
+    let store = host.runtime.ledger().unwrap().store();
+    let trust = store.trust(&breacher.agent_id).unwrap().unwrap();
+    assert_eq!(trust.demoted_by_task, Some(breacher.id));
+    assert_eq!(host.task(r.task).status, "completed");
+    // Its twin: an integer is what it promised.
+    let r = host.run("front", &call("breacher", "7"), None).await;
+    assert_eq!(ok_text(completed(&r)), "7");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn depth_is_bounded() {
     let host = Host::new("max_depth = 2\n");
     host.probe("bomb", "[agents]\ncall = [\"bomb\"]\n");
@@ -482,4 +524,78 @@ async fn warden_run_calls_agents_in_the_configured_directory() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(ok_text(out.trim()), "hello, cli");
+}
+
+/// The `roll-call` example of the docs, built once per test process.
+fn roll_call() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(warden_tests::root())
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--target",
+                    "wasm32-wasip2",
+                    "-p",
+                    "roll-call",
+                ])
+                .status()
+                .expect("cargo runs");
+        assert!(status.success(), "building the roll-call agent failed");
+    });
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || warden_tests::root().join("target"),
+            std::path::PathBuf::from,
+        )
+        .join("wasm32-wasip2/release/roll_call.wasm")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_roll_call_example_greets_through_hello_as_the_docs_say() {
+    let host = Host::new("");
+    let policies = warden_tests::root().join("policies");
+    std::fs::copy(
+        warden_tests::agent("hello"),
+        host.agents().join("hello.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        policies.join("hello.toml"),
+        host.agents().join("hello.toml"),
+    )
+    .unwrap();
+    let run = |input: &str| {
+        host.warden(&[
+            "run",
+            roll_call().to_str().unwrap(),
+            "--policy",
+            policies.join("roll-call.toml").to_str().unwrap(),
+            "--input",
+            input,
+        ])
+    };
+    let (code, out, err) = run(r#"["ann", "bo"]"#);
+    assert_eq!(
+        (code, out.trim()),
+        (0, r#"["hello, ann","hello, bo"]"#),
+        "{err}"
+    );
+    let (code, out, err) = run(r#"["ann", " "]"#);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            r#"["hello, ann","(no greeting: invalid-input: expected a name, got an empty one)"]"#
+        ),
+        "{err}"
+    );
+    // Nine names: more than it accepts, refused before any call.
+    let (code, _, err) = run(r#"["a","b","c","d","e","f","g","h","i"]"#);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("at most 8"), "{err}");
+    host.verify();
 }

@@ -19,7 +19,9 @@
 //! 3. The child runs on a task of its own (its CPU is its own, not charged to the caller) and
 //!    takes an instance slot only if one is free at once, otherwise the call is refused: a tree
 //!    never waits for a slot its own callers hold, so it cannot deadlock the host, and live
-//!    instances never pass the slots (the engine's pool is sized by them).
+//!    instances never pass the slots (the engine's pool is sized by them). The first call of an
+//!    agent reads its contract (`describe`, in an instance of its own) the same way: a second
+//!    slot must be free at once.
 //! 4. Only the child's result comes back (never its output streams or trace): `completed` →
 //!    the output; `agent-error` → `failed`; killed → `killed` (the child is demoted by its own
 //!    run, the caller is not killed), a contract breach → `contract-breach`; escalated →
@@ -167,7 +169,7 @@ impl Place {
         Some(Arc::new(TaskCalls {
             tree,
             task: id,
-            caller: policy.clone(),
+            caller: Arc::new(policy.clone()),
             user: options.user.clone(),
             workspace: options.workspace.clone(),
             depth: self.depth,
@@ -184,7 +186,7 @@ pub(crate) struct TaskCalls {
     tree: Arc<Tree>,
     task: u64,
     /// The caller's policy: it bounds every callee.
-    caller: Policy,
+    caller: Arc<Policy>,
     user: Option<Arc<User>>,
     workspace: Option<PathBuf>,
     depth: u32,
@@ -203,7 +205,7 @@ struct Hop {
     /// The caller's deadline or the tree's, whichever is first.
     deadline: Instant,
     budget: Arc<TreeBudget>,
-    caller: Policy,
+    caller: Arc<Policy>,
     user: Option<Arc<User>>,
     workspace: Option<PathBuf>,
     id: Arc<OnceLock<u64>>,
@@ -254,24 +256,24 @@ impl TaskCalls {
         };
         let (outcome, why) = match result {
             Ok(_) => ("completed", None),
-            Err(f) => {
-                let (kind, why) = failure_kind(f);
-                (kind, why)
-            }
+            Err(f) => failure_kind(f),
         };
         let subject = self.user.as_ref().map_or("-", |u| u.subject.as_str());
+        let mut detail = json!({
+            "caller_task": self.task,
+            "callee": callee,
+            "callee_task": child,
+            "depth": self.depth + 1,
+            "outcome": outcome,
+        });
+        if let Some(why) = why {
+            detail["why"] = json!(why);
+        }
         let event = AuditEvent::new("agent-call")
             .task(self.task)
             .agent(&self.caller.agent.name)
             .user(subject)
-            .detail(json!({
-                "caller_task": self.task,
-                "callee": callee,
-                "callee_task": child,
-                "depth": self.depth + 1,
-                "outcome": outcome,
-                "why": why,
-            }));
+            .detail(detail);
         if let Err(e) = ledger.record(event) {
             tracing::error!(target: "warden::calls", task = self.task, error = %e, "cannot record an agent call in the audit log");
         }
@@ -337,11 +339,32 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
                 .map_err(CallFailure::Refused)?
         }
     };
-    let Some(_slot) = free_slot(agent.prepared.sandbox()) else {
-        return Err(CallFailure::Refused(
+    let no_slot = || {
+        CallFailure::Refused(
             "the host has no free instance slot for the call now; try again later".into(),
-        ));
+        )
     };
+    let Some(_slot) = free_slot(agent.prepared.sandbox()) else {
+        return Err(no_slot());
+    };
+    if hop.deadline <= Instant::now() {
+        return Err(CallFailure::Refused(
+            "no wall time is left for the call".into(),
+        ));
+    }
+    // Its contract, on its first call since it was loaded: `describe` runs in an instance with a
+    // slot of its own, which must be free now as well — taken, then handed straight to it (only
+    // a run starting on another thread in between can make it wait, and never past the time the
+    // tree has left).
+    if !agent.contract.initialized() {
+        drop(free_slot(agent.prepared.sandbox()).ok_or_else(no_slot)?);
+        let left = hop.deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, agent.contract()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(CallFailure::Refused(format!("`{name}` could not run: {e}"))),
+            Err(_) => return Err(no_slot()),
+        }
+    }
     let started = Instant::now();
     let left = hop.deadline.saturating_duration_since(started);
     if left.is_zero() {
@@ -353,21 +376,19 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
     let policy = agent.policy();
     // The same user, bounded by the caller's policy; in the bound the caller's wall limit is
     // lowered to the time left, so the callee ends no later than its caller and its tree.
-    let mut within = hop.caller.clone();
+    let mut within = Policy::clone(&hop.caller);
     within.limits.wall = within.limits.wall.min(left);
-    let base = hop.user.as_ref().map(|u| u.grant.as_ref());
-    let grant = |bound: &Policy| match base {
-        Some(g) => g.delegated_by(bound),
-        None => UserGrant::of_policy(bound),
-    };
-    let person = |grant: UserGrant| User {
+    let user = User {
         subject: hop.user.as_ref().map_or("-", |u| &u.subject).to_owned(),
         roles: hop.user.as_ref().map_or_else(Vec::new, |u| u.roles.clone()),
-        grant: Arc::new(grant),
+        grant: Arc::new(match &hop.user {
+            Some(u) => u.grant.delegated_by(&within),
+            None => UserGrant::of_policy(&within),
+        }),
     };
-    let user = person(grant(&within));
-    let own_wall = wall_limit(runtime, policy, Some(&person(grant(&hop.caller))));
     let wall = wall_limit(runtime, policy, Some(&user));
+    // Without the cut: the same bounds, with the caller's own wall limit.
+    let own_wall = wall_limit(runtime, policy, hop.user.as_deref()).min(hop.caller.limits.wall);
     let place = Place {
         tree: Some(hop.tree.clone()),
         parent: Some(hop.parent),
@@ -385,9 +406,11 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
     result_of(&name, report)
 }
 
-/// An instance slot if one is free now; never waits (a tree's callers hold theirs).
+/// An instance slot if one is free now; never waits (a tree's callers hold theirs). Polled
+/// once, outside tokio's cooperative budget: a task that has used its budget would otherwise be
+/// told no slot is free when one is.
 fn free_slot(sandbox: &warden_sandbox::Sandbox) -> Option<tokio::sync::SemaphorePermit<'_>> {
-    let mut slot = std::pin::pin!(sandbox.slot());
+    let mut slot = std::pin::pin!(tokio::task::unconstrained(sandbox.slot()));
     match slot.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(Ok(permit)) => Some(permit),
         _ => None,

@@ -8,7 +8,8 @@
 //! An agent is loaded the way `warden run` loads one ([`Runtime::load_policy`] then
 //! [`Runtime::load_file`]: signatures checked before anything is parsed or compiled, refusals
 //! audited) and kept per name. Each lookup compares the size and modification time of its files
-//! with what was loaded, so an agent added or replaced is picked up without a restart. Two
+//! with what was loaded — the component and the policy, and each signature the host checked
+//! when it loaded them — so an agent added or replaced is picked up without a restart. Two
 //! callers that find the same stale entry at once may both load it; the later one is kept.
 
 use std::collections::HashMap;
@@ -29,14 +30,19 @@ pub(crate) struct AgentDirectory {
 #[derive(Debug, Clone)]
 struct Kept {
     stamps: Stamps,
+    /// Which of the four files it depends on (the signatures only where they were checked).
+    watched: [bool; 4],
     agent: Arc<LoadedAgent>,
 }
 
-/// Size and modification time of a file, `None` when it does not exist.
+/// Size and modification time of a file, `None` when it does not exist (or is not watched).
 type Stamp = Option<(u64, Option<SystemTime>)>;
 
-/// The stamps of an agent's component, policy and their signatures.
+/// The stamps of an agent's component, policy and their signatures, in that order.
 type Stamps = [Stamp; 4];
+
+/// Every file: what a first load stamps before it knows which signatures it will check.
+const ALL: [bool; 4] = [true; 4];
 
 /// The rule of an agent name, as a policy's `agent.name` has it.
 fn is_agent_name(name: &str) -> bool {
@@ -65,12 +71,18 @@ impl AgentDirectory {
         ]
     }
 
-    fn stamps(files: &[PathBuf; 4]) -> Stamps {
-        files.clone().map(|f| {
-            std::fs::metadata(&f)
-                .ok()
-                .map(|m| (m.len(), m.modified().ok()))
-        })
+    /// Stamp the `watched` files (a stat each: two for an agent whose signatures are not
+    /// checked, which is what a call costs in the common case).
+    fn stamps(files: &[PathBuf; 4], watched: [bool; 4]) -> Stamps {
+        let mut stamps = [None; 4];
+        for ((stamp, file), watch) in stamps.iter_mut().zip(files).zip(watched) {
+            if watch {
+                *stamp = std::fs::metadata(file)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()));
+            }
+        }
+        stamps
     }
 
     /// The agent `name` as its files are now, if it was loaded from them already.
@@ -85,9 +97,11 @@ impl AgentDirectory {
                 name.chars().take(64).collect::<String>()
             ));
         }
-        let stamps = Self::stamps(&self.files(name));
-        let kept = self.lock().get(name).cloned();
-        Ok(kept.filter(|k| k.stamps == stamps).map(|k| k.agent))
+        let Some(kept) = self.lock().get(name).cloned() else {
+            return Ok(None);
+        };
+        let stamps = Self::stamps(&self.files(name), kept.watched);
+        Ok((kept.stamps == stamps).then_some(kept.agent))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
@@ -110,7 +124,7 @@ impl AgentDirectory {
         let files = self.files(name);
         let [wasm, toml, ..] = &files;
         // Stamped before reading: a file replaced while it loads is loaded again next time.
-        let stamps = Self::stamps(&files);
+        let mut stamps = Self::stamps(&files, ALL);
         if stamps[0].is_none() || stamps[1].is_none() {
             return Err(format!(
                 "this host has no agent `{name}` (its agents directory holds no {name}.wasm beside {name}.toml)"
@@ -131,6 +145,17 @@ impl AgentDirectory {
             agents: None,
             ..runtime.clone()
         };
+        let watched = [
+            true,
+            true,
+            crate::identity::agent_signers(&policy, &runtime.config).is_some(),
+            runtime.config.require_signed_policies,
+        ];
+        for (stamp, watch) in stamps.iter_mut().zip(watched) {
+            if !watch {
+                *stamp = None;
+            }
+        }
         let agent = Arc::new(
             loader
                 .load_file(wasm, policy)
@@ -140,6 +165,7 @@ impl AgentDirectory {
             name.to_owned(),
             Kept {
                 stamps,
+                watched,
                 agent: agent.clone(),
             },
         );

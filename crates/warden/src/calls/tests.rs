@@ -31,7 +31,7 @@ fn calls(runtime: &Runtime, depth: u32, left: Duration) -> TaskCalls {
             deadline: now + runtime.config.tree.wall,
         }),
         task: 7,
-        caller: policy("[agents]\ncall = [\"b\"]\n"),
+        caller: Arc::new(policy("[agents]\ncall = [\"b\"]\n")),
         user: None,
         workspace: None,
         depth,

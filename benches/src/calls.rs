@@ -1,0 +1,110 @@
+//! The agent-call figures (`WARDEN_BENCH_ONLY=calls`): one agent-to-agent hop — a trivial caller
+//! (`probe`'s `call` op) calling a trivial callee (`hello`) found by name in an agents directory —
+//! against a single trivial run (`hello` alone), and against the caller's own run without the
+//! call (`probe`'s `echo`), so the hop's own cost shows apart from its two instances. Medians and
+//! p99 of interleaved samples, without and with a ledger (goal: the hop at most 2× the single
+//! run). The runs are made from a task on the runtime's workers, as a host serving tasks makes
+//! them (a caller on the `block_on` thread pays a thread hand-off for each hop).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use warden::policy::HostConfig;
+use warden::{LoadedAgent, Outcome, RunOptions, Runtime};
+
+use super::{agent_path, percentile, us};
+
+/// An agents directory holding `hello` and `relay` (the probe, which may call `hello`).
+fn agents_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::copy(agent_path("hello")?, dir.join("hello.wasm"))?;
+    std::fs::write(dir.join("hello.toml"), "[agent]\nname = \"hello\"\n")?;
+    std::fs::copy(agent_path("probe")?, dir.join("relay.wasm"))?;
+    std::fs::write(
+        dir.join("relay.toml"),
+        "[agent]\nname = \"relay\"\n[agents]\ncall = [\"hello\"]\n",
+    )?;
+    Ok(())
+}
+
+fn load(rt: &Runtime, dir: &Path, name: &str) -> anyhow::Result<LoadedAgent> {
+    let policy = rt.load_policy(&dir.join(format!("{name}.toml")))?;
+    Ok(rt.load_file(&dir.join(format!("{name}.wasm")), policy)?)
+}
+
+/// The three runs, `n` samples each, interleaved; prints their figures.
+async fn compare(rt: &Runtime, dir: &Path, n: usize, label: &str) -> anyhow::Result<()> {
+    let hello = load(rt, dir, "hello")?;
+    let relay = load(rt, dir, "relay")?;
+    let runs: [(&str, &LoadedAgent, &str, &str); 3] = [
+        ("single run (hello)", &hello, "\"bench\"", "hello, bench"),
+        (
+            "caller alone (probe echo)",
+            &relay,
+            r#"{"op":"echo","text":"bench"}"#,
+            "bench",
+        ),
+        (
+            "one hop (probe -> hello)",
+            &relay,
+            r#"{"op":"call","name":"hello","input":"\"bench\""}"#,
+            r#"{"ok":"hello, bench"}"#,
+        ),
+    ];
+    let options = RunOptions::default();
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for round in 0..(n + n / 10) {
+        for (i, (what, agent, task, expect)) in runs.iter().enumerate() {
+            let t = Instant::now();
+            let r = agent.run(task, &options).await?;
+            let took = t.elapsed();
+            ensure!(
+                matches!(&r.outcome, Outcome::Completed { output } if output == expect),
+                "{what}: {:?}",
+                r.outcome
+            );
+            // The first tenth warms the caches (and loads `hello` into the directory).
+            if round >= n / 10 {
+                samples[i].push(took);
+            }
+        }
+    }
+    for s in &mut samples {
+        s.sort();
+    }
+    let p50 = |i: usize| percentile(&samples[i], 0.5);
+    for (i, (what, ..)) in runs.iter().enumerate() {
+        println!(
+            "{what}, {label}, n={n}: p50 {:.1} µs, p99 {:.1} µs",
+            us(p50(i)),
+            us(percentile(&samples[i], 0.99)),
+        );
+    }
+    println!(
+        "one hop / single run, {label}: {:.2}× (goal ≤ 2×); the hop's own cost beyond its callee's run: {:.1} µs",
+        us(p50(2)) / us(p50(0)),
+        us(p50(2)) - us(p50(1)) - us(p50(0)),
+    );
+    Ok(())
+}
+
+/// Agent-call figures, without a ledger and with one.
+pub async fn call_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    agents_dir(dir.path())?;
+    let config = HostConfig::parse(
+        "bench.toml",
+        &format!("[agents]\ndir = \"{}\"\n", dir.path().display()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = if quick { 500 } else { 5_000 };
+    let without = base.clone().with_host_config(config.clone());
+    let path = dir.path().to_path_buf();
+    tokio::spawn(async move { compare(&without, &path, n, "without ledger").await }).await??;
+    let data = tempfile::tempdir()?;
+    let ledger = Arc::new(warden::ledger::Ledger::open(data.path(), 1024)?);
+    let with = base.clone().with_host_config(config).with_ledger(ledger);
+    let path = dir.path().to_path_buf();
+    tokio::spawn(async move { compare(&with, &path, n, "with ledger").await }).await?
+}
