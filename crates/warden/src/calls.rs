@@ -20,8 +20,8 @@
 //!    takes an instance slot only if one is free at once, otherwise the call is refused: a tree
 //!    never waits for a slot its own callers hold, so it cannot deadlock the host, and live
 //!    instances never pass the slots (the engine's pool is sized by them). The first call of an
-//!    agent reads its contract (`describe`, in an instance of its own) the same way: a second
-//!    slot must be free at once.
+//!    agent reads its contract first (`describe`, in an instance of its own), in a slot that must
+//!    be free at once too.
 //! 4. Only the child's result comes back (never its output streams or trace): `completed` →
 //!    the output; `agent-error` → `failed`; killed → `killed` (the child is demoted by its own
 //!    run, the caller is not killed), a contract breach → `contract-breach`; escalated →
@@ -344,18 +344,15 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
             "the host has no free instance slot for the call now; try again later".into(),
         )
     };
-    let Some(_slot) = free_slot(agent.prepared.sandbox()) else {
-        return Err(no_slot());
-    };
     if hop.deadline <= Instant::now() {
         return Err(CallFailure::Refused(
             "no wall time is left for the call".into(),
         ));
     }
     // Its contract, on its first call since it was loaded: `describe` runs in an instance with a
-    // slot of its own, which must be free now as well — taken, then handed straight to it (only
-    // a run starting on another thread in between can make it wait, and never past the time the
-    // tree has left).
+    // slot of its own, which must be free now — taken, then handed straight to it (only a run
+    // starting on another thread in between can make it wait, and never past the time the tree
+    // has left). The run's slot is taken after, so a call never needs two at once.
     if !agent.contract.initialized() {
         drop(free_slot(agent.prepared.sandbox()).ok_or_else(no_slot)?);
         let left = hop.deadline.saturating_duration_since(Instant::now());
@@ -365,6 +362,9 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
             Err(_) => return Err(no_slot()),
         }
     }
+    let Some(_slot) = free_slot(agent.prepared.sandbox()) else {
+        return Err(no_slot());
+    };
     let started = Instant::now();
     let left = hop.deadline.saturating_duration_since(started);
     if left.is_zero() {
