@@ -4,9 +4,8 @@
 //! with a rebuild message, not demoted), and the audit log verifying after all of it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use warden_tests::{agent, root, warden_bin};
+use warden_tests::{agent, root, warden_with_data};
 
 struct Host {
     dir: tempfile::TempDir,
@@ -24,21 +23,7 @@ impl Host {
     }
 
     fn warden(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(warden_bin())
-            .current_dir(root())
-            .env("WARDEN_DATA_DIR", self.path("data"))
-            .env_remove("WARDEN_CONFIG")
-            .env_remove("WARDEN_TOKEN")
-            .arg("--cache-dir")
-            .arg(root().join("target/warden-test-cache"))
-            .args(args)
-            .output()
-            .expect("warden runs");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        warden_with_data(&self.path("data"), args)
     }
 
     fn policy(&self, name: &str) -> PathBuf {

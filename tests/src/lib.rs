@@ -189,3 +189,24 @@ pub fn probe(op: &str, fields: &[(&str, serde_json::Value)]) -> String {
     }
     serde_json::Value::Object(map).to_string()
 }
+
+/// `warden <args>` run from the repository root with `data` as its data directory, no host
+/// configuration or token from the environment, and the tests' compile cache: exit code, stdout,
+/// stderr.
+pub fn warden_with_data(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(warden_bin())
+        .current_dir(root())
+        .env("WARDEN_DATA_DIR", data)
+        .env_remove("WARDEN_CONFIG")
+        .env_remove("WARDEN_TOKEN")
+        .arg("--cache-dir")
+        .arg(root().join("target/warden-test-cache"))
+        .args(args)
+        .output()
+        .expect("warden runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -4,27 +4,12 @@
 //! record, and the audit log still verifies.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
-use warden_tests::{agent, probe, root, warden_bin};
+use warden_tests::{agent, probe, root, warden_with_data};
 
 fn warden(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(warden_bin())
-        .current_dir(root())
-        .env("WARDEN_DATA_DIR", data)
-        .env_remove("WARDEN_CONFIG")
-        .env_remove("WARDEN_TOKEN")
-        .arg("--cache-dir")
-        .arg(root().join("target/warden-test-cache"))
-        .args(args)
-        .output()
-        .expect("warden runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    warden_with_data(data, args)
 }
 
 fn ok(data: &Path, args: &[&str]) -> String {
