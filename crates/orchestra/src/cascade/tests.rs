@@ -1,0 +1,402 @@
+//! The cascade's rules against a scripted crew: every path of `docs/cascade.md`.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+#[derive(Default)]
+struct Script {
+    outcomes: HashMap<&'static str, VecDeque<StageOutcome>>,
+    gates: VecDeque<Result<Verification, String>>,
+    /// Paths each implementer/tester/documenter run adds to the working copy.
+    writes: HashMap<&'static str, Vec<String>>,
+    sensitive: Vec<String>,
+    /// agent -> calibrated value to return (instead of the stated one).
+    calibration: HashMap<&'static str, f64>,
+    budget_out: bool,
+    ran: Vec<(&'static str, Value)>,
+    changed: Vec<String>,
+    resets: u32,
+}
+
+impl Script {
+    fn then(mut self, stage: Stage, outcome: StageOutcome) -> Self {
+        self.outcomes
+            .entry(stage.agent())
+            .or_default()
+            .push_back(outcome);
+        self
+    }
+    fn gate(mut self, passed: bool) -> Self {
+        self.gates.push_back(Ok(Verification {
+            passed,
+            commands: vec![CommandRun {
+                command: vec!["python3".into(), "-m".into(), "unittest".into()],
+                status: Some(if passed { 0 } else { 1 }),
+                limit: None,
+                output: if passed {
+                    "OK".into()
+                } else {
+                    "FAILED (failures=1)".into()
+                },
+            }],
+        }));
+        self
+    }
+    fn writes(mut self, stage: Stage, path: &str) -> Self {
+        self.writes
+            .entry(stage.agent())
+            .or_default()
+            .push(path.into());
+        self
+    }
+    fn agents(&self) -> Vec<&'static str> {
+        self.ran.iter().map(|(a, _)| *a).collect()
+    }
+}
+
+fn done(v: Value) -> StageOutcome {
+    StageOutcome::Done(v)
+}
+
+impl Crew for Script {
+    async fn stage(&mut self, stage: Stage, input: Value) -> StageOutcome {
+        self.ran.push((stage.agent(), input));
+        let outcome = self
+            .outcomes
+            .get_mut(stage.agent())
+            .and_then(VecDeque::pop_front)
+            .unwrap_or_else(|| match stage {
+                Stage::Implementer => {
+                    done(json!({"changed": ["calc.py"], "summary": "s", "confidence": 0.9}))
+                }
+                Stage::Skeptic => done(json!({"verdict": "accept", "reasons": []})),
+                Stage::Validator => done(json!({"verdict": "pass", "reasons": []})),
+                Stage::Planner => done(json!({"steps": [{"id": "s1", "do": "fix", "after": []}]})),
+                _ => done(json!({})),
+            });
+        if matches!(outcome, StageOutcome::Done(_)) {
+            let add = self.writes.get(stage.agent()).cloned().unwrap_or_else(|| {
+                if stage == Stage::Implementer {
+                    vec!["calc.py".into()]
+                } else {
+                    vec![]
+                }
+            });
+            for p in add {
+                if !self.changed.contains(&p) {
+                    self.changed.push(p);
+                }
+            }
+        }
+        outcome
+    }
+    async fn verify(&mut self) -> Result<Verification, String> {
+        self.ran.push(("gate", Value::Null));
+        self.gates
+            .pop_front()
+            .unwrap_or_else(|| Err("no check command".into()))
+    }
+    fn files(&self) -> Vec<String> {
+        vec!["calc.py".into(), "test_calc.py".into()]
+    }
+    fn changed(&self) -> Vec<String> {
+        self.changed.clone()
+    }
+    fn reset(&mut self) -> Result<(), String> {
+        self.resets += 1;
+        self.changed.clear();
+        Ok(())
+    }
+    fn sensitive(&self, paths: &[String]) -> Option<String> {
+        paths
+            .iter()
+            .find(|p| self.sensitive.contains(p))
+            .map(|p| format!("`{p}` is labelled sensitive"))
+    }
+    fn budget_left(&self) -> Result<(), String> {
+        if self.budget_out {
+            Err("the tree's tokens are spent".into())
+        } else {
+            Ok(())
+        }
+    }
+    fn calibrate(&self, agent: &str, stated: f64) -> f64 {
+        self.calibration.get(agent).copied().unwrap_or(stated)
+    }
+}
+
+fn fast_route() -> StageOutcome {
+    done(
+        json!({"route": "fast", "complexity": "low", "risk": "low", "confidence": 0.9, "reason": "one function"}),
+    )
+}
+
+fn team_route() -> StageOutcome {
+    done(
+        json!({"route": "team", "complexity": "high", "risk": "low", "confidence": 0.9, "reason": "many files"}),
+    )
+}
+
+fn run(script: &mut Script, state: &mut CascadeState) -> CascadeEnd {
+    let rules = CascadeRules::default();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(drive(script, &rules, state))
+}
+
+#[test]
+fn the_fast_path_verified_runs_no_team() {
+    let mut s = Script::default()
+        .then(Stage::Router, fast_route())
+        .gate(true);
+    let mut state = CascadeState::new("fix the failing test");
+    assert_eq!(run(&mut s, &mut state), CascadeEnd::Verified);
+    assert_eq!(
+        s.agents(),
+        [
+            "router",
+            "implementer",
+            "gate",
+            "documenter",
+            "validator",
+            "memory-curator"
+        ]
+    );
+    assert_eq!(s.ran[1].1["model"], "small");
+    assert_eq!(state.changed, ["calc.py"]);
+    assert!(state.stated.iter().all(|s| s.verdict == Some(true)));
+}
+
+#[test]
+fn a_failed_gate_sends_the_team_from_the_original_workspace() {
+    let mut s = Script::default()
+        .then(Stage::Router, fast_route())
+        .gate(false)
+        .gate(true);
+    let mut state = CascadeState::new("fix it");
+    assert_eq!(run(&mut s, &mut state), CascadeEnd::Verified);
+    assert_eq!(
+        s.agents(),
+        [
+            "router",
+            "implementer",
+            "gate",
+            "planner",
+            "skeptic",
+            "tester",
+            "implementer",
+            "gate",
+            "documenter",
+            "validator",
+            "memory-curator"
+        ]
+    );
+    assert_eq!(s.resets, 1);
+    // The team's implementer gets the large model, the plan and the gate's report.
+    let team = &s.ran[6].1;
+    assert_eq!(team["model"], "large");
+    assert!(
+        team["feedback"]
+            .as_str()
+            .unwrap()
+            .contains("FAILED (failures=1)")
+    );
+    assert_eq!(team["plan"][0]["id"], "s1");
+    // The fast implementer was wrong, the router's fast route too; the team's was right.
+    let verdicts: Vec<_> = state
+        .stated
+        .iter()
+        .map(|s| (s.agent.as_str(), s.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("router", Some(false)),
+            ("implementer", Some(false)),
+            ("implementer", Some(true))
+        ]
+    );
+}
+
+#[test]
+fn the_skeptic_rejecting_n_times_pauses_and_a_resume_goes_on() {
+    let reject = || done(json!({"verdict": "reject", "reasons": ["touches auth"]}));
+    let mut s = Script::default()
+        .then(Stage::Router, team_route())
+        .then(Stage::Skeptic, reject())
+        .then(Stage::Skeptic, reject())
+        .gate(true);
+    let mut state = CascadeState::new("refactor the login");
+    let end = run(&mut s, &mut state);
+    let CascadeEnd::Escalated { trigger, detail } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(trigger, Trigger::SkepticRejected);
+    assert!(detail.contains("touches auth"), "{detail}");
+    assert_eq!(
+        s.agents(),
+        ["router", "planner", "skeptic", "planner", "skeptic"]
+    );
+    // The second plan was asked for with the skeptic's reasons.
+    assert!(
+        s.ran[3].1["feedback"]
+            .as_str()
+            .unwrap()
+            .contains("touches auth")
+    );
+    assert_eq!(state.phase, Phase::Review);
+    // A person resumes: the plan goes ahead (the skeptic is asked once more and overruled).
+    state.resume(trigger, Some("auth is fine here"));
+    s.outcomes.insert("skeptic", VecDeque::from([reject()]));
+    assert_eq!(run(&mut s, &mut state), CascadeEnd::Verified);
+    assert!(s.agents().ends_with(&[
+        "skeptic",
+        "tester",
+        "implementer",
+        "gate",
+        "documenter",
+        "validator",
+        "memory-curator"
+    ]));
+}
+
+#[test]
+fn a_sensitive_path_pauses() {
+    let mut s = Script::default()
+        .then(Stage::Router, fast_route())
+        .writes(Stage::Implementer, "auth/login.py")
+        .gate(true);
+    s.sensitive = vec!["auth/login.py".into()];
+    let mut state = CascadeState::new("fix login");
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(&end, CascadeEnd::Escalated { trigger: Trigger::Sensitive, detail } if detail.contains("auth/login.py")),
+        "{end:?}"
+    );
+    // No gate ran on it.
+    assert!(!s.agents().contains(&"gate"));
+}
+
+#[test]
+fn a_spent_budget_pauses_before_the_next_stage() {
+    let mut s = Script::default().then(Stage::Router, fast_route());
+    s.budget_out = true;
+    let mut state = CascadeState::new("x");
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::Budget,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert!(s.ran.is_empty());
+    // A stage's own budget escalation pauses the cascade too.
+    let mut s = Script::default().then(
+        Stage::Router,
+        StageOutcome::Escalated("model-budget".into(), "tokens spent".into()),
+    );
+    let mut state = CascadeState::new("x");
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::Budget,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn a_confident_router_with_a_bad_history_is_escalated_by_the_calibrated_floor() {
+    let mut s = Script::default()
+        .then(Stage::Router, fast_route())
+        .gate(true);
+    s.calibration.insert("router", 0.1);
+    let mut state = CascadeState::new("x");
+    let end = run(&mut s, &mut state);
+    let CascadeEnd::Escalated { trigger, detail } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(trigger, Trigger::Confidence);
+    assert!(
+        detail.contains("0.90") && detail.contains("0.10"),
+        "{detail}"
+    );
+    // The same router with a good history goes on.
+    let mut s = Script::default()
+        .then(Stage::Router, fast_route())
+        .gate(true);
+    s.calibration.insert("router", 0.8);
+    assert_eq!(
+        run(&mut s, &mut CascadeState::new("x")),
+        CascadeEnd::Verified
+    );
+}
+
+#[test]
+fn the_team_failing_twice_pauses_and_a_killed_stage_pauses() {
+    let mut s = Script::default()
+        .then(Stage::Router, team_route())
+        .gate(false)
+        .gate(false);
+    let mut state = CascadeState::new("x");
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::VerificationFailed,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert_eq!(state.attempts, 2);
+    let mut s = Script::default()
+        .then(Stage::Router, team_route())
+        .then(Stage::Planner, StageOutcome::Killed("network".into()));
+    let end = run(&mut s, &mut CascadeState::new("x"));
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::Killed,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn a_gate_that_cannot_run_pauses_and_unusable_outputs_fall_back() {
+    // The router's answer is junk: the team, not a crash.
+    let mut s = Script::default().then(Stage::Router, StageOutcome::Failed("unreadable".into()));
+    let end = run(&mut s, &mut CascadeState::new("x"));
+    assert!(
+        matches!(&end, CascadeEnd::Escalated { trigger: Trigger::VerificationFailed, detail } if detail.contains("could not run")),
+        "{end:?}"
+    );
+    assert_eq!(
+        s.agents(),
+        [
+            "router",
+            "planner",
+            "skeptic",
+            "tester",
+            "implementer",
+            "gate"
+        ]
+    );
+}
