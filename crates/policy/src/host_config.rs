@@ -53,10 +53,12 @@ use crate::diagnostic::Source;
 use crate::keys::PublicKey;
 use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
 
+mod cascade;
 mod models;
 mod orchestra;
 mod tools;
 
+pub use cascade::{CascadeSettings, GateLimits};
 pub use models::{DEFAULT_CONSTITUTION, KeySource, ModelProvider, Price};
 pub use orchestra::{DEFAULT_HORIZON, TreeLimits};
 
@@ -101,6 +103,8 @@ pub struct HostConfig {
     pub tree: TreeLimits,
     /// `memory.horizon`: how long a memory entry lives unless written with its own ttl.
     pub memory_horizon: std::time::Duration,
+    /// `[cascade]`: the request cascade's rules, task budget and gate limits.
+    pub cascade: CascadeSettings,
     /// `prompt.constitution`: the first layer of every prompt ([`DEFAULT_CONSTITUTION`]).
     pub constitution: String,
     /// `[limits]`: the host's ceilings; each task's limit is the smaller of its policy's (and
@@ -167,6 +171,7 @@ impl Default for HostConfig {
             agents_dir: None,
             tree: TreeLimits::default(),
             memory_horizon: DEFAULT_HORIZON,
+            cascade: CascadeSettings::default(),
             limits: None,
             source: String::new(),
         }
@@ -202,6 +207,7 @@ struct RawConfig {
     keys: Option<RawKeys>,
     agents: Option<orchestra::RawAgentsHost>,
     memory: Option<orchestra::RawMemoryHost>,
+    cascade: Option<cascade::RawCascade>,
     policies: Option<RawRequire>,
     host: Option<RawHost>,
     issuers: Option<Vec<RawIssuer>>,
@@ -415,11 +421,15 @@ impl HostConfig {
             None => None,
         };
         let (agents_dir, tree) = orchestra::agents(&source, raw.agents.as_ref())?;
+        let models = models::providers(&source, raw.model.unwrap_or_default())?;
+        let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        let cascade = cascade::settings(&source, raw.cascade, &known)?;
         Ok(HostConfig {
+            cascade,
             agents_dir,
             tree,
             memory_horizon: orchestra::horizon(&source, raw.memory)?,
-            models: models::providers(&source, raw.model.unwrap_or_default())?,
+            models,
             tls_ca: raw
                 .tls
                 .and_then(|t| t.ca)

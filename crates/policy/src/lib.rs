@@ -47,8 +47,8 @@ pub use diagnostic::{PolicyError, PolicyErrorKind};
 pub use fs::{FsGrant, Mount};
 pub use host::{AllowedHost, HostError, HostPattern};
 pub use host_config::{
-    DEFAULT_CONSTITUTION, DEFAULT_HORIZON, DevIdentity, HostConfig, HostTool, Issuer, KeySource,
-    ModelProvider, Price, SecretRule, SecretSource, TreeLimits,
+    CascadeSettings, DEFAULT_CONSTITUTION, DEFAULT_HORIZON, DevIdentity, GateLimits, HostConfig,
+    HostTool, Issuer, KeySource, ModelProvider, Price, SecretRule, SecretSource, TreeLimits,
 };
 pub use limits::Limits;
 pub use model::ModelGrant;
