@@ -321,6 +321,15 @@ pub trait StateStore: Send + Sync {
     fn trust_all(&self) -> Result<Vec<TrustRecord>, StoreError>;
     /// Replace an agent's trust record.
     fn put_trust(&self, record: &TrustRecord) -> Result<(), StoreError>;
+    /// Save a cascade task's position (JSON of `warden_orchestra::cascade::CascadeState`).
+    fn put_cascade(&self, task: u64, state: &str) -> Result<(), StoreError>;
+    /// A cascade task's saved position.
+    fn cascade(&self, task: u64) -> Result<Option<String>, StoreError>;
+    /// An agent's calibration history: for each confidence bin (0.0–0.1, …, 0.9–1.0) the
+    /// outcomes it stated there and how many of them were verified.
+    fn calibration(&self, agent: &str) -> Result<[(u64, u64); 10], StoreError>;
+    /// Count one stated confidence of `agent` in `bin` (0..=9) with its verdict.
+    fn add_calibration(&self, agent: &str, bin: u8, verified: bool) -> Result<(), StoreError>;
     /// Record a pending action; returns it with its id and `hash(action)` filled in (the
     /// record's own `id` and `hash` are ignored). One transaction, in which `audit(action)`
     /// writes its audit record before the commit: if that fails nothing is stored

@@ -12,6 +12,7 @@ use super::{
     StoredCheckpoint, TaskEnd, TaskRecord, TrustRecord, now_ms,
 };
 
+mod cascade;
 mod schema;
 mod view;
 
@@ -344,6 +345,22 @@ impl StateStore for SqliteStore {
 
     fn put_trust(&self, record: &TrustRecord) -> Result<(), StoreError> {
         put_trust_in(&self.conn(), record)
+    }
+
+    fn put_cascade(&self, task: u64, state: &str) -> Result<(), StoreError> {
+        cascade::put(&self.conn(), task, state)
+    }
+
+    fn cascade(&self, task: u64) -> Result<Option<String>, StoreError> {
+        cascade::get(&self.conn(), task)
+    }
+
+    fn calibration(&self, agent: &str) -> Result<[(u64, u64); 10], StoreError> {
+        cascade::history(&self.conn(), agent)
+    }
+
+    fn add_calibration(&self, agent: &str, bin: u8, verified: bool) -> Result<(), StoreError> {
+        cascade::add(&self.conn(), agent, bin, verified)
     }
 
     fn add_action(

@@ -454,3 +454,24 @@ fn the_witness_is_read_without_creating_a_file_and_with_a_live_writers_wal() {
     );
     assert_eq!(names(), before);
 }
+
+#[test]
+fn cascade_positions_and_calibration_histories_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert_eq!(store.cascade(7).unwrap(), None);
+    store.put_cascade(7, r#"{"phase":"route"}"#).unwrap();
+    store.put_cascade(7, r#"{"phase":"plan"}"#).unwrap();
+    assert_eq!(
+        store.cascade(7).unwrap().as_deref(),
+        Some(r#"{"phase":"plan"}"#)
+    );
+    assert_eq!(store.calibration("router").unwrap(), [(0, 0); 10]);
+    store.add_calibration("router", 9, true).unwrap();
+    store.add_calibration("router", 9, false).unwrap();
+    store.add_calibration("router", 2, false).unwrap();
+    let h = store.calibration("router").unwrap();
+    assert_eq!((h[9], h[2], h[0]), ((2, 1), (1, 0), (0, 0)));
+    assert!(store.add_calibration("router", 10, true).is_err());
+    assert_eq!(store.calibration("skeptic").unwrap(), [(0, 0); 10]);
+}
