@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::diff::Diff;
 use crate::capabilities::fs::Overlay;
-use crate::capabilities::fs::overlay::Record;
 pub use crate::capabilities::fs::overlay::StagedFolder;
+use crate::capabilities::fs::overlay::{Need, Record};
 
 const MANIFEST: &str = "manifest.json";
 const TREE: &str = "tree";
@@ -273,6 +273,71 @@ impl Staging {
         }
     }
 
+    /// Stage `content` as the new content of the workspace-relative file `rel` (created, with
+    /// its folders, if absent) — the host's own change, as if an agent had written it there (a
+    /// cascade's result is staged so), reviewable and applied like any task's.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a path that is not normalized or not inside a staged folder, or that
+    /// passes through a link or a file; I/O errors writing.
+    pub fn put_file(&self, rel: &str, content: &[u8]) -> io::Result<()> {
+        let (folder, inner) = self.inside(rel)?;
+        let f = &self.folders()[folder];
+        if let Some((parent, _)) = inner.rsplit_once('/') {
+            let staged = self.overlay.stage(folder, parent, Need::Entry)?;
+            if staged.entry.as_deref().is_some_and(|e| e != parent) {
+                return Err(invalid(format!("`{rel}` passes through a link")));
+            }
+            fs::create_dir_all(f.staged.join(parent))?;
+        }
+        let staged = self.overlay.stage(folder, &inner, Need::Entry)?;
+        if staged.entry.as_deref().is_some_and(|e| e != inner) {
+            return Err(invalid(format!("`{rel}` passes through a link")));
+        }
+        let path = f.staged.join(&inner);
+        if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return Err(invalid(format!("`{rel}` is not a file")));
+        }
+        self.overlay.copy_up(folder, &inner)?;
+        fs::write(&path, content)
+    }
+
+    /// Stage the removal of the workspace-relative file `rel` (the host's own change, as
+    /// [`Staging::put_file`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Staging::put_file`].
+    pub fn remove_file(&self, rel: &str) -> io::Result<()> {
+        let (folder, inner) = self.inside(rel)?;
+        self.overlay.stage(folder, &inner, Need::Entry)?;
+        let path = self.folders()[folder].staged.join(&inner);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.overlay.remove(folder, &inner);
+        Ok(())
+    }
+
+    /// The staged folder holding the workspace-relative `rel`, and the path inside it.
+    fn inside(&self, rel: &str) -> io::Result<(usize, String)> {
+        if !is_normal(rel) {
+            return Err(invalid(format!(
+                "`{rel}` is not a normalized relative path"
+            )));
+        }
+        let (i, f) = self
+            .folders()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.rel.is_empty() || rel.starts_with(&format!("{}/", f.rel)))
+            .max_by_key(|(_, f)| f.rel.len())
+            .ok_or_else(|| invalid(format!("`{rel}` is not inside a staged folder")))?;
+        Ok((i, rel[f.rel.len()..].trim_start_matches('/').to_owned()))
+    }
+
     /// The workspace file and its staged counterpart for the workspace-relative `rel`.
     pub(crate) fn locate(&self, rel: &str) -> Option<(PathBuf, PathBuf)> {
         let f = self
@@ -363,4 +428,8 @@ fn is_normal(path: &str) -> bool {
         && path
             .split('/')
             .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+}
+
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, why)
 }

@@ -350,3 +350,49 @@ fn apply_never_writes_through_a_link_at_its_scratch_name() {
         "CANARY"
     );
 }
+
+#[test]
+fn the_host_stages_its_own_changes_which_apply_like_an_agents() {
+    let (ws, out) = workspace();
+    let root = tempfile::tempdir().unwrap();
+    let s = Staging::create(&root.path().join("s"), &folders(&out)).unwrap();
+    s.put_file("out/change.txt", b"new\n").unwrap();
+    s.put_file("out/deep/er/new.txt", b"created").unwrap();
+    s.remove_file("out/sub/delete.txt").unwrap();
+    for bad in ["../x", "/etc/passwd", "canary", "out/../canary", ""] {
+        let e = s.put_file(bad, b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+    }
+    // Nothing reached the workspace before the apply.
+    assert_eq!(
+        fs::read_to_string(out.join("change.txt")).unwrap(),
+        "old\nline\n"
+    );
+    s.seal().unwrap();
+    let reopened = Staging::open(&root.path().join("s")).unwrap();
+    let diff = reopened.diff().unwrap().render(&reopened);
+    assert!(
+        diff.contains("+new") && diff.contains("deep/er/new.txt"),
+        "{diff}"
+    );
+    let applied = reopened.apply().unwrap();
+    assert!(
+        applied.written.contains(&"out/change.txt".to_string()),
+        "{applied:?}"
+    );
+    assert!(
+        applied.removed.contains(&"out/sub/delete.txt".to_string()),
+        "{applied:?}"
+    );
+    assert_eq!(fs::read_to_string(out.join("change.txt")).unwrap(), "new\n");
+    assert_eq!(
+        fs::read_to_string(out.join("deep/er/new.txt")).unwrap(),
+        "created"
+    );
+    assert!(!out.join("sub/delete.txt").exists());
+    assert_eq!(
+        fs::read_to_string(ws.path().join("canary")).unwrap(),
+        "CANARY"
+    );
+    assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "same");
+}
