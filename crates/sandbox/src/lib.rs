@@ -23,6 +23,7 @@ mod execute;
 pub mod gate;
 pub mod imports;
 mod instance;
+pub mod jail;
 mod linker;
 mod outcome;
 pub mod output;
@@ -32,6 +33,7 @@ pub mod staging;
 pub use engine::{EngineConfig, EngineError, WardenEngine};
 pub use execute::{Executed, Execution};
 pub use gate::{KillReason, Violation};
+pub use jail::{Jail, JailBind, JailEnd, JailError, JailLimits, JailRun};
 pub use outcome::{Description, LoadError, MAX_HANDLES, Outcome, RunError, outcome_name};
 pub use prepare::{PreparedAgent, Sandbox};
 
