@@ -34,6 +34,7 @@
 
 mod budget;
 mod directory;
+mod stage;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,6 +48,7 @@ use warden_sandbox::{KillReason, Outcome, RunError};
 
 pub(crate) use budget::{TreeBudget, TreeModels, own_budget};
 pub(crate) use directory::AgentDirectory;
+pub(crate) use stage::{HostTree, StageRun};
 
 use crate::audit::AuditEvent;
 use crate::policy::{Policy, TreeLimits, UserGrant};
@@ -80,6 +82,10 @@ pub(crate) struct Place {
     budget: Arc<TreeBudget>,
     /// The task's id once the ledger gave it one (its caller reads it for the hop's record).
     id: Arc<OnceLock<u64>>,
+    /// Its workspace is a working copy the host owns (a cascade's): a completed run's writes
+    /// are applied to it whatever the agent's level (the host decides later what reaches the
+    /// real workspace).
+    working_copy: bool,
 }
 
 /// The wall limit a task runs under: its policy's, lowered by its user's roles (and callers, in
@@ -115,6 +121,7 @@ impl Place {
             cut: false,
             budget: TreeBudget::root(own_budget(policy, user)),
             id: Arc::default(),
+            working_copy: false,
         }
     }
 
@@ -131,6 +138,11 @@ impl Place {
     /// The task's budget node.
     pub(crate) fn budget(&self) -> &Arc<TreeBudget> {
         &self.budget
+    }
+
+    /// Whether the task works on a host-owned working copy (its writes are applied to it).
+    pub(crate) fn working_copy(&self) -> bool {
+        self.working_copy
     }
 
     /// Note the task's id.
@@ -397,6 +409,7 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
         cut: wall < own_wall,
         budget: hop.budget.child(own_budget(policy, Some(&user))),
         id: hop.id,
+        working_copy: false,
     };
     let options = RunOptions {
         workspace: hop.workspace,

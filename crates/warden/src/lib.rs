@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod calls;
+pub mod cascade;
 mod contract;
 mod memory;
 mod model;
@@ -44,7 +45,7 @@ pub use warden_orchestra as orchestra;
 pub use warden_policy as policy;
 pub use warden_policy::bounded;
 pub use warden_sandbox::{
-    bindings, capabilities, complexity, engine, gate, imports, output, staging,
+    bindings, capabilities, complexity, engine, gate, imports, jail, output, staging,
 };
 
 pub use contract::Contract;

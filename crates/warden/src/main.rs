@@ -37,6 +37,8 @@ mod approve_cli;
 mod args;
 #[path = "cli/audit.rs"]
 mod audit_cli;
+#[path = "cli/cascade.rs"]
+mod cascade_cli;
 #[path = "cli/inspect.rs"]
 mod inspect_cli;
 #[path = "cli/ledger.rs"]
@@ -185,6 +187,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     };
     let data_dir = ledger_cli::data_dir(cli.data_dir.clone(), &host_config);
     match cli.command {
+        Command::Task { command } if command.is_cascade() => {
+            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
+            let memory = memory_cli::open(&ledger)?;
+            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            cascade_cli::task(&runtime, &host_config, command).await
+        }
         Command::Task { command } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
             task_cli::task(&ledger, &host_config, command)

@@ -190,7 +190,8 @@ impl LoadedAgent {
         let mut disposition = StagingDisposition::None;
         if let Some(staging) = executed.staging {
             let completed = matches!(outcome, Outcome::Completed { .. });
-            let commits = ledger.is_none() || level >= policy.trust.write_level();
+            let commits =
+                ledger.is_none() || level >= policy.trust.write_level() || place.working_copy();
             let done = if !completed {
                 disposition = StagingDisposition::Discarded;
                 staging.discard()

@@ -33,7 +33,10 @@ pub async fn drive<C: Crew>(
             }
         }
         match step(crew, rules, state).await {
-            Ok(next) => state.phase = next,
+            Ok(next) => {
+                state.phase = next;
+                crew.checkpoint(state);
+            }
             Err(Pause(trigger, detail)) => {
                 return CascadeEnd::Escalated { trigger, detail };
             }

@@ -340,4 +340,6 @@ pub trait Crew {
     fn budget_left(&self) -> Result<(), String>;
     /// `agent`'s calibrated confidence for a stated one, from its history.
     fn calibrate(&self, agent: &str, stated: f64) -> f64;
+    /// Keep the cascade's position after a step (so a host that stops mid-task resumes there).
+    fn checkpoint(&mut self, state: &CascadeState);
 }

@@ -19,6 +19,7 @@ struct Script {
     ran: Vec<(&'static str, Value)>,
     changed: Vec<String>,
     resets: u32,
+    checkpoints: Vec<Phase>,
 }
 
 impl Script {
@@ -126,6 +127,9 @@ impl Crew for Script {
     fn calibrate(&self, agent: &str, stated: f64) -> f64 {
         self.calibration.get(agent).copied().unwrap_or(stated)
     }
+    fn checkpoint(&mut self, state: &CascadeState) {
+        self.checkpoints.push(state.phase);
+    }
 }
 
 fn fast_route() -> StageOutcome {
@@ -169,6 +173,8 @@ fn the_fast_path_verified_runs_no_team() {
     assert_eq!(s.ran[1].1["model"], "small");
     assert_eq!(state.changed, ["calc.py"]);
     assert!(state.stated.iter().all(|s| s.verdict == Some(true)));
+    assert_eq!(s.checkpoints.first(), Some(&Phase::Fast));
+    assert_eq!(s.checkpoints.last(), Some(&Phase::Done));
 }
 
 #[test]

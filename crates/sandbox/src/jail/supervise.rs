@@ -170,7 +170,9 @@ fn apply_limits(l: &JailLimits) -> rustix::io::Result<()> {
 /// The command's exit code, or the signal it died of (bubblewrap reports 128 + n).
 fn classify(status: std::process::ExitStatus) -> (Option<i32>, JailEnd) {
     match (status.code(), status.signal()) {
-        (Some(code), _) if (129..=128 + 64).contains(&code) => (None, JailEnd::Signalled(code - 128)),
+        (Some(code), _) if (129..=128 + 64).contains(&code) => {
+            (None, JailEnd::Signalled(code - 128))
+        }
         (Some(code), _) => (Some(code), JailEnd::Exited),
         (None, Some(sig)) => (None, JailEnd::Signalled(sig)),
         (None, None) => (None, JailEnd::Signalled(0)),
@@ -236,7 +238,10 @@ fn wait_until_gone(ns: Namespace) {
             _ => return,
         }
     }
-    tracing::warn!(pid = ns.pid, "a jail's pid namespace outlived its teardown wait");
+    tracing::warn!(
+        pid = ns.pid,
+        "a jail's pid namespace outlived its teardown wait"
+    );
 }
 
 type Reader = (std::thread::JoinHandle<()>, Arc<Mutex<Vec<u8>>>);

@@ -126,6 +126,7 @@ fn only_a_wall_kill_under_a_cut_deadline_is_spared() {
         cut,
         budget: TreeBudget::root((0, 0)),
         id: Arc::default(),
+        working_copy: false,
     };
     let wall = Outcome::Killed {
         reason: KillReason::WallLimit,

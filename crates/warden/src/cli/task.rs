@@ -65,6 +65,55 @@ pub enum TaskCommand {
         /// The task id.
         id: u64,
     },
+    /// Run the cascade on a request: router, fast path, verification, the team, a person when
+    /// the rules say so (see docs/cascade.md). Ends verified (its change applied or proposed) or
+    /// escalated (exit 4).
+    Run {
+        /// The request, e.g. "fix the failing test in calc.py".
+        request: String,
+        /// The workspace the request is about (its `warden.task.toml` names its checks).
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Print the cascade's report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// The user's identity token, as for `warden run`.
+        #[arg(long, env = "WARDEN_TOKEN")]
+        token: Option<String>,
+    },
+    /// Resume an escalated cascade from the step that paused it (its trigger waived once).
+    Resume {
+        /// The cascade's task id.
+        id: u64,
+        /// A note for the next stage (redirect the work), e.g. "only touch calc.py".
+        #[arg(long)]
+        note: Option<String>,
+        /// Print the cascade's report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// The user's identity token, as for `warden run`.
+        #[arg(long, env = "WARDEN_TOKEN")]
+        token: Option<String>,
+    },
+    /// Stop an escalated cascade: nothing is applied, its working copy is deleted.
+    Stop {
+        /// The cascade's task id.
+        id: u64,
+        /// The user's identity token, as for `warden run`.
+        #[arg(long, env = "WARDEN_TOKEN")]
+        token: Option<String>,
+    },
+}
+
+impl TaskCommand {
+    /// Whether this is one of the cascade's commands (they need a whole host, not only the
+    /// ledger).
+    pub fn is_cascade(&self) -> bool {
+        matches!(
+            self,
+            TaskCommand::Run { .. } | TaskCommand::Resume { .. } | TaskCommand::Stop { .. }
+        )
+    }
 }
 
 fn task_line(t: &TaskRecord) -> String {
@@ -195,6 +244,9 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
                 .map_err(host_failure)?;
             outln!("discarded the changes of task {id}")?;
             Ok(0)
+        }
+        TaskCommand::Run { .. } | TaskCommand::Resume { .. } | TaskCommand::Stop { .. } => {
+            unreachable!("the cascade's commands are run by cli/cascade.rs")
         }
     }
 }

@@ -1,0 +1,529 @@
+//! The cascade on a host (`docs/cascade.md`): `warden task run "<request>" --workspace <dir>`.
+//!
+//! The rules live in [`crate::orchestra::cascade`]; this module gives them a host. A cascade is a
+//! task of its own in the ledger (agent `cascade`), whose children are its stages' tasks. It
+//! copies the workspace into the data directory (`cascades/<task>/work`, the working copy), runs
+//! the rules with a [`crew::HostCrew`] (stages as child tasks on the working copy, the gate in the
+//! OS jail), saves its position after every step, and ends:
+//!
+//! - **verified**: the working copy's difference from the workspace is staged as the cascade
+//!   task's change — applied when the implementer's trust level lets it commit, otherwise
+//!   proposed (`warden task diff | apply | discard <task>`);
+//! - **escalated** with its trigger: the task waits for a person (`warden task resume <task>
+//!   [--note …]` goes on from the step that paused, the trigger waived once; `warden task stop
+//!   <task>` ends it and deletes the working copy).
+//!
+//! Every stated confidence whose verdict is known is added to its agent's calibration history.
+
+mod crew;
+mod gate;
+mod working;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+
+pub use crew::StageTask;
+
+use crate::audit::AuditEvent;
+use crate::calls::HostTree;
+use crate::jail::Jail;
+use crate::ledger::Ledger;
+use crate::orchestra::cascade::{
+    CascadeEnd, CascadeRules, CascadeState, StageNote, Trigger, Verification, bin_of, drive,
+};
+use crate::orchestra::model::Spend;
+use crate::run::StagingDisposition;
+use crate::runtime::Runtime;
+use crate::staging::{AppliedChanges, Staging};
+use crate::store::{TaskEnd, TaskRecord, TrustRecord, now_ms};
+use crate::user::User;
+
+/// The agent name of a cascade's own task.
+pub const CASCADE_AGENT: &str = "cascade";
+/// Longest request accepted.
+pub const MAX_REQUEST: usize = 16 * 1024;
+
+/// Why a cascade could not run (a cascade that ran ends in a [`CascadeReport`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CascadeError {
+    /// A mistake of the caller's: a bad request, workspace or task id.
+    #[error("{0}")]
+    Invalid(String),
+    /// The host could not record or stage the cascade (the ledger, the data directory).
+    #[error("{0}")]
+    Host(String),
+}
+
+fn host(e: impl std::fmt::Display) -> CascadeError {
+    CascadeError::Host(e.to_string())
+}
+
+/// How a cascade run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct CascadeReport {
+    /// The cascade's task.
+    pub task: u64,
+    /// `verified`, `escalated` or `stopped`.
+    pub status: String,
+    /// The trigger, when escalated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// What a person should know, when escalated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Every stage run (this run and earlier ones of the same task), in order.
+    pub stages: Vec<StageNote>,
+    /// The stages' tasks in this run.
+    pub tasks: Vec<StageTask>,
+    /// The last verification.
+    pub verification: Option<Verification>,
+    /// The paths the change touches.
+    pub changed: Vec<String>,
+    /// What became of the change.
+    pub staging: StagingDisposition,
+    /// What was applied, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<AppliedChanges>,
+    /// What this run's model calls used.
+    pub model: Spend,
+    /// CPU time of this run's stages (JSON: `cpu_us`).
+    #[serde(rename = "cpu_us", serialize_with = "micros")]
+    pub cpu: Duration,
+    /// Wall time of this run (JSON: `elapsed_us`).
+    #[serde(rename = "elapsed_us", serialize_with = "micros")]
+    pub elapsed: Duration,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Save a cascade's position in the ledger's store.
+pub(crate) fn save(ledger: &Ledger, task: u64, state: &CascadeState) -> Result<(), String> {
+    let text = serde_json::to_string(state).map_err(|e| e.to_string())?;
+    ledger
+        .store()
+        .put_cascade(task, &text)
+        .map_err(|e| e.to_string())
+}
+
+/// The rules of `[cascade]`.
+fn rules(runtime: &Runtime) -> CascadeRules {
+    let c = &runtime.config.cascade;
+    CascadeRules {
+        fast_model: c.fast_model.clone(),
+        team_model: c.team_model.clone(),
+        skeptic_rejections: c.skeptic_rejections,
+        team_attempts: c.team_attempts,
+        confidence_floor: c.confidence_floor(),
+    }
+}
+
+fn working_dir(ledger: &Ledger, task: u64) -> PathBuf {
+    ledger
+        .dir()
+        .join("cascades")
+        .join(task.to_string())
+        .join("work")
+}
+
+/// The trust record the cascade's task row carries (the host's own: it never moves).
+fn host_trust() -> TrustRecord {
+    TrustRecord::new("host/cascade", "-")
+}
+
+impl Runtime {
+    fn cascade_ledger(&self) -> Result<Arc<Ledger>, CascadeError> {
+        self.ledger.clone().ok_or_else(|| {
+            CascadeError::Invalid("a cascade needs a data directory (the ledger) to record its task and keep its working copy".into())
+        })
+    }
+
+    /// Run the cascade on `request` for `user` in `workspace`.
+    ///
+    /// # Errors
+    ///
+    /// [`CascadeError`] when it could not start (an empty or oversized request, a workspace
+    /// that is not a folder or too large, a malformed `warden.task.toml`, no ledger) or could
+    /// not be recorded.
+    pub async fn run_cascade(
+        &self,
+        request: &str,
+        workspace: &Path,
+        user: Option<Arc<User>>,
+    ) -> Result<CascadeReport, CascadeError> {
+        let ledger = self.cascade_ledger()?;
+        if request.trim().is_empty() || request.len() > MAX_REQUEST {
+            return Err(CascadeError::Invalid(format!(
+                "the request must be 1 to {MAX_REQUEST} bytes of text"
+            )));
+        }
+        let workspace = workspace.canonicalize().map_err(|e| {
+            CascadeError::Invalid(format!("the workspace {}: {e}", workspace.display()))
+        })?;
+        if !workspace.is_dir() {
+            return Err(CascadeError::Invalid(format!(
+                "the workspace {} is not a folder",
+                workspace.display()
+            )));
+        }
+        gate::TaskFile::read(&workspace).map_err(CascadeError::Invalid)?;
+        let subject = user.as_ref().map_or("-", |u| u.subject.as_str()).to_owned();
+        let grant = json!({
+            "request": request,
+            "workspace": workspace.display().to_string(),
+            "user": user.as_ref().map(|u| u.subject.clone()),
+            "roles": user.as_ref().map(|u| u.roles.clone()),
+        });
+        let store = ledger.store();
+        let id = store
+            .begin_task(
+                &TaskRecord {
+                    id: 0,
+                    agent: CASCADE_AGENT.into(),
+                    agent_id: "host/cascade".into(),
+                    module_hash: "-".into(),
+                    user: subject.clone(),
+                    level: 0,
+                    grant: grant.clone(),
+                    status: "running".into(),
+                    outcome: None,
+                    trace: None,
+                    staging: "none".into(),
+                    staging_path: None,
+                    started_ms: now_ms(),
+                    ended_ms: None,
+                    parent: None,
+                },
+                ledger.owner(),
+            )
+            .map_err(host)?;
+        ledger
+            .record(
+                AuditEvent::new("task-started")
+                    .task(id)
+                    .agent(CASCADE_AGENT)
+                    .user(&subject)
+                    .detail(json!({"grant": grant})),
+            )
+            .map_err(host)?;
+        let state = CascadeState::new(request);
+        save(&ledger, id, &state).map_err(host)?;
+        let working = working::WorkingCopy::create(&workspace, &working_dir(&ledger, id));
+        let working = match working {
+            Ok(w) => w,
+            Err(e) => {
+                let why = format!("cannot copy the workspace: {e}");
+                self.close(&ledger, id, "failed-to-start", json!({"why": why}), None)?;
+                return Err(CascadeError::Invalid(why));
+            }
+        };
+        self.drive_cascade(ledger, id, state, working, user).await
+    }
+
+    /// Resume the escalated cascade `task`, the trigger that paused it waived once; `note`
+    /// becomes the next stage's feedback.
+    ///
+    /// # Errors
+    ///
+    /// [`CascadeError::Invalid`] when `task` is not an escalated cascade.
+    pub async fn resume_cascade(
+        &self,
+        task: u64,
+        note: Option<&str>,
+        user: Option<Arc<User>>,
+    ) -> Result<CascadeReport, CascadeError> {
+        let ledger = self.cascade_ledger()?;
+        let (record, mut state) = paused(&ledger, task)?;
+        let trigger = record
+            .outcome
+            .as_ref()
+            .and_then(|o| o.get("trigger"))
+            .and_then(|t| serde_json::from_value::<Trigger>(t.clone()).ok())
+            .ok_or_else(|| CascadeError::Host(format!("task {task} has no recorded trigger")))?;
+        state.resume(trigger, note);
+        let workspace = PathBuf::from(
+            record.grant["workspace"]
+                .as_str()
+                .ok_or_else(|| CascadeError::Host(format!("task {task} has no workspace")))?,
+        );
+        let working = working::WorkingCopy::open(&workspace, &working_dir(&ledger, task));
+        if !working.path().is_dir() {
+            return Err(CascadeError::Host(format!(
+                "the working copy of task {task} is gone ({})",
+                working.path().display()
+            )));
+        }
+        let subject = user.as_ref().map_or("-", |u| u.subject.as_str());
+        ledger
+            .record(
+                AuditEvent::new("task-resumed")
+                    .task(task)
+                    .agent(CASCADE_AGENT)
+                    .user(subject)
+                    .detail(json!({"waived": trigger.as_str(), "note": note})),
+            )
+            .map_err(host)?;
+        self.drive_cascade(ledger, task, state, working, user).await
+    }
+
+    /// Stop the escalated cascade `task`: its working copy is deleted, nothing is applied.
+    ///
+    /// # Errors
+    ///
+    /// [`CascadeError::Invalid`] when `task` is not an escalated cascade.
+    pub fn stop_cascade(&self, task: u64, user: Option<&User>) -> Result<(), CascadeError> {
+        let ledger = self.cascade_ledger()?;
+        let (record, _) = paused(&ledger, task)?;
+        let workspace = PathBuf::from(record.grant["workspace"].as_str().unwrap_or_default());
+        working::WorkingCopy::open(&workspace, &working_dir(&ledger, task))
+            .remove()
+            .map_err(host)?;
+        let mut outcome = record.outcome.unwrap_or_else(|| json!({}));
+        outcome["status"] = json!("stopped");
+        outcome["stopped_by"] = json!(user.map(|u| u.subject.clone()));
+        self.close(&ledger, task, "stopped", outcome, None)
+    }
+
+    async fn drive_cascade(
+        &self,
+        ledger: Arc<Ledger>,
+        id: u64,
+        mut state: CascadeState,
+        working: working::WorkingCopy,
+        user: Option<Arc<User>>,
+    ) -> Result<CascadeReport, CascadeError> {
+        let started = Instant::now();
+        let settings = &self.config.cascade;
+        let task_file = gate::TaskFile::read(working.workspace()).map_err(CascadeError::Invalid)?;
+        let tree = HostTree::new(
+            self,
+            id,
+            settings.wall,
+            (settings.tokens, settings.micro_usd),
+        )
+        .map_err(CascadeError::Invalid)?;
+        let limits = gate::jail_limits(&settings.gate);
+        let jail = tokio::task::spawn_blocking(move || Jail::locate(limits))
+            .await
+            .map_err(host)?
+            .map_err(|e| e.to_string());
+        let mut crew = crew::HostCrew {
+            tree,
+            root: id,
+            user: user.clone(),
+            working,
+            task_file,
+            jail,
+            ledger: ledger.clone(),
+            spend: Spend::default(),
+            cpu: Duration::ZERO,
+            tasks: Vec::new(),
+        };
+        let end = drive(&mut crew, &rules(self), &mut state).await;
+        // The verdicts known now join their agents' histories, once.
+        for s in state.stated.iter_mut().filter(|s| !s.recorded) {
+            if let Some(verified) = s.verdict {
+                ledger
+                    .store()
+                    .add_calibration(&s.agent, bin_of(s.confidence), verified)
+                    .map_err(host)?;
+                s.recorded = true;
+            }
+        }
+        save(&ledger, id, &state).map_err(host)?;
+        let mut report = CascadeReport {
+            task: id,
+            status: String::new(),
+            trigger: None,
+            detail: None,
+            stages: state.stages.clone(),
+            tasks: crew.tasks.clone(),
+            verification: state.verification.clone(),
+            changed: state.changed.clone(),
+            staging: StagingDisposition::None,
+            applied: None,
+            model: crew.spend.clone(),
+            cpu: crew.cpu,
+            elapsed: started.elapsed(),
+        };
+        let usage = json!({
+            "elapsed_us": report.elapsed.as_micros() as u64,
+            "cpu_us": report.cpu.as_micros() as u64,
+            "model": report.model,
+        });
+        match end {
+            CascadeEnd::Escalated { trigger, detail } => {
+                report.status = "escalated".into();
+                report.trigger = Some(trigger.as_str().into());
+                report.detail = Some(detail.clone());
+                let outcome = json!({
+                    "status": "escalated",
+                    "reason": trigger.as_str(),
+                    "trigger": trigger,
+                    "detail": detail,
+                    "usage": usage,
+                });
+                self.close(&ledger, id, "escalated", outcome, None)?;
+            }
+            CascadeEnd::Verified => {
+                report.status = "verified".into();
+                let (disposition, applied) = self
+                    .conclude(&ledger, id, &crew.working, user.as_deref())
+                    .await?;
+                report.staging = disposition;
+                report.applied = applied;
+                let outcome = json!({
+                    "status": "completed",
+                    "output": json!({"verified": true, "changed": state.changed}).to_string(),
+                    "usage": usage,
+                });
+                self.close(&ledger, id, "completed", outcome, Some(disposition))?;
+                if let Err(e) = crew.working.remove() {
+                    tracing::warn!(target: "warden::cascade", task = id, error = %e, "cannot remove the working copy");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stage a verified change as the cascade task's: applied when the implementer's level
+    /// lets it commit, proposed otherwise.
+    async fn conclude(
+        &self,
+        ledger: &Ledger,
+        id: u64,
+        working: &working::WorkingCopy,
+        user: Option<&User>,
+    ) -> Result<(StagingDisposition, Option<AppliedChanges>), CascadeError> {
+        let changed = working.changed().map_err(host)?;
+        if changed.is_empty() {
+            return Ok((StagingDisposition::None, None));
+        }
+        let staging = Staging::create(
+            &ledger.staging_root(id),
+            &[(working.workspace().to_path_buf(), String::new())],
+        )
+        .map_err(host)?;
+        for rel in &changed {
+            let from = working.path().join(rel);
+            if from.is_file() {
+                let bytes = std::fs::read(&from).map_err(host)?;
+                staging.put_file(rel, &bytes).map_err(host)?;
+            } else {
+                staging.remove_file(rel).map_err(host)?;
+            }
+        }
+        staging.seal().map_err(host)?;
+        let commits = self.implementer_commits(user).await;
+        let subject = user.map_or("-", |u| u.subject.as_str());
+        let event = |kind: &str| {
+            AuditEvent::new(kind)
+                .task(id)
+                .agent(CASCADE_AGENT)
+                .user(subject)
+        };
+        if commits {
+            let applied = staging.apply().map_err(host)?;
+            ledger
+                .record(event("staging-applied").detail(json!({"changes": applied})))
+                .map_err(host)?;
+            Ok((StagingDisposition::Applied, Some(applied)))
+        } else {
+            ledger
+                .record(event("staging-proposed").detail(json!({"paths": changed})))
+                .map_err(host)?;
+            Ok((StagingDisposition::Proposed, None))
+        }
+    }
+
+    /// Whether the implementer's trust level lets its change be applied without a reviewer.
+    async fn implementer_commits(&self, _user: Option<&User>) -> bool {
+        let (Some(dir), Some(ledger)) = (self.agents.clone(), self.ledger.clone()) else {
+            return false;
+        };
+        let runtime = self.clone();
+        let agent = tokio::task::spawn_blocking(move || match dir.kept("implementer") {
+            Ok(Some(a)) => Ok(a),
+            _ => dir.load(&runtime, "implementer"),
+        })
+        .await;
+        let Ok(Ok(agent)) = agent else { return false };
+        let level = ledger
+            .store()
+            .trust(&agent.identity.agent_id)
+            .ok()
+            .flatten()
+            .map_or(0, |t| t.level);
+        level >= agent.policy().trust.write_level()
+    }
+
+    /// End (or pause) the cascade's task row with its audit record.
+    fn close(
+        &self,
+        ledger: &Ledger,
+        id: u64,
+        status: &str,
+        outcome: serde_json::Value,
+        staging: Option<StagingDisposition>,
+    ) -> Result<(), CascadeError> {
+        let disposition = staging.unwrap_or(StagingDisposition::None);
+        ledger
+            .record(
+                AuditEvent::new(if status == "escalated" {
+                    "task-escalated"
+                } else {
+                    "task-ended"
+                })
+                .task(id)
+                .agent(CASCADE_AGENT)
+                .detail(json!({"status": status, "outcome": outcome})),
+            )
+            .map_err(host)?;
+        ledger
+            .store()
+            .end_task(&TaskEnd {
+                id,
+                status: status.into(),
+                outcome,
+                trace: json!({"events": [], "dropped": 0}),
+                staging: disposition.as_str().into(),
+                staging_path: (disposition == StagingDisposition::Proposed)
+                    .then(|| ledger.staging_root(id).display().to_string()),
+                trust: host_trust(),
+            })
+            .map_err(host)
+    }
+}
+
+/// The task row and saved position of an escalated cascade.
+fn paused(ledger: &Ledger, task: u64) -> Result<(TaskRecord, CascadeState), CascadeError> {
+    let record = ledger
+        .store()
+        .task(task)
+        .map_err(|e| CascadeError::Invalid(e.to_string()))?;
+    if record.agent != CASCADE_AGENT {
+        return Err(CascadeError::Invalid(format!(
+            "task {task} is not a cascade (its agent is `{}`)",
+            record.agent
+        )));
+    }
+    if record.status != "escalated" {
+        return Err(CascadeError::Invalid(format!(
+            "task {task} is `{}`, not escalated: only a paused cascade can be resumed or stopped",
+            record.status
+        )));
+    }
+    let text = ledger
+        .store()
+        .cascade(task)
+        .map_err(host)?
+        .ok_or_else(|| CascadeError::Host(format!("task {task} has no saved position")))?;
+    let state = serde_json::from_str(&text)
+        .map_err(|e| CascadeError::Host(format!("task {task}'s saved position: {e}")))?;
+    Ok((record, state))
+}
