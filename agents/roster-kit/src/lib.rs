@@ -24,7 +24,9 @@ pub mod reply;
 pub mod stages;
 
 pub use paths::{Globs, PathError, check_path};
-pub use read::{Bundle, ReadError, WriteError, bundle, list_files, read_text, write_file};
+pub use read::{
+    Bundle, ReadError, WriteError, apply_blocks, bundle, list_files, read_text, write_file,
+};
 pub use reply::{FileBlock, FileBlocks, Problem, extract_json, parse_file_blocks};
 
 /// `text` cut to at most `max` bytes on a character boundary, with `…` when it was cut.

@@ -174,6 +174,9 @@ fn match_component(pat: &[u8], name: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// A test of which error came back.
+    type Is<E> = fn(&E) -> bool;
+
     #[test]
     fn normal_relative_paths_pass_and_hostile_ones_are_named() {
         let ok = [
@@ -188,7 +191,7 @@ mod tests {
         }
         let long = "a/".repeat(40) + "x";
         let huge = "x".repeat(MAX_PATH + 1);
-        let bad: &[(&str, fn(&PathError) -> bool)] = &[
+        let bad: &[(&str, Is<PathError>)] = &[
             ("", |e| *e == PathError::Empty),
             ("   ", |e| *e == PathError::Empty),
             ("/etc/passwd", |e| matches!(e, PathError::Absolute(_))),

@@ -1,6 +1,6 @@
 //! Bounded access to the workspace, from inside the agent: a listing capped in entries and depth
 //! ([`list_files`]), a file's text capped with a marker ([`read_text`]), the files a prompt shows
-//! ([`bundle`]), and a write that stays inside the stage's globs ([`write_file`]).
+//! ([`bundle`]), and writes that stay inside the stage's globs ([`write_file`], [`apply_blocks`]).
 //!
 //! `root` is where the workspace is seen: `/` inside the sandbox (the policy's `**` grant
 //! preopens the workspace root there), a temporary folder in tests. Symbolic links are neither
@@ -10,6 +10,8 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::paths::{Globs, PathError, check_path};
+use crate::reply::FileBlocks;
+use crate::stages::Refused;
 
 /// Most entries a listing visits (files and folders), whatever it keeps.
 pub const MAX_VISITS: usize = 5000;
@@ -255,6 +257,34 @@ pub fn write_file(
         source,
     })?;
     Ok(rel)
+}
+
+/// Write every block of `blocks` that `globs` allow ([`write_file`]); the problems of the reply
+/// and the refused writes come back as [`Refused`] entries. Returns (written paths, refused).
+pub fn apply_blocks(
+    root: &Path,
+    blocks: &FileBlocks,
+    globs: &Globs,
+) -> (Vec<String>, Vec<Refused>) {
+    let mut written = Vec::new();
+    let mut refused: Vec<Refused> = blocks
+        .problems
+        .iter()
+        .map(|p| Refused {
+            path: p.path.clone(),
+            reason: p.reason.clone(),
+        })
+        .collect();
+    for b in &blocks.blocks {
+        match write_file(root, &b.path, &b.content, globs) {
+            Ok(path) => written.push(path),
+            Err(e) => refused.push(Refused {
+                path: crate::clip(&b.path, 512),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    (written, refused)
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// A test of which error came back.
+type Is<E> = fn(&E) -> bool;
+
 fn workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
@@ -54,7 +57,7 @@ fn text_is_read_capped_with_a_marker_and_binaries_are_refused() {
         read_text(ws.path(), "e.txt", 2).unwrap().0,
         format!("a{CUT_MARKER}")
     );
-    let table: &[(&str, fn(&ReadError) -> bool)] = &[
+    let table: &[(&str, Is<ReadError>)] = &[
         ("blob.bin", |e| matches!(e, ReadError::Binary(_))),
         ("latin1.txt", |e| matches!(e, ReadError::Binary(_))),
         ("missing.py", |e| matches!(e, ReadError::NotAFile(_))),
@@ -125,7 +128,7 @@ fn writes_stay_inside_the_globs_and_make_only_allowed_folders() {
         write_file(ws.path(), "./test_b.py", "b", &tester).unwrap(),
         "test_b.py"
     );
-    let table: &[(&str, fn(&WriteError) -> bool)] = &[
+    let table: &[(&str, Is<WriteError>)] = &[
         ("calc.py", |e| {
             matches!(e, WriteError::Path(PathError::OutsideGrant { .. }))
         }),
@@ -188,4 +191,27 @@ fn a_bundle_puts_mentioned_files_first_and_keeps_to_its_budget() {
         rendered,
         "FILE: calc.py\n```\ndef add(a, b):\n    return a - b\n```\n\n"
     );
+}
+
+#[test]
+fn a_hostile_reply_writes_only_its_allowed_blocks() {
+    let ws = workspace();
+    let reply = "FILE: calc.py\n```\nfixed\n```\nFILE: ../x\n```\nx\n```\nFILE: /etc/passwd\n```\nroot\n```\n\
+                 FILE: .git/hooks/pre-commit\n```\nrm -rf /\n```\nFILE: half.py\n```\nno end\n";
+    let blocks = crate::parse_file_blocks(reply);
+    let (written, refused) = apply_blocks(ws.path(), &blocks, &Globs::new(&["**"]));
+    assert_eq!(written, ["calc.py"]);
+    let paths: Vec<&str> = refused.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["half.py", "../x", "/etc/passwd", ".git/hooks/pre-commit"]
+    );
+    assert!(refused[0].reason.contains("never closed"), "{refused:?}");
+    assert!(refused[1].reason.contains(".."), "{refused:?}");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("calc.py")).unwrap(),
+        "fixed\n"
+    );
+    assert!(!ws.path().join(".git/hooks").exists());
+    assert!(!ws.path().join("half.py").exists());
 }
