@@ -166,11 +166,13 @@ impl Staging {
                 staged,
             });
         }
+        // `""` is the workspace root, listed when a folder is staged there.
         let inside = |p: &String| {
-            is_normal(p)
-                && folders.iter().any(|f| {
-                    f.rel.is_empty() || *p == f.rel || p.starts_with(&format!("{}/", f.rel))
-                })
+            (p.is_empty() && folders.iter().any(|f| f.rel.is_empty()))
+                || is_normal(p)
+                    && folders.iter().any(|f| {
+                        f.rel.is_empty() || *p == f.rel || p.starts_with(&format!("{}/", f.rel))
+                    })
         };
         let mut paths = m.whiteouts.iter().chain(&m.listed).chain(m.linked.keys());
         if let Some(bad) = paths.find(|p| !inside(p)) {

@@ -396,3 +396,20 @@ fn the_host_stages_its_own_changes_which_apply_like_an_agents() {
     );
     assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "same");
 }
+
+#[test]
+fn a_listed_workspace_root_reopens() {
+    let (ws, _) = workspace();
+    let root = tempfile::tempdir().unwrap();
+    let s = Staging::create(
+        &root.path().join("s"),
+        &[(ws.path().to_path_buf(), String::new())],
+    )
+    .unwrap();
+    // The agent lists the workspace root, then writes a file there.
+    s.overlay().stage(0, "", Need::Listing).unwrap();
+    s.put_file("new.txt", b"n").unwrap();
+    s.seal().unwrap();
+    let reopened = Staging::open(&root.path().join("s")).unwrap();
+    assert!(!reopened.diff().unwrap().is_empty());
+}
