@@ -120,6 +120,7 @@ fn rules(runtime: &Runtime) -> CascadeRules {
         skeptic_rejections: c.skeptic_rejections,
         team_attempts: c.team_attempts,
         confidence_floor: c.confidence_floor(),
+        fast_path: c.fast_path,
     }
 }
 

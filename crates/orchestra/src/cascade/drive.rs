@@ -62,6 +62,10 @@ async fn step<C: Crew>(
 ) -> Result<Phase, Pause> {
     let request = state.request.clone();
     match state.phase {
+        Phase::Route if !rules.fast_path => {
+            state.route = Some("team".into());
+            Ok(Phase::Plan)
+        }
         Phase::Route => {
             let input = json!({"request": request, "files": crew.files()});
             match run(crew, state, Stage::Router, input).await? {

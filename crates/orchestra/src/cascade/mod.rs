@@ -170,10 +170,13 @@ pub struct CascadeRules {
     pub team_attempts: u32,
     /// Calibrated confidence under which a person is called.
     pub confidence_floor: f64,
+    /// Whether the router and the fast path run; without them every request goes to the team
+    /// (the baseline the cascade is measured against).
+    pub fast_path: bool,
 }
 
 impl Default for CascadeRules {
-    /// `small` and `large`, 2 rejections, 2 attempts, floor 0.3.
+    /// `small` and `large`, 2 rejections, 2 attempts, floor 0.3, the fast path on.
     fn default() -> Self {
         CascadeRules {
             fast_model: "small".into(),
@@ -181,6 +184,7 @@ impl Default for CascadeRules {
             skeptic_rejections: 2,
             team_attempts: 2,
             confidence_floor: 0.3,
+            fast_path: true,
         }
     }
 }

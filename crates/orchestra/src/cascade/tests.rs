@@ -406,3 +406,19 @@ fn a_gate_that_cannot_run_pauses_and_unusable_outputs_fall_back() {
         ]
     );
 }
+
+#[test]
+fn without_the_fast_path_every_request_goes_to_the_team() {
+    let mut s = Script::default().gate(true);
+    let rules = CascadeRules {
+        fast_path: false,
+        ..CascadeRules::default()
+    };
+    let mut state = CascadeState::new("x");
+    let end = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(drive(&mut s, &rules, &mut state));
+    assert_eq!(end, CascadeEnd::Verified);
+    assert_eq!(s.agents()[..2], ["planner", "skeptic"]);
+}

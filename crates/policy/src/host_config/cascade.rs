@@ -9,6 +9,7 @@
 //! skeptic_rejections = 2      # rejections of a plan before a person is called (default 2)
 //! team_attempts = 2           # failed verifications of the team's change before a person (default 2)
 //! confidence_floor = 0.3      # calibrated confidence under which a person is called (default 0.3)
+//! fast_path = true            # false: no router, every request to the team (default true)
 //! tokens = 200000             # model tokens of the whole task, every stage together (default 200000)
 //! usd = 1.0                   # model cost of the whole task (default 1.00)
 //! wall = "30 min"             # wall time of the whole task (default 30 min)
@@ -41,6 +42,8 @@ pub struct CascadeSettings {
     pub team_attempts: u32,
     /// The confidence floor, in thousandths (0..=1000).
     pub confidence_floor_permille: u16,
+    /// Whether the router and the fast path run.
+    pub fast_path: bool,
     /// Model tokens of the whole task tree.
     pub tokens: u64,
     /// Model cost of the whole task tree, in micro-USD.
@@ -86,6 +89,7 @@ impl Default for CascadeSettings {
             skeptic_rejections: 2,
             team_attempts: 2,
             confidence_floor_permille: 300,
+            fast_path: true,
             tokens: 200_000,
             micro_usd: 1_000_000,
             wall: Duration::from_secs(30 * 60),
@@ -109,6 +113,7 @@ pub(super) struct RawCascade {
     skeptic_rejections: Option<Spanned<i64>>,
     team_attempts: Option<Spanned<i64>>,
     confidence_floor: Option<Spanned<f64>>,
+    fast_path: Option<bool>,
     tokens: Option<Spanned<i64>>,
     usd: Option<Spanned<f64>>,
     wall: Option<Spanned<String>>,
@@ -258,6 +263,9 @@ pub(super) fn settings(
             ));
         }
         s.confidence_floor_permille = (v * 1000.0).round() as u16;
+    }
+    if let Some(f) = raw.fast_path {
+        s.fast_path = f;
     }
     if let Some(t) = raw.tokens {
         s.tokens = whole(source, "cascade.tokens", t, 1_000_000_000)?;
