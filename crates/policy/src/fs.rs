@@ -19,6 +19,10 @@ pub struct FsGrant {
     pub read: Vec<PathPattern>,
     /// Patterns the agent may create, modify and read (`fs.write`).
     pub write: Vec<PathPattern>,
+    /// Paths labelled sensitive (`fs.sensitive`: auth, PII, …): not a grant but a label — a
+    /// change the agent makes there pauses its task for a person (the cascade's `sensitive`
+    /// trigger).
+    pub sensitive: Vec<PathPattern>,
 }
 
 /// A workspace directory to preopen for the agent.
@@ -36,6 +40,11 @@ impl FsGrant {
     /// True if the grant allows nothing.
     pub fn is_empty(&self) -> bool {
         self.read.is_empty() && self.write.is_empty()
+    }
+
+    /// The `fs.sensitive` label that `rel` matches, if any.
+    pub fn sensitive_label(&self, rel: &str) -> Option<&PathPattern> {
+        self.sensitive.iter().find(|pattern| pattern.allows(rel))
     }
 
     /// True if the file at `rel` may be read: it matches a read or a write pattern.
@@ -95,6 +104,9 @@ impl FsGrant {
         let write_entries = raw.write.unwrap_or_default();
         let read = super::parse_list(source, "fs.read", &read_entries, parse_pattern)?;
         let write = super::parse_list(source, "fs.write", &write_entries, parse_pattern)?;
+        let sensitive_entries = raw.sensitive.unwrap_or_default();
+        let sensitive =
+            super::parse_list(source, "fs.sensitive", &sensitive_entries, parse_pattern)?;
         for entry in &read_entries {
             let text = entry.get_ref();
             if let Some(twin) = write_entries.iter().find(|w| w.get_ref() == text) {
@@ -107,7 +119,11 @@ impl FsGrant {
                 ));
             }
         }
-        Ok(FsGrant { read, write })
+        Ok(FsGrant {
+            read,
+            write,
+            sensitive,
+        })
     }
 }
 
@@ -142,7 +158,31 @@ mod tests {
         FsGrant {
             read: parse(read),
             write: parse(write),
+            sensitive: Vec::new(),
         }
+    }
+
+    #[test]
+    fn sensitive_labels_grant_nothing_and_are_checked() {
+        let p = Policy::parse(
+            "t.toml",
+            "[agent]\nname = \"t\"\n[fs]\nwrite = [\"**\"]\nsensitive = [\"auth/**\", \"**/*.pem\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.fs.sensitive_label("auth/login.py").map(PathPattern::as_str),
+            Some("auth/**")
+        );
+        assert!(p.fs.sensitive_label("keys/server.pem").is_some());
+        assert!(p.fs.sensitive_label("calc.py").is_none());
+        let only_labels = Policy::parse(
+            "t.toml",
+            "[agent]\nname = \"t\"\n[fs]\nsensitive = [\"auth/**\"]\n",
+        )
+        .unwrap();
+        assert!(!only_labels.fs.allows_read("auth/login.py") && only_labels.fs.mounts().is_empty());
+        let e = fs_error("sensitive = [\"../x\"]");
+        assert_eq!(e.kind, PolicyErrorKind::InvalidPath, "{e}");
     }
 
     fn fs_error(body: &str) -> PolicyError {

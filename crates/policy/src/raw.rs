@@ -95,10 +95,11 @@ impl Section for RawLimits {
 pub(crate) struct RawFs {
     pub(crate) read: Option<SpannedList>,
     pub(crate) write: Option<SpannedList>,
+    pub(crate) sensitive: Option<SpannedList>,
 }
 
 impl Section for RawFs {
-    const EXPECTING: &'static str = "the [fs] table (keys `read`, `write`)";
+    const EXPECTING: &'static str = "the [fs] table (keys `read`, `write`, `sensitive`)";
 }
 
 /// `[net]`

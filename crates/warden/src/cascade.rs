@@ -324,6 +324,7 @@ impl Runtime {
             spend: Spend::default(),
             cpu: Duration::ZERO,
             tasks: Vec::new(),
+            labels: Vec::new(),
         };
         let end = drive(&mut crew, &rules(self), &mut state).await;
         // The verdicts known now join their agents' histories, once.

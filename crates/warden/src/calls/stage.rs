@@ -32,6 +32,8 @@ pub(crate) struct StageRun {
     pub task: Option<u64>,
     /// The run's report, or the error that kept it from running.
     pub report: Result<RunReport, RunError>,
+    /// The paths its policy labels sensitive (`fs.sensitive`).
+    pub sensitive: Vec<crate::policy::PathPattern>,
 }
 
 impl StageRun {
@@ -90,6 +92,7 @@ impl HostTree {
         let refused = |why: String| StageRun {
             task: None,
             report: Err(RunError::Setup(why)),
+            sensitive: Vec::new(),
         };
         let directory = self.tree.directory.clone();
         let agent = match directory.kept(name) {
@@ -105,10 +108,12 @@ impl HostTree {
                 }
             }
         };
+        let sensitive = agent.policy().fs.sensitive.clone();
         if let Err(e) = agent.contract().await {
             return StageRun {
                 task: None,
                 report: Err(e),
+                sensitive,
             };
         }
         let slot = match agent.prepared.sandbox().slot().await {
@@ -117,6 +122,7 @@ impl HostTree {
                 return StageRun {
                     task: None,
                     report: Err(e),
+                    sensitive,
                 };
             }
         };
@@ -148,6 +154,7 @@ impl HostTree {
         StageRun {
             task: id.get().copied(),
             report,
+            sensitive,
         }
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct HostCrew {
     /// CPU time of the stages.
     pub(crate) cpu: Duration,
     pub(crate) tasks: Vec<StageTask>,
+    /// The sensitive labels of the last stage's policy (`fs.sensitive`).
+    pub(crate) labels: Vec<crate::policy::PathPattern>,
 }
 
 impl HostCrew {
@@ -124,6 +126,7 @@ impl Crew for HostCrew {
             )
             .await;
         self.add_spend(&run);
+        self.labels = run.sensitive.clone();
         let outcome = outcome_of(&run);
         tracing::info!(target: "warden::cascade", task = self.root, stage = stage.agent(), child = ?run.task, outcome = outcome_name(&outcome), "stage finished");
         self.tasks.push(StageTask {
@@ -176,17 +179,16 @@ impl Crew for HostCrew {
 
     fn sensitive(&self, paths: &[String]) -> Option<String> {
         paths.iter().find_map(|p| {
-            self.task_file
-                .sensitive
-                .iter()
-                .find(|pat| pat.allows(p))
-                .map(|pat| {
+            let label = |list: &[crate::policy::PathPattern], by: &str| {
+                list.iter().find(|pat| pat.allows(p)).map(|pat| {
                     format!(
-                        "the change touches `{p}`, labelled sensitive by {} (`{}`)",
-                        gate::TASK_FILE,
+                        "the change touches `{p}`, labelled sensitive by {by} (`{}`)",
                         pat.as_str()
                     )
                 })
+            };
+            label(&self.task_file.sensitive, gate::TASK_FILE)
+                .or_else(|| label(&self.labels, "the stage's policy (fs.sensitive)"))
         })
     }
 
