@@ -96,10 +96,12 @@ impl FsGrant {
     pub(crate) fn from_raw(
         source: &Source<'_>,
         raw: Option<Table<RawFs>>,
+        labels: crate::Labels,
     ) -> Result<FsGrant, PolicyError> {
         let Some(Table(raw)) = raw else {
             return Ok(FsGrant::default());
         };
+        labels.check(source, "fs.sensitive", raw.sensitive.as_ref())?;
         let read_entries = raw.read.unwrap_or_default();
         let write_entries = raw.write.unwrap_or_default();
         let read = super::parse_list(source, "fs.read", &read_entries, parse_pattern)?;
@@ -170,7 +172,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.fs.sensitive_label("auth/login.py").map(PathPattern::as_str),
+            p.fs.sensitive_label("auth/login.py")
+                .map(PathPattern::as_str),
             Some("auth/**")
         );
         assert!(p.fs.sensitive_label("keys/server.pem").is_some());

@@ -137,11 +137,11 @@ impl Policy {
             text,
         };
         let raw: RawPolicy = toml::from_str(text).map_err(|error| source.toml_error(&error))?;
-        let tools = ToolGrant::from_raw(&source, raw.tools)?;
+        let tools = ToolGrant::from_raw(&source, raw.tools, Labels::Allowed)?;
         let policy = Policy {
             agent: agent_section(&source, raw.agent)?,
             limits: Limits::from_raw(&source, raw.limits)?,
-            fs: FsGrant::from_raw(&source, raw.fs)?,
+            fs: FsGrant::from_raw(&source, raw.fs, Labels::Allowed)?,
             net: NetGrant::from_raw(&source, raw.net)?,
             trust: TrustPolicy::from_raw(&source, raw.trust, &tools)?,
             tools,
@@ -338,6 +338,34 @@ pub(crate) fn read_text(path: &Path, what: &str) -> Result<(String, String), Pol
 }
 
 /// Of two spans, the one that starts later in the file.
+/// Whether a section may carry `sensitive` labels: an agent's policy may; a role may not (a label
+/// says how an agent's change is handled, which a user's role has no say in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Labels {
+    Allowed,
+    Refused,
+}
+
+impl Labels {
+    /// The error for `sensitive` where labels are refused.
+    pub(crate) fn check(
+        self,
+        source: &Source<'_>,
+        key: &str,
+        list: Option<&raw::SpannedList>,
+    ) -> Result<(), PolicyError> {
+        match (self, list.and_then(|l| l.first())) {
+            (Labels::Refused, Some(first)) => Err(source.error(
+                first.span(),
+                PolicyErrorKind::UnknownKey,
+                format!("{key} labels an agent's paths or tools; a role cannot carry it"),
+                Some("put `sensitive` in the agent's policy".to_owned()),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn later(a: Range<usize>, b: Range<usize>) -> Range<usize> {
     if b.start > a.start { b } else { a }
 }

@@ -118,10 +118,11 @@ impl Section for RawNet {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTools {
     pub(crate) allow: Option<SpannedList>,
+    pub(crate) sensitive: Option<SpannedList>,
 }
 
 impl Section for RawTools {
-    const EXPECTING: &'static str = "the [tools] table (key `allow`)";
+    const EXPECTING: &'static str = "the [tools] table (keys `allow`, `sensitive`)";
 }
 
 /// `[clocks]`

@@ -155,9 +155,9 @@ impl Roles {
             };
             let grant = RoleGrant {
                 limits,
-                fs: FsGrant::from_raw(&source, role.fs)?,
+                fs: FsGrant::from_raw(&source, role.fs, crate::Labels::Refused)?,
                 net: NetGrant::from_raw(&source, role.net)?,
-                tools: ToolGrant::from_raw(&source, role.tools)?,
+                tools: ToolGrant::from_raw(&source, role.tools, crate::Labels::Refused)?,
                 model: match role.model {
                     Some(m) => Some(ModelGrant::from_raw(&source, Some(m))?),
                     None => None,
@@ -168,8 +168,13 @@ impl Roles {
                 review: role.review.unwrap_or(false),
                 approve: ToolGrant::from_raw(
                     &source,
-                    role.approve
-                        .map(|allow| Table(RawTools { allow: Some(allow) })),
+                    role.approve.map(|allow| {
+                        Table(RawTools {
+                            allow: Some(allow),
+                            sensitive: None,
+                        })
+                    }),
+                    crate::Labels::Refused,
                 )?
                 .allow,
             };
