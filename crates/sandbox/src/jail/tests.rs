@@ -149,10 +149,15 @@ fn wall_limit_kills_everything_the_command_started() {
         return;
     };
     let marker = format!("jail-unit-wall-{}", std::process::id());
-    let (r, _d) = run(
+    // `sh -c '…; :' marker`: the marker is the shell's $0, in its command line while it waits.
+    let (r, d) = run(
         &j,
-        &format!("(setsid sh -c 'exec sleep 300 {marker}' &); nohup sleep 301 {marker} & sleep 302"),
+        &format!(
+            "setsid sh -c 'sleep 300; :' {marker} & nohup sh -c 'sleep 301; :' {marker} & \
+             sh -c 'touch started; sleep 302; :' {marker}"
+        ),
     );
+    assert!(d.path().join("started").exists(), "the command never ran");
     assert_eq!(r.ended, JailEnd::WallLimit);
     assert_eq!(r.ended.limit(), Some("wall"));
     assert_eq!(r.status, None);
