@@ -54,8 +54,11 @@ pub async fn run(name: &str, task: &str, port: u16) -> Option<Vec<String>> {
         for p in [host.path(), &data] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
         }
-        std::fs::set_permissions(data.join("audit.log"), std::fs::Permissions::from_mode(0o666))
-            .unwrap();
+        std::fs::set_permissions(
+            data.join("audit.log"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         attack(&jail, &data)
     })
     .await
@@ -113,13 +116,17 @@ fn read_outside(jail: &Jail, data: &Path) -> String {
     let r = jailed(jail, &script, &[]);
     let out = text(&r.stdout);
     if !out.ends_with("end\n") {
-        return format!("inconclusive:the command did not run: {out} {}", text(&r.stderr));
+        return format!(
+            "inconclusive:the command did not run: {out} {}",
+            text(&r.stderr)
+        );
     }
     if out.contains("root:") || out.contains("CANARY-DATA") || out.contains(".bashrc") {
         return format!("breach:read the host: {out}");
     }
-    // Controls: the host's / inside the jail shows the data dir; bare, /etc/shadow.
-    let weak = text(&jailed(jail, &script, &[JailBind::read_only("/")]).stdout);
+    // Controls: the data dir mounted in is readable by the jail's uid (its mounts, not its
+    // permissions, keep it out); bare, as host tools ran before the jail, /etc/shadow too.
+    let weak = text(&jailed(jail, &script, &[JailBind::read_only(data)]).stdout);
     let (bare_out, _) = bare(&script, Duration::from_secs(5));
     if !weak.contains("CANARY-DATA") || !bare_out.contains("root:") {
         return format!("inconclusive:the controls read nothing: {weak:?} / {bare_out:?}");
@@ -157,11 +164,17 @@ fn processes_of(uid: u32) -> usize {
         return 0;
     };
     dir.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter(|e| {
             std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
-                s.lines()
-                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string()))
+                s.lines().any(|l| {
+                    l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())
+                })
             })
         })
         .count()
@@ -178,23 +191,29 @@ fn survivors(marker: &str) -> Vec<u32> {
 fn fork_bomb(jail: &Jail, _data: &Path) -> String {
     let marker = format!("gate-bomb-{}", std::process::id());
     let bomb = jail.with_limits(JailLimits {
-        wall: Duration::from_secs(3),
+        wall: Duration::from_secs(2),
         ..*jail.limits()
     });
     let watching = std::thread::spawn(move || {
         // While it runs: the host still starts processes quickly; the jail's uid stays bounded.
         let (mut slowest, mut most) = (Duration::ZERO, 0);
         let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(2500) {
+        while start.elapsed() < Duration::from_millis(1800) {
             let t = Instant::now();
-            let ok = Command::new("/bin/true").status().is_ok_and(|s| s.success());
+            let ok = Command::new("/bin/true")
+                .status()
+                .is_ok_and(|s| s.success());
             slowest = slowest.max(if ok { t.elapsed() } else { Duration::MAX });
             most = most.max(processes_of(warden_sandbox::jail::JAIL_UID));
             std::thread::sleep(Duration::from_millis(100));
         }
         (slowest, most)
     });
-    let r = jailed(&bomb, &format!("exec sh -c 'f() {{ f | f & }}; f; wait' {marker}"), &[]);
+    let r = jailed(
+        &bomb,
+        &format!("exec sh -c 'f() {{ f | f & }}; f; wait' {marker}"),
+        &[],
+    );
     let (slowest, most) = watching.join().unwrap();
     let left = survivors(&marker);
     if !left.is_empty() {
@@ -217,7 +236,10 @@ fn fork_bomb(jail: &Jail, _data: &Path) -> String {
                    if os.fork() == 0:\n      time.sleep(2); os._exit(0)\n    n += 1\nexcept OSError: \
                    pass\nprint(n)\n'";
     let count = |j: &Jail| -> usize {
-        text(&jailed(j, counted, &[]).stdout).trim().parse().unwrap_or(0)
+        text(&jailed(j, counted, &[]).stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
     let weak = jail.with_limits(JailLimits {
         processes: 1000,
@@ -251,7 +273,10 @@ fn write_outside(jail: &Jail, data: &Path) -> String {
     if !landed.is_empty() {
         return format!("breach:wrote {landed:?}");
     }
-    let _ = bare(&format!("echo x > {}/planted", data.display()), Duration::from_secs(5));
+    let _ = bare(
+        &format!("echo x > {}/planted", data.display()),
+        Duration::from_secs(5),
+    );
     if !data.join("planted").exists() {
         return "inconclusive:bare, the write did not land either".into();
     }
@@ -300,7 +325,10 @@ fn print_flood(jail: &Jail, _data: &Path) -> String {
     let kept = r.stdout.len() + r.stderr.len();
     let bound = jail.limits().output;
     if r.ended != JailEnd::OutputLimit || kept > bound || r.elapsed > Duration::from_secs(10) {
-        return format!("breach:ended {:?}, kept {kept} bytes in {:?}", r.ended, r.elapsed);
+        return format!(
+            "breach:ended {:?}, kept {kept} bytes in {:?}",
+            r.ended, r.elapsed
+        );
     }
     // Control: the same stream, cut at 4 MB by its own length, is kept whole without the bound.
     let weak = jail.with_limits(JailLimits {

@@ -30,8 +30,12 @@ fn parses_a_full_config_and_defaults_to_nothing() {
     assert!(deploy.irreversible && deploy.command == ["/bin/deploy", "--prod"]);
     assert_eq!(deploy.approval_ttl, std::time::Duration::from_secs(1800));
     assert!(!c.tool("notify").unwrap().irreversible);
-    assert!(deploy.writable.is_empty(), "a tool writes nothing unless named");
-    let w = "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nwritable = [\"/srv/out\", \"/tmp/a b\"]\n";
+    assert!(
+        deploy.writable.is_empty(),
+        "a tool writes nothing unless named"
+    );
+    let w =
+        "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nwritable = [\"/srv/out\", \"/tmp/a b\"]\n";
     let w = HostConfig::parse("w.toml", w).unwrap();
     assert_eq!(
         w.tool("d").unwrap().writable,

@@ -109,7 +109,9 @@ fn writable_folders(
                     "tools.writable of \"{tool}\": \"{}\" is not an absolute folder",
                     entry.escape_debug()
                 ),
-                Some("absolute host folders without `..`, such as [\"/srv/deploy/out\"]".to_owned()),
+                Some(
+                    "absolute host folders without `..`, such as [\"/srv/deploy/out\"]".to_owned(),
+                ),
             ));
         }
         if out.iter().any(|p| p == path) {

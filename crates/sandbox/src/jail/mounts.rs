@@ -121,7 +121,8 @@ pub(super) fn give_tree(root: &Path, uid: u32) -> Result<(), (PathBuf, io::Error
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path).map_err(|e| (path.clone(), e))?;
         if meta.uid() != uid || meta.gid() != uid {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).map_err(|e| (path.clone(), e))?;
+            std::os::unix::fs::lchown(&path, Some(uid), Some(uid))
+                .map_err(|e| (path.clone(), e))?;
         }
         if meta.is_dir() {
             for entry in std::fs::read_dir(&path).map_err(|e| (path.clone(), e))? {

@@ -118,7 +118,12 @@ fn no_network_at_all() {
     );
     let out = text(&r.stdout);
     assert!(!out.contains("CONNECTED"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("refused")).count(), 2, "{out} {}", text(&r.stderr));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("refused")).count(),
+        2,
+        "{out} {}",
+        text(&r.stderr)
+    );
 }
 
 #[test]
@@ -126,7 +131,10 @@ fn runs_as_nobody_without_groups_when_root() {
     let Some(j) = jail(JailLimits::default()) else {
         return;
     };
-    let (r, _d) = run(&j, "cat /proc/self/status | grep -E '^(Uid|Gid|Groups|CapEff)'");
+    let (r, _d) = run(
+        &j,
+        "cat /proc/self/status | grep -E '^(Uid|Gid|Groups|CapEff)'",
+    );
     let out = text(&r.stdout);
     if rustix::process::geteuid().is_root() {
         // Inside its user namespace the jail is the same uid it was dropped to.
@@ -187,7 +195,10 @@ fn output_is_bounded_across_both_streams() {
     assert!(r.stdout.len() + r.stderr.len() <= 10_000);
     let (small, _d) = run(&j, "echo fine; echo also >&2");
     assert!(small.success());
-    assert_eq!((text(&small.stdout), text(&small.stderr)), ("fine\n".into(), "also\n".into()));
+    assert_eq!(
+        (text(&small.stdout), text(&small.stderr)),
+        ("fine\n".into(), "also\n".into())
+    );
 }
 
 #[test]
@@ -289,10 +300,7 @@ fn a_workspace_the_jail_user_cannot_reach_is_refused_with_the_reason() {
     std::fs::create_dir(&ws).unwrap();
     let err = j.run(&sh("true"), &ws, b"").unwrap_err().to_string();
     assert!(err.contains("chmod o+x"), "{err}");
-    assert!(matches!(
-        j.run(&[], &ws, b""),
-        Err(JailError::EmptyCommand)
-    ));
+    assert!(matches!(j.run(&[], &ws, b""), Err(JailError::EmptyCommand)));
 }
 
 #[test]
@@ -309,8 +317,23 @@ fn end_names_its_limit() {
     }
     let d = JailLimits::default();
     assert_eq!(
-        (d.cpu, d.memory, d.processes, d.file_size, d.open_files, d.output, d.wall),
-        (Duration::from_secs(60), 1 << 30, 64, 64 << 20, 256, 1 << 20, Duration::from_secs(120))
+        (
+            d.cpu,
+            d.memory,
+            d.processes,
+            d.file_size,
+            d.open_files,
+            d.output,
+            d.wall
+        ),
+        (
+            Duration::from_secs(60),
+            1 << 30,
+            64,
+            64 << 20,
+            256,
+            1 << 20,
+            Duration::from_secs(120)
+        )
     );
 }
-

@@ -94,7 +94,11 @@ pub fn perform_in(jail: &Jail, tool: &HostTool, input: &str) -> Result<String, S
             ));
         }
         JailEnd::Signalled(sig) => {
-            let limit = run.ended.limit().map(|l| format!(", its {l} limit")).unwrap_or_default();
+            let limit = run
+                .ended
+                .limit()
+                .map(|l| format!(", its {l} limit"))
+                .unwrap_or_default();
             return Err(format!("`{name}` failed (killed by signal {sig}{limit})"));
         }
         JailEnd::Exited if run.status != Some(0) => {
@@ -113,8 +117,7 @@ fn executable_bind(program: &str) -> Result<Option<JailBind>, String> {
     if !path.is_absolute() {
         return Ok(None);
     }
-    let real = std::fs::canonicalize(path)
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot start `{program}`: {e}"))?;
     if real.starts_with("/usr/") {
         // The jail links /bin, /sbin, /lib, /lib64 into its read-only /usr, as merged-/usr
         // hosts do; on a host without merged /usr, `path` may not exist there: show the file.
@@ -167,12 +170,18 @@ mod tests {
             "read x; echo \"got $x home=$HOME\"; test -e /etc || echo no-etc; ls /home 2>&1 | head -c 0; echo \"uid=$(id -u)\"",
         ]);
         let out = perform(&t, "hello\n").unwrap();
-        assert!(out.starts_with("got hello home=/workspace\nno-etc\n"), "{out}");
+        assert!(
+            out.starts_with("got hello home=/workspace\nno-etc\n"),
+            "{out}"
+        );
         if rustix::process::geteuid().is_root() {
             assert!(out.ends_with("uid=65534\n"), "{out}");
         }
         let failing = tool(&["/bin/sh", "-c", "exit 3"]);
-        assert_eq!(perform(&failing, "").unwrap_err(), "`t` failed (exit code 3)");
+        assert_eq!(
+            perform(&failing, "").unwrap_err(),
+            "`t` failed (exit code 3)"
+        );
         let missing = tool(&["/nonexistent/tool"]);
         assert!(perform(&missing, "").unwrap_err().contains("cannot start"));
     }
@@ -199,7 +208,10 @@ mod tests {
         assert_eq!(denied, "refused\n", "not writable by default");
         t.writable = vec![allowed.clone()];
         assert_eq!(perform(&t, "two\n").unwrap(), "refused\n");
-        assert_eq!(std::fs::read_to_string(allowed.join("log")).unwrap(), "two\n");
+        assert_eq!(
+            std::fs::read_to_string(allowed.join("log")).unwrap(),
+            "two\n"
+        );
         assert!(!other.join("log").exists());
     }
 
@@ -212,11 +224,18 @@ mod tests {
         let host = tempfile::tempdir().unwrap();
         std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let exe = host.path().join("tool.sh");
-        std::fs::write(&exe, "#!/bin/sh\nls $(dirname $0); echo > $0 || echo read-only\n").unwrap();
+        std::fs::write(
+            &exe,
+            "#!/bin/sh\nls $(dirname $0); echo > $0 || echo read-only\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(host.path().join("secret"), "s").unwrap();
         let out = perform(&tool(&[exe.to_str().unwrap()]), "").unwrap();
-        assert!(out.contains("tool.sh") && out.contains("read-only"), "{out}");
+        assert!(
+            out.contains("tool.sh") && out.contains("read-only"),
+            "{out}"
+        );
         assert!(!out.contains("secret"), "{out}");
         assert_eq!(executable_bind("/bin/sh").unwrap(), None);
         assert_eq!(executable_bind("sh").unwrap(), None);
