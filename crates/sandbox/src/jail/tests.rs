@@ -133,9 +133,10 @@ fn runs_as_nobody_without_groups_when_root() {
     };
     let (r, _d) = run(
         &j,
-        "cat /proc/self/status | grep -E '^(Uid|Gid|Groups|CapEff)'",
+        "cat /proc/self/status | grep -E '^(Uid|Gid|Groups|CapEff)'; echo nice=$(nice)",
     );
     let out = text(&r.stdout);
+    assert!(out.ends_with("nice=19\n"), "{out}");
     if rustix::process::geteuid().is_root() {
         // Inside its user namespace the jail is the same uid it was dropped to.
         assert!(out.contains("Uid:\t65534\t65534\t65534\t65534"), "{out}");
