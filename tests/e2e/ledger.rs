@@ -6,6 +6,7 @@
 //! directory such a crash leaves is in `ledger/crash.rs`.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -192,9 +193,10 @@ fn deploy_config(data: &Path, log: &Path) -> HostConfig {
     HostConfig::parse(
         "warden.toml",
         &format!(
-            "[host]\ndata_dir = \"{}\"\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}; echo deployed\"]\napproval_ttl = \"10 min\"\n",
+            "[host]\ndata_dir = \"{}\"\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}; echo deployed\"]\napproval_ttl = \"10 min\"\nwritable = [\"{}\"]\n",
             data.display(),
-            log.display()
+            log.display(),
+            log.parent().unwrap().display()
         ),
     )
     .unwrap()
@@ -204,6 +206,8 @@ fn deploy_config(data: &Path, log: &Path) -> HostConfig {
 async fn irreversible_actions_wait_for_a_signed_approval_that_works_once() {
     let data = tempfile::tempdir().unwrap();
     let effects = tempfile::tempdir().unwrap();
+    // The tool runs in the OS jail (as uid 65534 when the host is root): its folder is open.
+    std::fs::set_permissions(effects.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let deployed = effects.path().join("deployed.log");
     let config = deploy_config(data.path(), &deployed);
     let rt = ledger_runtime(data.path(), config.clone());
@@ -343,6 +347,8 @@ async fn irreversible_actions_wait_for_a_signed_approval_that_works_once() {
 async fn irreversible_actions_fail_closed_when_the_audit_log_cannot_be_written() {
     let data = tempfile::tempdir().unwrap();
     let effects = tempfile::tempdir().unwrap();
+    // The tool runs in the OS jail (as uid 65534 when the host is root): its folder is open.
+    std::fs::set_permissions(effects.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let deployed = effects.path().join("deployed.log");
     let config = deploy_config(data.path(), &deployed);
     // Every write to the log fails (ENOSPC), through the real open and append path.
@@ -643,12 +649,17 @@ fn the_cli_proposes_diffs_applies_reviews_reinstates_and_approves() {
         ),
     )
     .unwrap();
-    let deployed = d.join("deployed.log");
+    // The tool runs in the OS jail and may write only its `writable` folder, open to the jail's
+    // uid; the data dir beside it stays out of its reach.
+    let effects = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(effects.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let deployed = effects.path().join("deployed.log");
     std::fs::write(
         d.join("warden.toml"),
         format!(
-            "[host]\nroles = \"roles.toml\"\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}; echo done\"]\n",
-            deployed.display()
+            "[host]\nroles = \"roles.toml\"\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}; echo done\"]\nwritable = [\"{}\"]\n",
+            deployed.display(),
+            effects.path().display()
         ),
     )
     .unwrap();

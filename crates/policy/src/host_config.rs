@@ -34,6 +34,7 @@
 //! irreversible = true          # held until a person approves it (`warden approve`)
 //! command = ["/usr/local/bin/deploy", "--prod"]  # run with the call's input on stdin
 //! approval_ttl = "1 h"         # how long a pending action may wait (default 24 h)
+//! writable = ["/srv/deploy"]   # folders the tool's jail may write (default none)
 //! [[model]]                    # model providers (see `host_config/models.rs`), [tls] ca, [prompt]
 //! name = "small"
 //! url = "http://127.0.0.1:8080/v1"
@@ -190,6 +191,9 @@ pub struct HostTool {
     pub command: Vec<String>,
     /// How long a pending action (and an approval of it) stays valid.
     pub approval_ttl: std::time::Duration,
+    /// Host folders (absolute) the tool may write, mounted at the same path in its jail; none by
+    /// default. Everything else of the host is absent or read-only to a tool.
+    pub writable: Vec<std::path::PathBuf>,
 }
 
 /// The identity a host uses for runs without a token, when it names one.

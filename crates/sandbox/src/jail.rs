@@ -31,7 +31,8 @@ pub const WORKSPACE: &str = "/workspace";
 ///
 /// Defaults ([`JailLimits::default`]): 60 s of CPU per process, 1 GiB of address space per
 /// process, 64 processes, files of at most 64 MiB, 256 open files per process, 1 MiB of
-/// stdout + stderr kept, 120 s of wall time, a 64 MiB `/tmp`.
+/// stdout + stderr kept, 120 s of wall time, a 64 MiB `/tmp`. Always, whatever the limits: no
+/// core dumps, and the lowest CPU priority (nice 19), so the host's own work comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JailLimits {
     /// CPU time per process (`RLIMIT_CPU`): at it the process gets `SIGXCPU`, one second later

@@ -5,6 +5,7 @@
 
 mod audit;
 mod calls;
+mod gate;
 mod memory;
 mod reads;
 mod terminal;
@@ -25,6 +26,9 @@ pub async fn run(name: &str, task: &str, port: u16) -> Vec<String> {
         return out;
     }
     if let Some(out) = calls::run(name, task, port).await {
+        return out;
+    }
+    if let Some(out) = gate::run(name, task, port).await {
         return out;
     }
     if let Some(out) = memory::run_attack(name).await {

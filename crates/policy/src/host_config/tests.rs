@@ -30,6 +30,17 @@ fn parses_a_full_config_and_defaults_to_nothing() {
     assert!(deploy.irreversible && deploy.command == ["/bin/deploy", "--prod"]);
     assert_eq!(deploy.approval_ttl, std::time::Duration::from_secs(1800));
     assert!(!c.tool("notify").unwrap().irreversible);
+    assert!(
+        deploy.writable.is_empty(),
+        "a tool writes nothing unless named"
+    );
+    let w =
+        "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nwritable = [\"/srv/out\", \"/tmp/a b\"]\n";
+    let w = HostConfig::parse("w.toml", w).unwrap();
+    assert_eq!(
+        w.tool("d").unwrap().writable,
+        [Path::new("/srv/out"), Path::new("/tmp/a b")]
+    );
     assert!(c.tool("rm").is_none());
     let capped = HostConfig::parse("w.toml", "[limits]\nmemory = \"16 MiB\"\n").unwrap();
     let l = capped.limits.unwrap();
@@ -91,6 +102,30 @@ fn mistakes_are_located() {
             "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\n[[tools]]\nname = \"d\"\ncommand = [\"/y\"]\n",
             5,
             8,
+            PolicyErrorKind::Duplicate,
+        ),
+        (
+            "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nwritable = [\"out\"]\n",
+            4,
+            12,
+            PolicyErrorKind::InvalidPath,
+        ),
+        (
+            "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nwritable = [\"/srv/../etc\"]\n",
+            4,
+            12,
+            PolicyErrorKind::InvalidPath,
+        ),
+        (
+            "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nwritable = [\"/\"]\n",
+            4,
+            12,
+            PolicyErrorKind::InvalidPath,
+        ),
+        (
+            "[[tools]]\nname = \"d\"\ncommand = [\"/x\"]\nwritable = [\"/a\", \"/a\"]\n",
+            4,
+            12,
             PolicyErrorKind::Duplicate,
         ),
         (

@@ -1,5 +1,6 @@
-//! `[[tools]]` of the host configuration: programs the host runs as tools, each reversible or
-//! held for a person's approval.
+//! `[[tools]]` of the host configuration: programs the host runs as tools (in its OS jail), each
+//! reversible or held for a person's approval, with the host folders it may write (none unless
+//! `writable` names them).
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -15,6 +16,7 @@ pub(super) struct RawTool {
     irreversible: Option<bool>,
     command: Spanned<Vec<String>>,
     approval_ttl: Option<Spanned<String>>,
+    writable: Option<Spanned<Vec<String>>>,
 }
 
 /// Validate every `[[tools]]` entry.
@@ -69,12 +71,58 @@ pub(super) fn host_tools(
                 })?,
             None => std::time::Duration::from_secs(24 * 3600),
         };
+        let writable = match raw.writable {
+            Some(w) => writable_folders(source, name, &w)?,
+            None => Vec::new(),
+        };
         tools.push(HostTool {
             name: raw.name.into_inner(),
             irreversible: raw.irreversible.unwrap_or(false),
             command: raw.command.into_inner(),
             approval_ttl,
+            writable,
         });
     }
     Ok(tools)
+}
+
+/// `writable`: absolute, plain paths (no `..`, no `.`), each once, never `/` itself.
+fn writable_folders(
+    source: &Source<'_>,
+    tool: &str,
+    raw: &Spanned<Vec<String>>,
+) -> Result<Vec<std::path::PathBuf>, PolicyError> {
+    use std::path::{Component, Path};
+    let mut out: Vec<std::path::PathBuf> = Vec::new();
+    for entry in raw.get_ref() {
+        let path = Path::new(entry);
+        let plain = path.is_absolute()
+            && path.components().count() > 1
+            && path
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !plain {
+            return Err(source.error(
+                raw.span(),
+                PolicyErrorKind::InvalidPath,
+                format!(
+                    "tools.writable of \"{tool}\": \"{}\" is not an absolute folder",
+                    entry.escape_debug()
+                ),
+                Some(
+                    "absolute host folders without `..`, such as [\"/srv/deploy/out\"]".to_owned(),
+                ),
+            ));
+        }
+        if out.iter().any(|p| p == path) {
+            return Err(source.error(
+                raw.span(),
+                PolicyErrorKind::Duplicate,
+                format!("tools.writable of \"{tool}\" names \"{entry}\" twice"),
+                Some("each folder once".to_owned()),
+            ));
+        }
+        out.push(path.to_path_buf());
+    }
+    Ok(out)
 }

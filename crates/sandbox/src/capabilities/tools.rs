@@ -2,14 +2,15 @@
 //!
 //! Config: the host's [`ToolRegistry`] (what exists) and the policy's `allow` list (what this
 //! agent may call). A call to a tool that is not allowed, or not registered, kills the instance.
-//! Built-in tools: `echo` (returns its input), `text.upper`, `text.word-count`.
+//! Built-in tools: `echo` (returns its input), `text.upper`, `text.word-count`. Host tools
+//! (`[[tools]]` of the host configuration) run their command in the OS jail (see [`perform`]).
 
 mod command;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use command::{TOOL_OUTPUT_LIMIT, TOOL_TIMEOUT, perform};
+pub use command::{TOOL_OUTPUT_LIMIT, TOOL_TIMEOUT, host_jail, perform, perform_in, tool_limits};
 
 use crate::credential::TaskContext;
 use crate::gate::{KillReason, KillSwitch, Violation};
@@ -147,8 +148,15 @@ impl ToolRegistry {
     }
 
     /// Register the tools declared in the host configuration (`[[tools]]`): each runs its
-    /// command with the call's input on stdin (see [`perform`]).
+    /// command in the OS jail with the call's input on stdin (see [`perform`]). The jail is
+    /// located here, once for the process ([`host_jail`]); without it every call of these tools
+    /// is refused with the reason.
     pub fn register_host_tools(&mut self, tools: &[crate::policy::HostTool]) {
+        if !tools.is_empty()
+            && let Err(why) = host_jail()
+        {
+            tracing::warn!(target: "warden::jail", "host tools will be refused: {why}");
+        }
         for t in tools {
             let tool = t.clone();
             let description = format!("runs `{}`", t.command.join(" "));

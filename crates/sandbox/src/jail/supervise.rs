@@ -19,6 +19,9 @@ use super::{JailEnd, JailError, JailLimits, JailRun};
 /// How long to wait for the jail's pid namespace to empty after bubblewrap has gone.
 const TEARDOWN: Duration = Duration::from_secs(5);
 
+/// The jail's CPU priority (`nice`).
+const NICE: i32 = 19;
+
 /// Output shared by the two readers.
 struct Output {
     kept: AtomicUsize,
@@ -164,7 +167,10 @@ fn apply_limits(l: &JailLimits) -> rustix::io::Result<()> {
     set(Resource::Nproc, l.processes.into(), l.processes.into())?;
     set(Resource::Fsize, l.file_size, l.file_size)?;
     set(Resource::Nofile, l.open_files, l.open_files)?;
-    set(Resource::Core, 0, 0)
+    set(Resource::Core, 0, 0)?;
+    // The lowest CPU priority: whatever the jail runs (a fork bomb's 64 spinning processes
+    // included) yields to the host's own work.
+    rustix::process::setpriority_process(None, NICE)
 }
 
 /// The command's exit code, or the signal it died of (bubblewrap reports 128 + n).

@@ -133,9 +133,10 @@ fn runs_as_nobody_without_groups_when_root() {
     };
     let (r, _d) = run(
         &j,
-        "cat /proc/self/status | grep -E '^(Uid|Gid|Groups|CapEff)'",
+        "cat /proc/self/status | grep -E '^(Uid|Gid|Groups|CapEff)'; echo nice=$(nice)",
     );
     let out = text(&r.stdout);
+    assert!(out.ends_with("nice=19\n"), "{out}");
     if rustix::process::geteuid().is_root() {
         // Inside its user namespace the jail is the same uid it was dropped to.
         assert!(out.contains("Uid:\t65534\t65534\t65534\t65534"), "{out}");
@@ -157,12 +158,15 @@ fn wall_limit_kills_everything_the_command_started() {
         return;
     };
     let marker = format!("jail-unit-wall-{}", std::process::id());
-    let (r, _d) = run(
+    // `sh -c '…; :' marker`: the marker is the shell's $0, in its command line while it waits.
+    let (r, d) = run(
         &j,
         &format!(
-            "(setsid sh -c 'exec sleep 300 {marker}' &); nohup sleep 301 {marker} & sleep 302"
+            "setsid sh -c 'sleep 300; :' {marker} & nohup sh -c 'sleep 301; :' {marker} & \
+             sh -c 'touch started; sleep 302; :' {marker}"
         ),
     );
+    assert!(d.path().join("started").exists(), "the command never ran");
     assert_eq!(r.ended, JailEnd::WallLimit);
     assert_eq!(r.ended.limit(), Some("wall"));
     assert_eq!(r.status, None);
