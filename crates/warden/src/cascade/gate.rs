@@ -213,6 +213,53 @@ mod tests {
         }
     }
 
+    /// The gate end to end on a working copy: a failing check, then the fixed file passing, each
+    /// in the jail on a throwaway copy whose writes never reach the working copy.
+    #[test]
+    fn the_gate_runs_the_checks_in_the_jail_on_a_throwaway_copy() {
+        if !Path::new("/usr/bin/bwrap").exists() {
+            eprintln!("skipped: bubblewrap is not installed (scripts/setup installs it)");
+            return;
+        }
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::write(
+            ws.path().join("calc.py"),
+            "def add(a, b):\n    return a - b\n",
+        )
+        .unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let w =
+            super::super::working::WorkingCopy::create(ws.path(), &data.path().join("w")).unwrap();
+        let jail = Jail::locate(jail_limits(&GateLimits::default())).unwrap();
+        let check = vec![vec![
+            "python3".to_string(),
+            "-c".into(),
+            "import calc, pathlib; pathlib.Path('scratch').write_text('x'); assert calc.add(2, 2) == 4, 'add is wrong'".into(),
+        ]];
+        let run = |w: &super::super::working::WorkingCopy| {
+            let dir = w.throwaway().unwrap();
+            verify(&jail, &check, &dir.path().join("w"), None, 1, "-").unwrap()
+        };
+        let failed = run(&w);
+        assert!(!failed.passed, "{failed:?}");
+        assert_eq!(failed.commands[0].status, Some(1));
+        assert!(
+            failed.commands[0].output.contains("add is wrong"),
+            "{failed:?}"
+        );
+        std::fs::write(
+            w.path().join("calc.py"),
+            "def add(a, b):\n    return a + b\n",
+        )
+        .unwrap();
+        let passed = run(&w);
+        assert!(passed.passed, "{passed:?}");
+        // What the check wrote stayed in the throwaway copy.
+        assert!(!w.path().join("scratch").exists());
+        assert_eq!(w.changed().unwrap(), ["calc.py"]);
+        assert!(verify(&jail, &[], w.path(), None, 1, "-").is_err());
+    }
+
     #[test]
     fn output_tails_are_bounded_on_a_char_boundary() {
         let long = "é".repeat(5000);

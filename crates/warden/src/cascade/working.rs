@@ -201,6 +201,12 @@ impl WorkingCopy {
     /// I/O errors.
     pub(crate) fn throwaway(&self) -> io::Result<tempfile::TempDir> {
         let dir = tempfile::Builder::new().prefix("warden-gate-").tempdir()?;
+        // The jail's unprivileged user must be able to reach `w` (it owns only `w` itself).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))?;
+        }
         copy_tree(&self.copy, &dir.path().join("w"))?;
         Ok(dir)
     }
