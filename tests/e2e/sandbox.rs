@@ -357,6 +357,37 @@ async fn tools_outside_the_grant_are_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_sensitive_tool_is_not_performed_and_the_task_escalates() {
+    let policy = "[tools]\nallow = [\"text.upper\", \"echo\"]\nsensitive = [\"text.upper\"]\n";
+    let r = run(
+        "probe",
+        policy,
+        &probe(
+            "tool",
+            &[("name", json!("text.upper")), ("input", json!("hi"))],
+        ),
+        None,
+    )
+    .await;
+    match &r.outcome {
+        Outcome::Escalated { reason, detail } => {
+            assert_eq!(reason, "sensitive-tool");
+            assert!(detail.contains("text.upper"), "{detail}");
+        }
+        other => panic!("expected escalated, got {other:?}"),
+    }
+    // Its unlabelled twin runs.
+    let r = run(
+        "probe",
+        policy,
+        &probe("tool", &[("name", json!("echo")), ("input", json!("hi"))]),
+        None,
+    )
+    .await;
+    assert_eq!(completed(&r), "hi");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn ungranted_interfaces_kill_on_first_call() {
     let cases = [
         (

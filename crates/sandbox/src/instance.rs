@@ -140,6 +140,18 @@ impl tools::Host for InstanceState {
         let tool =
             self.tools
                 .authorize(&self.policy.tools, self.user.as_deref(), &self.kill, &name)?;
+        if self.policy.tools.is_sensitive(&name) {
+            // Not performed: a person decides (`[tools] sensitive`). Not a violation either.
+            self.kill
+                .record("tools", &name, "escalated (sensitive)", started.elapsed());
+            return Err(wasmtime::Error::new(crate::outcome::Escalation {
+                reason: "sensitive-tool",
+                detail: format!(
+                    "the agent called `{}`, a tool its policy labels sensitive; a person decides whether it runs",
+                    name.escape_debug()
+                ),
+            }));
+        }
         let needed = self.policy.trust.tool_level(&name);
         if self.level < needed {
             self.kill

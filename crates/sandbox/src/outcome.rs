@@ -156,12 +156,30 @@ pub(crate) fn killed(v: Option<Violation>) -> Outcome {
 }
 
 /// Turn a failed call into an outcome: a recorded violation wins; otherwise the trap itself.
+/// The trap that ends an instance for a person to decide (a call to a tool labelled
+/// `sensitive`): not a violation, so no kill and no demotion; the run ends
+/// [`Outcome::Escalated`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("escalated ({reason}): {detail}")]
+pub struct Escalation {
+    /// The trigger, e.g. `sensitive-tool`.
+    pub reason: &'static str,
+    /// What happened and what the person decides.
+    pub detail: String,
+}
+
 pub(crate) fn classify_trap(kill: &KillSwitch, err: &wasmtime::Error) -> Outcome {
     if let Some(v) = kill.violation() {
         return killed(Some(v));
     }
     if let Some(v) = err.downcast_ref::<Violation>() {
         return killed(Some(v.clone()));
+    }
+    if let Some(e) = err.downcast_ref::<Escalation>() {
+        return Outcome::Escalated {
+            reason: e.reason.to_owned(),
+            detail: e.detail.clone(),
+        };
     }
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return Outcome::AgentError {
