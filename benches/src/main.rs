@@ -391,7 +391,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
             trace: serde_json::json!({"events": [], "dropped": 0}),
             staging: "none".into(),
             staging_path: None,
-            trust: trust.clone(),
+            trust: Some(trust.clone()),
         })?;
         i += 1;
         Ok(())

@@ -39,7 +39,7 @@ use crate::orchestra::model::Spend;
 use crate::run::StagingDisposition;
 use crate::runtime::Runtime;
 use crate::staging::{AppliedChanges, Staging};
-use crate::store::{TaskEnd, TaskRecord, TrustRecord, now_ms};
+use crate::store::{TaskEnd, TaskRecord, now_ms};
 use crate::user::User;
 
 /// The agent name of a cascade's own task.
@@ -130,11 +130,6 @@ fn working_dir(ledger: &Ledger, task: u64) -> PathBuf {
         .join("cascades")
         .join(task.to_string())
         .join("work")
-}
-
-/// The trust record the cascade's task row carries (the host's own: it never moves).
-fn host_trust() -> TrustRecord {
-    TrustRecord::new("host/cascade", "-")
 }
 
 impl Runtime {
@@ -496,7 +491,8 @@ impl Runtime {
                 staging: disposition.as_str().into(),
                 staging_path: (disposition == StagingDisposition::Proposed)
                     .then(|| ledger.staging_root(id).display().to_string()),
-                trust: host_trust(),
+                // The host's own task: no agent's trust moves.
+                trust: None,
             })
             .map_err(host)
     }

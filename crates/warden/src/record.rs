@@ -183,7 +183,7 @@ impl LoadedAgent {
                 trace: json!({"events": [], "dropped": 0}),
                 staging: "none".into(),
                 staging_path: None,
-                trust,
+                trust: Some(trust),
             })
             .map_err(|e| fail(e.into()))
     }
@@ -285,7 +285,7 @@ impl LoadedAgent {
                 trace: trace_json,
                 staging: disposition.as_str().to_owned(),
                 staging_path,
-                trust: trust.clone(),
+                trust: Some(trust.clone()),
             })
             .map_err(|e| fail(e.into()))
     }

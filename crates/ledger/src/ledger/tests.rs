@@ -81,7 +81,7 @@ fn finished_task(ledger: &Ledger, status: &str) -> u64 {
             trace,
             staging: "none".into(),
             staging_path: None,
-            trust: TrustRecord::new("unsigned/hello", "h"),
+            trust: Some(TrustRecord::new("unsigned/hello", "h")),
         })
         .unwrap();
     id

@@ -286,8 +286,9 @@ pub struct TaskEnd {
     pub staging: String,
     /// Staging path when proposed.
     pub staging_path: Option<String>,
-    /// The agent's trust record after this task.
-    pub trust: TrustRecord,
+    /// The agent's trust record after this task (`None` for a task of the host's own, such as
+    /// a cascade, which moves no agent's trust).
+    pub trust: Option<TrustRecord>,
 }
 
 /// The host's durable state. Every method is one transaction.

@@ -237,7 +237,9 @@ impl StateStore for SqliteStore {
             seq,
             hash
         ])?;
-        put_trust_in(&tx, &end.trust)?;
+        if let Some(trust) = &end.trust {
+            put_trust_in(&tx, trust)?;
+        }
         tx.commit()?;
         Ok(())
     }

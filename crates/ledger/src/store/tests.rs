@@ -32,7 +32,7 @@ fn end(id: u64, status: &str) -> TaskEnd {
         trace: serde_json::json!({"events": [], "dropped": 0}),
         staging: "none".into(),
         staging_path: None,
-        trust: TrustRecord::new("unsigned/hello", "ab"),
+        trust: Some(TrustRecord::new("unsigned/hello", "ab")),
     }
 }
 
@@ -91,7 +91,7 @@ fn tasks_trust_and_recovery_survive_reopening() {
             trace: serde_json::json!([]),
             staging: "proposed".into(),
             staging_path: Some("/x".into()),
-            trust: trust.clone(),
+            trust: Some(trust.clone()),
         })
         .unwrap();
     drop(store);
