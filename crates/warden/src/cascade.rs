@@ -318,6 +318,7 @@ impl Runtime {
             ledger: ledger.clone(),
             spend: Spend::default(),
             cpu: Duration::ZERO,
+            cpu_budget: settings.cpu,
             tasks: Vec::new(),
             labels: Vec::new(),
         };

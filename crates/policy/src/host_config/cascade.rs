@@ -13,6 +13,7 @@
 //! tokens = 200000             # model tokens of the whole task, every stage together (default 200000)
 //! usd = 1.0                   # model cost of the whole task (default 1.00)
 //! wall = "30 min"             # wall time of the whole task (default 30 min)
+//! cpu = "10 min"              # CPU time of the whole task's stages (default 10 min)
 //! [cascade.gate]              # the jail the workspace's checks run in
 //! cpu = "60 s"                # CPU time (default 60 s)
 //! memory = "1 GiB"            # address space (default 1 GiB)
@@ -50,6 +51,8 @@ pub struct CascadeSettings {
     pub micro_usd: u64,
     /// Wall time of the whole task.
     pub wall: Duration,
+    /// CPU time of the whole task's stages.
+    pub cpu: Duration,
     /// The verification gate's jail.
     pub gate: GateLimits,
 }
@@ -93,6 +96,7 @@ impl Default for CascadeSettings {
             tokens: 200_000,
             micro_usd: 1_000_000,
             wall: Duration::from_secs(30 * 60),
+            cpu: Duration::from_secs(10 * 60),
             gate: GateLimits::default(),
         }
     }
@@ -117,6 +121,7 @@ pub(super) struct RawCascade {
     tokens: Option<Spanned<i64>>,
     usd: Option<Spanned<f64>>,
     wall: Option<Spanned<String>>,
+    cpu: Option<Spanned<String>>,
     gate: Option<RawGate>,
 }
 
@@ -284,6 +289,9 @@ pub(super) fn settings(
     if let Some(w) = raw.wall {
         s.wall = duration(source, "cascade.wall", w, Duration::from_secs(24 * 3600))?;
     }
+    if let Some(c) = raw.cpu {
+        s.cpu = duration(source, "cascade.cpu", c, Duration::from_secs(24 * 3600))?;
+    }
     if let Some(g) = raw.gate {
         if let Some(c) = g.cpu {
             s.gate.cpu = duration(source, "cascade.gate.cpu", c, Duration::from_secs(3600))?;
@@ -314,7 +322,7 @@ mod tests {
         let c = HostConfig::parse("w.toml", "").unwrap();
         assert_eq!(c.cascade, super::CascadeSettings::default());
         assert!((c.cascade.confidence_floor() - 0.3).abs() < 1e-9);
-        let text = "[[model]]\nname = \"tiny\"\nurl = \"http://127.0.0.1:1/v1\"\nid = \"m\"\n[cascade]\nfast_model = \"tiny\"\nteam_model = \"tiny\"\nskeptic_rejections = 3\nteam_attempts = 1\nconfidence_floor = 0.55\ntokens = 5000\nusd = 0.25\nwall = \"10 min\"\n[cascade.gate]\ncpu = \"5 s\"\nmemory = \"256 MiB\"\nprocesses = 16\nwall = \"20 s\"\noutput = \"64 KiB\"\n";
+        let text = "[[model]]\nname = \"tiny\"\nurl = \"http://127.0.0.1:1/v1\"\nid = \"m\"\n[cascade]\nfast_model = \"tiny\"\nteam_model = \"tiny\"\nskeptic_rejections = 3\nteam_attempts = 1\nconfidence_floor = 0.55\ntokens = 5000\nusd = 0.25\nwall = \"10 min\"\ncpu = \"2 min\"\n[cascade.gate]\ncpu = \"5 s\"\nmemory = \"256 MiB\"\nprocesses = 16\nwall = \"20 s\"\noutput = \"64 KiB\"\n";
         let c = HostConfig::parse("w.toml", text).unwrap().cascade;
         assert_eq!(
             (c.fast_model.as_str(), c.team_model.as_str()),
@@ -324,6 +332,7 @@ mod tests {
         assert_eq!(c.confidence_floor_permille, 550);
         assert_eq!((c.tokens, c.micro_usd), (5000, 250_000));
         assert_eq!(c.wall, Duration::from_secs(600));
+        assert_eq!(c.cpu, Duration::from_secs(120));
         assert_eq!(c.gate.cpu, Duration::from_secs(5));
         assert_eq!(c.gate.memory, 256 << 20);
         assert_eq!((c.gate.processes, c.gate.output), (16, 64 << 10));

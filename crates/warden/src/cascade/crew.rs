@@ -42,6 +42,8 @@ pub(crate) struct HostCrew {
     pub(crate) spend: Spend,
     /// CPU time of the stages.
     pub(crate) cpu: Duration,
+    /// The most CPU time the stages may use (`[cascade] cpu`).
+    pub(crate) cpu_budget: Duration,
     pub(crate) tasks: Vec<StageTask>,
     /// The sensitive labels of the last stage's policy (`fs.sensitive`).
     pub(crate) labels: Vec<crate::policy::PathPattern>,
@@ -202,6 +204,12 @@ impl Crew for HostCrew {
         }
         if wall.is_zero() {
             return Err("the task's wall time (`[cascade] wall`) has run out".into());
+        }
+        if self.cpu >= self.cpu_budget {
+            return Err(format!(
+                "the task's stages used {} ms of CPU, its budget (`[cascade] cpu`)",
+                self.cpu.as_millis()
+            ));
         }
         Ok(())
     }
