@@ -12,7 +12,9 @@
 //! 7. (`WARDEN_BENCH_ONLY=compile`) the compile time and peak memory of the worst components
 //!    the host's compile limits still admit, each compiled in a child process of its own;
 //! 8. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
-//!    `calls.rs`.
+//!    `calls.rs`;
+//! 9. (`WARDEN_BENCH_ONLY=cascade`) the cascade's own overhead per task, and its model cost
+//!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -404,6 +406,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
 }
 
 mod calls;
+mod cascade;
 mod memory;
 mod model;
 
@@ -544,6 +547,10 @@ fn main() -> anyhow::Result<()> {
         .context("tokio")?;
     if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("model") {
         return rt.block_on(model::model_figures(quick));
+    }
+    if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("cascade") {
+        // From a task on the workers, as a host serving tasks runs them.
+        return rt.block_on(async { tokio::spawn(cascade::cascade_figures(quick)).await? });
     }
     rt.block_on(async {
         let cache = std::env::temp_dir().join("warden-bench-cache");

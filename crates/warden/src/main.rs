@@ -204,7 +204,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Stats { limit, json } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
             let tasks = ledger.store().tasks(limit).map_err(host_failure)?;
-            stats_cli::stats(&tasks, json)
+            stats_cli::stats(&ledger, &tasks, json)
         }
         Command::Trust { command } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;

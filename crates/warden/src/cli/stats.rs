@@ -1,51 +1,36 @@
-//! `warden stats`: what each agent's model calls cost, from the tasks in the ledger — tasks,
-//! calls, tokens, cost per task and the share of prompt tokens the provider served from its
-//! prefix cache. It reads each task's recorded usage (`outcome.usage.model`), newest first.
+//! `warden stats`: the figures the manifesto names, per agent and per model, from the ledger —
+//! tasks, model calls, tokens, cost per task, prefix-cache hit rate, escalations by trigger,
+//! disagreement rate (skeptic rejections and reviewer reversals over decisions), decision quality
+//! (cascades verified on the first try or after rework) and promotions and demotions over time.
+//!
+//! It reads the newest `--limit` task rows, the saved stages of the cascades among them, and the
+//! last [`AUDIT_WINDOW`] audit records (escalations, trust changes). The figures are computed in
+//! `stats/metrics.rs` (see there how a task's usage is split between models); this file reads and
+//! prints them. `docs/cascade.md` ("Metrics") defines each figure.
 
-use std::collections::BTreeMap;
+#[path = "stats/cascade.rs"]
+mod cascade;
+#[path = "stats/figures.rs"]
+mod figures;
+#[path = "stats/metrics.rs"]
+mod metrics;
+#[path = "stats/trust.rs"]
+mod trust;
 
-use serde::Serialize;
+use std::collections::HashMap;
+
+use serde_json::json;
+use warden::cascade::CASCADE_AGENT;
+use warden::ledger::Ledger;
 use warden::store::TaskRecord;
 use warden::terminal::{self, line};
 
-/// One agent's totals.
-#[derive(Debug, Default, Clone, PartialEq, Serialize)]
-pub struct AgentStats {
-    /// The agent.
-    pub agent: String,
-    /// Tasks counted.
-    pub tasks: u64,
-    /// Tasks that made at least one model call.
-    pub tasks_with_calls: u64,
-    /// Model calls.
-    pub calls: u64,
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Of those, served from the provider's cache.
-    pub cached_tokens: u64,
-    /// Completion tokens.
-    pub completion_tokens: u64,
-    /// Total cost, millionths of a US dollar.
-    pub cost_micro_usd: u64,
-    /// Tasks that ended escalated.
-    pub escalated: u64,
-}
+pub use figures::Figures;
+pub use metrics::{Metrics, collect};
 
-impl AgentStats {
-    /// Cached share of prompt tokens (0 when there were none).
-    pub fn cache_hit_rate(&self) -> f64 {
-        if self.prompt_tokens == 0 {
-            0.0
-        } else {
-            self.cached_tokens as f64 / self.prompt_tokens as f64
-        }
-    }
-
-    /// Average cost of a task, millionths of a US dollar.
-    pub fn cost_per_task(&self) -> u64 {
-        self.cost_micro_usd.checked_div(self.tasks).unwrap_or(0)
-    }
-}
+/// How many of the newest audit records are read for escalations and trust changes (a bound on
+/// the read: older ones are not counted).
+pub const AUDIT_WINDOW: usize = 50_000;
 
 /// The model usage a task recorded, if any (`outcome.usage.model`).
 pub fn task_model(t: &TaskRecord) -> Option<&serde_json::Value> {
@@ -60,47 +45,86 @@ pub fn dollars(micro: u64) -> String {
     format!("${}.{:06}", micro / 1_000_000, micro % 1_000_000)
 }
 
-/// Per-agent totals over `tasks`.
-pub fn summarize(tasks: &[TaskRecord]) -> Vec<AgentStats> {
-    let mut by_agent: BTreeMap<&str, AgentStats> = BTreeMap::new();
-    for t in tasks {
-        let s = by_agent.entry(&t.agent).or_insert_with(|| AgentStats {
-            agent: t.agent.clone(),
-            ..AgentStats::default()
-        });
-        s.tasks += 1;
-        if t.status == "escalated" {
-            s.escalated += 1;
+/// Read what the figures of `tasks` need from `ledger` (the cascades' saved stages, the last
+/// audit records) and compute them.
+pub fn gather(ledger: &Ledger, tasks: &[TaskRecord]) -> Result<Metrics, super::Failure> {
+    let store = ledger.store();
+    let mut saved = HashMap::new();
+    for t in tasks.iter().filter(|t| t.agent == CASCADE_AGENT) {
+        let text = store.cascade(t.id).map_err(super::host_failure)?;
+        if let Some(stages) = text.as_deref().and_then(cascade::saved_stages) {
+            saved.insert(t.id, stages);
         }
-        let Some(m) = task_model(t) else { continue };
-        let n = |k: &str| m[k].as_u64().unwrap_or(0);
-        if n("calls") > 0 {
-            s.tasks_with_calls += 1;
-        }
-        s.calls += n("calls");
-        s.prompt_tokens += n("prompt_tokens");
-        s.cached_tokens += n("cached_tokens");
-        s.completion_tokens += n("completion_tokens");
-        s.cost_micro_usd += n("cost_micro_usd");
     }
-    by_agent.into_values().collect()
+    let audit = match warden::audit::read_tail(ledger.audit_path(), AUDIT_WINDOW) {
+        Ok(records) => records,
+        Err(e) => return Err(super::host_failure(e)),
+    };
+    Ok(collect(tasks, &saved, &audit))
 }
 
-/// `warden stats [--limit N] [--json]`.
-pub fn stats(tasks: &[TaskRecord], json: bool) -> Result<u8, super::Failure> {
-    let rows = summarize(tasks);
+/// One row as a JSON object: its figures and the rates derived from them.
+fn row_json(kind: &str, name: &str, f: &Figures) -> serde_json::Value {
+    let mut v = serde_json::to_value(f).unwrap_or_default();
+    v["kind"] = json!(kind);
+    v[kind] = json!(name);
+    v["cache_hit_rate"] = json!(f.cache_hit_rate());
+    v["cost_per_task_micro_usd"] = json!(f.cost_per_task());
+    v["decisions"] = json!(f.decisions());
+    v["disagreement_rate"] = json!(f.disagreement_rate());
+    v["escalations"] = json!(f.escalations());
+    v["first_try_rate"] = json!(f.first_try_rate());
+    v
+}
+
+/// `warden stats [--limit N] [--json]`: with `--json`, one object per line — `kind` `agent`
+/// (with `agent`), `model` (with `model`), or `trust` (a day's changes of one agent).
+pub fn stats(ledger: &Ledger, tasks: &[TaskRecord], json: bool) -> Result<u8, super::Failure> {
+    let m = gather(ledger, tasks)?;
     if json {
-        for r in &rows {
-            let mut v = serde_json::to_value(r).map_err(super::host_failure)?;
-            v["cache_hit_rate"] = serde_json::json!(r.cache_hit_rate());
-            v["cost_per_task_micro_usd"] = serde_json::json!(r.cost_per_task());
+        let rows = m.agents.iter().map(|(n, f)| row_json("agent", n, f));
+        let models = m.models.iter().map(|(n, f)| row_json("model", n, f));
+        let days = m.trust.iter().map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["kind"] = json!("trust");
+            v
+        });
+        for v in rows.chain(models).chain(days) {
             outln!("{}", terminal::json_line(&v).map_err(super::host_failure)?)?;
         }
         return Ok(0);
     }
+    table("agent", &m.agents)?;
+    outln!("")?;
+    table("model", &m.models)?;
+    escalations(&m)?;
+    if !m.trust.is_empty() {
+        outln!("")?;
+        outln!("promotions and demotions (UTC days):")?;
+        for d in &m.trust {
+            outln!(
+                "  {}  {:<16} +{} -{}",
+                d.day,
+                line(&d.agent),
+                d.promotions,
+                d.demotions
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn table(
+    what: &str,
+    rows: &std::collections::BTreeMap<String, Figures>,
+) -> Result<(), super::Failure> {
     outln!(
-        "{:<16} {:>6} {:>6} {:>10} {:>10} {:>10} {:>6} {:>12} {:>12} {:>5}",
-        "agent",
+        "{:<16} {:>6} {:>6} {:>10} {:>10} {:>10} {:>6} {:>12} {:>12} {:>5} {:>9} {:>7} {:>6} {:>5}",
+        what,
         "tasks",
         "calls",
         "prompt",
@@ -109,84 +133,74 @@ pub fn stats(tasks: &[TaskRecord], json: bool) -> Result<u8, super::Failure> {
         "cache",
         "cost",
         "cost/task",
-        "esc."
+        "esc.",
+        "disagree",
+        "1st/rw",
+        "up/dn",
+        "casc."
     )?;
-    for r in &rows {
+    for (name, r) in rows {
         outln!(
-            "{:<16} {:>6} {:>6} {:>10} {:>10} {:>10} {:>5.1}% {:>12} {:>12} {:>5}",
-            line(&r.agent),
+            "{:<16} {:>6} {:>6} {:>10} {:>10} {:>10} {:>6} {:>12} {:>12} {:>5} {:>9} {:>7} {:>6} {:>5}",
+            line(name),
             r.tasks,
             r.calls,
             r.prompt_tokens,
             r.cached_tokens,
             r.completion_tokens,
-            r.cache_hit_rate() * 100.0,
+            percent(r.cache_hit_rate()),
             dollars(r.cost_micro_usd),
             dollars(r.cost_per_task()),
-            r.escalated
+            r.escalated,
+            if r.decisions() == 0 {
+                "-".to_string()
+            } else {
+                format!("{}/{}", r.skeptic_rejections + r.reversals, r.decisions())
+            },
+            format!("{}/{}", r.first_try, r.rework),
+            format!("{}/{}", r.promotions, r.demotions),
+            r.cascades
         )?;
     }
-    Ok(0)
+    Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn task(agent: &str, status: &str, model: Option<serde_json::Value>) -> TaskRecord {
-        let mut outcome = serde_json::json!({"status": status, "usage": {"cpu_us": 1}});
-        if let Some(m) = model {
-            outcome["usage"]["model"] = m;
-        }
-        TaskRecord {
-            id: 1,
-            agent: agent.into(),
-            agent_id: "id".into(),
-            module_hash: "h".into(),
-            user: "-".into(),
-            level: 1,
-            grant: serde_json::json!({}),
-            status: status.into(),
-            outcome: Some(outcome),
-            trace: None,
-            staging: "none".into(),
-            staging_path: None,
-            started_ms: 0,
-            ended_ms: Some(1),
-            parent: None,
-        }
-    }
-
-    #[test]
-    fn sums_per_agent() {
-        let m = |calls: u64, p: u64, c: u64, o: u64, cost: u64| {
-            Some(
-                serde_json::json!({"calls": calls, "prompt_tokens": p, "cached_tokens": c,
-                "completion_tokens": o, "cost_micro_usd": cost, "models": ["small"]}),
-            )
-        };
-        let tasks = vec![
-            task("ask", "completed", m(2, 100, 50, 10, 300)),
-            task("ask", "escalated", m(1, 100, 90, 0, 100)),
-            task("ask", "killed", None),
-            task("hello", "completed", None),
-        ];
-        let rows = summarize(&tasks);
-        assert_eq!(rows.len(), 2);
-        let ask = &rows[0];
-        assert_eq!(
-            (ask.tasks, ask.tasks_with_calls, ask.calls, ask.escalated),
-            (3, 2, 3, 1)
+/// Escalations by trigger over the cascades: the cascades' own, then per model.
+fn escalations(m: &Metrics) -> Result<(), super::Failure> {
+    let rows = m
+        .cascade()
+        .map(|c| ("cascades".to_string(), c))
+        .into_iter()
+        .chain(
+            m.models
+                .iter()
+                .map(|(n, f)| (format!("model {}", line(n)), f)),
         );
-        assert_eq!((ask.prompt_tokens, ask.cached_tokens), (200, 140));
-        assert!((ask.cache_hit_rate() - 0.7).abs() < 1e-9);
-        assert_eq!((ask.cost_micro_usd, ask.cost_per_task()), (400, 133));
-        let hello = &rows[1];
-        assert_eq!(
-            (hello.tasks, hello.calls, hello.cache_hit_rate()),
-            (1, 0, 0.0)
-        );
-        assert_eq!(dollars(1_234_567), "$1.234567");
-        assert_eq!(dollars(5), "$0.000005");
+    let mut first = true;
+    for (label, f) in rows.filter(|(_, f)| f.cascades > 0) {
+        if first {
+            outln!("")?;
+            outln!("escalations by trigger (a resumed cascade counts each pause):")?;
+            first = false;
+        }
+        let list: Vec<String> = f
+            .triggers
+            .iter()
+            .map(|(t, n)| {
+                format!(
+                    "{} {n} ({})",
+                    line(t),
+                    percent(figures::ratio(*n, f.cascades))
+                )
+            })
+            .collect();
+        outln!(
+            "  {label}: {} over {} cascades{}{}",
+            f.escalations(),
+            f.cascades,
+            if list.is_empty() { "" } else { ": " },
+            list.join(", ")
+        )?;
     }
+    Ok(())
 }
