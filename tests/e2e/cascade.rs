@@ -147,7 +147,9 @@ struct Cascade {
 
 impl Cascade {
     fn task(&self) -> u64 {
-        self.json["task"].as_u64().expect("the report names its task")
+        self.json["task"]
+            .as_u64()
+            .expect("the report names its task")
     }
 
     fn status(&self) -> &str {
@@ -229,9 +231,11 @@ fn say(text: &str) -> StubReply {
 /// The router's judgement.
 fn route(route: &str, confidence: f64) -> StubReply {
     let complexity = if route == "fast" { "low" } else { "high" };
-    say(&json!({"route": route, "complexity": complexity, "risk": "low",
+    say(
+        &json!({"route": route, "complexity": complexity, "risk": "low",
                 "confidence": confidence, "reason": "scripted"})
-    .to_string())
+        .to_string(),
+    )
 }
 
 /// An implementer's (or tester's, or documenter's) reply writing `files` in full.
@@ -290,7 +294,9 @@ fn pass() -> StubReply {
 
 /// The curator's lesson.
 fn lesson() -> StubReply {
-    say(r#"{"lessons": [{"key": "check-the-divisor", "text": "Check the divisor of an average.", "tags": ["python"]}]}"#)
+    say(
+        r#"{"lessons": [{"key": "check-the-divisor", "text": "Check the divisor of an average.", "tags": ["python"]}]}"#,
+    )
 }
 
 impl Host {
@@ -430,6 +436,12 @@ impl Host {
         let ran = self.warden(&["audit", "verify"]).await;
         assert_eq!(ran.code, 0, "audit verify: {}{}", ran.out, ran.err);
         assert!(ran.out.starts_with("ok:"), "{}", ran.out);
+    }
+
+    /// `warden task stop <task>` succeeds.
+    async fn stop(&self, task: u64) {
+        let ran = self.warden(&["task", "stop", &task.to_string()]).await;
+        assert_eq!(ran.code, 0, "stop {task}: {}{}", ran.out, ran.err);
     }
 
     /// The cascade's working copy of `task`.

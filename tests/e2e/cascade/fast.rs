@@ -109,7 +109,8 @@ async fn the_fast_path_is_verified_and_its_change_proposed_then_applied_by_a_rev
 
     // Every stage's spend, in its row; their sum in the report and in the cascade's row.
     // Priced at 1 µUSD per prompt token and 2 per completion token.
-    for (child, (agent, prompt, completion)) in show["children"].as_array().unwrap().iter().zip(USAGE)
+    for (child, (agent, prompt, completion)) in
+        show["children"].as_array().unwrap().iter().zip(USAGE)
     {
         let model = &child["outcome"]["usage"]["model"];
         assert_eq!(
@@ -138,7 +139,11 @@ async fn the_fast_path_is_verified_and_its_change_proposed_then_applied_by_a_rev
     let gate = host.records("gate-run").await;
     assert_eq!(gate.len(), 1, "{gate:#?}");
     assert_eq!(
-        (&gate[0]["task"], &gate[0]["agent"], &gate[0]["detail"]["status"]),
+        (
+            &gate[0]["task"],
+            &gate[0]["agent"],
+            &gate[0]["detail"]["status"]
+        ),
         (&json!(r.task()), &json!("gate"), &json!(0)),
         "{gate:#?}"
     );
@@ -150,7 +155,10 @@ async fn the_fast_path_is_verified_and_its_change_proposed_then_applied_by_a_rev
         "{proposed:#?}"
     );
     let root_applied = |records: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
-        records.into_iter().filter(|a| a["task"] == r.task()).collect()
+        records
+            .into_iter()
+            .filter(|a| a["task"] == r.task())
+            .collect()
     };
     // (The stages' own writes were applied to the working copy, under their own tasks.)
     assert!(root_applied(host.records("staging-applied").await).is_empty());

@@ -122,7 +122,12 @@ async fn the_gate_fails_the_fast_path_and_the_team_fixes_it_with_the_large_model
             &model["completion_tokens"],
             &model["models"]
         ),
-        (&json!(9), &json!(90), &json!(45), &json!(["large", "small"])),
+        (
+            &json!(9),
+            &json!(90),
+            &json!(45),
+            &json!(["large", "small"])
+        ),
         "{r}"
     );
     host.audit_verifies().await;
