@@ -308,21 +308,31 @@ impl Host {
 
     /// [`Host::new`] with the agents directory `agents`.
     fn with_agents(url: &str, cascade: &str, agents: &Path) -> Host {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let mut config = format!("[agents]\ndir = {:?}\n", agents.display().to_string());
-        for name in ["small", "large"] {
-            config.push_str(&format!(
+        let models = ["small", "large"].map(|name| {
+            format!(
                 "[[model]]\nname = \"{name}\"\nurl = \"{url}\"\nid = \"stub-{name}\"\n\
                  price = {{ input = 1.0, cached = 0.5, output = 2.0 }}\n\
                  timeout = \"120 s\"\nretries = 0\njson_schema = true\n"
-            ));
-        }
-        config.push_str(&format!("[cascade]\n{cascade}\n"));
-        std::fs::write(dir.path().join("warden.toml"), config).unwrap();
-        copy_dir(
+            )
+        });
+        Host::build(
+            &models.concat(),
+            cascade,
+            agents,
             &root().join("tests/fixtures/cascade/calc"),
-            &dir.path().join("ws"),
+        )
+    }
+
+    /// A host with these `[[model]]` tables, `[cascade]` body and agents directory, on a copy
+    /// of `workspace`.
+    fn build(models: &str, cascade: &str, agents: &Path, workspace: &Path) -> Host {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = format!(
+            "[agents]\ndir = {:?}\n{models}[cascade]\n{cascade}\n",
+            agents.display().to_string()
         );
+        std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+        copy_dir(workspace, &dir.path().join("ws"));
         Host { dir }
     }
 
