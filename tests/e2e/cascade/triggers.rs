@@ -1,12 +1,16 @@
 //! The triggers that pause a cascade for a person, each with what it must not do: a change to a
 //! path the workspace labels sensitive (no gate runs it), the task's token budget spent (no
 //! further stage runs), and a router whose confident answers keep failing verification (its
-//! calibrated confidence, not the stated one, falls under the floor).
+//! calibrated confidence, not the stated one, falls under the floor). A person resuming a
+//! sensitive change goes on with the change they reviewed.
 
 use serde_json::json;
 use warden::orchestra::model::stub::StubProvider;
 
-use super::{BROKEN, FIXED, Host, REQUEST, WRONG, costing, plan, route, stages, verdict, write};
+use super::{
+    BROKEN, FIXED, Host, REQUEST, WRONG, costing, docs, lesson, pass, plan, route, stages, verdict,
+    write,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_to_a_sensitive_path_escalates_before_the_gate() {
@@ -187,4 +191,50 @@ async fn the_audit_log_verifies_while_a_cascade_waits_for_a_person() {
     let r = host.run(REQUEST).await;
     r.assert_escalated("sensitive");
     host.audit_verifies().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: resuming a `sensitive` pause re-runs the implementer whose change paused it (crates/orchestra/src/cascade/drive.rs: a pause from `touched` after a completed stage leaves `state.phase` at that step), and the waiver is spent there, so the documenter's `touched` escalates `sensitive` again on the same reviewed path"]
+async fn a_person_resuming_a_sensitive_change_gets_that_change_verified() {
+    let stub = StubProvider::start().await.unwrap();
+    stub.script([
+        route("fast", 0.9),
+        write(
+            &[("auth/x.py", "ALLOW_ALL = False\n"), ("calc.py", FIXED)],
+            0.9,
+        ),
+    ]);
+    let host = Host::new(&stub.url(), "");
+    host.put(
+        "warden.task.toml",
+        "check = [\"python3\", \"-c\", \"import calc; assert calc.mean([1, 2, 3]) == 2\"]\n\
+         sensitive = [\"auth/**\"]\n",
+    );
+    let r = host.run(REQUEST).await;
+    r.assert_escalated("sensitive");
+    // The person reviewed the change in the working copy and resumes: the rest of the cascade
+    // runs on that change — the gate, the documenter, the validator, the curator.
+    stub.script([docs(), pass(), lesson()]);
+    let resumed = host
+        .resume(r.task(), Some("auth/x.py is reviewed and fine"))
+        .await;
+    resumed.assert_verified();
+    let after: Vec<(String, String)> = resumed.stages().into_iter().skip(2).collect();
+    assert_eq!(
+        after,
+        stages(&[
+            ("gate", "passed"),
+            ("documenter", "completed"),
+            ("validator", "completed"),
+            ("memory-curator", "completed"),
+        ]),
+        "{resumed}"
+    );
+    assert_eq!(stub.request_count(), 5, "the implementer was asked again");
+    let diff = host.warden(&["task", "diff", &r.task().to_string()]).await;
+    assert!(
+        diff.out.contains("auth/x.py") && diff.out.contains("ALLOW_ALL = False"),
+        "{}",
+        diff.out
+    );
 }
