@@ -14,7 +14,8 @@
 //!   then applied by a reviewer; every stage's spend in the tree;
 //! - `team.rs`: the fast path's change failing the gate and the team (with `large`) fixing it;
 //!   the skeptic rejecting → escalated, resumed with a note, stopped, and resume/stop refused;
-//! - `triggers.rs`: a sensitive path, the budget cap, a miscalibrated confident router;
+//! - `triggers.rs`: a sensitive path, the budget cap, a miscalibrated confident router, and
+//!   what a resume of a sensitive or budgeted task may do;
 //! - `hostile.rs`: bad input refused before anything runs, a killed stage, a check that loops
 //!   forever and one that tries the network, both contained by the gate's jail;
 //! - `local_model.rs`: the whole cascade on `docs/sample-workspace` with the real local model.
