@@ -16,8 +16,9 @@
 //!   the skeptic rejecting → escalated, resumed with a note, stopped, and resume/stop refused;
 //! - `triggers.rs`: a sensitive path, the budget cap, a miscalibrated confident router, and
 //!   what a resume of a sensitive or budgeted task may do;
-//! - `hostile.rs`: bad input refused before anything runs, a killed stage, a check that loops
-//!   forever and one that tries the network, both contained by the gate's jail;
+//! - `hostile.rs`: bad input refused before anything runs, a killed stage, checks that loop
+//!   forever, try the network or write outside their folder, contained by the gate's jail;
+//!   control characters escaped on the terminal;
 //! - `local_model.rs`: the whole cascade on `docs/sample-workspace` with the real local model.
 //!
 //! Each test has its own stub, data directory and workspace, so they run in parallel.

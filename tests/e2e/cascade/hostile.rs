@@ -1,8 +1,10 @@
 //! Hostile and bad input: what is refused before anything runs (a malformed `warden.task.toml`,
 //! an empty or oversized request, a workspace that is not a folder), a stage killed by its own
 //! policy (escalated `killed`, the agent demoted, nothing applied), and the gate's jail holding a
-//! check that loops forever (stopped at the gate's wall limit, recorded as a kill) and one that
-//! reaches for the network (it cannot).
+//! check that loops forever (stopped at the gate's wall limit, recorded as a kill), one that
+//! reaches for the network (it cannot), and one that writes and reads outside its folder (what it
+//! writes stays in the gate's throwaway copy); control characters from the request and a model
+//! reach the terminal escaped.
 
 use std::time::Duration;
 
@@ -10,7 +12,8 @@ use serde_json::json;
 use warden::orchestra::model::stub::{StubProvider, StubReply};
 
 use super::{
-    BROKEN, FIXED, Host, REQUEST, plan, roster_copy, route, stages, tests, verdict, write,
+    BROKEN, FIXED, Host, REQUEST, docs, lesson, pass, plan, roster_copy, route, say, stages, tests,
+    verdict, write,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,4 +296,120 @@ async fn a_check_that_reaches_for_the_network_fails_inside_the_jail() {
     assert_eq!(stub.request_count(), probes + 4);
     host.stop(r.task()).await;
     host.audit_verifies().await;
+}
+
+/// A check that tries to write in its folder, in `/usr`, in the real workspace (argv 1) and in
+/// `/tmp`, and to read the host's audit log (argv 2); then checks `mean`.
+const REACH_OUT: &str = "import sys
+tag = sys.argv[3]
+for target in [tag, '/usr/' + tag, sys.argv[1] + '/' + tag, '/tmp/' + tag]:
+    try:
+        open(target, 'w').write('x')
+        print('wrote', target)
+    except OSError as e:
+        print('could not write', target, type(e).__name__)
+try:
+    open(sys.argv[2]).read()
+    print('read the audit log')
+except OSError as e:
+    print('could not read the audit log', type(e).__name__)
+import calc
+assert calc.mean([1, 2, 3]) == 2
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_check_writes_stays_in_the_gates_throwaway_copy() {
+    let stub = StubProvider::start().await.unwrap();
+    stub.script([
+        route("fast", 0.9),
+        write(&[("calc.py", FIXED)], 0.9),
+        docs(),
+        pass(),
+        lesson(),
+    ]);
+    let host = Host::new(&stub.url(), "");
+    let tag = format!("gate-wrote-{}.txt", std::process::id());
+    let ws = host.path("ws");
+    let log = host.path("data/audit.log");
+    host.put(
+        "warden.task.toml",
+        &format!(
+            "check = [\"python3\", \"-c\", {}, {}, {}, {}]\n",
+            toml_string(REACH_OUT),
+            toml_string(ws.to_str().unwrap()),
+            toml_string(log.to_str().unwrap()),
+            toml_string(&tag),
+        ),
+    );
+    let r = host.run(REQUEST).await;
+    r.assert_verified();
+    let output = r.json["verification"]["commands"][0]["output"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let ws_target = format!("could not write {}/{tag}", ws.display());
+    for line in [
+        format!("wrote {tag}"),
+        format!("could not write /usr/{tag}"),
+        ws_target,
+        format!("wrote /tmp/{tag}"),
+        "could not read the audit log".to_owned(),
+    ] {
+        assert!(output.contains(&line), "{line:?} not in {output}");
+    }
+    // Not part of the change, not in the workspace, not in the host's /tmp.
+    assert_eq!(r.json["changed"], json!(["README.md", "calc.py"]), "{r}");
+    assert!(!ws.join(&tag).exists());
+    assert!(!std::path::Path::new("/tmp").join(&tag).exists());
+    let diff = host.warden(&["task", "diff", &r.task().to_string()]).await;
+    assert!(!diff.out.contains(&tag), "{}", diff.out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_from_the_request_and_the_model_reach_the_terminal_escaped() {
+    let stub = StubProvider::start().await.unwrap();
+    stub.script([
+        route("team", 0.9),
+        plan(),
+        say(
+            &json!({"verdict": "reject", "reasons": ["\u{1b}]0;owned\u{7}\u{1b}[2Jcleared"]})
+                .to_string(),
+        ),
+    ]);
+    let host = Host::new(&stub.url(), "skeptic_rejections = 1");
+    let ran = host
+        .warden(&[
+            "task",
+            "run",
+            "fix \u{1b}[31mmean\u{1b}[0m",
+            "--workspace",
+            "ws",
+        ])
+        .await;
+    assert_eq!(ran.code, 4, "{}{}", ran.out, ran.err);
+    assert!(
+        ran.out.contains("escalated (skeptic-rejected)"),
+        "{}",
+        ran.out
+    );
+    assert!(
+        ran.out.contains("owned") && ran.out.contains("cleared"),
+        "{}",
+        ran.out
+    );
+    for (name, text) in [("stdout", &ran.out), ("stderr", &ran.err)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "a raw control character on {name}: {text:?}"
+        );
+    }
+    let task = ran
+        .out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no task id in {}", ran.out));
+    let show = host.warden(&["task", "show", &task.to_string()]).await;
+    assert!(!show.out.contains('\u{1b}'), "{:?}", show.out);
+    host.stop(task).await;
 }
