@@ -1,5 +1,6 @@
-//! The team: the fast path's change failing the gate and the team (planner → skeptic → tester →
-//! implementer on `large`) fixing it from the original workspace; the skeptic rejecting a plan
+//! The team: the fast path's change failing the gate (or the validator) and the team (planner →
+//! skeptic → tester → implementer on `large`) fixing it from the original workspace; the team
+//! failing the gate `team_attempts` times → escalated, resumed; the skeptic rejecting a plan
 //! `skeptic_rejections` times → escalated, then resumed with a person's note (verified) or stopped
 //! (its working copy deleted, nothing applied); resume and stop refused on anything but an
 //! escalated cascade.
@@ -8,7 +9,7 @@ use serde_json::json;
 use warden::orchestra::model::stub::StubProvider;
 
 use super::{
-    BROKEN, FIXED, Host, REQUEST, WRONG, children, docs, lesson, model_id, pass, plan, route,
+    BROKEN, FIXED, Host, REQUEST, WRONG, children, docs, lesson, model_id, pass, plan, route, say,
     stages, tests, verdict, write,
 };
 
@@ -357,5 +358,56 @@ async fn a_resume_after_failed_verification_gives_the_team_a_new_attempt_with_th
     assert!(
         String::from_utf8_lossy(&sent[4].body).contains(note),
         "the note did not reach the implementer: {resumed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validator_failing_the_fast_paths_result_sends_it_to_the_team() {
+    let stub = StubProvider::start().await.unwrap();
+    stub.script([
+        route("fast", 0.9),
+        write(&[("calc.py", FIXED), ("extra.py", "X = 1\n")], 0.9),
+        docs(),
+        say(r#"{"verdict": "fail", "reasons": ["scripted: extra.py is not what was asked"]}"#),
+        plan(),
+        verdict(true),
+        tests(),
+        write(&[("calc.py", FIXED)], 0.8),
+        docs(),
+        pass(),
+        lesson(),
+    ]);
+    let host = Host::new(&stub.url(), "");
+    let r = host.run(REQUEST).await;
+    r.assert_verified();
+    assert_eq!(
+        r.stages(),
+        stages(&[
+            ("router", "completed"),
+            ("implementer", "completed"),
+            ("gate", "passed"),
+            ("documenter", "completed"),
+            ("validator", "completed"),
+            ("planner", "completed"),
+            ("skeptic", "completed"),
+            ("tester", "completed"),
+            ("implementer", "completed"),
+            ("gate", "passed"),
+            ("documenter", "completed"),
+            ("validator", "completed"),
+            ("memory-curator", "completed"),
+        ]),
+        "{r}"
+    );
+    // The team started from the workspace: the fast path's extra file is not in the change.
+    assert_eq!(
+        r.json["changed"],
+        json!(["README.md", "calc.py", "test_mean.py"]),
+        "{r}"
+    );
+    assert!(
+        String::from_utf8_lossy(&stub.requests()[4].body)
+            .contains("extra.py is not what was asked"),
+        "the planner was not told why"
     );
 }
