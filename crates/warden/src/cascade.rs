@@ -298,13 +298,13 @@ impl Runtime {
         let started = Instant::now();
         let settings = &self.config.cascade;
         let task_file = gate::TaskFile::read(working.workspace()).map_err(CascadeError::Invalid)?;
-        let tree = HostTree::new(
-            self,
-            id,
-            settings.wall,
-            (settings.tokens, settings.micro_usd),
-        )
-        .map_err(CascadeError::Invalid)?;
+        // The task's budget spans its runs: what earlier runs spent is gone (a person resuming
+        // past a budget pause has reset it).
+        let budget = (
+            settings.tokens.saturating_sub(state.spent_tokens),
+            settings.micro_usd.saturating_sub(state.spent_micro_usd),
+        );
+        let tree = HostTree::new(self, id, settings.wall, budget).map_err(CascadeError::Invalid)?;
         let limits = gate::jail_limits(&settings.gate);
         let jail = tokio::task::spawn_blocking(move || Jail::locate(limits))
             .await
@@ -325,6 +325,8 @@ impl Runtime {
             labels: Vec::new(),
         };
         let end = drive(&mut crew, &rules(self), &mut state).await;
+        state.spent_tokens += crew.spend.prompt_tokens + crew.spend.completion_tokens;
+        state.spent_micro_usd += crew.spend.cost_micro_usd;
         // The verdicts known now join their agents' histories, once.
         for s in state.stated.iter_mut().filter(|s| !s.recorded) {
             if let Some(verified) = s.verdict {

@@ -180,7 +180,7 @@ async fn a_confident_router_that_keeps_failing_is_escalated_by_its_calibrated_co
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a paused cascade is closed with a `task-escalated` record (crates/warden/src/cascade.rs, close(), line 479) where `warden audit verify` (crates/ledger/src/ledger/crosscheck.rs line 353) wants a `task-ended` one: the log fails verification while a cascade waits for a person"]
+
 async fn the_audit_log_verifies_while_a_cascade_waits_for_a_person() {
     let stub = StubProvider::start().await.unwrap();
     stub.script([route("fast", 0.9), write(&[("auth/x.py", "x = 1\n")], 0.9)]);
@@ -195,7 +195,7 @@ async fn the_audit_log_verifies_while_a_cascade_waits_for_a_person() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: resuming a `sensitive` pause re-runs the implementer whose change paused it (crates/orchestra/src/cascade/drive.rs: a pause from `touched` after a completed stage leaves `state.phase` at that step), and the waiver is spent there, so the documenter's `touched` escalates `sensitive` again on the same reviewed path"]
+
 async fn a_person_resuming_a_sensitive_change_gets_that_change_verified() {
     let stub = StubProvider::start().await.unwrap();
     stub.script([
@@ -241,7 +241,7 @@ async fn a_person_resuming_a_sensitive_change_gets_that_change_verified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: each run of a cascade gets a fresh `[cascade]` budget (crates/warden/src/cascade.rs, drive_cascade: `HostTree::new(.., settings.wall, (settings.tokens, settings.micro_usd))` on every run and resume), so a resumed task's tree spends past the task's cap"]
+
 async fn the_task_budget_spans_its_resumes() {
     let stub = StubProvider::start().await.unwrap();
     // 2900 of the task's 3000 tokens are spent before the skeptic's rejection pauses it.

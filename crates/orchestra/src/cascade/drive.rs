@@ -1,5 +1,11 @@
 //! The cascade's rules as one loop over [`Phase`]: each step runs a stage (or the gate) through
 //! the [`Crew`], reads what it returned, and moves on, loops back, or pauses for a person.
+//!
+//! A pause says where a person's resume goes on. When the step's own work is what a person must
+//! judge — a sensitive change, a low confidence, a rejected plan, a failed verification — the
+//! cascade is moved past it first, so the resume goes on with that work as it is (the person's
+//! "go ahead"); when the step could not do its work — a spent budget, a killed stage, a gate that
+//! could not run — the resume runs the step again.
 
 use serde_json::{Value, json};
 
@@ -8,11 +14,12 @@ use super::{
     Trigger, Verification,
 };
 
-/// Why a step stopped the cascade.
-struct Pause(Trigger, String);
+/// Why a step stopped the cascade, and where a resume goes on (`None`: the same step again).
+struct Pause(Trigger, String, Option<Phase>);
 
 /// Run the cascade from `state.phase` until it is verified or pauses. `state` is updated as it
-/// goes (the host saves it after), so a paused cascade resumes at the step that paused it.
+/// goes and handed to [`Crew::checkpoint`] after every step, so a paused (or interrupted)
+/// cascade resumes at the step where it stopped.
 pub async fn drive<C: Crew>(
     crew: &mut C,
     rules: &CascadeRules,
@@ -24,6 +31,7 @@ pub async fn drive<C: Crew>(
         }
         if let Err(why) = crew.budget_left() {
             if state.waived == Some(Trigger::Budget) {
+                // A person resumed past a budget pause: this step runs on what is left.
                 state.waived = None;
             } else {
                 return CascadeEnd::Escalated {
@@ -32,25 +40,20 @@ pub async fn drive<C: Crew>(
                 };
             }
         }
+        state.waived = None;
         match step(crew, rules, state).await {
             Ok(next) => {
                 state.phase = next;
                 crew.checkpoint(state);
             }
-            Err(Pause(trigger, detail)) => {
+            Err(Pause(trigger, detail, next)) => {
+                if let Some(next) = next {
+                    state.phase = next;
+                }
+                crew.checkpoint(state);
                 return CascadeEnd::Escalated { trigger, detail };
             }
         }
-    }
-}
-
-/// Whether `trigger` fires now: not when a person waived it at this step (once).
-fn fires(state: &mut CascadeState, trigger: Trigger) -> bool {
-    if state.waived == Some(trigger) {
-        state.waived = None;
-        false
-    } else {
-        true
     }
 }
 
@@ -75,12 +78,13 @@ async fn step<C: Crew>(
                         _ => "team",
                     };
                     state.route = Some(route.into());
-                    confident(crew, state, Stage::Router, &out, rules)?;
-                    Ok(if route == "fast" {
+                    let next = if route == "fast" {
                         Phase::Fast
                     } else {
                         Phase::Plan
-                    })
+                    };
+                    confident(crew, state, Stage::Router, &out, rules, next)?;
+                    Ok(next)
                 }
                 // A router that cannot judge sends the request to the team.
                 Err(_) => {
@@ -97,7 +101,7 @@ async fn step<C: Crew>(
             });
             match run(crew, state, Stage::Implementer, input).await? {
                 Ok(out) => {
-                    touched(crew, state)?;
+                    touched(crew, state, Phase::FastGate)?;
                     let stated = stated(&out);
                     note_stated(state, Stage::Implementer, stated);
                     // Unsure of its own change: the team is cheaper than a person.
@@ -150,20 +154,16 @@ async fn step<C: Crew>(
                 Ok(out) if out.get("verdict").and_then(Value::as_str) == Some("reject") => {
                     let reasons = reasons(&out);
                     state.rejections += 1;
-                    if state.rejections >= rules.skeptic_rejections.max(1)
-                        && fires(state, Trigger::SkepticRejected)
-                    {
+                    if state.rejections >= rules.skeptic_rejections.max(1) {
+                        // A person who resumes overrules the skeptic: the plan goes ahead.
                         return Err(Pause(
                             Trigger::SkepticRejected,
                             format!(
                                 "the skeptic rejected the plan {} times; last: {reasons}",
                                 state.rejections
                             ),
+                            Some(Phase::Test),
                         ));
-                    }
-                    if state.rejections >= rules.skeptic_rejections.max(1) {
-                        // A person waived the rejections: the plan goes ahead as it is.
-                        return Ok(Phase::Test);
                     }
                     state.feedback = Some(format!("the skeptic rejected the plan: {reasons}"));
                     Ok(Phase::Plan)
@@ -182,7 +182,7 @@ async fn step<C: Crew>(
             // Tests are welcome, not required: a tester that fails leaves the gate to the
             // workspace's own checks.
             let _ = run(crew, state, Stage::Tester, input).await?;
-            touched(crew, state)?;
+            touched(crew, state, Phase::Implement)?;
             Ok(Phase::Implement)
         }
         Phase::Implement => {
@@ -197,19 +197,15 @@ async fn step<C: Crew>(
             }
             match run(crew, state, Stage::Implementer, input).await? {
                 Ok(out) => {
-                    touched(crew, state)?;
-                    let stated = stated(&out);
-                    note_stated(state, Stage::Implementer, stated);
-                    let calibrated = crew.calibrate(Stage::Implementer.agent(), stated);
-                    if calibrated < rules.confidence_floor && fires(state, Trigger::Confidence) {
-                        return Err(Pause(
-                            Trigger::Confidence,
-                            format!(
-                                "the implementer said {stated:.2}; calibrated on its history that is {calibrated:.2}, under the floor {:.2}",
-                                rules.confidence_floor
-                            ),
-                        ));
-                    }
+                    touched(crew, state, Phase::TeamGate)?;
+                    confident(
+                        crew,
+                        state,
+                        Stage::Implementer,
+                        &out,
+                        rules,
+                        Phase::TeamGate,
+                    )?;
                     Ok(Phase::TeamGate)
                 }
                 Err(why) => failed_attempt(state, rules, &format!("the implementer failed: {why}")),
@@ -229,7 +225,7 @@ async fn step<C: Crew>(
             let summary = format!("the change for: {request}");
             let input = json!({"request": request, "changed": state.changed, "summary": summary});
             let _ = run(crew, state, Stage::Documenter, input).await?;
-            touched(crew, state)?;
+            touched(crew, state, Phase::Validate)?;
             Ok(Phase::Validate)
         }
         Phase::Validate => {
@@ -242,7 +238,7 @@ async fn step<C: Crew>(
             match run(crew, state, Stage::Validator, input).await? {
                 Ok(out) if out.get("verdict").and_then(Value::as_str) == Some("fail") => {
                     let reasons = reasons(&out);
-                    if state.route.as_deref() == Some("fast") {
+                    if state.route.as_deref() == Some("fast") && state.attempts == 0 {
                         return to_team(
                             crew,
                             state,
@@ -274,7 +270,7 @@ async fn step<C: Crew>(
 }
 
 /// Run a stage: its output (`Ok(Ok)`), its own failure for the step to handle (`Ok(Err)`), or a
-/// pause (a kill, a budget, a sensitive tool).
+/// pause that runs the stage again on resume (a kill, a budget, a sensitive tool).
 async fn run<C: Crew>(
     crew: &mut C,
     state: &mut CascadeState,
@@ -290,6 +286,7 @@ async fn run<C: Crew>(
             let pause = Pause(
                 Trigger::Killed,
                 format!("`{}` was killed: {why}", stage.agent()),
+                None,
             );
             ("killed", Some(why), Err(pause))
         }
@@ -302,6 +299,7 @@ async fn run<C: Crew>(
             let pause = Pause(
                 trigger,
                 format!("`{}` escalated ({reason}): {why}", stage.agent()),
+                None,
             );
             ("escalated", Some(why), Err(pause))
         }
@@ -311,11 +309,7 @@ async fn run<C: Crew>(
         outcome: name.into(),
         detail,
     });
-    match result {
-        Err(pause) if fires(state, pause.0) => Err(pause),
-        Err(_) => Ok(Err("a person waived the stage's escalation".into())),
-        Ok(r) => Ok(r),
-    }
+    result
 }
 
 /// The gate, recorded; a gate that cannot run pauses the cascade (nothing is verified without it).
@@ -339,34 +333,41 @@ async fn gate<C: Crew>(crew: &mut C, state: &mut CascadeState) -> Result<Verific
             Err(Pause(
                 Trigger::VerificationFailed,
                 format!("the verification gate could not run: {why}"),
+                None,
             ))
         }
     }
 }
 
-/// The working copy's changes, and a pause when one is sensitive.
-fn touched<C: Crew>(crew: &mut C, state: &mut CascadeState) -> Result<(), Pause> {
+/// The working copy's changes, and a pause (going on at `next`) when one that a person has not
+/// approved yet is sensitive.
+fn touched<C: Crew>(crew: &mut C, state: &mut CascadeState, next: Phase) -> Result<(), Pause> {
     state.changed = crew.changed();
-    if let Some(label) = crew.sensitive(&state.changed)
-        && fires(state, Trigger::Sensitive)
-    {
-        return Err(Pause(Trigger::Sensitive, label));
+    let unapproved: Vec<String> = state
+        .changed
+        .iter()
+        .filter(|p| !state.approved.contains(p))
+        .cloned()
+        .collect();
+    if let Some(label) = crew.sensitive(&unapproved) {
+        return Err(Pause(Trigger::Sensitive, label, Some(next)));
     }
     Ok(())
 }
 
-/// A confidence the cascade acts on: a pause when calibrated under the floor.
+/// A confidence the cascade acts on: a pause (going on at `next`) when calibrated under the floor.
 fn confident<C: Crew>(
     crew: &C,
     state: &mut CascadeState,
     stage: Stage,
     out: &Value,
     rules: &CascadeRules,
+    next: Phase,
 ) -> Result<(), Pause> {
     let stated = stated(out);
     note_stated(state, stage, stated);
     let calibrated = crew.calibrate(stage.agent(), stated);
-    if calibrated < rules.confidence_floor && fires(state, Trigger::Confidence) {
+    if calibrated < rules.confidence_floor {
         return Err(Pause(
             Trigger::Confidence,
             format!(
@@ -374,6 +375,7 @@ fn confident<C: Crew>(
                 stage.agent(),
                 rules.confidence_floor
             ),
+            Some(next),
         ));
     }
     Ok(())
@@ -396,15 +398,14 @@ fn note_stated(state: &mut CascadeState, stage: Stage, confidence: f64) {
     });
 }
 
-/// The verdict on every confidence still waiting for one. The router's is on its route: it is
-/// verified only if the route it chose was.
+/// The verdict on every confidence still waiting for one. The router's is on its route: on the
+/// fast path it is verified only if the fast path's change was.
 fn settle(state: &mut CascadeState, passed: bool) {
     let fast = state.route.as_deref() == Some("fast");
     let phase = state.phase;
     for s in state.stated.iter_mut().filter(|s| s.verdict.is_none()) {
         s.verdict = Some(match (s.agent.as_str(), phase) {
             ("router", Phase::FastGate | Phase::Fast) => passed && fast,
-            ("router", _) => passed,
             _ => passed,
         });
     }
@@ -416,6 +417,7 @@ fn to_team<C: Crew>(crew: &mut C, state: &mut CascadeState, why: &str) -> Result
         Pause(
             Trigger::VerificationFailed,
             format!("the working copy could not be reset for the team: {e}"),
+            None,
         )
     })?;
     state.changed.clear();
@@ -423,7 +425,7 @@ fn to_team<C: Crew>(crew: &mut C, state: &mut CascadeState, why: &str) -> Result
     Ok(Phase::Plan)
 }
 
-/// The team's attempt failed: another, or a person.
+/// The team's attempt failed: another, or a person (whose resume gives the team new attempts).
 fn failed_attempt(
     state: &mut CascadeState,
     rules: &CascadeRules,
@@ -431,13 +433,14 @@ fn failed_attempt(
 ) -> Result<Phase, Pause> {
     state.attempts += 1;
     state.feedback = Some(why.to_owned());
-    if state.attempts >= rules.team_attempts.max(1) && fires(state, Trigger::VerificationFailed) {
+    if state.attempts >= rules.team_attempts.max(1) {
         return Err(Pause(
             Trigger::VerificationFailed,
             format!(
                 "the team's change failed {} times; last: {why}",
                 state.attempts
             ),
+            Some(Phase::Implement),
         ));
     }
     Ok(Phase::Implement)

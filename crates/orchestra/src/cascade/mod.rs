@@ -268,8 +268,19 @@ pub struct CascadeState {
     pub verification: Option<Verification>,
     /// The paths the change touches (the host's diff of the working copy), once known.
     pub changed: Vec<String>,
-    /// The trigger a person waived by resuming: it does not fire again at the step it paused.
+    /// A budget pause a person resumed past: the budget check it stopped at lets the step run
+    /// once (the host gives the resumed run a fresh budget).
     pub waived: Option<Trigger>,
+    /// Sensitive paths a person approved by resuming: a change to them does not pause again.
+    #[serde(default)]
+    pub approved: Vec<String>,
+    /// Model tokens the task's earlier runs spent (the task's budget spans its resumes, until a
+    /// person resumes it past a budget pause).
+    #[serde(default)]
+    pub spent_tokens: u64,
+    /// Model cost, in micro-USD, the task's earlier runs spent.
+    #[serde(default)]
+    pub spent_micro_usd: u64,
     /// Confidences stated so far, calibrated once the task's verdict is known.
     pub stated: Vec<Stated>,
     /// Every stage run, in order.
@@ -290,21 +301,40 @@ impl CascadeState {
             verification: None,
             changed: Vec::new(),
             waived: None,
+            approved: Vec::new(),
+            spent_tokens: 0,
+            spent_micro_usd: 0,
             stated: Vec::new(),
             stages: Vec::new(),
         }
     }
 
-    /// A person resumed the cascade after `trigger`, with an optional note (which becomes the
-    /// next stage's feedback): the trigger is waived once, and a verification trigger gives the
-    /// team a fresh set of attempts.
+    /// A person resumed the cascade after `trigger`, with an optional note (added to the next
+    /// stage's feedback). The cascade goes on where the pause put it (see `drive`); the resume
+    /// also approves: a sensitive change (its paths do not pause again), new attempts for the
+    /// team, a fresh budget after a budget pause.
     pub fn resume(&mut self, trigger: Trigger, note: Option<&str>) {
-        self.waived = Some(trigger);
-        if trigger == Trigger::VerificationFailed {
-            self.attempts = 0;
+        match trigger {
+            Trigger::Budget => {
+                self.waived = Some(Trigger::Budget);
+                self.spent_tokens = 0;
+                self.spent_micro_usd = 0;
+            }
+            Trigger::VerificationFailed => self.attempts = 0,
+            Trigger::Sensitive => {
+                for p in &self.changed {
+                    if !self.approved.contains(p) {
+                        self.approved.push(p.clone());
+                    }
+                }
+            }
+            Trigger::SkepticRejected | Trigger::Confidence | Trigger::Killed => {}
         }
         if let Some(note) = note.filter(|n| !n.trim().is_empty()) {
-            self.feedback = Some(format!("A reviewer says: {note}"));
+            self.feedback = Some(match self.feedback.take() {
+                Some(before) => format!("{before}\nA reviewer says: {note}"),
+                None => format!("A reviewer says: {note}"),
+            });
         }
     }
 }

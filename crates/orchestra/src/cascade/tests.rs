@@ -254,20 +254,128 @@ fn the_skeptic_rejecting_n_times_pauses_and_a_resume_goes_on() {
             .unwrap()
             .contains("touches auth")
     );
-    assert_eq!(state.phase, Phase::Review);
-    // A person resumes: the plan goes ahead (the skeptic is asked once more and overruled).
+    // The pause moved past the skeptic: a person who resumes overrules it.
+    assert_eq!(state.phase, Phase::Test);
     state.resume(trigger, Some("auth is fine here"));
-    s.outcomes.insert("skeptic", VecDeque::from([reject()]));
+    let ran = s.ran.len();
     assert_eq!(run(&mut s, &mut state), CascadeEnd::Verified);
-    assert!(s.agents().ends_with(&[
-        "skeptic",
-        "tester",
-        "implementer",
-        "gate",
-        "documenter",
-        "validator",
-        "memory-curator"
-    ]));
+    let after: Vec<_> = s.agents()[ran..].to_vec();
+    assert_eq!(
+        after,
+        [
+            "tester",
+            "implementer",
+            "gate",
+            "documenter",
+            "validator",
+            "memory-curator"
+        ]
+    );
+    // The reviewer's note reached the implementer, after the skeptic's reasons.
+    let feedback = s.ran[ran + 1].1["feedback"].as_str().unwrap().to_owned();
+    assert!(
+        feedback.contains("touches auth")
+            && feedback.ends_with("A reviewer says: auth is fine here"),
+        "{feedback}"
+    );
+}
+
+#[test]
+fn a_resumed_sensitive_change_is_verified_as_it_is_and_does_not_pause_again() {
+    let mut s = Script::default()
+        .then(Stage::Router, fast_route())
+        .writes(Stage::Implementer, "auth/login.py")
+        .gate(true);
+    s.sensitive = vec!["auth/login.py".into()];
+    let mut state = CascadeState::new("fix login");
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::Sensitive,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert_eq!(state.phase, Phase::FastGate);
+    state.resume(Trigger::Sensitive, None);
+    assert_eq!(run(&mut s, &mut state), CascadeEnd::Verified);
+    // The implementer ran once: the person approved its change, which went to the gate.
+    assert_eq!(
+        s.agents().iter().filter(|a| **a == "implementer").count(),
+        1
+    );
+    assert_eq!(state.approved, ["auth/login.py"]);
+}
+
+#[test]
+fn a_resume_after_failed_verification_gives_new_attempts_with_the_note() {
+    let mut s = Script::default()
+        .then(Stage::Router, team_route())
+        .gate(false)
+        .gate(false)
+        .gate(true);
+    let mut state = CascadeState::new("x");
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::VerificationFailed,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert_eq!(state.phase, Phase::Implement);
+    state.resume(Trigger::VerificationFailed, Some("use a float division"));
+    let ran = s.ran.len();
+    assert_eq!(run(&mut s, &mut state), CascadeEnd::Verified);
+    // No gate ran again on the failed change: the implementer came first, with the note.
+    assert_eq!(s.ran[ran].0, "implementer");
+    let feedback = s.ran[ran].1["feedback"].as_str().unwrap();
+    assert!(
+        feedback.contains("FAILED") && feedback.contains("use a float division"),
+        "{feedback}"
+    );
+}
+
+#[test]
+fn a_budget_pause_reruns_its_step_once_resumed() {
+    let mut s = Script::default()
+        .then(Stage::Router, fast_route())
+        .gate(true);
+    s.budget_out = true;
+    let mut state = CascadeState::new("x");
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::Budget,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    state.spent_tokens = 99;
+    state.resume(Trigger::Budget, None);
+    assert_eq!(state.spent_tokens, 0);
+    // The router runs (the waiver), then the next budget check pauses again.
+    let end = run(&mut s, &mut state);
+    assert!(
+        matches!(
+            end,
+            CascadeEnd::Escalated {
+                trigger: Trigger::Budget,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert_eq!(s.agents(), ["router"]);
 }
 
 #[test]

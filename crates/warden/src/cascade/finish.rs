@@ -96,16 +96,24 @@ impl Runtime {
         staging: Option<StagingDisposition>,
     ) -> Result<(), CascadeError> {
         let disposition = staging.unwrap_or(StagingDisposition::None);
+        if status == "escalated" {
+            // The pause itself, with its trigger (what `warden stats` counts), before the
+            // lifecycle record every ended or paused task has.
+            ledger
+                .record(
+                    AuditEvent::new("task-escalated")
+                        .task(id)
+                        .agent(CASCADE_AGENT)
+                        .detail(json!({"status": status, "outcome": outcome})),
+                )
+                .map_err(host)?;
+        }
         ledger
             .record(
-                AuditEvent::new(if status == "escalated" {
-                    "task-escalated"
-                } else {
-                    "task-ended"
-                })
-                .task(id)
-                .agent(CASCADE_AGENT)
-                .detail(json!({"status": status, "outcome": outcome})),
+                AuditEvent::new("task-ended")
+                    .task(id)
+                    .agent(CASCADE_AGENT)
+                    .detail(json!({"status": status, "outcome": outcome})),
             )
             .map_err(host)?;
         ledger
