@@ -530,3 +530,33 @@ fn without_the_fast_path_every_request_goes_to_the_team() {
     assert_eq!(end, CascadeEnd::Verified);
     assert_eq!(s.agents()[..2], ["planner", "skeptic"]);
 }
+
+#[test]
+fn an_unsure_team_implementer_pauses_and_a_resume_sends_its_change_to_the_gate() {
+    let mut s = Script::default()
+        .then(Stage::Router, team_route())
+        .then(
+            Stage::Implementer,
+            done(json!({"changed": ["calc.py"], "summary": "s", "confidence": 0.9})),
+        )
+        .gate(true);
+    s.calibration.insert("implementer", 0.05);
+    let mut state = CascadeState::new("x");
+    let end = run(&mut s, &mut state);
+    let CascadeEnd::Escalated { trigger, detail } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(trigger, Trigger::Confidence);
+    assert!(
+        detail.contains("implementer") && detail.contains("0.05"),
+        "{detail}"
+    );
+    assert!(!s.agents().contains(&"gate"));
+    assert_eq!(state.phase, Phase::TeamGate);
+    state.resume(trigger, None);
+    assert_eq!(run(&mut s, &mut state), CascadeEnd::Verified);
+    assert_eq!(
+        s.agents().iter().filter(|a| **a == "implementer").count(),
+        1
+    );
+}
