@@ -7,7 +7,7 @@
 //! and, from the host, a wall-clock deadline and a bound on output. Never a fallback that runs a
 //! command bare: without a working bubblewrap, [`Jail::locate`] fails and nothing runs.
 //!
-//! [`mounts`] builds bubblewrap's arguments, [`supervise`] starts and watches the process.
+//! `mounts` builds bubblewrap's arguments, `supervise` starts and watches the process.
 
 mod mounts;
 mod supervise;

@@ -3,7 +3,7 @@
 //! The rules live in [`crate::orchestra::cascade`]; this module gives them a host. A cascade is a
 //! task of its own in the ledger (agent `cascade`), whose children are its stages' tasks. It
 //! copies the workspace into the data directory (`cascades/<task>/work`, the working copy), runs
-//! the rules with a [`crew::HostCrew`] (stages as child tasks on the working copy, the gate in the
+//! the rules with a `crew::HostCrew` (stages as child tasks on the working copy, the gate in the
 //! OS jail), saves its position after every step, and ends:
 //!
 //! - **verified**: the working copy's difference from the workspace is staged as the cascade
