@@ -178,7 +178,7 @@ impl DevIssuer {
     pub fn roles() -> Result<Roles, PolicyError> {
         Roles::parse(
             "the development roles (built in)",
-            "[role.dev]\nfs.read = [\"**\"]\nfs.write = [\"**\"]\n",
+            "[role.dev]\nfs.write = [\"**\"]\n",
         )
     }
 }
