@@ -92,9 +92,9 @@ impl AgentSource {
                 if !wasm.is_file() || !toml.is_file() {
                     return Err(missing());
                 }
-                let policy = runtime
-                    .load_policy(&toml)
-                    .map_err(|e| refused(format!("the policy of agent `{name}` is refused: {e}")))?;
+                let policy = runtime.load_policy(&toml).map_err(|e| {
+                    refused(format!("the policy of agent `{name}` is refused: {e}"))
+                })?;
                 if policy.agent.name != name {
                     return Err(refused(format!(
                         "policies/{name}.toml is the policy of agent `{}`, not of `{name}`",

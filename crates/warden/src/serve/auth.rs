@@ -228,7 +228,10 @@ mod tests {
             assert!(e.message.contains(why), "{why}: {}", e.message);
         }
         let mut basic = HeaderMap::new();
-        basic.insert(axum::http::header::AUTHORIZATION, "Basic eA==".parse().unwrap());
+        basic.insert(
+            axum::http::header::AUTHORIZATION,
+            "Basic eA==".parse().unwrap(),
+        );
         assert!(authority.caller(&basic).is_err());
     }
 }

@@ -74,7 +74,9 @@ mod tests {
     async fn an_error_is_json_with_its_code() {
         let response = ApiError::bad_request("bad-body", "send JSON").into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["error"]["code"], "bad-body");
         assert_eq!(value["error"]["message"], "send JSON");
@@ -85,6 +87,9 @@ mod tests {
         let r = ApiError::unauthorized("give a token").into_response();
         assert_eq!(r.headers()[axum::http::header::WWW_AUTHENTICATE], "Bearer");
         let r = ApiError::internal("disk").into_response();
-        assert!(!r.headers().contains_key(axum::http::header::WWW_AUTHENTICATE));
+        assert!(
+            !r.headers()
+                .contains_key(axum::http::header::WWW_AUTHENTICATE)
+        );
     }
 }

@@ -33,7 +33,10 @@ pub(crate) struct Submissions(Mutex<HashMap<(String, String), Arc<tokio::sync::M
 
 impl Submissions {
     fn lock_for(&self, user: &str, agent: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry((user.to_owned(), agent.to_owned()))
             .or_default()
             .clone()
@@ -165,7 +168,11 @@ async fn newest(ledger: &Arc<Ledger>, limit: usize) -> Result<Vec<TaskRecord>, A
 
 /// The task `id` if the caller may see it: their own, or any for a reviewer. Another user's task
 /// is answered as a missing one (its existence is not the caller's to learn).
-async fn visible(state: &ServerState, headers: &HeaderMap, id: &str) -> Result<TaskRecord, ApiError> {
+async fn visible(
+    state: &ServerState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<TaskRecord, ApiError> {
     let caller = state.authority.caller(headers)?;
     let missing = || {
         ApiError::not_found(
@@ -174,7 +181,10 @@ async fn visible(state: &ServerState, headers: &HeaderMap, id: &str) -> Result<T
         )
     };
     let id: u64 = id.parse().map_err(|_| {
-        ApiError::bad_request("bad-task-id", "a task id is a number, as POST /v1/tasks answers it")
+        ApiError::bad_request(
+            "bad-task-id",
+            "a task id is a number, as POST /v1/tasks answers it",
+        )
     })?;
     let ledger = state
         .runtime
@@ -225,4 +235,32 @@ pub(crate) async fn trace(
         "status": row.status,
         "trace": row.trace,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_its_bound() {
+        let none = HeaderMap::new();
+        let fits = read_body(&none, Body::from(vec![b'x'; MAX_BODY])).await;
+        assert_eq!(fits.unwrap().len(), MAX_BODY);
+        // Past the bound without a declared length (a chunked body): refused once read that far.
+        let e = read_body(&none, Body::from(vec![b'x'; MAX_BODY + 1]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large")
+        );
+        // A declared length past the bound: refused before anything is read.
+        let mut declared = HeaderMap::new();
+        declared.insert(
+            axum::http::header::CONTENT_LENGTH,
+            (MAX_BODY + 1).to_string().parse().unwrap(),
+        );
+        let e = read_body(&declared, Body::empty()).await.unwrap_err();
+        assert_eq!(e.code, "body-too-large");
+    }
 }
