@@ -29,7 +29,10 @@ const ROW_POLL: Duration = Duration::from_millis(2);
 /// One lock per (user, agent): the submissions in the window between starting a run and finding
 /// its row.
 #[derive(Debug, Default)]
-pub(crate) struct Submissions(Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>);
+pub(crate) struct Submissions(Mutex<HashMap<SubmissionKey, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A user's subject and an agent's name.
+type SubmissionKey = (String, String);
 
 impl Submissions {
     fn lock_for(&self, user: &str, agent: &str) -> Arc<tokio::sync::Mutex<()>> {
