@@ -36,6 +36,7 @@ mod model;
 mod record;
 mod run;
 mod runtime;
+pub mod serve;
 pub mod terminal;
 
 pub use warden_identity::keys as identity;

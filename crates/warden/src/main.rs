@@ -49,6 +49,8 @@ mod memory_cli;
 mod policy_cli;
 #[path = "cli/run.rs"]
 mod run_cli;
+#[path = "cli/serve.rs"]
+mod serve_cli;
 #[path = "cli/stats.rs"]
 mod stats_cli;
 #[path = "cli/task.rs"]
@@ -333,6 +335,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 json,
             };
             run_cli::run(&runtime, policy, user, args).await
+        }
+        Command::Serve { listen, grace_secs } => {
+            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
+            let memory = memory_cli::open(&ledger)?;
+            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            let grace = std::time::Duration::from_secs(grace_secs);
+            let args = serve_cli::ServeArgs { listen, grace };
+            serve_cli::serve(runtime, &host_config, &data_dir, args).await
         }
         Command::Inspect { agent, policy } => {
             let path = run_cli::resolve_agent(&agent).map_err(bad_input)?;

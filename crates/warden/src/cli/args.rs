@@ -143,6 +143,16 @@ pub enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Serve the HTTP API (docs/server.md) until SIGTERM or ctrl-c. Prints `listening http://…`
+    /// on stdout when ready; on a host with no token issuer, a development token on stderr.
+    Serve {
+        /// The address to listen on (loopback unless told otherwise).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        /// Seconds running tasks get to finish once a shutdown begins.
+        #[arg(long, default_value_t = 30)]
+        grace_secs: u64,
+    },
     /// List an agent's imports and exports, and what a policy grants of them.
     Inspect {
         /// The agent: a .wasm component or the name of a built agent.

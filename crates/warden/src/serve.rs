@@ -1,0 +1,171 @@
+//! `warden serve`'s HTTP API, as a library: the router, its handlers, bearer-token
+//! authentication and JSON errors. The command (`cli/serve.rs`) binds a socket, builds the
+//! [`Runtime`] and hands both to [`serve`].
+//!
+//! Why a module and not a `warden-server` crate: the server needs the `warden` library (the
+//! runtime, the ledger, the agents directory) and the `warden` binary needs the server, and the
+//! binary lives in the `warden` package; a `warden-server` crate would make a cycle that cargo
+//! refuses. Once the command-line binary moves into a package of its own (say `warden-cli`),
+//! this module can become the `warden-server` crate unchanged but for its imports.
+//!
+//! Routes (see `docs/server.md`): `GET /health` (no token), and under `/v1`, each with
+//! `Authorization: Bearer <identity token>`: `POST /v1/tasks`, `GET /v1/tasks/{id}`,
+//! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
+//! `{"error": {"code", "message"}}`.
+
+mod agents;
+mod auth;
+mod error;
+mod tasks;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::Runtime;
+
+pub use agents::AgentSource;
+pub use auth::{Authority, DevIssuer};
+pub use error::ApiError;
+
+/// The largest request body the server reads (1 MiB); a longer one is refused with 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What every handler shares: the runtime (with its ledger), who may call, where agents are
+/// found, and the tasks still running.
+#[derive(Clone)]
+pub struct ServerState {
+    runtime: Runtime,
+    authority: Arc<Authority>,
+    agents: Arc<AgentSource>,
+    running: Arc<Running>,
+    submissions: Arc<tasks::Submissions>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("running", &self.running.count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tasks a server has started and not yet seen end.
+#[derive(Debug, Default)]
+pub struct Running {
+    count: AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+impl Running {
+    /// How many tasks are running now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn start(self: &Arc<Self>) -> RunningGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        RunningGuard(self.clone())
+    }
+
+    /// Wait until no task runs, or `grace` has passed; returns how many still run.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let ended = self.ended.notified();
+            if self.count() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return self.count();
+            }
+        }
+    }
+}
+
+/// Counts a task as running until it is dropped (the task's end, even by a panic).
+struct RunningGuard(Arc<Running>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify_waiters();
+    }
+}
+
+impl ServerState {
+    /// The state of a server running tasks on `runtime` (which must keep a ledger: a task is
+    /// stored before it is acknowledged), for the users `authority` admits, with the agents of
+    /// `agents`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError`] (as a start-up error) when `runtime` has no ledger.
+    pub fn new(
+        runtime: Runtime,
+        authority: Authority,
+        agents: AgentSource,
+    ) -> Result<Self, ApiError> {
+        if runtime.ledger().is_none() {
+            return Err(ApiError::internal(
+                "the server needs a runtime with a ledger (Runtime::with_ledger)",
+            ));
+        }
+        Ok(ServerState {
+            runtime,
+            authority: Arc::new(authority),
+            agents: Arc::new(agents),
+            running: Arc::default(),
+            submissions: Arc::default(),
+        })
+    }
+
+    /// The tasks started and not yet ended (for a graceful shutdown's grace period).
+    pub fn running(&self) -> Arc<Running> {
+        self.running.clone()
+    }
+}
+
+/// The API's routes over `state`.
+pub fn router(state: ServerState) -> Router {
+    let v1 = Router::new()
+        .route("/tasks", post(tasks::submit))
+        .route("/tasks/{id}", get(tasks::show))
+        .route("/tasks/{id}/trace", get(tasks::trace));
+    Router::new()
+        .route("/health", get(health))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serve `state`'s API on `listener` until `shutdown` resolves; then stop accepting and finish
+/// the requests in flight. Tasks the server started keep running: wait for them with
+/// [`Running::drain`].
+///
+/// # Errors
+///
+/// The I/O error that stopped the server.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ServerState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no-route",
+        "no such route: the API is GET /health and /v1/tasks (see docs/server.md)",
+    )
+}

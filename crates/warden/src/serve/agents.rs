@@ -1,0 +1,137 @@
+//! Where the server finds the agent a task names: the host configuration's `[agents] dir`
+//! (component and policy side by side, reloaded when a file changes, exactly as agent calls find
+//! them), or, on a host without one, the repository's built agents as `warden run NAME` finds
+//! them (`target/wasm32-wasip2/release/<name>.wasm`) with the policy `policies/<name>.toml`.
+//! Either way a task names an agent, never a file: a name is 1 to 64 of `a-z`, `0-9` and `-`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+
+use super::ApiError;
+use crate::runtime::{LoadedAgent, Runtime};
+
+/// Where agents are found.
+#[derive(Debug, Clone)]
+pub enum AgentSource {
+    /// The runtime's agents directory (`[agents] dir` of its host configuration).
+    Directory,
+    /// Built components in `components` (`<name>.wasm`, `-` spelled `_`, as cargo names them)
+    /// with their policies in `policies` (`<name>.toml`). Loaded afresh for each task.
+    Built {
+        /// The folder of built components (`target/wasm32-wasip2/release`).
+        components: PathBuf,
+        /// The folder of policies (`policies`).
+        policies: PathBuf,
+    },
+}
+
+/// Whether `name` can be an agent's name (a policy's `agent.name` rule): never a path.
+pub(crate) fn is_agent_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl AgentSource {
+    /// The agent `name`, loaded through `runtime` (signatures and imports checked as `warden run`
+    /// checks them). Blocking (reads, maybe a compile): call it off the async workers.
+    ///
+    /// # Errors
+    ///
+    /// 400 `bad-agent-name` for a name that is not one, 404 `no-agent` when there is no such
+    /// agent, 422 `agent-refused` when its policy or component is refused.
+    pub fn find(&self, runtime: &Runtime, name: &str) -> Result<Arc<LoadedAgent>, ApiError> {
+        if !is_agent_name(name) {
+            return Err(ApiError::bad_request(
+                "bad-agent-name",
+                format!(
+                    "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-'); tasks name agents, never paths",
+                    crate::terminal::line(&name.chars().take(64).collect::<String>())
+                ),
+            ));
+        }
+        let refused = |e: String| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "agent-refused",
+                crate::terminal::line(&e).into_owned(),
+            )
+        };
+        let missing = || {
+            ApiError::not_found(
+                "no-agent",
+                format!("this host has no agent `{name}`; ask its operator which agents it serves"),
+            )
+        };
+        match self {
+            AgentSource::Directory => {
+                let Some(dir) = runtime.agents.as_ref() else {
+                    return Err(ApiError::internal(
+                        "the server serves an agents directory but its host configuration names none",
+                    ));
+                };
+                if let Some(agent) = dir.kept(name).map_err(refused)? {
+                    return Ok(agent);
+                }
+                let base = dir.dir().join(name);
+                if !base.with_extension("wasm").is_file() || !base.with_extension("toml").is_file()
+                {
+                    return Err(missing());
+                }
+                dir.load(runtime, name).map_err(refused)
+            }
+            AgentSource::Built {
+                components,
+                policies,
+            } => {
+                let wasm = components.join(format!("{}.wasm", name.replace('-', "_")));
+                let toml = policies.join(format!("{name}.toml"));
+                if !wasm.is_file() || !toml.is_file() {
+                    return Err(missing());
+                }
+                let policy = runtime.load_policy(&toml).map_err(|e| {
+                    refused(format!("the policy of agent `{name}` is refused: {e}"))
+                })?;
+                if policy.agent.name != name {
+                    return Err(refused(format!(
+                        "policies/{name}.toml is the policy of agent `{}`, not of `{name}`",
+                        policy.agent.name
+                    )));
+                }
+                let agent = runtime
+                    .load_file(&wasm, policy)
+                    .map_err(|e| refused(format!("agent `{name}` cannot be loaded: {e}")))?;
+                Ok(Arc::new(agent))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_names_an_agent_never_a_path() {
+        for good in ["hello", "a", "tester-2", &"x".repeat(64)] {
+            assert!(is_agent_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../hello",
+            "..",
+            "a/b",
+            "/etc/passwd",
+            "Hello",
+            "hello.wasm",
+            "a\0b",
+            "%2e%2e",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_agent_name(bad), "{bad:?}");
+        }
+    }
+}
