@@ -8,14 +8,15 @@
 //! refuses. Once the command-line binary moves into a package of its own (say `warden-cli`),
 //! this module can become the `warden-server` crate unchanged but for its imports.
 //!
-//! Routes (see `docs/server.md`): `GET /health` (no token), and under `/v1`, each with
-//! `Authorization: Bearer <identity token>`: `POST /v1/tasks`, `GET /v1/tasks/{id}`,
-//! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
+//! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
+//! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
+//! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`.
 
 mod agents;
 mod auth;
 mod error;
+mod metrics;
 mod tasks;
 
 use std::sync::Arc;
@@ -30,12 +31,13 @@ use crate::Runtime;
 pub use agents::AgentSource;
 pub use auth::{Authority, DevIssuer};
 pub use error::ApiError;
+pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, DURATION_BUCKETS, Metrics, RunEnd};
 
 /// The largest request body the server reads (1 MiB); a longer one is refused with 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// What every handler shares: the runtime (with its ledger), who may call, where agents are
-/// found, and the tasks still running.
+/// found, the tasks still running, and the metrics.
 #[derive(Clone)]
 pub struct ServerState {
     runtime: Runtime,
@@ -43,6 +45,7 @@ pub struct ServerState {
     agents: Arc<AgentSource>,
     running: Arc<Running>,
     submissions: Arc<tasks::Submissions>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -120,12 +123,18 @@ impl ServerState {
             agents: Arc::new(agents),
             running: Arc::default(),
             submissions: Arc::default(),
+            metrics: Arc::default(),
         })
     }
 
     /// The tasks started and not yet ended (for a graceful shutdown's grace period).
     pub fn running(&self) -> Arc<Running> {
         self.running.clone()
+    }
+
+    /// The server's metrics (what `GET /metrics` answers).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 }
 
@@ -137,6 +146,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/tasks/{id}/trace", get(tasks::trace));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1)
         .fallback(not_found)
         .with_state(state)
@@ -166,6 +176,6 @@ async fn health() -> axum::Json<serde_json::Value> {
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no-route",
-        "no such route: the API is GET /health and /v1/tasks (see docs/server.md)",
+        "no such route: the API is GET /health, GET /metrics and /v1/tasks (see docs/server.md)",
     )
 }

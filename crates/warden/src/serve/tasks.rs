@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::{ApiError, MAX_BODY, ServerState};
+use super::{ApiError, MAX_BODY, RunEnd, ServerState};
 use crate::RunOptions;
 use crate::ledger::Ledger;
 use crate::store::TaskRecord;
@@ -127,9 +127,18 @@ pub(crate) async fn submit(
     };
     let input = request.input.to_string();
     let guard = state.running.start();
+    let metrics = state.metrics.clone();
+    let counted = name.clone();
     let mut run = tokio::spawn(async move {
         let _running = guard;
-        agent.run(&input, &options).await
+        let started = std::time::Instant::now();
+        let ended = agent.run(&input, &options).await;
+        let end = match &ended {
+            Ok(report) => RunEnd::Ended(&report.outcome),
+            Err(_) => RunEnd::NotStarted,
+        };
+        metrics.record_run(&counted, end, started.elapsed());
+        ended
     });
     loop {
         tokio::select! {

@@ -1,0 +1,244 @@
+//! `GET /metrics`: what the server has run, in the OpenMetrics text format that Prometheus
+//! scrapes (`prometheus-client`'s registry and encoder). Behind the bearer token like `/v1`: the
+//! counts name agents and say how often they were killed, which is not for anyone who can reach
+//! the port.
+//!
+//! The families (every label value is a name the host chose: an agent's validated name, an
+//! outcome, a kill reason, an escalation trigger — never a user's text):
+//!
+//! - `warden_runs_total{agent, outcome}`: runs the server finished; `outcome` is `completed`,
+//!   `agent-error`, `escalated`, `killed`, or `not-started` (the run could not start: the input
+//!   broke the contract, the workspace or the ledger failed);
+//! - `warden_kills_total{reason}`: killed runs by kill reason (`not-granted`, `cpu-limit`, …);
+//! - `warden_escalations_total{trigger}`: runs that ended for a person to decide, by trigger;
+//! - `warden_run_duration_seconds`: a histogram of the runs' wall time from start to end,
+//!   buckets from 100 µs to 60 s;
+//! - `warden_tasks_running`: tasks started and not yet ended.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::{ApiError, ServerState};
+use crate::Outcome;
+
+/// The upper bounds of `warden_run_duration_seconds`' buckets: 100 µs to 60 s, about three per
+/// decade (a trivial run takes ~100 µs, a run at a default wall limit up to a minute).
+pub const DURATION_BUCKETS: [f64; 18] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 25.0, 60.0,
+];
+
+/// The media type of the answer: OpenMetrics text, which Prometheus asks for and parses.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    agent: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KillLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: String,
+}
+
+/// How a run the server started ended, as the metrics count it.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEnd<'a> {
+    /// The run ended with an outcome.
+    Ended(&'a Outcome),
+    /// The run could not start (a [`crate::RunError`]).
+    NotStarted,
+}
+
+/// The server's metrics: its registry and the handles its tasks record through.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<RunLabels, Counter>,
+    kills: Family<KillLabels, Counter>,
+    escalations: Family<TriggerLabels, Counter>,
+    duration: Histogram,
+    running: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Empty metrics, every family registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let runs = Family::<RunLabels, Counter>::default();
+        let kills = Family::<KillLabels, Counter>::default();
+        let escalations = Family::<TriggerLabels, Counter>::default();
+        let duration = Histogram::new(DURATION_BUCKETS);
+        let running = Gauge::default();
+        // The encoder adds `_total` to a counter's name.
+        registry.register(
+            "warden_runs",
+            "Runs the server finished, by agent and outcome",
+            runs.clone(),
+        );
+        registry.register(
+            "warden_kills",
+            "Runs the host killed, by kill reason",
+            kills.clone(),
+        );
+        registry.register(
+            "warden_escalations",
+            "Runs that ended for a person to decide, by trigger",
+            escalations.clone(),
+        );
+        registry.register(
+            "warden_run_duration_seconds",
+            "Wall time of a run, from its start to its end",
+            duration.clone(),
+        );
+        registry.register(
+            "warden_tasks_running",
+            "Tasks started and not yet ended",
+            running.clone(),
+        );
+        Metrics {
+            registry,
+            runs,
+            kills,
+            escalations,
+            duration,
+            running,
+        }
+    }
+
+    /// Count a run of `agent` that ended as `end` after `elapsed`.
+    pub fn record_run(&self, agent: &str, end: RunEnd<'_>, elapsed: Duration) {
+        let outcome = match end {
+            RunEnd::NotStarted => "not-started",
+            RunEnd::Ended(Outcome::Completed { .. }) => "completed",
+            RunEnd::Ended(Outcome::AgentError { .. }) => "agent-error",
+            RunEnd::Ended(Outcome::Escalated { reason, .. }) => {
+                self.escalation(reason);
+                "escalated"
+            }
+            RunEnd::Ended(Outcome::Killed { reason, .. }) => {
+                self.kills
+                    .get_or_create(&KillLabels {
+                        reason: reason.as_str(),
+                    })
+                    .inc();
+                "killed"
+            }
+        };
+        self.runs
+            .get_or_create(&RunLabels {
+                agent: agent.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Count an escalation by its trigger (a host-chosen name such as `budget-cap`).
+    pub fn escalation(&self, trigger: &str) {
+        self.escalations
+            .get_or_create(&TriggerLabels {
+                trigger: trigger.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The exposition, with `running` tasks running now.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError`] (500) if the encoder fails (it writes to a string: it does not).
+    pub fn encode(&self, running: usize) -> Result<String, ApiError> {
+        self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .map_err(|e| ApiError::internal(format!("the metrics cannot be encoded: {e}")))?;
+        Ok(text)
+    }
+}
+
+/// `GET /metrics`: the exposition, for a caller with a valid token.
+pub(crate) async fn metrics(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.authority.caller(&headers)?;
+    let text = state.metrics.encode(state.running.count())?;
+    let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KillReason;
+
+    #[test]
+    fn runs_kills_and_escalations_are_counted_by_their_labels() {
+        let m = Metrics::new();
+        let done = Outcome::Completed {
+            output: "hi".into(),
+        };
+        let killed = Outcome::Killed {
+            reason: KillReason::CpuLimit,
+            capability: "limits.cpu".into(),
+            detail: "ran too long".into(),
+        };
+        let paused = Outcome::Escalated {
+            reason: "budget-cap".into(),
+            detail: "over budget".into(),
+        };
+        m.record_run("hello", RunEnd::Ended(&done), Duration::from_micros(50));
+        m.record_run("hello", RunEnd::Ended(&done), Duration::from_millis(3));
+        m.record_run("probe", RunEnd::Ended(&killed), Duration::from_secs(2));
+        m.record_run("ask", RunEnd::Ended(&paused), Duration::from_secs(90));
+        m.record_run("hello", RunEnd::NotStarted, Duration::ZERO);
+        let text = m.encode(3).unwrap();
+        for line in [
+            "# TYPE warden_runs counter",
+            r#"warden_runs_total{agent="hello",outcome="completed"} 2"#,
+            r#"warden_runs_total{agent="probe",outcome="killed"} 1"#,
+            r#"warden_runs_total{agent="ask",outcome="escalated"} 1"#,
+            r#"warden_runs_total{agent="hello",outcome="not-started"} 1"#,
+            r#"warden_kills_total{reason="cpu-limit"} 1"#,
+            r#"warden_escalations_total{trigger="budget-cap"} 1"#,
+            "# TYPE warden_run_duration_seconds histogram",
+            r#"warden_run_duration_seconds_bucket{le="0.0001"} 2"#,
+            r#"warden_run_duration_seconds_bucket{le="0.005"} 3"#,
+            r#"warden_run_duration_seconds_bucket{le="60.0"} 4"#,
+            r#"warden_run_duration_seconds_bucket{le="+Inf"} 5"#,
+            "warden_run_duration_seconds_count 5",
+            "# TYPE warden_tasks_running gauge",
+            "warden_tasks_running 3",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // A reason never seen has no sample (its deny twin: no kill counted for a completed run).
+        assert!(!text.contains("not-granted"), "{text}");
+    }
+}
