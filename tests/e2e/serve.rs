@@ -5,6 +5,8 @@
 //! submitted and its completed result read; a probe reaching for the network reported killed; a
 //! path-traversal agent name, a malformed body and an oversized body each a clear 4xx that
 //! allocates no task; another user's task not visible; SIGTERM stops the server cleanly.
+//! `serve/metrics.rs`: `GET /metrics` behind the token, its counters after a completed and a
+//! killed run, its text parsed as an OpenMetrics exposition.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,6 +20,9 @@ use serde_json::{Value, json};
 use warden::identity::SecretKey;
 use warden::serve::DevIssuer;
 use warden_tests::{agent, root, warden_bin};
+
+#[path = "serve/metrics.rs"]
+mod metrics;
 
 /// A running `warden serve`, stopped (SIGKILL) if a test fails before it stops it itself.
 struct Server {
@@ -100,6 +105,20 @@ async fn request(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, Value) {
+    let (status, _, bytes) = request_bytes(addr, method, path, token, body).await;
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("{status}: not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, value)
+}
+
+/// One request on a fresh connection: status, content type and body.
+async fn request_bytes(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Bytes) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -118,10 +137,13 @@ async fn request(
         .await
         .unwrap();
     let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("{status}: not JSON: {}", String::from_utf8_lossy(&bytes)));
-    (status, value)
+    (status, content_type, bytes)
 }
 
 /// A request declaring a 2 MiB body, of which it sends only the start: the server answers from
