@@ -6,7 +6,8 @@
 //! path-traversal agent name, a malformed body and an oversized body each a clear 4xx that
 //! allocates no task; another user's task not visible; SIGTERM stops the server cleanly.
 //! `serve/metrics.rs`: `GET /metrics` behind the token, its counters after a completed and a
-//! killed run, its text parsed as an OpenMetrics exposition.
+//! killed run, its text parsed as an OpenMetrics exposition. `serve/cascade.rs`: a request
+//! submitted to the cascade (the roster, the stub provider as the models) verified and counted.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -21,6 +22,8 @@ use warden::identity::SecretKey;
 use warden::serve::DevIssuer;
 use warden_tests::{agent, root, warden_bin};
 
+#[path = "serve/cascade.rs"]
+mod cascade;
 #[path = "serve/metrics.rs"]
 mod metrics;
 
@@ -42,7 +45,6 @@ impl Drop for Server {
 
 fn start() -> Server {
     let agents = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
     let dir = agents.path();
     std::fs::copy(agent("hello"), dir.join("hello.wasm")).unwrap();
     std::fs::copy(root().join("policies/hello.toml"), dir.join("hello.toml")).unwrap();
@@ -55,13 +57,20 @@ fn start() -> Server {
         format!("[agents]\ndir = {:?}\n", dir.display().to_string()),
     )
     .unwrap();
+    launch(&config, agents)
+}
+
+/// `warden serve` with the host configuration `config` (the agents directory `agents` is kept
+/// as long as the server).
+fn launch(config: &Path, agents: tempfile::TempDir) -> Server {
+    let data = tempfile::tempdir().unwrap();
     let stderr = std::fs::File::create(data.path().join("stderr")).unwrap();
     let mut child = Command::new(warden_bin())
         .current_dir(root())
         .env_remove("WARDEN_CONFIG")
         .env_remove("WARDEN_DATA_DIR")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .arg("--data-dir")
         .arg(data.path())
         .arg("--cache-dir")

@@ -8,7 +8,8 @@
 //!
 //! - `warden_runs_total{agent, outcome}`: runs the server finished; `outcome` is `completed`,
 //!   `agent-error`, `escalated`, `killed`, or `not-started` (the run could not start: the input
-//!   broke the contract, the workspace or the ledger failed);
+//!   broke the contract, the workspace or the ledger failed); a cascade is agent `cascade`, its
+//!   outcome `verified`, `escalated`, `stopped` or `not-started`;
 //! - `warden_kills_total{reason}`: killed runs by kill reason (`not-granted`, `cpu-limit`, …);
 //! - `warden_escalations_total{trigger}`: runs that ended for a person to decide, by trigger;
 //! - `warden_run_duration_seconds`: a histogram of the runs' wall time from start to end,
@@ -155,6 +156,27 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
+    /// Count a cascade (agent `cascade`) that ended with `status` (`verified`, `escalated`,
+    /// `stopped`, or `not-started`) and, when escalated, `trigger`, after `elapsed`.
+    pub fn record_cascade(&self, status: &str, trigger: Option<&str>, elapsed: Duration) {
+        let outcome = match status {
+            "verified" => "verified",
+            "escalated" => "escalated",
+            "stopped" => "stopped",
+            _ => "not-started",
+        };
+        if let Some(trigger) = trigger {
+            self.escalation(trigger);
+        }
+        self.runs
+            .get_or_create(&RunLabels {
+                agent: crate::cascade::CASCADE_AGENT.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
     /// Count an escalation by its trigger (a host-chosen name such as `budget-cap`).
     pub fn escalation(&self, trigger: &str) {
         self.escalations
@@ -217,6 +239,12 @@ mod tests {
         m.record_run("probe", RunEnd::Ended(&killed), Duration::from_secs(2));
         m.record_run("ask", RunEnd::Ended(&paused), Duration::from_secs(90));
         m.record_run("hello", RunEnd::NotStarted, Duration::ZERO);
+        m.record_cascade(
+            "escalated",
+            Some("skeptic-rejected"),
+            Duration::from_secs(1),
+        );
+        m.record_cascade("verified", None, Duration::from_secs(1));
         let text = m.encode(3).unwrap();
         for line in [
             "# TYPE warden_runs counter",
@@ -226,12 +254,15 @@ mod tests {
             r#"warden_runs_total{agent="hello",outcome="not-started"} 1"#,
             r#"warden_kills_total{reason="cpu-limit"} 1"#,
             r#"warden_escalations_total{trigger="budget-cap"} 1"#,
+            r#"warden_escalations_total{trigger="skeptic-rejected"} 1"#,
+            r#"warden_runs_total{agent="cascade",outcome="escalated"} 1"#,
+            r#"warden_runs_total{agent="cascade",outcome="verified"} 1"#,
             "# TYPE warden_run_duration_seconds histogram",
             r#"warden_run_duration_seconds_bucket{le="0.0001"} 2"#,
             r#"warden_run_duration_seconds_bucket{le="0.005"} 3"#,
-            r#"warden_run_duration_seconds_bucket{le="60.0"} 4"#,
-            r#"warden_run_duration_seconds_bucket{le="+Inf"} 5"#,
-            "warden_run_duration_seconds_count 5",
+            r#"warden_run_duration_seconds_bucket{le="60.0"} 6"#,
+            r#"warden_run_duration_seconds_bucket{le="+Inf"} 7"#,
+            "warden_run_duration_seconds_count 7",
             "# TYPE warden_tasks_running gauge",
             "warden_tasks_running 3",
             "# EOF",

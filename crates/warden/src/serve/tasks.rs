@@ -1,5 +1,6 @@
 //! `POST /v1/tasks`, `GET /v1/tasks/{id}` and `GET /v1/tasks/{id}/trace`: submit a task of an
-//! agent for the token's user, and read its row and trace from the ledger.
+//! agent, or a request to the cascade (`Runtime::run_cascade`), for the token's user, and read
+//! its row and trace from the ledger. Each run is counted in the metrics when it ends.
 //!
 //! A task is acknowledged (`202 {"task": id}`) once the ledger holds its row: the run starts at
 //! once on a task of its own and the handler answers when the row exists (or the run has ended,
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, MAX_BODY, RunEnd, ServerState};
 use crate::RunOptions;
+use crate::cascade::{CASCADE_AGENT, CascadeError};
 use crate::ledger::Ledger;
 use crate::store::TaskRecord;
 
@@ -46,11 +48,13 @@ impl Submissions {
     }
 }
 
-/// The body of `POST /v1/tasks`.
+/// The body of `POST /v1/tasks`: an agent's task (`agent`, `input`) or the cascade's
+/// (`cascade`, the request), either with a `workspace`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Submit {
-    agent: String,
+    agent: Option<String>,
+    cascade: Option<String>,
     #[serde(default)]
     input: Value,
     workspace: Option<PathBuf>,
@@ -89,7 +93,7 @@ pub(crate) async fn submit(
         ApiError::bad_request(
             "bad-body",
             format!(
-                "the body is not a task ({}); send {{\"agent\": \"NAME\", \"input\": JSON, \"workspace\": \"DIR\"}}",
+                "the body is not a task ({}); send {{\"agent\": \"NAME\", \"input\": JSON, \"workspace\": \"DIR\"}} or {{\"cascade\": \"REQUEST\", \"workspace\": \"DIR\"}}",
                 crate::terminal::line(&e.to_string())
             ),
         )
@@ -102,61 +106,135 @@ pub(crate) async fn submit(
             "the workspace is not a folder on this host; name an existing folder, or none",
         ));
     }
-    let (runtime, agents, name) = (state.runtime.clone(), state.agents.clone(), request.agent);
-    let agent = {
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || agents.find(&runtime, &name))
+    match (request.agent, request.cascade) {
+        (Some(name), None) => {
+            let (runtime, agents) = (state.runtime.clone(), state.agents.clone());
+            let agent = {
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || agents.find(&runtime, &name))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("loading the agent failed: {e}")))??
+            };
+            let options = RunOptions {
+                workspace: request.workspace,
+                user: Some(caller.user.clone()),
+            };
+            let input = request.input.to_string();
+            let metrics = state.metrics.clone();
+            let counted = name.clone();
+            start(&state, &caller.user.subject, &name, async move {
+                let started = std::time::Instant::now();
+                let ended = agent.run(&input, &options).await;
+                let end = match &ended {
+                    Ok(report) => RunEnd::Ended(&report.outcome),
+                    Err(_) => RunEnd::NotStarted,
+                };
+                metrics.record_run(&counted, end, started.elapsed());
+                match ended {
+                    Ok(report) => Ok(report.task),
+                    Err(crate::RunError::InputContract { detail, .. }) => {
+                        Err(ApiError::bad_request(
+                            "input-contract",
+                            format!(
+                                "the input breaks the agent's contract: {}",
+                                crate::terminal::line(&detail)
+                            ),
+                        ))
+                    }
+                    Err(e) => Err(ApiError::internal(format!("the task could not run: {e}"))),
+                }
+            })
             .await
-            .map_err(|e| ApiError::internal(format!("loading the agent failed: {e}")))??
-    };
+        }
+        (None, Some(text)) => {
+            if !request.input.is_null() {
+                return Err(ApiError::bad_request(
+                    "bad-body",
+                    "a cascade takes its request as `cascade`, not an `input`; leave `input` out",
+                ));
+            }
+            let workspace = request.workspace.ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad-workspace",
+                    "a cascade works on a workspace: name an existing folder as `workspace`",
+                )
+            })?;
+            let runtime = state.runtime.clone();
+            let metrics = state.metrics.clone();
+            let user = caller.user.clone();
+            start(&state, &caller.user.subject, CASCADE_AGENT, async move {
+                let started = std::time::Instant::now();
+                let ended = runtime.run_cascade(&text, &workspace, Some(user)).await;
+                match ended {
+                    Ok(report) => {
+                        metrics.record_cascade(
+                            &report.status,
+                            report.trigger.as_deref(),
+                            started.elapsed(),
+                        );
+                        Ok(report.task)
+                    }
+                    Err(e) => {
+                        metrics.record_cascade("not-started", None, started.elapsed());
+                        Err(match e {
+                            CascadeError::Invalid(why) => ApiError::bad_request(
+                                "bad-cascade",
+                                format!("the cascade cannot run: {}", crate::terminal::line(&why)),
+                            ),
+                            CascadeError::Host(why) => ApiError::internal(format!(
+                                "the cascade could not be recorded: {}",
+                                crate::terminal::line(&why)
+                            )),
+                        })
+                    }
+                }
+            })
+            .await
+        }
+        _ => Err(ApiError::bad_request(
+            "bad-body",
+            "a task names either an `agent` or a `cascade` request, not both and not neither",
+        )),
+    }
+}
+
+/// Start `run` (which creates a top-level row of `agent` for `subject`, and returns its id)
+/// on a task of its own, and answer once the ledger holds that row or the run has ended.
+async fn start(
+    state: &ServerState,
+    subject: &str,
+    agent: &str,
+    run: impl std::future::Future<Output = Result<u64, ApiError>> + Send + 'static,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ledger = state
         .runtime
         .ledger()
         .cloned()
         .ok_or_else(|| ApiError::internal("the server keeps no ledger"))?;
-    let subject = caller.user.subject.clone();
-    let lock = state.submissions.lock_for(&subject, &name);
+    let lock = state.submissions.lock_for(subject, agent);
     let _one_at_a_time = lock.lock().await;
     let before = newest(&ledger, 1)
         .await?
         .first()
         .map_or(0, |t: &TaskRecord| t.id);
-    let options = RunOptions {
-        workspace: request.workspace,
-        user: Some(caller.user),
-    };
-    let input = request.input.to_string();
     let guard = state.running.start();
-    let metrics = state.metrics.clone();
-    let counted = name.clone();
     let mut run = tokio::spawn(async move {
         let _running = guard;
-        let started = std::time::Instant::now();
-        let ended = agent.run(&input, &options).await;
-        let end = match &ended {
-            Ok(report) => RunEnd::Ended(&report.outcome),
-            Err(_) => RunEnd::NotStarted,
-        };
-        metrics.record_run(&counted, end, started.elapsed());
-        ended
+        run.await
     });
     loop {
         tokio::select! {
             ended = &mut run => {
                 return match ended {
-                    Ok(Ok(report)) => Ok(accepted(report.task)),
-                    Ok(Err(crate::RunError::InputContract { detail, .. })) => Err(ApiError::bad_request(
-                        "input-contract",
-                        format!("the input breaks the agent's contract: {}", crate::terminal::line(&detail)),
-                    )),
-                    Ok(Err(e)) => Err(ApiError::internal(format!("the task could not run: {e}"))),
+                    Ok(Ok(task)) => Ok(accepted(task)),
+                    Ok(Err(e)) => Err(e),
                     Err(e) => Err(ApiError::internal(format!("the task failed: {e}"))),
                 };
             }
             () = tokio::time::sleep(ROW_POLL) => {
                 let rows = newest(&ledger, 16).await?;
                 if let Some(row) = rows.iter().find(|t| {
-                    t.id > before && t.user == subject && t.agent == name && t.parent.is_none()
+                    t.id > before && t.user == subject && t.agent == agent && t.parent.is_none()
                 }) {
                     return Ok(accepted(row.id));
                 }
