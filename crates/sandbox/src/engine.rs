@@ -430,9 +430,13 @@ fn store_cached(dir: &Path, path: &Path, compiled: &[u8]) -> Result<(), EngineEr
     };
     create_private_dir(dir).map_err(|e| cache_err(format!("cannot create: {e}")))?;
     // Write to a unique temporary name, then rename: concurrent hosts never see a torn file.
+    // Unique per process *and* per write: two threads of one host may store the same component
+    // at once (each then renames its own file; the later rename wins, with the same bytes).
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("component")

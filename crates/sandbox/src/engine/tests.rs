@@ -175,3 +175,25 @@ fn cache_round_trips_and_survives_a_corrupt_file() {
     engine.compile(&bytes).unwrap();
     assert_ne!(std::fs::read(&path).unwrap(), b"corrupt");
 }
+
+#[test]
+fn threads_storing_the_same_component_at_once_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let path = cache.join("abc.cwasm");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| super::store_cached(&cache, &path, b"compiled bytes")))
+            .collect();
+        for h in handles {
+            h.join().unwrap().expect("every concurrent store succeeds");
+        }
+    });
+    assert_eq!(std::fs::read(&path).unwrap(), b"compiled bytes");
+    // No temporary file is left behind.
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("abc.cwasm")]);
+}
