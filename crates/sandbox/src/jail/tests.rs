@@ -7,12 +7,35 @@ use std::time::Duration;
 
 use super::*;
 
-fn jail(limits: JailLimits) -> Option<Jail> {
+/// One jail test at a time: the process limit counts every process of the jail's uid, so jails
+/// of concurrent tests would spend each other's limit.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A jail, held for the test's whole length (see [`SERIAL`]).
+struct Held {
+    jail: Jail,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Held {
+    type Target = Jail;
+    fn deref(&self) -> &Jail {
+        &self.jail
+    }
+}
+
+fn jail(limits: JailLimits) -> Option<Held> {
     if !Path::new("/usr/bin/bwrap").exists() {
         eprintln!("skipped: /usr/bin/bwrap is absent (scripts/setup installs bubblewrap)");
         return None;
     }
-    Some(Jail::locate(limits).expect("bubblewrap works on this host"))
+    let turn = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Some(Held {
+        jail: Jail::locate(limits).expect("bubblewrap works on this host"),
+        _turn: turn,
+    })
 }
 
 fn sh(script: &str) -> Vec<String> {
@@ -237,11 +260,18 @@ fn memory_processes_and_file_size_are_limited() {
          import time; time.sleep(1); os._exit(0)\n    n += 1\nexcept OSError: pass\nprint(\"forked\", n)\n'";
     let mut attempt = 0;
     let (r, _d) = loop {
-        let (r, d) = run(&j, script);
-        let out = text(&r.stdout);
         attempt += 1;
-        if (out.contains("MemoryError") && out.contains("forked")) || attempt == 10 {
-            break (r, d);
+        let dir = tempfile::tempdir().unwrap();
+        match j.run(&sh(script), dir.path(), b"") {
+            Ok(r) => {
+                let out = text(&r.stdout);
+                if (out.contains("MemoryError") && out.contains("forked")) || attempt == 10 {
+                    break (r, dir);
+                }
+            }
+            // The uid's processes are all taken right now (a host tool's jail in another test).
+            Err(JailError::Spawn(e)) if attempt < 10 => eprintln!("retrying: {e}"),
+            Err(e) => panic!("{e}"),
         }
         std::thread::sleep(Duration::from_millis(300));
     };
