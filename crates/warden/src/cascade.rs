@@ -155,6 +155,11 @@ impl Runtime {
         user: Option<Arc<User>>,
     ) -> Result<CascadeReport, CascadeError> {
         let ledger = self.cascade_ledger()?;
+        if self.agents.is_none() {
+            return Err(CascadeError::Invalid(
+                "this host has no agents directory (`[agents] dir` in warden.toml): the cascade finds its stages there (scripts/setup assembles target/agents.d; see docs/examples/warden-cascade.toml)".into(),
+            ));
+        }
         if request.trim().is_empty() || request.len() > MAX_REQUEST {
             return Err(CascadeError::Invalid(format!(
                 "the request must be 1 to {MAX_REQUEST} bytes of text"
@@ -220,7 +225,20 @@ impl Runtime {
                 return Err(CascadeError::Invalid(why));
             }
         };
-        self.drive_cascade(ledger, id, state, working, user).await
+        let copy = working.clone();
+        match self
+            .drive_cascade(ledger.clone(), id, state, working, user)
+            .await
+        {
+            // Refused before any stage ran (the task file changed, no jail, …): the task ends
+            // failed-to-start, its working copy gone.
+            Err(CascadeError::Invalid(why)) => {
+                let _ = copy.remove();
+                self.close(&ledger, id, "failed-to-start", json!({"why": why}), None)?;
+                Err(CascadeError::Invalid(why))
+            }
+            other => other,
+        }
     }
 
     /// Resume the escalated cascade `task`, the trigger that paused it waived once; `note`

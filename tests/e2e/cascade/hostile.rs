@@ -69,6 +69,16 @@ async fn bad_input_is_refused_before_anything_runs() {
             ran.err
         );
     }
+    // A host with no agents directory: the roster cannot be found, said before any task exists.
+    let config = host.path("warden.toml");
+    let kept = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, "").unwrap();
+    let ran = host
+        .warden(&["task", "run", REQUEST, "--workspace", "ws"])
+        .await;
+    std::fs::write(&config, kept).unwrap();
+    assert_eq!(ran.code, 2, "{}{}", ran.out, ran.err);
+    assert!(ran.err.contains("no agents directory"), "{}", ran.err);
     // Nothing ran: no model call, no task, no working copy.
     assert_eq!(stub.request_count(), 0);
     let list = host.warden(&["task", "list"]).await;

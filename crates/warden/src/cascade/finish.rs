@@ -108,9 +108,15 @@ impl Runtime {
                 )
                 .map_err(host)?;
         }
+        // The lifecycle record the audit cross-check expects for the row's status.
+        let kind = if status == "failed-to-start" {
+            "task-failed-to-start"
+        } else {
+            "task-ended"
+        };
         ledger
             .record(
-                AuditEvent::new("task-ended")
+                AuditEvent::new(kind)
                     .task(id)
                     .agent(CASCADE_AGENT)
                     .detail(json!({"status": status, "outcome": outcome})),
