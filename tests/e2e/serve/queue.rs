@@ -90,6 +90,13 @@ async fn the_queue_is_bounded_per_user_and_in_all() {
 
     // dev's spinning task holds dev's one place: dev's next is refused, alice's is accepted.
     let spinning = accepted(&s.addr, &dev, &spin, Duration::ZERO).await;
+    // Acknowledged as soon as its row is stored (the run tells the server), not at its end.
+    let (status, row) = super::get(&s, &format!("/v1/tasks/{spinning}"), Some(&dev)).await;
+    assert_eq!(
+        (status, row["status"].as_str()),
+        (200, Some("running")),
+        "{row}"
+    );
     let (status, retry, v) = post(&s.addr, &dev, &hello).await;
     assert_eq!((status, error_code(&v)), (429, "user-busy"), "{v}");
     assert_eq!(retry.as_deref(), Some("1"));
