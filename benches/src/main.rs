@@ -311,6 +311,7 @@ async fn ledger_overhead(base: &Runtime, quick: bool) -> anyhow::Result<()> {
             let opts = RunOptions {
                 workspace: Some(ws.to_path_buf()),
                 user: None,
+                on_begin: None,
             };
             let task = r#"{"op":"write","path":"/out/d7/new.txt","text":"one file"}"#;
             for _ in 0..20 {

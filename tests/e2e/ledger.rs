@@ -27,6 +27,7 @@ fn options(ws: Option<&Path>) -> RunOptions {
     RunOptions {
         workspace: ws.map(Path::to_path_buf),
         user: None,
+        on_begin: None,
     }
 }
 

@@ -273,6 +273,7 @@ async fn run_measured(
     let options = warden::RunOptions {
         workspace: ws.map(std::path::Path::to_path_buf),
         user: None,
+        on_begin: None,
     };
     let before = measured_cpu();
     let r = agent.run(task, &options).await.unwrap();

@@ -89,6 +89,7 @@ impl Host {
         let options = RunOptions {
             workspace: None,
             user,
+            on_begin: None,
         };
         loaded.run(task, &options).await.unwrap()
     }
@@ -438,6 +439,7 @@ async fn layer_two_of_the_prompt_is_the_memory_the_user_may_read() {
     let options = RunOptions {
         workspace: None,
         user: alice,
+        on_begin: None,
     };
     for _ in 0..2 {
         completed(&loaded.run(&ask, &options).await.unwrap());

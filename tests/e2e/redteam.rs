@@ -248,6 +248,7 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
                     let options = RunOptions {
                         workspace: Some(ws),
                         user: None,
+                        on_begin: None,
                     };
                     match loaded.run(&task, &options).await {
                         Ok(report) => (

@@ -8,6 +8,7 @@
 //! `serve/metrics.rs`: `GET /metrics` behind the token, its counters after a completed and a
 //! killed run, its text parsed as an OpenMetrics exposition. `serve/cascade.rs`: a request
 //! submitted to the cascade (the roster, the stub provider as the models) verified and counted.
+//! `serve/queue.rs`: the queue's bounds (`[server] max_queued`, `per_user`) answered `429`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -26,6 +27,8 @@ use warden_tests::{agent, root, warden_bin};
 mod cascade;
 #[path = "serve/metrics.rs"]
 mod metrics;
+#[path = "serve/queue.rs"]
+mod queue;
 
 /// A running `warden serve`, stopped (SIGKILL) if a test fails before it stops it itself.
 struct Server {

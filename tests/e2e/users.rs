@@ -50,6 +50,7 @@ async fn run_as(user: Option<Arc<User>>, task: &str, ws: &std::path::Path) -> wa
     let options = RunOptions {
         workspace: Some(ws.to_path_buf()),
         user,
+        on_begin: None,
     };
     agent.run(task, &options).await.unwrap()
 }
@@ -108,6 +109,7 @@ async fn hosts_are_intersected_too() {
     let options = RunOptions {
         workspace: None,
         user: Some(user(&["docs-writer"])),
+        on_begin: None,
     };
     let r = agent
         .run(
@@ -127,6 +129,7 @@ async fn limits_are_the_smaller_of_the_two() {
     let options = RunOptions {
         workspace: None,
         user: Some(user(&["docs-writer"])),
+        on_begin: None,
     };
     let r = agent.run(&probe("spin", &[]), &options).await.unwrap();
     killed(&r, KillReason::CpuLimit);

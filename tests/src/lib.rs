@@ -150,6 +150,7 @@ pub async fn run(
     let options = RunOptions {
         workspace: workspace.map(Path::to_path_buf),
         user: None,
+        on_begin: None,
     };
     agent
         .run(task, &options)

@@ -57,6 +57,7 @@ use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
 mod cascade;
 mod models;
 mod orchestra;
+pub mod server;
 mod tools;
 
 pub use cascade::{CascadeSettings, GateLimits};
@@ -106,6 +107,8 @@ pub struct HostConfig {
     pub memory_horizon: std::time::Duration,
     /// `[cascade]`: the request cascade's rules, task budget and gate limits.
     pub cascade: CascadeSettings,
+    /// `[server]`: the bounds of `warden serve`'s queue (all users, one user).
+    pub server: server::ServerSettings,
     /// `prompt.constitution`: the first layer of every prompt ([`DEFAULT_CONSTITUTION`]).
     pub constitution: String,
     /// `[limits]`: the host's ceilings; each task's limit is the smaller of its policy's (and
@@ -173,6 +176,7 @@ impl Default for HostConfig {
             tree: TreeLimits::default(),
             memory_horizon: DEFAULT_HORIZON,
             cascade: CascadeSettings::default(),
+            server: server::ServerSettings::default(),
             limits: None,
             source: String::new(),
         }
@@ -212,6 +216,7 @@ struct RawConfig {
     agents: Option<orchestra::RawAgentsHost>,
     memory: Option<orchestra::RawMemoryHost>,
     cascade: Option<cascade::RawCascade>,
+    server: Option<server::RawServer>,
     policies: Option<RawRequire>,
     host: Option<RawHost>,
     issuers: Option<Vec<RawIssuer>>,
@@ -420,16 +425,14 @@ impl HostConfig {
             }
             None => (None, None, None, 1024),
         };
-        let limits = match raw.limits {
-            Some(l) => Some(crate::Limits::from_raw(&source, Some(l))?),
-            None => None,
-        };
+        let limits = Option::map(raw.limits, |l| crate::Limits::from_raw(&source, Some(l)));
+        let limits = limits.transpose()?;
         let (agents_dir, tree) = orchestra::agents(&source, raw.agents.as_ref())?;
         let models = models::providers(&source, raw.model.unwrap_or_default())?;
         let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        let cascade = cascade::settings(&source, raw.cascade, &known)?;
         Ok(HostConfig {
-            cascade,
+            cascade: cascade::settings(&source, raw.cascade, &known)?,
+            server: server::settings(&source, raw.server)?,
             agents_dir,
             tree,
             memory_horizon: orchestra::horizon(&source, raw.memory)?,

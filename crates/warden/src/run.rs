@@ -79,12 +79,26 @@ impl StagingDisposition {
 }
 
 /// Options for one run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// The workspace folder the policy's `[fs]` paths are relative to.
     pub workspace: Option<PathBuf>,
     /// The user the agent acts for: its grant is then intersected with the user's roles.
     pub user: Option<Arc<crate::user::User>>,
+    /// Told the task's id as soon as it has one (on a host with a ledger: once its row is
+    /// stored), before the instance starts; a server acknowledges a task then. Only the root
+    /// task of a run is told, never the tasks it calls. `None` by default.
+    pub on_begin: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("workspace", &self.workspace)
+            .field("user", &self.user)
+            .field("on_begin", &self.on_begin.as_ref().map(|_| "Fn(u64)"))
+            .finish()
+    }
 }
 
 impl LoadedAgent {
@@ -127,6 +141,7 @@ impl LoadedAgent {
         }
         let started = Instant::now();
         let ledger = self.runtime.ledger.clone();
+        let root = place.is_none();
         let place = place.unwrap_or_else(|| Place::root(self, options, started));
         let (mut trust, id) = match &ledger {
             Some(l) => self.begin(l, options, &place)?,
@@ -136,6 +151,9 @@ impl LoadedAgent {
             ),
         };
         place.set_id(id);
+        if let Some(told) = options.on_begin.as_ref().filter(|_| root) {
+            told(id);
+        }
         let level = trust.level;
         let session = self.model_session(id, options, ledger.clone(), place.budget());
         let execution = Execution {

@@ -17,6 +17,7 @@ mod agents;
 mod auth;
 mod error;
 mod metrics;
+mod queue;
 mod tasks;
 
 use std::sync::Arc;
@@ -37,7 +38,8 @@ pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, DURATION_BUCKETS, Metric
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// What every handler shares: the runtime (with its ledger), who may call, where agents are
-/// found, the tasks still running, and the metrics.
+/// found, the tasks still running, the queue's bounds (the runtime's host config `[server]`),
+/// and the metrics.
 #[derive(Clone)]
 pub struct ServerState {
     runtime: Runtime,
@@ -45,6 +47,7 @@ pub struct ServerState {
     agents: Arc<AgentSource>,
     running: Arc<Running>,
     submissions: Arc<tasks::Submissions>,
+    queue: Arc<queue::Queue>,
     metrics: Arc<Metrics>,
 }
 
@@ -117,7 +120,9 @@ impl ServerState {
                 "the server needs a runtime with a ledger (Runtime::with_ledger)",
             ));
         }
+        let queue = Arc::new(queue::Queue::new(runtime.host_config().server));
         Ok(ServerState {
+            queue,
             runtime,
             authority: Arc::new(authority),
             agents: Arc::new(agents),

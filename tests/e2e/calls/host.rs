@@ -122,6 +122,7 @@ impl Host {
         let options = RunOptions {
             workspace: Some(self.ws()),
             user,
+            on_begin: None,
         };
         loaded.run(task, &options).await.unwrap()
     }

@@ -96,6 +96,7 @@ async fn run(body: &str, task: &str, who: Option<Arc<User>>) -> RunReport {
             &RunOptions {
                 workspace: None,
                 user: who,
+                on_begin: None,
             },
         )
         .await

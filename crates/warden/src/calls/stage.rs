@@ -148,6 +148,7 @@ impl HostTree {
         let options = RunOptions {
             workspace: Some(workspace.to_path_buf()),
             user,
+            on_begin: None,
         };
         let report = agent.run_in(input, &options, Some(place)).await;
         drop(slot);

@@ -41,6 +41,7 @@ pub async fn run(
     let options = RunOptions {
         workspace: Some(args.workspace),
         user,
+        on_begin: None,
     };
     let report = loaded.run(&task, &options).await.map_err(|e| match e {
         warden::RunError::Ledger(_) => host_failure(e),
@@ -112,6 +113,7 @@ pub async fn batch(runtime: &Runtime, file: &Path, user: Option<Arc<User>>) -> R
         let options = RunOptions {
             workspace: Some(spec.workspace.unwrap_or_else(|| PathBuf::from("."))),
             user: user.clone(),
+            on_begin: None,
         };
         let report = agent
             .run(&spec.input.to_string(), &options)

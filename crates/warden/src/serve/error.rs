@@ -41,6 +41,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// 429: the server holds as many tasks as it may (`code` says which bound); sent with
+    /// `Retry-After: 1`.
+    pub fn busy(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+    }
+
     /// 500: the host failed; the message names what.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "host-failure", message)
@@ -60,6 +66,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             );
         }
         response
@@ -86,6 +98,9 @@ mod tests {
     fn only_a_401_asks_for_a_bearer_token() {
         let r = ApiError::unauthorized("give a token").into_response();
         assert_eq!(r.headers()[axum::http::header::WWW_AUTHENTICATE], "Bearer");
+        let r = ApiError::busy("queue-full", "wait").into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
         let r = ApiError::internal("disk").into_response();
         assert!(
             !r.headers()

@@ -4,13 +4,15 @@
 //!
 //! A task is acknowledged (`202 {"task": id}`) once the ledger holds its row: the run starts at
 //! once on a task of its own and the handler answers when the row exists (or the run has ended,
-//! whichever comes first). There is no queued state yet: the row is created by the run itself, as
-//! for `warden run`, so the handler finds it by watching the store; submissions of one agent by one
-//! user are taken one at a time so that a row is never taken for another submission's.
+//! whichever comes first). An agent's run tells the handler its id the moment its row is stored
+//! (`RunOptions::on_begin`); the cascade creates its row itself, so for it the handler watches
+//! the store, taking one user's cascades one at a time so that a row is never taken for another
+//! submission's. Before anything starts, the submission takes a place in the server's bounded
+//! queue (`queue.rs`), or is answered `429`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -19,6 +21,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+use super::queue::Ticket;
 use super::{ApiError, MAX_BODY, RunEnd, ServerState};
 use crate::RunOptions;
 use crate::cascade::{CASCADE_AGENT, CascadeError};
@@ -29,7 +32,7 @@ use crate::store::TaskRecord;
 const ROW_POLL: Duration = Duration::from_millis(2);
 
 /// One lock per (user, agent): the submissions in the window between starting a run and finding
-/// its row.
+/// its row in the store (the cascade's).
 #[derive(Debug, Default)]
 pub(crate) struct Submissions(Mutex<HashMap<SubmissionKey, Arc<tokio::sync::Mutex<()>>>>);
 
@@ -115,14 +118,23 @@ pub(crate) async fn submit(
                     .await
                     .map_err(|e| ApiError::internal(format!("loading the agent failed: {e}")))??
             };
+            let (told, begun) = tokio::sync::oneshot::channel();
+            let told = Mutex::new(Some(told));
             let options = RunOptions {
                 workspace: request.workspace,
                 user: Some(caller.user.clone()),
+                on_begin: Some(Arc::new(move |id| {
+                    let told = told.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(told) = told {
+                        let _ = told.send(id);
+                    }
+                })),
             };
             let input = request.input.to_string();
             let metrics = state.metrics.clone();
             let counted = name.clone();
-            start(&state, &caller.user.subject, &name, async move {
+            let ticket = state.queue.admit(&caller.user.subject)?;
+            start(&state, ticket, Begun::Told(begun), async move {
                 let started = std::time::Instant::now();
                 let ended = agent.run(&input, &options).await;
                 let end = match &ended {
@@ -162,7 +174,9 @@ pub(crate) async fn submit(
             let runtime = state.runtime.clone();
             let metrics = state.metrics.clone();
             let user = caller.user.clone();
-            start(&state, &caller.user.subject, CASCADE_AGENT, async move {
+            let ticket = state.queue.admit(&caller.user.subject)?;
+            let watch = Begun::Watch(caller.user.subject.clone());
+            start(&state, ticket, watch, async move {
                 let started = std::time::Instant::now();
                 let ended = runtime.run_cascade(&text, &workspace, Some(user)).await;
                 match ended {
@@ -198,43 +212,64 @@ pub(crate) async fn submit(
     }
 }
 
-/// Start `run` (which creates a top-level row of `agent` for `subject`, and returns its id)
-/// on a task of its own, and answer once the ledger holds that row or the run has ended.
+/// How a submission learns its task's id once the row exists.
+enum Begun {
+    /// The run tells it (`RunOptions::on_begin`); the sender is dropped with the run.
+    Told(tokio::sync::oneshot::Receiver<u64>),
+    /// The cascade of this user creates its row itself: found in the store.
+    Watch(String),
+}
+
+/// Start `run` (which creates a top-level row and returns its id) on a task of its own, holding
+/// `ticket` until it ends, and answer once the ledger holds that row or the run has ended.
 async fn start(
     state: &ServerState,
-    subject: &str,
-    agent: &str,
+    ticket: Ticket,
+    begun: Begun,
     run: impl std::future::Future<Output = Result<u64, ApiError>> + Send + 'static,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ended = |e: Result<Result<u64, ApiError>, tokio::task::JoinError>| match e {
+        Ok(Ok(task)) => Ok(accepted(task)),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(ApiError::internal(format!("the task failed: {e}"))),
+    };
+    let spawn = |run| {
+        let guard = state.running.start();
+        tokio::spawn(async move {
+            let (_running, _place) = (guard, ticket);
+            run.await
+        })
+    };
+    let subject = match begun {
+        Begun::Told(told) => {
+            let run = spawn(run);
+            return match told.await {
+                Ok(id) => Ok(accepted(id)),
+                // The run ended before its row existed (or without one): its own answer.
+                Err(_) => ended(run.await),
+            };
+        }
+        Begun::Watch(subject) => subject,
+    };
     let ledger = state
         .runtime
         .ledger()
         .cloned()
         .ok_or_else(|| ApiError::internal("the server keeps no ledger"))?;
-    let lock = state.submissions.lock_for(subject, agent);
+    let lock = state.submissions.lock_for(&subject, CASCADE_AGENT);
     let _one_at_a_time = lock.lock().await;
     let before = newest(&ledger, 1)
         .await?
         .first()
         .map_or(0, |t: &TaskRecord| t.id);
-    let guard = state.running.start();
-    let mut run = tokio::spawn(async move {
-        let _running = guard;
-        run.await
-    });
+    let mut run = spawn(run);
     loop {
         tokio::select! {
-            ended = &mut run => {
-                return match ended {
-                    Ok(Ok(task)) => Ok(accepted(task)),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(ApiError::internal(format!("the task failed: {e}"))),
-                };
-            }
+            e = &mut run => return ended(e),
             () = tokio::time::sleep(ROW_POLL) => {
                 let rows = newest(&ledger, 16).await?;
                 if let Some(row) = rows.iter().find(|t| {
-                    t.id > before && t.user == subject && t.agent == agent && t.parent.is_none()
+                    t.id > before && t.user == subject && t.agent == CASCADE_AGENT && t.parent.is_none()
                 }) {
                     return Ok(accepted(row.id));
                 }
