@@ -9,10 +9,10 @@
 //! read is the agent's error. It has no files and no network; it is the only stage that writes
 //! memory.
 
-use roster_kit::prompt::{self, Prompt};
+use roster_kit::ask::ask;
+use roster_kit::prompt;
 use roster_kit::stages::{CuratorInput, CuratorOutput, Lessons, RefusedLesson, lesson_key};
 use roster_kit::{clip, extract_json};
-use warden_guest::model::{Chat, ModelError};
 use warden_guest::{Agent, AgentError, Description, log, memory};
 
 /// Completion tokens for the lessons.
@@ -92,39 +92,6 @@ impl Agent for Curator {
         }
         serde_json::to_string(&out).map_err(AgentError::failed)
     }
-}
-
-/// One call: the prompt's two messages to `model`, asking for `schema`'s JSON when given. A host
-/// whose model cannot take a schema refuses such a request as invalid: it is asked once more
-/// without one (the reply is read leniently either way).
-fn ask(
-    model: &str,
-    max_tokens: u32,
-    prompt: &Prompt,
-    schema: Option<&str>,
-) -> Result<String, AgentError> {
-    let chat = Chat::new(model, max_tokens)
-        .system(&prompt.system)
-        .user(&prompt.user);
-    let sent = match schema {
-        Some(s) => chat.clone().json_schema(s).send().or_else(|e| match e {
-            ModelError::InvalidRequest(_) => chat.send(),
-            other => Err(other),
-        }),
-        None => chat.send(),
-    };
-    let reply = sent.map_err(|e| {
-        AgentError::failed(match e {
-            ModelError::BudgetExceeded(why) => format!("model budget exceeded: {why}"),
-            ModelError::InvalidRequest(why) => format!("model request refused: {why}"),
-            ModelError::Provider(why) => format!("model provider failed: {why}"),
-        })
-    })?;
-    log::info(&format!(
-        "{model}: {} prompt tokens, {} completion tokens, finish {}",
-        reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.finish_reason
-    ));
-    Ok(reply.text)
 }
 
 warden_guest::export_agent!(Curator);

@@ -17,6 +17,8 @@
 //! reply that cannot be used is an ordinary value (`None`, a refusal), never a panic.
 #![deny(missing_docs)]
 
+#[cfg(feature = "guest")]
+pub mod ask;
 pub mod paths;
 pub mod prompt;
 pub mod read;

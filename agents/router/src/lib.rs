@@ -10,10 +10,10 @@
 
 use std::path::Path;
 
-use roster_kit::prompt::{self, Prompt};
+use roster_kit::ask::ask;
+use roster_kit::prompt;
 use roster_kit::stages::{RouterInput, RouterOutput};
 use roster_kit::{extract_json, list_files};
-use warden_guest::model::{Chat, ModelError};
 use warden_guest::{Agent, AgentError, Description, log};
 
 /// Completion tokens for the judgement.
@@ -59,39 +59,6 @@ impl Agent for Router {
         };
         serde_json::to_string(&out).map_err(AgentError::failed)
     }
-}
-
-/// One call: the prompt's two messages to `model`, asking for `schema`'s JSON when given. A host
-/// whose model cannot take a schema refuses such a request as invalid: it is asked once more
-/// without one (the reply is read leniently either way).
-fn ask(
-    model: &str,
-    max_tokens: u32,
-    prompt: &Prompt,
-    schema: Option<&str>,
-) -> Result<String, AgentError> {
-    let chat = Chat::new(model, max_tokens)
-        .system(&prompt.system)
-        .user(&prompt.user);
-    let sent = match schema {
-        Some(s) => chat.clone().json_schema(s).send().or_else(|e| match e {
-            ModelError::InvalidRequest(_) => chat.send(),
-            other => Err(other),
-        }),
-        None => chat.send(),
-    };
-    let reply = sent.map_err(|e| {
-        AgentError::failed(match e {
-            ModelError::BudgetExceeded(why) => format!("model budget exceeded: {why}"),
-            ModelError::InvalidRequest(why) => format!("model request refused: {why}"),
-            ModelError::Provider(why) => format!("model provider failed: {why}"),
-        })
-    })?;
-    log::info(&format!(
-        "{model}: {} prompt tokens, {} completion tokens, finish {}",
-        reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.finish_reason
-    ));
-    Ok(reply.text)
 }
 
 warden_guest::export_agent!(Router);
