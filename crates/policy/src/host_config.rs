@@ -49,16 +49,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::AllowedHost;
 use crate::diagnostic::Source;
 use crate::keys::PublicKey;
-use crate::{EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
+use crate::{AllowedHost, EntryError, PolicyError, PolicyErrorKind, parse_list, read_text};
 
 mod cascade;
 mod models;
 mod orchestra;
 pub mod server;
 mod tools;
+mod values;
 
 pub use cascade::{CascadeSettings, GateLimits};
 pub use models::{DEFAULT_CONSTITUTION, KeySource, ModelProvider, Price};

@@ -47,7 +47,7 @@ use warden_sandbox::capabilities::agents::{AgentCalls, CallFailure, CallFuture};
 use warden_sandbox::{KillReason, Outcome, RunError};
 
 pub(crate) use budget::{TreeBudget, TreeModels, own_budget};
-pub(crate) use directory::AgentDirectory;
+pub(crate) use directory::{AgentDirectory, is_agent_name};
 pub(crate) use stage::{HostTree, StageRun};
 
 use crate::audit::AuditEvent;

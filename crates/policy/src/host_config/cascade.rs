@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::values::{duration, out_of_range, size, whole};
 use crate::diagnostic::Source;
 use crate::{PolicyError, PolicyErrorKind};
 
@@ -133,79 +134,6 @@ struct RawGate {
     processes: Option<Spanned<i64>>,
     wall: Option<Spanned<String>>,
     output: Option<Spanned<String>>,
-}
-
-fn out_of_range(
-    source: &Source<'_>,
-    span: std::ops::Range<usize>,
-    what: String,
-    hint: &str,
-) -> PolicyError {
-    source.error(
-        span,
-        PolicyErrorKind::OutOfRange,
-        what,
-        Some(hint.to_owned()),
-    )
-}
-
-fn whole(source: &Source<'_>, key: &str, raw: Spanned<i64>, max: i64) -> Result<u64, PolicyError> {
-    if (1..=max).contains(raw.get_ref()) {
-        Ok(*raw.get_ref() as u64)
-    } else {
-        Err(out_of_range(
-            source,
-            raw.span(),
-            format!("{key} = {} is out of range", raw.get_ref()),
-            &format!("a whole number from 1 to {max}"),
-        ))
-    }
-}
-
-fn duration(
-    source: &Source<'_>,
-    key: &str,
-    raw: Spanned<String>,
-    max: Duration,
-) -> Result<Duration, PolicyError> {
-    crate::units::parse_duration(raw.get_ref())
-        .ok()
-        .filter(|d| !d.is_zero() && *d <= max)
-        .ok_or_else(|| {
-            source.error(
-                raw.span(),
-                PolicyErrorKind::InvalidDuration,
-                format!("{key} \"{}\" is not a usable duration", raw.get_ref()),
-                Some(format!(
-                    "a positive duration of at most {} s, such as \"60 s\"",
-                    max.as_secs()
-                )),
-            )
-        })
-}
-
-fn size(
-    source: &Source<'_>,
-    key: &str,
-    raw: Spanned<String>,
-    min: u64,
-    max: u64,
-) -> Result<u64, PolicyError> {
-    crate::units::parse_size(raw.get_ref())
-        .ok()
-        .filter(|s| (min..=max).contains(s))
-        .ok_or_else(|| {
-            source.error(
-                raw.span(),
-                PolicyErrorKind::InvalidSize,
-                format!("{key} \"{}\" is not a usable size", raw.get_ref()),
-                Some(format!(
-                    "a size from {} to {}, such as \"1 GiB\"",
-                    crate::units::format_size(min),
-                    crate::units::format_size(max)
-                )),
-            )
-        })
 }
 
 fn model(

@@ -18,8 +18,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::values::{duration, whole};
+use crate::PolicyError;
 use crate::diagnostic::Source;
-use crate::{PolicyError, PolicyErrorKind};
 
 /// The limits of one task tree (a task and the agent calls below it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,39 +62,9 @@ pub(super) struct RawMemoryHost {
     horizon: Option<Spanned<String>>,
 }
 
-fn duration(
-    source: &Source<'_>,
-    key: &str,
-    raw: Spanned<String>,
-    max: Duration,
-) -> Result<Duration, PolicyError> {
-    crate::units::parse_duration(raw.get_ref())
-        .ok()
-        .filter(|d| !d.is_zero() && *d <= max)
-        .ok_or_else(|| {
-            source.error(
-                raw.span(),
-                PolicyErrorKind::InvalidDuration,
-                format!("{key} \"{}\" is not a usable duration", raw.get_ref()),
-                Some(format!(
-                    "a positive duration of at most {} s, such as \"300 s\"",
-                    max.as_secs()
-                )),
-            )
-        })
-}
-
+/// A whole number of `key` from 1 to `max`, as a count.
 fn count(source: &Source<'_>, key: &str, raw: Spanned<i64>, max: i64) -> Result<u32, PolicyError> {
-    if (1..=max).contains(raw.get_ref()) {
-        Ok(*raw.get_ref() as u32)
-    } else {
-        Err(source.error(
-            raw.span(),
-            PolicyErrorKind::OutOfRange,
-            format!("{key} = {} is out of range", raw.get_ref()),
-            Some(format!("a whole number from 1 to {max}")),
-        ))
-    }
+    Ok(whole(source, key, raw, max)? as u32)
 }
 
 /// `[agents]`: (dir, tree limits).

@@ -12,8 +12,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::values::whole;
+use crate::PolicyError;
 use crate::diagnostic::Source;
-use crate::{PolicyError, PolicyErrorKind};
 
 /// The largest `max_queued` a host may set.
 const MAX_QUEUED: i64 = 1_000_000;
@@ -50,16 +51,7 @@ fn bounded(
     raw: &Spanned<i64>,
     max: i64,
 ) -> Result<usize, PolicyError> {
-    let n = *raw.get_ref();
-    if (1..=max).contains(&n) {
-        return Ok(n as usize);
-    }
-    Err(source.error(
-        raw.span(),
-        PolicyErrorKind::OutOfRange,
-        format!("server.{key} = {n} is out of range"),
-        Some(format!("a whole number from 1 to {max}")),
-    ))
+    Ok(whole(source, &format!("server.{key}"), raw.clone(), max)? as usize)
 }
 
 /// `[server]` from its raw table (the defaults without one).

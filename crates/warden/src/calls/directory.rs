@@ -44,8 +44,8 @@ type Stamps = [Stamp; 4];
 /// Every file: what a first load stamps before it knows which signatures it will check.
 const ALL: [bool; 4] = [true; 4];
 
-/// The rule of an agent name, as a policy's `agent.name` has it.
-fn is_agent_name(name: &str) -> bool {
+/// The rule of an agent name, as a policy's `agent.name` has it: never a path.
+pub(crate) fn is_agent_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -198,6 +198,7 @@ mod tests {
             "a\0b",
             "a b",
             "é",
+            "%2e%2e",
             &"x".repeat(65),
         ] {
             assert!(!is_agent_name(bad), "{bad:?}");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 
 use super::ApiError;
+use crate::calls::is_agent_name;
 use crate::runtime::{LoadedAgent, Runtime};
 
 /// Where agents are found.
@@ -25,14 +26,6 @@ pub enum AgentSource {
         /// The folder of policies (`policies`).
         policies: PathBuf,
     },
-}
-
-/// Whether `name` can be an agent's name (a policy's `agent.name` rule): never a path.
-pub(crate) fn is_agent_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl AgentSource {
@@ -106,32 +99,6 @@ impl AgentSource {
                     .map_err(|e| refused(format!("agent `{name}` cannot be loaded: {e}")))?;
                 Ok(Arc::new(agent))
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_task_names_an_agent_never_a_path() {
-        for good in ["hello", "a", "tester-2", &"x".repeat(64)] {
-            assert!(is_agent_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            "../hello",
-            "..",
-            "a/b",
-            "/etc/passwd",
-            "Hello",
-            "hello.wasm",
-            "a\0b",
-            "%2e%2e",
-            &"x".repeat(65),
-        ] {
-            assert!(!is_agent_name(bad), "{bad:?}");
         }
     }
 }
