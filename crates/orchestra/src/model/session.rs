@@ -102,6 +102,18 @@ pub struct Spend {
 }
 
 impl Spend {
+    /// Add `other`'s calls, tokens and cost to these, and its models (kept sorted, each once).
+    pub fn add(&mut self, other: &Spend) {
+        self.calls += other.calls;
+        self.prompt_tokens += other.prompt_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cost_micro_usd += other.cost_micro_usd;
+        self.models.extend(other.models.iter().cloned());
+        self.models.sort();
+        self.models.dedup();
+    }
+
     /// Cached prompt tokens over prompt tokens (0 when there were none).
     pub fn cache_hit_rate(&self) -> f64 {
         if self.prompt_tokens == 0 {

@@ -165,16 +165,8 @@ impl TreeModels {
         let sessions = self.lock();
         let mut total = Spend::default();
         for s in sessions.settled.iter().chain(&sessions.open) {
-            let part = s.spend();
-            total.calls += part.calls;
-            total.prompt_tokens += part.prompt_tokens;
-            total.cached_tokens += part.cached_tokens;
-            total.completion_tokens += part.completion_tokens;
-            total.cost_micro_usd += part.cost_micro_usd;
-            total.models.extend(part.models);
+            total.add(&s.spend());
         }
-        total.models.sort();
-        total.models.dedup();
         total
     }
 }

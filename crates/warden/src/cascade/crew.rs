@@ -58,17 +58,7 @@ impl HostCrew {
 
     fn add_spend(&mut self, run: &StageRun) {
         if let Some(s) = run.spend() {
-            self.spend.calls += s.calls;
-            self.spend.prompt_tokens += s.prompt_tokens;
-            self.spend.cached_tokens += s.cached_tokens;
-            self.spend.completion_tokens += s.completion_tokens;
-            self.spend.cost_micro_usd += s.cost_micro_usd;
-            for m in &s.models {
-                if !self.spend.models.contains(m) {
-                    self.spend.models.push(m.clone());
-                }
-            }
-            self.spend.models.sort();
+            self.spend.add(s);
         }
         if let Ok(r) = &run.report {
             self.cpu += r.cpu;

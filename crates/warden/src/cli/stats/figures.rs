@@ -127,48 +127,32 @@ pub fn share(x: u64, part: usize, parts: usize) -> u64 {
     x / parts + u64::from(part < x % parts)
 }
 
-/// A task's recorded model usage (`outcome.usage.model`).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Usage {
-    /// Model calls.
-    pub calls: u64,
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Of those, cached.
-    pub cached_tokens: u64,
-    /// Completion tokens.
-    pub completion_tokens: u64,
-    /// Cost, millionths of a dollar.
-    pub cost_micro_usd: u64,
-    /// The models called, sorted, each once.
-    pub models: Vec<String>,
-}
+/// A task's recorded model usage (`outcome.usage.model`): what its session spent.
+pub use warden::orchestra::model::Spend as Usage;
 
-impl Usage {
-    /// The usage `t` recorded, if any.
-    pub fn of(t: &TaskRecord) -> Option<Usage> {
-        let m = super::task_model(t)?;
-        let n = |k: &str| m[k].as_u64().unwrap_or(0);
-        let mut models: Vec<String> = m["models"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        models.sort();
-        models.dedup();
-        Some(Usage {
-            calls: n("calls"),
-            prompt_tokens: n("prompt_tokens"),
-            cached_tokens: n("cached_tokens"),
-            completion_tokens: n("completion_tokens"),
-            cost_micro_usd: n("cost_micro_usd"),
-            models,
+/// The usage `t` recorded, if any (read leniently: a missing count is 0).
+pub fn usage_of(t: &TaskRecord) -> Option<Usage> {
+    let m = super::task_model(t)?;
+    let n = |k: &str| m[k].as_u64().unwrap_or(0);
+    let mut models: Vec<String> = m["models"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
         })
-    }
+        .unwrap_or_default();
+    models.sort();
+    models.dedup();
+    Some(Usage {
+        calls: n("calls"),
+        prompt_tokens: n("prompt_tokens"),
+        cached_tokens: n("cached_tokens"),
+        completion_tokens: n("completion_tokens"),
+        cost_micro_usd: n("cost_micro_usd"),
+        models,
+    })
 }
 
 /// A completed skeptic's verdict: `Some(true)` when it rejected.
@@ -303,7 +287,7 @@ pub(super) mod tests {
                 "cached_tokens": 4, "completion_tokens": 3, "cost_micro_usd": 9,
                 "models": ["small", "large", "small"]}}}),
         );
-        let u = Usage::of(&t).unwrap();
+        let u = usage_of(&t).unwrap();
         assert_eq!(u.models, ["large", "small"]);
         let mut f = Figures::default();
         f.add_usage(&u, 0, 2);
@@ -312,7 +296,7 @@ pub(super) mod tests {
             (1, 5, 2, 5)
         );
         assert_eq!(
-            Usage::of(&row(2, "hello", json!({"status": "completed"}))),
+            usage_of(&row(2, "hello", json!({"status": "completed"}))),
             None
         );
     }

@@ -17,7 +17,7 @@ use warden::orchestra::cascade::StageNote;
 use warden::store::TaskRecord;
 
 use super::cascade::{Quality, escalation, quality};
-use super::figures::{Figures, Usage};
+use super::figures::{Figures, usage_of};
 use super::trust::{TrustDay, change, timeline};
 
 /// All the figures.
@@ -49,7 +49,7 @@ pub fn collect(
     let mut models_of: HashMap<u64, Vec<String>> = HashMap::new();
     let mut roots: HashMap<u64, ()> = HashMap::new();
     for t in tasks {
-        let usage = Usage::of(t).unwrap_or_default();
+        let usage = usage_of(t).unwrap_or_default();
         let agent = m.agents.entry(t.agent.clone()).or_default();
         agent.tasks += 1;
         agent.escalated += u64::from(t.status == "escalated");
