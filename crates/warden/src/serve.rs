@@ -19,6 +19,7 @@ mod error;
 mod metrics;
 mod queue;
 mod tasks;
+mod work;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,9 +31,11 @@ use axum::routing::{get, post};
 use crate::Runtime;
 
 pub use agents::AgentSource;
-pub use auth::{Authority, DevIssuer};
+pub use agents::MAX_LISTED;
+pub use auth::{Authority, Caller, DevIssuer};
 pub use error::ApiError;
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, DURATION_BUCKETS, Metrics, RunEnd};
+pub use work::{AgentEntry, Submission, Work};
 
 /// The largest request body the server reads (1 MiB); a longer one is refused with 413.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -46,7 +49,7 @@ pub struct ServerState {
     authority: Arc<Authority>,
     agents: Arc<AgentSource>,
     running: Arc<Running>,
-    submissions: Arc<tasks::Submissions>,
+    submissions: Arc<work::Submissions>,
     queue: Arc<queue::Queue>,
     metrics: Arc<Metrics>,
 }

@@ -10,6 +10,12 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 
 use super::ApiError;
+
+/// Where the component of a named agent lies.
+type ComponentOf = Box<dyn Fn(&str) -> PathBuf>;
+
+/// The most agents a listing names.
+pub const MAX_LISTED: usize = 1000;
 use crate::calls::is_agent_name;
 use crate::runtime::{LoadedAgent, Runtime};
 
@@ -100,5 +106,52 @@ impl AgentSource {
                 Ok(Arc::new(agent))
             }
         }
+    }
+    /// The names of the agents this source holds now (component and policy both present),
+    /// sorted; at most [`MAX_LISTED`]. Blocking (reads a folder): call it off the async workers.
+    ///
+    /// # Errors
+    ///
+    /// 500 when the folder cannot be read.
+    pub fn names(&self, runtime: &Runtime) -> Result<Vec<String>, ApiError> {
+        let (listed, component): (PathBuf, ComponentOf) = match self {
+            AgentSource::Directory => {
+                let Some(dir) = runtime.agents.as_ref() else {
+                    return Err(ApiError::internal(
+                        "the server serves an agents directory but its host configuration names none",
+                    ));
+                };
+                let dir = dir.dir().to_path_buf();
+                let wasm = dir.clone();
+                (dir, Box::new(move |n| wasm.join(format!("{n}.wasm"))))
+            }
+            AgentSource::Built {
+                components,
+                policies,
+            } => {
+                let components = components.clone();
+                (
+                    policies.clone(),
+                    Box::new(move |n| components.join(format!("{}.wasm", n.replace('-', "_")))),
+                )
+            }
+        };
+        let entries = std::fs::read_dir(&listed).map_err(|e| {
+            ApiError::internal(format!(
+                "the agents folder {} cannot be read: {e}",
+                crate::terminal::line(&listed.display().to_string())
+            ))
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_suffix(".toml")?.to_owned();
+                (is_agent_name(&name) && component(&name).is_file()).then_some(name)
+            })
+            .take(MAX_LISTED * 4)
+            .collect();
+        names.sort();
+        names.truncate(MAX_LISTED);
+        Ok(names)
     }
 }

@@ -74,6 +74,20 @@ impl Authority {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
+        self.caller_of_token(token)
+    }
+
+    /// The caller an identity token names (a bearer token, or the token `warden mcp` is given).
+    ///
+    /// # Errors
+    ///
+    /// As [`Authority::caller`].
+    pub fn caller_of_token(&self, token: &str) -> Result<Caller, ApiError> {
+        if token.len() > MAX_TOKEN {
+            return Err(ApiError::unauthorized(
+                "the identity token is longer than an identity token may be (64 KiB)",
+            ));
+        }
         let identity = crate::token::verify(token, &self.issuers)
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         let reviewer = identity
