@@ -129,7 +129,7 @@ async fn exponential_bomb() -> String {
     }
 }
 
-const ROLES: &str = "[role.reader]\nfs.read = [\"**\"]\n";
+const ROLES: &str = "[role.reader]\nagents = [\"*\"]\nfs.read = [\"**\"]\n";
 
 fn reader() -> std::sync::Arc<warden::user::User> {
     let roles = warden::policy::Roles::parse("roles.toml", ROLES).unwrap();
