@@ -10,12 +10,14 @@
 //!
 //! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
-//! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
+//! `GET /v1/agents`, `GET /v1/agents/{name}`, `POST /v1/tasks`, `GET /v1/tasks/{id}`,
+//! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`.
 
 mod agents;
 mod auth;
 mod error;
+mod listing;
 mod metrics;
 mod queue;
 mod tasks;
@@ -149,6 +151,8 @@ impl ServerState {
 /// The API's routes over `state`.
 pub fn router(state: ServerState) -> Router {
     let v1 = Router::new()
+        .route("/agents", get(listing::list))
+        .route("/agents/{name}", get(listing::one))
         .route("/tasks", post(tasks::submit))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/trace", get(tasks::trace));

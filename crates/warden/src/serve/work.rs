@@ -157,6 +157,20 @@ impl ServerState {
         workspace: Option<PathBuf>,
     ) -> Result<u64, ApiError> {
         if !caller.user.grant.allows_agent(&name) {
+            // A decision like any other: audited (as `warden run` audits it) before the answer.
+            let ledger = self.ledger()?;
+            let (agent, user) = (name.clone(), caller.user.subject.clone());
+            tokio::task::spawn_blocking(move || {
+                ledger.record(
+                    crate::audit::AuditEvent::new("task-refused")
+                        .agent(&agent)
+                        .user(&user)
+                        .detail(serde_json::json!({"why": "agent-not-granted"})),
+                )
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("the refusal could not be audited: {e}")))?;
             return Err(not_granted(&caller.user.subject, &name));
         }
         let (runtime, agents) = (self.runtime.clone(), self.agents.clone());
