@@ -14,6 +14,7 @@
 //! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`.
 
+mod a2a;
 mod agents;
 mod auth;
 mod error;
@@ -160,6 +161,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1)
+        .merge(a2a::routes())
         .fallback(not_found)
         .with_state(state)
 }

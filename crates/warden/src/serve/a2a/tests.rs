@@ -1,0 +1,1 @@
+//! Unit tests of the A2A endpoint.
