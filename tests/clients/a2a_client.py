@@ -7,6 +7,7 @@ against the ledger. Nothing here decides whether the server is right: it only re
 """
 
 import asyncio
+import copy
 import json
 import sys
 
@@ -52,7 +53,7 @@ def final_task(evs):
     task = None
     for ev in evs:
         if "task" in ev:
-            task = ev["task"]
+            task = copy.deepcopy(ev["task"])
         elif "statusUpdate" in ev:
             task["status"] = ev["statusUpdate"]["status"]
         elif "artifactUpdate" in ev:

@@ -99,7 +99,7 @@ fn metadata<'a>(p: &'a SendParams, key: &str) -> Option<&'a Value> {
 
 /// A message's parts as a task input: one `data` part is its JSON; text parts are their text
 /// (joined by newlines) as a JSON string. Files (`raw`, `url`) are not accepted.
-fn input_of(parts: &[Part]) -> Result<Value, RpcError> {
+pub(super) fn input_of(parts: &[Part]) -> Result<Value, RpcError> {
     if parts.iter().any(|p| p.raw.is_some() || p.url.is_some()) {
         return Err(RpcError::new(
             Code::ContentType,

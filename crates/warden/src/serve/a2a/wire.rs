@@ -225,8 +225,8 @@ pub struct Task {
 /// A JSON-RPC error with an A2A code: what `error` holds in the answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
-    /// The JSON-RPC code (A2A's `-320xx`, or JSON-RPC's own).
-    pub code: i64,
+    /// The code (A2A's `-320xx`, or JSON-RPC's own).
+    pub code: Code,
     /// What went wrong and what to do.
     pub message: String,
     /// Warden's own error code (the HTTP API's `error.code`), in the error's details.
@@ -285,7 +285,7 @@ impl RpcError {
     /// An error `code` with Warden's `warden_code` and `message`.
     pub fn new(code: Code, warden_code: &'static str, message: impl Into<String>) -> Self {
         RpcError {
-            code: code.parts().0,
+            code,
             message: message.into(),
             warden_code,
             busy: false,
@@ -295,24 +295,9 @@ impl RpcError {
     /// The `error` member: code, message and a `google.rpc.ErrorInfo` detail naming A2A's
     /// reason and Warden's code, as the official SDKs read it.
     pub fn to_json(&self) -> Value {
-        let reason = [
-            Code::Parse,
-            Code::InvalidRequest,
-            Code::MethodNotFound,
-            Code::InvalidParams,
-            Code::Internal,
-            Code::TaskNotFound,
-            Code::TaskNotCancelable,
-            Code::PushNotSupported,
-            Code::Unsupported,
-            Code::ContentType,
-            Code::VersionNotSupported,
-        ]
-        .into_iter()
-        .find(|c| c.parts().0 == self.code)
-        .map_or("INTERNAL", |c| c.parts().1);
+        let (code, reason) = self.code.parts();
         json!({
-            "code": self.code,
+            "code": code,
             "message": self.message,
             "data": [{
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -337,9 +322,16 @@ impl From<ApiError> for RpcError {
             (s, _) if s.is_client_error() => Code::InvalidParams,
             _ => Code::Internal,
         };
+        // The facade names the HTTP API's answer; here a task's id is what SendMessage answered.
+        let message = if code == Code::TaskNotFound {
+            "no such task for this user: a task id is the `id` of the task SendMessage answered"
+                .to_owned()
+        } else {
+            e.message
+        };
         RpcError {
             busy: e.status == StatusCode::TOO_MANY_REQUESTS,
-            ..RpcError::new(code, e.code, e.message)
+            ..RpcError::new(code, e.code, message)
         }
     }
 }
