@@ -24,6 +24,7 @@ from a2a.types.a2a_pb2 import (
     Part,
     Role,
     SendMessageRequest,
+    SubscribeToTaskRequest,
 )
 from a2a.utils.errors import A2AError
 
@@ -121,6 +122,13 @@ async def main(base, token, other_token):
     except A2AError as e:
         out["spin_cancel"] = error(e)
     out["spin_after_cancel"] = MessageToDict(await shared.get_task(GetTaskRequest(id=spinning["id"])))
+    # Followed to its end (a task the server could not stop ends at its CPU limit).
+    subscriber = await create_client(card, client_config=ClientConfig(httpx_client=http))
+    try:
+        evs = [MessageToDict(ev) async for ev in subscriber.subscribe(SubscribeToTaskRequest(id=spinning["id"]))]
+        out["spin_followed"] = {"events": evs, "task": final_task(evs)}
+    except A2AError as e:
+        out["spin_followed"] = error(e)
     # An ended task cannot be cancelled.
     try:
         out["ended_cancel"] = MessageToDict(await shared.cancel_task(CancelTaskRequest(id=task_id)))

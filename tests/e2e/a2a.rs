@@ -6,8 +6,9 @@
 //! caller's has one per agent, an agent's own card one; `hello` answers streamed and not
 //! streamed (text and data parts), at the shared endpoint (skill in metadata) and at its own;
 //! GetTask and ListTasks (paged, per agent) show the caller's tasks and another user's show none;
-//! a spinning probe is answered at once and cancelled (or refused as not cancellable while the
-//! queue cannot stop a run), an ended task is not cancellable; a `deploy` is `AUTH_REQUIRED`
+//! a spinning probe is answered at once and cancelled (or, while the queue cannot stop a run,
+//! refused as not cancellable and followed with SubscribeToTask to its CPU-limit kill), an ended
+//! task is not cancellable; a `deploy` is `AUTH_REQUIRED`
 //! saying `warden approve N`, nothing deployed, and `COMPLETED` once rita's approval settles it;
 //! no token is a 401; malformed requests are JSON-RPC errors with A2A's codes and store nothing.
 

@@ -135,9 +135,27 @@ pub fn cancel(out: &Value) {
             "{cancel}"
         );
         assert_ne!(state(after), "TASK_STATE_CANCELED", "{after}");
+        // Followed from running to its end: killed at its CPU limit, and why.
+        let followed = &out["spin_followed"];
+        let events = followed["events"].as_array().unwrap();
+        assert!(events.len() >= 2, "{followed}");
+        assert_eq!(
+            state(&events[0]["task"]),
+            "TASK_STATE_WORKING",
+            "{followed}"
+        );
+        let last = &events[events.len() - 1]["statusUpdate"];
+        assert_eq!(state(last), "TASK_STATE_FAILED", "{followed}");
+        let why = last["status"]["message"]["parts"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert!(why.contains("killed: cpu-limit"), "{why}");
     } else {
         assert_eq!(state(cancel), "TASK_STATE_CANCELED", "{cancel}");
         assert_eq!(state(after), "TASK_STATE_CANCELED", "{after}");
+        // An ended task cannot be followed.
+        let followed = &out["spin_followed"];
+        assert_eq!(followed["type"], "UnsupportedOperationError", "{followed}");
     }
     let ended = &out["ended_cancel"];
     assert_eq!(ended["type"], "TaskNotCancelableError", "{ended}");

@@ -304,3 +304,54 @@ fn timestamps_are_rfc3339_utc() {
     assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
     assert_eq!(rfc3339(1_795_836_680_059), "2026-11-28T03:31:20.059Z");
 }
+
+#[test]
+fn a_callees_pending_action_holds_the_task_its_user_started() {
+    use super::task::pending_approvals;
+    use crate::store::{Durability, SqliteStore, StateStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let top = store
+        .begin_task(&row("running", json!(null)), "me")
+        .unwrap();
+    let callee = store
+        .begin_task(
+            &TaskRecord {
+                parent: Some(top),
+                ..row("running", json!(null))
+            },
+            "me",
+        )
+        .unwrap();
+    let other = store
+        .begin_task(&row("running", json!(null)), "me")
+        .unwrap();
+    let add = |task: u64, expires_ms: u64| {
+        store
+            .add_action(
+                &ActionRecord {
+                    task,
+                    expires_ms,
+                    ..action(0)
+                },
+                &|_| "h".into(),
+                &|_| Ok(()),
+            )
+            .unwrap()
+    };
+    let held = add(callee, 10_000);
+    let _expired = add(other, 4_000);
+    let settled = add(other, 10_000);
+    assert!(
+        store
+            .settle_action(settled.id, "pending", "performed", "rita", "ok")
+            .unwrap()
+    );
+    let pending = pending_approvals(&store, 5_000).unwrap();
+    let ids: Vec<(u64, Vec<u64>)> = pending
+        .iter()
+        .map(|(task, actions)| (*task, actions.iter().map(|a| a.id).collect()))
+        .collect();
+    // The callee's action belongs to the top-level task; expired and settled ones to nobody.
+    assert_eq!(ids, [(top, vec![held.id])]);
+}
