@@ -135,6 +135,13 @@ async def main(base, token, other_token):
     except A2AError as e:
         out["ended_cancel"] = error(e)
 
+    # A model call over the task's budget: escalated, for a person to decide.
+    evs = await events(
+        shared,
+        SendMessageRequest(message=message(data={"op": "model", "model": "small", "text": "hi", "max_tokens": 1000}, skill="probe")),
+    )
+    out["escalated"] = final_task(evs)
+
     # An irreversible tool: the task waits for a person's approval (streamed to its end).
     evs = await events(
         streaming,

@@ -10,6 +10,7 @@
 //! refused as not cancellable and followed with SubscribeToTask to its CPU-limit kill), an ended
 //! task is not cancellable; a `deploy` is `AUTH_REQUIRED`
 //! saying `warden approve N`, nothing deployed, and `COMPLETED` once rita's approval settles it;
+//! a model call over the probe's budget escalates it: `INPUT_REQUIRED`, saying why;
 //! no token is a 401; malformed requests are JSON-RPC errors with A2A's codes and store nothing.
 
 use std::io::{BufRead, BufReader};
@@ -42,20 +43,22 @@ impl Drop for Server {
 }
 
 /// The host: agents `hello` and `probe`, the tool `deploy` (irreversible, appending to
-/// `deployed`), roles giving `dev` the tool and the person whose key is `approver` its approval.
+/// `deployed`), roles giving `dev` the tool and the person whose key is `approver` its approval;
+/// a model `small` the probe may call within 10 tokens (a call over that is refused before it is
+/// sent, so the model's address is never reached, and the task ends escalated).
 fn host(dir: &Path, deployed: &Path, approver: &str) -> std::path::PathBuf {
     std::fs::copy(agent("hello"), dir.join("hello.wasm")).unwrap();
     std::fs::copy(root().join("policies/hello.toml"), dir.join("hello.toml")).unwrap();
     std::fs::copy(agent("probe"), dir.join("probe.wasm")).unwrap();
     std::fs::write(
         dir.join("probe.toml"),
-        "[agent]\nname = \"probe\"\n[tools]\nallow = [\"deploy\"]\n[limits]\ncpu = \"3 s\"\nwall = \"6 s\"\n",
+        "[agent]\nname = \"probe\"\n[tools]\nallow = [\"deploy\"]\n[model]\nallow = [\"small\"]\ntokens = 10\n[limits]\ncpu = \"3 s\"\nwall = \"6 s\"\n",
     )
     .unwrap();
     std::fs::write(
         dir.join("roles.toml"),
         format!(
-            "[person.rita]\nkey = \"{approver}\"\nroles = [\"release\"]\n[role.release]\napprove = [\"deploy\"]\n[role.dev]\ntools.allow = [\"deploy\"]\n"
+            "[person.rita]\nkey = \"{approver}\"\nroles = [\"release\"]\n[role.release]\napprove = [\"deploy\"]\n[role.dev]\ntools.allow = [\"deploy\"]\nmodel = {{ allow = [\"small\"], tokens = 100000, usd = 1.0 }}\n"
         ),
     )
     .unwrap();
@@ -63,7 +66,7 @@ fn host(dir: &Path, deployed: &Path, approver: &str) -> std::path::PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\napproval_ttl = \"10 min\"\nwritable = [{:?}]\n",
+            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n[[model]]\nname = \"small\"\nurl = \"http://127.0.0.1:9/v1\"\nid = \"unreachable\"\ntimeout = \"5 s\"\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\napproval_ttl = \"10 min\"\nwritable = [{:?}]\n",
             dir.join("roles.toml").display().to_string(),
             dir.display().to_string(),
             deployed.display(),
@@ -212,6 +215,7 @@ async fn the_official_a2a_client_against_warden_serve() {
     checks::hello(&out);
     checks::tasks(&out);
     checks::cancel(&out);
+    checks::escalation(&out);
     let action = checks::approval(&out);
     assert!(!deployed.exists(), "the irreversible action ran unapproved");
     checks::refusals(&out);

@@ -12,7 +12,8 @@
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
 //! `GET /v1/agents`, `GET /v1/agents/{name}`, `POST /v1/tasks`, `GET /v1/tasks/{id}`,
 //! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
-//! `{"error": {"code", "message"}}`.
+//! `{"error": {"code", "message"}}`. Beside it, the A2A endpoint (`a2a.rs`, `docs/a2a.md`):
+//! `GET /.well-known/agent-card.json`, `POST /a2a`, `POST /a2a/{agent}` (JSON-RPC errors there).
 
 mod a2a;
 mod agents;
@@ -190,6 +191,6 @@ async fn health() -> axum::Json<serde_json::Value> {
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no-route",
-        "no such route: the API is GET /health, GET /metrics and /v1/tasks (see docs/server.md)",
+        "no such route: the API is GET /health, GET /metrics, /v1/tasks (see docs/server.md) and A2A at /a2a (docs/a2a.md)",
     )
 }

@@ -165,6 +165,24 @@ pub fn cancel(out: &Value) {
     );
 }
 
+/// A model call over the budget escalates: `INPUT_REQUIRED`, with the trigger and what to do.
+pub fn escalation(out: &Value) {
+    let task = &out["escalated"];
+    assert_eq!(state(task), "TASK_STATE_INPUT_REQUIRED", "{task}");
+    assert_eq!(task["metadata"]["status"], "escalated", "{task}");
+    let text = task["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("escalated (budget-cap)") && text.contains("send a new message"),
+        "{text}"
+    );
+    assert_eq!(
+        task["status"]["message"]["parts"][1]["data"]["reason"], "budget-cap",
+        "{task}"
+    );
+}
+
 /// A `deploy` waits for a person: `AUTH_REQUIRED` saying who does what; the action's id.
 pub fn approval(out: &Value) -> u64 {
     let streamed = &out["deploy_streamed"];

@@ -97,8 +97,9 @@ fn metadata<'a>(p: &'a SendParams, key: &str) -> Option<&'a Value> {
     of(&p.metadata).or_else(|| of(&p.message.metadata))
 }
 
-/// A message's parts as a task input: one `data` part is its JSON; text parts are their text
-/// (joined by newlines) as a JSON string. Files (`raw`, `url`) are not accepted.
+/// A message's parts as a task input: one `data` part is its JSON (whole numbers written as
+/// floats made integers again); text parts are their text (joined by newlines) as a JSON string.
+/// Files (`raw`, `url`) are not accepted.
 pub(super) fn input_of(parts: &[Part]) -> Result<Value, RpcError> {
     if parts.iter().any(|p| p.raw.is_some() || p.url.is_some()) {
         return Err(RpcError::new(
@@ -110,12 +111,30 @@ pub(super) fn input_of(parts: &[Part]) -> Result<Value, RpcError> {
     let texts: Vec<&str> = parts.iter().filter_map(|p| p.text.as_deref()).collect();
     let data: Vec<&Value> = parts.iter().filter_map(|p| p.data.as_ref()).collect();
     match (texts.as_slice(), data.as_slice()) {
-        ([], [one]) => Ok((*one).clone()),
+        ([], [one]) => Ok(integral((*one).clone())),
         (texts, []) if !texts.is_empty() => Ok(Value::String(texts.join("\n"))),
         _ => Err(RpcError::new(
             Code::InvalidParams,
             "bad-parts",
             "a message holds the task input as text parts, or as exactly one data part (not both, not none)",
         )),
+    }
+}
+
+/// `value` with every float that is a whole number within ±2^53 made an integer: a data part is a
+/// protobuf `Value`, whose one number type is a double, so clients built on protobuf send `1000`
+/// as `1000.0`, which an agent's contract (or its `u32`) would refuse.
+pub(super) fn integral(value: Value) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(integral).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, integral(v))).collect())
+        }
+        other => other,
     }
 }

@@ -116,10 +116,10 @@ fn state_of(row: &TaskRecord, outcome: &Value, pending: &[ActionRecord]) -> (Tas
             TaskState::InputRequired,
             Some((
                 format!(
-                    "escalated ({}): {} — a person decides: `warden task show {id}`, then `warden task resume {id}` or `warden task stop {id}`",
+                    "escalated ({}): {} — {}",
                     s(&outcome["reason"]),
                     s(&outcome["detail"]),
-                    id = row.id,
+                    what_a_person_does(row),
                 ),
                 Some(json!({"reason": outcome["reason"], "detail": outcome["detail"]})),
             )),
@@ -158,6 +158,22 @@ fn state_of(row: &TaskRecord, outcome: &Value, pending: &[ActionRecord]) -> (Tas
             TaskState::Failed,
             Some((format!("the task ended {}", line(other)), None)),
         ),
+    }
+}
+
+/// Who settles an escalation, and how: a cascade is resumed or stopped where it stands; an
+/// agent's task is over, and a person changes its budget or request and sends a new message.
+fn what_a_person_does(row: &TaskRecord) -> String {
+    if row.agent == crate::cascade::CASCADE_AGENT {
+        format!(
+            "a person decides: `warden task show {id}`, then `warden task resume {id}` or `warden task stop {id}`",
+            id = row.id
+        )
+    } else {
+        format!(
+            "a person decides (`warden task show {}`): raise the limit that stopped it in the policy or the roles, or change the request, and send a new message",
+            row.id
+        )
     }
 }
 

@@ -48,6 +48,14 @@ fn action(id: u64) -> ActionRecord {
     }
 }
 
+/// The first text of a task's status message.
+fn word(t: &super::wire::Task) -> String {
+    t.status.message.as_ref().unwrap().parts[0]
+        .text
+        .clone()
+        .unwrap()
+}
+
 #[test]
 fn each_warden_status_has_its_a2a_state() {
     let cases = [
@@ -112,19 +120,26 @@ fn a_failure_says_why_and_an_escalation_what_a_person_does() {
         "{text}"
     );
     assert!(killed.artifacts.is_empty());
-    let escalated = task(
-        &row(
+    let cascade = TaskRecord {
+        agent: "cascade".into(),
+        ..row(
             "escalated",
             json!({"reason": "budget", "detail": "over \u{1b}[2J"}),
-        ),
+        )
+    };
+    let text = word(&task(&cascade, &[], true));
+    assert!(text.contains("warden task resume 7"), "{text}");
+    let agent = task(
+        &row("escalated", json!({"reason": "budget-cap", "detail": "d"})),
         &[],
         true,
     );
-    let text = escalated.status.message.unwrap().parts[0]
-        .text
-        .clone()
-        .unwrap();
-    assert!(text.contains("warden task resume 7"), "{text}");
+    let agent = word(&agent);
+    assert!(
+        agent.contains("budget-cap") && agent.contains("send a new message"),
+        "{agent}"
+    );
+    assert!(!agent.contains("resume"), "only a cascade resumes: {agent}");
     assert!(
         !text.contains('\u{1b}'),
         "escape sequences from the outcome are neutralised: {text:?}"
@@ -241,6 +256,14 @@ fn parts_become_one_input() {
     assert_eq!(
         input_of(&[data(json!({"name": "ann"}))]).unwrap(),
         json!({"name": "ann"})
+    );
+    // Whole numbers a protobuf client wrote as floats are integers again; fractions stay.
+    assert_eq!(
+        input_of(&[data(
+            json!({"n": 1000.0, "f": 0.5, "l": [-3.0, 1e300], "s": "1.0"})
+        )])
+        .unwrap(),
+        json!({"n": 1000, "f": 0.5, "l": [-3, 1e300], "s": "1.0"})
     );
     let refused = |parts: &[Part]| input_of(parts).unwrap_err().code;
     assert_eq!(refused(&[]), Code::InvalidParams);
