@@ -378,3 +378,33 @@ fn a_callees_pending_action_holds_the_task_its_user_started() {
     // The callee's action belongs to the top-level task; expired and settled ones to nobody.
     assert_eq!(ids, [(top, vec![held.id])]);
 }
+
+#[tokio::test]
+async fn an_error_is_answered_200_but_a_full_queue_429() {
+    use super::rpc::reply;
+    let body = |r: axum::response::Response| async move {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let ok = reply(&json!(1), Ok(json!({"x": 1})));
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        body(ok).await,
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"x": 1}})
+    );
+    let refused = reply(
+        &json!("a"),
+        Err(RpcError::new(Code::InvalidParams, "bad-params", "no")),
+    );
+    assert_eq!(refused.status(), StatusCode::OK);
+    let v = body(refused).await;
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!("a"), json!(-32602))
+    );
+    let busy = reply(&json!(2), Err(ApiError::busy("user-busy", "wait").into()));
+    assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(busy.headers()[axum::http::header::RETRY_AFTER], "1");
+    let v = body(busy).await;
+    assert_eq!(v["error"]["data"][0]["metadata"]["warden"], "user-busy");
+}
