@@ -111,6 +111,12 @@ async def main(base, token, other_token):
     except A2AError as e:
         out["other_get"] = error(e)
     out["other_list"] = MessageToDict(await stranger.list_tasks(ListTasksRequest()))
+    out["other_card"] = MessageToDict(await A2ACardResolver(other, base).get_agent_card())
+    probe = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "SendMessage", "params": {
+        "message": {"messageId": "x", "role": "ROLE_USER", "parts": [{"data": {"op": "echo", "text": "hi"}}],
+                    "metadata": {"skill": "probe"}}}})
+    out["other_probe"] = await rpc(other, f"{base}/a2a", probe)
+    out["other_probe_own"] = await rpc(other, f"{base}/a2a/probe", probe)
 
     # A slow agent: answered at once (polling), then cancelled while it spins.
     polling = await create_client(card, client_config=ClientConfig(httpx_client=http, streaming=False, polling=True))

@@ -6,6 +6,7 @@
 //! caller's has one per agent, an agent's own card one; `hello` answers streamed and not
 //! streamed (text and data parts), at the shared endpoint (skill in metadata) and at its own;
 //! GetTask and ListTasks (paged, per agent) show the caller's tasks and another user's show none;
+//! that user (role `guest`: `hello` only) sees one skill and is refused `probe`;
 //! a spinning probe is answered at once and cancelled (or, while the queue cannot stop a run,
 //! refused as not cancellable and followed with SubscribeToTask to its CPU-limit kill), an ended
 //! task is not cancellable; a `deploy` is `AUTH_REQUIRED`
@@ -43,7 +44,8 @@ impl Drop for Server {
 }
 
 /// The host: agents `hello` and `probe`, the tool `deploy` (irreversible, appending to
-/// `deployed`), roles giving `dev` the tool and the person whose key is `approver` its approval;
+/// `deployed`), roles giving `dev` both agents and the tool, `guest` only `hello`, and the person
+/// whose key is `approver` the tool's approval;
 /// a model `small` the probe may call within 10 tokens (a call over that is refused before it is
 /// sent, so the model's address is never reached, and the task ends escalated).
 fn host(dir: &Path, deployed: &Path, approver: &str) -> std::path::PathBuf {
@@ -58,7 +60,7 @@ fn host(dir: &Path, deployed: &Path, approver: &str) -> std::path::PathBuf {
     std::fs::write(
         dir.join("roles.toml"),
         format!(
-            "[person.rita]\nkey = \"{approver}\"\nroles = [\"release\"]\n[role.release]\napprove = [\"deploy\"]\n[role.dev]\ntools.allow = [\"deploy\"]\nmodel = {{ allow = [\"small\"], tokens = 100000, usd = 1.0 }}\n"
+            "[person.rita]\nkey = \"{approver}\"\nroles = [\"release\"]\n[role.release]\napprove = [\"deploy\"]\n[role.guest]\nagents = [\"hello\"]\n[role.dev]\nagents = [\"hello\", \"probe\"]\ntools.allow = [\"deploy\"]\nmodel = {{ allow = [\"small\"], tokens = 100000, usd = 1.0 }}\n"
         ),
     )
     .unwrap();
@@ -119,14 +121,14 @@ fn launch(config: &Path) -> Server {
     }
 }
 
-/// A token of the development issuer for `subject` with the role `dev`.
-fn dev_token(data: &Path, subject: &str) -> String {
+/// A token of the development issuer for `subject` with `role`.
+fn dev_token(data: &Path, subject: &str, role: &str) -> String {
     let key = SecretKey::read(&data.join("serve/dev-issuer.key")).unwrap();
     warden::token::issue(
         &key,
         DevIssuer::NAME,
         subject,
-        &["dev".into()],
+        &[role.into()],
         "warden",
         Duration::from_secs(600),
     )
@@ -199,7 +201,7 @@ async fn the_official_a2a_client_against_warden_serve() {
     let s = tokio::task::spawn_blocking(move || launch(&config))
         .await
         .unwrap();
-    let alice = dev_token(s.data.path(), "alice");
+    let alice = dev_token(s.data.path(), "alice", "guest");
     let (base, token) = (s.base.clone(), s.token.clone());
     let out = tokio::task::spawn_blocking(move || {
         client(

@@ -113,6 +113,20 @@ pub fn tasks(out: &Value) {
 
     assert_eq!(out["other_get"]["type"], "TaskNotFoundError", "{out}");
     assert!(ids(&out["other_list"]).is_empty(), "{}", out["other_list"]);
+    // A guest's roles list `hello` only: one skill, and `probe` refused at either endpoint.
+    let skills = &out["other_card"]["skills"];
+    assert_eq!(skills.as_array().map(Vec::len), Some(1), "{skills}");
+    assert_eq!(skills[0]["id"], "hello");
+    for case in ["other_probe", "other_probe_own"] {
+        let seen = &out[case];
+        assert_eq!(seen["status"], 200, "{case}: {seen}");
+        let error = &seen["answer"]["error"];
+        assert_eq!(error["code"], -32602, "{case}: {seen}");
+        assert_eq!(
+            error["data"][0]["metadata"]["warden"], "agent-not-granted",
+            "{case}: {seen}"
+        );
+    }
 }
 
 /// The spinning probe answered at once and cancelled — or, while the server's queue cannot stop

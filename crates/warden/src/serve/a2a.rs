@@ -33,7 +33,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::work::AgentEntry;
 use super::{Caller, ServerState};
 use crate::store::TaskRecord;
 use rpc::{params_of, reply, request, task_id, version};
@@ -98,13 +97,19 @@ async fn endpoint(
     if let Err(e) = version(&headers) {
         return reply(&id, Err(e));
     }
-    let agent = match agent {
-        Some(name) => match card::visible_agent(&state, &caller, &name).await {
-            Ok(entry) => Some(entry),
-            Err(e) => return reply(&id, Err(e.into())),
-        },
-        None => None,
-    };
+    // Only the name is checked here: whether the caller may use the agent is the facade's
+    // decision at submission (refused `agent-not-granted` and audited, as from any door).
+    if agent
+        .as_deref()
+        .is_some_and(|a| !crate::calls::is_agent_name(a))
+    {
+        let e = RpcError::new(
+            Code::InvalidParams,
+            "bad-agent-name",
+            "an agent name is 1 to 64 of a-z, 0-9 and -",
+        );
+        return reply(&id, Err(e));
+    }
     let call = Call {
         state,
         caller,
@@ -134,8 +139,8 @@ async fn endpoint(
 struct Call {
     state: ServerState,
     caller: Caller,
-    /// The agent of `POST /a2a/{agent}` (none on the shared endpoint).
-    agent: Option<AgentEntry>,
+    /// The agent of `POST /a2a/{agent}`, a valid name (none on the shared endpoint).
+    agent: Option<String>,
 }
 
 impl Call {
@@ -190,11 +195,14 @@ impl Call {
             "GetExtendedAgentCard" => {
                 let base = card::base_url(headers)?;
                 Ok(match &self.agent {
-                    Some(a) => card::card(
-                        &format!("{base}/a2a/{}", a.name),
-                        Some(a),
-                        std::slice::from_ref(a),
-                    ),
+                    Some(name) => {
+                        let a = card::visible_agent(&self.state, &self.caller, name).await?;
+                        card::card(
+                            &format!("{base}/a2a/{name}"),
+                            Some(&a),
+                            std::slice::from_ref(&a),
+                        )
+                    }
                     None => card::card(
                         &format!("{base}/a2a"),
                         None,
@@ -220,7 +228,7 @@ impl Call {
     /// The row of the task `id` if the caller may see it.
     async fn row(&self, id: &str) -> Result<TaskRecord, RpcError> {
         let row = self.state.task(&self.caller, task_id(id)?).await?;
-        if self.agent.as_ref().is_some_and(|a| a.name != row.agent) {
+        if self.agent.as_ref().is_some_and(|a| *a != row.agent) {
             return Err(no_task());
         }
         Ok(row)

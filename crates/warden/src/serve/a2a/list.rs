@@ -58,7 +58,7 @@ impl Call {
         let tasks: Vec<wire::Task> = rows
             .into_iter()
             .filter(|r| r.parent.is_none() && &r.user == subject)
-            .filter(|r| self.agent.as_ref().is_none_or(|a| a.name == r.agent))
+            .filter(|r| self.agent.as_ref().is_none_or(|a| *a == r.agent))
             .filter(|r| {
                 p.context_id
                     .as_deref()

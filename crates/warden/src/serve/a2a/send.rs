@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::wire::{Code, Part, RpcError, SendParams};
-use super::{Call, card, push_refused};
+use super::{Call, push_refused};
 use crate::serve::work::{Submission, Work};
 
 impl Call {
@@ -47,9 +47,6 @@ impl Call {
                 ));
             }
         };
-        if self.agent.is_none() {
-            card::visible_agent(&self.state, &self.caller, &name).await?;
-        }
         let work = Work::Agent { name, input };
         Ok(self
             .state
@@ -71,16 +68,16 @@ impl Call {
             }
         };
         match (&self.agent, skill) {
-            (Some(a), Some(s)) if a.name != s => Err(RpcError::new(
+            (Some(a), Some(s)) if *a != s => Err(RpcError::new(
                 Code::InvalidParams,
                 "bad-skill",
                 format!(
                     "this endpoint is the agent `{}`; the message names the skill `{}`",
-                    a.name,
+                    a,
                     crate::terminal::line(&s)
                 ),
             )),
-            (Some(a), _) => Ok(a.name.clone()),
+            (Some(a), _) => Ok(a.clone()),
             (None, Some(s)) => Ok(s),
             (None, None) => Err(RpcError::new(
                 Code::InvalidParams,
