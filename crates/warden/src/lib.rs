@@ -36,6 +36,7 @@ mod model;
 mod record;
 mod run;
 mod runtime;
+pub mod mcp;
 pub mod serve;
 pub mod terminal;
 

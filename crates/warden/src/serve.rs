@@ -20,6 +20,7 @@ mod metrics;
 mod queue;
 mod tasks;
 mod work;
+mod work_mcp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,7 +158,11 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1)
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::mcp::http::routes(
+            state,
+            crate::mcp::http::HttpOptions::from_env(),
+        ))
 }
 
 /// Serve `state`'s API on `listener` until `shutdown` resolves; then stop accepting and finish
