@@ -110,8 +110,10 @@ def main():
     p.add_argument("--mode", default="auto")
     p.add_argument("--url")
     p.add_argument("--token")
-    p.add_argument("command", nargs="*")
-    args = p.parse_args()
+    argv = sys.argv[1:]
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args.command = command
     if args.what == "raw":
         raw(args)
     else:

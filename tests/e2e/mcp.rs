@@ -108,8 +108,9 @@ fn check_session(report: &Value) {
     assert_eq!(hello["annotations"]["readOnlyHint"], true);
     assert_eq!(hello["annotations"]["destructiveHint"], false);
     assert_eq!(hello["annotations"]["openWorldHint"], false);
-    // probe has no contract: any input, no output schema promised.
-    assert!(tools[1].get("outputSchema").is_none(), "{}", tools[1]);
+    // probe's contract takes and returns any JSON: wrapped input, an output of any shape.
+    assert_eq!(tools[1]["inputSchema"]["properties"]["input"], serde_json::json!({}));
+    assert_eq!(tools[1]["outputSchema"]["properties"]["output"], serde_json::json!({}));
 
     assert_eq!(report["hello"]["isError"], false, "{report}");
     assert_eq!(report["hello"]["structured"]["output"], "hello, mcp");
