@@ -72,6 +72,31 @@ async def session(args):
     print(json.dumps(report))
 
 
+async def watch(args):
+    """List the tools, copy --add-from to --add-to (an agent appears in the agents folder), wait
+    for `notifications/tools/list_changed`, list again."""
+    import shutil
+
+    changed = anyio.Event()
+
+    async def on_message(message):
+        inner = getattr(message, "root", message)
+        if getattr(inner, "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
+    server = StdioServerParameters(command=args.command[0], args=args.command[1:])
+    report = {}
+    async with Client(server, mode=args.mode, message_handler=on_message) as client:
+        report["before"] = [t.name for t in (await client.list_tools()).tools]
+        for src, dst in zip(args.add_from.split(","), args.add_to.split(",")):
+            shutil.copy(src, dst)
+        with anyio.move_on_after(20):
+            await changed.wait()
+        report["notified"] = changed.is_set()
+        report["after"] = [t.name for t in (await client.list_tools()).tools]
+    print(json.dumps(report))
+
+
 def raw(args):
     init = {
         "jsonrpc": "2.0",
@@ -106,7 +131,9 @@ def raw(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["session", "raw"])
+    p.add_argument("what", choices=["session", "raw", "watch"])
+    p.add_argument("--add-from")
+    p.add_argument("--add-to")
     p.add_argument("--mode", default="auto")
     p.add_argument("--url")
     p.add_argument("--token")
@@ -116,6 +143,8 @@ def main():
     args.command = command
     if args.what == "raw":
         raw(args)
+    elif args.what == "watch":
+        anyio.run(watch, args)
     else:
         anyio.run(session, args)
 

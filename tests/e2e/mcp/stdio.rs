@@ -28,3 +28,32 @@ fn stdio_2026_07_28_lists_and_calls_tools() {
     assert_eq!(report["protocol"], "2026-07-28", "{report}");
     check_session(&report);
 }
+
+/// An agent copied into the agents folder while a client is connected is announced
+/// (`notifications/tools/list_changed`) and listed.
+#[test]
+fn an_agent_added_to_the_folder_is_announced_and_listed() {
+    let host = Host::new();
+    let d = host.dir.path();
+    std::fs::remove_file(d.join("probe.wasm")).unwrap();
+    let policy = d.join("probe.toml");
+    let kept = d.join("probe.toml.kept");
+    std::fs::rename(&policy, &kept).unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![
+        "watch".into(),
+        "--mode".into(),
+        "legacy".into(),
+        "--add-from".into(),
+        format!("{},{}", kept.display(), warden_tests::agent("probe").display()),
+        "--add-to".into(),
+        format!("{},{}", policy.display(), d.join("probe.wasm").display()),
+        "--".into(),
+        warden(),
+    ];
+    args.extend(host.warden_args(&["mcp", "--workspace", &workspace.path().display().to_string()]));
+    let report = client(&args);
+    assert_eq!(report["before"], serde_json::json!(["hello"]), "{report}");
+    assert_eq!(report["notified"], true, "{report}");
+    assert_eq!(report["after"], serde_json::json!(["hello", "probe"]), "{report}");
+}
