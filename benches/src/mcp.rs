@@ -54,8 +54,10 @@ fn floor_answer(line: &str) -> Option<String> {
     let msg: Value = serde_json::from_str(line).ok()?;
     let id = msg.get("id")?.clone();
     let result = match msg["method"].as_str() {
-        Some("initialize") => json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
-            "serverInfo": {"name": "floor", "version": "0"}}),
+        Some("initialize") => {
+            json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+            "serverInfo": {"name": "floor", "version": "0"}})
+        }
         _ => json!({"content": [{"type": "text", "text": "\"hello, bench\""}],
             "structuredContent": {"task": 0, "status": "completed", "output": "hello, bench"},
             "isError": false}),
@@ -156,7 +158,10 @@ fn warden(host: &Path, args: &[&str]) -> anyhow::Result<Command> {
     std::fs::copy(agent_path("hello")?, dir.join("hello.wasm"))?;
     std::fs::write(dir.join("hello.toml"), "[agent]\nname = \"hello\"\n")?;
     let config = host.join("warden.toml");
-    std::fs::write(&config, format!("[agents]\ndir = {:?}\n", dir.display().to_string()))?;
+    std::fs::write(
+        &config,
+        format!("[agents]\ndir = {:?}\n", dir.display().to_string()),
+    )?;
     let mut cmd = Command::new(warden_bin()?);
     cmd.arg("--config")
         .arg(&config)
@@ -171,7 +176,10 @@ fn warden_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("warden");
     if !path.is_file() {
-        bail!("{} is missing: cargo build --release -p warden --bin warden", path.display());
+        bail!(
+            "{} is missing: cargo build --release -p warden --bin warden",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -191,7 +199,9 @@ async fn post(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let res = sender.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
+    let res = sender
+        .send_request(req.body(Full::new(Bytes::from(body)))?)
+        .await?;
     let head = res.headers().clone();
     let status = res.status();
     let bytes = res.into_body().collect().await?.to_bytes();
@@ -206,7 +216,11 @@ async fn post(
     Ok((serde_json::from_str(json).unwrap_or(Value::Null), head))
 }
 
-async fn http_round_trips(addr: &str, token: Option<&str>, n: usize) -> anyhow::Result<Vec<Duration>> {
+async fn http_round_trips(
+    addr: &str,
+    token: Option<&str>,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -284,7 +298,10 @@ pub async fn mcp_figures(quick: bool) -> anyhow::Result<()> {
     let floor_addr = floor_http().await?;
     let floor_h = stats("http, floor", http_round_trips(&floor_addr, None, n).await?);
     let (addr, token, _server) = serve(host.path())?;
-    let warden_h = stats("http, warden serve /mcp", http_round_trips(&addr, Some(&token), n).await?);
+    let warden_h = stats(
+        "http, warden serve /mcp",
+        http_round_trips(&addr, Some(&token), n).await?,
+    );
     println!(
         "  Warden's cost over HTTP (p50 - floor p50): {:.1} µs",
         us(warden_h.saturating_sub(floor_h))

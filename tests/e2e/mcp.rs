@@ -56,7 +56,10 @@ impl Host {
             "--data-dir".into(),
             self.data.path().display().to_string(),
             "--cache-dir".into(),
-            root().join("target/warden-test-cache").display().to_string(),
+            root()
+                .join("target/warden-test-cache")
+                .display()
+                .to_string(),
         ];
         all.extend(args.iter().map(|a| a.to_string()));
         all
@@ -100,17 +103,29 @@ fn check_session(report: &Value) {
     assert_eq!(names, ["hello", "probe"], "{report}");
     assert_eq!(report["same_order"], true);
     let hello = &tools[0];
-    assert_eq!(hello["description"], "Greets the name it is given. (hello 0.1.0)");
+    assert_eq!(
+        hello["description"],
+        "Greets the name it is given. (hello 0.1.0)"
+    );
     // hello takes a string or an object: not an object schema, so its input is wrapped.
     assert_eq!(hello["inputSchema"]["type"], "object");
     assert!(hello["inputSchema"]["properties"]["input"].is_object());
-    assert_eq!(hello["outputSchema"]["properties"]["output"]["type"], "string");
+    assert_eq!(
+        hello["outputSchema"]["properties"]["output"]["type"],
+        "string"
+    );
     assert_eq!(hello["annotations"]["readOnlyHint"], true);
     assert_eq!(hello["annotations"]["destructiveHint"], false);
     assert_eq!(hello["annotations"]["openWorldHint"], false);
     // probe's contract takes and returns any JSON: wrapped input, an output of any shape.
-    assert_eq!(tools[1]["inputSchema"]["properties"]["input"], serde_json::json!({}));
-    assert_eq!(tools[1]["outputSchema"]["properties"]["output"], serde_json::json!({}));
+    assert_eq!(
+        tools[1]["inputSchema"]["properties"]["input"],
+        serde_json::json!({})
+    );
+    assert_eq!(
+        tools[1]["outputSchema"]["properties"]["output"],
+        serde_json::json!({})
+    );
 
     assert_eq!(report["hello"]["isError"], false, "{report}");
     assert_eq!(report["hello"]["structured"]["output"], "hello, mcp");
@@ -130,9 +145,15 @@ fn check_session(report: &Value) {
     assert!(why.contains("killed"), "{why}");
 
     assert_eq!(report["hello_after"]["isError"], false, "{report}");
-    assert_eq!(report["hello_after"]["structured"]["output"], "hello, again");
+    assert_eq!(
+        report["hello_after"]["structured"]["output"],
+        "hello, again"
+    );
     let unknown = report["unknown"].as_str().unwrap();
-    assert!(unknown.starts_with("error:") && unknown.contains("no tool"), "{unknown}");
+    assert!(
+        unknown.starts_with("error:") && unknown.contains("no tool"),
+        "{unknown}"
+    );
 }
 
 /// The stderr a failed server left, for a failure message.

@@ -31,12 +31,12 @@
 mod calls;
 pub mod cascade;
 mod contract;
+pub mod mcp;
 mod memory;
 mod model;
 mod record;
 mod run;
 mod runtime;
-pub mod mcp;
 pub mod serve;
 pub mod terminal;
 

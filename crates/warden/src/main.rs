@@ -43,14 +43,14 @@ mod cascade_cli;
 mod inspect_cli;
 #[path = "cli/ledger.rs"]
 mod ledger_cli;
+#[path = "cli/mcp.rs"]
+mod mcp_cli;
 #[path = "cli/memory.rs"]
 mod memory_cli;
 #[path = "cli/policy.rs"]
 mod policy_cli;
 #[path = "cli/run.rs"]
 mod run_cli;
-#[path = "cli/mcp.rs"]
-mod mcp_cli;
 #[path = "cli/serve.rs"]
 mod serve_cli;
 #[path = "cli/stats.rs"]

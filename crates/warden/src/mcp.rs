@@ -10,7 +10,7 @@
 //! task accepted, then a beat while it runs, then its end); `notifications/cancelled` (or a
 //! closed HTTP stream) stops waiting and asks [`ServerState::cancel`] to stop the task. Agents
 //! added to or removed from the agents folder are noticed by polling the listing
-//! ([`watch`]) and announced with `notifications/tools/list_changed` (to a session's client, or
+//! (`mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a session's client, or
 //! on a 2026-07-28 `subscriptions/listen` stream).
 
 pub mod http;
@@ -110,10 +110,8 @@ impl AgentTools {
         let started = Instant::now();
         let ended = self.state.wait(caller, id);
         tokio::pin!(ended);
-        let mut beat = tokio::time::interval_at(
-            tokio::time::Instant::now() + PROGRESS_EVERY,
-            PROGRESS_EVERY,
-        );
+        let mut beat =
+            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
         let mut step = 0.0;
         loop {
             tokio::select! {
@@ -233,10 +231,14 @@ impl ServerHandler for AgentTools {
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let sink = context.sink().clone();
-        let changes = watch::watch(self.state.clone(), || true, move || {
-            let sink = sink.clone();
-            async move { sink.notify_tool_list_changed().await.is_ok() }
-        });
+        let changes = watch::watch(
+            self.state.clone(),
+            || true,
+            move || {
+                let sink = sink.clone();
+                async move { sink.notify_tool_list_changed().await.is_ok() }
+            },
+        );
         tokio::select! {
             () = context.cancelled() => {}
             () = changes => {}

@@ -43,7 +43,12 @@ fn serve() -> Served {
     let addr = line
         .trim()
         .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("not a listening line: {line:?}: {}", stderr_of(host.data.path())))
+        .unwrap_or_else(|| {
+            panic!(
+                "not a listening line: {line:?}: {}",
+                stderr_of(host.data.path())
+            )
+        })
         .to_string();
     let token = stderr_of(host.data.path())
         .lines()
@@ -107,10 +112,18 @@ fn a_refused_caller_neither_sees_nor_runs_an_agent_and_rebinding_is_refused() {
             "{case}: {raw}"
         );
     }
-    assert!(raw["forged"]["www"].as_str().unwrap().contains("invalid_token"));
+    assert!(
+        raw["forged"]["www"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
     assert_eq!(raw["metadata"]["status"], 200);
     assert_eq!(raw["metadata"]["body"]["resource"], s.url);
-    assert_eq!(raw["metadata"]["body"]["bearer_methods_supported"][0], "header");
+    assert_eq!(
+        raw["metadata"]["body"]["bearer_methods_supported"][0],
+        "header"
+    );
     assert_eq!(raw["rebinding_host"], 403, "{raw}");
     assert_eq!(raw["foreign_origin"], 403, "{raw}");
     assert_eq!(raw["loopback_origin"], 200, "{raw}");

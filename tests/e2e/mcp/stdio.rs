@@ -5,7 +5,12 @@ use super::{Host, check_session, client, warden};
 fn session(mode: &str) -> serde_json::Value {
     let host = Host::new();
     let workspace = tempfile::tempdir().unwrap();
-    let mut args = vec!["session".to_string(), "--mode".into(), mode.into(), "--".into()];
+    let mut args = vec![
+        "session".to_string(),
+        "--mode".into(),
+        mode.into(),
+        "--".into(),
+    ];
     args.push(warden());
     args.extend(host.warden_args(&[
         "mcp",
@@ -45,15 +50,27 @@ fn an_agent_added_to_the_folder_is_announced_and_listed() {
         "--mode".into(),
         "legacy".into(),
         "--add-from".into(),
-        format!("{},{}", kept.display(), warden_tests::agent("probe").display()),
+        format!(
+            "{},{}",
+            kept.display(),
+            warden_tests::agent("probe").display()
+        ),
         "--add-to".into(),
         format!("{},{}", policy.display(), d.join("probe.wasm").display()),
         "--".into(),
         warden(),
     ];
-    args.extend(host.warden_args(&["mcp", "--workspace", &workspace.path().display().to_string()]));
+    args.extend(host.warden_args(&[
+        "mcp",
+        "--workspace",
+        &workspace.path().display().to_string(),
+    ]));
     let report = client(&args);
     assert_eq!(report["before"], serde_json::json!(["hello"]), "{report}");
     assert_eq!(report["notified"], true, "{report}");
-    assert_eq!(report["after"], serde_json::json!(["hello", "probe"]), "{report}");
+    assert_eq!(
+        report["after"],
+        serde_json::json!(["hello", "probe"]),
+        "{report}"
+    );
 }

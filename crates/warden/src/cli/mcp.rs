@@ -38,7 +38,12 @@ pub async fn mcp(
     args: McpArgs,
 ) -> Result<u8, Failure> {
     let (authority, dev) = authority(config, data_dir)?;
-    let token = match args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    let token = match args
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         Some(t) => Some(read_token(t)?),
         None => None,
     };

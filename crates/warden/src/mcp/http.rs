@@ -99,13 +99,20 @@ pub fn routes(state: ServerState, options: HttpOptions) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, authenticate));
     Router::new()
         .route(RESOURCE_METADATA, get(resource_metadata))
-        .route("/.well-known/oauth-protected-resource", get(resource_metadata))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource_metadata),
+        )
         .merge(mcp)
 }
 
 /// Admit a request to `/mcp` only with a valid identity token; the caller rides along in the
 /// request's extensions, where [`AgentTools`] finds it.
-async fn authenticate(State(state): State<ServerState>, mut request: Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<ServerState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     match state.caller(request.headers()) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
@@ -172,7 +179,11 @@ mod tests {
     #[test]
     fn the_defaults_allow_loopback_only() {
         let o = HttpOptions::default();
-        assert!(o.allowed_hosts.iter().all(|h| ["localhost", "127.0.0.1", "::1"].contains(&h.as_str())));
+        assert!(
+            o.allowed_hosts
+                .iter()
+                .all(|h| ["localhost", "127.0.0.1", "::1"].contains(&h.as_str()))
+        );
         assert!(o.allowed_origins.contains(&"http://localhost".to_string()));
         assert!(!o.allowed_origins.iter().any(|h| h.contains("example")));
     }

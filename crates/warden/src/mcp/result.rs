@@ -135,7 +135,10 @@ mod tests {
 
     #[test]
     fn a_completed_task_is_its_output() {
-        let done = row("completed", json!({"status": "completed", "output": "{\"n\":1}"}));
+        let done = row(
+            "completed",
+            json!({"status": "completed", "output": "{\"n\":1}"}),
+        );
         let r = result_of(&done, &[], true);
         assert_eq!(r.is_error, Some(false));
         assert_eq!(text(&r), "{\"n\":1}");
@@ -149,7 +152,10 @@ mod tests {
 
     #[test]
     fn waiting_for_an_approval_or_a_person_is_not_an_error() {
-        let done = row("completed", json!({"status": "completed", "output": "\"sent?\""}));
+        let done = row(
+            "completed",
+            json!({"status": "completed", "output": "\"sent?\""}),
+        );
         let r = result_of(&done, &[action(3)], true);
         assert_eq!(r.is_error, Some(false));
         assert!(text(&r).contains("warden approve 3"), "{}", text(&r));

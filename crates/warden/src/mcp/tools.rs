@@ -61,10 +61,7 @@ pub fn input_schema(contract: &Value) -> JsonObject {
             let (inner, defs) = lift_defs(other);
             let mut root = Map::new();
             root.insert("type".into(), json!("object"));
-            root.insert(
-                "properties".into(),
-                json!({ WRAPPED_INPUT: inner }),
-            );
+            root.insert("properties".into(), json!({ WRAPPED_INPUT: inner }));
             merge_defs(&mut root, defs);
             root
         }
@@ -217,7 +214,10 @@ mod tests {
         let tool = tool_of(&entry(json!({}), Some(output)));
         let schema = Value::Object((*tool.output_schema.unwrap()).clone());
         assert_eq!(schema["type"], "object");
-        assert_eq!(schema["properties"]["output"]["properties"]["n"]["$ref"], "#/$defs/N");
+        assert_eq!(
+            schema["properties"]["output"]["properties"]["n"]["$ref"],
+            "#/$defs/N"
+        );
         assert_eq!(schema["$defs"]["N"]["type"], "integer");
         assert!(schema["properties"]["output"].get("$defs").is_none());
         assert!(schema["properties"]["output"].get("$schema").is_none());
