@@ -199,6 +199,7 @@ async fn post(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    sender.ready().await?;
     let res = sender
         .send_request(req.body(Full::new(Bytes::from(body)))?)
         .await?;

@@ -15,6 +15,7 @@
 
 pub mod http;
 pub mod result;
+mod seen;
 pub mod tools;
 mod watch;
 
@@ -57,6 +58,7 @@ pub struct AgentTools {
     state: ServerState,
     identity: Identity,
     workspace: Option<PathBuf>,
+    seen: std::sync::Arc<seen::Seen>,
 }
 
 impl AgentTools {
@@ -67,6 +69,7 @@ impl AgentTools {
             state,
             identity,
             workspace,
+            seen: Default::default(),
         }
     }
 
@@ -182,7 +185,7 @@ impl ServerHandler for AgentTools {
         let caller = self.caller(&context.extensions)?;
         let name = request.name.to_string();
         // The caller sees only the agents they may use: any other name is no tool at all.
-        let Some(entry) = self.state.agent(&caller, &name).await else {
+        let Some(entry) = self.seen.entry(&self.state, &caller, &name).await else {
             return Err(ErrorData::invalid_params(
                 format!(
                     "no tool `{}` for you: `tools/list` names the ones you may call",
