@@ -74,3 +74,18 @@ fn an_agent_added_to_the_folder_is_announced_and_listed() {
         "{report}"
     );
 }
+
+/// A token the host does not trust is refused before anything is served.
+#[test]
+fn a_refused_token_serves_nothing() {
+    let host = Host::new();
+    let out = std::process::Command::new(warden())
+        .args(host.warden_args(&["mcp", "--token", "v4.public.forged"]))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing on the protocol's stream");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("token"), "{err}");
+}
