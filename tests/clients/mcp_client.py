@@ -116,6 +116,11 @@ def raw(args):
         report["no_token"] = {"status": r.status_code, "www": r.headers.get("www-authenticate")}
         r = http.post(args.url, json=init, headers={**accept, "Authorization": "Bearer v4.public.forged"})
         report["forged"] = {"status": r.status_code, "www": r.headers.get("www-authenticate")}
+        if args.wrong_audience:
+            r = http.post(
+                args.url, json=init, headers={**accept, "Authorization": f"Bearer {args.wrong_audience}"}
+            )
+            report["wrong_audience"] = {"status": r.status_code, "body": r.text}
         base = args.url.rsplit("/mcp", 1)[0]
         r = http.get(base + "/.well-known/oauth-protected-resource/mcp")
         report["metadata"] = {"status": r.status_code, "body": r.json()}
@@ -132,6 +137,7 @@ def raw(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("what", choices=["session", "raw", "watch"])
+    p.add_argument("--wrong-audience")
     p.add_argument("--add-from")
     p.add_argument("--add-to")
     p.add_argument("--mode", default="auto")

@@ -1,7 +1,8 @@
 //! `/mcp` on `warden serve`: the Python SDK's streamable HTTP client with the development token
 //! in both spec eras; and plain HTTP for the authorization and DNS-rebinding rules (401 with
-//! `WWW-Authenticate: Bearer resource_metadata=…`, the protected resource metadata, a foreign
-//! `Host` or `Origin` refused, a loopback one accepted).
+//! `WWW-Authenticate: Bearer resource_metadata=…` for no token and a forged one, 401 for a token
+//! of another audience; the protected resource metadata; a foreign `Host` or `Origin` refused, a
+//! loopback one accepted).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +14,7 @@ struct Served {
     child: Child,
     url: String,
     token: String,
-    _host: Host,
+    host: Host,
 }
 
 impl Drop for Served {
@@ -60,7 +61,7 @@ fn serve() -> Served {
         child,
         url: format!("http://{addr}/mcp"),
         token,
-        _host: host,
+        host,
     }
 }
 
@@ -93,13 +94,45 @@ fn http_both_eras_list_and_call_tools_and_the_server_keeps_serving() {
 #[test]
 fn a_refused_caller_neither_sees_nor_runs_an_agent_and_rebinding_is_refused() {
     let s = serve();
+    // A token signed by the trusted issuer, for another audience (another resource).
+    let key = s.host.data.path().join("serve/dev-issuer.key");
+    let out = Command::new(warden())
+        .args(["token", "issue", "--key"])
+        .arg(&key)
+        .args([
+            "--issuer",
+            "warden-dev",
+            "--subject",
+            "dev",
+            "--role",
+            "dev",
+        ])
+        .args(["--audience", "elsewhere"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elsewhere = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let raw = client(&[
         "raw".into(),
         "--url".into(),
         s.url.clone(),
         "--token".into(),
         s.token.clone(),
+        "--wrong-audience".into(),
+        elsewhere,
     ]);
+    assert_eq!(raw["wrong_audience"]["status"], 401, "{raw}");
+    assert!(
+        raw["wrong_audience"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("audience"),
+        "{raw}"
+    );
     for case in ["no_token", "forged"] {
         assert_eq!(raw[case]["status"], 401, "{case}: {raw}");
         let www = raw[case]["www"].as_str().unwrap_or_default();
