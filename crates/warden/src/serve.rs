@@ -11,7 +11,8 @@
 //! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
 //! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
-//! `{"error": {"code", "message"}}`.
+//! `{"error": {"code", "message"}}`. And MCP at `/mcp` with its protected resource metadata
+//! under `/.well-known/` ([`crate::mcp::http`], `docs/mcp.md`).
 
 mod agents;
 mod auth;
