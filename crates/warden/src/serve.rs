@@ -14,6 +14,8 @@
 //! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`. Beside it, the A2A endpoint (`a2a.rs`, `docs/a2a.md`):
 //! `GET /.well-known/agent-card.json`, `POST /a2a`, `POST /a2a/{agent}` (JSON-RPC errors there).
+//! And MCP at `/mcp` with its protected resource metadata under `/.well-known/`
+//! ([`crate::mcp::http`], `docs/mcp.md`).
 
 mod a2a;
 mod agents;
@@ -24,6 +26,7 @@ mod metrics;
 mod queue;
 mod tasks;
 mod work;
+mod work_mcp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -164,7 +167,11 @@ pub fn router(state: ServerState) -> Router {
         .nest("/v1", v1)
         .merge(a2a::routes())
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::mcp::http::routes(
+            state,
+            crate::mcp::http::HttpOptions::from_env(),
+        ))
 }
 
 /// Serve `state`'s API on `listener` until `shutdown` resolves; then stop accepting and finish
@@ -179,6 +186,12 @@ pub async fn serve(
     state: ServerState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Answers (an MCP event stream above all) are written in several pieces: without
+    // TCP_NODELAY, Nagle's algorithm holds the last one until the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
