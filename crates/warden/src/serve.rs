@@ -156,8 +156,10 @@ pub fn router(state: ServerState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1)
+        .route_layer(axum::middleware::from_fn(crate::telemetry::name_route))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::telemetry::trace_requests))
 }
 
 /// Serve `state`'s API on `listener` until `shutdown` resolves; then stop accepting and finish
