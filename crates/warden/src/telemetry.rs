@@ -138,6 +138,7 @@ pub fn install(
                 tracing_opentelemetry::layer()
                     .with_tracer(tracer)
                     .with_threads(false)
+                    .with_tracked_inactivity(false)
                     .with_filter(spans),
             )
         }

@@ -75,7 +75,8 @@ pub(super) struct RuntimeHttp {
 #[async_trait::async_trait]
 impl HttpClient for RuntimeHttp {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let exchange = tokio::time::timeout(EXPORT_TIMEOUT, exchange(request));
+        // The timer belongs to the runtime: made inside the task, not on the batch thread.
+        let exchange = async move { tokio::time::timeout(EXPORT_TIMEOUT, exchange(request)).await };
         match self.runtime.spawn(exchange).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(format!(

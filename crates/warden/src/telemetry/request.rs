@@ -12,7 +12,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::REQUEST_TARGET;
 
@@ -50,10 +52,10 @@ pub async fn name_route(request: Request, next: Next) -> Response {
     if let Some(route) = request.extensions().get::<MatchedPath>() {
         let span = tracing::Span::current();
         span.record("route", route.as_str());
-        span.record(
-            "otel.name",
-            format!("{} {}", request.method(), route.as_str()),
-        );
+        // The exported span's name: `otel.name` is read only when a span starts, and the route
+        // is known only now (a no-op without an exporter).
+        let name = format!("{} {}", request.method(), route.as_str());
+        OpenTelemetrySpanExt::context(&span).span().update_name(name);
     }
     next.run(request).await
 }
