@@ -14,7 +14,10 @@
 //! 8. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
 //!    `calls.rs`;
 //! 9. (`WARDEN_BENCH_ONLY=cascade`) the cascade's own overhead per task, and its model cost
-//!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`.
+//!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`;
+//! 10. (`WARDEN_BENCH_ONLY=serve`) the real `warden serve` over HTTP: startup to the first
+//!     answered task, a task's round trip (p50/p99), throughput with concurrent clients, and
+//!     in-process throughput without and with the ledger beside it; see `serve.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -410,6 +413,7 @@ mod calls;
 mod cascade;
 mod memory;
 mod model;
+mod serve;
 
 /// The generators of the red-team's "compile" class, shared so that the bench measures the
 /// very shapes the suite refuses, at the largest size the limits admit.
@@ -566,6 +570,9 @@ fn main() -> anyhow::Result<()> {
         }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("calls") {
             return calls::call_figures(&runtime, quick).await;
+        }
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("serve") {
+            return serve::serve_figures(&runtime, quick).await;
         }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("memory") {
             return memory::memory_figures(&runtime, quick).await;

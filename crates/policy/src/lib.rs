@@ -47,11 +47,11 @@ pub use diagnostic::{PolicyError, PolicyErrorKind};
 pub use fs::{FsGrant, Mount};
 pub use host::{AllowedHost, HostError, HostPattern};
 pub use host_config::server::ServerSettings;
-pub use host_config::{DEFAULT_SPAN_QUEUE, LogFormat, OtlpEndpoint, TelemetrySettings};
 pub use host_config::{
     CascadeSettings, DEFAULT_CONSTITUTION, DEFAULT_HORIZON, DevIdentity, GateLimits, HostConfig,
     HostTool, Issuer, KeySource, ModelProvider, Price, SecretRule, SecretSource, TreeLimits,
 };
+pub use host_config::{DEFAULT_SPAN_QUEUE, LogFormat, OtlpEndpoint, TelemetrySettings};
 pub use limits::Limits;
 pub use model::ModelGrant;
 pub use net::NetGrant;

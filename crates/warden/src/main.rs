@@ -120,8 +120,9 @@ fn main() -> ExitCode {
 /// The host configuration `--config` names, or the defaults.
 fn host_config(cli: &Cli) -> Result<HostConfig, Failure> {
     match &cli.config {
-        Some(path) => HostConfig::load(path)
-            .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e)))),
+        Some(path) => {
+            HostConfig::load(path).map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))
+        }
         None => Ok(HostConfig::default()),
     }
 }

@@ -50,7 +50,9 @@ static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLoc
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// `[log] level` (or `WARDEN_LOG`) is not a filter `tracing` accepts.
-    #[error("the log filter `{filter}` is invalid ({why}); use a level such as \"info\" or directives such as \"warn,warden::run=info\"")]
+    #[error(
+        "the log filter `{filter}` is invalid ({why}); use a level such as \"info\" or directives such as \"warn,warden::run=info\""
+    )]
     Filter {
         /// The filter as given.
         filter: String,
@@ -58,7 +60,9 @@ pub enum TelemetryError {
         why: String,
     },
     /// The OTLP exporter could not be built from `[telemetry]`.
-    #[error("cannot export traces to {endpoint}: {why}; check [telemetry] otlp in the host configuration")]
+    #[error(
+        "cannot export traces to {endpoint}: {why}; check [telemetry] otlp in the host configuration"
+    )]
     Exporter {
         /// The collector's URL.
         endpoint: String,
@@ -173,10 +177,12 @@ fn log_filter(settings: &TelemetrySettings) -> Result<EnvFilter, TelemetryError>
     let on = |target: &str| {
         format!("{target}=info")
             .parse()
-            .map_err(|e: tracing_subscriber::filter::ParseError| TelemetryError::Filter {
-                filter: target.to_owned(),
-                why: e.to_string(),
-            })
+            .map_err(
+                |e: tracing_subscriber::filter::ParseError| TelemetryError::Filter {
+                    filter: target.to_owned(),
+                    why: e.to_string(),
+                },
+            )
     };
     Ok(filter
         .add_directive(on(TASK_TARGET)?)

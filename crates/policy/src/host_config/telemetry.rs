@@ -227,7 +227,10 @@ pub(super) fn settings(
         }
         if let Some(name) = t.service {
             let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/');
-            if name.get_ref().is_empty() || name.get_ref().len() > 128 || !name.get_ref().chars().all(ok) {
+            if name.get_ref().is_empty()
+                || name.get_ref().len() > 128
+                || !name.get_ref().chars().all(ok)
+            {
                 return Err(invalid(
                     name.span(),
                     "telemetry.service is not a service name".to_owned(),
@@ -283,7 +286,11 @@ mod tests {
             ("http://h:1/x/v1/traces", "http://h:1/x/v1/traces"),
             ("http://[::1]:4318", "http://[::1]:4318/v1/traces"),
         ] {
-            assert_eq!(OtlpEndpoint::parse(text).map(|e| e.url()), Ok(url.to_owned()), "{text}");
+            assert_eq!(
+                OtlpEndpoint::parse(text).map(|e| e.url()),
+                Ok(url.to_owned()),
+                "{text}"
+            );
         }
         for text in [
             "https://collector:4318",
@@ -304,13 +311,33 @@ mod tests {
     fn mistakes_are_located() {
         for (text, line, kind) in [
             ("[log]\nformat = \"xml\"\n", 2, PolicyErrorKind::InvalidName),
-            ("[log]\n\nlevel = \"loud\"\n", 3, PolicyErrorKind::InvalidName),
-            ("[log]\nlevel = \"warden=shout\"\n", 2, PolicyErrorKind::InvalidName),
+            (
+                "[log]\n\nlevel = \"loud\"\n",
+                3,
+                PolicyErrorKind::InvalidName,
+            ),
+            (
+                "[log]\nlevel = \"warden=shout\"\n",
+                2,
+                PolicyErrorKind::InvalidName,
+            ),
             ("[log]\ncolour = true\n", 2, PolicyErrorKind::UnknownKey),
-            ("[telemetry]\notlp = \"https://c:4318\"\n", 2, PolicyErrorKind::InvalidName),
-            ("[telemetry]\nservice = \"a b\"\n", 2, PolicyErrorKind::InvalidName),
+            (
+                "[telemetry]\notlp = \"https://c:4318\"\n",
+                2,
+                PolicyErrorKind::InvalidName,
+            ),
+            (
+                "[telemetry]\nservice = \"a b\"\n",
+                2,
+                PolicyErrorKind::InvalidName,
+            ),
             ("[telemetry]\nqueue = 0\n", 2, PolicyErrorKind::OutOfRange),
-            ("[telemetry]\nendpoint = \"x\"\n", 2, PolicyErrorKind::UnknownKey),
+            (
+                "[telemetry]\nendpoint = \"x\"\n",
+                2,
+                PolicyErrorKind::UnknownKey,
+            ),
         ] {
             let e = HostConfig::parse("w.toml", text).unwrap_err();
             assert_eq!((e.line, e.kind), (line, kind), "{text}: {e}");

@@ -99,7 +99,10 @@ async fn exchange(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError>
         .cloned()
         .ok_or("the collector URL names no host")?;
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let stream = tokio::net::TcpStream::connect((host, port)).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

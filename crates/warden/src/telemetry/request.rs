@@ -55,7 +55,9 @@ pub async fn name_route(request: Request, next: Next) -> Response {
         // The exported span's name: `otel.name` is read only when a span starts, and the route
         // is known only now (a no-op without an exporter).
         let name = format!("{} {}", request.method(), route.as_str());
-        OpenTelemetrySpanExt::context(&span).span().update_name(name);
+        OpenTelemetrySpanExt::context(&span)
+            .span()
+            .update_name(name);
     }
     next.run(request).await
 }

@@ -44,14 +44,12 @@ fn every_line_inside_a_task_carries_its_task_agent_and_user() {
     let lines = Lines::default();
     let writer = lines.clone();
     let settings = TelemetrySettings::default();
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_subscriber::Layer::with_filter(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(move || writer.clone()),
-            log_filter(&settings).unwrap(),
-        ),
-    );
+    let subscriber = tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(move || writer.clone()),
+        log_filter(&settings).unwrap(),
+    ));
     let _default = tracing::subscriber::set_default(subscriber);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -80,9 +78,15 @@ fn every_line_inside_a_task_carries_its_task_agent_and_user() {
         )
     };
     assert_eq!(lines[0]["fields"]["message"], "in the root");
-    assert_eq!(span(&lines[0]), (Some(7), Some("router".into()), Some("alice".into())));
+    assert_eq!(
+        span(&lines[0]),
+        (Some(7), Some("router".into()), Some("alice".into()))
+    );
     assert_eq!(lines[1]["fields"]["message"], "in the callee");
-    assert_eq!(span(&lines[1]), (Some(8), Some("hello".into()), Some("alice".into())));
+    assert_eq!(
+        span(&lines[1]),
+        (Some(8), Some("hello".into()), Some("alice".into()))
+    );
     // The caller's span encloses the callee's.
     let tasks: Vec<_> = lines[1]["spans"]
         .as_array()
@@ -121,8 +125,8 @@ fn a_collector_that_is_down_never_holds_up_a_span() {
         .unwrap()
         .port();
     let endpoint = OtlpEndpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-    let provider = super::export::provider(&endpoint, "warden-test", 16, rt.handle().clone())
-        .unwrap();
+    let provider =
+        super::export::provider(&endpoint, "warden-test", 16, rt.handle().clone()).unwrap();
     let tracer = provider.tracer("test");
     let started = Instant::now();
     for _ in 0..20_000 {
