@@ -146,5 +146,57 @@ fn a_collector_that_is_down_never_holds_up_a_span() {
         "{:?}",
         flushed.elapsed()
     );
+    // The collector comes up: the exporter, still alive after every failure, delivers to it.
+    let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
+        return; // the port was taken meanwhile: nothing more to check here
+    };
+    let collector = std::thread::spawn(move || answer_one(&listener));
+    tracer.in_span("after", |_| {});
+    provider
+        .force_flush()
+        .expect("delivered once the collector is up");
+    let request = collector.join().unwrap();
+    assert!(
+        request.starts_with("POST /v1/traces HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.contains("content-type: application/x-protobuf"),
+        "{request}"
+    );
     let _ = provider.shutdown();
+}
+
+/// Accept one HTTP request on `listener`, answer `200`, and return its head.
+fn answer_one(listener: &std::net::TcpListener) -> String {
+    use std::io::{BufRead, Read};
+    let (stream, _) = listener.accept().unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        head.push_str(&line);
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    reader
+        .get_mut()
+        .write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+        )
+        .unwrap();
+    head
 }
