@@ -4,8 +4,9 @@
 //! types: a collector, not a stand-in for the exporter). A `hello` task submitted over HTTP must
 //! arrive as a `task` span with its task, agent and user, beside the request's span (method,
 //! route, status, latency), under the configured service name; its JSON log lines carry the same
-//! ids; no log line holds the bearer token or a host secret. With the collector down the task
-//! completes just the same and the server stops promptly.
+//! ids; no log line holds the bearer token or a host secret; a task that ends just before SIGTERM
+//! still has its span delivered. With the collector down the task completes just the same and
+//! the server stops promptly.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -306,9 +307,17 @@ async fn task_and_request_spans_reach_a_local_collector() {
         "a span holds the token or the secret"
     );
 
-    // Graceful stop: clean exit.
+    // A task that ends just before a graceful stop: its span is flushed on the way out.
+    let (last, row) = hello(&s).await;
+    assert_eq!(row["status"], "completed", "{row}");
     let (clean, _) = s.stop();
     assert!(clean, "{}", s.stderr());
+    let got = spans.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .any(|sp| sp.name == "task" && sp.get("task") == Some(&last.to_string())),
+        "the last task's span was lost at the stop: {got:#?}"
+    );
 
     // The log: the run's lines carry its task, agent and user; requests are logged with their
     // route and status; neither the token nor the secret appears in any line.
