@@ -6,6 +6,9 @@
 //!    server is started once beforehand so the cache and the data directory exist.
 //! 2. Round trip of a trivial task through the API, sequential: `POST /v1/tasks` + polling its
 //!    row until it has ended (the client polls every 100 µs) — p50 / p99; and the `202` alone.
+//!    Then the same round trip on a server logging JSON lines at `info` and exporting every span
+//!    over OTLP/HTTP to a collector on loopback (one that answers every export at once): what
+//!    the observability costs a request.
 //! 3. Throughput with N concurrent clients, each submitting and waiting in a loop. The server
 //!    always keeps a ledger (a task is stored before it is acknowledged), so "without the ledger"
 //!    is measured in process beside it: the same runs of `hello`, N at a time, on a runtime
@@ -17,6 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -52,7 +56,8 @@ struct Host {
 }
 
 impl Host {
-    fn new() -> anyhow::Result<Host> {
+    /// A host whose `warden.toml` ends with `extra`.
+    fn new(extra: &str) -> anyhow::Result<Host> {
         let dir = tempfile::tempdir()?;
         let agents = dir.path().join("agents");
         std::fs::create_dir_all(&agents)?;
@@ -61,7 +66,7 @@ impl Host {
         std::fs::write(
             dir.path().join("warden.toml"),
             format!(
-                "[agents]\ndir = {:?}\n[server]\nmax_queued = 4096\nper_user = {}\n",
+                "[agents]\ndir = {:?}\n[server]\nmax_queued = 4096\nper_user = {}\n{extra}",
                 agents.display().to_string(),
                 CLIENTS * 2
             ),
@@ -257,7 +262,7 @@ async fn startup(host: &Host, runs: usize) -> anyhow::Result<()> {
 }
 
 /// Figure 2: sequential round trips through the API.
-async fn round_trip(server: &Server, n: usize) -> anyhow::Result<()> {
+async fn round_trip(server: &Server, n: usize, label: &str) -> anyhow::Result<()> {
     let mut c = Client::connect(server).await?;
     for _ in 0..(n / 10).max(20) {
         let id = c.submit().await?;
@@ -274,7 +279,7 @@ async fn round_trip(server: &Server, n: usize) -> anyhow::Result<()> {
     acks.sort();
     trips.sort();
     println!(
-        "HTTP round trip of `hello` (POST /v1/tasks + polling its row until completed, one keep-alive client, n={n}): p50 {:.0} µs, p99 {:.0} µs; the 202 alone p50 {:.0} µs, p99 {:.0} µs",
+        "HTTP round trip of `hello`{label} (POST /v1/tasks + polling its row until completed, one keep-alive client, n={n}): p50 {:.0} µs, p99 {:.0} µs; the 202 alone p50 {:.0} µs, p99 {:.0} µs",
         us(percentile(&trips, 0.5)),
         us(percentile(&trips, 0.99)),
         us(percentile(&acks, 0.5)),
@@ -315,10 +320,37 @@ async fn http_throughput(server: &Server, seconds: f64) -> anyhow::Result<()> {
 /// Everything `WARDEN_BENCH_ONLY=serve` prints; `runtime` (no ledger) gives the in-process
 /// comparison.
 pub async fn serve_figures(runtime: &Runtime, quick: bool) -> anyhow::Result<()> {
-    let host = Host::new()?;
+    let host = Host::new("")?;
     startup(&host, if quick { 3 } else { 10 }).await?;
     let (server, _) = spawn(&host)?;
-    round_trip(&server, if quick { 200 } else { 2_000 }).await?;
+    let n = if quick { 200 } else { 2_000 };
+    round_trip(&server, n, "").await?;
+    drop(server);
+    // The same with JSON logs at `info`, then with every span exported to a collector on
+    // loopback (logs at the default `warn`), then both.
+    let exports = Arc::new(AtomicU64::new(0));
+    let sink = otlp_sink(exports.clone())?;
+    let logs = "[log]\nformat = \"json\"\nlevel = \"info\"\n";
+    let otlp = format!("[telemetry]\notlp = \"http://{sink}\"\n");
+    for (label, extra) in [
+        (", JSON logs at info", logs.to_owned()),
+        (", OTLP export", otlp.clone()),
+        (", JSON logs at info + OTLP export", format!("{logs}{otlp}")),
+    ] {
+        let observed = Host::new(&extra)?;
+        let before = exports.load(Ordering::Relaxed);
+        let (server, _) = spawn(&observed)?;
+        round_trip(&server, n, label).await?;
+        drop(server);
+        println!(
+            "  (the collector received {} exports; the log has {} lines)",
+            exports.load(Ordering::Relaxed) - before,
+            std::fs::read_to_string(observed.path("stderr"))?
+                .lines()
+                .count()
+        );
+    }
+    let (server, _) = spawn(&host)?;
     let secs = if quick { 1.0 } else { 5.0 };
     http_throughput(&server, secs).await?;
     drop(server);
@@ -331,4 +363,38 @@ pub async fn serve_figures(runtime: &Runtime, quick: bool) -> anyhow::Result<()>
     print!("with ledger: ");
     throughput(with, secs, CLIENTS).await?;
     Ok(())
+}
+
+/// A collector on loopback that answers every OTLP/HTTP export `200` (one request per
+/// connection, as the exporter sends them) and counts them; returns its address.
+fn otlp_sink(exports: Arc<AtomicU64>) -> anyhow::Result<std::net::SocketAddr> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_ok() {
+                        exports.fetch_add(1, Ordering::Relaxed);
+                        let _ = reader
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                    }
+                    break;
+                }
+            }
+        }
+    });
+    Ok(addr)
 }
