@@ -162,6 +162,14 @@ pub fn install(
 /// task and request spans always on, so that a warning inside a task carries its ids whatever
 /// the level (the spans themselves print nothing).
 fn log_filter(settings: &TelemetrySettings) -> Result<EnvFilter, TelemetryError> {
+    filter_of(std::env::var("WARDEN_LOG").ok(), settings)
+}
+
+/// [`log_filter`] with `variable` as the value of `WARDEN_LOG`.
+fn filter_of(
+    variable: Option<String>,
+    settings: &TelemetrySettings,
+) -> Result<EnvFilter, TelemetryError> {
     let parse = |text: &str| {
         EnvFilter::builder()
             .parse(text)
@@ -170,8 +178,10 @@ fn log_filter(settings: &TelemetrySettings) -> Result<EnvFilter, TelemetryError>
                 why: e.to_string(),
             })
     };
-    let filter = match std::env::var("WARDEN_LOG") {
-        Ok(text) if !text.trim().is_empty() => parse(&text).or_else(|_| parse(&settings.log_level)),
+    let filter = match variable {
+        Some(text) if !text.trim().is_empty() => {
+            parse(&text).or_else(|_| parse(&settings.log_level))
+        }
         _ => parse(&settings.log_level),
     }?;
     let on = |target: &str| {

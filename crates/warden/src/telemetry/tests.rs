@@ -11,7 +11,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::{TelemetryError, log_filter, task_span};
+use super::{TelemetryError, filter_of, task_span};
 use crate::policy::{OtlpEndpoint, TelemetrySettings};
 
 /// Log lines written to memory.
@@ -48,7 +48,7 @@ fn every_line_inside_a_task_carries_its_task_agent_and_user() {
         tracing_subscriber::fmt::layer()
             .json()
             .with_writer(move || writer.clone()),
-        log_filter(&settings).unwrap(),
+        filter_of(None, &settings).unwrap(),
     ));
     let _default = tracing::subscriber::set_default(subscriber);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -105,10 +105,22 @@ fn a_bad_level_is_refused_with_what_to_write() {
         log_level: "warden=[".into(),
         ..TelemetrySettings::default()
     };
-    match log_filter(&settings) {
+    match filter_of(None, &settings) {
         Err(TelemetryError::Filter { filter, .. }) => assert_eq!(filter, "warden=["),
         other => panic!("{other:?}"),
     }
+    // WARDEN_LOG wins when it parses; a bad one falls back to the configuration's level.
+    let settings = TelemetrySettings::default();
+    let info = filter_of(Some("info".into()), &settings).unwrap();
+    assert_eq!(
+        info.max_level_hint(),
+        Some(tracing::level_filters::LevelFilter::INFO)
+    );
+    let fallback = filter_of(Some("warden=[".into()), &settings).unwrap();
+    assert_eq!(
+        fallback.to_string(),
+        filter_of(None, &settings).unwrap().to_string()
+    );
 }
 
 #[test]
