@@ -285,6 +285,33 @@ async fn round_trip(server: &Server, n: usize, label: &str) -> anyhow::Result<()
         us(percentile(&acks, 0.5)),
         us(percentile(&acks, 0.99)),
     );
+    if label.is_empty() {
+        parts(&mut c, n).await?;
+    }
+    Ok(())
+}
+
+/// What a request costs before any task: `GET /health` (no token) and `GET /v1/tasks/{id}` (the
+/// token verified, one row read), each p50 over `n`.
+async fn parts(c: &mut Client, n: usize) -> anyhow::Result<()> {
+    let id = c.submit().await?;
+    c.wait(id, Pause::Spin).await?;
+    let mut p50 = Vec::new();
+    for path in ["/health".to_owned(), format!("/v1/tasks/{id}")] {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let (status, _) = c.call("GET", &path, "").await?;
+            samples.push(t.elapsed());
+            ensure!(status == 200, "{path}: {status}");
+        }
+        samples.sort();
+        p50.push(us(percentile(&samples, 0.5)));
+    }
+    println!(
+        "  (a request alone, p50: GET /health {:.0} µs; GET /v1/tasks/{{id}}, token verified + row read, {:.0} µs)",
+        p50[0], p50[1]
+    );
     Ok(())
 }
 
