@@ -39,6 +39,7 @@
 //! name = "small"
 //! url = "http://127.0.0.1:8080/v1"
 //! id = "smollm2"
+//! [log]                        # text or JSON, level; [telemetry] otlp: traces (`host_config/telemetry.rs`)
 //! [dev]                        # an explicit local development identity: runs without a token
 //! subject = "dev"
 //! roles = ["admin"]
