@@ -1,8 +1,8 @@
 //! The request span of `warden serve`: one span per HTTP request with its method, the route it
 //! matched (`/v1/tasks/{id}`, never the raw path, so a trace names no task id or stray input),
-//! the status answered and the latency to the answer's head; then an `info` event
-//! (`warden::http`) with the status and latency for the log. Headers — the bearer token among
-//! them — and bodies are never recorded.
+//! the status answered and the latency to the answer's head; then an event `answered`
+//! (`warden::http`) with the status and latency for the log: `warn` for a 5xx, `info`
+//! otherwise. Headers — the bearer token among them — and bodies are never recorded.
 //!
 //! Two middlewares: [`trace_requests`] wraps the whole router (every request, a 404 too) and
 //! [`name_route`] is a route layer, run only once a route matched, which records that route.
@@ -39,10 +39,13 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.record("status", status);
     span.record("latency_us", latency_us);
+    // A host failure shows at the default level (`warn`); everything else is `info`.
     if response.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
+        tracing::warn!(target: "warden::http", parent: &span, status, latency_us, "answered");
+    } else {
+        tracing::info!(target: "warden::http", parent: &span, status, latency_us, "answered");
     }
-    tracing::info!(target: "warden::http", parent: &span, status, latency_us, "answered");
     response
 }
 
