@@ -14,9 +14,12 @@
 //! 8. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
 //!    `calls.rs`;
 //! 9. (`WARDEN_BENCH_ONLY=cascade`) the cascade's own overhead per task, and its model cost
-//!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`.
+//!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`;
 //! 10. (`WARDEN_BENCH_ONLY=mcp`) an MCP `tools/call` round trip over stdio and HTTP against a
-//!     no-work JSON-RPC floor, and `warden mcp`'s startup to its first answer; see `mcp.rs`.
+//!     no-work JSON-RPC floor, and `warden mcp`'s startup to its first answer; see `mcp.rs`;
+//! 11. (`WARDEN_BENCH_ONLY=serve`) the real `warden serve` over HTTP: startup to the first
+//!     answered task, a task's round trip (p50/p99), throughput with concurrent clients, and
+//!     in-process throughput without and with the ledger beside it; see `serve.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -413,6 +416,7 @@ mod cascade;
 mod mcp;
 mod memory;
 mod model;
+mod serve;
 
 /// The generators of the red-team's "compile" class, shared so that the bench measures the
 /// very shapes the suite refuses, at the largest size the limits admit.
@@ -575,6 +579,9 @@ fn main() -> anyhow::Result<()> {
         }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("calls") {
             return calls::call_figures(&runtime, quick).await;
+        }
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("serve") {
+            return serve::serve_figures(&runtime, quick).await;
         }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("memory") {
             return memory::memory_figures(&runtime, quick).await;

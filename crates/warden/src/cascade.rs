@@ -324,7 +324,22 @@ impl Runtime {
         self.close(&ledger, task, "stopped", outcome, None)
     }
 
+    /// Drive the cascade `id` inside its task span (its stages' spans nest in it).
     async fn drive_cascade(
+        &self,
+        ledger: Arc<Ledger>,
+        id: u64,
+        state: CascadeState,
+        working: working::WorkingCopy,
+        user: Option<Arc<User>>,
+    ) -> Result<CascadeReport, CascadeError> {
+        let subject = user.as_ref().map(|u| u.subject.clone());
+        let span = crate::telemetry::task_span(CASCADE_AGENT, subject.as_deref(), Some(id));
+        let drive = self.drive_spanned(ledger, id, state, working, user);
+        tracing::Instrument::instrument(drive, span).await
+    }
+
+    async fn drive_spanned(
         &self,
         ledger: Arc<Ledger>,
         id: u64,

@@ -129,6 +129,18 @@ impl LoadedAgent {
         {
             return Err(self.refuse_not_granted(user)?);
         }
+        let user = options.user.as_ref().map(|u| u.subject.as_str());
+        let span = crate::telemetry::task_span(&self.prepared.policy().agent.name, user, None);
+        tracing::Instrument::instrument(self.run_spanned(task, options, place), span).await
+    }
+
+    /// [`LoadedAgent::run_in`] inside the task's span.
+    async fn run_spanned(
+        &self,
+        task: &str,
+        options: &RunOptions,
+        place: Option<Place>,
+    ) -> Result<RunReport, RunError> {
         // The input against the agent's contract: a task that breaks it never starts an instance.
         let contract = self.contract().await?;
         if let Some(Err(detail)) = contract.as_ref().map(|c| c.check_input(task)) {
@@ -158,6 +170,7 @@ impl LoadedAgent {
             ),
         };
         place.set_id(id);
+        tracing::Span::current().record("task", id);
         if let Some(told) = options.on_begin.as_ref().filter(|_| root) {
             told(id);
         }

@@ -166,12 +166,14 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1)
         .merge(a2a::routes())
+        .route_layer(axum::middleware::from_fn(crate::telemetry::name_route))
         .fallback(not_found)
         .with_state(state.clone())
         .merge(crate::mcp::http::routes(
             state,
             crate::mcp::http::HttpOptions::from_env(),
         ))
+        .layer(axum::middleware::from_fn(crate::telemetry::trace_requests))
 }
 
 /// Serve `state`'s API on `listener` until `shutdown` resolves; then stop accepting and finish

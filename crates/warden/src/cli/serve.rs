@@ -97,6 +97,7 @@ pub async fn serve(
         .await
         .map_err(host_failure)?;
     let left = running.drain(args.grace).await;
+    warden::telemetry::flush().await;
     if left > 0 {
         errln!(
             "stopping with {left} task(s) still running after {} s: they are marked interrupted at the next start",
