@@ -40,6 +40,7 @@ use crate::store::{
     StoredCheckpoint, now_ms,
 };
 
+mod commit;
 mod crosscheck;
 mod recovery;
 mod verify;
@@ -81,6 +82,16 @@ pub enum LedgerError {
         /// What the log holds instead (`ends at record 40`, `holds another record 52`).
         found: String,
     },
+    /// The batch that carried this task's writes failed for this reason (the same error is
+    /// given to every task in it).
+    #[error(transparent)]
+    Shared(Arc<LedgerError>),
+    /// The group commit carrying this task's writes panicked before it could say what it
+    /// wrote.
+    #[error(
+        "the ledger's commit of this task's writes stopped with a panic, so they may be missing; stop the host and run `warden audit verify`"
+    )]
+    CommitPanicked,
 }
 
 /// The durable side of a host.
@@ -93,6 +104,7 @@ pub struct Ledger {
     pending: Mutex<u64>,
     owner: String,
     owner_lock: Option<std::fs::File>,
+    committer: commit::Committer,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -152,6 +164,7 @@ impl Ledger {
             pending: Mutex::new(0),
             owner,
             owner_lock: Some(owner_lock),
+            committer: commit::Committer::default(),
         };
         recovery::recover(&ledger, &owners)?;
         Ok(ledger)
