@@ -456,5 +456,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+#[cfg(all(test, unix))]
+mod kill_tests;
 #[cfg(test)]
 mod tests;
