@@ -50,6 +50,17 @@ struct Queue {
     leading: bool,
     finished: HashMap<u64, Done>,
     next: u64,
+    stats: CommitStats,
+}
+
+/// How many group commits a ledger has made and how many jobs (task starts and ends) they
+/// carried: `jobs / batches` is the mean batch size, 1 when callers come one at a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Batches written.
+    pub batches: u64,
+    /// Jobs they carried.
+    pub jobs: u64,
 }
 
 impl Committer {
@@ -104,12 +115,19 @@ impl Drop for Lead<'_> {
             queue.finished.insert(*ticket, Err(Arc::clone(&panicked)));
         }
         queue.finished.extend(results);
+        queue.stats.batches += 1;
+        queue.stats.jobs += self.tickets.len() as u64;
         queue.leading = false;
         self.committer.written.notify_all();
     }
 }
 
 impl Ledger {
+    /// How many group commits this ledger has made, and how many jobs they carried.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.committer.lock().stats
+    }
+
     /// Open a task: commit its row (`running`, begun by this process) and then append its
     /// first record, `started`, given the row's id as its task. Concurrent callers are batched
     /// (see the module docs); a lone caller commits at once. Returns the task's id.

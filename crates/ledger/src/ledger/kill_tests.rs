@@ -34,7 +34,7 @@ fn kill_child_runs_tasks_until_killed() {
             let ledger = Arc::clone(&ledger);
             std::thread::spawn(move || {
                 for i in 0.. {
-                    run_task(&ledger, n, i);
+                    run_task(&ledger, n, i, acknowledge);
                 }
             })
         })
@@ -44,8 +44,8 @@ fn kill_child_runs_tasks_until_killed() {
     }
 }
 
-/// One task as the run path writes it, its acknowledgements printed as they happen.
-fn run_task(ledger: &Ledger, thread: usize, i: u64) {
+/// One task as the run path writes it, each acknowledgement told to `ack` as it happens.
+pub(super) fn run_task(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64)) {
     let agent = format!("agent{thread}");
     let id = ledger
         .begin_task(
@@ -69,7 +69,7 @@ fn run_task(ledger: &Ledger, thread: usize, i: u64) {
             AuditEvent::new("task-started").agent(&agent),
         )
         .unwrap();
-    acknowledge("begun", id);
+    ack("begun", id);
     let trace = json!({"events": [], "dropped": 0});
     let trace_sha256 = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
     let mut trust = TrustRecord::new(&format!("unsigned/{agent}"), "h");
@@ -93,7 +93,7 @@ fn run_task(ledger: &Ledger, thread: usize, i: u64) {
             },
         )
         .unwrap();
-    acknowledge("ended", id);
+    ack("ended", id);
 }
 
 fn acknowledge(what: &str, id: u64) {

@@ -45,6 +45,7 @@ mod crosscheck;
 mod recovery;
 mod verify;
 
+pub use commit::CommitStats;
 pub use crosscheck::Mismatch;
 pub use verify::{AuditCheckError, DirReport, verify_dir};
 
@@ -456,6 +457,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+#[cfg(all(test, unix))]
+mod commit_tests;
 #[cfg(all(test, unix))]
 mod kill_tests;
 #[cfg(test)]
