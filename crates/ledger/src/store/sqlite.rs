@@ -56,7 +56,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.execute_batch(&format!(
-            "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 2048; PRAGMA foreign_keys = ON;"
+            "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 8192; PRAGMA foreign_keys = ON;"
         ))
         .map_err(open_err)?;
         schema::create_or_migrate(&conn).map_err(open_err)?;
