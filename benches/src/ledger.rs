@@ -19,7 +19,7 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let ledger = Arc::new(warden::ledger::Ledger::open(data.path(), 1024)?);
     breakdown(&ledger, n)?;
-    let with = base.clone().with_ledger(ledger);
+    let with = base.clone().with_ledger(Arc::clone(&ledger));
     let bare = Arc::new(load(base, "hello", "")?);
     let hello = Arc::new(load(&with, "hello", "")?);
 
@@ -50,6 +50,7 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
 
     let secs = if quick { 0.5 } else { 3.0 };
     for workers in [8, 32] {
+        let before = ledger.commit_stats();
         let (mut b, mut w) = (0f64, 0f64);
         for _ in 0..2 {
             b = b.max(throughput(bare.clone(), secs, workers).await?);
@@ -58,6 +59,12 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
         println!(
             "ledger, throughput with {workers} concurrent tasks (best of 2): {b:.0} runs/s bare vs {w:.0} with ledger ({:.0}% of bare)",
             100.0 * w / b
+        );
+        let after = ledger.commit_stats();
+        let (batches, jobs) = (after.batches - before.batches, after.jobs - before.jobs);
+        println!(
+            "ledger, group commit with {workers} concurrent tasks: {jobs} task starts and ends in {batches} batches ({:.2} a batch)",
+            jobs as f64 / batches.max(1) as f64
         );
     }
 

@@ -16,7 +16,7 @@
 //! 9. (`WARDEN_BENCH_ONLY=cascade`) the cascade's own overhead per task, and its model cost
 //!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`;
 //! 10. (`WARDEN_BENCH_ONLY=ledger`) what the ledger adds to a trivial run, sequential and under
-//!    load, against the bare run, and what staging adds to a one-file write; see `ledger.rs`.
+//!     load, against the bare run, and what staging adds to a one-file write; see `ledger.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).

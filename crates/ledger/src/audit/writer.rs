@@ -302,11 +302,8 @@ impl AuditLog {
                     })
             }
         };
-        let signed = match encoded {
-            Ok(signed) => signed,
-            // Nothing was written: the head stays where it was.
-            Err(e) => return Err(e),
-        };
+        // On an encoding error nothing was written: the head stays where it was.
+        let signed = encoded?;
         if let Err(source) = (&self.file).write_all(&tail.line) {
             tail.broken = true;
             return Err(AuditError::Io {
