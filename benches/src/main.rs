@@ -312,6 +312,7 @@ async fn ledger_overhead(base: &Runtime, quick: bool) -> anyhow::Result<()> {
                 workspace: Some(ws.to_path_buf()),
                 user: None,
                 on_begin: None,
+                queued: None,
             };
             let task = r#"{"op":"write","path":"/out/d7/new.txt","text":"one file"}"#;
             for _ in 0..20 {

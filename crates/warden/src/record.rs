@@ -110,28 +110,31 @@ impl LoadedAgent {
         let user = options.user.as_deref();
         let subject = user.map_or("-", |u| u.subject.as_str());
         let grant = grant_summary(policy, user, trust.level, place);
-        let id = store
-            .begin_task(
-                &TaskRecord {
-                    id: 0,
-                    agent: policy.agent.name.clone(),
-                    agent_id: self.identity.agent_id.clone(),
-                    module_hash: self.identity.module_hash.clone(),
-                    user: subject.to_owned(),
-                    level: trust.level,
-                    grant: grant.clone(),
-                    status: "running".into(),
-                    outcome: None,
-                    trace: None,
-                    staging: "none".into(),
-                    staging_path: None,
-                    started_ms: now_ms(),
-                    ended_ms: None,
-                    parent: place.parent(),
-                },
-                ledger.owner(),
-            )
-            .map_err(|e| fail(e.into()))?;
+        let row = TaskRecord {
+            id: 0,
+            agent: policy.agent.name.clone(),
+            agent_id: self.identity.agent_id.clone(),
+            module_hash: self.identity.module_hash.clone(),
+            user: subject.to_owned(),
+            level: trust.level,
+            grant: grant.clone(),
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+            parent: place.parent(),
+        };
+        // A task the server queued keeps the id it was acknowledged with.
+        let id = match options.queued.filter(|_| place.parent().is_none()) {
+            Some(id) => store
+                .start_queued_task(&TaskRecord { id, ..row }, ledger.owner())
+                .map(|()| id),
+            None => store.begin_task(&row, ledger.owner()),
+        }
+        .map_err(|e| fail(e.into()))?;
         ledger
             .record(
                 AuditEvent::new("task-started")

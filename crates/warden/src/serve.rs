@@ -10,7 +10,8 @@
 //!
 //! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
-//! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
+//! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `DELETE /v1/tasks/{id}` (cancel),
+//! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`.
 
 mod agents;
@@ -18,6 +19,7 @@ mod auth;
 mod error;
 mod metrics;
 mod queue;
+mod runner;
 mod tasks;
 mod work;
 
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::Runtime;
 
@@ -49,8 +51,7 @@ pub struct ServerState {
     authority: Arc<Authority>,
     agents: Arc<AgentSource>,
     running: Arc<Running>,
-    submissions: Arc<work::Submissions>,
-    queue: Arc<queue::Queue>,
+    queue: Arc<queue::Queue<runner::Job>>,
     metrics: Arc<Metrics>,
 }
 
@@ -130,7 +131,6 @@ impl ServerState {
             authority: Arc::new(authority),
             agents: Arc::new(agents),
             running: Arc::default(),
-            submissions: Arc::default(),
             metrics: Arc::default(),
         })
     }
@@ -151,6 +151,7 @@ pub fn router(state: ServerState) -> Router {
     let v1 = Router::new()
         .route("/tasks", post(tasks::submit))
         .route("/tasks/{id}", get(tasks::show))
+        .route("/tasks/{id}", delete(tasks::cancel))
         .route("/tasks/{id}/trace", get(tasks::trace));
     Router::new()
         .route("/health", get(health))

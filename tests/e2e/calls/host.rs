@@ -123,6 +123,7 @@ impl Host {
             workspace: Some(self.ws()),
             user,
             on_begin: None,
+            queued: None,
         };
         loaded.run(task, &options).await.unwrap()
     }

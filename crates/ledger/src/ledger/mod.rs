@@ -41,6 +41,7 @@ use crate::store::{
 };
 
 mod crosscheck;
+mod queue;
 mod recovery;
 mod verify;
 
