@@ -3,7 +3,12 @@
 use super::*;
 use axum::http::StatusCode;
 
-fn queue(max_queued: usize, workers: usize, per_user: usize, per_user_queued: usize) -> Arc<Queue<&'static str>> {
+fn queue(
+    max_queued: usize,
+    workers: usize,
+    per_user: usize,
+    per_user_queued: usize,
+) -> Arc<Queue<&'static str>> {
     Arc::new(Queue::new(ServerSettings {
         max_queued,
         workers,
@@ -19,7 +24,10 @@ fn one_user_is_bounded_and_another_still_admitted() {
     q.push(a1, 1, "a1");
     let _a2 = q.admit("alice").unwrap();
     let e = q.admit("alice").unwrap_err();
-    assert_eq!((e.status, e.code), (StatusCode::TOO_MANY_REQUESTS, "user-busy"));
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::TOO_MANY_REQUESTS, "user-busy")
+    );
     let _b = q.admit("bob").unwrap();
     assert_eq!(q.depth(), (3, 0));
     // A place dropped before its task was stored comes back.
@@ -36,7 +44,10 @@ fn the_whole_queue_is_bounded_and_places_come_back_when_tasks_end() {
     let b = q.admit("bob").unwrap();
     q.push(b, 2, "b");
     let e = q.admit("carol").unwrap_err();
-    assert_eq!((e.status, e.code), (StatusCode::TOO_MANY_REQUESTS, "queue-full"));
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::TOO_MANY_REQUESTS, "queue-full")
+    );
     let started = q.next().unwrap();
     assert_eq!((started.id, started.job), (1, "a"));
     assert_eq!(q.depth(), (1, 1));

@@ -151,6 +151,16 @@ impl ServerState {
                         "a cascade works on a workspace: name an existing folder as `workspace`",
                     ));
                 }
+                // What the cascade would refuse at its start is refused before it is queued.
+                if request.trim().is_empty() || request.len() > crate::cascade::MAX_REQUEST {
+                    return Err(ApiError::bad_request(
+                        "bad-cascade",
+                        format!(
+                            "the cascade cannot run: the request must be 1 to {} bytes of text",
+                            crate::cascade::MAX_REQUEST
+                        ),
+                    ));
+                }
                 row.grant["request"] = json!(request);
                 None
             }
