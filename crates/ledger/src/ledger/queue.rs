@@ -64,3 +64,107 @@ impl Ledger {
         Ok(ended)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::verify_dir;
+    use crate::store::{StoreError, now_ms};
+
+    fn submitted(user: &str) -> TaskRecord {
+        TaskRecord {
+            id: 0,
+            agent: "hello".into(),
+            agent_id: "unsigned/hello".into(),
+            module_hash: "h".into(),
+            user: user.into(),
+            level: 0,
+            grant: json!({"roles": ["dev"]}),
+            status: "queued".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: 0,
+            ended_ms: None,
+            parent: None,
+        }
+    }
+
+    #[test]
+    fn a_queued_task_survives_a_host_stop_keeps_its_id_and_starts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Ledger::open(dir.path(), 1024).unwrap();
+        let a = host
+            .enqueue(&submitted("alice"), "{\"agent\":\"hello\"}")
+            .unwrap();
+        let b = host.enqueue(&submitted("bob"), "{}").unwrap();
+        assert_eq!(host.store().task(a).unwrap().status, "queued");
+        drop(host);
+        // The next start's recovery interrupts running tasks, never queued ones.
+        let host = Ledger::open(dir.path(), 1024).unwrap();
+        let queued = host.store().queued_tasks(10).unwrap();
+        assert_eq!(
+            queued
+                .iter()
+                .map(|q| (q.id, q.user.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(a, "alice"), (b, "bob")]
+        );
+        assert_eq!(queued[0].work, "{\"agent\":\"hello\"}");
+        let running = TaskRecord {
+            id: a,
+            status: "running".into(),
+            level: 1,
+            started_ms: now_ms(),
+            ..submitted("alice")
+        };
+        host.store()
+            .start_queued_task(&running, host.owner())
+            .unwrap();
+        let row = host.store().task(a).unwrap();
+        assert_eq!((row.id, row.status.as_str(), row.level), (a, "running", 1));
+        // Its deny twin: a task started (or ended) already is not started again.
+        assert!(matches!(
+            host.store().start_queued_task(&running, host.owner()),
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(host.store().queued_tasks(10).unwrap().len(), 1);
+        // Ended before it ran: audited, and only once.
+        let end = QueuedEnd {
+            id: b,
+            status: "cancelled".into(),
+            outcome: json!({"status": "cancelled", "by": "bob"}),
+        };
+        assert!(
+            host.end_queued(&end, "hello", "bob", json!({"by": "bob"}))
+                .unwrap()
+        );
+        assert!(
+            !host
+                .end_queued(&end, "hello", "bob", json!({"by": "bob"}))
+                .unwrap()
+        );
+        let a_end = QueuedEnd {
+            id: a,
+            ..end.clone()
+        };
+        assert!(
+            !host
+                .end_queued(&a_end, "hello", "alice", json!({}))
+                .unwrap(),
+            "a running task is not ended as queued"
+        );
+        assert_eq!(host.store().task(b).unwrap().status, "cancelled");
+        assert!(host.store().queued_tasks(10).unwrap().is_empty());
+        drop(host);
+        let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert_eq!(log.matches("\"task-queued\"").count(), 2);
+        assert_eq!(log.matches("\"task-ended\"").count(), 1);
+        // Reopened: a's run was interrupted by the stop; the log and the store agree.
+        let host = Ledger::open(dir.path(), 1024).unwrap();
+        assert_eq!(host.store().task(a).unwrap().status, "interrupted");
+        drop(host);
+        verify_dir(dir.path(), None).unwrap();
+    }
+}

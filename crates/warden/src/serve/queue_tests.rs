@@ -74,11 +74,10 @@ fn users_take_turns_and_each_is_capped_while_running() {
     assert_eq!(order, vec![0, 20, 30]);
     q.finish(30);
     q.finish(0);
-    // alice's turn comes after bob's.
+    // The turns go on where they stopped (alice, then bob); carol has nothing waiting.
     let order: Vec<u64> = std::iter::from_fn(|| q.next().map(|s| s.id)).collect();
-    assert_eq!(order, vec![21, 1]);
-    // Per-user cap: alice runs 1 (id 1) of her 2; bob runs 2 of 2 — with a free worker,
-    // alice's next starts but never a third of bob's.
+    assert_eq!(order, vec![1, 21]);
+    // bob's first ends: the free worker goes to alice (bob has nothing waiting).
     q.finish(20);
     let next = q.next().unwrap();
     assert_eq!(next.id, 2);
