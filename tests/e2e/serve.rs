@@ -25,6 +25,8 @@ use warden_tests::{agent, root, warden_bin};
 
 #[path = "serve/cascade.rs"]
 mod cascade;
+#[path = "serve/load.rs"]
+mod load;
 #[path = "serve/metrics.rs"]
 mod metrics;
 #[path = "serve/queue.rs"]

@@ -137,10 +137,25 @@ pub(super) async fn call(
     token: &str,
     body: Option<&Value>,
 ) -> (u16, Option<String>, Value) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    try_call(addr, method, path, token, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// [`call`], or why the connection failed (the server was killed).
+pub(super) async fn try_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Option<String>, Value), String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let req = hyper::Request::builder()
         .method(method)
@@ -152,16 +167,21 @@ pub(super) async fn call(
             body.map(Value::to_string).unwrap_or_default(),
         )))
         .unwrap();
-    let response = sender.send_request(req).await.unwrap();
+    let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let retry = response
         .headers()
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_string());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     let value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| panic!("{status}: not JSON: {}", String::from_utf8_lossy(&bytes)));
-    (status, retry, value)
+    Ok((status, retry, value))
 }
 
 /// Submit `body`, expecting `202`; the task id.
