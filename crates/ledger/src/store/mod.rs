@@ -28,7 +28,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-pub use queued::{QueuedEnd, QueuedTask};
+pub use queued::{QueueStore, QueuedEnd, QueuedTask};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.
@@ -293,8 +293,9 @@ pub struct TaskEnd {
     pub trust: Option<TrustRecord>,
 }
 
-/// The host's durable state. Every method is one transaction.
-pub trait StateStore: Send + Sync {
+/// The host's durable state. Every method is one transaction; the durable queue's are
+/// [`QueueStore`]'s.
+pub trait StateStore: QueueStore + Send + Sync {
     /// Record a task as started by the host process `owner`; returns its id.
     fn begin_task(&self, task: &TaskRecord, owner: &str) -> Result<u64, StoreError>;
     /// Record a task's end together with its agent's new trust record.
@@ -367,25 +368,6 @@ pub trait StateStore: Send + Sync {
     /// Every task and action as the audit log should know them, and the newest checkpoint, read
     /// in one transaction (for `warden audit verify`).
     fn witness(&self) -> Result<StoreWitness, StoreError>;
-    /// Store a submitted task as `queued` (its row from `task`, whose `id` and `status` are
-    /// ignored) with `work`, what the server needs to run it later, in one transaction; returns
-    /// its id, which it keeps once it runs ([`QueuedTask`]).
-    fn enqueue_task(&self, task: &TaskRecord, work: &str) -> Result<u64, StoreError>;
-    /// The queued tasks with their work, oldest first, at most `limit`.
-    fn queued_tasks(&self, limit: usize) -> Result<Vec<QueuedTask>, StoreError>;
-    /// Start the queued task `task.id` for the host process `owner`: its row becomes
-    /// `running` with `task`'s agent, identity, level, grant and start time, and its work is
-    /// dropped. [`StoreError::NotFound`] (and nothing changed) when it is not queued: it was
-    /// started or ended already.
-    fn start_queued_task(&self, task: &TaskRecord, owner: &str) -> Result<(), StoreError>;
-    /// End the queued task `end.id` without running it (cancelled, refused). One transaction,
-    /// in which `audit()` writes its audit record before the commit (if that fails nothing
-    /// changes, [`StoreError::Audit`]). Returns false, writing nothing, when it is not queued.
-    fn end_queued_task(
-        &self,
-        end: &QueuedEnd,
-        audit: &dyn Fn() -> Result<(), String>,
-    ) -> Result<bool, StoreError>;
 }
 
 /// Milliseconds since the Unix epoch.

@@ -7,6 +7,32 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{StoreError, TaskRecord};
+
+/// The durable queue's part of the state store ([`super::StateStore`] requires it). Every
+/// method is one transaction.
+pub trait QueueStore {
+    /// Store a submitted task as `queued` (its row from `task`, whose `id` and `status` are
+    /// ignored) with `work`, what the server needs to run it later, in one transaction; returns
+    /// its id, which it keeps once it runs.
+    fn enqueue_task(&self, task: &TaskRecord, work: &str) -> Result<u64, StoreError>;
+    /// The queued tasks with their work, oldest first, at most `limit`.
+    fn queued_tasks(&self, limit: usize) -> Result<Vec<QueuedTask>, StoreError>;
+    /// Start the queued task `task.id` for the host process `owner`: its row becomes
+    /// `running` with `task`'s agent, identity, level, grant and start time, and its work is
+    /// dropped. [`StoreError::NotFound`] (and nothing changed) when it is not queued: it was
+    /// started or ended already.
+    fn start_queued_task(&self, task: &TaskRecord, owner: &str) -> Result<(), StoreError>;
+    /// End the queued task `end.id` without running it (cancelled, refused). One transaction,
+    /// in which `audit()` writes its audit record before the commit (if that fails nothing
+    /// changes, [`StoreError::Audit`]). Returns false, writing nothing, when it is not queued.
+    fn end_queued_task(
+        &self,
+        end: &QueuedEnd,
+        audit: &dyn Fn() -> Result<(), String>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// A task waiting in the durable queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedTask {

@@ -8,8 +8,8 @@ use crate::policy::keys::from_hex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ActionRecord, Durability, LogHead, LogHeadSource, QueuedEnd, QueuedTask, StateStore,
-    StoreError, StoreWitness, StoredCheckpoint, TaskEnd, TaskRecord, TrustRecord, now_ms,
+    ActionRecord, Durability, LogHead, LogHeadSource, StateStore, StoreError, StoreWitness,
+    StoredCheckpoint, TaskEnd, TaskRecord, TrustRecord, now_ms,
 };
 
 mod cascade;
@@ -459,26 +459,6 @@ impl StateStore for SqliteStore {
 
     fn witness(&self) -> Result<StoreWitness, StoreError> {
         self.read_witness_now()
-    }
-
-    fn enqueue_task(&self, task: &TaskRecord, work: &str) -> Result<u64, StoreError> {
-        queue::enqueue(&mut self.conn(), task, work, self.head_now())
-    }
-
-    fn queued_tasks(&self, limit: usize) -> Result<Vec<QueuedTask>, StoreError> {
-        queue::queued(&self.conn(), limit)
-    }
-
-    fn start_queued_task(&self, task: &TaskRecord, owner: &str) -> Result<(), StoreError> {
-        queue::start(&mut self.conn(), task, owner, self.head_now())
-    }
-
-    fn end_queued_task(
-        &self,
-        end: &QueuedEnd,
-        audit: &dyn Fn() -> Result<(), String>,
-    ) -> Result<bool, StoreError> {
-        queue::end(&mut self.conn(), end, &|| self.head_now(), audit)
     }
 }
 

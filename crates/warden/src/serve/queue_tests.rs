@@ -105,7 +105,7 @@ fn a_cancelled_waiting_task_never_starts_and_a_running_one_is_signalled() {
         q.push(p, i, "job");
     }
     let running = q.next().unwrap();
-    let mut watch = q.watch(1).unwrap();
+    let watch = q.watch(1).unwrap();
     assert!(matches!(q.cancel(1, "bob"), Cancelled::Waiting("job")));
     q.forget(1);
     assert!(watch.has_changed().is_err(), "its watchers are woken");

@@ -4,7 +4,8 @@
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use crate::store::{QueuedEnd, QueuedTask, StoreError, TaskRecord, now_ms};
+use super::SqliteStore;
+use crate::store::{QueueStore, QueuedEnd, QueuedTask, StoreError, TaskRecord, now_ms};
 
 /// The table (created with the others, `schema.rs`).
 pub(super) const TABLES: &str = "
@@ -14,9 +15,31 @@ CREATE TABLE IF NOT EXISTS queue (
 ";
 
 /// The audit head a commit records: seq and the hash's first 8 bytes (see `sqlite.rs`).
-pub(super) type Head = (Option<u64>, Option<i64>);
+type Head = (Option<u64>, Option<i64>);
 
-pub(super) fn enqueue(
+impl QueueStore for SqliteStore {
+    fn enqueue_task(&self, task: &TaskRecord, work: &str) -> Result<u64, StoreError> {
+        enqueue(&mut self.conn(), task, work, self.head_now())
+    }
+
+    fn queued_tasks(&self, limit: usize) -> Result<Vec<QueuedTask>, StoreError> {
+        queued(&self.conn(), limit)
+    }
+
+    fn start_queued_task(&self, task: &TaskRecord, owner: &str) -> Result<(), StoreError> {
+        start(&mut self.conn(), task, owner, self.head_now())
+    }
+
+    fn end_queued_task(
+        &self,
+        end: &QueuedEnd,
+        audit: &dyn Fn() -> Result<(), String>,
+    ) -> Result<bool, StoreError> {
+        finish(&mut self.conn(), end, &|| self.head_now(), audit)
+    }
+}
+
+fn enqueue(
     conn: &mut Connection,
     t: &TaskRecord,
     work: &str,
@@ -46,7 +69,7 @@ pub(super) fn enqueue(
     Ok(id)
 }
 
-pub(super) fn queued(conn: &Connection, limit: usize) -> Result<Vec<QueuedTask>, StoreError> {
+fn queued(conn: &Connection, limit: usize) -> Result<Vec<QueuedTask>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT q.task, q.user, q.work, q.queued_ms FROM queue q JOIN tasks t ON t.id = q.task
          WHERE t.status = 'queued' ORDER BY q.task LIMIT ?1",
@@ -68,12 +91,7 @@ fn not_queued(id: u64) -> StoreError {
     ))
 }
 
-pub(super) fn start(
-    conn: &mut Connection,
-    t: &TaskRecord,
-    owner: &str,
-    head: Head,
-) -> Result<(), StoreError> {
+fn start(conn: &mut Connection, t: &TaskRecord, owner: &str, head: Head) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx
         .prepare_cached(
@@ -100,7 +118,7 @@ pub(super) fn start(
     Ok(())
 }
 
-pub(super) fn end(
+fn finish(
     conn: &mut Connection,
     end: &QueuedEnd,
     head: &dyn Fn() -> Head,
