@@ -4,7 +4,8 @@
 //! - Bounds: with `max_queued = 3, per_user_queued = 2`, the development user's third task is
 //!   `429 user-busy` and a third user's is `429 queue-full`, each with `Retry-After`; a refusal
 //!   stores nothing (the ids stay consecutive). A task acknowledged while the worker is busy
-//!   shows `queued`, then runs with the same id.
+//!   shows `queued` (and is counted by the `warden_tasks_queued` gauge), then runs with the
+//!   same id.
 //! - Fairness: behind a spinning task, dev's three tasks and then alice's one: alice's starts
 //!   second, not last (the order of the `task-started` records).
 //! - Cancel (`DELETE /v1/tasks/{id}`): a queued task ends `cancelled` and never starts; a
@@ -256,6 +257,14 @@ async fn bounds_fair_order_and_cancel() {
         ids
     };
     assert_eq!(row(&addr, &dev, devs[0]).await["status"], "queued");
+    // The gauges: one running, three waiting.
+    let (status, _, text) =
+        super::request_bytes(&addr, "GET", "/metrics", Some(&dev), Vec::new()).await;
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert_eq!(status, 200);
+    for line in ["warden_tasks_queued 3", "warden_tasks_running 1"] {
+        assert!(text.lines().any(|l| l == line), "no {line} in {text}");
+    }
     // dev holds 4 (per_user_queued): refused, nothing stored.
     let (status, retry, v) = call(&addr, "POST", "/v1/tasks", &dev, Some(&hello("d4"))).await;
     assert_eq!((status, error_code(&v)), (429, "user-busy"), "{v}");
