@@ -341,3 +341,80 @@ pub(crate) fn close_cancelled(
         })
         .map_err(|e| failed(&e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditEvent;
+    use crate::store::now_ms;
+
+    fn begin(ledger: &Ledger, agent: &str, parent: Option<u64>) -> u64 {
+        let id = ledger
+            .store()
+            .begin_task(
+                &TaskRecord {
+                    id: 0,
+                    agent: agent.into(),
+                    agent_id: format!("unsigned/{agent}"),
+                    module_hash: "h".into(),
+                    user: "dev".into(),
+                    level: 1,
+                    grant: json!({}),
+                    status: "running".into(),
+                    outcome: None,
+                    trace: None,
+                    staging: "none".into(),
+                    staging_path: None,
+                    started_ms: now_ms(),
+                    ended_ms: None,
+                    parent,
+                },
+                ledger.owner(),
+            )
+            .unwrap();
+        ledger
+            .record(
+                AuditEvent::new("task-started")
+                    .task(id)
+                    .agent(agent)
+                    .detail(json!({"parent": parent})),
+            )
+            .unwrap();
+        id
+    }
+
+    #[test]
+    fn a_cancelled_task_and_the_tasks_it_called_end_cancelled_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), 1024).unwrap();
+        let front = begin(&ledger, "front", None);
+        let callee = begin(&ledger, "spinner", Some(front));
+        // The callee had staged writes: they are discarded.
+        let staging = ledger.staging_root(callee);
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("f"), "x").unwrap();
+        let other = begin(&ledger, "hello", None);
+        close_cancelled(&ledger, front, "alice", 0).unwrap();
+        for (id, staged) in [(front, "none"), (callee, "discarded")] {
+            let row = ledger.store().task(id).unwrap();
+            assert_eq!(
+                (row.status.as_str(), row.staging.as_str()),
+                ("cancelled", staged),
+                "{row:?}"
+            );
+            assert_eq!(row.outcome.unwrap()["by"], "alice");
+        }
+        assert!(!staging.exists());
+        // Its deny twin: a task outside the tree runs on; an ended one is not closed again.
+        assert_eq!(ledger.store().task(other).unwrap().status, "running");
+        close_cancelled(&ledger, front, "bob", 0).unwrap();
+        assert_eq!(
+            ledger.store().task(front).unwrap().outcome.unwrap()["by"],
+            "alice"
+        );
+        let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert_eq!(log.matches("\"task-ended\"").count(), 2);
+        drop(ledger);
+        crate::ledger::verify_dir(dir.path(), None).unwrap();
+    }
+}
