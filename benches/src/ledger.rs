@@ -96,6 +96,7 @@ async fn staging_figures(base: &Runtime, with: &Runtime, quick: bool) -> anyhow:
                 workspace: Some(ws.to_path_buf()),
                 user: None,
                 on_begin: None,
+                queued: None,
             };
             let task = r#"{"op":"write","path":"/out/d7/new.txt","text":"one file"}"#;
             for _ in 0..20 {

@@ -110,39 +110,46 @@ impl LoadedAgent {
         let user = options.user.as_deref();
         let subject = user.map_or("-", |u| u.subject.as_str());
         let grant = grant_summary(policy, user, trust.level, place);
-        // The row and its first record in one group commit (`warden_ledger::ledger`).
-        let id = ledger
-            .begin_task(
-                TaskRecord {
-                    id: 0,
-                    agent: policy.agent.name.clone(),
-                    agent_id: self.identity.agent_id.clone(),
-                    module_hash: self.identity.module_hash.clone(),
-                    user: subject.to_owned(),
-                    level: trust.level,
-                    grant: grant.clone(),
-                    status: "running".into(),
-                    outcome: None,
-                    trace: None,
-                    staging: "none".into(),
-                    staging_path: None,
-                    started_ms: now_ms(),
-                    ended_ms: None,
-                    parent: place.parent(),
-                },
-                AuditEvent::new("task-started")
-                    .agent(&policy.agent.name)
-                    .user(subject)
-                    .detail(json!({
-                        "agent_id": self.identity.agent_id,
-                        "module_hash": self.identity.module_hash,
-                        "level": trust.level,
-                        "grant": grant,
-                        "parent": place.parent(),
-                        "depth": place.depth(),
-                    })),
-            )
-            .map_err(fail)?;
+        let row = TaskRecord {
+            id: 0,
+            agent: policy.agent.name.clone(),
+            agent_id: self.identity.agent_id.clone(),
+            module_hash: self.identity.module_hash.clone(),
+            user: subject.to_owned(),
+            level: trust.level,
+            grant: grant.clone(),
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+            parent: place.parent(),
+        };
+        let started = AuditEvent::new("task-started")
+            .agent(&policy.agent.name)
+            .user(subject)
+            .detail(json!({
+                "agent_id": self.identity.agent_id,
+                "module_hash": self.identity.module_hash,
+                "level": trust.level,
+                "grant": grant,
+                "parent": place.parent(),
+                "depth": place.depth(),
+            }));
+        let id = match options.queued.filter(|_| place.parent().is_none()) {
+            // A task the server queued keeps the id it was acknowledged with.
+            Some(id) => {
+                store
+                    .start_queued_task(&TaskRecord { id, ..row }, ledger.owner())
+                    .map_err(|e| fail(e.into()))?;
+                ledger.record(started.task(id)).map_err(fail)?;
+                id
+            }
+            // The row and its first record in one group commit (`warden_ledger::ledger`).
+            None => ledger.begin_task(row, started).map_err(fail)?,
+        };
         Ok((trust, id))
     }
 

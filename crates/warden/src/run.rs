@@ -89,6 +89,9 @@ pub struct RunOptions {
     /// stored), before the instance starts; a server acknowledges a task then. Only the root
     /// task of a run is told, never the tasks it calls. `None` by default.
     pub on_begin: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// The `queued` task row the run starts from (a server's durable queue): the root task
+    /// keeps that id instead of getting a new row. `None` by default.
+    pub queued: Option<u64>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -97,6 +100,7 @@ impl std::fmt::Debug for RunOptions {
             .field("workspace", &self.workspace)
             .field("user", &self.user)
             .field("on_begin", &self.on_begin.as_ref().map(|_| "Fn(u64)"))
+            .field("queued", &self.queued)
             .finish()
     }
 }

@@ -11,7 +11,7 @@
 //! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
 //! `GET /v1/agents`, `GET /v1/agents/{name}`, `POST /v1/tasks`, `GET /v1/tasks/{id}`,
-//! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
+//! `DELETE /v1/tasks/{id}` (cancel), `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`. Beside it, the A2A endpoint (`a2a.rs`, `docs/a2a.md`):
 //! `GET /.well-known/agent-card.json`, `POST /a2a`, `POST /a2a/{agent}` (JSON-RPC errors there).
 //! And MCP at `/mcp` with its protected resource metadata under `/.well-known/`
@@ -24,6 +24,7 @@ mod error;
 mod listing;
 mod metrics;
 mod queue;
+mod runner;
 mod tasks;
 mod work;
 mod work_mcp;
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::Runtime;
 
@@ -56,8 +57,7 @@ pub struct ServerState {
     authority: Arc<Authority>,
     agents: Arc<AgentSource>,
     running: Arc<Running>,
-    submissions: Arc<work::Submissions>,
-    queue: Arc<queue::Queue>,
+    queue: Arc<queue::Queue<runner::Job>>,
     metrics: Arc<Metrics>,
 }
 
@@ -137,7 +137,6 @@ impl ServerState {
             authority: Arc::new(authority),
             agents: Arc::new(agents),
             running: Arc::default(),
-            submissions: Arc::default(),
             metrics: Arc::default(),
         })
     }
@@ -160,6 +159,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/agents/{name}", get(listing::one))
         .route("/tasks", post(tasks::submit))
         .route("/tasks/{id}", get(tasks::show))
+        .route("/tasks/{id}", delete(tasks::cancel))
         .route("/tasks/{id}/trace", get(tasks::trace));
     Router::new()
         .route("/health", get(health))

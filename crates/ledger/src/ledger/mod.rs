@@ -42,6 +42,7 @@ use crate::store::{
 
 mod commit;
 mod crosscheck;
+mod queue;
 mod recovery;
 mod verify;
 

@@ -23,10 +23,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod queued;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use queued::{QueueStore, QueuedEnd, QueuedTask};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.
@@ -291,8 +293,9 @@ pub struct TaskEnd {
     pub trust: Option<TrustRecord>,
 }
 
-/// The host's durable state. Every method is one transaction.
-pub trait StateStore: Send + Sync {
+/// The host's durable state. Every method is one transaction; the durable queue's are
+/// [`QueueStore`]'s.
+pub trait StateStore: QueueStore + Send + Sync {
     /// Record a task as started by the host process `owner`; returns its id.
     fn begin_task(&self, task: &TaskRecord, owner: &str) -> Result<u64, StoreError>;
     /// Record a task's end together with its agent's new trust record.

@@ -13,6 +13,7 @@ use super::{
 };
 
 mod cascade;
+mod queue;
 mod schema;
 mod tasks;
 mod view;

@@ -14,7 +14,8 @@
 //! - `warden_escalations_total{trigger}`: runs that ended for a person to decide, by trigger;
 //! - `warden_run_duration_seconds`: a histogram of the runs' wall time from start to end,
 //!   buckets from 100 µs to 60 s;
-//! - `warden_tasks_running`: tasks started and not yet ended.
+//! - `warden_tasks_running`: tasks started and not yet ended;
+//! - `warden_tasks_queued`: tasks acknowledged and waiting in the queue (its depth).
 
 use std::time::Duration;
 
@@ -75,6 +76,7 @@ pub struct Metrics {
     escalations: Family<TriggerLabels, Counter>,
     duration: Histogram,
     running: Gauge,
+    queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,6 +94,7 @@ impl Metrics {
         let escalations = Family::<TriggerLabels, Counter>::default();
         let duration = Histogram::new(DURATION_BUCKETS);
         let running = Gauge::default();
+        let queued = Gauge::default();
         // The encoder adds `_total` to a counter's name.
         registry.register(
             "warden_runs",
@@ -118,6 +121,11 @@ impl Metrics {
             "Tasks started and not yet ended",
             running.clone(),
         );
+        registry.register(
+            "warden_tasks_queued",
+            "Tasks acknowledged and waiting in the queue",
+            queued.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -125,7 +133,13 @@ impl Metrics {
             escalations,
             duration,
             running,
+            queued,
         }
+    }
+
+    /// Set the queue depth gauge to `queued` tasks waiting.
+    pub fn set_queued(&self, queued: usize) {
+        self.queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
     }
 
     /// Count a run of `agent` that ended as `end` after `elapsed`.
@@ -206,6 +220,7 @@ pub(crate) async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.authority.caller(&headers)?;
+    state.metrics.set_queued(state.queue.depth().0);
     let text = state.metrics.encode(state.running.count())?;
     let mut response = text.into_response();
     response
