@@ -52,6 +52,9 @@ pub struct Runtime {
     /// The agents agent calls find by name (`[agents] dir`), loaded through this host. Every
     /// builder method starts it afresh: an agent loaded before would run on the host as it was.
     pub(crate) agents: Option<Arc<AgentDirectory>>,
+    /// For an agent the directory itself loaded (which must not keep the directory alive: the
+    /// directory keeps it): the directory its calls find agents in, while the host has it.
+    pub(crate) loaded_from: Option<std::sync::Weak<AgentDirectory>>,
     pub(crate) memory: Option<Arc<warden_orchestra::memory::Memory>>,
     /// The host's secrets, as the memory filter checks writes against them.
     pub(crate) secrets: Arc<SecretStore>,
@@ -71,6 +74,7 @@ impl Runtime {
             ledger: None,
             models: None,
             agents: None,
+            loaded_from: None,
             memory: None,
             secrets: Arc::default(),
         })
@@ -78,6 +82,7 @@ impl Runtime {
 
     /// The same host with an empty agents directory (see [`Runtime::agents`]).
     fn afresh(mut self) -> Self {
+        self.loaded_from = None;
         self.agents = self
             .config
             .agents_dir

@@ -2,7 +2,8 @@
 //! `GET /v1/agents` lists `hello` with its contract and what its policy lets it do, and not
 //! `probe` (in the same agents directory); `GET /v1/agents/probe` is 404 like a missing agent;
 //! `POST /v1/tasks` for `probe` is 403 `agent-not-granted`, allocates no task and leaves a
-//! `task-refused` audit record; `hello` still runs.
+//! `task-refused` audit record; `hello` still runs. And an agent the server runs from its agents
+//! directory calls another one there through the host (a child task for the same user).
 
 use serde_json::{Value, json};
 use warden_tests::{agent, root};
@@ -83,5 +84,50 @@ async fn a_user_sees_and_runs_only_the_agents_their_roles_list() {
                 && r["agent"] == "probe"
                 && r["detail"]["why"] == "agent-not-granted"),
         "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_the_server_runs_calls_another_through_the_host() {
+    // `relay` (the probe) may call `hello`; both in the server's agents directory.
+    let agents = tempfile::tempdir().unwrap();
+    let dir = agents.path();
+    std::fs::copy(agent("hello"), dir.join("hello.wasm")).unwrap();
+    std::fs::copy(root().join("policies/hello.toml"), dir.join("hello.toml")).unwrap();
+    std::fs::copy(agent("probe"), dir.join("relay.wasm")).unwrap();
+    std::fs::write(
+        dir.join("relay.toml"),
+        "[agent]\nname = \"relay\"\n[agents]\ncall = [\"hello\"]\n",
+    )
+    .unwrap();
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!("[agents]\ndir = {:?}\n", dir.display().to_string()),
+    )
+    .unwrap();
+    let s = tokio::task::spawn_blocking(move || launch(&config, agents))
+        .await
+        .unwrap();
+    let token = s.token.clone();
+    let id = submit(
+        &s,
+        &token,
+        &json!({"agent": "relay", "input": {"op": "call", "name": "hello", "input": "\"ann\""}}),
+    )
+    .await;
+    let done = ended(&s, &token, id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["outcome"]["output"], r#"{"ok":"hello, ann"}"#,
+        "the callee's answer reaches the caller: {done}"
+    );
+    // The hop is a child task of the submitted one, for the same user.
+    let (status, child) = get(&s, &format!("/v1/tasks/{}", id + 1), Some(&token)).await;
+    assert_eq!(status, 200, "{child}");
+    assert_eq!(
+        (&child["agent"], &child["parent"], &child["user"]),
+        (&json!("hello"), &json!(id), &json!("dev")),
+        "{child}"
     );
 }

@@ -382,7 +382,7 @@ async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
     let roles_file = roles.path().join("roles.toml");
     std::fs::write(
         &roles_file,
-        "[role.dev]\nfs.write = [\"**\"]\n[role.ops]\nfs.write = [\"**\"]\n",
+        "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\n[role.ops]\nagents = [\"*\"]\nfs.write = [\"**\"]\n",
     )
     .unwrap();
     let extra = format!(

@@ -141,8 +141,15 @@ impl AgentDirectory {
         }
         // The agent keeps a host without the directory: the directory keeps the agent, and the
         // agent must not keep the directory (the task tree carries it instead).
+        // It reaches the directory weakly, so that as a task's root (a server runs agents of the
+        // directory) its calls still find agents there.
         let loader = Runtime {
             agents: None,
+            loaded_from: runtime
+                .agents
+                .as_ref()
+                .map(Arc::downgrade)
+                .or_else(|| runtime.loaded_from.clone()),
             ..runtime.clone()
         };
         let watched = [
