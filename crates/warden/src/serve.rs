@@ -14,11 +14,18 @@
 //! `{"error": {"code", "message"}}`.
 
 mod agents;
+mod approvals;
+mod audit;
 mod auth;
+mod body;
 mod error;
+mod events;
 mod metrics;
+mod offload;
+mod openapi;
 mod queue;
 mod tasks;
+mod trust;
 mod work;
 
 use std::sync::Arc;
@@ -151,10 +158,19 @@ pub fn router(state: ServerState) -> Router {
     let v1 = Router::new()
         .route("/tasks", post(tasks::submit))
         .route("/tasks/{id}", get(tasks::show))
-        .route("/tasks/{id}/trace", get(tasks::trace));
+        .route("/tasks/{id}/trace", get(tasks::trace))
+        .route("/tasks/{id}/events", get(events::events))
+        .route("/approvals", get(approvals::list))
+        .route("/approvals/{id}", post(approvals::approve))
+        .route("/trust", get(trust::list))
+        .route("/trust/{agent}/review", get(trust::review))
+        .route("/trust/{agent}/reinstate", post(trust::reinstate))
+        .route("/audit", get(audit::page))
+        .route("/audit/verify", get(audit::verify));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::document))
         .nest("/v1", v1)
         .fallback(not_found)
         .with_state(state)
