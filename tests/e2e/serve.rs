@@ -29,6 +29,8 @@ mod cascade;
 mod metrics;
 #[path = "serve/queue.rs"]
 mod queue;
+#[path = "serve/review.rs"]
+mod review;
 
 /// A running `warden serve`, stopped (SIGKILL) if a test fails before it stops it itself.
 struct Server {
