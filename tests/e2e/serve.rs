@@ -25,6 +25,8 @@ use warden_tests::{agent, root, warden_bin};
 
 #[path = "serve/cascade.rs"]
 mod cascade;
+#[path = "serve/events.rs"]
+mod events;
 #[path = "serve/metrics.rs"]
 mod metrics;
 #[path = "serve/queue.rs"]
