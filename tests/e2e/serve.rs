@@ -29,6 +29,8 @@ mod cascade;
 mod events;
 #[path = "serve/metrics.rs"]
 mod metrics;
+#[path = "serve/openapi.rs"]
+mod openapi;
 #[path = "serve/queue.rs"]
 mod queue;
 #[path = "serve/review.rs"]

@@ -166,12 +166,14 @@ pub fn router(state: ServerState) -> Router {
         .route("/trust/{agent}/review", get(trust::review))
         .route("/trust/{agent}/reinstate", post(trust::reinstate))
         .route("/audit", get(audit::page))
-        .route("/audit/verify", get(audit::verify));
+        .route("/audit/verify", get(audit::verify))
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::document))
         .nest("/v1", v1)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
 }
@@ -197,9 +199,17 @@ async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this route does not take that method; GET /openapi.json lists each route's methods",
+    )
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no-route",
-        "no such route: the API is GET /health, GET /metrics and /v1/tasks (see docs/server.md)",
+        "no such route: GET /openapi.json lists the API's routes (see docs/server.md)",
     )
 }
