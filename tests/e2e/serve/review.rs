@@ -18,7 +18,17 @@ use warden::serve::DevIssuer;
 use warden::store::ActionRecord;
 use warden_tests::agent;
 
-use super::{Server, ended, error_code, get, launch, request, submit};
+use super::{Server, ended, error_code, get, launch, request, request_bytes, submit};
+
+/// The value of the sample `line_start` (a name and its labels) in `GET /metrics`.
+async fn sample(s: &Server, token: &str, line_start: &str) -> Option<f64> {
+    let (status, _, body) =
+        request_bytes(&s.addr, "GET", "/metrics", Some(token), Vec::new()).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
+}
 
 /// A token of the development issuer for `subject` holding `roles`.
 fn token(data: &Path, subject: &str, roles: &[&str]) -> String {
@@ -151,6 +161,7 @@ async fn an_irreversible_action_is_approved_over_http_only_by_a_signed_approval(
         listed["to_sign"].as_str().unwrap().as_bytes(),
         Approval::message(id, &action.hash, "rita", action.expires_ms)
     );
+    assert_eq!(sample(s, &dan, "warden_approvals_pending").await, Some(1.0));
     let path = format!("/v1/approvals/{id}");
     let by_dan = Approval::sign(&action, "dan", &h.dan);
     let (status, v) = post(s, &path, &dan, &json!(by_dan)).await;
@@ -198,6 +209,7 @@ async fn an_irreversible_action_is_approved_over_http_only_by_a_signed_approval(
         (&json!("performed"), &json!("rita"))
     );
     assert_eq!(h.deployed().as_deref(), Some("v7"));
+    assert_eq!(sample(s, &dan, "warden_approvals_pending").await, Some(0.0));
     let (status, v) = post(s, &path, &rita, &json!(ok)).await;
     assert_eq!((status, error_code(&v)), (409, "not-pending"), "{v}");
     assert_eq!(h.deployed().as_deref(), Some("v7"));
@@ -259,6 +271,12 @@ async fn a_demoted_agent_is_reinstated_over_http_only_by_a_reviewers_signed_stat
     let killed = submit(s, &dan, &bad).await;
     assert_eq!(ended(s, &dan, killed).await["status"], "killed");
 
+    // Counted from the ledger: promoted after its clean run, then demoted.
+    let agent = r#"{agent="probe"}"#;
+    let promoted = format!("warden_trust_promotions_total{agent}");
+    let demoted = format!("warden_trust_demotions_total{agent}");
+    assert_eq!(sample(s, &dan, &promoted).await, Some(1.0));
+    assert_eq!(sample(s, &dan, &demoted).await, Some(1.0));
     // Everyone sees the level; only a reviewer sees why.
     let probe = |v: &Value| {
         v["agents"]

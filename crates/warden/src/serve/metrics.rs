@@ -14,7 +14,13 @@
 //! - `warden_escalations_total{trigger}`: runs that ended for a person to decide, by trigger;
 //! - `warden_run_duration_seconds`: a histogram of the runs' wall time from start to end,
 //!   buckets from 100 µs to 60 s;
-//! - `warden_tasks_running`: tasks started and not yet ended.
+//! - `warden_tasks_running`: tasks started and not yet ended;
+//! - from the ledger (`metrics/tally.rs`, its whole history): `warden_trust_promotions_total`
+//!   and `warden_trust_demotions_total{agent}`, `warden_model_tokens_total{model, kind}`,
+//!   `warden_model_cost_micro_usd_total{model}`, `warden_model_cache_hit_ratio{model}`, and
+//!   `warden_approvals_pending`.
+
+mod tally;
 
 use std::time::Duration;
 
@@ -75,6 +81,7 @@ pub struct Metrics {
     escalations: Family<TriggerLabels, Counter>,
     duration: Histogram,
     running: Gauge,
+    tally: tally::Tally,
 }
 
 impl Default for Metrics {
@@ -118,7 +125,10 @@ impl Metrics {
             "Tasks started and not yet ended",
             running.clone(),
         );
+        let tally = tally::Tally::default();
+        tally.register(&mut registry);
         Metrics {
+            tally,
             registry,
             runs,
             kills,
@@ -206,6 +216,15 @@ pub(crate) async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.authority.caller(&headers)?;
+    let ledger = super::offload::ledger(&state)?;
+    let metrics = state.metrics.clone();
+    super::offload::blocking(move || {
+        metrics
+            .tally
+            .catch_up(&ledger)
+            .map_err(|e| ApiError::internal(format!("the ledger's metrics cannot be read: {e}")))
+    })
+    .await?;
     let text = state.metrics.encode(state.running.count())?;
     let mut response = text.into_response();
     response
