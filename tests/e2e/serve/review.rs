@@ -201,7 +201,58 @@ async fn an_irreversible_action_is_approved_over_http_only_by_a_signed_approval(
         "the action is no longer pending after refusals: {v}"
     );
 
-    // Hers: performed once; a replay is refused and runs nothing.
+    // Hers, signed by `warden approve --sign` from the listing alone (no data directory):
+    // performed once; a replay is refused and runs nothing.
+    let keys = h._keys.path();
+    h.rita.write(&keys.join("rita")).unwrap();
+    std::fs::write(keys.join("action.json"), listed.to_string()).unwrap();
+    let out = std::process::Command::new(warden_tests::warden_bin())
+        .current_dir(keys)
+        .env_remove("WARDEN_CONFIG")
+        .args([
+            "approve",
+            "--sign",
+            "action.json",
+            "--key",
+            "rita.key",
+            "--approver",
+            "rita",
+        ])
+        .args(["--save", "approval.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed: Approval =
+        serde_json::from_str(&std::fs::read_to_string(keys.join("approval.json")).unwrap())
+            .unwrap();
+    assert_eq!(signed.hash, ok.hash);
+    // A listing whose fields were changed under its hash is not signed.
+    let mut lied = listed.clone();
+    lied["params"] = json!("v8");
+    std::fs::write(keys.join("lied.json"), lied.to_string()).unwrap();
+    let out = std::process::Command::new(warden_tests::warden_bin())
+        .current_dir(keys)
+        .env_remove("WARDEN_CONFIG")
+        .args([
+            "approve",
+            "--sign",
+            "lied.json",
+            "--key",
+            "rita.key",
+            "--approver",
+            "rita",
+        ])
+        .args(["--save", "lied-approval.json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not sign"));
+    assert!(!keys.join("lied-approval.json").exists());
+    let ok = signed;
     let (status, v) = post(s, &path, &rita, &json!(ok)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
