@@ -333,6 +333,49 @@ mod tests {
         }
     }
 
+    fn row(parent: Option<u64>) -> TaskRecord {
+        TaskRecord {
+            id: 0,
+            agent: "probe".into(),
+            agent_id: "unsigned/probe".into(),
+            module_hash: "ab".into(),
+            user: "dev".into(),
+            level: 1,
+            grant: json!({}),
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: crate::store::now_ms(),
+            ended_ms: None,
+            parent,
+        }
+    }
+
+    #[test]
+    fn the_tree_holds_the_root_and_every_task_under_it_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::SqliteStore::open(dir.path(), crate::store::Durability::Process).unwrap();
+        let root = store.begin_task(&row(None), "me").unwrap();
+        let child = store.begin_task(&row(Some(root)), "me").unwrap();
+        let grandchild = store.begin_task(&row(Some(child)), "me").unwrap();
+        let other = store.begin_task(&row(None), "me").unwrap();
+        let others_child = store.begin_task(&row(Some(other)), "me").unwrap();
+        let mut tree = Tree::default();
+        tree.members.insert(root);
+        assert!(tree.contains(&store, root));
+        assert!(tree.contains(&store, grandchild));
+        assert!(tree.contains(&store, child));
+        assert!(!tree.contains(&store, other));
+        assert!(!tree.contains(&store, others_child));
+        // A task whose row is not stored yet is not remembered as outside: asked again later.
+        assert!(!tree.contains(&store, 999));
+        assert!(!tree.others.contains(&999));
+        assert!(tree.others.contains(&others_child));
+    }
+
     #[test]
     fn streams_past_the_bound_are_refused_and_a_dropped_one_frees_its_place() {
         let held: Vec<Slot> = (0..MAX_STREAMS).map_while(|_| Slot::take().ok()).collect();
