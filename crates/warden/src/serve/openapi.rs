@@ -33,6 +33,9 @@ mod tests {
 
     const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
+    /// A route's path and its methods.
+    type Route = (String, BTreeSet<String>);
+
     /// The first string literal in `text`.
     fn literal(text: &str) -> Option<&str> {
         let start = text.find('"')? + 1;
@@ -49,7 +52,7 @@ mod tests {
         let body = &source[start..];
         let body = &body[..body.find("\n}\n").expect("fn router ends")];
         // Statements: `let NAME = Router::new()…;` chains, and the final chain.
-        let mut chains: Vec<(Option<String>, Vec<(String, BTreeSet<String>)>)> = Vec::new();
+        let mut chains: Vec<(Option<String>, Vec<Route>)> = Vec::new();
         let mut nests: BTreeMap<String, String> = BTreeMap::new();
         for statement in body.split(';') {
             let name = statement
