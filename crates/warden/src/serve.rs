@@ -12,6 +12,9 @@
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
 //! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`.
+//! Also `GET /v1/tasks/{id}/events` (`events.rs`), `/v1/approvals` (`approvals.rs`),
+//! `/v1/trust` (`trust.rs`), `/v1/audit` (`audit.rs`), and `GET /openapi.json` (no token,
+//! `openapi.rs`), the document every route is checked against.
 
 mod agents;
 mod approvals;
