@@ -15,6 +15,8 @@
 //!    `calls.rs`;
 //! 9. (`WARDEN_BENCH_ONLY=cascade`) the cascade's own overhead per task, and its model cost
 //!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`.
+//! 10. (`WARDEN_BENCH_ONLY=mcp`) an MCP `tools/call` round trip over stdio and HTTP against a
+//!     no-work JSON-RPC floor, and `warden mcp`'s startup to its first answer; see `mcp.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -408,6 +410,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
 
 mod calls;
 mod cascade;
+mod mcp;
 mod memory;
 mod model;
 
@@ -540,12 +543,18 @@ fn main() -> anyhow::Result<()> {
     if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("compile") {
         return compile_figures();
     }
+    if std::env::var_os("WARDEN_BENCH_MCP_FLOOR").is_some() {
+        return mcp::floor_stdio();
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("tokio")?;
+    if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("mcp") {
+        return rt.block_on(mcp::mcp_figures(quick));
+    }
     if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("model") {
         return rt.block_on(model::model_figures(quick));
     }

@@ -19,13 +19,20 @@ use warden_tests::{completed, killed, probe};
 
 const ROLES: &str = r#"
 [role.docs-reader]
+agents = ["*"]
 fs.read = ["docs/**"]
 
 [role.reader]
+agents = ["*"]
 fs.read = ["**"]
 
 [role.writer]
+agents = ["*"]
 fs.write = ["**"]
+
+[role.front-only]
+agents = ["front"]
+fs.read = ["**"]
 "#;
 
 fn user(roles: &[&str]) -> Arc<User> {
@@ -597,5 +604,60 @@ async fn the_roll_call_example_greets_through_hello_as_the_docs_say() {
     let (code, _, err) = run(r#"["a","b","c","d","e","f","g","h","i"]"#);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("at most 8"), "{err}");
+    host.verify();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_runs_only_the_agents_their_roles_list_at_every_hop() {
+    let host = Host::new("");
+    host.probe(
+        "front",
+        "[agents]\ncall = [\"back\"]\n[fs]\nread = [\"**\"]\n",
+    );
+    host.probe("back", "[fs]\nread = [\"**\"]\n");
+    let narrow = user(&["front-only"]);
+    // The root: `back` is not in the user's `agents`, so it never starts, and that is audited.
+    let e = host
+        .try_run(
+            "back",
+            &probe("read", &[("path", json!("/docs/a.md"))]),
+            Some(narrow.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, warden::RunError::NotGranted { .. }), "{e}");
+    assert!(
+        e.to_string().contains("none of their roles lists it"),
+        "{e}"
+    );
+    let refused = host.audit("task-refused");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r["agent"] == "back" && r["detail"]["why"] == "agent-not-granted"),
+        "{refused:?}"
+    );
+    // A hop: `front` may run and its policy may call `back`, but the user may not use `back`:
+    // the call is refused to the caller, which completes; no task of `back` exists.
+    let r = host
+        .run(
+            "front",
+            &call("back", &probe("read", &[("path", json!("/docs/a.md"))])),
+            Some(narrow),
+        )
+        .await;
+    let answer = completed(&r);
+    assert_eq!(error_kind(answer), "refused", "{answer}");
+    assert!(answer.contains("none of their roles lists it"), "{answer}");
+    assert!(host.children(r.task).is_empty());
+    // The same user with every agent: the hop runs.
+    let r = host
+        .run(
+            "front",
+            &call("back", &probe("read", &[("path", json!("/docs/a.md"))])),
+            Some(user(&["reader"])),
+        )
+        .await;
+    assert_eq!(ok_text(completed(&r)), "alpha docs");
     host.verify();
 }

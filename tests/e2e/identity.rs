@@ -272,7 +272,7 @@ fn the_cli_runs_for_the_user_its_token_names() {
     std::fs::write(
         dir.path().join("roles.toml"),
         format!(
-            "[person.dora]\nkey = \"{}\"\nroles = [\"docs-writer\"]\n[role.docs-writer]\nfs.read = [\"**\"]\nfs.write = [\"docs/**\"]\n",
+            "[person.dora]\nkey = \"{}\"\nroles = [\"docs-writer\"]\n[role.docs-writer]\nagents = [\"*\"]\nfs.read = [\"**\"]\nfs.write = [\"docs/**\"]\n",
             sso.trim()
         ),
     )

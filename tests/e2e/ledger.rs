@@ -241,7 +241,7 @@ async fn irreversible_actions_wait_for_a_signed_approval_that_works_once() {
     let roles = Roles::parse(
         "roles.toml",
         &format!(
-            "[person.alice]\nkey = \"{}\"\nroles = [\"release\"]\n[person.bob]\nkey = \"{}\"\nroles = [\"dev\"]\n[role.release]\napprove = [\"deploy\"]\n[role.dev]\nreview = true\n",
+            "[person.alice]\nkey = \"{}\"\nroles = [\"release\"]\n[person.bob]\nkey = \"{}\"\nroles = [\"dev\"]\n[role.release]\nagents = [\"*\"]\napprove = [\"deploy\"]\n[role.dev]\nagents = [\"*\"]\nreview = true\n",
             alice.public(),
             bob.public()
         ),
@@ -384,7 +384,7 @@ async fn irreversible_actions_fail_closed_when_the_audit_log_cannot_be_written()
     let roles = Roles::parse(
         "roles.toml",
         &format!(
-            "[person.alice]\nkey = \"{}\"\nroles = [\"release\"]\n[role.release]\napprove = [\"deploy\"]\n",
+            "[person.alice]\nkey = \"{}\"\nroles = [\"release\"]\n[role.release]\nagents = [\"*\"]\napprove = [\"deploy\"]\n",
             alice.public()
         ),
     )
@@ -644,7 +644,7 @@ fn the_cli_proposes_diffs_applies_reviews_reinstates_and_approves() {
     std::fs::write(
         d.join("roles.toml"),
         format!(
-            "[person.rita]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[person.dan]\nkey = \"{}\"\nroles = [\"dev\"]\n[role.reviewer]\nreview = true\napprove = [\"deploy\"]\n[role.dev]\nfs.read = [\"**\"]\n",
+            "[person.rita]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[person.dan]\nkey = \"{}\"\nroles = [\"dev\"]\n[role.reviewer]\nagents = [\"*\"]\nreview = true\napprove = [\"deploy\"]\n[role.dev]\nagents = [\"*\"]\nfs.read = [\"**\"]\n",
             reviewer_pub.trim(),
             dev_pub.trim()
         ),

@@ -28,12 +28,15 @@ const READER: &str = "[memory]\nread = [\"lessons\"]\n";
 
 const ROLES: &str = r#"
 [role.curator]
+agents = ["*"]
 memory.read = ["lessons", "patterns"]
 memory.write = ["lessons"]
 model.allow = ["small"]
 [role.reader]
+agents = ["*"]
 memory.read = ["lessons"]
 [role.nobody]
+agents = ["*"]
 fs.read = ["**"]
 "#;
 

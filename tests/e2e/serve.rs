@@ -23,6 +23,8 @@ use warden::identity::SecretKey;
 use warden::serve::DevIssuer;
 use warden_tests::{agent, root, warden_bin};
 
+#[path = "serve/agents.rs"]
+mod agents;
 #[path = "serve/cascade.rs"]
 mod cascade;
 #[path = "serve/events.rs"]

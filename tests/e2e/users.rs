@@ -12,12 +12,14 @@ use warden_tests::{completed, killed, load, probe};
 
 const ROLES: &str = r#"
 [role.docs-writer]
+agents = ["*"]
 fs.read = ["**"]
 fs.write = ["docs/**"]
 tools.allow = ["echo"]
 limits = { cpu = "40 ms", wall = "5 s" }
 
 [role.admin]
+agents = ["*"]
 fs.write = ["**"]
 tools.allow = ["echo", "text.upper"]
 "#;

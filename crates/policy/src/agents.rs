@@ -66,17 +66,7 @@ impl AgentsGrant {
         raw: Option<Table<RawAgents>>,
     ) -> Result<AgentsGrant, PolicyError> {
         let entries = raw.and_then(|Table(r)| r.call).unwrap_or_default();
-        let call = super::parse_list(source, "agents.call", &entries, |name| {
-            super::check_name(name, |b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
-            })
-            .map(|()| name.to_owned())
-            .map_err(|reason| EntryError {
-                kind: PolicyErrorKind::InvalidName,
-                reason: reason.to_owned(),
-                expected: "an agent name of 1 to 64 characters from a-z, 0-9, '-'",
-            })
-        })?;
+        let call = agent_names(source, "agents.call", &entries, false)?;
         Ok(AgentsGrant { call })
     }
 }
@@ -143,6 +133,34 @@ pub const NAMESPACE_RULE: &str = "a namespace of 1 to 64 characters from a-z, 0-
 pub fn check_namespace(name: &str) -> Result<(), &'static str> {
     super::check_name(name, |b| {
         b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+    })
+}
+
+/// A list of agent names under `key` (`[agents] call`, a role's `agents`); with `star`, `"*"`
+/// (every agent) is one too.
+pub(crate) fn agent_names(
+    source: &Source<'_>,
+    key: &str,
+    entries: &[toml::Spanned<String>],
+    star: bool,
+) -> Result<Vec<String>, PolicyError> {
+    super::parse_list(source, key, entries, |name| {
+        if star && name == "*" {
+            return Ok(name.to_owned());
+        }
+        super::check_name(name, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+        })
+        .map(|()| name.to_owned())
+        .map_err(|reason| EntryError {
+            kind: PolicyErrorKind::InvalidName,
+            reason: reason.to_owned(),
+            expected: if star {
+                "an agent name of 1 to 64 characters from a-z, 0-9, '-', or \"*\" for every agent"
+            } else {
+                "an agent name of 1 to 64 characters from a-z, 0-9, '-'"
+            },
+        })
     })
 }
 

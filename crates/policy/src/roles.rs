@@ -1,15 +1,18 @@
 //! Users' roles (`policies/roles.toml`): what each role may do, in the same sections and syntax as
 //! an agent policy. An agent acting for a user gets the **intersection** of its own policy and the
 //! union of the user's roles: a path, host, tool, clock or random source must be allowed by both,
-//! and each limit is the smaller of the two.
+//! and each limit is the smaller of the two. Which agents its holders may start at all is the
+//! role's `agents` list (names, or `"*"`); none without it (deny by default).
 //!
 //! ```toml
 //! [role.docs-writer]
+//! agents = ["documenter"]
 //! fs.read = ["**"]
 //! fs.write = ["docs/**"]
 //! tools.allow = ["echo"]
 //!
 //! [role.operator]
+//! agents = ["*"]
 //! fs.write = ["**"]
 //! net.allow = ["api.example.com:443"]
 //! limits = { cpu = "5 s", wall = "30 s" }
@@ -73,6 +76,9 @@ pub struct RoleGrant {
     pub review: bool,
     /// `approve`: tools whose irreversible actions this role may approve.
     pub approve: Vec<String>,
+    /// `agents`: the agents its holders may start, by name, or `"*"` for every agent the host
+    /// serves. None by default: a role without the key lets its holders run no agent.
+    pub agents: Vec<String>,
 }
 
 /// A person who signs reviews and approvals.
@@ -122,6 +128,7 @@ struct RawRole {
     random: Option<Table<RawRandom>>,
     review: Option<bool>,
     approve: Option<crate::raw::SpannedList>,
+    agents: Option<crate::raw::SpannedList>,
 }
 
 impl Roles {
@@ -177,6 +184,12 @@ impl Roles {
                     crate::Labels::Refused,
                 )?
                 .allow,
+                agents: crate::agents::agent_names(
+                    &source,
+                    "agents",
+                    role.agents.as_deref().unwrap_or_default(),
+                    true,
+                )?,
             };
             roles.insert(name.into_inner(), grant);
         }
@@ -326,6 +339,9 @@ impl UserGrant {
                 random: policy.random,
                 review: false,
                 approve: Vec::new(),
+                // Whom a caller may call is its own `[agents] call`, checked at its call; it
+                // bounds no deeper hop (the callee's callees are the callee's to name).
+                agents: vec!["*".to_owned()],
             }],
             bounds: Vec::new(),
         }
@@ -340,6 +356,15 @@ impl UserGrant {
 
     fn bounded(&self, f: impl Fn(&UserGrant) -> bool) -> bool {
         self.bounds.iter().all(f)
+    }
+
+    /// Whether any role lets its holders use the agent `name` (`agents = ["name"]` or `["*"]`).
+    /// A caller along a chain does not narrow it: its `[agents] call` is checked at its call.
+    pub fn allows_agent(&self, name: &str) -> bool {
+        self.roles
+            .iter()
+            .any(|r| r.agents.iter().any(|a| a == "*" || a == name))
+            && self.bounded(|b| b.allows_agent(name))
     }
 
     /// Whether any role allows reading memory `namespace` (and every bound does).

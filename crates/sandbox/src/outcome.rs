@@ -91,6 +91,17 @@ pub enum RunError {
         /// Where the input breaks the schema.
         detail: String,
     },
+    /// The user's roles do not let them use this agent (a role's `agents` list): the instance
+    /// was not started.
+    #[error(
+        "user `{user}` may not use agent `{agent}`: none of their roles lists it (`agents = [...]` in the roles file); ask for a role that does"
+    )]
+    NotGranted {
+        /// The agent.
+        agent: String,
+        /// The user's subject.
+        user: String,
+    },
     /// The ledger (state store or audit log) could not record the task: the host stops rather
     /// than run unrecorded.
     #[error("cannot record the task: {0}")]

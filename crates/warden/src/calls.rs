@@ -241,6 +241,12 @@ impl TaskCalls {
                 limits.max_depth
             )));
         }
+        if let Some(user) = self.user.as_ref().filter(|u| !u.grant.allows_agent(callee)) {
+            return Err(CallFailure::Refused(format!(
+                "user `{}` may not use agent `{callee}`: none of their roles lists it (`agents` in the roles file)",
+                user.subject
+            )));
+        }
         let deadline = self.deadline.min(self.tree.deadline);
         if deadline <= Instant::now() {
             return Err(CallFailure::Refused(format!(

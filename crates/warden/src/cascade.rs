@@ -58,6 +58,11 @@ pub enum CascadeError {
     /// The host could not record or stage the cascade (the ledger, the data directory).
     #[error("{0}")]
     Host(String),
+    /// The user's roles do not list the agent `cascade` (a role's `agents`).
+    #[error(
+        "user `{0}` may not start a cascade: none of their roles lists the agent `cascade` (`agents = [...]` in the roles file); ask for a role that does"
+    )]
+    NotGranted(String),
 }
 
 fn host(e: impl std::fmt::Display) -> CascadeError {
@@ -173,6 +178,20 @@ impl Runtime {
                 "the workspace {} is not a folder",
                 workspace.display()
             )));
+        }
+        if let Some(user) = user
+            .as_ref()
+            .filter(|u| !u.grant.allows_agent(CASCADE_AGENT))
+        {
+            ledger
+                .record(
+                    crate::audit::AuditEvent::new("task-refused")
+                        .agent(CASCADE_AGENT)
+                        .user(&user.subject)
+                        .detail(json!({"why": "agent-not-granted"})),
+                )
+                .map_err(host)?;
+            return Err(CascadeError::NotGranted(user.subject.clone()));
         }
         gate::TaskFile::read(&workspace).map_err(CascadeError::Invalid)?;
         let subject = user.as_ref().map_or("-", |u| u.subject.as_str()).to_owned();

@@ -31,6 +31,7 @@
 mod calls;
 pub mod cascade;
 mod contract;
+pub mod mcp;
 mod memory;
 mod model;
 mod record;

@@ -43,6 +43,8 @@ mod cascade_cli;
 mod inspect_cli;
 #[path = "cli/ledger.rs"]
 mod ledger_cli;
+#[path = "cli/mcp.rs"]
+mod mcp_cli;
 #[path = "cli/memory.rs"]
 mod memory_cli;
 #[path = "cli/policy.rs"]
@@ -359,6 +361,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let grace = std::time::Duration::from_secs(grace_secs);
             let args = serve_cli::ServeArgs { listen, grace };
             serve_cli::serve(runtime, &host_config, &data_dir, args).await
+        }
+        Command::Mcp { token, workspace } => {
+            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
+            let memory = memory_cli::open(&ledger)?;
+            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            let args = mcp_cli::McpArgs { token, workspace };
+            mcp_cli::mcp(runtime, &host_config, &data_dir, args).await
         }
         Command::Inspect { agent, policy } => {
             let path = run_cli::resolve_agent(&agent).map_err(bad_input)?;

@@ -122,6 +122,13 @@ impl LoadedAgent {
         options: &RunOptions,
         place: Option<Place>,
     ) -> Result<RunReport, RunError> {
+        // A task a user starts: their roles must list the agent (its callees are checked per hop).
+        if place.is_none()
+            && let Some(user) = &options.user
+            && !user.grant.allows_agent(&self.prepared.policy().agent.name)
+        {
+            return Err(self.refuse_not_granted(user)?);
+        }
         // The input against the agent's contract: a task that breaks it never starts an instance.
         let contract = self.contract().await?;
         if let Some(Err(detail)) = contract.as_ref().map(|c| c.check_input(task)) {
@@ -282,5 +289,27 @@ impl LoadedAgent {
             "run finished"
         );
         Ok(report)
+    }
+}
+
+impl LoadedAgent {
+    /// The error for a `user` whose roles do not list this agent, after its `task-refused`
+    /// audit record (why `agent-not-granted`).
+    fn refuse_not_granted(&self, user: &crate::user::User) -> Result<RunError, RunError> {
+        let agent = self.prepared.policy().agent.name.clone();
+        if let Some(ledger) = &self.runtime.ledger {
+            ledger
+                .record(
+                    crate::audit::AuditEvent::new("task-refused")
+                        .agent(&agent)
+                        .user(&user.subject)
+                        .detail(serde_json::json!({"why": "agent-not-granted"})),
+                )
+                .map_err(|e| RunError::Ledger(e.to_string()))?;
+        }
+        Ok(RunError::NotGranted {
+            agent,
+            user: user.subject.clone(),
+        })
     }
 }

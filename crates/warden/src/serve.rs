@@ -10,12 +10,17 @@
 //!
 //! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
-//! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
+//! `GET /v1/agents`, `GET /v1/agents/{name}`, `POST /v1/tasks`, `GET /v1/tasks/{id}`,
+//! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
 //! `{"error": {"code", "message"}}`.
 //! Also `GET /v1/tasks/{id}/events` (`events.rs`), `/v1/approvals` (`approvals.rs`),
 //! `/v1/trust` (`trust.rs`), `/v1/audit` (`audit.rs`), and `GET /openapi.json` (no token,
-//! `openapi.rs`), the document every route is checked against.
+//! `openapi.rs`), the document every route is checked against. Beside it, the A2A endpoint
+//! (`a2a.rs`, `docs/a2a.md`): `GET /.well-known/agent-card.json`, `POST /a2a`,
+//! `POST /a2a/{agent}` (JSON-RPC errors there). And MCP at `/mcp` with its protected resource
+//! metadata under `/.well-known/` ([`crate::mcp::http`], `docs/mcp.md`).
 
+mod a2a;
 mod agents;
 mod approvals;
 mod audit;
@@ -23,6 +28,7 @@ mod auth;
 mod body;
 mod error;
 mod events;
+mod listing;
 mod metrics;
 mod offload;
 mod openapi;
@@ -30,6 +36,7 @@ mod queue;
 mod tasks;
 mod trust;
 mod work;
+mod work_mcp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,6 +166,8 @@ impl ServerState {
 /// The API's routes over `state`.
 pub fn router(state: ServerState) -> Router {
     let v1 = Router::new()
+        .route("/agents", get(listing::list))
+        .route("/agents/{name}", get(listing::one))
         .route("/tasks", post(tasks::submit))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/trace", get(tasks::trace))
@@ -177,8 +186,13 @@ pub fn router(state: ServerState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .nest("/v1", v1)
         .method_not_allowed_fallback(method_not_allowed)
+        .merge(a2a::routes())
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::mcp::http::routes(
+            state,
+            crate::mcp::http::HttpOptions::from_env(),
+        ))
 }
 
 /// Serve `state`'s API on `listener` until `shutdown` resolves; then stop accepting and finish
@@ -193,6 +207,12 @@ pub async fn serve(
     state: ServerState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Answers (an MCP event stream above all) are written in several pieces: without
+    // TCP_NODELAY, Nagle's algorithm holds the last one until the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -213,6 +233,6 @@ async fn method_not_allowed() -> ApiError {
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no-route",
-        "no such route: GET /openapi.json lists the API's routes (see docs/server.md)",
+        "no such route: GET /openapi.json lists the API's routes (see docs/server.md); A2A is at /a2a (docs/a2a.md), MCP at /mcp (docs/mcp.md)",
     )
 }

@@ -111,6 +111,16 @@ impl Host {
 
     /// Run the agent `name` of the directory on `task` for `user`, as `warden run` would.
     pub async fn run(&self, name: &str, task: &str, user: Option<Arc<User>>) -> RunReport {
+        self.try_run(name, task, user).await.unwrap()
+    }
+
+    /// As [`Host::run`], with the error of a run that could not start.
+    pub async fn try_run(
+        &self,
+        name: &str,
+        task: &str,
+        user: Option<Arc<User>>,
+    ) -> Result<RunReport, warden::RunError> {
         let policy = self
             .runtime
             .load_policy(&self.agents().join(format!("{name}.toml")))
@@ -124,7 +134,7 @@ impl Host {
             user,
             on_begin: None,
         };
-        loaded.run(task, &options).await.unwrap()
+        loaded.run(task, &options).await
     }
 
     /// Task `id` as the ledger has it.

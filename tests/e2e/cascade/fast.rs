@@ -172,7 +172,7 @@ async fn the_fast_path_is_verified_and_its_change_proposed_then_applied_by_a_rev
     std::fs::write(
         host.path("roles.toml"),
         format!(
-            "[person.reviewer]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[role.reviewer]\nreview = true\n",
+            "[person.reviewer]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[role.reviewer]\nagents = [\"*\"]\nreview = true\n",
             keygen.out.trim()
         ),
     )

@@ -97,7 +97,7 @@ fn the_operator_lists_shows_reverts_pins_and_forgets() {
     std::fs::write(
         &roles,
         format!(
-            "[role.reviewer]\nreview = true\n[role.reader]\nfs.read = [\"**\"]\n\
+            "[role.reviewer]\nagents = [\"*\"]\nreview = true\n[role.reader]\nagents = [\"*\"]\nfs.read = [\"**\"]\n\
              [person.rita]\nkey = \"{rita}\"\nroles = [\"reviewer\"]\n\
              [person.otto]\nkey = \"{otto}\"\nroles = [\"reader\"]\n"
         ),

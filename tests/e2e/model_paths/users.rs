@@ -10,14 +10,17 @@ use super::{Host, ask};
 
 const ROLES: &str = r#"
 [role.everything-but-small]
+agents = ["*"]
 fs.write = ["**"]
 tools.allow = ["echo", "text.upper"]
 model = { allow = ["large"], tokens = 1000000, usd = 100.0 }
 
 [role.cheap]
+agents = ["*"]
 model = { allow = ["small"], tokens = 300 }
 
 [role.rich]
+agents = ["*"]
 model = { allow = ["small"], tokens = 100000 }
 "#;
 

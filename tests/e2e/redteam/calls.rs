@@ -2,8 +2,8 @@
 //! and fan-out bombs, identity laundering through a chain, a callee widening its caller's grant,
 //! a name that is a path, an impostor policy in the agents directory, a callee spending past its
 //! tree's budget, a tree that would wait on its own instance slots, a callee called at the tree's
-//! last moment so that it is killed (and would be demoted), a callee outliving its tree, and an
-//! oversized input. Each builds a host of its own (`../calls/host.rs`) with an agents directory
+//! last moment so that it is killed (and would be demoted), a callee outliving its tree, an
+//! oversized input, and a user reaching through a granted agent one their roles do not list. Each builds a host of its own (`../calls/host.rs`) with an agents directory
 //! of real components, runs the attack, and judges it: `contained:<what>`, or `breach:<what>`.
 
 #[path = "../calls/host.rs"]
@@ -33,6 +33,7 @@ pub async fn run(name: &str, task: &str, port: u16) -> Option<Vec<String>> {
         "calls-demote-a-rival-at-the-deadline" => demote_a_rival().await,
         "calls-outlive-the-tree" => outlive_the_tree().await,
         "calls-oversized-input" => oversized_input().await,
+        "calls-agent-laundering" => agent_laundering().await,
         _ => return None,
     };
     Some(vec![verdict])
@@ -129,7 +130,7 @@ async fn exponential_bomb() -> String {
     }
 }
 
-const ROLES: &str = "[role.reader]\nfs.read = [\"**\"]\n";
+const ROLES: &str = "[role.reader]\nagents = [\"*\"]\nfs.read = [\"**\"]\n";
 
 fn reader() -> std::sync::Arc<warden::user::User> {
     let roles = warden::policy::Roles::parse("roles.toml", ROLES).unwrap();
@@ -168,6 +169,42 @@ async fn identity_laundering() -> String {
             back.status, back.user
         ),
         None => "breach:no hop ran".into(),
+    }
+}
+
+async fn agent_laundering() -> String {
+    // Mallory's roles list only `front`; `front` may call `vault`, which may write everything.
+    let roles = warden::policy::Roles::parse(
+        "roles.toml",
+        "[role.front-only]\nagents = [\"front\"]\nfs.write = [\"**\"]\n",
+    )
+    .unwrap();
+    let mallory = std::sync::Arc::new(
+        warden::user::User::new("mallory", vec!["front-only".into()], &roles).unwrap(),
+    );
+    let host = Host::new("");
+    let w = "[fs]\nwrite = [\"**\"]\n";
+    host.probe("front", &format!("[agents]\ncall = [\"vault\"]\n{w}"));
+    host.probe("vault", w);
+    let write = probe(
+        "write",
+        &[("path", json!("/docs/a.md")), ("text", json!("laundered"))],
+    );
+    let r = host
+        .run("front", &call("vault", &write), Some(mallory))
+        .await;
+    let out = match output(&r) {
+        Ok(o) => o.to_owned(),
+        Err(b) => return b,
+    };
+    let written = std::fs::read_to_string(host.root().join("ws/docs/a.md")).unwrap_or_default();
+    if written.contains("laundered") {
+        return "breach:the unlisted agent wrote".into();
+    }
+    match (host.children(r.task).first(), out.contains("\"refused\"")) {
+        (None, true) => "contained:refused-at-the-hop".into(),
+        (Some(c), _) => format!("breach:the unlisted agent ran ({})", c.status),
+        (None, false) => format!("breach:the call was not refused: {out}"),
     }
 }
 

@@ -220,7 +220,9 @@ async fn scenario(name: &str) -> Option<Vec<String>> {
             vec![refused(ns, &r, "PRIVATE KEY")]
         }
         "other-user" => {
-            let role = format!("[role.r]\nmemory.read = [\"{ns}\"]\nmemory.write = [\"{ns}\"]\n");
+            let role = format!(
+                "[role.r]\nagents = [\"*\"]\nmemory.read = [\"{ns}\"]\nmemory.write = [\"{ns}\"]\n"
+            );
             let (alice, bob) = (user("alice", &role), user("bob", &role));
             let r = run(&curator(ns), &put(ns, "k", "alice only").to_string(), alice).await;
             if !matches!(r.outcome, Outcome::Completed { .. }) {
@@ -299,7 +301,7 @@ async fn scenario(name: &str) -> Option<Vec<String>> {
             vec![describe(&r)]
         }
         "confused-deputy" => {
-            let role = format!("[role.r]\nmemory.read = [\"{ns}\"]\n");
+            let role = format!("[role.r]\nagents = [\"*\"]\nmemory.read = [\"{ns}\"]\n");
             let r = run(
                 &curator(ns),
                 &put(ns, "k", "x").to_string(),

@@ -100,7 +100,7 @@ async fn a_request_submitted_to_the_cascade_is_verified_and_counted() {
     let roles = host.path().join("roles.toml");
     std::fs::write(
         &roles,
-        "[role.dev]\nfs.write = [\"**\"]\nmemory = { read = [\"lessons\"], write = [\"lessons\"] }\n\
+        "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\nmemory = { read = [\"lessons\"], write = [\"lessons\"] }\n\
          model = { allow = [\"small\", \"large\"], tokens = 100000, usd = 10.0 }\n",
     )
     .unwrap();

@@ -12,7 +12,9 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
 
 /// A documented path with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "1").replace("{agent}", "hello")
+    path.replace("{id}", "1")
+        .replace("{agent}", "hello")
+        .replace("{name}", "hello")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -80,7 +80,7 @@ fn host() -> Host {
         format!(
             "[person.rita]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[person.dan]\nkey = \"{}\"\nroles = [\"dev\"]\n\
              [role.reviewer]\nreview = true\napprove = [\"deploy\"]\n\
-             [role.dev]\nfs.write = [\"**\"]\ntools.allow = [\"deploy\"]\n",
+             [role.dev]\nfs.write = [\"**\"]\ntools.allow = [\"deploy\"]\nagents = [\"probe\"]\n",
             rita.public(),
             dan.public()
         ),

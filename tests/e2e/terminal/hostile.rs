@@ -199,7 +199,7 @@ impl Host {
         std::fs::write(
             d.join("roles.toml"),
             format!(
-                "[person.rita]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[role.reviewer]\nreview = true\napprove = [\"deploy\"]\n[role.dev]\nfs.write = [\"**\"]\ntools.allow = [\"deploy\", \"echo\"]\n",
+                "[person.rita]\nkey = \"{}\"\nroles = [\"reviewer\"]\n[role.reviewer]\nagents = [\"*\"]\nreview = true\napprove = [\"deploy\"]\n[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\ntools.allow = [\"deploy\", \"echo\"]\n",
                 rita.trim()
             ),
         )

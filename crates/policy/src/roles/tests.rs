@@ -109,6 +109,35 @@ fn delegation_never_widens() {
 }
 
 #[test]
+fn agents_are_granted_by_name_or_star_and_none_by_default() {
+    let roles = Roles::parse(
+        "roles.toml",
+        "[role.docs]\nagents = [\"documenter\", \"hello\"]\n[role.all]\nagents = [\"*\"]\n[role.none]\nfs.read = [\"**\"]\n",
+    )
+    .unwrap();
+    let (docs, _) = roles.grant_for(&["docs".into()]);
+    assert!(docs.allows_agent("documenter") && docs.allows_agent("hello"));
+    assert!(!docs.allows_agent("implementer"));
+    let (none, _) = roles.grant_for(&["none".into()]);
+    assert!(!none.allows_agent("hello"), "no `agents` key: no agent");
+    let (nobody, _) = roles.grant_for(&[]);
+    assert!(!nobody.allows_agent("hello"));
+    // Along a chain the user's list still holds, and a caller's `[agents] call` (checked at its
+    // own call) does not narrow what its callees may call.
+    let (all, _) = roles.grant_for(&["all".into()]);
+    let caller = crate::Policy::parse(
+        "c.toml",
+        "[agent]\nname = \"caller\"\n[agents]\ncall = [\"tester\"]\n",
+    )
+    .unwrap();
+    assert!(all.delegated_by(&caller).allows_agent("implementer"));
+    assert!(!docs.delegated_by(&caller).allows_agent("implementer"));
+    // A name that cannot be an agent's is a located mistake.
+    let e = Roles::parse("roles.toml", "[role.x]\nagents = [\"../hello\"]\n").unwrap_err();
+    assert_eq!((e.line, e.kind), (2, PolicyErrorKind::InvalidName), "{e}");
+}
+
+#[test]
 fn mistakes_are_located() {
     let e = Roles::parse("roles.toml", "[role.x]\nfs.read = [\"/etc\"]\n").unwrap_err();
     assert_eq!((e.line, e.kind), (2, PolicyErrorKind::InvalidPath), "{e}");

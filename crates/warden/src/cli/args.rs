@@ -162,6 +162,16 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         grace_secs: u64,
     },
+    /// Serve the agents as MCP tools over stdin/stdout (docs/mcp.md), for the user of --token,
+    /// or the development identity. MCP clients start it: `{"command": "warden", "args": ["mcp"]}`.
+    Mcp {
+        /// The user's identity token, @FILE, or a file holding it.
+        #[arg(long, env = "WARDEN_TOKEN")]
+        token: Option<String>,
+        /// The workspace folder that the agents' [fs] paths are relative to.
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+    },
     /// List an agent's imports and exports, and what a policy grants of them.
     Inspect {
         /// The agent: a .wasm component or the name of a built agent.

@@ -13,7 +13,8 @@ use super::{EXIT_ESCALATED, Failure, bad_input, host_failure, run_cli};
 
 fn failure(e: warden::cascade::CascadeError) -> Failure {
     match e {
-        warden::cascade::CascadeError::Invalid(_) => bad_input(e),
+        warden::cascade::CascadeError::Invalid(_)
+        | warden::cascade::CascadeError::NotGranted(_) => bad_input(e),
         warden::cascade::CascadeError::Host(_) => host_failure(e),
     }
 }

@@ -198,7 +198,7 @@ impl DevIssuer {
     pub fn roles() -> Result<Roles, PolicyError> {
         Roles::parse(
             "the development roles (built in)",
-            "[role.dev]\nfs.write = [\"**\"]\n",
+            "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\n",
         )
     }
 }

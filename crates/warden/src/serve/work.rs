@@ -156,6 +156,23 @@ impl ServerState {
         input: Value,
         workspace: Option<PathBuf>,
     ) -> Result<u64, ApiError> {
+        if !caller.user.grant.allows_agent(&name) {
+            // A decision like any other: audited (as `warden run` audits it) before the answer.
+            let ledger = self.ledger()?;
+            let (agent, user) = (name.clone(), caller.user.subject.clone());
+            tokio::task::spawn_blocking(move || {
+                ledger.record(
+                    crate::audit::AuditEvent::new("task-refused")
+                        .agent(&agent)
+                        .user(&user)
+                        .detail(serde_json::json!({"why": "agent-not-granted"})),
+                )
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("the refusal could not be audited: {e}")))?;
+            return Err(not_granted(&caller.user.subject, &name));
+        }
         let (runtime, agents) = (self.runtime.clone(), self.agents.clone());
         let agent = {
             let name = name.clone();
@@ -195,6 +212,7 @@ impl ServerState {
                         crate::terminal::line(&detail)
                     ),
                 )),
+                Err(crate::RunError::NotGranted { agent, user }) => Err(not_granted(&user, &agent)),
                 Err(e) => Err(ApiError::internal(format!("the task could not run: {e}"))),
             }
         })
@@ -231,6 +249,7 @@ impl ServerState {
                             "bad-cascade",
                             format!("the cascade cannot run: {}", crate::terminal::line(&why)),
                         ),
+                        CascadeError::NotGranted(user) => not_granted(&user, CASCADE_AGENT),
                         CascadeError::Host(why) => ApiError::internal(format!(
                             "the cascade could not be recorded: {}",
                             crate::terminal::line(&why)
@@ -386,7 +405,10 @@ impl ServerState {
         self.entry(caller, name).await
     }
 
-    async fn entry(&self, _caller: &Caller, name: &str) -> Option<AgentEntry> {
+    async fn entry(&self, caller: &Caller, name: &str) -> Option<AgentEntry> {
+        if !caller.user.grant.allows_agent(name) {
+            return None;
+        }
         let (runtime, agents) = (self.runtime.clone(), self.agents.clone());
         let owned = name.to_owned();
         let agent = tokio::task::spawn_blocking(move || agents.find(&runtime, &owned))
@@ -433,6 +455,18 @@ fn tool_irreversible(runtime: &crate::Runtime, name: &str) -> bool {
         .iter()
         .find(|t| t.name == name)
         .is_none_or(|t| t.irreversible)
+}
+
+/// 403 `agent-not-granted`: the user's roles do not list the agent (said whether or not the
+/// agent exists: its existence is not the caller's to learn).
+fn not_granted(user: &str, agent: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "agent-not-granted",
+        format!(
+            "user `{user}` may not use agent `{agent}`: none of their roles lists it (`agents = [...]` in the host's roles file); ask its operator for a role that does"
+        ),
+    )
 }
 
 /// How a submission learns its task's id once the row exists.

@@ -1,0 +1,261 @@
+//! Warden's agents as MCP tools (the official Rust SDK, `rmcp`), over stdio (`warden mcp`) and
+//! streamable HTTP (`/mcp` on `warden serve`, see [`http`]). Each agent the caller may use is a
+//! tool ([`tools`]); a call submits a task through the server's facade
+//! ([`ServerState::submit`]), so it is admitted, bounded by the caller's roles and the agent's
+//! policy, queued, run, recorded and audited exactly as a task of the HTTP API; its end becomes
+//! a tool result ([`result`]). Nothing here changes a grant: the tools are the agents, and no
+//! agent can widen a policy.
+//!
+//! While a call runs, a client that sent a progress token gets `notifications/progress` (the
+//! task accepted, then a beat while it runs, then its end); `notifications/cancelled` (or a
+//! closed HTTP stream) stops waiting and asks [`ServerState::cancel`] to stop the task. Agents
+//! added to or removed from the agents folder are noticed by polling the listing
+//! (`mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a session's client, or
+//! on a 2026-07-28 `subscriptions/listen` stream).
+
+pub mod http;
+pub mod result;
+mod seen;
+pub mod tools;
+mod watch;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, SubscriptionFilter,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use crate::serve::{ApiError, Caller, ServerState, Submission, Work};
+
+/// How long a client may keep a `tools/list` answer before asking again (`ttlMs`, 2026-07-28).
+pub const LIST_TTL: Duration = Duration::from_secs(5);
+
+/// How often the agents folder is listed to notice an agent added or removed.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a running call sends a progress beat (to a client that asked for progress).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Who the calls of a connection act for.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// One caller for the whole connection (stdio: the token given to `warden mcp`, or the
+    /// development identity).
+    Fixed(Caller),
+    /// The caller the HTTP layer put in each request's extensions ([`http`] verifies the bearer
+    /// token of every request before it reaches MCP).
+    PerRequest,
+}
+
+/// The MCP server of a [`ServerState`]: its agents as tools, for one [`Identity`].
+#[derive(Debug, Clone)]
+pub struct AgentTools {
+    state: ServerState,
+    identity: Identity,
+    workspace: Option<PathBuf>,
+    seen: std::sync::Arc<seen::Seen>,
+}
+
+impl AgentTools {
+    /// The tools of `state` for `identity`; tasks run on `workspace` (a folder on this host,
+    /// the root of the agents' `[fs]` grants), or on none.
+    pub fn new(state: ServerState, identity: Identity, workspace: Option<PathBuf>) -> Self {
+        AgentTools {
+            state,
+            identity,
+            workspace,
+            seen: Default::default(),
+        }
+    }
+
+    fn caller(&self, extensions: &rmcp::model::Extensions) -> Result<Caller, ErrorData> {
+        match &self.identity {
+            Identity::Fixed(caller) => Ok(caller.clone()),
+            Identity::PerRequest => extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Caller>())
+                .cloned()
+                .ok_or_else(|| {
+                    ErrorData::invalid_request(
+                        "no identity token: send `Authorization: Bearer <token>`",
+                        None,
+                    )
+                }),
+        }
+    }
+
+    /// Wait for task `id`'s end, sending progress beats to `context`'s client if it asked, and
+    /// asking the server to stop the task if the client cancels the call.
+    async fn wait_for_end(
+        &self,
+        caller: &Caller,
+        id: u64,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<crate::store::TaskRecord, ErrorData> {
+        let progress = context.meta.get_progress_token();
+        let notify = |step: f64, message: String| {
+            let token = progress.clone();
+            let peer = context.peer.clone();
+            async move {
+                if let Some(token) = token {
+                    let param = ProgressNotificationParam::new(token, step).with_message(message);
+                    // A client gone is found by the cancellation below, not here.
+                    let _ = peer.notify_progress(param).await;
+                }
+            }
+        };
+        notify(0.0, format!("task {id} accepted")).await;
+        let started = Instant::now();
+        let ended = self.state.wait(caller, id);
+        tokio::pin!(ended);
+        let mut beat =
+            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+        let mut step = 0.0;
+        loop {
+            tokio::select! {
+                row = &mut ended => {
+                    let row = row.map_err(protocol_error)?;
+                    notify(step + 1.0, format!("task {id} ended {}", row.status)).await;
+                    return Ok(row);
+                }
+                () = context.ct.cancelled() => {
+                    if let Err(e) = self.state.cancel(caller, id).await {
+                        tracing::warn!(task = id, error = %crate::terminal::line(&e.message), "the client cancelled a call whose task could not be stopped");
+                    }
+                    return Err(ErrorData::internal_error(
+                        format!("the call was cancelled; task {id} was asked to stop"),
+                        None,
+                    ));
+                }
+                _ = beat.tick() => {
+                    step += 1.0;
+                    notify(step, format!("task {id} running for {} s", started.elapsed().as_secs())).await;
+                }
+            }
+        }
+    }
+}
+
+/// A facade error as the JSON-RPC error of a request that cannot be served.
+fn protocol_error(e: ApiError) -> ErrorData {
+    match e.status.as_u16() {
+        400..=499 => ErrorData::invalid_params(e.message, None),
+        _ => ErrorData::internal_error(e.message, None),
+    }
+}
+
+impl ServerHandler for AgentTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Each tool is a Warden agent, run in a WebAssembly sandbox under its policy and your roles; every call is a recorded, audited task (`warden task show ID`).",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        let agents = self.state.agents(&caller).await.map_err(protocol_error)?;
+        Ok(ListToolsResult {
+            tools: agents.iter().map(tools::tool_of).collect(),
+            ..Default::default()
+        }
+        .with_ttl_ms(LIST_TTL.as_millis() as u64))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        let name = request.name.to_string();
+        // The caller sees only the agents they may use: any other name is no tool at all.
+        let Some(entry) = self.seen.entry(&self.state, &caller, &name).await else {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "no tool `{}` for you: `tools/list` names the ones you may call",
+                    crate::terminal::line(&name.chars().take(64).collect::<String>())
+                ),
+                None,
+            ));
+        };
+        let input = tools::task_input(&entry.input_schema, request.arguments);
+        let submission = Submission {
+            work: Work::Agent { name, input },
+            workspace: self.workspace.clone(),
+        };
+        let id = match self.state.submit(&caller, submission).await {
+            Ok(id) => id,
+            // A request the tool refuses (bad input, a full queue, a refused agent) is the
+            // tool's answer, which the model can read and act on; only a broken server is a
+            // protocol error.
+            Err(e) if e.status.is_client_error() => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "{} ({})",
+                    e.message, e.code
+                ))])
+                .into());
+            }
+            Err(e) => return Err(protocol_error(e)),
+        };
+        let row = self.wait_for_end(&caller, id, &context).await?;
+        let pending = if row.status == "completed" {
+            self.state
+                .pending_actions(&caller, id)
+                .await
+                .map_err(protocol_error)?
+        } else {
+            Vec::new()
+        };
+        Ok(result::result_of(&row, &pending, entry.output_schema.is_some()).into())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.supported_by(&self.get_info().capabilities))
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let sink = context.sink().clone();
+        let changes = watch::watch(
+            self.state.clone(),
+            || true,
+            move || {
+                let sink = sink.clone();
+                async move { sink.notify_tool_list_changed().await.is_ok() }
+            },
+        );
+        tokio::select! {
+            () = context.cancelled() => {}
+            () = changes => {}
+        }
+        Ok(())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let peer = context.peer;
+        let open = peer.clone();
+        let alive = move || !open.is_transport_closed();
+        tokio::spawn(watch::watch(self.state.clone(), alive, move || {
+            let peer = peer.clone();
+            async move { peer.notify_tool_list_changed().await.is_ok() }
+        }));
+    }
+}

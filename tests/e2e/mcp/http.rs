@@ -1,0 +1,163 @@
+//! `/mcp` on `warden serve`: the Python SDK's streamable HTTP client with the development token
+//! in both spec eras; and plain HTTP for the authorization and DNS-rebinding rules (401 with
+//! `WWW-Authenticate: Bearer resource_metadata=…` for no token and a forged one, 401 for a token
+//! of another audience; the protected resource metadata; a foreign `Host` or `Origin` refused, a
+//! loopback one accepted).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use super::{Host, check_session, client, stderr_of, warden};
+
+/// A running `warden serve`, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+    token: String,
+    host: Host,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let host = Host::new();
+    let stderr = std::fs::File::create(host.data.path().join("stderr")).unwrap();
+    let mut child = Command::new(warden())
+        .env_remove("WARDEN_CONFIG")
+        .env_remove("WARDEN_DATA_DIR")
+        .env_remove("WARDEN_MCP_ALLOWED_HOSTS")
+        .env_remove("WARDEN_MCP_ALLOWED_ORIGINS")
+        .args(host.warden_args(&["serve", "--listen", "127.0.0.1:0", "--grace-secs", "2"]))
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("warden serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening http://")
+        .unwrap_or_else(|| {
+            panic!(
+                "not a listening line: {line:?}: {}",
+                stderr_of(host.data.path())
+            )
+        })
+        .to_string();
+    let token = stderr_of(host.data.path())
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("v4.public."))
+        .expect("a development token")
+        .to_string();
+    Served {
+        child,
+        url: format!("http://{addr}/mcp"),
+        token,
+        host,
+    }
+}
+
+fn session(s: &Served, mode: &str) -> serde_json::Value {
+    client(&[
+        "session".into(),
+        "--mode".into(),
+        mode.into(),
+        "--url".into(),
+        s.url.clone(),
+        "--token".into(),
+        s.token.clone(),
+    ])
+}
+
+#[test]
+fn http_both_eras_list_and_call_tools_and_the_server_keeps_serving() {
+    let s = serve();
+    let legacy = session(&s, "legacy");
+    assert_eq!(legacy["protocol"], "2025-11-25", "{legacy}");
+    check_session(&legacy);
+    let modern = session(&s, "auto");
+    assert_eq!(modern["protocol"], "2026-07-28", "{modern}");
+    check_session(&modern);
+}
+
+/// A caller whose token the server refuses neither lists nor calls any tool. Roles do not name
+/// agents yet: when the roles file gains an `agents` grant, extend this with a valid user whose
+/// roles leave `probe` out and check that `tools/list` omits it and `tools/call` refuses it.
+#[test]
+fn a_refused_caller_neither_sees_nor_runs_an_agent_and_rebinding_is_refused() {
+    let s = serve();
+    // A token signed by the trusted issuer, for another audience (another resource).
+    let key = s.host.data.path().join("serve/dev-issuer.key");
+    let out = Command::new(warden())
+        .args(["token", "issue", "--key"])
+        .arg(&key)
+        .args([
+            "--issuer",
+            "warden-dev",
+            "--subject",
+            "dev",
+            "--role",
+            "dev",
+        ])
+        .args(["--audience", "elsewhere"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elsewhere = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let raw = client(&[
+        "raw".into(),
+        "--url".into(),
+        s.url.clone(),
+        "--token".into(),
+        s.token.clone(),
+        "--wrong-audience".into(),
+        elsewhere,
+    ]);
+    assert_eq!(raw["wrong_audience"]["status"], 401, "{raw}");
+    assert!(
+        raw["wrong_audience"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("audience"),
+        "{raw}"
+    );
+    for case in ["no_token", "forged"] {
+        assert_eq!(raw[case]["status"], 401, "{case}: {raw}");
+        let www = raw[case]["www"].as_str().unwrap_or_default();
+        let addr = s.url.trim_start_matches("http://").trim_end_matches("/mcp");
+        assert_eq!(
+            www.split(',').next().unwrap(),
+            format!(
+                "Bearer resource_metadata=\"http://{addr}/.well-known/oauth-protected-resource/mcp\""
+            ),
+            "{case}: {raw}"
+        );
+    }
+    assert!(
+        raw["forged"]["www"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(raw["metadata"]["status"], 200);
+    assert_eq!(raw["metadata"]["body"]["resource"], s.url);
+    assert_eq!(
+        raw["metadata"]["body"]["bearer_methods_supported"][0],
+        "header"
+    );
+    assert_eq!(raw["rebinding_host"], 403, "{raw}");
+    assert_eq!(raw["foreign_origin"], 403, "{raw}");
+    assert_eq!(raw["loopback_origin"], 200, "{raw}");
+}
