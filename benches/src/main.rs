@@ -14,9 +14,14 @@
 //! 8. (`WARDEN_BENCH_ONLY=calls`) one agent-to-agent hop against a single trivial run; see
 //!    `calls.rs`;
 //! 9. (`WARDEN_BENCH_ONLY=cascade`) the cascade's own overhead per task, and its model cost
-//!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`.
+//!    against sending every task to the team on 20 scripted tasks; see `cascade.rs`;
 //! 10. (`WARDEN_BENCH_ONLY=mcp`) an MCP `tools/call` round trip over stdio and HTTP against a
-//!     no-work JSON-RPC floor, and `warden mcp`'s startup to its first answer; see `mcp.rs`.
+//!     no-work JSON-RPC floor, and `warden mcp`'s startup to its first answer; see `mcp.rs`;
+//! 11. (`WARDEN_BENCH_ONLY=serve`) the real `warden serve` over HTTP: startup to the first
+//!     answered task, a task's round trip (p50/p99), throughput with concurrent clients, and
+//!     in-process throughput without and with the ledger beside it; see `serve.rs`;
+//! 12. (`WARDEN_BENCH_ONLY=ledger`) what the ledger adds to a trivial run, sequential and under
+//!     load, against the bare run, and what staging adds to a one-file write; see `ledger.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
@@ -61,7 +66,8 @@ fn us(d: Duration) -> f64 {
 }
 
 async fn fresh_instance_latency(agent: &LoadedAgent, n: usize) -> anyhow::Result<()> {
-    fresh_instance_latency_with(agent, n, &RunOptions::default(), "hello").await
+    fresh_instance_latency_with(agent, n, &RunOptions::default(), "hello").await?;
+    Ok(())
 }
 
 async fn fresh_instance_latency_with(
@@ -69,7 +75,7 @@ async fn fresh_instance_latency_with(
     n: usize,
     opts: &RunOptions,
     label: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Duration, Duration)> {
     for _ in 0..(n / 10).max(100) {
         agent.run("\"bench\"", opts).await?;
     }
@@ -90,10 +96,11 @@ async fn fresh_instance_latency_with(
         us(percentile(&samples, 0.99)),
         us(*samples.last().unwrap_or(&Duration::ZERO)),
     );
-    Ok(())
+    Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
 }
 
-async fn throughput(agent: Arc<LoadedAgent>, seconds: f64, workers: usize) -> anyhow::Result<()> {
+/// Runs per second of `agent` with `workers` concurrent tasks for `seconds`; printed and returned.
+async fn throughput(agent: Arc<LoadedAgent>, seconds: f64, workers: usize) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -120,7 +127,7 @@ async fn throughput(agent: Arc<LoadedAgent>, seconds: f64, workers: usize) -> an
         tokio::runtime::Handle::current().metrics().num_workers(),
         total as f64 / secs
     );
-    Ok(())
+    Ok(total as f64 / secs)
 }
 
 async fn deadline_precision(rt: &Runtime, n: usize) -> anyhow::Result<()> {
@@ -267,152 +274,13 @@ fn engine_config(cache: PathBuf) -> EngineConfig {
     config
 }
 
-/// What the ledger adds to a trivial run: the trust lookup, the task row, the audit records
-/// (hash-chained, a signed checkpoint every 1024) and the end-of-task commit; and to a run that
-/// writes one file in a 10,000-file workspace, what staging adds.
-async fn ledger_overhead(base: &Runtime, quick: bool) -> anyhow::Result<()> {
-    let n = if quick { 2_000 } else { 20_000 };
-    let data = tempfile::tempdir()?;
-    let ledger = Arc::new(warden::ledger::Ledger::open(data.path(), 1024)?);
-    breakdown(&ledger, if quick { 2_000 } else { 20_000 })?;
-    let with = base.clone().with_ledger(ledger);
-    let hello = load(&with, "hello", "")?;
-    fresh_instance_latency_with(
-        &hello,
-        n,
-        &RunOptions::default(),
-        "hello, with ledger: trust + task + audit",
-    )
-    .await?;
-    let secs = if quick { 0.5 } else { 3.0 };
-    throughput(Arc::new(hello), secs, 2).await?;
-
-    if std::env::var_os("WARDEN_BENCH_SKIP_STAGING").is_some() {
-        return Ok(());
-    }
-    // Staging cost against workspace size: one write into a 10,000-file workspace, then into a
-    // workspace that holds only the folder written to. Equal figures mean staging costs what the
-    // agent writes, not what the workspace holds.
-    let big = tempfile::tempdir()?;
-    for d in 0..100 {
-        let dir = big.path().join(format!("out/d{d}"));
-        std::fs::create_dir_all(&dir)?;
-        for f in 0..100 {
-            std::fs::write(dir.join(format!("f{f}.txt")), "x")?;
-        }
-    }
-    let small = tempfile::tempdir()?;
-    std::fs::create_dir_all(small.path().join("out/d7"))?;
-    let body = "[fs]\nwrite = [\"out/**\"]\n[trust]\npromote_after = 1\n";
-    for (ws_label, ws) in [("10,000-file", big.path()), ("1-folder", small.path())] {
-        for (label, rt) in [
-            ("without ledger", base.clone()),
-            ("with ledger", with.clone()),
-        ] {
-            let probe = load(&rt, "probe", body)?;
-            let opts = RunOptions {
-                workspace: Some(ws.to_path_buf()),
-                user: None,
-                on_begin: None,
-            };
-            let task = r#"{"op":"write","path":"/out/d7/new.txt","text":"one file"}"#;
-            for _ in 0..20 {
-                probe.run(task, &opts).await?;
-            }
-            let runs = if quick { 200 } else { 2_000 };
-            let mut samples = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let t = Instant::now();
-                let r = probe.run(task, &opts).await?;
-                samples.push(t.elapsed());
-                anyhow::ensure!(
-                    matches!(r.outcome, Outcome::Completed { .. }),
-                    "write failed: {:?}",
-                    r.outcome
-                );
-            }
-            samples.sort();
-            println!(
-                "one-file write in a {ws_label} workspace, staged and applied ({label}), n={runs}: p50 {:.1} µs, p99 {:.1} µs",
-                us(percentile(&samples, 0.5)),
-                us(percentile(&samples, 0.99)),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The ledger's parts, timed alone: an audit record, the task row at start, the end-of-task
-/// commit (task row + trust record), the trust lookup.
-fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
-    use warden::store::{TaskEnd, TaskRecord, TrustRecord};
-    let store = ledger.store();
-    let time = |label: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
-        let t = Instant::now();
-        for _ in 0..n {
-            f()?;
-        }
-        println!(
-            "  ledger part: {label}: {:.1} µs each",
-            us(t.elapsed()) / n as f64
-        );
-        Ok(())
-    };
-    time("audit record", &mut || {
-        ledger.record(warden::audit::AuditEvent::new("bench").task(1).agent("hello").detail(
-            serde_json::json!({"status": "completed", "elapsed_us": 20, "trace_sha256": "ab".repeat(32)}),
-        ))?;
-        Ok(())
-    })?;
-    let task = TaskRecord {
-        id: 0,
-        agent: "hello".into(),
-        agent_id: "unsigned/hello".into(),
-        module_hash: "ab".repeat(32),
-        user: "-".into(),
-        level: 1,
-        grant: serde_json::json!({"fs": {"read": [], "write": []}}),
-        status: "running".into(),
-        outcome: None,
-        trace: None,
-        staging: "none".into(),
-        staging_path: None,
-        started_ms: 0,
-        ended_ms: None,
-        parent: None,
-    };
-    let mut ids = Vec::with_capacity(n);
-    time("task row at start", &mut || {
-        ids.push(store.begin_task(&task, ledger.owner())?);
-        Ok(())
-    })?;
-    let trust = TrustRecord::new("unsigned/hello", &"ab".repeat(32));
-    let mut i = 0;
-    time("end-of-task commit", &mut || {
-        store.end_task(&TaskEnd {
-            id: ids[i],
-            status: "completed".into(),
-            outcome: serde_json::json!({"status": "completed", "output": "hello, bench"}),
-            trace: serde_json::json!({"events": [], "dropped": 0}),
-            staging: "none".into(),
-            staging_path: None,
-            trust: Some(trust.clone()),
-        })?;
-        i += 1;
-        Ok(())
-    })?;
-    time("trust lookup", &mut || {
-        store.trust("unsigned/hello")?;
-        Ok(())
-    })?;
-    Ok(())
-}
-
 mod calls;
 mod cascade;
+mod ledger;
 mod mcp;
 mod memory;
 mod model;
+mod serve;
 
 /// The generators of the red-team's "compile" class, shared so that the bench measures the
 /// very shapes the suite refuses, at the largest size the limits admit.
@@ -571,10 +439,13 @@ fn main() -> anyhow::Result<()> {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("ledger") {
-            return ledger_overhead(&runtime, quick).await;
+            return ledger::ledger_figures(&runtime, quick).await;
         }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("calls") {
             return calls::call_figures(&runtime, quick).await;
+        }
+        if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("serve") {
+            return serve::serve_figures(&runtime, quick).await;
         }
         if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("memory") {
             return memory::memory_figures(&runtime, quick).await;
@@ -585,7 +456,7 @@ fn main() -> anyhow::Result<()> {
         }
         deadline_precision(&runtime, if quick { 3 } else { 20 }).await?;
         gated_call_cost(&runtime, if quick { 20_000 } else { 200_000 }).await?;
-        ledger_overhead(&runtime, quick).await?;
+        ledger::ledger_figures(&runtime, quick).await?;
         calls::call_figures(&runtime, quick).await?;
         anyhow::Ok(())
     })

@@ -28,6 +28,7 @@ fn options(ws: Option<&Path>) -> RunOptions {
         workspace: ws.map(Path::to_path_buf),
         user: None,
         on_begin: None,
+        queued: None,
     }
 }
 

@@ -274,6 +274,7 @@ async fn run_measured(
         workspace: ws.map(std::path::Path::to_path_buf),
         user: None,
         on_begin: None,
+        queued: None,
     };
     let before = measured_cpu();
     let r = agent.run(task, &options).await.unwrap();

@@ -93,6 +93,7 @@ impl Host {
             workspace: None,
             user,
             on_begin: None,
+            queued: None,
         };
         loaded.run(task, &options).await.unwrap()
     }
@@ -443,6 +444,7 @@ async fn layer_two_of_the_prompt_is_the_memory_the_user_may_read() {
         workspace: None,
         user: alice,
         on_begin: None,
+        queued: None,
     };
     for _ in 0..2 {
         completed(&loaded.run(&ask, &options).await.unwrap());

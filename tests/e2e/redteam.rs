@@ -249,6 +249,7 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
                         workspace: Some(ws),
                         user: None,
                         on_begin: None,
+                        queued: None,
                     };
                     match loaded.run(&task, &options).await {
                         Ok(report) => (

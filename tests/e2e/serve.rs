@@ -29,6 +29,8 @@ mod agents;
 mod cascade;
 #[path = "serve/events.rs"]
 mod events;
+#[path = "serve/load.rs"]
+mod load;
 #[path = "serve/metrics.rs"]
 mod metrics;
 #[path = "serve/openapi.rs"]
@@ -218,7 +220,7 @@ async fn ended(s: &Server, token: &str, id: u64) -> Value {
     loop {
         let (status, v) = get(s, &format!("/v1/tasks/{id}"), Some(token)).await;
         assert_eq!(status, 200, "{v}");
-        if v["status"] != "running" {
+        if !matches!(v["status"].as_str(), Some("running" | "queued")) {
             return v;
         }
         assert!(Instant::now() < deadline, "task {id} still running: {v}");

@@ -53,6 +53,7 @@ async fn run_as(user: Option<Arc<User>>, task: &str, ws: &std::path::Path) -> wa
         workspace: Some(ws.to_path_buf()),
         user,
         on_begin: None,
+        queued: None,
     };
     agent.run(task, &options).await.unwrap()
 }
@@ -112,6 +113,7 @@ async fn hosts_are_intersected_too() {
         workspace: None,
         user: Some(user(&["docs-writer"])),
         on_begin: None,
+        queued: None,
     };
     let r = agent
         .run(
@@ -132,6 +134,7 @@ async fn limits_are_the_smaller_of_the_two() {
         workspace: None,
         user: Some(user(&["docs-writer"])),
         on_begin: None,
+        queued: None,
     };
     let r = agent.run(&probe("spin", &[]), &options).await.unwrap();
     killed(&r, KillReason::CpuLimit);

@@ -151,6 +151,7 @@ pub async fn run(
         workspace: workspace.map(Path::to_path_buf),
         user: None,
         on_begin: None,
+        queued: None,
     };
     agent
         .run(task, &options)

@@ -39,6 +39,7 @@
 //! name = "small"
 //! url = "http://127.0.0.1:8080/v1"
 //! id = "smollm2"
+//! [log]                        # text or JSON, level; [telemetry] otlp: traces (`host_config/telemetry.rs`)
 //! [dev]                        # an explicit local development identity: runs without a token
 //! subject = "dev"
 //! roles = ["admin"]
@@ -57,12 +58,14 @@ mod cascade;
 mod models;
 mod orchestra;
 pub mod server;
+mod telemetry;
 mod tools;
 mod values;
 
 pub use cascade::{CascadeSettings, GateLimits};
 pub use models::{DEFAULT_CONSTITUTION, KeySource, ModelProvider, Price};
 pub use orchestra::{DEFAULT_HORIZON, TreeLimits};
+pub use telemetry::{DEFAULT_SPAN_QUEUE, LogFormat, OtlpEndpoint, TelemetrySettings};
 
 /// The validated host configuration. [`HostConfig::default`] trusts no key and requires no
 /// signature beyond what each policy pins.
@@ -109,6 +112,8 @@ pub struct HostConfig {
     pub cascade: CascadeSettings,
     /// `[server]`: the bounds of `warden serve`'s queue (all users, one user).
     pub server: server::ServerSettings,
+    /// `[log]` and `[telemetry]`: the host's log lines and its OTLP trace export (off by default).
+    pub telemetry: TelemetrySettings,
     /// `prompt.constitution`: the first layer of every prompt ([`DEFAULT_CONSTITUTION`]).
     pub constitution: String,
     /// `[limits]`: the host's ceilings; each task's limit is the smaller of its policy's (and
@@ -177,6 +182,7 @@ impl Default for HostConfig {
             memory_horizon: DEFAULT_HORIZON,
             cascade: CascadeSettings::default(),
             server: server::ServerSettings::default(),
+            telemetry: TelemetrySettings::default(),
             limits: None,
             source: String::new(),
         }
@@ -217,6 +223,8 @@ struct RawConfig {
     memory: Option<orchestra::RawMemoryHost>,
     cascade: Option<cascade::RawCascade>,
     server: Option<server::RawServer>,
+    log: Option<telemetry::RawLog>,
+    telemetry: Option<telemetry::RawTelemetry>,
     policies: Option<RawRequire>,
     host: Option<RawHost>,
     issuers: Option<Vec<RawIssuer>>,
@@ -433,6 +441,7 @@ impl HostConfig {
         Ok(HostConfig {
             cascade: cascade::settings(&source, raw.cascade, &known)?,
             server: server::settings(&source, raw.server)?,
+            telemetry: telemetry::settings(&source, raw.log, raw.telemetry)?,
             agents_dir,
             tree,
             memory_horizon: orchestra::horizon(&source, raw.memory)?,
@@ -478,16 +487,6 @@ impl HostConfig {
     pub fn load(path: &Path) -> Result<HostConfig, PolicyError> {
         let (label, text) = read_text(path, "host configuration")?;
         HostConfig::parse(&label, &text)
-    }
-
-    /// The declared host tool `name`.
-    pub fn tool(&self, name: &str) -> Option<&HostTool> {
-        self.tools.iter().find(|t| t.name == name)
-    }
-
-    /// The model provider `name`.
-    pub fn model(&self, name: &str) -> Option<&ModelProvider> {
-        self.models.iter().find(|m| m.name == name)
     }
 
     /// Whether `key` is revoked.

@@ -51,6 +51,7 @@ pub use host_config::{
     CascadeSettings, DEFAULT_CONSTITUTION, DEFAULT_HORIZON, DevIdentity, GateLimits, HostConfig,
     HostTool, Issuer, KeySource, ModelProvider, Price, SecretRule, SecretSource, TreeLimits,
 };
+pub use host_config::{DEFAULT_SPAN_QUEUE, LogFormat, OtlpEndpoint, TelemetrySettings};
 pub use limits::Limits;
 pub use model::ModelGrant;
 pub use net::NetGrant;

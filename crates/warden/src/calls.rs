@@ -421,6 +421,7 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
         workspace: hop.workspace,
         user: Some(Arc::new(user)),
         on_begin: None,
+        queued: None,
     };
     let report = agent.run_in(&input, &options, Some(place)).await;
     result_of(&name, report)

@@ -159,6 +159,23 @@ impl Runtime {
         workspace: &Path,
         user: Option<Arc<User>>,
     ) -> Result<CascadeReport, CascadeError> {
+        self.run_cascade_queued(request, workspace, user, None)
+            .await
+    }
+
+    /// [`Runtime::run_cascade`], started from the `queued` task row a server's durable queue
+    /// holds (the task keeps that id), or from a new row when `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::run_cascade`].
+    pub async fn run_cascade_queued(
+        &self,
+        request: &str,
+        workspace: &Path,
+        user: Option<Arc<User>>,
+        queued: Option<u64>,
+    ) -> Result<CascadeReport, CascadeError> {
         let ledger = self.cascade_ledger()?;
         if self.agents.is_none() {
             return Err(CascadeError::Invalid(
@@ -202,28 +219,30 @@ impl Runtime {
             "roles": user.as_ref().map(|u| u.roles.clone()),
         });
         let store = ledger.store();
-        let id = store
-            .begin_task(
-                &TaskRecord {
-                    id: 0,
-                    agent: CASCADE_AGENT.into(),
-                    agent_id: "host/cascade".into(),
-                    module_hash: "-".into(),
-                    user: subject.clone(),
-                    level: 0,
-                    grant: grant.clone(),
-                    status: "running".into(),
-                    outcome: None,
-                    trace: None,
-                    staging: "none".into(),
-                    staging_path: None,
-                    started_ms: now_ms(),
-                    ended_ms: None,
-                    parent: None,
-                },
-                ledger.owner(),
-            )
-            .map_err(host)?;
+        let row = TaskRecord {
+            id: 0,
+            agent: CASCADE_AGENT.into(),
+            agent_id: "host/cascade".into(),
+            module_hash: "-".into(),
+            user: subject.clone(),
+            level: 0,
+            grant: grant.clone(),
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+            parent: None,
+        };
+        let id = match queued {
+            Some(id) => store
+                .start_queued_task(&TaskRecord { id, ..row }, ledger.owner())
+                .map(|()| id),
+            None => store.begin_task(&row, ledger.owner()),
+        }
+        .map_err(host)?;
         ledger
             .record(
                 AuditEvent::new("task-started")
@@ -324,7 +343,22 @@ impl Runtime {
         self.close(&ledger, task, "stopped", outcome, None)
     }
 
+    /// Drive the cascade `id` inside its task span (its stages' spans nest in it).
     async fn drive_cascade(
+        &self,
+        ledger: Arc<Ledger>,
+        id: u64,
+        state: CascadeState,
+        working: working::WorkingCopy,
+        user: Option<Arc<User>>,
+    ) -> Result<CascadeReport, CascadeError> {
+        let subject = user.as_ref().map(|u| u.subject.clone());
+        let span = crate::telemetry::task_span(CASCADE_AGENT, subject.as_deref(), Some(id));
+        let drive = self.drive_spanned(ledger, id, state, working, user);
+        tracing::Instrument::instrument(drive, span).await
+    }
+
+    async fn drive_spanned(
         &self,
         ledger: Arc<Ledger>,
         id: u64,

@@ -38,6 +38,7 @@ mod record;
 mod run;
 mod runtime;
 pub mod serve;
+pub mod telemetry;
 pub mod terminal;
 
 pub use warden_identity::keys as identity;

@@ -87,7 +87,6 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage(&e),
     };
-    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,7 +97,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_HOST);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let ended = host_config(&cli).and_then(|config| {
+        let telemetry = init_logging(cli.log_format, &config, &runtime)?;
+        let ended = runtime.block_on(dispatch(cli, config));
+        // Off the runtime's tasks, with the runtime alive: the last spans go out on it.
+        telemetry.shutdown();
+        ended
+    });
+    match ended {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             // An error can quote a policy value, a file name or a guest's text. Escaped as a
@@ -110,6 +116,16 @@ fn main() -> ExitCode {
             );
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// The host configuration `--config` names, or the defaults.
+fn host_config(cli: &Cli) -> Result<HostConfig, Failure> {
+    match &cli.config {
+        Some(path) => {
+            HostConfig::load(path).map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))
+        }
+        None => Ok(HostConfig::default()),
     }
 }
 
@@ -151,7 +167,7 @@ fn host_failure(error: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+async fn dispatch(cli: Cli, host_config: HostConfig) -> Result<u8, Failure> {
     let cache_dir = if cli.no_cache {
         None
     } else {
@@ -160,11 +176,6 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let config = EngineConfig {
         cache_dir,
         ..EngineConfig::default()
-    };
-    let host_config = match &cli.config {
-        Some(path) => HostConfig::load(path)
-            .map_err(|e| bad_input(anyhow::anyhow!("{}", policy_message(&e))))?,
-        None => HostConfig::default(),
     };
     let new_runtime = |config: EngineConfig| {
         let config = EngineConfig {
@@ -419,20 +430,18 @@ fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warden"))
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // Log events quote agent names, refusals and kill details: each line is escaped.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(move || terminal::LogStderr {
-            ansi,
-            json: matches!(format, LogFormat::Json),
-        });
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// The host's logs (`--log-format`, else `[log] format`) and, when `[telemetry] otlp` is set,
+/// its trace export, which runs on `runtime` (`warden::telemetry`).
+fn init_logging(
+    flag: Option<LogFormat>,
+    config: &HostConfig,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<warden::telemetry::Telemetry, Failure> {
+    let format = match flag {
+        Some(LogFormat::Text) => warden::policy::LogFormat::Text,
+        Some(LogFormat::Json) => warden::policy::LogFormat::Json,
+        None => config.telemetry.log_format,
+    };
+    warden::telemetry::install(&config.telemetry, format, runtime.handle().clone())
+        .map_err(bad_input)
 }

@@ -110,44 +110,46 @@ impl LoadedAgent {
         let user = options.user.as_deref();
         let subject = user.map_or("-", |u| u.subject.as_str());
         let grant = grant_summary(policy, user, trust.level, place);
-        let id = store
-            .begin_task(
-                &TaskRecord {
-                    id: 0,
-                    agent: policy.agent.name.clone(),
-                    agent_id: self.identity.agent_id.clone(),
-                    module_hash: self.identity.module_hash.clone(),
-                    user: subject.to_owned(),
-                    level: trust.level,
-                    grant: grant.clone(),
-                    status: "running".into(),
-                    outcome: None,
-                    trace: None,
-                    staging: "none".into(),
-                    staging_path: None,
-                    started_ms: now_ms(),
-                    ended_ms: None,
-                    parent: place.parent(),
-                },
-                ledger.owner(),
-            )
-            .map_err(|e| fail(e.into()))?;
-        ledger
-            .record(
-                AuditEvent::new("task-started")
-                    .task(id)
-                    .agent(&policy.agent.name)
-                    .user(subject)
-                    .detail(json!({
-                        "agent_id": self.identity.agent_id,
-                        "module_hash": self.identity.module_hash,
-                        "level": trust.level,
-                        "grant": grant,
-                        "parent": place.parent(),
-                        "depth": place.depth(),
-                    })),
-            )
-            .map_err(fail)?;
+        let row = TaskRecord {
+            id: 0,
+            agent: policy.agent.name.clone(),
+            agent_id: self.identity.agent_id.clone(),
+            module_hash: self.identity.module_hash.clone(),
+            user: subject.to_owned(),
+            level: trust.level,
+            grant: grant.clone(),
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+            parent: place.parent(),
+        };
+        let started = AuditEvent::new("task-started")
+            .agent(&policy.agent.name)
+            .user(subject)
+            .detail(json!({
+                "agent_id": self.identity.agent_id,
+                "module_hash": self.identity.module_hash,
+                "level": trust.level,
+                "grant": grant,
+                "parent": place.parent(),
+                "depth": place.depth(),
+            }));
+        let id = match options.queued.filter(|_| place.parent().is_none()) {
+            // A task the server queued keeps the id it was acknowledged with.
+            Some(id) => {
+                store
+                    .start_queued_task(&TaskRecord { id, ..row }, ledger.owner())
+                    .map_err(|e| fail(e.into()))?;
+                ledger.record(started.task(id)).map_err(fail)?;
+                id
+            }
+            // The row and its first record in one group commit (`warden_ledger::ledger`).
+            None => ledger.begin_task(row, started).map_err(fail)?,
+        };
         Ok((trust, id))
     }
 
@@ -159,14 +161,6 @@ impl LoadedAgent {
         error: &RunError,
     ) -> Result<(), RunError> {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
-        ledger
-            .record(
-                AuditEvent::new("task-failed-to-start")
-                    .task(id)
-                    .agent(&self.prepared.policy().agent.name)
-                    .detail(json!({"why": error.to_string()})),
-            )
-            .map_err(fail)?;
         let trust = ledger
             .store()
             .trust(&self.identity.agent_id)
@@ -175,17 +169,24 @@ impl LoadedAgent {
                 TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash)
             });
         ledger
-            .store()
-            .end_task(&TaskEnd {
-                id,
-                status: "failed-to-start".into(),
-                outcome: json!({"status": "failed-to-start", "why": error.to_string()}),
-                trace: json!({"events": [], "dropped": 0}),
-                staging: "none".into(),
-                staging_path: None,
-                trust: Some(trust),
-            })
-            .map_err(|e| fail(e.into()))
+            .end_task(
+                vec![
+                    AuditEvent::new("task-failed-to-start")
+                        .task(id)
+                        .agent(&self.prepared.policy().agent.name)
+                        .detail(json!({"why": error.to_string()})),
+                ],
+                TaskEnd {
+                    id,
+                    status: "failed-to-start".into(),
+                    outcome: json!({"status": "failed-to-start", "why": error.to_string()}),
+                    trace: json!({"events": [], "dropped": 0}),
+                    staging: "none".into(),
+                    staging_path: None,
+                    trust: Some(trust),
+                },
+            )
+            .map_err(fail)
     }
 
     /// Close the task in the ledger: kill and staging records, the ladder's verdict, the end
@@ -205,6 +206,8 @@ impl LoadedAgent {
         let policy = self.prepared.policy();
         let agent = policy.agent.name.as_str();
         let event = |kind: &str| AuditEvent::new(kind).task(id).agent(agent);
+        // Every record of the end, written with the row in one group commit.
+        let mut records = Vec::with_capacity(2);
         let verdict = match outcome {
             Outcome::Completed { .. } => Verdict::Clean,
             // An escalation (the budget cap) is not a violation: no demotion, the streak restarts.
@@ -214,14 +217,12 @@ impl LoadedAgent {
                 capability,
                 detail,
             } => {
-                ledger
-                    .record(event("task-killed").detail(json!({
-                        "reason": reason,
-                        "capability": capability,
-                        "detail": detail,
-                        "demotes": !usage.spared,
-                    })))
-                    .map_err(fail)?;
+                records.push(event("task-killed").detail(json!({
+                    "reason": reason,
+                    "capability": capability,
+                    "detail": detail,
+                    "demotes": !usage.spared,
+                })));
                 if usage.spared {
                     // Its caller or tree left it less time than its own limit.
                     Verdict::AgentError
@@ -233,23 +234,19 @@ impl LoadedAgent {
         let staging_path = (disposition == StagingDisposition::Proposed)
             .then(|| ledger.staging_root(id).display().to_string());
         if disposition != StagingDisposition::None {
-            ledger
-                .record(
-                    event(&format!("staging-{}", disposition.as_str())).detail(json!({
-                        "level": trust.level,
-                        "write_level": policy.trust.write_level(),
-                    })),
-                )
-                .map_err(fail)?;
+            records.push(
+                event(&format!("staging-{}", disposition.as_str())).detail(json!({
+                    "level": trust.level,
+                    "write_level": policy.trust.write_level(),
+                })),
+            );
         }
         let level = trust.level;
         if let Some(change) = Ladder::after_task(trust, &verdict, policy.trust.promote_after, id) {
-            ledger
-                .record(event(change.kind()).detail(json!({
-                    "agent_id": trust.agent_id,
-                    "change": change,
-                })))
-                .map_err(fail)?;
+            records.push(event(change.kind()).detail(json!({
+                "agent_id": trust.agent_id,
+                "change": change,
+            })));
         }
         let trace_json = serde_json::to_value(trace).unwrap_or_default();
         let trace_hash =
@@ -264,8 +261,7 @@ impl LoadedAgent {
             outcome_json["usage"]["model"] = json!(spend);
         }
         let status = outcome_name(outcome);
-        ledger
-            .record(event("task-ended").detail(json!({
+        records.push(event("task-ended").detail(json!({
                 "status": status,
                 "level": level,
                 "trace_sha256": trace_hash,
@@ -274,19 +270,20 @@ impl LoadedAgent {
                 "cpu_us": usage.cpu.as_micros() as u64,
                 "peak_memory": usage.memory,
                 "model": usage.model,
-            })))
-            .map_err(fail)?;
+        })));
         ledger
-            .store()
-            .end_task(&TaskEnd {
-                id,
-                status: status.to_owned(),
-                outcome: outcome_json,
-                trace: trace_json,
-                staging: disposition.as_str().to_owned(),
-                staging_path,
-                trust: Some(trust.clone()),
-            })
-            .map_err(|e| fail(e.into()))
+            .end_task(
+                records,
+                TaskEnd {
+                    id,
+                    status: status.to_owned(),
+                    outcome: outcome_json,
+                    trace: trace_json,
+                    staging: disposition.as_str().to_owned(),
+                    staging_path,
+                    trust: Some(trust.clone()),
+                },
+            )
+            .map_err(fail)
     }
 }

@@ -89,6 +89,9 @@ pub struct RunOptions {
     /// stored), before the instance starts; a server acknowledges a task then. Only the root
     /// task of a run is told, never the tasks it calls. `None` by default.
     pub on_begin: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// The `queued` task row the run starts from (a server's durable queue): the root task
+    /// keeps that id instead of getting a new row. `None` by default.
+    pub queued: Option<u64>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -97,6 +100,7 @@ impl std::fmt::Debug for RunOptions {
             .field("workspace", &self.workspace)
             .field("user", &self.user)
             .field("on_begin", &self.on_begin.as_ref().map(|_| "Fn(u64)"))
+            .field("queued", &self.queued)
             .finish()
     }
 }
@@ -129,6 +133,18 @@ impl LoadedAgent {
         {
             return Err(self.refuse_not_granted(user)?);
         }
+        let user = options.user.as_ref().map(|u| u.subject.as_str());
+        let span = crate::telemetry::task_span(&self.prepared.policy().agent.name, user, None);
+        tracing::Instrument::instrument(self.run_spanned(task, options, place), span).await
+    }
+
+    /// [`LoadedAgent::run_in`] inside the task's span.
+    async fn run_spanned(
+        &self,
+        task: &str,
+        options: &RunOptions,
+        place: Option<Place>,
+    ) -> Result<RunReport, RunError> {
         // The input against the agent's contract: a task that breaks it never starts an instance.
         let contract = self.contract().await?;
         if let Some(Err(detail)) = contract.as_ref().map(|c| c.check_input(task)) {
@@ -158,6 +174,7 @@ impl LoadedAgent {
             ),
         };
         place.set_id(id);
+        tracing::Span::current().record("task", id);
         if let Some(told) = options.on_begin.as_ref().filter(|_| root) {
             told(id);
         }

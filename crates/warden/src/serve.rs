@@ -11,8 +11,8 @@
 //! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
 //! `GET /v1/agents`, `GET /v1/agents/{name}`, `POST /v1/tasks`, `GET /v1/tasks/{id}`,
-//! `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
-//! `{"error": {"code", "message"}}`.
+//! `DELETE /v1/tasks/{id}` (cancel), `GET /v1/tasks/{id}/trace`. Every body is read with a
+//! bound ([`MAX_BODY`]); every error is `{"error": {"code", "message"}}`.
 //! Also `GET /v1/tasks/{id}/events` (`events.rs`), `/v1/approvals` (`approvals.rs`),
 //! `/v1/trust` (`trust.rs`), `/v1/audit` (`audit.rs`), and `GET /openapi.json` (no token,
 //! `openapi.rs`), the document every route is checked against. Beside it, the A2A endpoint
@@ -33,6 +33,7 @@ mod metrics;
 mod offload;
 mod openapi;
 mod queue;
+mod runner;
 mod tasks;
 mod trust;
 mod work;
@@ -43,7 +44,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::Runtime;
 
@@ -66,8 +67,7 @@ pub struct ServerState {
     authority: Arc<Authority>,
     agents: Arc<AgentSource>,
     running: Arc<Running>,
-    submissions: Arc<work::Submissions>,
-    queue: Arc<queue::Queue>,
+    queue: Arc<queue::Queue<runner::Job>>,
     metrics: Arc<Metrics>,
 }
 
@@ -147,7 +147,6 @@ impl ServerState {
             authority: Arc::new(authority),
             agents: Arc::new(agents),
             running: Arc::default(),
-            submissions: Arc::default(),
             metrics: Arc::default(),
         })
     }
@@ -170,6 +169,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/agents/{name}", get(listing::one))
         .route("/tasks", post(tasks::submit))
         .route("/tasks/{id}", get(tasks::show))
+        .route("/tasks/{id}", delete(tasks::cancel))
         .route("/tasks/{id}/trace", get(tasks::trace))
         .route("/tasks/{id}/events", get(events::events))
         .route("/approvals", get(approvals::list))
@@ -187,12 +187,14 @@ pub fn router(state: ServerState) -> Router {
         .nest("/v1", v1)
         .method_not_allowed_fallback(method_not_allowed)
         .merge(a2a::routes())
+        .route_layer(axum::middleware::from_fn(crate::telemetry::name_route))
         .fallback(not_found)
         .with_state(state.clone())
         .merge(crate::mcp::http::routes(
             state,
             crate::mcp::http::HttpOptions::from_env(),
         ))
+        .layer(axum::middleware::from_fn(crate::telemetry::trace_requests))
 }
 
 /// Serve `state`'s API on `listener` until `shutdown` resolves; then stop accepting and finish

@@ -133,6 +133,7 @@ impl Host {
             workspace: Some(self.ws()),
             user,
             on_begin: None,
+            queued: None,
         };
         loaded.run(task, &options).await
     }

@@ -97,6 +97,7 @@ async fn run(body: &str, task: &str, who: Option<Arc<User>>) -> RunReport {
                 workspace: None,
                 user: who,
                 on_begin: None,
+                queued: None,
             },
         )
         .await

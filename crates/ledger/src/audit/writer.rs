@@ -15,10 +15,10 @@ use super::{
     read_anchor, record_hash,
 };
 
-/// What a record's detail is: given, or (for a checkpoint) the signature of the head as it
-/// stands once the file lock is held.
-enum Detail<'a> {
-    Value(&'a serde_json::Value),
+/// What one write appends: the given events, in order, or (alone) a checkpoint signing the
+/// head as it stands once the file lock is held.
+enum Lines<'a> {
+    Events(&'a [AuditEvent]),
     Checkpoint,
 }
 
@@ -132,18 +132,37 @@ impl AuditLog {
     ///
     /// [`checkpoint`]: AuditLog::checkpoint
     pub fn append(&self, event: AuditEvent) -> Result<u64, AuditError> {
-        if event.kind == CHECKPOINT_KIND {
+        self.append_all(std::slice::from_ref(&event))
+    }
+
+    /// Appends `events` in order, chained, with a single `write(2)` of all their lines (a group
+    /// commit's records: one lock, one write, however many tasks they belong to) and no fsync,
+    /// as [`AuditLog::append`] does for one. Returns the last record's seq (the head's, for
+    /// none). Either every line is written or the log is left broken: nothing in between is
+    /// reported as written.
+    ///
+    /// # Errors
+    ///
+    /// As [`AuditLog::append`]; one event of kind `checkpoint` refuses the whole batch, before
+    /// anything is written.
+    pub fn append_all(&self, events: &[AuditEvent]) -> Result<u64, AuditError> {
+        if events.iter().any(|e| e.kind == CHECKPOINT_KIND) {
             return Err(AuditError::ReservedKind);
         }
-        let (seq, _) = self.write_locked(
-            &mut self.lock(),
-            &event.kind,
-            event.task,
-            event.agent.as_deref(),
-            event.user.as_deref(),
-            Detail::Value(&event.detail),
-        )?;
-        if self.checkpoint_every != 0 && seq % self.checkpoint_every == 0 {
+        let (before, seq) = {
+            let mut tail = self.lock();
+            let before = tail.seq;
+            if events.is_empty() {
+                return Ok(before);
+            }
+            (
+                before,
+                self.write_locked(&mut tail, Lines::Events(events))?.0,
+            )
+        };
+        // A checkpoint is due after every record whose seq is a multiple of `checkpoint_every`.
+        let every = self.checkpoint_every;
+        if every != 0 && every != u64::MAX && seq / every > before / every {
             self.checkpoint()?;
         }
         Ok(seq)
@@ -159,14 +178,7 @@ impl AuditLog {
     pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
         let checkpoint = {
             let mut tail = self.lock();
-            let (_, signed) = self.write_locked(
-                &mut tail,
-                CHECKPOINT_KIND,
-                None,
-                None,
-                None,
-                Detail::Checkpoint,
-            )?;
+            let (_, signed) = self.write_locked(&mut tail, Lines::Checkpoint)?;
             signed.expect("a checkpoint record carries its checkpoint")
         };
         self.file
@@ -191,32 +203,23 @@ impl AuditLog {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Chains one record to the head, writes its line and advances the head. A checkpoint
-    /// record signs the head as it stands once the file lock is held, and is returned too.
+    /// Chains the lines to the head, writes them with one `write(2)` and advances the head. A
+    /// checkpoint record signs the head as it stands once the file lock is held, and is
+    /// returned too.
     fn write_locked(
         &self,
         tail: &mut Tail,
-        kind: &str,
-        task: Option<u64>,
-        agent: Option<&str>,
-        user: Option<&str>,
-        detail: Detail<'_>,
+        lines: Lines<'_>,
     ) -> Result<(u64, Option<Checkpoint>), AuditError> {
         if tail.broken {
             return Err(AuditError::Broken {
                 path: self.path.clone(),
             });
         }
-        if !self.attached(kind == CHECKPOINT_KIND)? {
-            tail.broken = true;
-            return Err(AuditError::Detached {
-                path: self.path.clone(),
-            });
-        }
         // Several processes may share a data directory (a host and the CLI): the file lock
         // serialises their appends, and a head moved by another process is read back first.
         self.file.lock().map_err(io_error("lock", &self.path))?;
-        let written = self.write_with_file_lock(tail, kind, task, agent, user, detail);
+        let written = self.write_with_file_lock(tail, lines);
         let unlocked = self.file.unlock().map_err(io_error("unlock", &self.path));
         let written = written?;
         unlocked?;
@@ -227,18 +230,21 @@ impl AuditLog {
     fn write_with_file_lock(
         &self,
         tail: &mut Tail,
-        kind: &str,
-        task: Option<u64>,
-        agent: Option<&str>,
-        user: Option<&str>,
-        detail: Detail<'_>,
+        lines: Lines<'_>,
     ) -> Result<(u64, Option<Checkpoint>), AuditError> {
-        let len = self
+        // One `fstat` answers both questions: is the open file still the log, and did another
+        // process append since our last write.
+        let open = self
             .file
             .metadata()
-            .map_err(io_error("check", &self.path))?
-            .len();
-        if len != tail.end {
+            .map_err(io_error("check", &self.path))?;
+        if !self.attached(&open, matches!(lines, Lines::Checkpoint)) {
+            tail.broken = true;
+            return Err(AuditError::Detached {
+                path: self.path.clone(),
+            });
+        }
+        if open.len() != tail.end {
             let mut reader = self
                 .file
                 .try_clone()
@@ -246,47 +252,58 @@ impl AuditLog {
             let (seq, head, _) = recover_head(&mut reader, &self.path)?;
             tail.seq = seq;
             tail.head = head;
-            tail.end = len;
+            tail.end = open.len();
         }
-        let mut signed = None;
-        let owned;
-        let detail = match detail {
-            Detail::Value(v) => v,
-            Detail::Checkpoint => {
-                let checkpoint = Checkpoint::sign(&self.key, tail.seq, &tail.head);
-                owned = serde_json::to_value(&checkpoint).map_err(|e| AuditError::Io {
-                    action: "encode a checkpoint for",
-                    path: self.path.clone(),
-                    source: e.into(),
-                })?;
-                signed = Some(checkpoint);
-                &owned
+        let time_ms = now_ms();
+        let mut seq = tail.seq;
+        let mut head = tail.head.clone();
+        tail.line.clear();
+        let encoded = match lines {
+            Lines::Events(events) => events
+                .iter()
+                .try_for_each(|e| {
+                    seq += 1;
+                    head = self.encode(
+                        &mut tail.line,
+                        &RecordBody {
+                            seq,
+                            time_ms,
+                            kind: &e.kind,
+                            task: e.task,
+                            agent: e.agent.as_deref(),
+                            user: e.user.as_deref(),
+                            detail: &e.detail,
+                            prev: &head,
+                        },
+                    )?;
+                    Ok(())
+                })
+                .map(|()| None),
+            Lines::Checkpoint => {
+                let checkpoint = Checkpoint::sign(&self.key, seq, &head);
+                serde_json::to_value(&checkpoint)
+                    .map_err(|e| self.encode_error("encode a checkpoint for", e))
+                    .and_then(|detail| {
+                        seq += 1;
+                        head = self.encode(
+                            &mut tail.line,
+                            &RecordBody {
+                                seq,
+                                time_ms,
+                                kind: CHECKPOINT_KIND,
+                                task: None,
+                                agent: None,
+                                user: None,
+                                detail: &detail,
+                                prev: &head,
+                            },
+                        )?;
+                        Ok(Some(checkpoint))
+                    })
             }
         };
-        let seq = tail.seq + 1;
-        let body = RecordBody {
-            seq,
-            time_ms: now_ms(),
-            kind,
-            task,
-            agent,
-            user,
-            detail,
-            prev: &tail.head,
-        };
-        tail.line.clear();
-        serde_json::to_writer(&mut tail.line, &body).map_err(|e| AuditError::Io {
-            action: "encode a record for",
-            path: self.path.clone(),
-            source: e.into(),
-        })?;
-        let digest = record_hash(tail.head.as_bytes(), &tail.line, b"");
-        // The body ends in `}`: reopen it for the hash field.
-        tail.line.pop();
-        tail.line.extend_from_slice(HASH_PREFIX);
-        let hex_start = tail.line.len();
-        push_hex(&mut tail.line, &digest);
-        tail.line.extend_from_slice(b"\"}\n");
+        // On an encoding error nothing was written: the head stays where it was.
+        let signed = encoded?;
         if let Err(source) = (&self.file).write_all(&tail.line) {
             tail.broken = true;
             return Err(AuditError::Io {
@@ -297,37 +314,53 @@ impl AuditLog {
         }
         tail.seq = seq;
         tail.end += tail.line.len() as u64;
-        tail.head.clear();
-        tail.head.extend(
-            tail.line[hex_start..hex_start + 64]
-                .iter()
-                .map(|&b| char::from(b)),
-        );
+        tail.head = head;
         Ok((seq, signed))
     }
 
-    /// Whether the open file is still the log at `path`. Records written to a file that was
-    /// removed or replaced would reach no one, so appending must stop. Every append checks the
-    /// link count (one `fstat`); a checkpoint also compares the file at `path`.
-    fn attached(&self, by_path: bool) -> Result<bool, AuditError> {
+    /// Serialises `body` as one line at the end of `out`, with its hash, and returns the hash
+    /// (hex): the next record's `prev`.
+    fn encode(&self, out: &mut Vec<u8>, body: &RecordBody<'_>) -> Result<String, AuditError> {
+        let start = out.len();
+        serde_json::to_writer(&mut *out, body)
+            .map_err(|e| self.encode_error("encode a record for", e))?;
+        let digest = record_hash(body.prev.as_bytes(), &out[start..], b"");
+        // The body ends in `}`: reopen it for the hash field.
+        out.pop();
+        out.extend_from_slice(HASH_PREFIX);
+        let hex_start = out.len();
+        push_hex(out, &digest);
+        let head = out[hex_start..].iter().map(|&b| char::from(b)).collect();
+        out.extend_from_slice(b"\"}\n");
+        Ok(head)
+    }
+
+    fn encode_error(&self, action: &'static str, e: serde_json::Error) -> AuditError {
+        AuditError::Io {
+            action,
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+
+    /// Whether the open file (`open`, its metadata) is still the log at `path`. Records written
+    /// to a file that was removed or replaced would reach no one, so appending must stop. Every
+    /// append checks the link count; a checkpoint also compares the file at `path`.
+    fn attached(&self, open: &std::fs::Metadata, by_path: bool) -> bool {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
-            let open = self
-                .file
-                .metadata()
-                .map_err(io_error("check", &self.path))?;
             if open.nlink() == 0 {
-                return Ok(false);
+                return false;
             }
             if by_path {
-                return Ok(std::fs::metadata(&self.path)
-                    .is_ok_and(|m| (m.dev(), m.ino()) == (open.dev(), open.ino())));
+                return std::fs::metadata(&self.path)
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (open.dev(), open.ino()));
             }
         }
         #[cfg(not(unix))]
-        let _ = by_path;
-        Ok(true)
+        let _ = (open, by_path);
+        true
     }
 
     fn write_anchor(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {

@@ -126,7 +126,8 @@ pub enum Mismatch {
 }
 
 /// Which records are about a task's life, and so need its row.
-const LIFECYCLE: [&str; 5] = [
+const LIFECYCLE: [&str; 6] = [
+    "task-queued",
     "task-started",
     "task-ended",
     "task-killed",
@@ -347,8 +348,12 @@ fn check_task(
             }
             (None, false)
         }
+        // Acknowledged and not started: its `task-queued` record may be there or not.
+        "queued" => (None, false),
         // Recovery may interrupt a task that was killed before its start record was written.
         "interrupted" => (Some("task-interrupted"), false),
+        // A queued task may be cancelled or refused before it starts.
+        "cancelled" | "refused" => (Some("task-ended"), false),
         "failed-to-start" => (Some("task-failed-to-start"), true),
         _ => (Some("task-ended"), true),
     };

@@ -40,10 +40,13 @@ use crate::store::{
     StoredCheckpoint, now_ms,
 };
 
+mod commit;
 mod crosscheck;
+mod queue;
 mod recovery;
 mod verify;
 
+pub use commit::CommitStats;
 pub use crosscheck::Mismatch;
 pub use verify::{AuditCheckError, DirReport, verify_dir};
 
@@ -81,6 +84,16 @@ pub enum LedgerError {
         /// What the log holds instead (`ends at record 40`, `holds another record 52`).
         found: String,
     },
+    /// The batch that carried this task's writes failed for this reason (the same error is
+    /// given to every task in it).
+    #[error(transparent)]
+    Shared(Arc<LedgerError>),
+    /// The group commit carrying this task's writes panicked before it could say what it
+    /// wrote.
+    #[error(
+        "the ledger's commit of this task's writes stopped with a panic, so they may be missing; stop the host and run `warden audit verify`"
+    )]
+    CommitPanicked,
 }
 
 /// The durable side of a host.
@@ -93,6 +106,7 @@ pub struct Ledger {
     pending: Mutex<u64>,
     owner: String,
     owner_lock: Option<std::fs::File>,
+    committer: commit::Committer,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -152,6 +166,7 @@ impl Ledger {
             pending: Mutex::new(0),
             owner,
             owner_lock: Some(owner_lock),
+            committer: commit::Committer::default(),
         };
         recovery::recover(&ledger, &owners)?;
         Ok(ledger)
@@ -443,5 +458,9 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+#[cfg(all(test, unix))]
+mod commit_tests;
+#[cfg(all(test, unix))]
+mod kill_tests;
 #[cfg(test)]
 mod tests;

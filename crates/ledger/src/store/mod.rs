@@ -23,10 +23,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod queued;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use queued::{QueueStore, QueuedEnd, QueuedTask};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.
@@ -291,12 +293,23 @@ pub struct TaskEnd {
     pub trust: Option<TrustRecord>,
 }
 
-/// The host's durable state. Every method is one transaction.
-pub trait StateStore: Send + Sync {
+/// The host's durable state. Every method is one transaction; the durable queue's are
+/// [`QueueStore`]'s.
+pub trait StateStore: QueueStore + Send + Sync {
     /// Record a task as started by the host process `owner`; returns its id.
     fn begin_task(&self, task: &TaskRecord, owner: &str) -> Result<u64, StoreError>;
     /// Record a task's end together with its agent's new trust record.
     fn end_task(&self, end: &TaskEnd) -> Result<(), StoreError>;
+    /// Record several tasks as started by `owner` (a group commit); their ids, in order. The
+    /// SQLite store commits them in one transaction, all or none; this default, one by one.
+    fn begin_tasks(&self, tasks: &[&TaskRecord], owner: &str) -> Result<Vec<u64>, StoreError> {
+        tasks.iter().map(|t| self.begin_task(t, owner)).collect()
+    }
+    /// Record several tasks' ends, each with its trust record (a group commit). The SQLite
+    /// store commits them in one transaction, all or none; this default, one by one.
+    fn end_tasks(&self, ends: &[TaskEnd]) -> Result<(), StoreError> {
+        ends.iter().try_for_each(|e| self.end_task(e))
+    }
     /// Change what happened to a task's staging area.
     fn set_staging(&self, id: u64, staging: &str) -> Result<(), StoreError>;
     /// One task.

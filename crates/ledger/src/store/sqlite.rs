@@ -13,7 +13,9 @@ use super::{
 };
 
 mod cascade;
+mod queue;
 mod schema;
+mod tasks;
 mod view;
 
 use schema::has_column;
@@ -184,64 +186,28 @@ fn action_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRecord> {
     })
 }
 
-fn put_trust_in(conn: &Connection, record: &TrustRecord) -> Result<(), StoreError> {
-    let text = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO trust (agent_id, record) VALUES (?1, ?2)
-         ON CONFLICT(agent_id) DO UPDATE SET record = excluded.record",
-    )?
-    .execute(params![record.agent_id, text])?;
-    Ok(())
-}
-
 impl StateStore for SqliteStore {
     fn begin_task(&self, t: &TaskRecord, owner: &str) -> Result<u64, StoreError> {
+        let ids = self.begin_tasks(&[t], owner)?;
+        Ok(ids[0])
+    }
+
+    fn begin_tasks(&self, tasks: &[&TaskRecord], owner: &str) -> Result<Vec<u64>, StoreError> {
         let conn = self.conn();
-        let (seq, hash) = self.head_now();
-        conn.prepare_cached(
-            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8, ?9, ?10, ?11)",
-        )?
-        .execute(params![
-            t.agent,
-            t.agent_id,
-            t.module_hash,
-            t.user,
-            t.level,
-            t.grant.to_string(),
-            t.started_ms,
-            owner,
-            seq,
-            hash,
-            t.parent
-        ])?;
-        Ok(conn.last_insert_rowid() as u64)
+        let head = self.head_now();
+        tasks::begin(&conn, tasks, owner, head)
     }
 
     fn end_task(&self, end: &TaskEnd) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        // The task-ended record was written before this commit, so the head read now covers it.
-        let (seq, hash) = self.head_now();
-        tx.prepare_cached(
-            "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1",
-        )?
-        .execute(params![
-            end.id,
-            end.status,
-            end.outcome.to_string(),
-            end.trace.to_string(),
-            end.staging,
-            end.staging_path,
-            now_ms(),
-            seq,
-            hash
-        ])?;
-        if let Some(trust) = &end.trust {
-            put_trust_in(&tx, trust)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.end_tasks(std::slice::from_ref(end))
+    }
+
+    fn end_tasks(&self, ends: &[TaskEnd]) -> Result<(), StoreError> {
+        let conn = self.conn();
+        // The task-ended records were written before this commit, so the head read now
+        // covers them.
+        let head = self.head_now();
+        tasks::end(&conn, ends, head)
     }
 
     fn set_staging(&self, id: u64, staging: &str) -> Result<(), StoreError> {
@@ -346,7 +312,7 @@ impl StateStore for SqliteStore {
     }
 
     fn put_trust(&self, record: &TrustRecord) -> Result<(), StoreError> {
-        put_trust_in(&self.conn(), record)
+        tasks::put_trust_in(&self.conn(), record)
     }
 
     fn put_cascade(&self, task: u64, state: &str) -> Result<(), StoreError> {

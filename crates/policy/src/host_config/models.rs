@@ -142,6 +142,13 @@ pub(super) fn constitution(
 }
 
 /// Validate every `[[model]]` entry.
+impl super::HostConfig {
+    /// The model provider `name`.
+    pub fn model(&self, name: &str) -> Option<&ModelProvider> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
 pub(super) fn providers(
     source: &Source<'_>,
     raw: Vec<RawProvider>,

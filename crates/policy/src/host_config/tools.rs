@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::HostTool;
+use super::{HostConfig, HostTool};
 use crate::diagnostic::Source;
 use crate::{PolicyError, PolicyErrorKind};
 
@@ -20,6 +20,13 @@ pub(super) struct RawTool {
 }
 
 /// Validate every `[[tools]]` entry.
+impl HostConfig {
+    /// The declared host tool `name`.
+    pub fn tool(&self, name: &str) -> Option<&HostTool> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+}
+
 pub(super) fn host_tools(
     source: &Source<'_>,
     raw: Vec<RawTool>,

@@ -149,6 +149,7 @@ impl HostTree {
             workspace: Some(workspace.to_path_buf()),
             user,
             on_begin: None,
+            queued: None,
         };
         let report = agent.run_in(input, &options, Some(place)).await;
         drop(slot);

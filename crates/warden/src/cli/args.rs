@@ -11,9 +11,10 @@ use super::{audit_cli, memory_cli, task_cli, trust_cli};
 #[derive(Parser)]
 #[command(name = "warden", version, about)]
 pub struct Cli {
-    /// Log format for the host's own structured logs (on stderr; level from WARDEN_LOG, default warn).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log format for the host's own structured logs, on stderr (default: `[log] format` of the
+    /// host configuration, else text; level from WARDEN_LOG, else `[log] level`, else warn).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Folder for compiled components (default: $XDG_CACHE_HOME/warden or ~/.cache/warden).
     #[arg(long, global = true)]
     pub cache_dir: Option<PathBuf>,

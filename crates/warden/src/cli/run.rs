@@ -42,6 +42,7 @@ pub async fn run(
         workspace: Some(args.workspace),
         user,
         on_begin: None,
+        queued: None,
     };
     let report = loaded.run(&task, &options).await.map_err(|e| match e {
         warden::RunError::Ledger(_) => host_failure(e),
@@ -114,6 +115,7 @@ pub async fn batch(runtime: &Runtime, file: &Path, user: Option<Arc<User>>) -> R
             workspace: Some(spec.workspace.unwrap_or_else(|| PathBuf::from("."))),
             user: user.clone(),
             on_begin: None,
+            queued: None,
         };
         let report = agent
             .run(&spec.input.to_string(), &options)

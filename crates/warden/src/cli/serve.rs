@@ -1,9 +1,11 @@
 //! `warden serve`: the HTTP API of `warden::serve` on a socket (loopback unless told
 //! otherwise), for the users of the host's token issuers, or, on a host with none, for a
-//! development user whose token it prints (the way Jupyter prints its URL). It stops on SIGTERM
-//! or ctrl-c: no new connection is accepted, requests in flight finish, and running tasks get a
-//! grace period; a task still running after it is marked interrupted by the ledger's recovery at
-//! the next start, as for any host that stops first.
+//! development user whose token it prints (the way Jupyter prints its URL). At start it resumes
+//! the tasks left queued in the data directory (the ledger's recovery has already marked those
+//! left running `interrupted`). It stops on SIGTERM or ctrl-c: no new connection is accepted,
+//! requests in flight finish, no queued task starts any more (they stay queued for the next
+//! start), and running tasks get a grace period; a task still running after it is marked
+//! interrupted by the ledger's recovery at the next start, as for any host that stops first.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +76,12 @@ pub async fn serve(
         }
     };
     let state = ServerState::new(runtime, authority, agents).map_err(host_failure)?;
+    let (resumed, refused) = state.resume_queued().map_err(host_failure)?;
+    if resumed + refused > 0 {
+        errln!(
+            "resumed {resumed} queued task(s); {refused} refused (their user's roles are no longer defined, or their work unreadable: see `warden audit`)"
+        );
+    }
     let running = state.running();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -93,10 +101,12 @@ pub async fn serve(
         );
     }
     outln!("listening http://{local}")?;
-    warden::serve::serve(listener, state, shutdown_signal())
+    warden::serve::serve(listener, state.clone(), shutdown_signal())
         .await
         .map_err(host_failure)?;
+    state.stop_starting();
     let left = running.drain(args.grace).await;
+    warden::telemetry::flush().await;
     if left > 0 {
         errln!(
             "stopping with {left} task(s) still running after {} s: they are marked interrupted at the next start",

@@ -115,6 +115,18 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// The user `subject` holding `roles`, looked up in the roles file as it is now (a task
+    /// queued before a restart runs with no more than the roles give today).
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the roles the roles file no longer defines.
+    pub(crate) fn user(&self, subject: &str, roles: Vec<String>) -> Result<User, String> {
+        User::new(subject, roles, &self.roles)
+    }
+}
+
 /// The issuer a server with no `[[issuers]]` makes for itself: a key kept in its data directory
 /// (`serve/dev-issuer.key`, mode 0600, made once), trusted under the name [`DevIssuer::NAME`].
 /// It signs the development user's token that `warden serve` prints; a request without a valid

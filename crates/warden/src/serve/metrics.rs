@@ -15,6 +15,7 @@
 //! - `warden_run_duration_seconds`: a histogram of the runs' wall time from start to end,
 //!   buckets from 100 µs to 60 s;
 //! - `warden_tasks_running`: tasks started and not yet ended;
+//! - `warden_tasks_queued`: tasks acknowledged and waiting in the queue (its depth);
 //! - from the ledger (`metrics/tally.rs`, its whole history): `warden_trust_promotions_total`
 //!   and `warden_trust_demotions_total{agent}`, `warden_model_tokens_total{model, kind}`,
 //!   `warden_model_cost_micro_usd_total{model}`, `warden_model_cache_hit_ratio{model}`, and
@@ -82,6 +83,7 @@ pub struct Metrics {
     duration: Histogram,
     running: Gauge,
     tally: tally::Tally,
+    queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
         let escalations = Family::<TriggerLabels, Counter>::default();
         let duration = Histogram::new(DURATION_BUCKETS);
         let running = Gauge::default();
+        let queued = Gauge::default();
         // The encoder adds `_total` to a counter's name.
         registry.register(
             "warden_runs",
@@ -127,6 +130,11 @@ impl Metrics {
         );
         let tally = tally::Tally::default();
         tally.register(&mut registry);
+        registry.register(
+            "warden_tasks_queued",
+            "Tasks acknowledged and waiting in the queue",
+            queued.clone(),
+        );
         Metrics {
             tally,
             registry,
@@ -135,7 +143,13 @@ impl Metrics {
             escalations,
             duration,
             running,
+            queued,
         }
+    }
+
+    /// Set the queue depth gauge to `queued` tasks waiting.
+    pub fn set_queued(&self, queued: usize) {
+        self.queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
     }
 
     /// Count a run of `agent` that ended as `end` after `elapsed`.
@@ -225,6 +239,7 @@ pub(crate) async fn metrics(
             .map_err(|e| ApiError::internal(format!("the ledger's metrics cannot be read: {e}")))
     })
     .await?;
+    state.metrics.set_queued(state.queue.depth().0);
     let text = state.metrics.encode(state.running.count())?;
     let mut response = text.into_response();
     response

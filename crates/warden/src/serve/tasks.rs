@@ -1,6 +1,7 @@
-//! `POST /v1/tasks`, `GET /v1/tasks/{id}` and `GET /v1/tasks/{id}/trace`: the HTTP face of
-//! [`ServerState::submit`] and [`ServerState::task`] (`work.rs`): submit a task of an agent, or a
-//! request to the cascade, for the token's user, and read its row and trace from the ledger.
+//! `POST /v1/tasks`, `GET /v1/tasks/{id}`, `DELETE /v1/tasks/{id}` and
+//! `GET /v1/tasks/{id}/trace`: the HTTP face of [`ServerState::submit`], [`ServerState::task`]
+//! and [`ServerState::cancel`] (`work.rs`): submit a task of an agent, or a request to the
+//! cascade, for the token's user, read its row and trace from the ledger, and cancel it.
 
 use std::path::PathBuf;
 
@@ -138,6 +139,23 @@ pub(crate) async fn show(
     let mut shown = serde_json::to_value(&row).map_err(|e| ApiError::internal(e.to_string()))?;
     shown["cost"] = cost;
     Ok(Json(shown))
+}
+
+/// `DELETE /v1/tasks/{id}`: cancel the task (a reviewer may cancel anyone's); the row as it
+/// ended (`cancelled`, or its end if it had ended already).
+pub(crate) async fn cancel(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = visible(&state, &headers, &id).await?;
+    let caller = state.caller(&headers)?;
+    let row = state.cancel(&caller, row.id).await?;
+    Ok(Json(json!({
+        "task": row.id,
+        "status": row.status,
+        "outcome": row.outcome,
+    })))
 }
 
 /// `GET /v1/tasks/{id}/trace`: the task's status and its trace (`null` while it runs).

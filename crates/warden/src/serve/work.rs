@@ -4,33 +4,31 @@
 //! translates its protocol to these calls, so a task is admitted, stored, bounded, run, counted
 //! and shown the same way whichever door it came in by.
 //!
-//! A task is acknowledged once the ledger holds its row: the run starts at once on a task of its
-//! own and [`ServerState::submit`] returns when the row exists (or the run has ended, whichever
-//! comes first). An agent's run tells it its id the moment its row is stored
-//! (`RunOptions::on_begin`); the cascade creates its row itself, so for it the store is watched,
-//! one user's cascades one at a time so that a row is never taken for another submission's.
-//! Before anything starts, the submission takes a place in the server's bounded queue
-//! (`queue.rs`), or is answered `429`.
+//! A task is acknowledged once the ledger holds its `queued` row, with everything needed to run
+//! it later (its work, workspace, user and roles): [`ServerState::submit`] returns that row's id,
+//! which the task keeps when it runs. Before that the submission takes a place in the server's
+//! bounded queue (`queue.rs`), or is answered `429`; the runners (`runner.rs`) start queued
+//! tasks in a fair order. Waiting for a task's end is woken by its runner, not by polling.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::queue::Ticket;
-use super::{ApiError, Caller, RunEnd, ServerState};
-use crate::RunOptions;
-use crate::cascade::{CASCADE_AGENT, CascadeError};
+use super::queue::Cancelled;
+use super::runner::{Job, StoredWork, close_cancelled};
+use super::{ApiError, Caller, ServerState};
+use crate::cascade::CASCADE_AGENT;
 use crate::ledger::Ledger;
 use crate::store::TaskRecord;
 
-/// How often a submission looks for its task's row while the run starts.
-const ROW_POLL: Duration = Duration::from_millis(2);
+/// How long [`ServerState::wait`] sleeps between looks at a task this server does not run (one
+/// another process runs); a task it runs wakes it at its end.
+const FOREIGN_POLL: Duration = Duration::from_millis(100);
 
-/// How often [`ServerState::wait`] looks at a running task's row.
-const END_POLL: Duration = Duration::from_millis(5);
+/// The longest [`ServerState::wait`] trusts a wake-up alone before it reads the row again.
+const WAKE_CHECK: Duration = Duration::from_secs(1);
 
 /// What a caller asks the server to run.
 #[derive(Debug, Clone)]
@@ -79,23 +77,6 @@ pub struct AgentEntry {
     pub network: bool,
 }
 
-/// One lock per (user, agent): the submissions in the window between starting a run and finding
-/// its row in the store (the cascade's).
-#[derive(Debug, Default)]
-pub(crate) struct Submissions(Mutex<HashMap<SubmissionKey, Arc<tokio::sync::Mutex<()>>>>);
-
-/// A user's subject and an agent's name.
-type SubmissionKey = (String, String);
-
-impl Submissions {
-    fn lock_for(&self, user: &str, agent: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry((user.to_owned(), agent.to_owned()))
-            .or_default()
-            .clone()
-    }
-}
-
 impl ServerState {
     /// The caller a request's headers name (`Authorization: Bearer <identity token>`).
     ///
@@ -115,8 +96,8 @@ impl ServerState {
         self.authority.caller_of_token(token)
     }
 
-    /// Admit, store and start `submission` for `caller`; returns the task id once its row is
-    /// stored.
+    /// Admit and store `submission` for `caller` as a queued task; returns its id once its row
+    /// is stored (it runs when the queue's fair order reaches it, keeping that id).
     ///
     /// # Errors
     ///
@@ -132,187 +113,151 @@ impl ServerState {
                 "the workspace is not a folder on this host; name an existing folder, or none",
             ));
         }
-        match submission.work {
+        let subject = caller.user.subject.as_str();
+        let named = match &submission.work {
+            Work::Agent { name, .. } => name.as_str(),
+            Work::Cascade { .. } => CASCADE_AGENT,
+        };
+        if !caller.user.grant.allows_agent(named) {
+            return Err(self.refuse_not_granted(caller, named).await);
+        }
+        let mut row = TaskRecord {
+            id: 0,
+            agent: CASCADE_AGENT.into(),
+            agent_id: "host/cascade".into(),
+            module_hash: "-".into(),
+            user: subject.to_owned(),
+            level: 0,
+            grant: json!({
+                "user": subject,
+                "roles": caller.user.roles,
+                "workspace": submission.workspace.as_ref().map(|w| w.display().to_string()),
+            }),
+            status: "queued".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: 0,
+            ended_ms: None,
+            parent: None,
+        };
+        let agent = match &submission.work {
             Work::Agent { name, input } => {
-                self.submit_agent(caller, name, input, submission.workspace)
-                    .await
+                let agent = self.find_agent(name).await?;
+                self.check_input(&agent, caller, input).await?;
+                row.agent = agent.policy().agent.name.clone();
+                row.agent_id = agent.identity.agent_id.clone();
+                row.module_hash = agent.identity.module_hash.clone();
+                Some(agent)
             }
             Work::Cascade { request } => {
-                let workspace = submission.workspace.ok_or_else(|| {
-                    ApiError::bad_request(
+                if submission.workspace.is_none() {
+                    return Err(ApiError::bad_request(
                         "bad-workspace",
                         "a cascade works on a workspace: name an existing folder as `workspace`",
-                    )
-                })?;
-                self.submit_cascade(caller, request, workspace).await
+                    ));
+                }
+                // What the cascade would refuse at its start is refused before it is queued.
+                if request.trim().is_empty() || request.len() > crate::cascade::MAX_REQUEST {
+                    return Err(ApiError::bad_request(
+                        "bad-cascade",
+                        format!(
+                            "the cascade cannot run: the request must be 1 to {} bytes of text",
+                            crate::cascade::MAX_REQUEST
+                        ),
+                    ));
+                }
+                row.grant["request"] = json!(request);
+                None
             }
-        }
-    }
-
-    async fn submit_agent(
-        &self,
-        caller: &Caller,
-        name: String,
-        input: Value,
-        workspace: Option<PathBuf>,
-    ) -> Result<u64, ApiError> {
-        if !caller.user.grant.allows_agent(&name) {
-            // A decision like any other: audited (as `warden run` audits it) before the answer.
-            let ledger = self.ledger()?;
-            let (agent, user) = (name.clone(), caller.user.subject.clone());
-            tokio::task::spawn_blocking(move || {
-                ledger.record(
-                    crate::audit::AuditEvent::new("task-refused")
-                        .agent(&agent)
-                        .user(&user)
-                        .detail(serde_json::json!({"why": "agent-not-granted"})),
-                )
-            })
+        };
+        let job = Job {
+            user: caller.user.clone(),
+            work: submission.work,
+            workspace: submission.workspace,
+            agent,
+        };
+        let work = serde_json::to_string(&StoredWork::of(&job))
+            .map_err(|e| ApiError::internal(format!("the task cannot be stored: {e}")))?;
+        let place = self.queue.admit(subject)?;
+        let ledger = self.ledger()?;
+        let id = tokio::task::spawn_blocking(move || ledger.enqueue(&row, &work))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("the refusal could not be audited: {e}")))?;
-            return Err(not_granted(&caller.user.subject, &name));
+            .map_err(|e| ApiError::internal(format!("the task could not be stored: {e}")))?;
+        self.queue.push(place, id, job);
+        self.pump();
+        Ok(id)
+    }
+
+    /// 403 `agent-not-granted` for `caller`, whose roles do not list `agent` (said whether or not
+    /// the agent exists: its existence is not the caller's to learn), after its `task-refused`
+    /// audit record — a decision like any other, audited as `warden run` audits it.
+    async fn refuse_not_granted(&self, caller: &Caller, agent: &str) -> ApiError {
+        let user = caller.user.subject.clone();
+        let answer = ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "agent-not-granted",
+            format!(
+                "user `{user}` may not use agent `{agent}`: none of their roles lists it (`agents = [...]` in the host's roles file); ask its operator for a role that does"
+            ),
+        );
+        let ledger = match self.ledger() {
+            Ok(l) => l,
+            Err(e) => return e,
+        };
+        let agent = agent.to_owned();
+        let recorded = tokio::task::spawn_blocking(move || {
+            ledger.record(
+                crate::audit::AuditEvent::new("task-refused")
+                    .agent(&agent)
+                    .user(&user)
+                    .detail(json!({"why": "agent-not-granted"})),
+            )
+        })
+        .await;
+        match recorded {
+            Ok(Ok(_)) => answer,
+            Ok(Err(e)) => ApiError::internal(format!("the refusal could not be audited: {e}")),
+            Err(e) => ApiError::internal(e.to_string()),
         }
-        let (runtime, agents) = (self.runtime.clone(), self.agents.clone());
-        let agent = {
-            let name = name.clone();
-            tokio::task::spawn_blocking(move || agents.find(&runtime, &name))
-                .await
-                .map_err(|e| ApiError::internal(format!("loading the agent failed: {e}")))??
-        };
-        let (told, begun) = tokio::sync::oneshot::channel();
-        let told = Mutex::new(Some(told));
-        let options = RunOptions {
-            workspace,
-            user: Some(caller.user.clone()),
-            on_begin: Some(Arc::new(move |id| {
-                let told = told.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(told) = told {
-                    let _ = told.send(id);
-                }
-            })),
-        };
-        let input = input.to_string();
-        let metrics = self.metrics.clone();
-        let ticket = self.queue.admit(&caller.user.subject)?;
-        self.start(ticket, Begun::Told(begun), async move {
-            let started = std::time::Instant::now();
-            let ended = agent.run(&input, &options).await;
-            let end = match &ended {
-                Ok(report) => RunEnd::Ended(&report.outcome),
-                Err(_) => RunEnd::NotStarted,
-            };
-            metrics.record_run(&name, end, started.elapsed());
-            match ended {
-                Ok(report) => Ok(report.task),
-                Err(crate::RunError::InputContract { detail, .. }) => Err(ApiError::bad_request(
-                    "input-contract",
-                    format!(
-                        "the input breaks the agent's contract: {}",
-                        crate::terminal::line(&detail)
-                    ),
-                )),
-                Err(crate::RunError::NotGranted { agent, user }) => Err(not_granted(&user, &agent)),
-                Err(e) => Err(ApiError::internal(format!("the task could not run: {e}"))),
-            }
-        })
-        .await
     }
 
-    async fn submit_cascade(
+    /// Refuse an input that breaks `agent`'s contract before it is queued (audited as the run
+    /// path does: `task-refused`).
+    async fn check_input(
         &self,
+        agent: &crate::runtime::LoadedAgent,
         caller: &Caller,
-        text: String,
-        workspace: PathBuf,
-    ) -> Result<u64, ApiError> {
-        let runtime = self.runtime.clone();
-        let metrics = self.metrics.clone();
-        let user = caller.user.clone();
-        let ticket = self.queue.admit(&caller.user.subject)?;
-        let watch = Begun::Watch(caller.user.subject.clone());
-        self.start(ticket, watch, async move {
-            let started = std::time::Instant::now();
-            let ended = runtime.run_cascade(&text, &workspace, Some(user)).await;
-            match ended {
-                Ok(report) => {
-                    metrics.record_cascade(
-                        &report.status,
-                        report.trigger.as_deref(),
-                        started.elapsed(),
-                    );
-                    Ok(report.task)
-                }
-                Err(e) => {
-                    metrics.record_cascade("not-started", None, started.elapsed());
-                    Err(match e {
-                        CascadeError::Invalid(why) => ApiError::bad_request(
-                            "bad-cascade",
-                            format!("the cascade cannot run: {}", crate::terminal::line(&why)),
-                        ),
-                        CascadeError::NotGranted(user) => not_granted(&user, CASCADE_AGENT),
-                        CascadeError::Host(why) => ApiError::internal(format!(
-                            "the cascade could not be recorded: {}",
-                            crate::terminal::line(&why)
-                        )),
-                    })
-                }
-            }
-        })
-        .await
-    }
-
-    /// Start `run` (which creates a top-level row and returns its id) on a task of its own,
-    /// holding `ticket` until it ends, and answer once the ledger holds that row or the run has
-    /// ended.
-    async fn start(
-        &self,
-        ticket: Ticket,
-        begun: Begun,
-        run: impl std::future::Future<Output = Result<u64, ApiError>> + Send + 'static,
-    ) -> Result<u64, ApiError> {
-        let ended = |e: Result<Result<u64, ApiError>, tokio::task::JoinError>| match e {
-            Ok(r) => r,
-            Err(e) => Err(ApiError::internal(format!("the task failed: {e}"))),
-        };
-        let spawn = |run| {
-            let guard = self.running.start();
-            tokio::spawn(async move {
-                let (_running, _place) = (guard, ticket);
-                run.await
-            })
-        };
-        let subject = match begun {
-            Begun::Told(told) => {
-                let run = spawn(run);
-                return match told.await {
-                    Ok(id) => Ok(id),
-                    // The run ended before its row existed (or without one): its own answer.
-                    Err(_) => ended(run.await),
-                };
-            }
-            Begun::Watch(subject) => subject,
+        input: &Value,
+    ) -> Result<(), ApiError> {
+        let contract = agent
+            .contract()
+            .await
+            .map_err(|e| ApiError::internal(format!("the agent cannot describe itself: {e}")))?;
+        let Some(Err(detail)) = contract.map(|c| c.check_input(&input.to_string())) else {
+            return Ok(());
         };
         let ledger = self.ledger()?;
-        let lock = self.submissions.lock_for(&subject, CASCADE_AGENT);
-        let _one_at_a_time = lock.lock().await;
-        let before = newest(&ledger, 1).await?.first().map_or(0, |t| t.id);
-        let mut run = spawn(run);
-        loop {
-            tokio::select! {
-                e = &mut run => return ended(e),
-                () = tokio::time::sleep(ROW_POLL) => {
-                    let rows = newest(&ledger, 16).await?;
-                    if let Some(row) = rows.iter().find(|t| {
-                        t.id > before && t.user == subject && t.agent == CASCADE_AGENT && t.parent.is_none()
-                    }) {
-                        return Ok(row.id);
-                    }
-                }
-            }
-        }
+        let event = crate::audit::AuditEvent::new("task-refused")
+            .agent(&agent.policy().agent.name)
+            .user(&caller.user.subject)
+            .detail(json!({"why": "input-contract", "detail": detail}));
+        tokio::task::spawn_blocking(move || ledger.record(event))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("the refusal could not be recorded: {e}")))?;
+        Err(ApiError::bad_request(
+            "input-contract",
+            format!(
+                "the input breaks the agent's contract: {}",
+                crate::terminal::line(&detail)
+            ),
+        ))
     }
 
-    fn ledger(&self) -> Result<Arc<Ledger>, ApiError> {
+    pub(crate) fn ledger(&self) -> Result<Arc<Ledger>, ApiError> {
         self.runtime
             .ledger()
             .cloned()
@@ -351,33 +296,62 @@ impl ServerState {
     /// As [`ServerState::task`].
     pub async fn wait(&self, caller: &Caller, id: u64) -> Result<TaskRecord, ApiError> {
         loop {
+            // Watched before the row is read, so an end in between is not missed.
+            let watch = self.queue.watch(id);
             let row = self.task(caller, id).await?;
             if !matches!(row.status.as_str(), "queued" | "running") {
                 return Ok(row);
             }
-            tokio::time::sleep(END_POLL).await;
+            match watch {
+                Some(mut ended) => {
+                    let _ = tokio::time::timeout(WAKE_CHECK, ended.changed()).await;
+                }
+                None => tokio::time::sleep(FOREIGN_POLL).await,
+            }
         }
     }
 
     /// Stop the task `id` of `caller` (a reviewer may stop anyone's) at once: its instance is
-    /// killed, its staged writes are discarded, it ends `cancelled`, recorded and audited; a
-    /// queued task never starts. Returns its row as it ended. Cancelling an ended task changes
-    /// nothing and returns its row.
+    /// killed, its staged writes are discarded, it ends `cancelled`, recorded and audited with
+    /// who cancelled it; a queued task never starts. Returns its row as it ended. Cancelling an
+    /// ended task changes nothing and returns its row.
     ///
     /// # Errors
     ///
-    /// As [`ServerState::task`]; 409 `not-cancellable` while cancellation is not wired to the
-    /// run (to be replaced by the durable queue's runner).
+    /// As [`ServerState::task`]; 409 `not-cancellable` for a task another host process runs.
     pub async fn cancel(&self, caller: &Caller, id: u64) -> Result<TaskRecord, ApiError> {
         let row = self.task(caller, id).await?;
         if !matches!(row.status.as_str(), "queued" | "running") {
             return Ok(row);
         }
-        Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "not-cancellable",
-            "this server cannot stop a running task yet; wait for its end",
-        ))
+        let by = caller.user.subject.clone();
+        match self.queue.cancel(id, &by) {
+            Cancelled::Running => return self.wait(caller, id).await,
+            Cancelled::Unknown if row.status == "running" => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "not-cancellable",
+                    "another host process runs this task; cancel it there, or wait for its end",
+                ));
+            }
+            // Waiting here, or queued by a process that is gone: it ends without running.
+            Cancelled::Waiting(_) | Cancelled::Unknown => {
+                let ledger = self.ledger()?;
+                let closed =
+                    tokio::task::spawn_blocking(move || close_cancelled(&ledger, id, &by, 0))
+                        .await
+                        .map_err(|e| ApiError::internal(e.to_string()));
+                self.queue.forget(id);
+                closed??;
+            }
+        }
+        self.task(caller, id).await
+    }
+
+    /// Start no more queued tasks (a graceful shutdown): those waiting stay queued in the store
+    /// and the next start resumes them ([`ServerState::resume_queued`]).
+    pub fn stop_starting(&self) {
+        self.queue.close();
     }
 
     /// The agents `caller` may use, by name (deterministic order), each with its contract and
@@ -455,33 +429,4 @@ fn tool_irreversible(runtime: &crate::Runtime, name: &str) -> bool {
         .iter()
         .find(|t| t.name == name)
         .is_none_or(|t| t.irreversible)
-}
-
-/// 403 `agent-not-granted`: the user's roles do not list the agent (said whether or not the
-/// agent exists: its existence is not the caller's to learn).
-fn not_granted(user: &str, agent: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::FORBIDDEN,
-        "agent-not-granted",
-        format!(
-            "user `{user}` may not use agent `{agent}`: none of their roles lists it (`agents = [...]` in the host's roles file); ask its operator for a role that does"
-        ),
-    )
-}
-
-/// How a submission learns its task's id once the row exists.
-enum Begun {
-    /// The run tells it (`RunOptions::on_begin`); the sender is dropped with the run.
-    Told(tokio::sync::oneshot::Receiver<u64>),
-    /// The cascade of this user creates its row itself: found in the store.
-    Watch(String),
-}
-
-/// The newest `limit` task rows, read off the async workers.
-async fn newest(ledger: &Arc<Ledger>, limit: usize) -> Result<Vec<TaskRecord>, ApiError> {
-    let ledger = ledger.clone();
-    tokio::task::spawn_blocking(move || ledger.store().tasks(limit))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("the ledger cannot be read: {e}")))
 }

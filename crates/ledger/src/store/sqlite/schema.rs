@@ -58,7 +58,8 @@ pub(super) fn create_or_migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     conn.execute_batch(REST)?;
-    conn.execute_batch(super::cascade::TABLES)
+    conn.execute_batch(super::cascade::TABLES)?;
+    conn.execute_batch(super::queue::TABLES)
 }
 
 /// Whether the tasks table has `column` (databases made by older versions lack some).

@@ -1,0 +1,192 @@
+//! What the ledger (trust lookup, task row, hash-chained audit records, end-of-task commit)
+//! adds to a run of the trivial agent: its parts timed alone, a sequential run bare against
+//! with the ledger, and runs per second with both cores busy (8 and 32 concurrent tasks) bare
+//! against with the ledger; then what staging adds to a one-file write.
+//!
+//! The machine may be shared: each bare/ledger comparison is measured twice, interleaved, and
+//! the better figure of each side is kept (printed as "best of 2").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use warden::{Outcome, RunOptions, Runtime};
+
+use super::{fresh_instance_latency_with, load, percentile, throughput, us};
+
+/// Every ledger figure (see the module docs).
+pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 2_000 } else { 20_000 };
+    let data = tempfile::tempdir()?;
+    let ledger = Arc::new(warden::ledger::Ledger::open(data.path(), 1024)?);
+    breakdown(&ledger, n)?;
+    let with = base.clone().with_ledger(Arc::clone(&ledger));
+    let bare = Arc::new(load(base, "hello", "")?);
+    let hello = Arc::new(load(&with, "hello", "")?);
+
+    let opts = RunOptions::default();
+    let mut best_bare = (Duration::MAX, Duration::MAX);
+    let mut best_with = (Duration::MAX, Duration::MAX);
+    for _ in 0..2 {
+        let b = fresh_instance_latency_with(&bare, n, &opts, "hello, bare").await?;
+        let w = fresh_instance_latency_with(
+            &hello,
+            n,
+            &opts,
+            "hello, with ledger: trust + task + audit",
+        )
+        .await?;
+        best_bare = (best_bare.0.min(b.0), best_bare.1.min(b.1));
+        best_with = (best_with.0.min(w.0), best_with.1.min(w.1));
+    }
+    println!(
+        "ledger, sequential (best of 2): p50 {:.1} µs bare vs {:.1} µs with ledger ({:.2}x); p99 {:.1} µs vs {:.1} µs ({:.2}x)",
+        us(best_bare.0),
+        us(best_with.0),
+        us(best_with.0) / us(best_bare.0),
+        us(best_bare.1),
+        us(best_with.1),
+        us(best_with.1) / us(best_bare.1),
+    );
+
+    let secs = if quick { 0.5 } else { 3.0 };
+    for workers in [8, 32] {
+        let before = ledger.commit_stats();
+        let (mut b, mut w) = (0f64, 0f64);
+        for _ in 0..2 {
+            b = b.max(throughput(bare.clone(), secs, workers).await?);
+            w = w.max(throughput(hello.clone(), secs, workers).await?);
+        }
+        println!(
+            "ledger, throughput with {workers} concurrent tasks (best of 2): {b:.0} runs/s bare vs {w:.0} with ledger ({:.0}% of bare)",
+            100.0 * w / b
+        );
+        let after = ledger.commit_stats();
+        let (batches, jobs) = (after.batches - before.batches, after.jobs - before.jobs);
+        println!(
+            "ledger, group commit with {workers} concurrent tasks: {jobs} task starts and ends in {batches} batches ({:.2} a batch)",
+            jobs as f64 / batches.max(1) as f64
+        );
+    }
+
+    if std::env::var_os("WARDEN_BENCH_SKIP_STAGING").is_some() {
+        return Ok(());
+    }
+    staging_figures(base, &with, quick).await
+}
+
+/// Staging cost against workspace size: one write into a 10,000-file workspace, then into a
+/// workspace that holds only the folder written to. Equal figures mean staging costs what the
+/// agent writes, not what the workspace holds.
+async fn staging_figures(base: &Runtime, with: &Runtime, quick: bool) -> anyhow::Result<()> {
+    let big = tempfile::tempdir()?;
+    for d in 0..100 {
+        let dir = big.path().join(format!("out/d{d}"));
+        std::fs::create_dir_all(&dir)?;
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f}.txt")), "x")?;
+        }
+    }
+    let small = tempfile::tempdir()?;
+    std::fs::create_dir_all(small.path().join("out/d7"))?;
+    let body = "[fs]\nwrite = [\"out/**\"]\n[trust]\npromote_after = 1\n";
+    for (ws_label, ws) in [("10,000-file", big.path()), ("1-folder", small.path())] {
+        for (label, rt) in [("without ledger", base), ("with ledger", with)] {
+            let probe = load(rt, "probe", body)?;
+            let opts = RunOptions {
+                workspace: Some(ws.to_path_buf()),
+                user: None,
+                on_begin: None,
+                queued: None,
+            };
+            let task = r#"{"op":"write","path":"/out/d7/new.txt","text":"one file"}"#;
+            for _ in 0..20 {
+                probe.run(task, &opts).await?;
+            }
+            let runs = if quick { 200 } else { 2_000 };
+            let mut samples = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let t = Instant::now();
+                let r = probe.run(task, &opts).await?;
+                samples.push(t.elapsed());
+                anyhow::ensure!(
+                    matches!(r.outcome, Outcome::Completed { .. }),
+                    "write failed: {:?}",
+                    r.outcome
+                );
+            }
+            samples.sort();
+            println!(
+                "one-file write in a {ws_label} workspace, staged and applied ({label}), n={runs}: p50 {:.1} µs, p99 {:.1} µs",
+                us(percentile(&samples, 0.5)),
+                us(percentile(&samples, 0.99)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The ledger's parts, timed alone: an audit record, the task row at start, the end-of-task
+/// commit (task row + trust record), the trust lookup.
+fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
+    use warden::store::{TaskEnd, TaskRecord, TrustRecord};
+    let store = ledger.store();
+    let time = |label: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
+        let t = Instant::now();
+        for _ in 0..n {
+            f()?;
+        }
+        println!(
+            "  ledger part: {label}: {:.1} µs each",
+            us(t.elapsed()) / n as f64
+        );
+        Ok(())
+    };
+    time("audit record", &mut || {
+        ledger.record(warden::audit::AuditEvent::new("bench").task(1).agent("hello").detail(
+            serde_json::json!({"status": "completed", "elapsed_us": 20, "trace_sha256": "ab".repeat(32)}),
+        ))?;
+        Ok(())
+    })?;
+    let task = TaskRecord {
+        id: 0,
+        agent: "hello".into(),
+        agent_id: "unsigned/hello".into(),
+        module_hash: "ab".repeat(32),
+        user: "-".into(),
+        level: 1,
+        grant: serde_json::json!({"fs": {"read": [], "write": []}}),
+        status: "running".into(),
+        outcome: None,
+        trace: None,
+        staging: "none".into(),
+        staging_path: None,
+        started_ms: 0,
+        ended_ms: None,
+        parent: None,
+    };
+    let mut ids = Vec::with_capacity(n);
+    time("task row at start", &mut || {
+        ids.push(store.begin_task(&task, ledger.owner())?);
+        Ok(())
+    })?;
+    let trust = TrustRecord::new("unsigned/hello", &"ab".repeat(32));
+    let mut i = 0;
+    time("end-of-task commit", &mut || {
+        store.end_task(&TaskEnd {
+            id: ids[i],
+            status: "completed".into(),
+            outcome: serde_json::json!({"status": "completed", "output": "hello, bench"}),
+            trace: serde_json::json!({"events": [], "dropped": 0}),
+            staging: "none".into(),
+            staging_path: None,
+            trust: Some(trust.clone()),
+        })?;
+        i += 1;
+        Ok(())
+    })?;
+    time("trust lookup", &mut || {
+        store.trust("unsigned/hello")?;
+        Ok(())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The group commit's promise under a real SIGKILL: many threads run tasks through
+//! [`Ledger::begin_task`] and [`Ledger::end_task`] in a child process (this test binary run
+//! again), which prints each task's id the moment a call returns; the parent kills it mid-load
+//! and checks that every acknowledged task is in the store with that status, and that the
+//! data directory verifies: the chain intact, the log and the store agreeing.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::store::{TaskEnd, TaskRecord, TrustRecord};
+
+/// Where the child writes: set only in the child.
+const CHILD_DIR: &str = "WARDEN_LEDGER_KILL_CHILD_DIR";
+const THREADS: usize = 8;
+/// Acknowledged ends after which the parent kills the child.
+const KILL_AFTER: usize = 600;
+
+/// The child's body: tasks on `THREADS` threads until it is killed. Run by
+/// `a_sigkill_mid_load_loses_no_acknowledged_task_or_record` in a child process; on its own
+/// (the variable unset) it has nothing to do.
+#[test]
+fn kill_child_runs_tasks_until_killed() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let ledger = Arc::new(Ledger::open(Path::new(&dir), 64).unwrap());
+    let threads: Vec<_> = (0..THREADS)
+        .map(|n| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    run_task(&ledger, n, i, acknowledge);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// One task as the run path writes it, each acknowledgement told to `ack` as it happens.
+pub(super) fn run_task(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64)) {
+    let agent = format!("agent{thread}");
+    let id = ledger
+        .begin_task(
+            TaskRecord {
+                id: 0,
+                agent: agent.clone(),
+                agent_id: format!("unsigned/{agent}"),
+                module_hash: "h".into(),
+                user: "-".into(),
+                level: 1,
+                grant: json!({"n": i}),
+                status: "running".into(),
+                outcome: None,
+                trace: None,
+                staging: "none".into(),
+                staging_path: None,
+                started_ms: now_ms(),
+                ended_ms: None,
+                parent: None,
+            },
+            AuditEvent::new("task-started").agent(&agent),
+        )
+        .unwrap();
+    ack("begun", id);
+    let trace = json!({"events": [], "dropped": 0});
+    let trace_sha256 = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
+    let mut trust = TrustRecord::new(&format!("unsigned/{agent}"), "h");
+    trust.streak = u32::try_from(i).unwrap_or(u32::MAX);
+    ledger
+        .end_task(
+            vec![
+                AuditEvent::new("task-ended")
+                    .task(id)
+                    .agent(&agent)
+                    .detail(json!({"status": "completed", "trace_sha256": trace_sha256})),
+            ],
+            TaskEnd {
+                id,
+                status: "completed".into(),
+                outcome: json!({"status": "completed"}),
+                trace,
+                staging: "none".into(),
+                staging_path: None,
+                trust: Some(trust),
+            },
+        )
+        .unwrap();
+    ack("ended", id);
+}
+
+fn acknowledge(what: &str, id: u64) {
+    // One line per write, so the parent never reads half an acknowledgement.
+    let mut out = std::io::stdout().lock();
+    out.write_all(format!("{what} {id}\n").as_bytes()).unwrap();
+    out.flush().unwrap();
+}
+
+#[test]
+fn a_sigkill_mid_load_loses_no_acknowledged_task_or_record() {
+    if std::env::var_os(CHILD_DIR).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "ledger::kill_tests::kill_child_runs_tasks_until_killed",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // task id -> the furthest acknowledgement: "begun" or "ended".
+    let mut acked: BTreeMap<u64, &str> = BTreeMap::new();
+    let mut ended = 0;
+    let see = |line: &str, acked: &mut BTreeMap<u64, &str>| -> bool {
+        let Some((what, id)) = line.split_once(' ') else {
+            return false;
+        };
+        let Ok(id) = id.parse::<u64>() else {
+            return false;
+        };
+        match what {
+            "begun" => {
+                acked.entry(id).or_insert("begun");
+            }
+            "ended" => {
+                acked.insert(id, "ended");
+                return true;
+            }
+            _ => {}
+        }
+        false
+    };
+    for line in lines.by_ref() {
+        if see(&line.unwrap(), &mut acked) {
+            ended += 1;
+            if ended == KILL_AFTER {
+                break;
+            }
+        }
+    }
+    assert_eq!(ended, KILL_AFTER, "the child stopped before the kill");
+    child.kill().unwrap(); // SIGKILL
+    // What the child acknowledged before it died is still in the pipe.
+    for line in lines {
+        see(&line.unwrap(), &mut acked);
+    }
+    child.wait().unwrap();
+    let in_flight = acked.values().filter(|w| **w == "begun").count();
+
+    // Straight from the store, before any recovery: every acknowledged task is there.
+    {
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        for (id, what) in &acked {
+            let task = store.task(*id).unwrap_or_else(|e| {
+                panic!("task {id} was acknowledged as {what} but is not in the store: {e}")
+            });
+            match *what {
+                "ended" => assert_eq!(task.status, "completed", "task {id}"),
+                // Its end may have been committed just before the kill, unacknowledged.
+                _ => assert!(
+                    ["running", "completed"].contains(&task.status.as_str()),
+                    "task {id} is {}",
+                    task.status
+                ),
+            }
+        }
+    }
+    // The log and the store agree, read-only, as `warden audit verify` checks them.
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert!(report.tasks >= acked.len() as u64, "{report:?}");
+    // The next open recovers the tasks in flight and signs the log; it verifies again.
+    drop(Ledger::open(dir.path(), 64).unwrap());
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert!(report.awaiting_recovery.is_empty(), "{report:?}");
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    for (id, what) in &acked {
+        let status = store.task(*id).unwrap().status;
+        let allowed: &[&str] = match *what {
+            "ended" => &["completed"],
+            _ => &["completed", "interrupted"],
+        };
+        assert!(allowed.contains(&status.as_str()), "task {id} is {status}");
+    }
+    eprintln!(
+        "killed after {ended} acknowledged ends; {} tasks acknowledged, {in_flight} in flight",
+        acked.len()
+    );
+}

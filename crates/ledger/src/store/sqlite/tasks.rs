@@ -1,0 +1,111 @@
+//! Task rows as the run path writes them: several tasks' starts in one transaction, several
+//! tasks' ends (each with its agent's trust record) in another, so a group commit
+//! ([`crate::ledger`]) costs one commit for however many tasks it carries.
+
+use rusqlite::{Connection, params};
+
+use super::super::{StoreError, TaskEnd, TaskRecord, TrustRecord, now_ms};
+
+/// Insert `tasks` as `running` rows of process `owner`, vouching for the log up to `head`, in
+/// one transaction; their ids, in order.
+pub(super) fn begin(
+    conn: &Connection,
+    tasks: &[&TaskRecord],
+    owner: &str,
+    (seq, hash): (Option<u64>, Option<i64>),
+) -> Result<Vec<u64>, StoreError> {
+    in_transaction(conn, |tx| {
+        let mut ids = Vec::with_capacity(tasks.len());
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for t in tasks {
+            let id = insert.insert(params![
+                t.agent,
+                t.agent_id,
+                t.module_hash,
+                t.user,
+                t.level,
+                t.grant.to_string(),
+                t.started_ms,
+                owner,
+                seq,
+                hash,
+                t.parent
+            ])?;
+            ids.push(id as u64);
+        }
+        Ok(ids)
+    })
+}
+
+/// Close `ends` (status, outcome, trace, staging; the trust record when given), vouching for
+/// the log up to `head`, in one transaction.
+pub(super) fn end(
+    conn: &Connection,
+    ends: &[TaskEnd],
+    (seq, hash): (Option<u64>, Option<i64>),
+) -> Result<(), StoreError> {
+    let ended_ms = now_ms();
+    in_transaction(conn, |tx| {
+        let mut update = tx.prepare_cached(
+            "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1",
+        )?;
+        for end in ends {
+            update.execute(params![
+                end.id,
+                end.status,
+                end.outcome.to_string(),
+                end.trace.to_string(),
+                end.staging,
+                end.staging_path,
+                ended_ms,
+                seq,
+                hash
+            ])?;
+        }
+        for end in ends {
+            // Several ends of one agent in a batch: each overwrites the one before, in order,
+            // as separate commits would.
+            if let Some(trust) = &end.trust {
+                put_trust_in(tx, trust)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Run `f` in one write transaction (taking the write lock at once, so two processes never
+/// deadlock upgrading a read), committed if it succeeds and rolled back if not. The three
+/// statements are cached: `Connection::transaction` parses them again every time.
+fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    match f(conn).and_then(|v| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(v)
+    }) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut s| s.execute([]));
+            }
+            Err(e)
+        }
+    }
+}
+
+pub(super) fn put_trust_in(conn: &Connection, record: &TrustRecord) -> Result<(), StoreError> {
+    let text = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO trust (agent_id, record) VALUES (?1, ?2)
+         ON CONFLICT(agent_id) DO UPDATE SET record = excluded.record",
+    )?
+    .execute(params![record.agent_id, text])?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The queue's bounds and its fair order, without a server.
+
+use super::*;
+use axum::http::StatusCode;
+
+fn queue(
+    max_queued: usize,
+    workers: usize,
+    per_user: usize,
+    per_user_queued: usize,
+) -> Arc<Queue<&'static str>> {
+    Arc::new(Queue::new(ServerSettings {
+        max_queued,
+        workers,
+        per_user,
+        per_user_queued,
+    }))
+}
+
+#[test]
+fn one_user_is_bounded_and_another_still_admitted() {
+    let q = queue(4, 4, 4, 2);
+    let a1 = q.admit("alice").unwrap();
+    q.push(a1, 1, "a1");
+    let _a2 = q.admit("alice").unwrap();
+    let e = q.admit("alice").unwrap_err();
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::TOO_MANY_REQUESTS, "user-busy")
+    );
+    let _b = q.admit("bob").unwrap();
+    assert_eq!(q.depth(), (3, 0));
+    // A place dropped before its task was stored comes back.
+    drop(_a2);
+    assert_eq!(q.depth(), (2, 0));
+    let _a3 = q.admit("alice").unwrap();
+}
+
+#[test]
+fn the_whole_queue_is_bounded_and_places_come_back_when_tasks_end() {
+    let q = queue(2, 2, 2, 2);
+    let a = q.admit("alice").unwrap();
+    q.push(a, 1, "a");
+    let b = q.admit("bob").unwrap();
+    q.push(b, 2, "b");
+    let e = q.admit("carol").unwrap_err();
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::TOO_MANY_REQUESTS, "queue-full")
+    );
+    let started = q.next().unwrap();
+    assert_eq!((started.id, started.job), (1, "a"));
+    assert_eq!(q.depth(), (1, 1));
+    q.finish(1);
+    assert_eq!(q.depth(), (1, 0));
+    let _c = q.admit("carol").unwrap();
+    assert!(!q.lanes().users.contains_key("alice"));
+}
+
+#[test]
+fn users_take_turns_and_each_is_capped_while_running() {
+    // alice floods first; bob and carol submit after her.
+    let q = queue(100, 3, 2, 50);
+    for i in 0..10 {
+        let p = q.admit("alice").unwrap();
+        q.push(p, i, "alice");
+    }
+    for (id, user) in [(20, "bob"), (21, "bob"), (30, "carol")] {
+        let p = q.admit(user).unwrap();
+        q.push(p, id, user);
+    }
+    let order: Vec<u64> = std::iter::from_fn(|| q.next().map(|s| s.id)).collect();
+    // Three workers: alice's oldest, bob's oldest, carol's — not alice's flood.
+    assert_eq!(order, vec![0, 20, 30]);
+    q.finish(30);
+    q.finish(0);
+    // The turns go on where they stopped (alice, then bob); carol has nothing waiting.
+    let order: Vec<u64> = std::iter::from_fn(|| q.next().map(|s| s.id)).collect();
+    assert_eq!(order, vec![1, 21]);
+    // bob's first ends: the free worker goes to alice (bob has nothing waiting).
+    q.finish(20);
+    let next = q.next().unwrap();
+    assert_eq!(next.id, 2);
+    assert!(q.next().is_none(), "three workers busy");
+}
+
+#[test]
+fn a_user_at_their_running_cap_waits_while_workers_are_free() {
+    let q = queue(10, 4, 1, 10);
+    for i in 0..3 {
+        let p = q.admit("alice").unwrap();
+        q.push(p, i, "alice");
+    }
+    assert_eq!(q.next().unwrap().id, 0);
+    assert!(q.next().is_none(), "alice may run one at a time");
+    q.finish(0);
+    assert_eq!(q.next().unwrap().id, 1);
+}
+
+#[test]
+fn a_cancelled_waiting_task_never_starts_and_a_running_one_is_signalled() {
+    let q = queue(10, 1, 1, 10);
+    for i in 0..2 {
+        let p = q.admit("alice").unwrap();
+        q.push(p, i, "job");
+    }
+    let running = q.next().unwrap();
+    let watch = q.watch(1).unwrap();
+    assert!(matches!(q.cancel(1, "bob"), Cancelled::Waiting("job")));
+    q.forget(1);
+    assert!(watch.has_changed().is_err(), "its watchers are woken");
+    assert!(matches!(q.cancel(0, "bob"), Cancelled::Running));
+    assert_eq!(running.cancel.borrow().as_deref(), Some("bob"));
+    q.finish(0);
+    assert!(q.next().is_none());
+    assert!(matches!(q.cancel(0, "bob"), Cancelled::Unknown));
+    assert_eq!(q.depth(), (0, 0));
+}
+
+#[test]
+fn a_closed_queue_starts_nothing_and_resumed_tasks_pass_the_bounds() {
+    let q = queue(1, 2, 2, 1);
+    q.resume("alice", 7, "old");
+    q.resume("alice", 8, "old");
+    assert_eq!(q.depth(), (2, 0));
+    assert_eq!(q.admit("bob").unwrap_err().code, "queue-full");
+    q.close();
+    assert!(q.next().is_none());
+}
