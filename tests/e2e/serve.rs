@@ -27,12 +27,18 @@ use warden_tests::{agent, root, warden_bin};
 mod agents;
 #[path = "serve/cascade.rs"]
 mod cascade;
+#[path = "serve/events.rs"]
+mod events;
 #[path = "serve/load.rs"]
 mod load;
 #[path = "serve/metrics.rs"]
 mod metrics;
+#[path = "serve/openapi.rs"]
+mod openapi;
 #[path = "serve/queue.rs"]
 mod queue;
+#[path = "serve/review.rs"]
+mod review;
 
 /// A running `warden serve`, stopped (SIGKILL) if a test fails before it stops it itself.
 struct Server {

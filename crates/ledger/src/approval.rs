@@ -91,7 +91,8 @@ pub enum ApprovalError {
 }
 
 impl Approval {
-    fn message(action: u64, hash: &str, approver: &str, expires_ms: u64) -> Vec<u8> {
+    /// The bytes an approver signs (ed25519 over `"warden/v1/approval\0"` and their SHA-256).
+    pub fn message(action: u64, hash: &str, approver: &str, expires_ms: u64) -> Vec<u8> {
         format!("warden-approval-v1\n{action}\n{hash}\n{approver}\n{expires_ms}\n").into_bytes()
     }
 

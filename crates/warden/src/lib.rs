@@ -43,7 +43,7 @@ pub mod terminal;
 
 pub use warden_identity::keys as identity;
 pub use warden_identity::{credential, secrets, token, user};
-pub use warden_ledger::{approval, audit, ledger, store, trust};
+pub use warden_ledger::{approval, audit, ledger, review, store, trust};
 pub use warden_orchestra as orchestra;
 pub use warden_policy as policy;
 pub use warden_policy::bounded;

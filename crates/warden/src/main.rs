@@ -226,12 +226,28 @@ async fn dispatch(cli: Cli, host_config: HostConfig) -> Result<u8, Failure> {
             trust_cli::trust(&ledger, &host_config, command)
         }
         Command::Approve {
+            sign: Some(action),
+            key,
+            save,
+            approver,
+            roles_file,
+            ..
+        } => approve_cli::sign_listed(
+            &host_config,
+            &action,
+            key.as_deref(),
+            save.as_deref(),
+            approver,
+            roles_file.as_deref(),
+        ),
+        Command::Approve {
             id,
             key,
             save,
             submit,
             list,
             roles_file,
+            ..
         } => {
             let ledger = ledger_cli::open(&data_dir, &host_config)?;
             approve_cli::approve(

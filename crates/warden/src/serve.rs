@@ -11,21 +11,31 @@
 //! Routes (see `docs/server.md`): `GET /health` (no token), and, each with
 //! `Authorization: Bearer <identity token>`, `GET /metrics` (Prometheus) and under `/v1`:
 //! `GET /v1/agents`, `GET /v1/agents/{name}`, `POST /v1/tasks`, `GET /v1/tasks/{id}`,
-//! `DELETE /v1/tasks/{id}` (cancel), `GET /v1/tasks/{id}/trace`. Every body is read with a bound ([`MAX_BODY`]); every error is
-//! `{"error": {"code", "message"}}`. Beside it, the A2A endpoint (`a2a.rs`, `docs/a2a.md`):
-//! `GET /.well-known/agent-card.json`, `POST /a2a`, `POST /a2a/{agent}` (JSON-RPC errors there).
-//! And MCP at `/mcp` with its protected resource metadata under `/.well-known/`
-//! ([`crate::mcp::http`], `docs/mcp.md`).
+//! `DELETE /v1/tasks/{id}` (cancel), `GET /v1/tasks/{id}/trace`. Every body is read with a
+//! bound ([`MAX_BODY`]); every error is `{"error": {"code", "message"}}`.
+//! Also `GET /v1/tasks/{id}/events` (`events.rs`), `/v1/approvals` (`approvals.rs`),
+//! `/v1/trust` (`trust.rs`), `/v1/audit` (`audit.rs`), and `GET /openapi.json` (no token,
+//! `openapi.rs`), the document every route is checked against. Beside it, the A2A endpoint
+//! (`a2a.rs`, `docs/a2a.md`): `GET /.well-known/agent-card.json`, `POST /a2a`,
+//! `POST /a2a/{agent}` (JSON-RPC errors there). And MCP at `/mcp` with its protected resource
+//! metadata under `/.well-known/` ([`crate::mcp::http`], `docs/mcp.md`).
 
 mod a2a;
 mod agents;
+mod approvals;
+mod audit;
 mod auth;
+mod body;
 mod error;
+mod events;
 mod listing;
 mod metrics;
+mod offload;
+mod openapi;
 mod queue;
 mod runner;
 mod tasks;
+mod trust;
 mod work;
 mod work_mcp;
 
@@ -160,11 +170,22 @@ pub fn router(state: ServerState) -> Router {
         .route("/tasks", post(tasks::submit))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}", delete(tasks::cancel))
-        .route("/tasks/{id}/trace", get(tasks::trace));
+        .route("/tasks/{id}/trace", get(tasks::trace))
+        .route("/tasks/{id}/events", get(events::events))
+        .route("/approvals", get(approvals::list))
+        .route("/approvals/{id}", post(approvals::approve))
+        .route("/trust", get(trust::list))
+        .route("/trust/{agent}/review", get(trust::review))
+        .route("/trust/{agent}/reinstate", post(trust::reinstate))
+        .route("/audit", get(audit::page))
+        .route("/audit/verify", get(audit::verify))
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::document))
         .nest("/v1", v1)
+        .method_not_allowed_fallback(method_not_allowed)
         .merge(a2a::routes())
         .route_layer(axum::middleware::from_fn(crate::telemetry::name_route))
         .fallback(not_found)
@@ -203,9 +224,17 @@ async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this route does not take that method; GET /openapi.json lists each route's methods",
+    )
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no-route",
-        "no such route: the API is GET /health, GET /metrics, /v1/tasks (see docs/server.md) and A2A at /a2a (docs/a2a.md)",
+        "no such route: GET /openapi.json lists the API's routes (see docs/server.md); A2A is at /a2a (docs/a2a.md), MCP at /mcp (docs/mcp.md)",
     )
 }

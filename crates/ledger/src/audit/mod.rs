@@ -22,7 +22,8 @@
 //!
 //! The parts, one file each: `writer.rs` appends and signs ([`AuditLog`]), `verify.rs` checks a
 //! whole log ([`verify()`], [`verify_records`]) or finds one record ([`find_record`]), `tail.rs`
-//! reads its end ([`read_tail`], [`follow`]).
+//! reads its end ([`read_tail`], [`follow`]), `page.rs` reads from a place in it
+//! ([`read_after`], [`LogCursor`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,10 +35,12 @@ use sha2::{Digest, Sha256};
 
 use crate::policy::keys::from_hex;
 
+mod page;
 mod tail;
 mod verify;
 mod writer;
 
+pub use page::{LogCursor, MAX_LINE, read_after};
 pub use tail::{find_record, follow, read_tail};
 pub use verify::{VerifyError, VerifyReport, verify, verify_records};
 pub use writer::AuditLog;

@@ -1,14 +1,16 @@
 //! `warden approve`: sign an approval for an irreversible action held for a person, save it, or
-//! submit one; the host then performs the action (audited before it happens).
+//! submit one; the host then performs the action (audited before it happens). `--sign` signs an
+//! action as a server lists it (`GET /v1/approvals`), away from the data directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use warden::approval::Approval;
+use warden::approval::{Approval, action_hash};
 use warden::bounded::{self, Limit};
 use warden::identity::SecretKey;
 use warden::ledger::Ledger;
 use warden::policy::HostConfig;
+use warden::store::ActionRecord;
 use warden::terminal::{self, line};
 
 use super::ledger_cli::roles;
@@ -127,4 +129,74 @@ pub fn approve(ledger: &Ledger, config: &HostConfig, args: ApproveArgs) -> Resul
         ))),
         Err(e) => Err(bad_input(e)),
     }
+}
+
+/// `warden approve --sign ACTION.json --key KEY --save FILE [--approver NAME]`: sign an action as
+/// `GET /v1/approvals` lists it, without the data directory. Its hash is recomputed from the
+/// fields shown before anything is signed, so what is signed is what was shown.
+pub fn sign_listed(
+    config: &HostConfig,
+    action: &Path,
+    key: Option<&Path>,
+    save: Option<&Path>,
+    approver: Option<String>,
+    roles_file: Option<&Path>,
+) -> Result<u8, Failure> {
+    let (Some(key), Some(save)) = (key, save) else {
+        return Err(bad_input(anyhow::anyhow!("--sign needs --key and --save")));
+    };
+    let text = bounded::read_to_string(action, Limit::APPROVAL).map_err(bad_input)?;
+    let action: ActionRecord = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{} is not an action as GET /v1/approvals lists it",
+                shown(action)
+            )
+        })
+        .map_err(bad_input)?;
+    if action_hash(&action) != action.hash {
+        return Err(bad_input(anyhow::anyhow!(
+            "action {}'s hash does not match its fields: what was listed is not what would be approved; do not sign it",
+            action.id
+        )));
+    }
+    let secret = SecretKey::read(key).map_err(bad_input)?;
+    let name = match approver {
+        Some(name) => name,
+        None => {
+            let roles = roles(roles_file, config)?;
+            roles
+                .person_with_key(&secret.public())
+                .map(|p| p.name.clone())
+                .ok_or_else(|| {
+                    bad_input(anyhow::anyhow!(
+                        "key {} belongs to no person in the roles file; give --approver NAME",
+                        secret.public()
+                    ))
+                })?
+        }
+    };
+    outln!(
+        "action {}: tool `{}` for task {} (agent {}, user {})\n  input: {}",
+        action.id,
+        line(&action.tool),
+        action.task,
+        line(&action.agent),
+        line(&action.user),
+        line(&action.params)
+    )?;
+    let approval = Approval::sign(&action, &name, &secret);
+    std::fs::write(
+        save,
+        serde_json::to_string_pretty(&approval).map_err(host_failure)?,
+    )
+    .with_context(|| format!("cannot write {}", shown(save)))
+    .map_err(host_failure)?;
+    outln!(
+        "approval by {} saved to {}; POST it to /v1/approvals/{}",
+        line(&name),
+        shown(save),
+        action.id
+    )?;
+    Ok(0)
 }

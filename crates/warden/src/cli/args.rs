@@ -109,6 +109,15 @@ pub enum Command {
         /// Submit an approval written by --save.
         #[arg(long, conflicts_with = "id")]
         submit: Option<PathBuf>,
+        /// Sign, without the data directory, an action as `GET /v1/approvals` lists it (one
+        /// element of `approvals`, saved as JSON); with --key and --save, for
+        /// `POST /v1/approvals/{id}` on a server.
+        #[arg(long, conflicts_with_all = ["id", "submit", "list"], requires_all = ["key", "save"])]
+        sign: Option<PathBuf>,
+        /// Your name in the roles file, for --sign (default: the person the roles file gives
+        /// your key).
+        #[arg(long, requires = "sign")]
+        approver: Option<String>,
         /// List actions and their status.
         #[arg(long)]
         list: bool,

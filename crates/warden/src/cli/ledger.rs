@@ -8,7 +8,6 @@ use warden::identity::SecretKey;
 use warden::ledger::Ledger;
 use warden::policy::keys::Domain;
 use warden::policy::{HostConfig, Person, Roles};
-use warden::store::TrustRecord;
 
 use super::{Failure, bad_input, host_failure};
 
@@ -48,21 +47,4 @@ pub fn person(key: &Path, roles: &Roles, what: &str) -> Result<Person, Failure> 
             "key {public} belongs to no person in the roles file; add it as [person.<name>] key = \"{public}\""
         ))
     })
-}
-
-pub fn find_trust(ledger: &Ledger, agent: &str) -> Result<TrustRecord, Failure> {
-    let all = ledger.store().trust_all().map_err(host_failure)?;
-    let matches: Vec<TrustRecord> = all
-        .into_iter()
-        .filter(|r| r.agent_id == agent || r.agent_id.rsplit('/').next() == Some(agent))
-        .collect();
-    match matches.len() {
-        1 => Ok(matches.into_iter().next().expect("one")),
-        0 => Err(bad_input(anyhow::anyhow!(
-            "no trust record for `{agent}`; `warden trust list` shows the agents"
-        ))),
-        _ => Err(bad_input(anyhow::anyhow!(
-            "`{agent}` names several agents; give the full id (`warden trust list`)"
-        ))),
-    }
 }

@@ -8,13 +8,15 @@ use serde_json::json;
 use warden::audit::AuditEvent;
 use warden::ledger::Ledger;
 use warden::policy::HostConfig;
-use warden::store::{TaskRecord, TrustRecord};
+use warden::store::TrustRecord;
 use warden::terminal::line;
 use warden::trust::Ladder;
 
-use super::ledger_cli::{find_trust, person, roles};
+use super::ledger_cli::roles;
 use super::task_cli::print_trace;
-use super::{Failure, bad_input, host_failure};
+use super::{Failure, bad_input, host_failure, shown};
+use warden::identity::SecretKey;
+use warden::review::{Reinstatement, ReviewError, find_trust};
 
 /// `warden trust …`
 #[derive(Subcommand)]
@@ -39,6 +41,10 @@ pub enum TrustCommand {
         /// The roles file (default: `host.roles`).
         #[arg(long)]
         roles_file: Option<PathBuf>,
+        /// Save the signed reinstatement to this file instead of applying it (for
+        /// `POST /v1/trust/{agent}/reinstate` on a server).
+        #[arg(long)]
+        save: Option<PathBuf>,
     },
     /// Report a regression found in a task's work: demotes the agent to level 1.
     Report {
@@ -70,29 +76,21 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
             Ok(0)
         }
         TrustCommand::Review { agent } => {
-            let r = find_trust(ledger, &agent)?;
-            if !r.held {
+            let review = warden::review::review(ledger, &agent).map_err(refusal)?;
+            let r = &review.record;
+            let Some(code) = review.code else {
                 outln!("{} is at level {} and not held", line(&r.agent_id), r.level)?;
                 return Ok(0);
-            }
-            let (trace, task) = demoting_trace(ledger, &r)?;
+            };
             outln!(
                 "{} was demoted from level {}: {}",
                 line(&r.agent_id),
                 r.level_before,
                 line(r.demoted_reason.as_deref().unwrap_or("?"))
             )?;
-            if let Some(t) = &task {
+            if let Some(t) = &review.task {
                 print_trace(t)?;
             }
-            let code = Ladder::review_code(&r, &trace);
-            ledger
-                .record(
-                    AuditEvent::new("trust-reviewed")
-                        .agent(&r.agent_id)
-                        .detail(json!({"task": r.demoted_by_task})),
-                )
-                .map_err(host_failure)?;
             outln!(
                 "\nreview code: {code}\nto reinstate: warden trust reinstate {} --key <reviewer.key> --code {code}",
                 line(&agent)
@@ -104,30 +102,34 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
             key,
             code,
             roles_file,
+            save,
         } => {
             let roles = roles(roles_file.as_deref(), config)?;
-            let mut r = find_trust(ledger, &agent)?;
-            let who = person(
-                &key,
-                &roles,
-                &format!("warden-reinstate-v1\n{}\n", r.agent_id),
-            )?;
-            if !roles.may_review(&who) {
-                return Err(bad_input(anyhow::anyhow!(
-                    "{} holds no role with review = true; only a reviewer may reinstate an agent",
-                    line(&who.name)
-                )));
+            let r = find_trust(ledger.store(), &agent).map_err(refusal)?;
+            let secret = SecretKey::read(&key).map_err(bad_input)?;
+            let who = roles.person_with_key(&secret.public()).ok_or_else(|| {
+                bad_input(anyhow::anyhow!(
+                    "key {} belongs to no person in the roles file; add it as [person.<name>] key = \"{}\"",
+                    secret.public(),
+                    secret.public()
+                ))
+            })?;
+            let statement = Reinstatement::sign(&r.agent_id, &code, &who.name, &secret);
+            if let Some(file) = save {
+                // For `POST /v1/trust/{agent}/reinstate`: the server checks it as this command does.
+                let text = serde_json::to_string_pretty(&statement).map_err(host_failure)?;
+                std::fs::write(&file, text).map_err(|e| {
+                    host_failure(anyhow::anyhow!("cannot write {}: {e}", shown(&file)))
+                })?;
+                outln!(
+                    "reinstatement signed by {} saved to {}",
+                    line(&who.name),
+                    shown(&file)
+                )?;
+                return Ok(0);
             }
-            let (trace, _) = demoting_trace(ledger, &r)?;
-            let change = Ladder::reinstate(&mut r, &trace, &code, &who.name).map_err(bad_input)?;
-            ledger
-                .record(
-                    AuditEvent::new(change.kind())
-                        .agent(&r.agent_id)
-                        .detail(json!({"change": change})),
-                )
-                .map_err(host_failure)?;
-            store.put_trust(&r).map_err(host_failure)?;
+            let (r, _) = warden::review::reinstate(ledger, &r.agent_id, &statement, &roles)
+                .map_err(refusal)?;
             outln!(
                 "{} reinstated at level {} by {}",
                 line(&r.agent_id),
@@ -163,16 +165,11 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
     }
 }
 
-fn demoting_trace(
-    ledger: &Ledger,
-    r: &TrustRecord,
-) -> Result<(serde_json::Value, Option<TaskRecord>), Failure> {
-    match r.demoted_by_task.filter(|t| *t > 0) {
-        Some(id) => {
-            let t = ledger.store().task(id).map_err(host_failure)?;
-            Ok((t.trace.clone().unwrap_or_default(), Some(t)))
-        }
-        // Demoted at load (an API that does not exist): the reason is the whole trace.
-        None => Ok((json!(r.demoted_reason), None)),
+/// A refusal of the ladder or the reviewer's checks is the user's to fix; the store's or the
+/// audit log's failure is the host's.
+fn refusal(e: ReviewError) -> Failure {
+    match e {
+        ReviewError::Store(_) | ReviewError::Ledger(_) => host_failure(e),
+        e => bad_input(e),
     }
 }

@@ -45,6 +45,12 @@ impl Authority {
         }
     }
 
+    /// The roles file roles, people and their keys are looked up in (approvals and
+    /// reinstatements are checked against it, as the CLI checks them against `host.roles`).
+    pub fn roles(&self) -> &Roles {
+        &self.roles
+    }
+
     /// Whether any issuer is trusted (a server with none admits nobody).
     pub fn has_issuers(&self) -> bool {
         !self.issuers.issuers.is_empty()

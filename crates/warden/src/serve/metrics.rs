@@ -15,7 +15,13 @@
 //! - `warden_run_duration_seconds`: a histogram of the runs' wall time from start to end,
 //!   buckets from 100 µs to 60 s;
 //! - `warden_tasks_running`: tasks started and not yet ended;
-//! - `warden_tasks_queued`: tasks acknowledged and waiting in the queue (its depth).
+//! - `warden_tasks_queued`: tasks acknowledged and waiting in the queue (its depth);
+//! - from the ledger (`metrics/tally.rs`, its whole history): `warden_trust_promotions_total`
+//!   and `warden_trust_demotions_total{agent}`, `warden_model_tokens_total{model, kind}`,
+//!   `warden_model_cost_micro_usd_total{model}`, `warden_model_cache_hit_ratio{model}`, and
+//!   `warden_approvals_pending`.
+
+mod tally;
 
 use std::time::Duration;
 
@@ -76,6 +82,7 @@ pub struct Metrics {
     escalations: Family<TriggerLabels, Counter>,
     duration: Histogram,
     running: Gauge,
+    tally: tally::Tally,
     queued: Gauge,
 }
 
@@ -121,12 +128,15 @@ impl Metrics {
             "Tasks started and not yet ended",
             running.clone(),
         );
+        let tally = tally::Tally::default();
+        tally.register(&mut registry);
         registry.register(
             "warden_tasks_queued",
             "Tasks acknowledged and waiting in the queue",
             queued.clone(),
         );
         Metrics {
+            tally,
             registry,
             runs,
             kills,
@@ -220,6 +230,15 @@ pub(crate) async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.authority.caller(&headers)?;
+    let ledger = super::offload::ledger(&state)?;
+    let metrics = state.metrics.clone();
+    super::offload::blocking(move || {
+        metrics
+            .tally
+            .catch_up(&ledger)
+            .map_err(|e| ApiError::internal(format!("the ledger's metrics cannot be read: {e}")))
+    })
+    .await?;
     state.metrics.set_queued(state.queue.depth().0);
     let text = state.metrics.encode(state.running.count())?;
     let mut response = text.into_response();
