@@ -105,10 +105,12 @@ impl Place {
         let runtime = &agent.runtime;
         let policy = agent.policy();
         let user = options.user.as_deref();
-        let directory = runtime
-            .agents
-            .clone()
-            .or_else(|| runtime.loaded_from.as_ref().and_then(std::sync::Weak::upgrade));
+        let directory = runtime.agents.clone().or_else(|| {
+            runtime
+                .loaded_from
+                .as_ref()
+                .and_then(std::sync::Weak::upgrade)
+        });
         let tree = directory.map(|directory| {
             Arc::new(Tree {
                 runtime: runtime.clone(),

@@ -429,7 +429,11 @@ async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
 
     // The role `ops` is gone from the roles file: olga's task is refused at the restart, dev's
     // resumes and completes with its id.
-    std::fs::write(&roles_file, "[role.dev]\nfs.write = [\"**\"]\n").unwrap();
+    std::fs::write(
+        &roles_file,
+        "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\n",
+    )
+    .unwrap();
     let s = serve_on(&config, data.path());
     let log = std::fs::read_to_string(data.path().join("stderr")).unwrap();
     assert!(log.contains("resumed 1 queued task(s); 1 refused"), "{log}");
