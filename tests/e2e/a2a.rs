@@ -14,10 +14,9 @@
 //! a model call over the probe's budget escalates it: `INPUT_REQUIRED`, saying why;
 //! no token is a 401; malformed requests are JSON-RPC errors with A2A's codes and store nothing.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -81,38 +80,10 @@ fn host(dir: &Path, deployed: &Path, approver: &str) -> std::path::PathBuf {
 
 fn launch(config: &Path) -> Server {
     let data = tempfile::tempdir().unwrap();
-    let stderr = std::fs::File::create(data.path().join("stderr")).unwrap();
-    let mut child = Command::new(warden_bin())
-        .current_dir(root())
-        .env_remove("WARDEN_CONFIG")
-        .env_remove("WARDEN_DATA_DIR")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--cache-dir")
-        .arg(root().join("target/warden-test-cache"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--grace-secs", "5"])
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("warden serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
-        .to_string();
-    let err = std::fs::read_to_string(data.path().join("stderr")).unwrap();
-    let token = err
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("v4.public."))
-        .unwrap_or_else(|| panic!("no development token in {err}"))
-        .to_string();
+    let (child, addr, token) = warden_tests::served::start(
+        warden_tests::served::command(config, data.path()),
+        &data.path().join("stderr"),
+    );
     Server {
         child,
         base: format!("http://{addr}"),

@@ -8,7 +8,7 @@
 //! schema), calls `probe` reaching for the network — killed, an error result, not a protocol
 //! error — and calls `hello` again on the same connection: the server keeps serving.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -154,11 +154,6 @@ fn check_session(report: &Value) {
         unknown.starts_with("error:") && unknown.contains("no tool"),
         "{unknown}"
     );
-}
-
-/// The stderr a failed server left, for a failure message.
-fn stderr_of(data: &Path) -> String {
-    std::fs::read_to_string(data.join("stderr")).unwrap_or_default()
 }
 
 /// The `warden` binary path as a string.

@@ -10,9 +10,8 @@
 //! submitted to the cascade (the roster, the stub provider as the models) verified and counted.
 //! `serve/queue.rs`: the queue's bounds (`[server] max_queued`, `per_user`) answered `429`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use warden::identity::SecretKey;
 use warden::serve::DevIssuer;
-use warden_tests::{agent, root, warden_bin};
+use warden_tests::{agent, root};
 
 #[path = "serve/agents.rs"]
 mod agents;
@@ -77,39 +76,10 @@ fn start() -> Server {
 /// as long as the server).
 fn launch(config: &Path, agents: tempfile::TempDir) -> Server {
     let data = tempfile::tempdir().unwrap();
-    let stderr = std::fs::File::create(data.path().join("stderr")).unwrap();
-    let mut child = Command::new(warden_bin())
-        .current_dir(root())
-        .env_remove("WARDEN_CONFIG")
-        .env_remove("WARDEN_DATA_DIR")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--cache-dir")
-        .arg(root().join("target/warden-test-cache"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--grace-secs", "5"])
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("warden serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
-        .to_string();
-    // The token is printed before the listening line, on a line of its own.
-    let err = std::fs::read_to_string(data.path().join("stderr")).unwrap();
-    let token = err
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("v4.public."))
-        .unwrap_or_else(|| panic!("no development token in {err}"))
-        .to_string();
+    let (child, addr, token) = warden_tests::served::start(
+        warden_tests::served::command(config, data.path()),
+        &data.path().join("stderr"),
+    );
     Server {
         child,
         addr,

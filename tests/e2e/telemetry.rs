@@ -8,8 +8,7 @@
 //! still has its span delivered. With the collector down the task completes just the same and
 //! the server stops promptly.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use prost::Message;
 use serde_json::{Value, json};
-use warden_tests::{agent, root, warden_bin};
+use warden_tests::{agent, root};
 
 /// A host secret's value: it must never reach a log line.
 const SECRET: &str = "s3cr3t-telemetry-value-5b1f";
@@ -152,40 +151,9 @@ fn launch(telemetry: &str) -> Server {
     )
     .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let stderr = std::fs::File::create(data.path().join("stderr")).unwrap();
-    let mut child = Command::new(warden_bin())
-        .current_dir(root())
-        .env_remove("WARDEN_CONFIG")
-        .env_remove("WARDEN_DATA_DIR")
-        .env_remove("WARDEN_LOG")
-        .env("WARDEN_E2E_API_SECRET", SECRET)
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--cache-dir")
-        .arg(root().join("target/warden-test-cache"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--grace-secs", "5"])
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("warden serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
-        .to_string();
-    let err = std::fs::read_to_string(data.path().join("stderr")).unwrap();
-    let token = err
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("v4.public."))
-        .unwrap_or_else(|| panic!("no development token in {err}"))
-        .to_string();
+    let mut command = warden_tests::served::command(&config, data.path());
+    command.env("WARDEN_E2E_API_SECRET", SECRET);
+    let (child, addr, token) = warden_tests::served::start(command, &data.path().join("stderr"));
     Server {
         child,
         addr,

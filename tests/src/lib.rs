@@ -2,6 +2,7 @@
 //! written inline, run a task, and assert on the outcome.
 
 pub mod model_server;
+pub mod served;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,10 +4,9 @@
 //! of another audience; the protected resource metadata; a foreign `Host` or `Origin` refused, a
 //! loopback one accepted).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use super::{Host, check_session, client, stderr_of, warden};
+use super::{Host, check_session, client, warden};
 
 /// A running `warden serve`, killed when dropped.
 struct Served {
@@ -26,37 +25,15 @@ impl Drop for Served {
 
 fn serve() -> Served {
     let host = Host::new();
-    let stderr = std::fs::File::create(host.data.path().join("stderr")).unwrap();
-    let mut child = Command::new(warden())
+    let mut command = Command::new(warden());
+    command
         .env_remove("WARDEN_CONFIG")
         .env_remove("WARDEN_DATA_DIR")
         .env_remove("WARDEN_MCP_ALLOWED_HOSTS")
         .env_remove("WARDEN_MCP_ALLOWED_ORIGINS")
-        .args(host.warden_args(&["serve", "--listen", "127.0.0.1:0", "--grace-secs", "2"]))
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("warden serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| {
-            panic!(
-                "not a listening line: {line:?}: {}",
-                stderr_of(host.data.path())
-            )
-        })
-        .to_string();
-    let token = stderr_of(host.data.path())
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("v4.public."))
-        .expect("a development token")
-        .to_string();
+        .args(host.warden_args(&["serve", "--listen", "127.0.0.1:0", "--grace-secs", "2"]));
+    let (child, addr, token) =
+        warden_tests::served::start(command, &host.data.path().join("stderr"));
     Served {
         child,
         url: format!("http://{addr}/mcp"),

@@ -15,9 +15,8 @@
 //!   complete after the next start on the same data directory; a task of a user whose role the
 //!   roles file no longer defines ends `refused` and never runs; `warden audit verify` passes.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use warden::identity::SecretKey;
 use warden::serve::DevIssuer;
-use warden_tests::{agent, root, warden_bin, warden_with_data};
+use warden_tests::{agent, root, warden_with_data};
 
 use super::error_code;
 
@@ -47,49 +46,10 @@ impl Drop for Host {
 
 /// `warden serve` with `config` on `data` (its stderr appended to `data/stderr`).
 pub(super) fn serve_on(config: &Path, data: &Path) -> Host {
-    let log = data.join("stderr");
-    let before = std::fs::read_to_string(&log).unwrap_or_default().len();
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .unwrap();
-    let mut child = Command::new(warden_bin())
-        .current_dir(root())
-        .env_remove("WARDEN_CONFIG")
-        .env_remove("WARDEN_DATA_DIR")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--cache-dir")
-        .arg(root().join("target/warden-test-cache"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--grace-secs", "5"])
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("warden serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| {
-            panic!(
-                "not a listening line: {line:?}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        })
-        .to_string();
-    let err = std::fs::read_to_string(&log).unwrap();
-    let token = err[before..]
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("v4.public."))
-        .unwrap_or_else(|| panic!("no development token in {err}"))
-        .to_string();
+    let (child, addr, token) = warden_tests::served::start(
+        warden_tests::served::command(config, data),
+        &data.join("stderr"),
+    );
     Host { child, addr, token }
 }
 
