@@ -64,6 +64,13 @@ async def session(args):
         if "hello" in names:
             r = await client.call_tool("hello", {"input": "again"})
             report["hello_after"] = result_json(r)
+        if "probe" not in names:
+            # Not listed for this caller: calling it anyway must not run it.
+            try:
+                r = await client.call_tool("probe", {"input": {"op": "echo", "text": "x"}})
+                report["unlisted_probe"] = result_json(r)
+            except Exception as e:
+                report["unlisted_probe"] = f"error: {e}"
         try:
             await client.call_tool("no-such-agent", {})
             report["unknown"] = "answered"

@@ -33,9 +33,19 @@ impl Host {
         std::fs::copy(root().join("policies/hello.toml"), d.join("hello.toml")).unwrap();
         std::fs::copy(agent("probe"), d.join("probe.wasm")).unwrap();
         std::fs::write(d.join("probe.toml"), "[agent]\nname = \"probe\"\n").unwrap();
+        // The development user may use every agent; `hello-only` only `hello`.
+        std::fs::write(
+            d.join("roles.toml"),
+            "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\n[role.hello-only]\nagents = [\"hello\"]\n",
+        )
+        .unwrap();
         std::fs::write(
             d.join("warden.toml"),
-            format!("[agents]\ndir = {:?}\n", d.display().to_string()),
+            format!(
+                "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n",
+                d.join("roles.toml").display().to_string(),
+                d.display().to_string()
+            ),
         )
         .unwrap();
         Host {

@@ -65,14 +65,55 @@ fn http_both_eras_list_and_call_tools_and_the_server_keeps_serving() {
     check_session(&modern);
 }
 
-/// A caller whose token the server refuses neither lists nor calls any tool. Roles do not name
-/// agents yet: when the roles file gains an `agents` grant, extend this with a valid user whose
-/// roles leave `probe` out and check that `tools/list` omits it and `tools/call` refuses it.
+/// A caller whose token the server refuses neither lists nor calls any tool; a valid user whose
+/// roles list only `hello` sees only `hello`, and calling `probe` anyway runs nothing.
 #[test]
 fn a_refused_caller_neither_sees_nor_runs_an_agent_and_rebinding_is_refused() {
     let s = serve();
-    // A token signed by the trusted issuer, for another audience (another resource).
     let key = s.host.data.path().join("serve/dev-issuer.key");
+    let out = Command::new(warden())
+        .args(["token", "issue", "--key"])
+        .arg(&key)
+        .args([
+            "--issuer",
+            "warden-dev",
+            "--subject",
+            "hal",
+            "--role",
+            "hello-only",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hal = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let narrow = client(&[
+        "session".into(),
+        "--url".into(),
+        s.url.clone(),
+        "--token".into(),
+        hal,
+    ]);
+    let names: Vec<&str> = narrow["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello"], "{narrow}");
+    let unlisted = &narrow["unlisted_probe"];
+    assert!(
+        unlisted["isError"] == true || unlisted.as_str().is_some_and(|e| e.starts_with("error")),
+        "calling an unlisted agent must fail: {narrow}"
+    );
+    assert!(
+        !unlisted.to_string().contains("\"x\""),
+        "the probe must not have run: {narrow}"
+    );
+    // A token signed by the trusted issuer, for another audience (another resource).
     let out = Command::new(warden())
         .args(["token", "issue", "--key"])
         .arg(&key)
