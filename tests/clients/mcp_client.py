@@ -134,6 +134,10 @@ def raw(args):
         auth = {**accept, "Authorization": f"Bearer {args.token}"}
         r = http.post(args.url, json=init, headers={**auth, "Host": "evil.example.com"})
         report["rebinding_host"] = r.status_code
+        r = http.post(args.url, json=init, headers={**auth, "Host": "mcp.example.com"})
+        report["allowed_host"] = r.status_code
+        r = http.post(args.url, json=init, headers={**auth, "Origin": "https://app.example.com"})
+        report["allowed_origin"] = r.status_code
         r = http.post(args.url, json=init, headers={**auth, "Origin": "http://evil.example.com"})
         report["foreign_origin"] = r.status_code
         r = http.post(args.url, json=init, headers={**auth, "Origin": f"http://{host}"})

@@ -42,7 +42,7 @@ impl Host {
         std::fs::write(
             d.join("warden.toml"),
             format!(
-                "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n",
+                "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n[server]\nallowed_hosts = [\"mcp.example.com\"]\nallowed_origins = [\"https://app.example.com\"]\n",
                 d.join("roles.toml").display().to_string(),
                 d.display().to_string()
             ),

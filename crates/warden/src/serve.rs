@@ -140,7 +140,7 @@ impl ServerState {
                 "the server needs a runtime with a ledger (Runtime::with_ledger)",
             ));
         }
-        let queue = Arc::new(queue::Queue::new(runtime.host_config().server));
+        let queue = Arc::new(queue::Queue::new(runtime.host_config().server.clone()));
         Ok(ServerState {
             queue,
             runtime,
@@ -191,8 +191,8 @@ pub fn router(state: ServerState) -> Router {
         .fallback(not_found)
         .with_state(state.clone())
         .merge(crate::mcp::http::routes(
-            state,
-            crate::mcp::http::HttpOptions::from_env(),
+            state.clone(),
+            crate::mcp::http::HttpOptions::from_settings(&state.runtime.host_config().server),
         ))
         .layer(axum::middleware::from_fn(crate::telemetry::trace_requests))
 }

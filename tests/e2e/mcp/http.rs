@@ -29,8 +29,6 @@ fn serve() -> Served {
     command
         .env_remove("WARDEN_CONFIG")
         .env_remove("WARDEN_DATA_DIR")
-        .env_remove("WARDEN_MCP_ALLOWED_HOSTS")
-        .env_remove("WARDEN_MCP_ALLOWED_ORIGINS")
         .args(host.warden_args(&["serve", "--listen", "127.0.0.1:0", "--grace-secs", "2"]));
     let (child, addr, token) =
         warden_tests::served::start(command, &host.data.path().join("stderr"));
@@ -176,6 +174,9 @@ fn a_refused_caller_neither_sees_nor_runs_an_agent_and_rebinding_is_refused() {
         "header"
     );
     assert_eq!(raw["rebinding_host"], 403, "{raw}");
+    // Named in `[server] allowed_hosts` / `allowed_origins`: accepted.
+    assert_eq!(raw["allowed_host"], 200, "{raw}");
+    assert_eq!(raw["allowed_origin"], 200, "{raw}");
     assert_eq!(raw["foreign_origin"], 403, "{raw}");
     assert_eq!(raw["loopback_origin"], 200, "{raw}");
 }

@@ -8,7 +8,13 @@
 //! workers = 4             # tasks running at once, all users (default: 2 per core, at most 64)
 //! per_user = 4            # of those, one user's at once; the rest wait queued (default 4)
 //! per_user_queued = 256   # tasks one user may hold, queued + running (default 256)
+//! allowed_hosts = ["mcp.example.com", "mcp.example.com:443"]  # Host values /mcp accepts
+//! allowed_origins = ["https://app.example.com"]               # browser Origins /mcp accepts
 //! ```
+//!
+//! `/mcp` accepts the loopback names and origins always (against DNS rebinding, nothing else by
+//! default); `allowed_hosts` (`name` or `name:port`) and `allowed_origins`
+//! (`http(s)://name[:port]`) add others for a server reached under another name.
 //!
 //! Past `max_queued` or `per_user_queued` a submission is answered `429` and nothing is
 //! stored. `per_user` and `per_user_queued` are at most `max_queued`.
@@ -30,7 +36,7 @@ const MAX_WORKERS: i64 = 4096;
 const DEFAULT_WORKERS_CAP: usize = 64;
 
 /// `[server]`, validated. [`ServerSettings::default`] is what a host without the table uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     /// Tasks held (queued or running), all users together.
     pub max_queued: usize,
@@ -40,6 +46,11 @@ pub struct ServerSettings {
     pub per_user: usize,
     /// Tasks one user may hold, queued or running (at most `max_queued`).
     pub per_user_queued: usize,
+    /// `Host` values `/mcp` accepts besides the loopback names (`name` or `name:port`).
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin` values `/mcp` accepts besides the loopback ones
+    /// (`http(s)://name[:port]`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl ServerSettings {
@@ -58,6 +69,8 @@ impl Default for ServerSettings {
             workers: Self::default_workers(),
             per_user: 4,
             per_user_queued: 256,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -69,6 +82,8 @@ pub(super) struct RawServer {
     workers: Option<Spanned<i64>>,
     per_user: Option<Spanned<i64>>,
     per_user_queued: Option<Spanned<i64>>,
+    allowed_hosts: Option<Vec<Spanned<String>>>,
+    allowed_origins: Option<Vec<Spanned<String>>>,
 }
 
 /// A whole number of `key` from 1 to `max`, or an error at its place.
@@ -106,7 +121,67 @@ pub(super) fn settings(
         Some(n) => bounded(source, "per_user_queued", n, queue)?,
         None => s.per_user_queued.min(s.max_queued),
     };
+    for host in raw.allowed_hosts.unwrap_or_default() {
+        s.allowed_hosts
+            .push(checked(source, "allowed_hosts", host, is_host)?);
+    }
+    for origin in raw.allowed_origins.unwrap_or_default() {
+        s.allowed_origins
+            .push(checked(source, "allowed_origins", origin, is_origin)?);
+    }
     Ok(s)
+}
+
+/// `name` or `name:port`: letters, digits, `-` and `.` (an IPv6 literal in brackets), a port
+/// of 1 to 65535.
+fn is_host(value: &str) -> bool {
+    let (name, port) = match value.rsplit_once(':') {
+        Some((n, p)) if !n.ends_with(':') && !value.starts_with('[') || n.ends_with(']') => {
+            (n, Some(p))
+        }
+        _ => (value, None),
+    };
+    let name_ok = if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    name_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// `http://host` or `https://host`, `host` as [`is_host`] takes it, nothing after it.
+fn is_origin(value: &str) -> bool {
+    value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .is_some_and(is_host)
+}
+
+/// `raw` if `ok` takes it, else an error at its place.
+fn checked(
+    source: &Source<'_>,
+    key: &str,
+    raw: Spanned<String>,
+    ok: fn(&str) -> bool,
+) -> Result<String, PolicyError> {
+    if ok(raw.get_ref()) {
+        return Ok(raw.into_inner());
+    }
+    let expected = if key == "allowed_hosts" {
+        "a host name or `name:port` (`mcp.example.com`, `mcp.example.com:443`)"
+    } else {
+        "an origin `http(s)://name[:port]` (`https://app.example.com`), nothing after it"
+    };
+    Err(source.error(
+        raw.span(),
+        crate::PolicyErrorKind::InvalidHost,
+        format!("server.{key}: `{}` is not one", raw.get_ref()),
+        Some(expected.to_owned()),
+    ))
 }
 
 #[cfg(test)]
@@ -151,6 +226,34 @@ mod tests {
             ),
             (3, 3, 3)
         );
+    }
+
+    #[test]
+    fn allowed_hosts_and_origins_are_checked_and_located() {
+        let c = HostConfig::parse(
+            "w.toml",
+            "[server]\nallowed_hosts = [\"mcp.example.com\", \"mcp.example.com:443\", \"[::1]:8787\"]\nallowed_origins = [\"https://app.example.com\", \"http://10.0.0.2:8080\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.allowed_hosts.len(), 3);
+        assert_eq!(c.server.allowed_origins.len(), 2);
+        for (text, line) in [
+            ("[server]\nallowed_hosts = [\"http://x.example\"]\n", 2),
+            ("[server]\nallowed_hosts = [\"x.example:0\"]\n", 2),
+            ("[server]\nallowed_hosts = [\"x y\"]\n", 2),
+            ("[server]\n\nallowed_origins = [\"app.example.com\"]\n", 3),
+            (
+                "[server]\nallowed_origins = [\"https://a.example/path\"]\n",
+                2,
+            ),
+        ] {
+            let e = HostConfig::parse("w.toml", text).unwrap_err();
+            assert_eq!(
+                (e.line, e.kind),
+                (line, PolicyErrorKind::InvalidHost),
+                "{text}: {e}"
+            );
+        }
     }
 
     #[test]

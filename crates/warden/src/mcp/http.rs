@@ -9,9 +9,9 @@
 //! the metadata names no `authorization_servers`.
 //!
 //! Against DNS rebinding, `Host` must be a loopback name (`localhost`, `127.0.0.1`, `::1`) and a
-//! browser's `Origin`, when sent, a loopback origin — unless `WARDEN_MCP_ALLOWED_HOSTS` /
-//! `WARDEN_MCP_ALLOWED_ORIGINS` (comma-separated, e.g. `mcp.example.com` and
-//! `https://app.example.com`) name others ([`HttpOptions::from_env`]).
+//! browser's `Origin`, when sent, a loopback origin — unless the host configuration's
+//! `[server] allowed_hosts` / `allowed_origins` (e.g. `mcp.example.com` and
+//! `https://app.example.com`) name others ([`HttpOptions::from_settings`]).
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -59,25 +59,16 @@ impl Default for HttpOptions {
 }
 
 impl HttpOptions {
-    /// The defaults, widened by `WARDEN_MCP_ALLOWED_HOSTS` and `WARDEN_MCP_ALLOWED_ORIGINS`
-    /// (comma-separated lists added to the loopback ones).
-    pub fn from_env() -> Self {
+    /// The defaults, widened by the host configuration's `[server] allowed_hosts` and
+    /// `allowed_origins` (validated there).
+    pub fn from_settings(settings: &warden_policy::ServerSettings) -> Self {
         let mut options = HttpOptions::default();
-        let list = |name: &str| -> Vec<String> {
-            std::env::var(name)
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
         options
             .allowed_hosts
-            .extend(list("WARDEN_MCP_ALLOWED_HOSTS"));
+            .extend(settings.allowed_hosts.iter().cloned());
         options
             .allowed_origins
-            .extend(list("WARDEN_MCP_ALLOWED_ORIGINS"));
+            .extend(settings.allowed_origins.iter().cloned());
         options
     }
 }

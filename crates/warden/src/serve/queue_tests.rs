@@ -14,6 +14,7 @@ fn queue(
         workers,
         per_user,
         per_user_queued,
+        ..ServerSettings::default()
     }))
 }
 
