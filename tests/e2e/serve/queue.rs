@@ -295,6 +295,12 @@ async fn bounds_fair_order_and_cancel() {
         (Some("dev"), Some("none")),
         "{spun}"
     );
+    // Counted as a cancelled run of its agent.
+    let (_, _, text) = super::request_bytes(&addr, "GET", "/metrics", Some(&dev), Vec::new()).await;
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    let agent = spun["agent"].as_str().unwrap();
+    let line = format!("warden_runs_total{{agent=\"{agent}\",outcome=\"cancelled\"}} 1");
+    assert!(text.lines().any(|l| l == line), "no {line} in {text}");
     // Cancelling an ended task changes nothing.
     let (status, _, v) = call(
         &addr,

@@ -71,6 +71,8 @@ pub enum RunEnd<'a> {
     Ended(&'a Outcome),
     /// The run could not start (a [`crate::RunError`]).
     NotStarted,
+    /// The run was stopped by a cancellation (`DELETE /v1/tasks/{id}`, MCP, A2A).
+    Cancelled,
 }
 
 /// The server's metrics: its registry and the handles its tasks record through.
@@ -156,6 +158,7 @@ impl Metrics {
     pub fn record_run(&self, agent: &str, end: RunEnd<'_>, elapsed: Duration) {
         let outcome = match end {
             RunEnd::NotStarted => "not-started",
+            RunEnd::Cancelled => "cancelled",
             RunEnd::Ended(Outcome::Completed { .. }) => "completed",
             RunEnd::Ended(Outcome::AgentError { .. }) => "agent-error",
             RunEnd::Ended(Outcome::Escalated { reason, .. }) => {

@@ -168,6 +168,11 @@ impl ServerState {
                 Err(_) => std::future::pending().await,
             }
         };
+        let counted = match &job.work {
+            Work::Agent { name, .. } => Some(name.clone()),
+            Work::Cascade { .. } => None,
+        };
+        let started = Instant::now();
         let mut run = Box::pin(self.run(id, job));
         let by = tokio::select! {
             biased;
@@ -176,6 +181,14 @@ impl ServerState {
         };
         // Dropping the run drops its instance where it stands (as a wall-time kill does).
         drop(run);
+        match &counted {
+            Some(agent) => self
+                .metrics
+                .record_run(agent, RunEnd::Cancelled, started.elapsed()),
+            None => self
+                .metrics
+                .record_cascade("cancelled", None, started.elapsed()),
+        }
         let Ok(ledger) = self.ledger() else { return };
         let closed =
             tokio::task::spawn_blocking(move || close_cancelled(&ledger, id, &by, 0)).await;
