@@ -20,8 +20,6 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use warden::identity::SecretKey;
-use warden::serve::DevIssuer;
 use warden_tests::{agent, root, warden_bin};
 
 #[path = "a2a/checks.rs"]
@@ -92,20 +90,6 @@ fn launch(config: &Path) -> Server {
     }
 }
 
-/// A token of the development issuer for `subject` with `role`.
-fn dev_token(data: &Path, subject: &str, role: &str) -> String {
-    let key = SecretKey::read(&data.join("serve/dev-issuer.key")).unwrap();
-    warden::token::issue(
-        &key,
-        DevIssuer::NAME,
-        subject,
-        &[role.into()],
-        "warden",
-        Duration::from_secs(600),
-    )
-    .unwrap()
-}
-
 /// The Python of `.venv-clients`, with a clear message when `scripts/setup` has not made it.
 fn python() -> std::path::PathBuf {
     let python = root().join(".venv-clients/bin/python");
@@ -172,7 +156,12 @@ async fn the_official_a2a_client_against_warden_serve() {
     let s = tokio::task::spawn_blocking(move || launch(&config))
         .await
         .unwrap();
-    let alice = dev_token(s.data.path(), "alice", "guest");
+    let alice = warden_tests::served::dev_token(
+        s.data.path(),
+        "alice",
+        &["guest"],
+        Duration::from_secs(600),
+    );
     let (base, token) = (s.base.clone(), s.token.clone());
     let out = tokio::task::spawn_blocking(move || {
         client(

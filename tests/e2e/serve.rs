@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use warden::identity::SecretKey;
 use warden::serve::DevIssuer;
+use warden_tests::served::dev_token;
 use warden_tests::{agent, root};
 
 #[path = "serve/agents.rs"]
@@ -210,25 +210,12 @@ fn error_code(v: &Value) -> &str {
         .unwrap_or_else(|| panic!("not an error: {v}"))
 }
 
-fn dev_token(data: &Path, subject: &str, valid: Duration) -> String {
-    let key = SecretKey::read(&data.join("serve/dev-issuer.key")).unwrap();
-    warden::token::issue(
-        &key,
-        DevIssuer::NAME,
-        subject,
-        &["dev".into()],
-        "warden",
-        valid,
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_over_http() {
     let s = start();
     let dev = s.token.clone();
     // Expires while the other checks run; checked at the end.
-    let expired = dev_token(s.data.path(), "dev", Duration::from_secs(1));
+    let expired = dev_token(s.data.path(), "dev", &["dev"], Duration::from_secs(1));
     let issued = Instant::now();
 
     let (status, v) = get(&s, "/health", None).await;
@@ -317,7 +304,7 @@ async fn the_api_over_http() {
     assert_eq!(next, killed + 1, "a refused request allocated a task");
 
     // Another user sees none of dev's tasks (answered as missing), but their own.
-    let mallory = dev_token(s.data.path(), "mallory", Duration::from_secs(60));
+    let mallory = dev_token(s.data.path(), "mallory", &["dev"], Duration::from_secs(60));
     for path in [
         format!("/v1/tasks/{first}"),
         format!("/v1/tasks/{first}/trace"),

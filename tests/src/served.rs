@@ -64,3 +64,20 @@ pub fn start(mut command: Command, log: &Path) -> (Child, String, String) {
         .to_string();
     (child, addr, token)
 }
+
+/// A token of the development issuer `warden serve` made in its data directory `data`, for
+/// `subject` holding `roles`, valid for `valid`.
+pub fn dev_token(data: &Path, subject: &str, roles: &[&str], valid: std::time::Duration) -> String {
+    let key = warden::identity::SecretKey::read(&data.join("serve/dev-issuer.key"))
+        .expect("the server made its development issuer");
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    warden::token::issue(
+        &key,
+        warden::serve::DevIssuer::NAME,
+        subject,
+        &roles,
+        warden::serve::DevIssuer::AUDIENCE,
+        valid,
+    )
+    .expect("a development token")
+}

@@ -69,25 +69,12 @@ fn http_both_eras_list_and_call_tools_and_the_server_keeps_serving() {
 fn a_refused_caller_neither_sees_nor_runs_an_agent_and_rebinding_is_refused() {
     let s = serve();
     let key = s.host.data.path().join("serve/dev-issuer.key");
-    let out = Command::new(warden())
-        .args(["token", "issue", "--key"])
-        .arg(&key)
-        .args([
-            "--issuer",
-            "warden-dev",
-            "--subject",
-            "hal",
-            "--role",
-            "hello-only",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let hal = warden_tests::served::dev_token(
+        s.host.data.path(),
+        "hal",
+        &["hello-only"],
+        std::time::Duration::from_secs(600),
     );
-    let hal = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let narrow = client(&[
         "session".into(),
         "--url".into(),

@@ -162,7 +162,7 @@ async fn a_tasks_events_stream_as_they_happen_then_its_end() {
     assert_eq!(resumed, events[1..]);
 
     // Another user's task is not there for them; a bad Last-Event-ID is refused.
-    let eve = dev_token(s.data.path(), "eve", Duration::from_secs(600));
+    let eve = dev_token(s.data.path(), "eve", &["dev"], Duration::from_secs(600));
     let (status, v) = get(&s, &path, Some(&eve)).await;
     assert_eq!((status, error_code(&v)), (404, "no-task"), "{v}");
     let (status, v) = request(&s.addr, "GET", "/v1/tasks/x/events", Some(&dev), Vec::new()).await;

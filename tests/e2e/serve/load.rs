@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::queue::{audit_verifies, host_config, row, serve_on, token, try_call};
+use super::queue::{audit_verifies, host_config, row, serve_on, try_call};
 
 /// Clients per round.
 const CLIENTS: usize = 200;
@@ -123,7 +123,12 @@ async fn two_hundred_clients_then_sigkill_and_restart_lose_nothing() {
     let mut s = serve_on(&config, data.path());
     let mut tokens = vec![s.token.clone()];
     for user in ["u1", "u2", "u3"] {
-        tokens.push(token(data.path(), user, &["dev"]));
+        tokens.push(warden_tests::served::dev_token(
+            data.path(),
+            user,
+            &["dev"],
+            std::time::Duration::from_secs(600),
+        ));
     }
     let tokens = Arc::new(tokens);
     // Warm: the agents compiled and described once before memory is measured.

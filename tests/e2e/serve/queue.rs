@@ -23,8 +23,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use warden::identity::SecretKey;
-use warden::serve::DevIssuer;
+use warden_tests::served::dev_token;
 use warden_tests::{agent, root, warden_with_data};
 
 use super::error_code;
@@ -73,21 +72,6 @@ pub(super) fn host_config(limits: &str, extra: &str) -> (tempfile::TempDir, Path
     )
     .unwrap();
     (agents, config)
-}
-
-/// A token of the development issuer of `data` for `subject` holding `roles`.
-pub(super) fn token(data: &Path, subject: &str, roles: &[&str]) -> String {
-    let key = SecretKey::read(&data.join("serve/dev-issuer.key")).unwrap();
-    let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
-    warden::token::issue(
-        &key,
-        DevIssuer::NAME,
-        subject,
-        &roles,
-        "warden",
-        Duration::from_secs(600),
-    )
-    .unwrap()
 }
 
 /// One request on a fresh connection: status, `Retry-After`, JSON body.
@@ -202,8 +186,8 @@ async fn bounds_fair_order_and_cancel() {
     let data = tempfile::tempdir().unwrap();
     let s = serve_on(&config, data.path());
     let (dev, addr) = (s.token.clone(), s.addr.clone());
-    let alice = token(data.path(), "alice", &["dev"]);
-    let carol = token(data.path(), "carol", &["dev"]);
+    let alice = dev_token(data.path(), "alice", &["dev"], Duration::from_secs(600));
+    let carol = dev_token(data.path(), "carol", &["dev"], Duration::from_secs(600));
     let spin = json!({"agent": "probe", "input": {"op": "spin"}});
     let hello = |name: &str| json!({"agent": "hello", "input": {"name": name}});
 
@@ -359,7 +343,7 @@ async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
     let data = tempfile::tempdir().unwrap();
     let mut s = serve_on(&config, data.path());
     let (dev, addr) = (s.token.clone(), s.addr.clone());
-    let ops = token(data.path(), "olga", &["ops"]);
+    let ops = dev_token(data.path(), "olga", &["ops"], Duration::from_secs(600));
     let spinning = accepted(
         &addr,
         &dev,

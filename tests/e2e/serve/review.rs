@@ -7,16 +7,15 @@
 //! only.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use warden::approval::Approval;
 use warden::identity::SecretKey;
 use warden::review::Reinstatement;
-use warden::serve::DevIssuer;
 use warden::store::ActionRecord;
 use warden_tests::agent;
+use warden_tests::served::dev_token;
 
 use super::{Server, ended, error_code, get, launch, request, request_bytes, submit};
 
@@ -28,21 +27,6 @@ async fn sample(s: &Server, token: &str, line_start: &str) -> Option<f64> {
     let text = String::from_utf8(body.to_vec()).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// A token of the development issuer for `subject` holding `roles`.
-fn token(data: &Path, subject: &str, roles: &[&str]) -> String {
-    let key = SecretKey::read(&data.join("serve/dev-issuer.key")).unwrap();
-    let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
-    warden::token::issue(
-        &key,
-        DevIssuer::NAME,
-        subject,
-        &roles,
-        "warden",
-        Duration::from_secs(600),
-    )
-    .unwrap()
 }
 
 /// A server whose roles file gives `rita` (role `reviewer`: review, approve `deploy`) and `dan`
@@ -121,8 +105,8 @@ async fn an_irreversible_action_is_approved_over_http_only_by_a_signed_approval(
     let s = &h.server;
     let data = s.data.path();
     let (rita, dan) = (
-        token(data, "rita", &["reviewer"]),
-        token(data, "dan", &["dev"]),
+        dev_token(data, "rita", &["reviewer"], Duration::from_secs(600)),
+        dev_token(data, "dan", &["dev"], Duration::from_secs(600)),
     );
     let task = submit(
         s,
@@ -312,8 +296,8 @@ async fn a_demoted_agent_is_reinstated_over_http_only_by_a_reviewers_signed_stat
     let s = &h.server;
     let data = s.data.path();
     let (rita, dan) = (
-        token(data, "rita", &["reviewer"]),
-        token(data, "dan", &["dev"]),
+        dev_token(data, "rita", &["reviewer"], Duration::from_secs(600)),
+        dev_token(data, "dan", &["dev"], Duration::from_secs(600)),
     );
     let echo = json!({"agent": "probe", "input": {"op": "echo", "text": "x"}});
     let clean = submit(s, &dan, &echo).await;
