@@ -25,9 +25,5 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub(crate) fn ledger(
     state: &super::ServerState,
 ) -> Result<std::sync::Arc<crate::ledger::Ledger>, ApiError> {
-    state
-        .runtime
-        .ledger()
-        .cloned()
-        .ok_or_else(|| ApiError::internal("the server keeps no ledger"))
+    state.ledger()
 }

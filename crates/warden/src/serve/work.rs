@@ -203,25 +203,30 @@ impl ServerState {
                 "user `{user}` may not use agent `{agent}`: none of their roles lists it (`agents = [...]` in the host's roles file); ask its operator for a role that does"
             ),
         );
-        let ledger = match self.ledger() {
-            Ok(l) => l,
-            Err(e) => return e,
-        };
-        let agent = agent.to_owned();
-        let recorded = tokio::task::spawn_blocking(move || {
-            ledger.record(
-                crate::audit::AuditEvent::new("task-refused")
-                    .agent(&agent)
-                    .user(&user)
-                    .detail(json!({"why": "agent-not-granted"})),
-            )
-        })
-        .await;
-        match recorded {
-            Ok(Ok(_)) => answer,
-            Ok(Err(e)) => ApiError::internal(format!("the refusal could not be audited: {e}")),
-            Err(e) => ApiError::internal(e.to_string()),
+        match self
+            .audit_refusal(agent, &user, json!({"why": "agent-not-granted"}))
+            .await
+        {
+            Ok(()) => answer,
+            Err(e) => e,
         }
+    }
+
+    /// The `task-refused` audit record of a submission refused before it was stored (as the run
+    /// path records one), for `agent` and `user`, with `detail`.
+    async fn audit_refusal(&self, agent: &str, user: &str, detail: Value) -> Result<(), ApiError> {
+        let ledger = self.ledger()?;
+        let event = crate::audit::AuditEvent::new("task-refused")
+            .agent(agent)
+            .user(user)
+            .detail(detail);
+        super::offload::blocking(move || {
+            ledger
+                .record(event)
+                .map_err(|e| ApiError::internal(format!("the refusal could not be recorded: {e}")))
+        })
+        .await
+        .map(drop)
     }
 
     /// Refuse an input that breaks `agent`'s contract before it is queued (audited as the run
@@ -239,15 +244,12 @@ impl ServerState {
         let Some(Err(detail)) = contract.map(|c| c.check_input(&input.to_string())) else {
             return Ok(());
         };
-        let ledger = self.ledger()?;
-        let event = crate::audit::AuditEvent::new("task-refused")
-            .agent(&agent.policy().agent.name)
-            .user(&caller.user.subject)
-            .detail(json!({"why": "input-contract", "detail": detail}));
-        tokio::task::spawn_blocking(move || ledger.record(event))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("the refusal could not be recorded: {e}")))?;
+        self.audit_refusal(
+            &agent.policy().agent.name,
+            &caller.user.subject,
+            json!({"why": "input-contract", "detail": detail}),
+        )
+        .await?;
         Err(ApiError::bad_request(
             "input-contract",
             format!(
@@ -257,6 +259,7 @@ impl ServerState {
         ))
     }
 
+    /// The server's ledger (a server always keeps one; 500 if not).
     pub(crate) fn ledger(&self) -> Result<Arc<Ledger>, ApiError> {
         self.runtime
             .ledger()
