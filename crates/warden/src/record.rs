@@ -79,7 +79,7 @@ fn grant_summary(
 impl LoadedAgent {
     /// Open the task in the ledger: the agent's trust record for this module, the task row and
     /// its first audit record (both naming the caller's task, for an agent call).
-    pub(crate) fn begin(
+    pub(crate) async fn begin(
         &self,
         ledger: &Ledger,
         options: &RunOptions,
@@ -148,13 +148,13 @@ impl LoadedAgent {
                 id
             }
             // The row and its first record in one group commit (`warden_ledger::ledger`).
-            None => ledger.begin_task(row, started).map_err(fail)?,
+            None => ledger.begin_task_async(row, started).await.map_err(fail)?,
         };
         Ok((trust, id))
     }
 
     /// A task that could not start: record it as ended without running.
-    pub(crate) fn abandon(
+    pub(crate) async fn abandon(
         &self,
         ledger: &Ledger,
         id: u64,
@@ -169,7 +169,7 @@ impl LoadedAgent {
                 TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash)
             });
         ledger
-            .end_task(
+            .end_task_async(
                 vec![
                     AuditEvent::new("task-failed-to-start")
                         .task(id)
@@ -186,13 +186,14 @@ impl LoadedAgent {
                     trust: Some(trust),
                 },
             )
+            .await
             .map_err(fail)
     }
 
     /// Close the task in the ledger: kill and staging records, the ladder's verdict, the end
     /// record (binding the trace by its hash), then the task row and trust record in one commit.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn finish(
+    pub(crate) async fn finish(
         &self,
         ledger: &Ledger,
         id: u64,
@@ -272,7 +273,7 @@ impl LoadedAgent {
                 "model": usage.model,
         })));
         ledger
-            .end_task(
+            .end_task_async(
                 records,
                 TaskEnd {
                     id,
@@ -284,6 +285,7 @@ impl LoadedAgent {
                     trust: Some(trust.clone()),
                 },
             )
+            .await
             .map_err(fail)
     }
 }

@@ -167,7 +167,7 @@ impl LoadedAgent {
         let root = place.is_none();
         let place = place.unwrap_or_else(|| Place::root(self, options, started));
         let (mut trust, id) = match &ledger {
-            Some(l) => self.begin(l, options, &place)?,
+            Some(l) => self.begin(l, options, &place).await?,
             None => (
                 TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash),
                 self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1,
@@ -207,7 +207,7 @@ impl LoadedAgent {
             Ok(e) => e,
             Err(e) => {
                 if let Some(l) = &ledger {
-                    self.abandon(l, id, &e)?;
+                    self.abandon(l, id, &e).await?;
                 }
                 return Err(e);
             }
@@ -283,7 +283,8 @@ impl LoadedAgent {
                     model: model.as_ref(),
                     spared: place.spares(&outcome),
                 },
-            )?;
+            )
+            .await?;
         }
         let report = RunReport {
             task: id,

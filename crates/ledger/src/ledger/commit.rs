@@ -12,9 +12,16 @@
 //! the row that says so, and each ended row vouches for a log head that covers its records.
 //! With [`Durability::Process`](crate::store::Durability) nothing is acknowledged before the
 //! kernel holds it, so a killed process loses no acknowledged task and no record.
+//!
+//! Async callers ([`Ledger::begin_task_async`], [`Ledger::end_task_async`]) follow the same
+//! rules but wait without blocking their thread: on a runtime with a few worker threads a
+//! follower that blocked would stop the tasks that could have joined the next batch, so the
+//! batches would stay at one job each. A follower that is dropped while its job is still queued
+//! takes the job back (nothing of it is written).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
 use super::{Ledger, LedgerError};
 use crate::audit::AuditEvent;
@@ -49,6 +56,10 @@ struct Queue {
     waiting: Vec<(u64, Job)>,
     leading: bool,
     finished: HashMap<u64, Done>,
+    /// Async followers to wake when a batch is written, by ticket.
+    wakers: HashMap<u64, Waker>,
+    /// Tickets whose async caller went away while its batch was being written.
+    abandoned: HashSet<u64>,
     next: u64,
     stats: CommitStats,
 }
@@ -83,18 +94,115 @@ impl Committer {
                 queue = self.written.wait(queue).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
-            queue.leading = true;
-            let batch = std::mem::take(&mut queue.waiting);
-            drop(queue);
-            let mut lead = Lead {
-                committer: self,
-                tickets: batch.iter().map(|(t, _)| *t).collect(),
-                results: Vec::new(),
-            };
-            lead.results = ledger.commit_batch(batch);
-            drop(lead);
-            queue = self.lock();
+            queue = self.lead(ledger, queue);
         }
+    }
+
+    /// Write every queued job as one batch on this thread (no one else leading), then take
+    /// the queue's lock again.
+    fn lead<'q>(
+        &'q self,
+        ledger: &Ledger,
+        mut queue: MutexGuard<'q, Queue>,
+    ) -> MutexGuard<'q, Queue> {
+        queue.leading = true;
+        let batch = std::mem::take(&mut queue.waiting);
+        drop(queue);
+        let mut lead = Lead {
+            committer: self,
+            tickets: batch.iter().map(|(t, _)| *t).collect(),
+            results: Vec::new(),
+        };
+        lead.results = ledger.commit_batch(batch);
+        drop(lead);
+        self.lock()
+    }
+}
+
+impl Committer {
+    /// [`Committer::submit`] for an async caller: it leads on its own thread as a sync caller
+    /// does, but waits for another leader without blocking the thread.
+    async fn submit_async(&self, ledger: &Ledger, job: Job) -> Result<Option<u64>, LedgerError> {
+        let ticket = {
+            let mut queue = self.lock();
+            let ticket = queue.next;
+            queue.next += 1;
+            queue.waiting.push((ticket, job));
+            ticket
+        };
+        let mut follower = Follower {
+            committer: self,
+            ledger,
+            ticket,
+            done: false,
+        };
+        let done = std::future::poll_fn(|cx| {
+            let mut queue = self.lock();
+            loop {
+                if let Some(done) = queue.finished.remove(&ticket) {
+                    queue.wakers.remove(&ticket);
+                    return Poll::Ready(done);
+                }
+                if queue.leading {
+                    queue.wakers.insert(ticket, cx.waker().clone());
+                    return Poll::Pending;
+                }
+                queue = self.lead(ledger, queue);
+            }
+        })
+        .await;
+        follower.done = true;
+        done.map_err(|e| Arc::try_unwrap(e).unwrap_or_else(LedgerError::Shared))
+    }
+}
+
+/// An async caller's claim on its ticket, for when it is dropped before its result came. A
+/// task start not yet taken by a batch is taken back (the task never began). A task end is
+/// never dropped: it is what happened, so it is written all the same — at once, on this
+/// thread, if no batch is under way — and its result is left for no one.
+struct Follower<'a> {
+    committer: &'a Committer,
+    ledger: &'a Ledger,
+    ticket: u64,
+    done: bool,
+}
+
+impl Drop for Follower<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut queue = self.committer.lock();
+        queue.wakers.remove(&self.ticket);
+        let queued = queue.waiting.iter().position(|(t, _)| *t == self.ticket);
+        match queued {
+            Some(at) if matches!(queue.waiting[at].1, Job::Begin { .. }) => {
+                queue.waiting.remove(at);
+            }
+            Some(_) => {
+                queue.abandoned.insert(self.ticket);
+                if !queue.leading {
+                    queue = self.committer.lead(self.ledger, queue);
+                }
+            }
+            None => {
+                if queue.finished.remove(&self.ticket).is_none() {
+                    queue.abandoned.insert(self.ticket);
+                }
+            }
+        }
+        // A follower that was to lead the next batch must not leave the others waiting.
+        if !queue.leading && !queue.waiting.is_empty() {
+            wake_all(&mut queue);
+            self.committer.written.notify_all();
+        }
+    }
+}
+
+/// Wake every async follower (each looks for its result, or leads).
+fn wake_all(queue: &mut Queue) {
+    for (_, waker) in queue.wakers.drain() {
+        waker.wake();
     }
 }
 
@@ -115,9 +223,15 @@ impl Drop for Lead<'_> {
             queue.finished.insert(*ticket, Err(Arc::clone(&panicked)));
         }
         queue.finished.extend(results);
+        for ticket in &self.tickets {
+            if queue.abandoned.remove(ticket) {
+                queue.finished.remove(ticket);
+            }
+        }
         queue.stats.batches += 1;
         queue.stats.jobs += self.tickets.len() as u64;
         queue.leading = false;
+        wake_all(&mut queue);
         self.committer.written.notify_all();
     }
 }
@@ -138,6 +252,41 @@ impl Ledger {
     pub fn begin_task(&self, task: TaskRecord, started: AuditEvent) -> Result<u64, LedgerError> {
         let id = self.committer.submit(self, Job::Begin { task, started })?;
         id.ok_or(LedgerError::CommitPanicked)
+    }
+
+    /// [`Ledger::begin_task`] for an async caller: waits for a batch under way without
+    /// blocking its thread (it still writes on it when it leads).
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::begin_task`].
+    pub async fn begin_task_async(
+        &self,
+        task: TaskRecord,
+        started: AuditEvent,
+    ) -> Result<u64, LedgerError> {
+        let id = self
+            .committer
+            .submit_async(self, Job::Begin { task, started })
+            .await?;
+        id.ok_or(LedgerError::CommitPanicked)
+    }
+
+    /// [`Ledger::end_task`] for an async caller: waits for a batch under way without blocking
+    /// its thread (it still writes on it when it leads).
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::end_task`].
+    pub async fn end_task_async(
+        &self,
+        records: Vec<AuditEvent>,
+        end: TaskEnd,
+    ) -> Result<(), LedgerError> {
+        self.committer
+            .submit_async(self, Job::End { records, end })
+            .await?;
+        Ok(())
     }
 
     /// Close a task: append `records` (its last one the `task-ended` record), then commit
@@ -222,5 +371,152 @@ impl Ledger {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use serde_json::json;
+
+    use super::super::Ledger;
+    use crate::audit::AuditEvent;
+    use crate::store::{TaskEnd, TaskRecord, now_ms};
+
+    fn row(agent: &str) -> TaskRecord {
+        TaskRecord {
+            id: 0,
+            agent: agent.into(),
+            agent_id: format!("unsigned/{agent}"),
+            module_hash: "h".into(),
+            user: "-".into(),
+            level: 1,
+            grant: json!({}),
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+            parent: None,
+        }
+    }
+
+    fn end(id: u64) -> TaskEnd {
+        TaskEnd {
+            id,
+            status: "completed".into(),
+            outcome: json!({"status": "completed"}),
+            trace: json!({"events": [], "dropped": 0}),
+            staging: "none".into(),
+            staging_path: None,
+            trust: None,
+        }
+    }
+
+    /// The `task-ended` record that `end(id)` vouches for.
+    fn ended(id: u64, agent: &str) -> AuditEvent {
+        use sha2::Digest;
+        let trace = end(id).trace.to_string();
+        let sha = crate::policy::keys::to_hex(&sha2::Sha256::digest(trace.as_bytes()));
+        AuditEvent::new("task-ended")
+            .task(id)
+            .agent(agent)
+            .detail(json!({"status": "completed", "trace_sha256": sha}))
+    }
+
+    /// Poll `f` once, with a leader pretended busy, and drop it.
+    fn poll_once_and_drop(ledger: &Ledger, f: impl Future) {
+        ledger.committer.lock().leading = true;
+        let mut f = pin!(f);
+        let polled = f.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(polled.is_pending());
+        assert_eq!(ledger.committer.lock().wakers.len(), 1);
+    }
+
+    #[test]
+    fn a_dropped_async_start_is_taken_back_and_a_dropped_end_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), 64).unwrap();
+        poll_once_and_drop(
+            &ledger,
+            ledger.begin_task_async(row("a"), AuditEvent::new("task-started")),
+        );
+        {
+            let queue = ledger.committer.lock();
+            assert!(queue.waiting.is_empty() && queue.wakers.is_empty());
+        }
+        ledger.committer.lock().leading = false;
+        let id = ledger
+            .begin_task(row("b"), AuditEvent::new("task-started"))
+            .unwrap();
+        poll_once_and_drop(
+            &ledger,
+            ledger.end_task_async(vec![AuditEvent::new("task-ended").task(id)], end(id)),
+        );
+        assert_eq!(ledger.committer.lock().waiting.len(), 1);
+        // The leader steps down; the next caller's batch carries the end nobody waits for.
+        ledger.committer.lock().leading = false;
+        ledger
+            .begin_task(row("c"), AuditEvent::new("task-started"))
+            .unwrap();
+        let queue = ledger.committer.lock();
+        assert!(queue.finished.is_empty() && queue.abandoned.is_empty());
+        drop(queue);
+        let tasks = ledger.store().tasks(10).unwrap();
+        let agents: Vec<_> = tasks
+            .iter()
+            .map(|t| (t.agent.as_str(), t.status.as_str()))
+            .collect();
+        assert!(!agents.iter().any(|(a, _)| *a == "a"), "{agents:?}");
+        assert!(agents.contains(&("b", "completed")), "{agents:?}");
+    }
+
+    #[test]
+    fn async_callers_share_batches_without_blocking_their_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = std::sync::Arc::new(Ledger::open(dir.path(), 64).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..16)
+                .map(|n| {
+                    let ledger = std::sync::Arc::clone(&ledger);
+                    tokio::spawn(async move {
+                        for _ in 0..40 {
+                            let agent = format!("agent{n}");
+                            let id = ledger
+                                .begin_task_async(row(&agent), AuditEvent::new("task-started"))
+                                .await
+                                .unwrap();
+                            tokio::task::yield_now().await;
+                            ledger
+                                .end_task_async(vec![ended(id, &agent)], end(id))
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let stats = ledger.commit_stats();
+        assert_eq!(stats.jobs, 16 * 40 * 2, "{stats:?}");
+        // Sixteen tasks on two threads: while one leads, the other queues jobs behind it.
+        assert!(stats.batches < stats.jobs, "{stats:?}");
+        let tasks = ledger.store().tasks(1000).unwrap();
+        assert_eq!(tasks.len(), 640);
+        assert!(tasks.iter().all(|t| t.status == "completed"));
+        drop(ledger);
+        let report = super::super::verify_dir(dir.path(), None).unwrap();
+        assert_eq!(report.tasks, 640, "{report:?}");
     }
 }
