@@ -28,10 +28,6 @@ const RECENT_ROWS: u32 = 256;
 /// until [`SqliteStore::vouching_for`] installs one), read-write.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    /// A second connection for the run path's reads (trust records, a task's row), so that
-    /// they never wait behind a commit holding `conn`: WAL lets a reader see the last commit
-    /// while a writer writes. `None` for a read-only store (its one connection reads).
-    reader: Option<Mutex<Connection>>,
     head: Option<Arc<dyn LogHeadSource>>,
 }
 
@@ -65,17 +61,8 @@ impl SqliteStore {
         ))
         .map_err(open_err)?;
         schema::create_or_migrate(&conn).map_err(open_err)?;
-        let reader = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        reader
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(open_err)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
-            reader: Some(Mutex::new(reader)),
             head: None,
         })
     }
@@ -107,15 +94,6 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned lock is safe to take over.
         self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The connection for reads that must not wait behind a commit (see `reader`).
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.reader
-            .as_ref()
-            .unwrap_or(&self.conn)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -244,7 +222,7 @@ impl StateStore for SqliteStore {
     }
 
     fn task(&self, id: u64) -> Result<TaskRecord, StoreError> {
-        let conn = self.reader();
+        let conn = self.conn();
         let raw = conn
             .query_row(
                 &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
@@ -314,7 +292,7 @@ impl StateStore for SqliteStore {
 
     fn trust(&self, agent_id: &str) -> Result<Option<TrustRecord>, StoreError> {
         let text: Option<String> = self
-            .reader()
+            .conn()
             .prepare_cached("SELECT record FROM trust WHERE agent_id = ?1")?
             .query_row([agent_id], |r| r.get(0))
             .optional()?;

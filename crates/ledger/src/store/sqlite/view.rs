@@ -83,7 +83,6 @@ impl SqliteStore {
             .map_err(open_err)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
-            reader: None,
             head: None,
         })
     }
