@@ -176,16 +176,35 @@ impl AuditLog {
     ///
     /// When the log or the anchor cannot be written or synced.
     pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
-        let checkpoint = {
-            let mut tail = self.lock();
-            let (_, signed) = self.write_locked(&mut tail, Lines::Checkpoint)?;
-            signed.expect("a checkpoint record carries its checkpoint")
-        };
+        let checkpoint = self.append_checkpoint()?;
+        self.anchor(&checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// The first half of [`AuditLog::checkpoint`]: signs the current head and appends it as a
+    /// checkpoint record, without syncing or anchoring it (for a caller that anchors it later,
+    /// off its own path, with [`AuditLog::anchor`]).
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be written.
+    pub fn append_checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        let mut tail = self.lock();
+        let (_, signed) = self.write_locked(&mut tail, Lines::Checkpoint)?;
+        Ok(signed.expect("a checkpoint record carries its checkpoint"))
+    }
+
+    /// The second half of [`AuditLog::checkpoint`]: fsyncs the log, then writes `checkpoint`
+    /// to `audit.anchor` unless it already holds a newer one.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be synced or the anchor written.
+    pub fn anchor(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
         self.file
             .sync_data()
             .map_err(io_error("sync", &self.path))?;
-        self.write_anchor(&checkpoint)?;
-        Ok(checkpoint)
+        self.write_anchor(checkpoint)
     }
 
     /// The seq and hash of the last record (0 and 64 zeros for an empty log).

@@ -40,6 +40,7 @@ use crate::store::{
     StoredCheckpoint, now_ms,
 };
 
+mod anchor;
 mod commit;
 mod crosscheck;
 mod queue;
@@ -88,6 +89,11 @@ pub enum LedgerError {
     /// given to every task in it).
     #[error(transparent)]
     Shared(Arc<LedgerError>),
+    /// A checkpoint signed on the run path could not be synced to disk or anchored.
+    #[error(
+        "the audit log's last checkpoint could not be synced and anchored: {0}; check the data directory's disk, then run `warden audit verify`"
+    )]
+    Anchor(String),
     /// The group commit carrying this task's writes panicked before it could say what it
     /// wrote.
     #[error(
@@ -107,6 +113,7 @@ pub struct Ledger {
     owner: String,
     owner_lock: Option<std::fs::File>,
     committer: commit::Committer,
+    anchorer: anchor::Anchorer,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -167,6 +174,7 @@ impl Ledger {
             owner,
             owner_lock: Some(owner_lock),
             committer: commit::Committer::default(),
+            anchorer: anchor::Anchorer::default(),
         };
         recovery::recover(&ledger, &owners)?;
         Ok(ledger)
@@ -221,7 +229,18 @@ impl Ledger {
     fn checkpoint_if_due(&self) -> Result<(), LedgerError> {
         let due = *self.pending.lock().unwrap_or_else(|p| p.into_inner()) >= self.checkpoint_every;
         if due {
-            self.checkpoint()?;
+            // Signed and appended here; synced and anchored off this path (`anchor.rs`).
+            let c = self.audit.append_checkpoint()?;
+            *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+            self.store.put_checkpoint(&StoredCheckpoint {
+                size: c.size,
+                head: c.head.clone(),
+                key: c.key.clone(),
+                signature: c.signature.clone(),
+            })?;
+            self.anchorer
+                .hand(&self.audit, c)
+                .map_err(LedgerError::Anchor)?;
         }
         Ok(())
     }
@@ -232,6 +251,8 @@ impl Ledger {
     ///
     /// When the log or the store cannot be written.
     pub fn checkpoint(&self) -> Result<Checkpoint, LedgerError> {
+        // After any checkpoint still being anchored, so this one's anchor is the last word.
+        self.anchorer.settle();
         let c = self.audit.checkpoint()?;
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = 0;
         self.store.put_checkpoint(&StoredCheckpoint {

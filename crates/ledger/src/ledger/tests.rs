@@ -90,6 +90,8 @@ fn finished_task(ledger: &Ledger, status: &str) -> u64 {
 /// Stops `ledger` the way SIGKILL does: its owner lock goes, nothing else runs (no closing
 /// checkpoint).
 fn kill(mut ledger: Ledger) {
+    // Deterministic: the checkpoints signed so far are anchored (a real kill may cut that short).
+    ledger.anchorer.settle();
     ledger.owner_lock.take();
     std::mem::forget(ledger);
 }
@@ -101,6 +103,7 @@ fn killed_host() -> (tempfile::TempDir, Vec<u8>, u64) {
     let host = Ledger::open(dir.path(), 4).unwrap();
     finished_task(&host, "completed");
     finished_task(&host, "completed");
+    host.anchorer.settle();
     let first_anchor = std::fs::read(dir.path().join("audit.anchor")).unwrap();
     for status in ["agent-error", "killed", "completed"] {
         finished_task(&host, status);
@@ -264,4 +267,27 @@ fn a_log_cut_behind_the_store_is_refused_at_open_and_left_as_it_is() {
         matches!(&e, LedgerError::LogBehindStore { found, .. } if found.starts_with("holds another")),
         "{e}"
     );
+}
+
+#[test]
+fn a_checkpoint_due_in_a_commit_is_anchored_off_the_run_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 4).unwrap();
+    for i in 0..6 {
+        super::kill_tests::run_task(&ledger, 0, i, |_, _| {});
+    }
+    ledger.anchorer.settle();
+    let anchor = crate::audit::read_anchor(dir.path())
+        .unwrap()
+        .expect("an anchor");
+    let stored = ledger
+        .store()
+        .latest_checkpoint()
+        .unwrap()
+        .expect("a stored checkpoint");
+    assert_eq!(anchor.size, stored.size);
+    assert!(anchor.size >= 4, "{anchor:?}");
+    drop(ledger);
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert!(report.awaiting_recovery.is_empty(), "{report:?}");
 }
