@@ -13,6 +13,7 @@
 //! (`mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a session's client, or
 //! on a 2026-07-28 `subscriptions/listen` stream).
 
+pub mod content;
 pub mod http;
 pub mod result;
 mod seen;
@@ -222,7 +223,7 @@ impl ServerHandler for AgentTools {
         } else {
             Vec::new()
         };
-        Ok(result::result_of(&row, &pending, entry.output_schema.is_some()).into())
+        Ok(result::result_for(&row, &pending, entry.output_schema.as_ref()).into())
     }
 
     fn accepted_subscription_filter(
