@@ -46,8 +46,7 @@ const ALL: [bool; 4] = [true; 4];
 
 /// The rule of an agent name, as a policy's `agent.name` has it: never a path.
 pub(crate) fn is_agent_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(warden_policy::is_agent_name_byte)
+    (1..=64).contains(&name.len()) && name.bytes().all(warden_policy::is_agent_name_byte)
 }
 
 impl AgentDirectory {
@@ -189,7 +188,13 @@ mod tests {
 
     #[test]
     fn names_never_paths() {
-        for good in ["hello", "a", "tester-2", "test_simple_text", &"x".repeat(64)] {
+        for good in [
+            "hello",
+            "a",
+            "tester-2",
+            "test_simple_text",
+            &"x".repeat(64),
+        ] {
             assert!(is_agent_name(good), "{good}");
         }
         for bad in [

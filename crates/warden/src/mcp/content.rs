@@ -54,9 +54,8 @@ pub fn blocks_of(output: &Value) -> Result<Vec<ContentBlock>, String> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            serde_json::from_value::<ContentBlock>(item.clone()).map_err(|e| {
-                format!("`content[{i}]` is not an MCP content block ({e})")
-            })
+            serde_json::from_value::<ContentBlock>(item.clone())
+                .map_err(|e| format!("`content[{i}]` is not an MCP content block ({e})"))
         })
         .collect()
 }
@@ -96,8 +95,14 @@ mod tests {
         for (output, says) in [
             (json!("hi"), "no `content` array"),
             (json!({"content": []}), "empty"),
-            (json!({"content": [{"type": "video", "data": "x"}]}), "`content[0]`"),
-            (json!({"content": [{"type": "image", "data": "x"}]}), "`content[0]`"),
+            (
+                json!({"content": [{"type": "video", "data": "x"}]}),
+                "`content[0]`",
+            ),
+            (
+                json!({"content": [{"type": "image", "data": "x"}]}),
+                "`content[0]`",
+            ),
             (
                 json!({"content": vec![json!({"type": "text", "text": "a"}); MAX_BLOCKS + 1]}),
                 "more than",

@@ -50,7 +50,9 @@ impl Agent for Fixture {
             Some("phone") => format!("by phone at {}", task["phone"].as_str().unwrap_or("?")),
             _ => format!("by email at {}", task["email"].as_str().unwrap_or("?")),
         };
-        Ok(kit::content(&[kit::text(&format!("Would contact {name} {how}."))]))
+        Ok(kit::content(&[kit::text(&format!(
+            "Would contact {name} {how}."
+        ))]))
     }
 }
 

@@ -7,7 +7,10 @@ struct Fixture;
 
 impl Agent for Fixture {
     fn describe() -> Description {
-        kit::describe("test_audio_content", "Returns a WAV file (1 ms of silence).")
+        kit::describe(
+            "test_audio_content",
+            "Returns a WAV file (1 ms of silence).",
+        )
     }
 
     fn run(_task: String) -> Result<String, AgentError> {

@@ -7,7 +7,10 @@ struct Fixture;
 
 impl Agent for Fixture {
     fn describe() -> Description {
-        kit::describe("test_embedded_resource", "Returns an embedded text resource.")
+        kit::describe(
+            "test_embedded_resource",
+            "Returns an embedded text resource.",
+        )
     }
 
     fn run(_task: String) -> Result<String, AgentError> {

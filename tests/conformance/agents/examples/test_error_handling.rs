@@ -7,7 +7,10 @@ struct Fixture;
 
 impl Agent for Fixture {
     fn describe() -> Description {
-        kit::describe("test_error_handling", "Always fails: its error becomes a tool error (isError).")
+        kit::describe(
+            "test_error_handling",
+            "Always fails: its error becomes a tool error (isError).",
+        )
     }
 
     fn run(_task: String) -> Result<String, AgentError> {

@@ -7,18 +7,17 @@ struct Fixture;
 
 impl Agent for Fixture {
     fn describe() -> Description {
-        kit::describe("test_logging_tool", "Logs three lines at info level, then returns text.")
+        kit::describe(
+            "test_logging_tool",
+            "Logs three lines at info level, then returns text.",
+        )
     }
 
     fn run(_task: String) -> Result<String, AgentError> {
-        for line in [
-            "Tool execution started",
-            "Tool processing data",
-            "Tool execution completed",
-        ] {
-            warden_guest::log::info(line);
-        }
-        Ok(kit::content(&[kit::text("test_logging_tool logged three lines")]))
+        kit::log_three();
+        Ok(kit::content(&[kit::text(
+            "test_logging_tool logged three lines",
+        )]))
     }
 }
 

@@ -7,7 +7,10 @@ struct Fixture;
 
 impl Agent for Fixture {
     fn describe() -> Description {
-        kit::describe("test_multiple_content_types", "Returns text, an image and an embedded JSON resource.")
+        kit::describe(
+            "test_multiple_content_types",
+            "Returns text, an image and an embedded JSON resource.",
+        )
     }
 
     fn run(_task: String) -> Result<String, AgentError> {

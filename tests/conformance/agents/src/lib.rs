@@ -73,6 +73,17 @@ pub fn resource(uri: &str, mime_type: &str, text: &str) -> Value {
     json!({"type": "resource", "resource": {"uri": uri, "mimeType": mime_type, "text": text}})
 }
 
+/// Log the three lines of the suite's logging fixtures, at info level.
+pub fn log_three() {
+    for line in [
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
+    ] {
+        warden_guest::log::info(line);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
