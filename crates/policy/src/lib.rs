@@ -221,8 +221,7 @@ fn agent_section(
     };
     let span = name.span();
     let name = name.into_inner();
-    check_name(&name, is_agent_name_byte)
-    .map_err(|reason| {
+    check_name(&name, is_agent_name_byte).map_err(|reason| {
         let message = format!("agent.name \"{name}\" is invalid: {reason}");
         source.error(
             span,
