@@ -14,6 +14,8 @@ use std::process::Command;
 use serde_json::Value;
 use warden_tests::{agent, root, warden_bin};
 
+#[path = "mcp/fixtures.rs"]
+mod fixtures;
 #[path = "mcp/http.rs"]
 mod http;
 #[path = "mcp/stdio.rs"]

@@ -148,17 +148,15 @@ pub(crate) fn agent_names(
         if star && name == "*" {
             return Ok(name.to_owned());
         }
-        super::check_name(name, |b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
-        })
+        super::check_name(name, super::is_agent_name_byte)
         .map(|()| name.to_owned())
         .map_err(|reason| EntryError {
             kind: PolicyErrorKind::InvalidName,
             reason: reason.to_owned(),
             expected: if star {
-                "an agent name of 1 to 64 characters from a-z, 0-9, '-', or \"*\" for every agent"
+                "an agent name of 1 to 64 characters from a-z, 0-9, '-', '_', or \"*\" for every agent"
             } else {
-                "an agent name of 1 to 64 characters from a-z, 0-9, '-'"
+                "an agent name of 1 to 64 characters from a-z, 0-9, '-', '_'"
             },
         })
     })

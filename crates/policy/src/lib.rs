@@ -198,7 +198,7 @@ fn agent_section(
     source: &Source<'_>,
     raw: Option<Spanned<Table<RawAgent>>>,
 ) -> Result<AgentSection, PolicyError> {
-    const NAME_RULE: &str = "name = \"...\" (1 to 64 characters from a-z, 0-9, '-')";
+    const NAME_RULE: &str = "name = \"...\" (1 to 64 characters from a-z, 0-9, '-', '_')";
     let Some(agent) = raw else {
         let message = "the [agent] section is missing";
         return Err(source.error(
@@ -221,10 +221,7 @@ fn agent_section(
     };
     let span = name.span();
     let name = name.into_inner();
-    check_name(&name, |b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
-    })
-    .map_err(|reason| {
+    check_name(&name, is_agent_name_byte).map_err(|reason| {
         let message = format!("agent.name \"{name}\" is invalid: {reason}");
         source.error(
             span,
@@ -253,6 +250,12 @@ fn agent_section(
 }
 
 /// Checks a 1..=64 character name whose bytes all satisfy `allowed`.
+/// Whether `b` may appear in an agent's name: a-z, 0-9, `-` and `_` (MCP tool names such as
+/// `read_file` are agent names). Never `.`, `/` or `\\`: a name is never a path.
+pub fn is_agent_name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+}
+
 fn check_name(name: &str, allowed: impl Fn(u8) -> bool) -> Result<(), &'static str> {
     if name.is_empty() {
         Err("it is empty")

@@ -100,7 +100,8 @@ fn agent_names() {
     let too_long = "a".repeat(65);
     let cases = [
         ("files", "Files"),
-        ("web-agent-2", "web_agent"),
+        ("web-agent-2", "web.agent"),
+        ("read_file", "read/file"),
         ("a", ""),
         (long.as_str(), too_long.as_str()),
         ("x", "x.y"),

@@ -13,7 +13,9 @@
 //! (`mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a session's client, or
 //! on a 2026-07-28 `subscriptions/listen` stream).
 
+pub mod content;
 pub mod http;
+pub mod logging;
 pub mod result;
 mod seen;
 pub mod tools;
@@ -59,6 +61,7 @@ pub struct AgentTools {
     identity: Identity,
     workspace: Option<PathBuf>,
     seen: std::sync::Arc<seen::Seen>,
+    levels: std::sync::Arc<logging::SessionLevels>,
 }
 
 impl AgentTools {
@@ -70,6 +73,7 @@ impl AgentTools {
             identity,
             workspace,
             seen: Default::default(),
+            levels: Default::default(),
         }
     }
 
@@ -150,11 +154,13 @@ fn protocol_error(e: ApiError) -> ErrorData {
 }
 
 impl ServerHandler for AgentTools {
+    #[allow(deprecated)] // `enable_logging`: MCP logging (SEP-2577), which both eras still define.
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_logging()
                 .build(),
         )
         .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
@@ -214,6 +220,19 @@ impl ServerHandler for AgentTools {
             Err(e) => return Err(protocol_error(e)),
         };
         let row = self.wait_for_end(&caller, id, &context).await?;
+        if let Some(level) = self.levels.level_for(&context)
+            && matches!(
+                row.status.as_str(),
+                "completed" | "agent-error" | "killed" | "escalated"
+            )
+        {
+            let logs = self.state.kept_logs().take_settled(id).await;
+            logging::send(
+                &context.peer,
+                logging::messages(&logs, &row.agent, id, level),
+            )
+            .await;
+        }
         let pending = if row.status == "completed" {
             self.state
                 .pending_actions(&caller, id)
@@ -222,7 +241,17 @@ impl ServerHandler for AgentTools {
         } else {
             Vec::new()
         };
-        Ok(result::result_of(&row, &pending, entry.output_schema.is_some()).into())
+        Ok(result::result_for(&row, &pending, entry.output_schema.as_ref()).into())
+    }
+
+    #[allow(deprecated)] // MCP logging (SEP-2577): both eras Warden serves still define it.
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.levels.set(&context, request.level);
+        Ok(())
     }
 
     fn accepted_subscription_filter(

@@ -69,6 +69,7 @@ pub struct ServerState {
     running: Arc<Running>,
     queue: Arc<queue::Queue<runner::Job>>,
     metrics: Arc<Metrics>,
+    logs: Arc<crate::mcp::logging::KeptLogs>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -148,12 +149,18 @@ impl ServerState {
             agents: Arc::new(agents),
             running: Arc::default(),
             metrics: Arc::default(),
+            logs: Arc::default(),
         })
     }
 
     /// The tasks started and not yet ended (for a graceful shutdown's grace period).
     pub fn running(&self) -> Arc<Running> {
         self.running.clone()
+    }
+
+    /// The log lines of recently ended runs, kept for the MCP calls waiting on them.
+    pub fn kept_logs(&self) -> &crate::mcp::logging::KeptLogs {
+        &self.logs
     }
 
     /// The server's metrics (what `GET /metrics` answers).

@@ -46,10 +46,7 @@ const ALL: [bool; 4] = [true; 4];
 
 /// The rule of an agent name, as a policy's `agent.name` has it: never a path.
 pub(crate) fn is_agent_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=64).contains(&name.len()) && name.bytes().all(warden_policy::is_agent_name_byte)
 }
 
 impl AgentDirectory {
@@ -93,7 +90,7 @@ impl AgentDirectory {
     pub(crate) fn kept(&self, name: &str) -> Result<Option<Arc<LoadedAgent>>, String> {
         if !is_agent_name(name) {
             return Err(format!(
-                "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-'); agents are called by name, never by path",
+                "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-', '_'); agents are called by name, never by path",
                 name.chars().take(64).collect::<String>()
             ));
         }
@@ -191,7 +188,13 @@ mod tests {
 
     #[test]
     fn names_never_paths() {
-        for good in ["hello", "a", "tester-2", &"x".repeat(64)] {
+        for good in [
+            "hello",
+            "a",
+            "tester-2",
+            "test_simple_text",
+            &"x".repeat(64),
+        ] {
             assert!(is_agent_name(good), "{good}");
         }
         for bad in [

@@ -2,12 +2,52 @@
 //! returned; a task that stopped for a person (escalated) or that left irreversible actions
 //! waiting for an approval is a success too, saying what the person must do; a task the host
 //! killed, an agent's own error and an interrupted task are tool errors (`isError: true`) with the
-//! reason, never protocol errors, so that the model and the person see why.
+//! reason, never protocol errors, so that the model and the person see why. An agent whose
+//! contract declares MCP content ([`super::content`]) has its output shown as those blocks.
 
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
+use super::content;
 use crate::store::{ActionRecord, TaskRecord};
+
+/// The result of the ended task `row` of a tool whose contract's output schema is
+/// `output_schema` (none: nothing promised), whose pending irreversible actions are `pending`.
+/// As [`result_of`], but a completed task of an agent that declares MCP content answers with the
+/// blocks it returned (then the notes on pending approvals), or with a tool error saying why its
+/// output is not content.
+pub fn result_for(
+    row: &TaskRecord,
+    pending: &[ActionRecord],
+    output_schema: Option<&Value>,
+) -> CallToolResult {
+    let mut result = result_of(row, pending, output_schema.is_some());
+    if row.status != "completed" || !content::declares_content(output_schema) {
+        return result;
+    }
+    let raw = row
+        .outcome
+        .as_ref()
+        .and_then(|o| o.get("output"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let output = serde_json::from_str(raw).unwrap_or(Value::Null);
+    match content::blocks_of(&output) {
+        Ok(blocks) => {
+            // The first block of `result_of` is the raw output; the rest are approval notes.
+            let notes = result.content.split_off(1.min(result.content.len()));
+            result.content = blocks;
+            result.content.extend(notes);
+        }
+        Err(why) => {
+            let id = row.id;
+            result = CallToolResult::error(vec![ContentBlock::text(format!(
+                "Task {id} completed, but its agent's contract declares MCP content and {why}. See `warden task show {id}`."
+            ))]);
+        }
+    }
+    result
+}
 
 /// The result of the ended task `row`, whose pending irreversible actions are `pending`, for a
 /// tool that declares an output schema (`structured`) or not.
@@ -148,6 +188,49 @@ mod tests {
         );
         // No output schema, no structured content.
         assert_eq!(result_of(&done, &[], false).structured_content, None);
+    }
+
+    #[test]
+    fn an_agent_that_declares_content_answers_with_its_blocks() {
+        let schema = json!({"type": "object", "x-warden-output": "mcp-content"});
+        let output = json!({"content": [
+            {"type": "text", "text": "look:"},
+            {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}
+        ]});
+        let done = row(
+            "completed",
+            json!({"status": "completed", "output": output.to_string()}),
+        );
+        let r = result_for(&done, &[action(3)], Some(&schema));
+        assert_eq!(r.is_error, Some(false));
+        let kinds: Vec<Value> = r
+            .content
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap()["type"].clone())
+            .collect();
+        assert_eq!(kinds, [json!("text"), json!("image"), json!("text")]);
+        assert!(text(&r).contains("warden approve 3"), "{}", text(&r));
+        assert_eq!(r.structured_content.unwrap()["output"], output);
+
+        // The same output from an agent that declares none is JSON text, as any other.
+        let plain = result_for(&done, &[], Some(&json!({"type": "object"})));
+        assert_eq!(text(&plain), output.to_string());
+
+        // Declared but not content: a tool error that says why.
+        let wrong = row(
+            "completed",
+            json!({"status": "completed", "output": "\"hi\""}),
+        );
+        let r = result_for(&wrong, &[], Some(&schema));
+        assert_eq!(r.is_error, Some(true));
+        assert!(text(&r).contains("no `content` array"), "{}", text(&r));
+
+        // A failed task stays a failure.
+        let failed = row(
+            "agent-error",
+            json!({"status": "agent-error", "kind": "failed", "message": "no"}),
+        );
+        assert_eq!(result_for(&failed, &[], Some(&schema)).is_error, Some(true));
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl AgentSource {
             return Err(ApiError::bad_request(
                 "bad-agent-name",
                 format!(
-                    "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-'); tasks name agents, never paths",
+                    "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-', '_'); tasks name agents, never paths",
                     crate::terminal::line(&name.chars().take(64).collect::<String>())
                 ),
             ));

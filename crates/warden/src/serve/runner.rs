@@ -223,7 +223,10 @@ impl ServerState {
                         };
                         let ended = agent.run(&input.to_string(), &options).await;
                         let end = match &ended {
-                            Ok(report) => RunEnd::Ended(&report.outcome),
+                            Ok(report) => {
+                                self.logs.keep(id, &report.output.logs);
+                                RunEnd::Ended(&report.outcome)
+                            }
                             Err(_) => RunEnd::NotStarted,
                         };
                         self.metrics.record_run(&name, end, started.elapsed());

@@ -1,0 +1,111 @@
+//! What the conformance fixture agents share: their contracts (no input; an output of MCP content,
+//! declared with `"x-warden-output": "mcp-content"`, see `crates/warden/src/mcp/content.rs`), the
+//! content blocks they return, and two tiny media files. Each fixture is an example of this package
+//! (`examples/<tool name>.rs`), built as a component and served, under `policies/<tool name>.toml`,
+//! only by `scripts/conformance`: the tools the official MCP conformance suite calls by name.
+
+use serde_json::{Value, json};
+use warden_guest::Description;
+
+/// A 1×1 red PNG, base64.
+pub const RED_PIXEL_PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+
+/// A WAV file of 1 ms of silence (8 kHz, mono, 8-bit), base64.
+pub const SILENCE_WAV: &str =
+    "UklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQgAAACAgICAgICAgA==";
+
+/// The input schema of a fixture: an object (the suite sends `{}` or no arguments).
+pub const NO_INPUT: &str = r#"{"type": "object"}"#;
+
+/// The output schema of an agent whose output is MCP content blocks.
+pub fn content_schema() -> String {
+    json!({
+        "type": "object",
+        "x-warden-output": "mcp-content",
+        "properties": {
+            "content": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"enum": ["text", "image", "audio", "resource", "resource_link"]}
+                    },
+                    "required": ["type"]
+                }
+            }
+        },
+        "required": ["content"]
+    })
+    .to_string()
+}
+
+/// The description of fixture `name`: no input, content out.
+pub fn describe(name: &str, summary: &str) -> Description {
+    Description::new(name, env!("CARGO_PKG_VERSION"), summary)
+        .input_schema(NO_INPUT)
+        .output_schema(&content_schema())
+}
+
+/// The output `{"content": blocks}`.
+pub fn content(blocks: &[Value]) -> String {
+    json!({ "content": blocks }).to_string()
+}
+
+/// A text block.
+pub fn text(text: &str) -> Value {
+    json!({"type": "text", "text": text})
+}
+
+/// An image block.
+pub fn image(base64: &str, mime_type: &str) -> Value {
+    json!({"type": "image", "data": base64, "mimeType": mime_type})
+}
+
+/// An audio block.
+pub fn audio(base64: &str, mime_type: &str) -> Value {
+    json!({"type": "audio", "data": base64, "mimeType": mime_type})
+}
+
+/// An embedded text resource block.
+pub fn resource(uri: &str, mime_type: &str, text: &str) -> Value {
+    json!({"type": "resource", "resource": {"uri": uri, "mimeType": mime_type, "text": text}})
+}
+
+/// Log the three lines of the suite's logging fixtures, at info level.
+pub fn log_three() {
+    for line in [
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
+    ] {
+        warden_guest::log::info(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_declares_content_and_the_blocks_are_mcp_shaped() {
+        let schema: Value = serde_json::from_str(&content_schema()).unwrap();
+        assert_eq!(schema["x-warden-output"], "mcp-content");
+        let out: Value = serde_json::from_str(&content(&[
+            text("t"),
+            image(RED_PIXEL_PNG, "image/png"),
+            audio(SILENCE_WAV, "audio/wav"),
+            resource("test://r", "text/plain", "r"),
+        ]))
+        .unwrap();
+        let kinds: Vec<&str> = out["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["text", "image", "audio", "resource"]);
+        assert_eq!(out["content"][1]["mimeType"], "image/png");
+    }
+}
