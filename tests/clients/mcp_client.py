@@ -263,7 +263,53 @@ def tasks(args):
         report["result"] = rpc("tasks/result", {"taskId": handle["taskId"]})
         report["update"] = rpc("tasks/update", {"taskId": handle["taskId"], "inputResponses": {}})
         report["after"] = rpc("tools/call", {"name": "hello", "arguments": {"input": "after"}}, declare=False)
+        report["legacy"] = legacy_tasks(http, args)
     print(json.dumps(report))
+
+
+def legacy_tasks(http, args):
+    """A 2025-11-25 session whose `initialize` declares the tasks extension gets handles too."""
+    import time
+
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {args.token}",
+    }
+
+    def post(body, extra=None):
+        r = http.post(args.url, json=body, headers={**headers, **(extra or {})})
+        datas = [l[5:].strip() for l in r.text.splitlines() if l.startswith("data:")]
+        datas = [d for d in datas if d]
+        return r, (json.loads(datas[-1]) if datas else (r.json() if r.text.strip() else None))
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+            "clientInfo": {"name": "raw-legacy", "version": "0"},
+        },
+    }
+    r, answer = post(init)
+    session = {"Mcp-Session-Id": r.headers.get("mcp-session-id", ""), "MCP-Protocol-Version": "2025-11-25"}
+    out = {"extensions": answer["result"]["capabilities"].get("extensions")}
+    post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "hello", "arguments": {"input": "legacy"}}}
+    _, answer = post(call, session)
+    out["handle"] = answer.get("result", answer)
+    task_id = out["handle"].get("taskId")
+    got = {}
+    for i in range(100):
+        _, answer = post({"jsonrpc": "2.0", "id": 3 + i, "method": "tasks/get", "params": {"taskId": task_id}}, session)
+        got = answer.get("result", answer)
+        if got.get("status") != "working":
+            break
+        time.sleep(0.1)
+    out["done"] = got
+    http.delete(args.url, headers={**headers, **session})
+    return out
 
 
 def main():

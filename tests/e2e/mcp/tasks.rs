@@ -5,7 +5,8 @@
 //! both spec eras. The tasks extension (SEP-2663), which the SDK's client does not speak, in
 //! plain JSON-RPC: a task handle whose id is the Warden task id, polled to the very result a
 //! synchronous call gives; a spinning task cancelled with `tasks/cancel`; another user's task
-//! answered as a missing one; `tasks/list` and `tasks/result` (removed by SEP-2663) unknown.
+//! answered as a missing one; `tasks/list` and `tasks/result` (removed by SEP-2663) unknown; a
+//! 2025-11-25 session that declares the extension at `initialize` gets handles too.
 
 use serde_json::Value;
 
@@ -129,4 +130,19 @@ fn the_tasks_extension_hands_back_a_task_polled_to_its_result_and_cancelled() {
     assert_eq!(r["update"]["error"]["code"], -32602, "{r}");
 
     assert_eq!(r["after"]["isError"], false, "{r}");
+
+    // A 2025-11-25 session whose `initialize` declares the extension gets handles too.
+    let legacy = &r["legacy"];
+    assert!(
+        legacy["extensions"]
+            .get("io.modelcontextprotocol/tasks")
+            .is_some(),
+        "the server declares the extension: {legacy}"
+    );
+    assert_eq!(legacy["handle"]["resultType"], "task", "{legacy}");
+    assert_eq!(legacy["done"]["status"], "completed", "{legacy}");
+    assert_eq!(
+        legacy["done"]["result"]["structuredContent"]["output"],
+        "hello, legacy"
+    );
 }
