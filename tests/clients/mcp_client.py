@@ -8,6 +8,13 @@ asserts on it.
         there.
     mcp_client.py raw --url URL --token TOKEN
         plain HTTP: no token, a forged token, the resource metadata, a rebinding Host, an origin.
+    mcp_client.py cancel --mode legacy|auto --url URL --token TOKEN
+        call `probe` spinning until killed, give up after 3 s (the SDK sends
+        `notifications/cancelled`), follow the task over the HTTP API until it ends, call `hello`.
+    mcp_client.py tasks --url URL --token TOKEN --other-token TOKEN
+        the tasks extension (SEP-2663) in plain JSON-RPC (the SDK has no tasks client): a task
+        handle for `hello`, polled to its result; a spinning `probe` cancelled with tasks/cancel;
+        another user's task and removed methods refused.
 """
 
 import argparse
@@ -145,9 +152,170 @@ def raw(args):
     print(json.dumps(report))
 
 
+def task_row(http, url, token, task):
+    """The Warden task row over the HTTP API."""
+    base = url.rsplit("/mcp", 1)[0]
+    r = http.get(f"{base}/v1/tasks/{task}", headers={"Authorization": f"Bearer {token}"})
+    return r.json()
+
+
+async def cancel(args):
+    import re
+    import time
+
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {args.token}"})
+    server = streamable_http_client(args.url, http_client=http)
+    report = {}
+    seen = []
+
+    async def on_progress(value, total, message):
+        seen.append(message or "")
+
+    async with Client(server, mode=args.mode, read_timeout_seconds=60) as client:
+        report["protocol"] = client.protocol_version
+        started = time.monotonic()
+        try:
+            r = await client.call_tool(
+                "probe", {"input": {"op": "spin"}}, read_timeout_seconds=3, progress_callback=on_progress
+            )
+            report["spin"] = result_json(r)
+        except Exception as e:
+            report["spin"] = f"error: {type(e).__name__}: {e}"
+        gave_up = time.monotonic()
+        report["gave_up_after_s"] = gave_up - started
+        ids = [int(m.group(1)) for m in (re.match(r"task (\d+) accepted", s) for s in seen) if m]
+        report["task"] = ids[0] if ids else None
+        with httpx2.Client(timeout=30) as plain:
+            row = {}
+            while ids and time.monotonic() - gave_up < 30:
+                row = task_row(plain, args.url, args.token, ids[0])
+                if row.get("status") not in ("queued", "running"):
+                    break
+                await anyio.sleep(0.1)
+            report["row"] = row
+            report["ended_after_s"] = time.monotonic() - gave_up
+        r = await client.call_tool("hello", {"input": "after"})
+        report["hello_after"] = result_json(r)
+    print(json.dumps(report))
+
+
+def tasks(args):
+    import time
+
+    def rpc(method, params, token=None, declare=True):
+        caps = {"extensions": {"io.modelcontextprotocol/tasks": {}}} if declare else {}
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw-tasks", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": caps,
+        }
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {token or args.token}",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": method,
+        }
+        name = params.get("name") or params.get("taskId")
+        if name:
+            headers["Mcp-Name"] = name
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
+        r = http.post(args.url, json=body, headers=headers)
+        text = r.text
+        if r.headers.get("content-type", "").startswith("text/event-stream"):
+            datas = [l[5:].strip() for l in text.splitlines() if l.startswith("data:")]
+            text = [d for d in datas if d][-1]
+        answer = json.loads(text)
+        return answer.get("result", {"error": answer.get("error")})
+
+    def follow(task_id, token=None):
+        got = {}
+        until = time.monotonic() + 30
+        while time.monotonic() < until:
+            got = rpc("tasks/get", {"taskId": task_id}, token)
+            if got.get("status") in ("completed", "failed", "cancelled", "input_required"):
+                break
+            time.sleep(got.get("pollIntervalMs", 200) / 1000 / 5)
+        return got
+
+    report = {}
+    with httpx2.Client(timeout=30) as http:
+        handle = rpc("tools/call", {"name": "hello", "arguments": {"input": "task"}})
+        report["handle"] = handle
+        report["done"] = follow(handle["taskId"])
+        report["sync"] = rpc("tools/call", {"name": "hello", "arguments": {"input": "task"}}, declare=False)
+        report["undeclared_get"] = rpc("tasks/get", {"taskId": handle["taskId"]}, declare=False)
+
+        spin = rpc("tools/call", {"name": "probe", "arguments": {"input": {"op": "spin"}}})
+        report["spin_handle"] = spin
+        time.sleep(1)
+        report["spin_running"] = rpc("tasks/get", {"taskId": spin["taskId"]})
+        asked = time.monotonic()
+        report["spin_cancel"] = rpc("tasks/cancel", {"taskId": spin["taskId"]})
+        report["spin_cancelled"] = follow(spin["taskId"])
+        report["cancel_took_s"] = time.monotonic() - asked
+        report["spin_row"] = task_row(http, args.url, args.token, spin["taskId"])
+
+        other = args.other_token
+        report["other_get"] = rpc("tasks/get", {"taskId": handle["taskId"]}, other)
+        report["other_cancel"] = rpc("tasks/cancel", {"taskId": handle["taskId"]}, other)
+        report["missing_get"] = rpc("tasks/get", {"taskId": "999999"})
+        report["list"] = rpc("tasks/list", {})
+        report["result"] = rpc("tasks/result", {"taskId": handle["taskId"]})
+        report["update"] = rpc("tasks/update", {"taskId": handle["taskId"], "inputResponses": {}})
+        report["after"] = rpc("tools/call", {"name": "hello", "arguments": {"input": "after"}}, declare=False)
+        report["legacy"] = legacy_tasks(http, args)
+    print(json.dumps(report))
+
+
+def legacy_tasks(http, args):
+    """A 2025-11-25 session whose `initialize` declares the tasks extension gets handles too."""
+    import time
+
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {args.token}",
+    }
+
+    def post(body, extra=None):
+        r = http.post(args.url, json=body, headers={**headers, **(extra or {})})
+        datas = [l[5:].strip() for l in r.text.splitlines() if l.startswith("data:")]
+        datas = [d for d in datas if d]
+        return r, (json.loads(datas[-1]) if datas else (r.json() if r.text.strip() else None))
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+            "clientInfo": {"name": "raw-legacy", "version": "0"},
+        },
+    }
+    r, answer = post(init)
+    session = {"Mcp-Session-Id": r.headers.get("mcp-session-id", ""), "MCP-Protocol-Version": "2025-11-25"}
+    out = {"extensions": answer["result"]["capabilities"].get("extensions")}
+    post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "hello", "arguments": {"input": "legacy"}}}
+    _, answer = post(call, session)
+    out["handle"] = answer.get("result", answer)
+    task_id = out["handle"].get("taskId")
+    got = {}
+    for i in range(100):
+        _, answer = post({"jsonrpc": "2.0", "id": 3 + i, "method": "tasks/get", "params": {"taskId": task_id}}, session)
+        got = answer.get("result", answer)
+        if got.get("status") != "working":
+            break
+        time.sleep(0.1)
+    out["done"] = got
+    http.delete(args.url, headers={**headers, **session})
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["session", "raw", "watch"])
+    p.add_argument("what", choices=["session", "raw", "watch", "cancel", "tasks"])
+    p.add_argument("--other-token")
     p.add_argument("--wrong-audience")
     p.add_argument("--add-from")
     p.add_argument("--add-to")
@@ -160,6 +328,10 @@ def main():
     args.command = command
     if args.what == "raw":
         raw(args)
+    elif args.what == "tasks":
+        tasks(args)
+    elif args.what == "cancel":
+        anyio.run(cancel, args)
     elif args.what == "watch":
         anyio.run(watch, args)
     else:

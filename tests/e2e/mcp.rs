@@ -7,6 +7,9 @@
 //! calls `hello` (progress notifications, structured content matching the declared output
 //! schema), calls `probe` reaching for the network — killed, an error result, not a protocol
 //! error — and calls `hello` again on the same connection: the server keeps serving.
+//! `mcp/tasks.rs`: a call given up by the client stops its task at once (both eras), and the
+//! tasks extension (SEP-2663) in plain JSON-RPC: handle, poll, result, cancel, another user's
+//! task invisible.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,6 +23,8 @@ mod fixtures;
 mod http;
 #[path = "mcp/stdio.rs"]
 mod stdio;
+#[path = "mcp/tasks.rs"]
+mod tasks;
 
 /// An agents directory (`hello`, `probe` with no network) and its host configuration.
 struct Host {
@@ -34,7 +39,12 @@ impl Host {
         std::fs::copy(agent("hello"), d.join("hello.wasm")).unwrap();
         std::fs::copy(root().join("policies/hello.toml"), d.join("hello.toml")).unwrap();
         std::fs::copy(agent("probe"), d.join("probe.wasm")).unwrap();
-        std::fs::write(d.join("probe.toml"), "[agent]\nname = \"probe\"\n").unwrap();
+        // Limits far above a test's length: only a cancellation stops a spinning probe in time.
+        std::fs::write(
+            d.join("probe.toml"),
+            "[agent]\nname = \"probe\"\n[limits]\ncpu = \"60 s\"\nwall = \"120 s\"\n",
+        )
+        .unwrap();
         // The development user may use every agent; `hello-only` only `hello`.
         std::fs::write(
             d.join("roles.toml"),

@@ -12,12 +12,17 @@
 //! added to or removed from the agents folder are noticed by polling the listing
 //! (`mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a session's client, or
 //! on a 2026-07-28 `subscriptions/listen` stream).
+//!
+//! A client that declares MCP's tasks extension (`io.modelcontextprotocol/tasks`) gets a task
+//! handle for each call instead of waiting, and follows it with `tasks/get` and `tasks/cancel`
+//! ([`tasks`]): a run outlives the request, and the client may come back later.
 
 pub mod content;
 pub mod http;
 pub mod logging;
 pub mod result;
 mod seen;
+pub mod tasks;
 pub mod tools;
 mod watch;
 
@@ -25,9 +30,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, SubscriptionFilter,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    GetTaskParams, GetTaskResult, Implementation, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig, SubscriptionFilter,
+    UpdateTaskParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -161,6 +167,7 @@ impl ServerHandler for AgentTools {
                 .enable_tools()
                 .enable_tool_list_changed()
                 .enable_logging()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
@@ -219,6 +226,10 @@ impl ServerHandler for AgentTools {
             }
             Err(e) => return Err(protocol_error(e)),
         };
+        if tasks::declared(&context) {
+            let row = self.state.task(&caller, id).await.map_err(protocol_error)?;
+            return Ok(CallToolResponse::Task(tasks::handle(&row)));
+        }
         let row = self.wait_for_end(&caller, id, &context).await?;
         if let Some(level) = self.levels.level_for(&context)
             && matches!(
@@ -252,6 +263,33 @@ impl ServerHandler for AgentTools {
     ) -> Result<(), ErrorData> {
         self.levels.set(&context, request.level);
         Ok(())
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        self.get_task_of(&caller, &request.task_id).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        self.cancel_task_of(&caller, &request.task_id).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        self.update_task_of(&caller, &request.task_id).await
     }
 
     fn accepted_subscription_filter(

@@ -9,11 +9,11 @@ use std::process::{Child, Command};
 use super::{Host, check_session, client, warden};
 
 /// A running `warden serve`, killed when dropped.
-struct Served {
+pub(super) struct Served {
     child: Child,
-    url: String,
-    token: String,
-    host: Host,
+    pub(super) url: String,
+    pub(super) token: String,
+    pub(super) host: Host,
 }
 
 impl Drop for Served {
@@ -23,7 +23,8 @@ impl Drop for Served {
     }
 }
 
-fn serve() -> Served {
+/// `warden serve` on a loopback port over a fresh [`Host`].
+pub(super) fn serve() -> Served {
     let host = Host::new();
     let mut command = Command::new(warden());
     command
