@@ -52,7 +52,7 @@ fn the_whole_queue_is_bounded_and_places_come_back_when_tasks_end() {
     let started = q.next().unwrap();
     assert_eq!((started.id, started.job), (1, "a"));
     assert_eq!(q.depth(), (1, 1));
-    q.finish(1);
+    q.finish(1, None, false);
     assert_eq!(q.depth(), (1, 0));
     let _c = q.admit("carol").unwrap();
     assert!(!q.lanes().users.contains_key("alice"));
@@ -73,13 +73,13 @@ fn users_take_turns_and_each_is_capped_while_running() {
     let order: Vec<u64> = std::iter::from_fn(|| q.next().map(|s| s.id)).collect();
     // Three workers: alice's oldest, bob's oldest, carol's — not alice's flood.
     assert_eq!(order, vec![0, 20, 30]);
-    q.finish(30);
-    q.finish(0);
+    q.finish(30, None, false);
+    q.finish(0, None, false);
     // The turns go on where they stopped (alice, then bob); carol has nothing waiting.
     let order: Vec<u64> = std::iter::from_fn(|| q.next().map(|s| s.id)).collect();
     assert_eq!(order, vec![1, 21]);
     // bob's first ends: the free worker goes to alice (bob has nothing waiting).
-    q.finish(20);
+    q.finish(20, None, false);
     let next = q.next().unwrap();
     assert_eq!(next.id, 2);
     assert!(q.next().is_none(), "three workers busy");
@@ -94,7 +94,7 @@ fn a_user_at_their_running_cap_waits_while_workers_are_free() {
     }
     assert_eq!(q.next().unwrap().id, 0);
     assert!(q.next().is_none(), "alice may run one at a time");
-    q.finish(0);
+    q.finish(0, None, false);
     assert_eq!(q.next().unwrap().id, 1);
 }
 
@@ -106,13 +106,16 @@ fn a_cancelled_waiting_task_never_starts_and_a_running_one_is_signalled() {
         q.push(p, i, "job");
     }
     let running = q.next().unwrap();
-    let watch = q.watch(1).unwrap();
+    let Held::Tracked(watch, user) = q.watch(1) else {
+        panic!("task 1 is held")
+    };
+    assert_eq!(user, "alice");
     assert!(matches!(q.cancel(1, "bob"), Cancelled::Waiting("job")));
     q.forget(1);
     assert!(watch.has_changed().is_err(), "its watchers are woken");
     assert!(matches!(q.cancel(0, "bob"), Cancelled::Running));
     assert_eq!(running.cancel.borrow().as_deref(), Some("bob"));
-    q.finish(0);
+    q.finish(0, None, false);
     assert!(q.next().is_none());
     assert!(matches!(q.cancel(0, "bob"), Cancelled::Unknown));
     assert_eq!(q.depth(), (0, 0));
