@@ -297,12 +297,7 @@ impl ServerState {
     ///
     /// 404 `no-task` for a task that does not exist or is not the caller's.
     pub async fn task(&self, caller: &Caller, id: u64) -> Result<TaskRecord, ApiError> {
-        let missing = || {
-            ApiError::not_found(
-                "no-task",
-                "no such task for this user; the id is the `task` that POST /v1/tasks answered",
-            )
-        };
+        let missing = no_task;
         let ledger = self.ledger()?;
         let row = tokio::task::spawn_blocking(move || ledger.store().task(id))
             .await
@@ -422,12 +417,7 @@ impl ServerState {
         if !caller.user.grant.allows_agent(name) {
             return None;
         }
-        let (runtime, agents) = (self.runtime.clone(), self.agents.clone());
-        let owned = name.to_owned();
-        let agent = tokio::task::spawn_blocking(move || agents.find(&runtime, &owned))
-            .await
-            .ok()?
-            .ok()?;
+        let agent = self.find_agent(name).await.ok()?;
         let contract = agent.contract().await.ok()?;
         let policy = agent.policy();
         let (version, summary, input_schema, output_schema) = match &contract {
@@ -458,6 +448,14 @@ impl ServerState {
             network: !policy.net.allow.is_empty() || !policy.model.allow.is_empty(),
         })
     }
+}
+
+/// 404 `no-task`: a task that does not exist, or is not the caller's to see.
+pub(super) fn no_task() -> ApiError {
+    ApiError::not_found(
+        "no-task",
+        "no such task for this user; the id is the `task` that POST /v1/tasks answered",
+    )
 }
 
 /// Whether the host tool `name` is irreversible on this host (unknown tools are taken as such).
