@@ -68,7 +68,7 @@ async fn started(data: &Path, agent: &str) -> u64 {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|r| r["kind"] == "task-started" && r["agent"] == agent)
             .filter_map(|r| r["task"].as_u64())
-            .last();
+            .max();
         if let Some(id) = found {
             return id;
         }
