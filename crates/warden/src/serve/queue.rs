@@ -341,6 +341,14 @@ impl<J> Queue<J> {
         }
     }
 
+    /// Whether anyone watches task `id`'s end (so its ended row is worth reading for them).
+    pub(crate) fn watched(&self, id: u64) -> bool {
+        self.lanes()
+            .tasks
+            .get(&id)
+            .is_some_and(|t| t.done.receiver_count() > 0)
+    }
+
     /// Start no more tasks (a shutdown); the waiting ones stay queued in the store.
     pub(crate) fn close(&self) {
         self.lanes().closed = true;

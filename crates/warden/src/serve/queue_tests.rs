@@ -207,7 +207,9 @@ fn a_task_does_not_start_at_once_ahead_of_a_waiting_user_who_could_start() {
         panic!("task 9 is held")
     };
     assert_eq!(user, "carol");
+    assert!(q.watched(9));
     q.finish(9, ended_row(9, "carol"), true);
+    assert!(!q.watched(9));
     assert_eq!(ended.borrow_and_update().as_ref().unwrap().id, 9);
     assert!(matches!(q.watch(9), Held::Unknown), "a watcher had it");
 }

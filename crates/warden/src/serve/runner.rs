@@ -97,7 +97,11 @@ impl ServerState {
                 let _running = guard;
                 let id = start.id;
                 state.run_or_cancel(start).await;
-                let ended = state.ended_row(id);
+                // Read for a waiter only (one who comes later reads the store).
+                let ended = match state.queue.watched(id) {
+                    true => state.ended_row(id),
+                    false => None,
+                };
                 state.queue.finish(id, ended, false);
                 state.pump();
             });
