@@ -174,6 +174,31 @@ impl Client {
         Ok((status, serde_json::from_slice(&bytes)?))
     }
 
+    /// `hello` through a caller that waits for its end (A2A's blocking `SendMessage`, which
+    /// starts it at once: `ServerState::run_now`); fails unless it completed.
+    async fn send_message(&mut self) -> anyhow::Result<()> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {
+            "message": {"messageId": "m", "role": "ROLE_USER",
+                "parts": [{"data": {"name": "bench"}}]}}})
+        .to_string();
+        self.send.ready().await?;
+        let req = hyper::Request::post("/a2a/hello")
+            .header("host", &self.addr)
+            .header("content-type", "application/json")
+            .header("a2a-version", "1.0")
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::from(body)))?;
+        let answer = self.send.send_request(req).await?;
+        let status = answer.status().as_u16();
+        let v: Value = serde_json::from_slice(&answer.into_body().collect().await?.to_bytes())?;
+        let state = &v["result"]["task"]["status"]["state"];
+        ensure!(
+            status == 200 && state == "TASK_STATE_COMPLETED",
+            "SendMessage answered {status}: {v}"
+        );
+        Ok(())
+    }
+
     /// Submit `hello`; its id (retrying a `429` after a millisecond).
     async fn submit(&mut self) -> anyhow::Result<u64> {
         let body = json!({"agent": "hello", "input": {"name": "bench"}}).to_string();
@@ -291,6 +316,28 @@ async fn round_trip(server: &Server, n: usize, label: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// Figure 2b: sequential round trips of a caller that waits in the request (A2A's blocking
+/// `SendMessage`): no `202`, no polling; the task starts at once when a worker is free.
+async fn waiting_round_trip(server: &Server, n: usize) -> anyhow::Result<()> {
+    let mut c = Client::connect(server).await?;
+    for _ in 0..(n / 10).max(20) {
+        c.send_message().await?;
+    }
+    let mut trips = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        c.send_message().await?;
+        trips.push(t.elapsed());
+    }
+    trips.sort();
+    println!(
+        "HTTP round trip of `hello` for a caller that waits (A2A blocking SendMessage, one keep-alive client, n={n}): p50 {:.0} µs, p99 {:.0} µs",
+        us(percentile(&trips, 0.5)),
+        us(percentile(&trips, 0.99)),
+    );
+    Ok(())
+}
+
 /// What a request costs before any task: `GET /health` (no token) and `GET /v1/tasks/{id}` (the
 /// token verified, one row read), each p50 over `n`.
 async fn parts(c: &mut Client, n: usize) -> anyhow::Result<()> {
@@ -352,6 +399,7 @@ pub async fn serve_figures(runtime: &Runtime, quick: bool) -> anyhow::Result<()>
     let (server, _) = spawn(&host)?;
     let n = if quick { 200 } else { 2_000 };
     round_trip(&server, n, "").await?;
+    waiting_round_trip(&server, n).await?;
     drop(server);
     // The same with JSON logs at `info`, then with every span exported to a collector on
     // loopback (logs at the default `warn`), then both.

@@ -32,6 +32,8 @@ mod events;
 mod load;
 #[path = "serve/metrics.rs"]
 mod metrics;
+#[path = "serve/now.rs"]
+mod now;
 #[path = "serve/openapi.rs"]
 mod openapi;
 #[path = "serve/queue.rs"]

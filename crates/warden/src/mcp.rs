@@ -212,7 +212,7 @@ impl ServerHandler for AgentTools {
             work: Work::Agent { name, input },
             workspace: self.workspace.clone(),
         };
-        let id = match self.state.submit(&caller, submission).await {
+        let id = match self.state.run_now(&caller, submission).await {
             Ok(id) => id,
             // A request the tool refuses (bad input, a full queue, a refused agent) is the
             // tool's answer, which the model can read and act on; only a broken server is a

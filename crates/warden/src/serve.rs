@@ -30,6 +30,7 @@ mod error;
 mod events;
 mod listing;
 mod metrics;
+mod now;
 mod offload;
 mod openapi;
 mod queue;

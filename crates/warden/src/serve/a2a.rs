@@ -117,7 +117,7 @@ async fn endpoint(
     };
     match method.as_str() {
         "SendStreamingMessage" => match params_of::<SendParams>(params) {
-            Ok(p) => match call.submit(p).await {
+            Ok(p) => match call.submit(p, false).await {
                 Ok(task) => stream::follow(call, id, task),
                 Err(e) => reply(&id, Err(e)),
             },
@@ -158,7 +158,7 @@ impl Call {
                     .configuration
                     .as_ref()
                     .is_some_and(|c| c.return_immediately);
-                let id = self.submit(p).await?;
+                let id = self.submit(p, !immediately).await?;
                 let row = if immediately {
                     self.state.task(&self.caller, id).await?
                 } else {

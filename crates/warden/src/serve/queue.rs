@@ -6,7 +6,10 @@
 //! the users who have one waiting, so one user's flood waits behind everyone else's turn.
 //!
 //! The durable side is the ledger's (`queued` rows, `work.rs`): this holds what a runner needs
-//! (the job), each task's end watch, and the signal that cancels it.
+//! (the job), each task's end watch (which carries its ended row to the waiters), and the signal
+//! that cancels it. A synchronous caller's task may skip the waiting line ([`Queue::start_now`])
+//! when a worker is free for its user and no one who could start is waiting: it is counted as
+//! running from then on, under the same bounds.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,6 +18,24 @@ use tokio::sync::watch;
 use warden_policy::ServerSettings;
 
 use super::ApiError;
+use crate::store::TaskRecord;
+
+/// How many ended rows [`Queue::finish`] keeps for waiters not yet come.
+const HANDED: usize = 256;
+
+/// What [`Queue::watch`] found of a task.
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// It is queued or running here: its end watch, and its user.
+    Tracked(watch::Receiver<Ended>, String),
+    /// It ended here, just now: its row.
+    Ended(Arc<TaskRecord>),
+    /// This server does not hold it (ended a while ago, or never here).
+    Unknown,
+}
+
+/// What a task's end watch carries: its row as it ended, once it has (`None` before).
+pub(crate) type Ended = Option<Arc<TaskRecord>>;
 
 /// The held tasks (jobs of type `J`) and their bounds.
 #[derive(Debug)]
@@ -29,6 +50,8 @@ struct Lanes<J> {
     /// Users with a task waiting, in the order they get their next turn.
     turn: VecDeque<String>,
     tasks: HashMap<u64, Tracked<J>>,
+    /// Ended rows of synchronous callers' tasks, for their waiters (oldest first).
+    handed: VecDeque<Arc<TaskRecord>>,
     held: usize,
     running: usize,
     /// No task starts any more (a shutdown): queued ones stay queued in the store.
@@ -41,6 +64,7 @@ impl<J> Default for Lanes<J> {
             users: HashMap::new(),
             turn: VecDeque::new(),
             tasks: HashMap::new(),
+            handed: VecDeque::new(),
             held: 0,
             running: 0,
             closed: false,
@@ -64,8 +88,9 @@ struct Tracked<J> {
     job: Option<J>,
     /// Who asked to cancel it (set once).
     cancel: watch::Sender<Option<String>>,
-    /// Dropped when the task ends: its watchers wake.
-    done: watch::Sender<()>,
+    /// Set to the ended row (when its runner read it) and dropped when the task ends: its
+    /// watchers wake.
+    done: watch::Sender<Ended>,
 }
 
 /// A place admitted for one task of a user, given back if dropped before
@@ -75,6 +100,17 @@ pub(crate) struct Place<J> {
     queue: Arc<Queue<J>>,
     user: String,
     taken: bool,
+}
+
+/// A worker taken at once for a task of a user that skipped the waiting line
+/// ([`Queue::start_now`]), before its row exists; [`Slot::began`] tracks it under its id. Dropped
+/// before that (the run could not begin), its worker and place come back; after, the task ends
+/// with [`Queue::finish`].
+#[derive(Debug)]
+pub(crate) struct Slot<J> {
+    queue: Arc<Queue<J>>,
+    user: String,
+    id: std::sync::OnceLock<u64>,
 }
 
 /// A task to start now: its id, its job, and the signal that cancels it (the canceller's name).
@@ -198,12 +234,63 @@ impl<J> Queue<J> {
         None
     }
 
-    /// The running task `id` ended: its place comes back, its watchers wake.
-    pub(crate) fn finish(&self, id: u64) {
+    /// Start a task of `place`'s user at once, without a turn in the waiting line, if that is
+    /// fair: the queue is open, a worker is free, the user is under their running cap with
+    /// nothing of theirs waiting, and no waiting user could start now. Otherwise the place comes
+    /// back to be queued.
+    pub(crate) fn start_now(self: &Arc<Self>, mut place: Place<J>) -> Result<Slot<J>, Place<J>> {
+        let mut guard = self.lanes();
+        let l = &mut *guard;
+        if l.closed || l.running >= self.bounds.workers {
+            drop(guard);
+            return Err(place);
+        }
+        let per_user = self.bounds.per_user;
+        let startable = |u: &String| l.users.get(u).is_some_and(|lane| lane.running < per_user);
+        if l.turn.iter().any(startable) {
+            drop(guard);
+            return Err(place);
+        }
+        let Some(lane) = l.users.get_mut(&place.user) else {
+            drop(guard);
+            return Err(place);
+        };
+        if lane.running >= per_user || !lane.waiting.is_empty() {
+            drop(guard);
+            return Err(place);
+        }
+        lane.running += 1;
+        l.running += 1;
+        place.taken = true;
+        Ok(Slot {
+            queue: self.clone(),
+            user: std::mem::take(&mut place.user),
+            id: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The running task `id` ended (its row `ended`, if read): its place comes back, its
+    /// watchers wake with the row. With `handed` and no one watching yet, the row is kept for
+    /// the waiter about to come (a synchronous caller's, [`Queue::start_now`]), at most
+    /// [`HANDED`] of them, oldest dropped first.
+    pub(crate) fn finish(&self, id: u64, ended: Ended, handed: bool) {
         let mut l = self.lanes();
         if let Some(t) = l.tasks.remove(&id) {
             l.running = l.running.saturating_sub(1);
             l.release(&t.user, true);
+            if let Some(row) = &ended
+                && handed
+                && t.done.receiver_count() == 0
+            {
+                if l.handed.len() >= HANDED {
+                    l.handed.pop_front();
+                }
+                l.handed.push_back(row.clone());
+            }
+            drop(l);
+            if ended.is_some() {
+                t.done.send_replace(ended);
+            }
         }
     }
 
@@ -240,9 +327,26 @@ impl<J> Queue<J> {
         }
     }
 
-    /// A watch that changes (closes) when task `id` ends, if this server holds it.
-    pub(crate) fn watch(&self, id: u64) -> Option<watch::Receiver<()>> {
-        self.lanes().tasks.get(&id).map(|t| t.done.subscribe())
+    /// What this server holds of task `id`: a watch that changes (to the ended row, then
+    /// closes) when it ends and whose task it is; or its ended row, not yet handed to a waiter
+    /// (taken now: a later wait reads the store); or nothing.
+    pub(crate) fn watch(&self, id: u64) -> Held {
+        let mut l = self.lanes();
+        if let Some(t) = l.tasks.get(&id) {
+            return Held::Tracked(t.done.subscribe(), t.user.clone());
+        }
+        match l.handed.iter().position(|r| r.id == id) {
+            Some(at) => l.handed.remove(at).map_or(Held::Unknown, Held::Ended),
+            None => Held::Unknown,
+        }
+    }
+
+    /// Whether anyone watches task `id`'s end (so its ended row is worth reading for them).
+    pub(crate) fn watched(&self, id: u64) -> bool {
+        self.lanes()
+            .tasks
+            .get(&id)
+            .is_some_and(|t| t.done.receiver_count() > 0)
     }
 
     /// Start no more tasks (a shutdown); the waiting ones stay queued in the store.
@@ -264,7 +368,7 @@ impl<J> Lanes<J> {
                 user: user.to_owned(),
                 job: Some(job),
                 cancel: watch::channel(None).0,
-                done: watch::channel(()).0,
+                done: watch::channel(None).0,
             },
         );
     }
@@ -279,6 +383,40 @@ impl<J> Lanes<J> {
             if lane.held == 0 {
                 self.users.remove(user);
             }
+        }
+    }
+}
+
+impl<J> Slot<J> {
+    /// The task began as `id` (its row is stored): tracked as running from now on, so it can
+    /// be watched, and cancelled through `cancel`; it ends with [`Queue::finish`].
+    pub(crate) fn began(&self, id: u64, cancel: watch::Sender<Option<String>>) {
+        let mut l = self.queue.lanes();
+        if self.id.set(id).is_ok() {
+            l.tasks.insert(
+                id,
+                Tracked {
+                    user: self.user.clone(),
+                    job: None,
+                    cancel,
+                    done: watch::channel(None).0,
+                },
+            );
+        }
+    }
+
+    /// The task's id, once it began.
+    pub(crate) fn id(&self) -> Option<u64> {
+        self.id.get().copied()
+    }
+}
+
+impl<J> Drop for Slot<J> {
+    fn drop(&mut self) {
+        if self.id.get().is_none() {
+            let mut l = self.queue.lanes();
+            l.running = l.running.saturating_sub(1);
+            l.release(&self.user, true);
         }
     }
 }

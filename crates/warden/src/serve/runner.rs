@@ -97,7 +97,12 @@ impl ServerState {
                 let _running = guard;
                 let id = start.id;
                 state.run_or_cancel(start).await;
-                state.queue.finish(id);
+                // Read for a waiter only (one who comes later reads the store).
+                let ended = match state.queue.watched(id) {
+                    true => state.ended_row(id),
+                    false => None,
+                };
+                state.queue.finish(id, ended, false);
                 state.pump();
             });
         }
@@ -150,13 +155,39 @@ impl ServerState {
         Ok((resumed, refused))
     }
 
+    /// The row of task `id` as it ended, for its waiters (read on this worker: one indexed
+    /// read, as the run's own ledger writes are); `None` if it cannot be read.
+    pub(super) fn ended_row(&self, id: u64) -> super::queue::Ended {
+        let ledger = self.ledger().ok()?;
+        let row = ledger.store().task(id).ok()?;
+        (!matches!(row.status.as_str(), "queued" | "running")).then(|| Arc::new(row))
+    }
+
     /// Run `start`, unless and until it is cancelled.
     async fn run_or_cancel(&self, start: Start<Job>) {
-        let Start {
-            id,
-            job,
-            mut cancel,
-        } = start;
+        let Start { id, job, cancel } = start;
+        let counted = match &job.work {
+            Work::Agent { name, .. } => Some(name.clone()),
+            Work::Cascade { .. } => None,
+        };
+        let started = Instant::now();
+        let run = Box::pin(self.run(id, job));
+        self.race_cancel(|| Some(id), run, cancel, counted, started)
+            .await;
+    }
+
+    /// Drive the `run` of task `id` (of agent `counted`, or a cascade, started at `started`)
+    /// until it ends or `cancel` says who stopped it: then the run is dropped where it stands —
+    /// its instance with it, as a wall-time kill does — counted, and its row closed. (`id` is
+    /// asked once cancelled: only a task whose row exists can be.)
+    pub(super) async fn race_cancel(
+        &self,
+        id: impl Fn() -> Option<u64>,
+        mut run: std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>,
+        mut cancel: tokio::sync::watch::Receiver<Option<String>>,
+        counted: Option<String>,
+        started: Instant,
+    ) {
         let cancelled = async move {
             let by = cancel
                 .wait_for(Option::is_some)
@@ -168,18 +199,11 @@ impl ServerState {
                 Err(_) => std::future::pending().await,
             }
         };
-        let counted = match &job.work {
-            Work::Agent { name, .. } => Some(name.clone()),
-            Work::Cascade { .. } => None,
-        };
-        let started = Instant::now();
-        let mut run = Box::pin(self.run(id, job));
         let by = tokio::select! {
             biased;
             by = cancelled => by,
             () = &mut run => return,
         };
-        // Dropping the run drops its instance where it stands (as a wall-time kill does).
         drop(run);
         match &counted {
             Some(agent) => self
@@ -189,7 +213,9 @@ impl ServerState {
                 .metrics
                 .record_cascade("cancelled", None, started.elapsed()),
         }
-        let Ok(ledger) = self.ledger() else { return };
+        let (Ok(ledger), Some(id)) = (self.ledger(), id()) else {
+            return;
+        };
         let closed =
             tokio::task::spawn_blocking(move || close_cancelled(&ledger, id, &by, 0)).await;
         let closed = closed
@@ -270,8 +296,16 @@ impl ServerState {
         }
     }
 
-    /// The agent `name` of the server's agents, loaded off the async workers.
+    /// The agent `name` of the server's agents: the one the agents directory keeps, if its
+    /// files have not changed since it was loaded (two `stat`s, on this worker), or else loaded
+    /// off the async workers.
     pub(crate) async fn find_agent(&self, name: &str) -> Result<Arc<LoadedAgent>, ApiError> {
+        if matches!(*self.agents, super::AgentSource::Directory)
+            && let Some(dir) = self.runtime.agents.as_ref()
+            && let Ok(Some(agent)) = dir.kept(name)
+        {
+            return Ok(agent);
+        }
         let (runtime, agents, name) = (self.runtime.clone(), self.agents.clone(), name.to_owned());
         tokio::task::spawn_blocking(move || agents.find(&runtime, &name))
             .await

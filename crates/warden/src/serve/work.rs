@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::queue::Cancelled;
+use super::queue::{Cancelled, Held, Place};
 use super::runner::{Job, StoredWork, close_cancelled};
 use super::{ApiError, Caller, ServerState};
 use crate::cascade::CASCADE_AGENT;
@@ -105,6 +105,39 @@ impl ServerState {
     /// agent's contract, a cascade without a workspace; 404 for no such agent; 422 for an agent
     /// whose policy or component is refused; 429 when the queue or the user's share is full.
     pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<u64, ApiError> {
+        let (row, job) = self.prepare(caller, submission).await?;
+        let place = self.queue.admit(&caller.user.subject)?;
+        self.enqueue(place, row, job).await
+    }
+
+    /// Store the admitted task `row` (its `job` beside it) as queued in `place`, and start what
+    /// the queue lets start; its id.
+    pub(super) async fn enqueue(
+        &self,
+        place: Place<Job>,
+        row: TaskRecord,
+        job: Job,
+    ) -> Result<u64, ApiError> {
+        let work = serde_json::to_string(&StoredWork::of(&job))
+            .map_err(|e| ApiError::internal(format!("the task cannot be stored: {e}")))?;
+        let ledger = self.ledger()?;
+        let id = tokio::task::spawn_blocking(move || ledger.enqueue(&row, &work))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("the task could not be stored: {e}")))?;
+        self.queue.push(place, id, job);
+        self.pump();
+        Ok(id)
+    }
+
+    /// The checks of a submission that need no run (workspace, grant, agent, input, cascade
+    /// request), each refusal answered and audited as [`ServerState::submit`] says; the task's
+    /// row to store and its job.
+    pub(super) async fn prepare(
+        &self,
+        caller: &Caller,
+        submission: Submission,
+    ) -> Result<(TaskRecord, Job), ApiError> {
         if let Some(dir) = &submission.workspace
             && !dir.is_dir()
         {
@@ -178,17 +211,7 @@ impl ServerState {
             workspace: submission.workspace,
             agent,
         };
-        let work = serde_json::to_string(&StoredWork::of(&job))
-            .map_err(|e| ApiError::internal(format!("the task cannot be stored: {e}")))?;
-        let place = self.queue.admit(subject)?;
-        let ledger = self.ledger()?;
-        let id = tokio::task::spawn_blocking(move || ledger.enqueue(&row, &work))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("the task could not be stored: {e}")))?;
-        self.queue.push(place, id, job);
-        self.pump();
-        Ok(id)
+        Ok((row, job))
     }
 
     /// 403 `agent-not-granted` for `caller`, whose roles do not list `agent` (said whether or not
@@ -274,12 +297,7 @@ impl ServerState {
     ///
     /// 404 `no-task` for a task that does not exist or is not the caller's.
     pub async fn task(&self, caller: &Caller, id: u64) -> Result<TaskRecord, ApiError> {
-        let missing = || {
-            ApiError::not_found(
-                "no-task",
-                "no such task for this user; the id is the `task` that POST /v1/tasks answered",
-            )
-        };
+        let missing = no_task;
         let ledger = self.ledger()?;
         let row = tokio::task::spawn_blocking(move || ledger.store().task(id))
             .await
@@ -298,18 +316,31 @@ impl ServerState {
     ///
     /// As [`ServerState::task`].
     pub async fn wait(&self, caller: &Caller, id: u64) -> Result<TaskRecord, ApiError> {
+        let sees = |user: &str| caller.reviewer || user == caller.user.subject;
         loop {
-            // Watched before the row is read, so an end in between is not missed.
-            let watch = self.queue.watch(id);
+            // Watched before the row is read, so an end in between is not missed. A task this
+            // server runs hands its ended row over in memory; the store is read only when it
+            // did not (a cancelled queued task, a row that could not be read) or was slow to.
+            let watch = match self.queue.watch(id) {
+                Held::Ended(row) if sees(&row.user) => return Ok(Arc::unwrap_or_clone(row)),
+                Held::Tracked(mut ended, user) if sees(&user) => {
+                    let woke = tokio::time::timeout(WAKE_CHECK, ended.wait_for(Option::is_some));
+                    if let Ok(Ok(row)) = woke.await
+                        && let Some(row) = row.clone()
+                    {
+                        return Ok(Arc::unwrap_or_clone(row));
+                    }
+                    true
+                }
+                Held::Tracked(..) | Held::Ended(_) => true,
+                Held::Unknown => false,
+            };
             let row = self.task(caller, id).await?;
             if !matches!(row.status.as_str(), "queued" | "running") {
                 return Ok(row);
             }
-            match watch {
-                Some(mut ended) => {
-                    let _ = tokio::time::timeout(WAKE_CHECK, ended.changed()).await;
-                }
-                None => tokio::time::sleep(FOREIGN_POLL).await,
+            if !watch {
+                tokio::time::sleep(FOREIGN_POLL).await;
             }
         }
     }
@@ -386,12 +417,7 @@ impl ServerState {
         if !caller.user.grant.allows_agent(name) {
             return None;
         }
-        let (runtime, agents) = (self.runtime.clone(), self.agents.clone());
-        let owned = name.to_owned();
-        let agent = tokio::task::spawn_blocking(move || agents.find(&runtime, &owned))
-            .await
-            .ok()?
-            .ok()?;
+        let agent = self.find_agent(name).await.ok()?;
         let contract = agent.contract().await.ok()?;
         let policy = agent.policy();
         let (version, summary, input_schema, output_schema) = match &contract {
@@ -422,6 +448,14 @@ impl ServerState {
             network: !policy.net.allow.is_empty() || !policy.model.allow.is_empty(),
         })
     }
+}
+
+/// 404 `no-task`: a task that does not exist, or is not the caller's to see.
+pub(super) fn no_task() -> ApiError {
+    ApiError::not_found(
+        "no-task",
+        "no such task for this user; the id is the `task` that POST /v1/tasks answered",
+    )
 }
 
 /// Whether the host tool `name` is irreversible on this host (unknown tools are taken as such).

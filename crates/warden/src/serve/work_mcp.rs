@@ -34,14 +34,20 @@ impl ServerState {
         caller: &Caller,
         id: u64,
     ) -> Result<Vec<ActionRecord>, ApiError> {
-        self.task(caller, id).await?;
-        let Some(ledger) = self.runtime.ledger().cloned() else {
-            return Ok(Vec::new());
-        };
-        let actions = tokio::task::spawn_blocking(move || ledger.store().actions(RECENT_ACTIONS))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("the ledger cannot be read: {e}")))?;
+        let ledger = self.ledger()?;
+        // The task and its actions in one trip to the blocking pool.
+        let (row, actions) = tokio::task::spawn_blocking(move || {
+            let store = ledger.store();
+            (store.task(id), store.actions(RECENT_ACTIONS))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let seen = row.is_ok_and(|r| r.user == caller.user.subject || caller.reviewer);
+        if !seen {
+            return Err(super::work::no_task());
+        }
+        let actions =
+            actions.map_err(|e| ApiError::internal(format!("the ledger cannot be read: {e}")))?;
         let mut pending: Vec<ActionRecord> = actions
             .into_iter()
             .filter(|a| a.task == id && a.status == "pending")

@@ -11,8 +11,9 @@ use super::{Call, push_refused};
 use crate::serve::work::{Submission, Work};
 
 impl Call {
-    /// Admit, store and start the task `p` asks for; its id.
-    pub(super) async fn submit(&self, p: SendParams) -> Result<u64, RpcError> {
+    /// Admit, store and start the task `p` asks for; its id. `now` for a caller that waits for
+    /// its end ([`crate::serve::ServerState::run_now`]).
+    pub(super) async fn submit(&self, p: SendParams, now: bool) -> Result<u64, RpcError> {
         if p.configuration
             .as_ref()
             .is_some_and(|c| c.task_push_notification_config.is_some())
@@ -48,10 +49,11 @@ impl Call {
             }
         };
         let work = Work::Agent { name, input };
-        Ok(self
-            .state
-            .submit(&self.caller, Submission { work, workspace })
-            .await?)
+        let submission = Submission { work, workspace };
+        Ok(match now {
+            true => self.state.run_now(&self.caller, submission).await?,
+            false => self.state.submit(&self.caller, submission).await?,
+        })
     }
 
     /// The agent a message is for: the endpoint's, or its `skill` metadata's (both must agree).
