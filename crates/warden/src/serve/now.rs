@@ -75,7 +75,11 @@ impl ServerState {
                 async move {
                     let ended = agent.run(&input, &options).await;
                     let end = match &ended {
-                        Ok(report) => RunEnd::Ended(&report.outcome),
+                        Ok(report) => {
+                            // For an MCP caller that asked for the agent's log lines.
+                            state.logs.keep(report.task, &report.output.logs);
+                            RunEnd::Ended(&report.outcome)
+                        }
                         Err(_) => RunEnd::NotStarted,
                     };
                     state.metrics.record_run(&name, end, started.elapsed());
