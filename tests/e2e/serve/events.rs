@@ -112,7 +112,15 @@ async fn a_tasks_events_stream_as_they_happen_then_its_end() {
     .await;
     ended(&s, &dev, before).await;
     let task = submit(&s, &dev, &spin).await;
-    let (_, row) = get(&s, &format!("/v1/tasks/{task}"), Some(&dev)).await;
+    // Acknowledged queued; a loaded machine may take a moment to start it.
+    let mut row = json!(null);
+    for _ in 0..200 {
+        row = get(&s, &format!("/v1/tasks/{task}"), Some(&dev)).await.1;
+        if row["status"] != "queued" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     assert_eq!(
         row["status"], "running",
         "the stream must start while it runs: {row}"
