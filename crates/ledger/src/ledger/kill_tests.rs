@@ -45,27 +45,32 @@ fn kill_child_runs_tasks_until_killed() {
 }
 
 /// One task as the run path writes it, each acknowledgement told to `ack` as it happens.
+/// A new task row of `agent`, running, as the group commit tests begin them.
+pub(super) fn running_row(agent: &str, grant: serde_json::Value) -> TaskRecord {
+    TaskRecord {
+        id: 0,
+        agent: agent.into(),
+        agent_id: format!("unsigned/{agent}"),
+        module_hash: "h".into(),
+        user: "-".into(),
+        level: 1,
+        grant,
+        status: "running".into(),
+        outcome: None,
+        trace: None,
+        staging: "none".into(),
+        staging_path: None,
+        started_ms: now_ms(),
+        ended_ms: None,
+        parent: None,
+    }
+}
+
 pub(super) fn run_task(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64)) {
     let agent = format!("agent{thread}");
     let id = ledger
         .begin_task(
-            TaskRecord {
-                id: 0,
-                agent: agent.clone(),
-                agent_id: format!("unsigned/{agent}"),
-                module_hash: "h".into(),
-                user: "-".into(),
-                level: 1,
-                grant: json!({"n": i}),
-                status: "running".into(),
-                outcome: None,
-                trace: None,
-                staging: "none".into(),
-                staging_path: None,
-                started_ms: now_ms(),
-                ended_ms: None,
-                parent: None,
-            },
+            running_row(&agent, json!({"n": i})),
             AuditEvent::new("task-started").agent(&agent),
         )
         .unwrap();

@@ -125,10 +125,11 @@ pub fn result_of(row: &TaskRecord, pending: &[ActionRecord], structured: bool) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn row(status: &str, outcome: Value) -> TaskRecord {
+    /// A task row of `status` with `outcome`, for the tests of results and tasks.
+    pub(in crate::mcp) fn row(status: &str, outcome: Value) -> TaskRecord {
         TaskRecord {
             id: 7,
             agent: "echo".into(),

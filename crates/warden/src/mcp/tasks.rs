@@ -227,20 +227,9 @@ mod tests {
     fn row(status: &str, outcome: Value) -> TaskRecord {
         TaskRecord {
             id: 42,
-            agent: "echo".into(),
-            agent_id: "unsigned/echo".into(),
-            module_hash: String::new(),
-            user: "dev".into(),
-            level: 0,
-            grant: Value::Null,
-            status: status.into(),
-            outcome: Some(outcome),
-            trace: None,
-            staging: "none".into(),
-            staging_path: None,
             started_ms: 1_700_000_000_000,
             ended_ms: Some(1_700_000_001_500),
-            parent: None,
+            ..super::super::result::tests::row(status, outcome)
         }
     }
 

@@ -9,26 +9,10 @@ use serde_json::json;
 
 use super::super::Ledger;
 use crate::audit::AuditEvent;
-use crate::store::{TaskEnd, TaskRecord, now_ms};
+use crate::store::{TaskEnd, TaskRecord};
 
 fn row(agent: &str) -> TaskRecord {
-    TaskRecord {
-        id: 0,
-        agent: agent.into(),
-        agent_id: format!("unsigned/{agent}"),
-        module_hash: "h".into(),
-        user: "-".into(),
-        level: 1,
-        grant: json!({}),
-        status: "running".into(),
-        outcome: None,
-        trace: None,
-        staging: "none".into(),
-        staging_path: None,
-        started_ms: now_ms(),
-        ended_ms: None,
-        parent: None,
-    }
+    super::super::kill_tests::running_row(agent, json!({}))
 }
 
 fn end(id: u64) -> TaskEnd {
