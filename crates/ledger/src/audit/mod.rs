@@ -37,11 +37,13 @@ use crate::policy::keys::from_hex;
 
 mod page;
 mod tail;
+mod torn;
 mod verify;
 mod writer;
 
 pub use page::{LogCursor, MAX_LINE, read_after};
 pub use tail::{find_record, follow, read_tail};
+pub use torn::{TORN_TAIL_KIND, complete_length};
 pub use verify::{VerifyError, VerifyReport, verify, verify_records};
 pub use writer::AuditLog;
 

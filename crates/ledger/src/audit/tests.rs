@@ -378,32 +378,117 @@ fn a_rolled_back_log_is_caught_by_the_anchor() {
 }
 
 #[test]
-fn a_torn_last_line_stops_open_and_verify() {
+fn a_torn_last_line_is_saved_aside_cut_and_recorded_when_the_log_is_next_opened() {
     let dir = clean_log();
     let mut file = OpenOptions::new()
         .append(true)
         .open(dir.path().join(LOG_FILE))
         .unwrap();
-    file.write_all(b"{\"seq\":12,\"time_ms\":1").unwrap();
+    let before = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+    // What a process killed between the pages of a group commit's write leaves: whole
+    // records of the batch, then part of one.
+    let torn = b"{\"seq\":12,\"time_ms\":1";
+    file.write_all(torn).unwrap();
+    // Verify reports it (a reviewer who looks before any writer opens the log sees it)...
+    let e = verify_dir(dir.path()).unwrap_err();
+    assert!(matches!(e, VerifyError::Torn { line: 12 }), "{e}");
+    // ...and the next writer cuts it, keeping the bytes and saying so in the chain.
+    let log = AuditLog::open(dir.path(), key(1), 0).unwrap();
+    let saved = dir.path().join(format!("audit.torn-{before}"));
+    assert_eq!(std::fs::read(&saved).unwrap(), torn);
+    let report = verify_dir(dir.path()).unwrap();
+    assert_eq!(report.records, 12);
+    let notice: AuditRecord = serde_json::from_str(lines(dir.path()).last().unwrap()).unwrap();
+    assert_eq!(notice.kind, TORN_TAIL_KIND);
+    assert_eq!(notice.seq, 12);
+    assert_eq!(notice.detail["offset"], before);
+    assert_eq!(notice.detail["bytes"], torn.len());
+    let digest: String = Sha256::digest(torn)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(notice.detail["sha256"], digest);
+    assert_eq!(notice.detail["saved_to"], saved.display().to_string());
+    // The chain goes on from there.
+    log.append(event(12)).unwrap();
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 13);
+
+    // A complete last line that is not a record is damage, not a torn write: refused, kept.
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(LOG_FILE))
+        .unwrap();
+    file.write_all(b"{\"seq\":14,\"time_ms\":1\n").unwrap();
     let e = AuditLog::open(dir.path(), key(1), 0).err().unwrap();
     assert!(matches!(e, AuditError::Damaged { .. }), "{e}");
     assert!(e.to_string().contains("warden audit verify"), "{e}");
-    let e = verify_dir(dir.path()).unwrap_err();
-    assert!(matches!(e, VerifyError::Torn { line: 12 }), "{e}");
-    // Never silently cut: the partial line is still there.
-    assert!(
-        std::fs::read_to_string(dir.path().join(LOG_FILE))
-            .unwrap()
-            .ends_with(":1")
-    );
-    // A complete last line that is not a record is refused the same way.
-    file.write_all(b"\n").unwrap();
-    let e = AuditLog::open(dir.path(), key(1), 0).err().unwrap();
-    assert!(matches!(e, AuditError::Damaged { .. }), "{e}");
     assert!(matches!(
         verify_dir(dir.path()).unwrap_err(),
-        VerifyError::Unparsable { line: 12, .. }
+        VerifyError::Unparsable { line: 14, .. }
     ));
+    assert!(lines(dir.path()).last().unwrap().ends_with(":1"));
+}
+
+#[test]
+fn a_writer_that_finds_another_process_torn_line_cuts_it_before_its_own_records() {
+    let dir = clean_log();
+    let log = AuditLog::open(dir.path(), key(1), 0).unwrap();
+    log.append(event(10)).unwrap();
+    // Another process sharing the directory appends whole records, then is killed mid-write.
+    let other = AuditLog::open(dir.path(), key(1), 0).unwrap();
+    other.append(event(11)).unwrap();
+    drop(other);
+    let end = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+    OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(LOG_FILE))
+        .unwrap()
+        .write_all(&[b'{'; 5000])
+        .unwrap();
+    // The first writer's next append and checkpoint go on after the cut and its record.
+    let seq = log.append(event(12)).unwrap();
+    assert_eq!(seq, 15);
+    log.checkpoint().unwrap();
+    let l = lines(dir.path());
+    let kinds: Vec<String> = l[12..]
+        .iter()
+        .map(|line| serde_json::from_str::<AuditRecord>(line).unwrap().kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "task-finished",
+            TORN_TAIL_KIND,
+            "task-finished",
+            CHECKPOINT_KIND
+        ]
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(format!("audit.torn-{end}")))
+            .unwrap()
+            .len(),
+        5000
+    );
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 16);
+
+    // A checkpoint that finds one records the cut first and signs a head covering it.
+    OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(LOG_FILE))
+        .unwrap()
+        .write_all(b"{\"seq\"")
+        .unwrap();
+    let other = AuditLog::open(dir.path(), key(1), 0).unwrap();
+    drop(other);
+    OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(LOG_FILE))
+        .unwrap()
+        .write_all(b"{\"seq\"")
+        .unwrap();
+    let checkpoint = log.checkpoint().unwrap();
+    assert_eq!(checkpoint.size, 18);
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 19);
 }
 
 #[cfg(target_os = "linux")]

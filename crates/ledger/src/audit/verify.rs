@@ -49,7 +49,7 @@ pub enum VerifyError {
     },
     /// The last line has no newline.
     #[error(
-        "line {line}, the last of the audit log, is incomplete (no newline): a write was cut short or the log was cut mid-record; the lines before it are intact, restore the rest from a backup"
+        "line {line}, the last of the audit log, is incomplete (no newline): a process was killed mid-write (the next warden command that writes the log saves the part aside as audit.torn-<offset>, cuts it and records `audit-torn-tail-discarded`) or the log was cut mid-record (restore it from a backup); the lines before it are intact"
     )]
     Torn {
         /// 1-based line number.

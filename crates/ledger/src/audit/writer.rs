@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use ed25519_dalek::SigningKey;
 
 use super::tail::{complete_lines, read_back};
+use super::torn::cut_torn_tail;
 use super::{
     ANCHOR_FILE, AuditError, AuditEvent, AuditRecord, CHECKPOINT_KIND, Checkpoint, GENESIS,
     HASH_PREFIX, LINE_CAPACITY, LOG_FILE, RecordBody, io_error, line_hash, now_ms, push_hex,
@@ -76,8 +77,16 @@ impl AuditLog {
             options.mode(0o600);
         }
         let mut file = options.open(&path).map_err(io_error("open", &path))?;
-        let (seq, head, last_kind) = recover_head(&mut file, &path)?;
-        let end = file.metadata().map_err(io_error("check", &path))?.len();
+        // Under the file lock no writer is mid-write: an incomplete last line is a torn write.
+        file.lock().map_err(io_error("lock", &path))?;
+        let opened = cut_torn_tail(&file, &path, dir).and_then(|torn| {
+            let (seq, head, kind) = recover_head(&mut file, &path)?;
+            let end = file.metadata().map_err(io_error("check", &path))?.len();
+            Ok((torn, seq, head, kind, end))
+        });
+        let unlocked = file.unlock().map_err(io_error("unlock", &path));
+        let (torn, seq, head, last_kind, end) = opened?;
+        unlocked?;
         let anchored = match read_anchor(dir)? {
             Some(anchor) if anchor.size > seq => {
                 return Err(AuditError::BehindAnchor {
@@ -89,7 +98,7 @@ impl AuditLog {
             Some(anchor) => anchor.size,
             None => 0,
         };
-        Ok(AuditLog {
+        let log = AuditLog {
             dir: dir.to_path_buf(),
             path,
             file,
@@ -104,7 +113,11 @@ impl AuditLog {
             }),
             anchored: Mutex::new(anchored),
             opened_unsigned: seq > 0 && last_kind != CHECKPOINT_KIND,
-        })
+        };
+        if let Some(torn) = torn {
+            log.append(torn.event())?;
+        }
+        Ok(log)
     }
 
     /// Whether the log, when this handle opened it, ended in records that no checkpoint signs:
@@ -263,7 +276,10 @@ impl AuditLog {
                 path: self.path.clone(),
             });
         }
+        let mut torn = None;
         if open.len() != tail.end {
+            // Another process appended; if it was killed mid-write, its torn line goes first.
+            torn = cut_torn_tail(&self.file, &self.path, &self.dir)?;
             let mut reader = self
                 .file
                 .try_clone()
@@ -271,54 +287,50 @@ impl AuditLog {
             let (seq, head, _) = recover_head(&mut reader, &self.path)?;
             tail.seq = seq;
             tail.head = head;
-            tail.end = open.len();
+            tail.end = reader
+                .metadata()
+                .map_err(io_error("check", &self.path))?
+                .len();
         }
         let time_ms = now_ms();
         let mut seq = tail.seq;
         let mut head = tail.head.clone();
         tail.line.clear();
+        let torn = torn.map(|t| t.event());
         let encoded = match lines {
-            Lines::Events(events) => events
+            Lines::Events(events) => torn
                 .iter()
+                .chain(events)
                 .try_for_each(|e| {
                     seq += 1;
-                    head = self.encode(
-                        &mut tail.line,
-                        &RecordBody {
-                            seq,
-                            time_ms,
-                            kind: &e.kind,
-                            task: e.task,
-                            agent: e.agent.as_deref(),
-                            user: e.user.as_deref(),
-                            detail: &e.detail,
-                            prev: &head,
-                        },
-                    )?;
+                    head = self.encode_event(&mut tail.line, seq, time_ms, e, &head)?;
                     Ok(())
                 })
                 .map(|()| None),
             Lines::Checkpoint => {
+                // A cut is recorded first; the checkpoint then signs a head that covers it.
+                if let Some(e) = &torn {
+                    seq += 1;
+                    head = self.encode_event(&mut tail.line, seq, time_ms, e, &head)?;
+                }
                 let checkpoint = Checkpoint::sign(&self.key, seq, &head);
-                serde_json::to_value(&checkpoint)
-                    .map_err(|e| self.encode_error("encode a checkpoint for", e))
-                    .and_then(|detail| {
-                        seq += 1;
-                        head = self.encode(
-                            &mut tail.line,
-                            &RecordBody {
-                                seq,
-                                time_ms,
-                                kind: CHECKPOINT_KIND,
-                                task: None,
-                                agent: None,
-                                user: None,
-                                detail: &detail,
-                                prev: &head,
-                            },
-                        )?;
-                        Ok(Some(checkpoint))
-                    })
+                let detail = serde_json::to_value(&checkpoint)
+                    .map_err(|e| self.encode_error("encode a checkpoint for", e))?;
+                seq += 1;
+                head = self.encode(
+                    &mut tail.line,
+                    &RecordBody {
+                        seq,
+                        time_ms,
+                        kind: CHECKPOINT_KIND,
+                        task: None,
+                        agent: None,
+                        user: None,
+                        detail: &detail,
+                        prev: &head,
+                    },
+                )?;
+                Ok(Some(checkpoint))
             }
         };
         // On an encoding error nothing was written: the head stays where it was.
@@ -335,6 +347,31 @@ impl AuditLog {
         tail.end += tail.line.len() as u64;
         tail.head = head;
         Ok((seq, signed))
+    }
+
+    /// Serialises `event` as record `seq` chained to `prev` at the end of `out`; returns its
+    /// hash.
+    fn encode_event(
+        &self,
+        out: &mut Vec<u8>,
+        seq: u64,
+        time_ms: u64,
+        e: &AuditEvent,
+        prev: &str,
+    ) -> Result<String, AuditError> {
+        self.encode(
+            out,
+            &RecordBody {
+                seq,
+                time_ms,
+                kind: &e.kind,
+                task: e.task,
+                agent: e.agent.as_deref(),
+                user: e.user.as_deref(),
+                detail: &e.detail,
+                prev,
+            },
+        )
     }
 
     /// Serialises `body` as one line at the end of `out`, with its hash, and returns the hash

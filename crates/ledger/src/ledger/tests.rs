@@ -181,6 +181,46 @@ fn a_killed_hosts_data_verifies_read_only_and_the_next_open_signs_it() {
 }
 
 #[test]
+fn a_host_killed_mid_write_leaves_a_torn_line_that_verify_reports_and_the_next_open_cuts() {
+    use std::io::Write;
+    let (dir, _, running) = killed_host();
+    // The kill landed between two pages of a batch's write: part of a record is in the log.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("audit.log"))
+        .unwrap()
+        .write_all(br#"{"seq":99,"time_ms":1,"kind":"task-ended","task":"#)
+        .unwrap();
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert_eq!(report.torn_tail, Some(49), "{report:?}");
+    assert_eq!(report.awaiting_recovery, vec![running]);
+
+    let after = Ledger::open(dir.path(), 4).unwrap();
+    assert_eq!(after.store().task(running).unwrap().status, "interrupted");
+    drop(after);
+    let kinds: Vec<String> = crate::audit::read_tail(&dir.path().join("audit.log"), 4)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            crate::audit::TORN_TAIL_KIND,
+            "task-interrupted",
+            "audit-recovered",
+            "checkpoint"
+        ]
+    );
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert_eq!(
+        (report.torn_tail, report.unsigned()),
+        (None, 0),
+        "{report:?}"
+    );
+}
+
+#[test]
 fn cutting_what_a_killed_host_left_unsigned_is_caught() {
     let (dir, first_anchor, _) = killed_host();
     let anchor = crate::audit::read_anchor(dir.path()).unwrap().unwrap();

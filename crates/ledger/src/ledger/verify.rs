@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::crosscheck::{self, LogFacts, Mismatch, Now};
 use super::{LedgerError, owner_alive};
-use crate::audit::{Checkpoint, LOG_FILE, VerifyError, read_anchor, verify_records};
+use crate::audit::{
+    Checkpoint, LOG_FILE, VerifyError, complete_length, read_anchor, verify_records,
+};
 use crate::identity::IdentityError;
 use crate::policy::keys::PublicKey;
 use crate::store::{SqliteStore, StateStore, StoreWitness};
@@ -71,6 +73,11 @@ pub struct DirReport {
     pub awaiting_recovery: Vec<u64>,
     /// Tasks a live host is running.
     pub running: Vec<u64>,
+    /// Bytes after the log's last whole line, not checked: a write in progress, or one cut
+    /// short by a kill (never an acknowledged record); the next writer to open the log saves
+    /// them aside as `audit.torn-<offset>`, cuts them and records `audit-torn-tail-discarded`.
+    #[serde(default)]
+    pub torn_tail: Option<u64>,
 }
 
 impl DirReport {
@@ -135,14 +142,18 @@ pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<DirReport, Audit
         StoreWitness::default()
     };
     let log = dir.join(LOG_FILE);
-    let upto = std::fs::metadata(&log)
+    let upto_len = std::fs::metadata(&log)
         .map_err(|source| VerifyError::Io {
             path: log.clone(),
             source,
         })?
         .len();
+    // A last line without its newline is a write in progress or one cut by a kill: never an
+    // acknowledged record (the next writer saves it aside and cuts it). The whole lines are
+    // checked; the rest is reported.
+    let whole = complete_length(&log, upto_len).map_err(LedgerError::from)?;
     let mut facts = LogFacts::for_witness(&witness);
-    let report = verify_records(&log, &verifying, anchor.as_ref(), Some(upto), &mut |r| {
+    let report = verify_records(&log, &verifying, anchor.as_ref(), Some(whole), &mut |r| {
         facts.see(r)
     })?;
     if let Some(c) = &witness.checkpoint {
@@ -164,6 +175,7 @@ pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<DirReport, Audit
     }
     let live = Live { dir };
     let found = crosscheck::compare(&witness, &facts, report.records, store, &live)?;
+    let torn_tail = (upto_len > whole).then_some(upto_len - whole);
     Ok(DirReport {
         records: report.records,
         checkpoints: report.checkpoints,
@@ -174,6 +186,7 @@ pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<DirReport, Audit
         store_vouches_to: found.vouched_to,
         awaiting_recovery: found.awaiting_recovery,
         running: found.running,
+        torn_tail,
     })
 }
 

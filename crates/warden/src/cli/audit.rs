@@ -57,6 +57,11 @@ fn print_verified(report: &warden::ledger::DirReport) -> Result<(), Failure> {
             report.awaiting_recovery
         )?;
     }
+    if let Some(bytes) = report.torn_tail {
+        outln!(
+            "note: the log ends in {bytes} bytes of an incomplete line, not checked: a write in progress, or one cut short when a process was killed (never an acknowledged record; the next `warden` command to open the data directory saves them aside as audit.torn-<offset> and records that it cut them)"
+        )?;
+    }
     if !report.running.is_empty() {
         outln!("note: tasks {:?} are running", report.running)?;
     }
