@@ -24,6 +24,24 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     let hello = Arc::new(load(&with, "hello", "")?);
 
     let opts = RunOptions::default();
+    // For a profiler: only the sequential run with the ledger, this many times.
+    if let Some(runs) = std::env::var("WARDEN_BENCH_LEDGER_PROFILE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        fresh_instance_latency_with(&hello, runs, &opts, "hello, with ledger (profile)").await?;
+        return Ok(());
+    }
+    // For a profiler: only the with-ledger throughput with 8 concurrent tasks, for this long.
+    if let Some(secs) = std::env::var("WARDEN_BENCH_LEDGER_PROFILE_LOAD")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        throughput(hello.clone(), secs, 8).await?;
+        let stats = ledger.commit_stats();
+        println!("batches {} jobs {}", stats.batches, stats.jobs);
+        return Ok(());
+    }
     let mut best_bare = (Duration::MAX, Duration::MAX);
     let mut best_with = (Duration::MAX, Duration::MAX);
     for _ in 0..2 {
