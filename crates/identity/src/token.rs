@@ -66,6 +66,9 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// The issuer that signed it.
     pub issuer: String,
+    /// When it expires (`exp`, checked by [`verify`]): a verified token may be trusted again
+    /// without its signature being checked until then, never after.
+    pub expires: std::time::SystemTime,
 }
 
 /// Issue a token as `issuer` (signing with `key`) for `subject` with `roles`, for `audience`,
@@ -172,10 +175,18 @@ fn claims(payload: &str, issuer: &crate::policy::Issuer) -> Result<Identity, Tok
                 .ok_or(TokenError::MissingClaim("roles"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let expires = registered
+        .get_claim("exp")
+        .and_then(|v| v.as_str())
+        .and_then(|exp| chrono::DateTime::parse_from_rfc3339(exp).ok())
+        .and_then(|exp| u64::try_from(exp.timestamp()).ok())
+        .map(|secs| std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .ok_or(TokenError::MissingClaim("exp"))?;
     Ok(Identity {
         subject: subject.to_string(),
         roles,
         issuer: issuer.name.clone(),
+        expires,
     })
 }
 
@@ -212,6 +223,15 @@ mod tests {
         assert_eq!(
             (id.subject.as_str(), id.roles.as_slice()),
             ("alice", &["docs-writer".to_string()][..])
+        );
+        // Its expiry, to the second (never later than the token says).
+        let left = id
+            .expires
+            .duration_since(std::time::SystemTime::now())
+            .unwrap();
+        assert!(
+            left <= Duration::from_secs(60) && left > Duration::from_secs(57),
+            "{left:?}"
         );
     }
 

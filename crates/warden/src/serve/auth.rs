@@ -17,11 +17,15 @@ use crate::user::User;
 /// The longest `Authorization` header read (the CLI's bound on a token file).
 const MAX_TOKEN: usize = 64 * 1024;
 
+mod verified;
+
 /// The issuers a server trusts and the roles file its users' roles are looked up in.
 #[derive(Debug, Clone)]
 pub struct Authority {
     issuers: HostConfig,
     roles: Roles,
+    /// Tokens that verified, until they expire (`verified.rs`).
+    verified: Arc<verified::Verified>,
 }
 
 /// The user a request acts for.
@@ -42,6 +46,7 @@ impl Authority {
                 ..HostConfig::default()
             },
             roles,
+            verified: Arc::default(),
         }
     }
 
@@ -94,8 +99,14 @@ impl Authority {
                 "the identity token is longer than an identity token may be (64 KiB)",
             ));
         }
+        let now = std::time::SystemTime::now();
+        let key = verified::Verified::key(token);
+        if let Some(caller) = self.verified.get(&key, now) {
+            return Ok(caller);
+        }
         let identity = crate::token::verify(token, &self.issuers)
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let expires = identity.expires;
         let reviewer = identity
             .roles
             .iter()
@@ -108,10 +119,12 @@ impl Authority {
                 crate::terminal::line(&e).into_owned(),
             )
         })?;
-        Ok(Caller {
+        let caller = Caller {
             user: Arc::new(user),
             reviewer,
-        })
+        };
+        self.verified.put(key, &caller, expires, now);
+        Ok(caller)
     }
 }
 
@@ -265,5 +278,79 @@ mod tests {
             "Basic eA==".parse().unwrap(),
         );
         assert!(authority.caller(&basic).is_err());
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_and_a_refused_one_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = DevIssuer::open(dir.path()).unwrap();
+        let config = HostConfig {
+            issuers: vec![dev.issuer()],
+            ..HostConfig::default()
+        };
+        let authority = Authority::new(&config, DevIssuer::roles().unwrap());
+        let long = dev.token(Duration::from_secs(600)).unwrap();
+        let first = authority.caller(&bearer(&long)).unwrap();
+        let again = authority.caller(&bearer(&long)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.user, &again.user),
+            "not answered from memory"
+        );
+        assert_eq!(authority.verified.len(), 1);
+
+        // Forged and malformed tokens are checked every time, and never remembered.
+        let other = tempfile::tempdir().unwrap();
+        let forged = DevIssuer::open(other.path())
+            .unwrap()
+            .token(Duration::from_secs(600))
+            .unwrap();
+        for _ in 0..2 {
+            assert!(authority.caller(&bearer(&forged)).is_err());
+            assert!(authority.caller(&bearer("v4.public.xyz")).is_err());
+        }
+        assert_eq!(authority.verified.len(), 1);
+
+        // A remembered token stops admitting once it expires: it is verified again, and refused.
+        let short = dev.token(Duration::from_secs(1)).unwrap();
+        authority.caller(&bearer(&short)).unwrap();
+        assert_eq!(authority.verified.len(), 2);
+        std::thread::sleep(Duration::from_millis(2100));
+        let e = authority.caller(&bearer(&short)).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED);
+        assert!(e.message.contains("expired"), "{}", e.message);
+        assert_eq!(authority.verified.len(), 1);
+    }
+
+    #[test]
+    fn the_remembered_tokens_are_bounded() {
+        let memory = verified::Verified::default();
+        let caller = Caller {
+            user: Arc::new(
+                User::new("dev", vec!["dev".into()], &DevIssuer::roles().unwrap()).unwrap(),
+            ),
+            reviewer: false,
+        };
+        let now = std::time::SystemTime::now();
+        let later = now + Duration::from_secs(60);
+        for i in 0..verified::CAPACITY + 10 {
+            memory.put(verified::Verified::key(&i.to_string()), &caller, later, now);
+            assert!(memory.len() <= verified::CAPACITY);
+        }
+        assert!(memory.get(&verified::Verified::key("4105"), now).is_some());
+        // Expired ones are dropped first when it is full.
+        let memory = verified::Verified::default();
+        for i in 0..verified::CAPACITY {
+            let expires = if i % 2 == 0 { now } else { later };
+            memory.put(
+                verified::Verified::key(&i.to_string()),
+                &caller,
+                expires,
+                now,
+            );
+        }
+        memory.put(verified::Verified::key("new"), &caller, later, now);
+        assert_eq!(memory.len(), verified::CAPACITY / 2 + 1);
+        assert!(memory.get(&verified::Verified::key("1"), now).is_some());
+        assert!(memory.get(&verified::Verified::key("0"), now).is_none());
     }
 }
