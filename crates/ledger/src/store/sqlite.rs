@@ -17,6 +17,7 @@ mod queue;
 mod schema;
 mod tasks;
 mod view;
+mod walcheck;
 
 use schema::has_column;
 
@@ -29,6 +30,8 @@ const RECENT_ROWS: u32 = 256;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     head: Option<Arc<dyn LogHeadSource>>,
+    /// Checkpoints the WAL off the run path (read-write stores only).
+    _walcheck: Option<walcheck::WalCheckpointer>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -61,9 +64,16 @@ impl SqliteStore {
         ))
         .map_err(open_err)?;
         schema::create_or_migrate(&conn).map_err(open_err)?;
+        // The WAL is checkpointed by a thread of our own, not inside a task's commit.
+        let walcheck = walcheck::WalCheckpointer::start(&path);
+        if walcheck.is_some() {
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+                .map_err(open_err)?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             head: None,
+            _walcheck: walcheck,
         })
     }
 

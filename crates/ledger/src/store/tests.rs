@@ -475,3 +475,54 @@ fn cascade_positions_and_calibration_histories_are_kept() {
     assert!(store.add_calibration("router", 10, true).is_err());
     assert_eq!(store.calibration("skeptic").unwrap(), [(0, 0); 10]);
 }
+
+#[test]
+fn the_wal_is_checkpointed_by_the_stores_own_thread_not_inside_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let wal = dir.path().join("state.db-wal");
+    // The WAL header's checkpoint sequence (bytes 12..16) moves when a writer restarts the WAL
+    // after a complete checkpoint.
+    let restarts = || {
+        let bytes = std::fs::read(&wal).unwrap();
+        u32::from_be_bytes(bytes[12..16].try_into().unwrap())
+    };
+    let big = serde_json::json!({"events": ["x".repeat(2000)], "dropped": 0});
+    let mut write = || {
+        let id = store.begin_task(&task("hello"), "me").unwrap();
+        store
+            .end_task(&TaskEnd {
+                trace: big.clone(),
+                ..end(id, "completed")
+            })
+            .unwrap();
+    };
+    write();
+    let first = restarts();
+    // Until the WAL is restarted, it only grows: SQLite's own automatic checkpoint would wait
+    // for 8,192 pages (8 MiB); the store's thread checkpoints past 4 MiB, off the commits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut n = 1;
+    while restarts() == first {
+        let size = std::fs::metadata(&wal).unwrap().len();
+        assert!(
+            size < 7 * 1024 * 1024,
+            "no checkpoint by the time the WAL held {size} bytes"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint in 30 s"
+        );
+        if size > 4 * 1024 * 1024 + 64 * 1024 {
+            // Past the limit: give the thread its turn.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        write();
+        n += 1;
+    }
+    // Everything is still there, and the thread stops with the store.
+    assert_eq!(store.tasks(n + 10).unwrap().len(), n);
+    drop(store);
+    let again = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert_eq!(again.tasks(n + 10).unwrap().len(), n);
+}

@@ -84,6 +84,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             head: None,
+            _walcheck: None,
         })
     }
 
