@@ -488,7 +488,7 @@ fn the_wal_is_checkpointed_by_the_stores_own_thread_not_inside_a_commit() {
         u32::from_be_bytes(bytes[12..16].try_into().unwrap())
     };
     let big = serde_json::json!({"events": ["x".repeat(2000)], "dropped": 0});
-    let mut write = || {
+    let write = || {
         let id = store.begin_task(&task("hello"), "me").unwrap();
         store
             .end_task(&TaskEnd {
