@@ -2,7 +2,9 @@
 //! checkpoint signs its last records), then its data directory attacked by someone who can write
 //! it but does not hold the host key: the log's unsigned tail cut off, the log and its anchor
 //! rolled back together, the unsigned tail rewritten with its chain recomputed, task rows deleted
-//! from the store. `warden audit verify` must fail and write nothing (`contained:detected`), and
+//! from the store, the log cut back to the furthest record the store vouches for and that
+//! record's newline taken off (so it looks like a write a kill cut short, which a host would otherwise cut and
+//! record). `warden audit verify` must fail and write nothing (`contained:detected`), and
 //! where the log itself was changed a host must refuse to start on it (which would sign it).
 
 use std::path::Path;
@@ -36,6 +38,7 @@ pub async fn run(name: &str, task: &str, port: u16) -> Option<Vec<String>> {
             true,
         ),
         "audit-crash-rewrite-unsigned-tail" => (|d| rewrite_unsigned_tail(d, "killed"), true),
+        "audit-crash-strip-newline-of-vouched-record" => (strip_newline_of_vouched, true),
         "audit-crash-delete-task-rows" => (
             |d| {
                 edit_store(
@@ -79,4 +82,24 @@ fn attempt((attack, log_changed): Attack) -> String {
         return "contained:detected,host-refused-to-start".into();
     }
     "contained:detected".into()
+}
+
+/// Cut the log back to the furthest record the store's task commits vouch for, and take off
+/// that record's newline: a torn write, to a host that did not check what the store vouches for
+/// before cutting one. (A record no row vouches for can be cut this way, as it could be cut
+/// whole: that is the unsigned tail's known limit; this attack targets one the store covers.)
+fn strip_newline_of_vouched(data: &Path) {
+    let vouched: i64 = rusqlite::Connection::open(data.join("state.db"))
+        .unwrap()
+        .query_row("SELECT max(audit_seq) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    let log = data.join("audit.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Records are numbered from 1, one a line: keep lines 1..=vouched, less the last newline.
+    let end: usize = text
+        .split_inclusive('\n')
+        .take(usize::try_from(vouched).unwrap())
+        .map(str::len)
+        .sum();
+    std::fs::write(&log, &text[..end - 1]).unwrap();
 }

@@ -158,12 +158,13 @@ impl Ledger {
             key.write(&dir.join("host"))?;
             key
         };
+        // Before the log is opened for writing (which cuts a torn last line) and before anything
+        // is appended or signed: the log must still hold what the store's last commits vouch
+        // for, or recovery would sign a log cut after a crash.
+        let store = SqliteStore::open(dir, Durability::Process)?;
+        recovery::check_log_reaches_store(&store, &dir.join(crate::audit::LOG_FILE))?;
         let audit = Arc::new(AuditLog::open(dir, key.signing_key().clone(), u64::MAX)?);
-        let store = SqliteStore::open(dir, Durability::Process)?
-            .vouching_for(Arc::clone(&audit) as Arc<dyn LogHeadSource>);
-        // Before anything is appended (or signed): the log must still hold what the store's last
-        // commits vouch for, or recovery would sign a log cut after a crash.
-        recovery::check_log_reaches_store(&store, audit.path())?;
+        let store = store.vouching_for(Arc::clone(&audit) as Arc<dyn LogHeadSource>);
         let ledger = Ledger {
             dir: dir.to_path_buf(),
             store: Box::new(store),

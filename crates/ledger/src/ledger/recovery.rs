@@ -25,6 +25,13 @@ pub(super) fn check_log_reaches_store(
     let Some(head) = store.recent_log_head()?.filter(|h| h.seq > 0) else {
         return Ok(());
     };
+    if !log.exists() {
+        return Err(LedgerError::LogBehindStore {
+            seq: head.seq,
+            hash: head.hash,
+            found: "is missing".into(),
+        });
+    }
     let found = match find_record(log, head.seq)? {
         Some(record) if head.matches(&record.hash) => return Ok(()),
         Some(_) => format!("holds another record {}", head.seq),

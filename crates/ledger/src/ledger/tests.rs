@@ -221,6 +221,29 @@ fn a_host_killed_mid_write_leaves_a_torn_line_that_verify_reports_and_the_next_o
 }
 
 #[test]
+fn a_newline_taken_off_a_record_the_store_vouches_for_is_refused_not_cut() {
+    let (dir, _, _) = killed_host();
+    let log = dir.path().join("audit.log");
+    let text = std::fs::read(&log).unwrap();
+    // Drop the last line (the unvouched start record), then the newline of the record before
+    // it, which the last end commit vouches for: it now looks like a write cut short.
+    let body = &text[..text.len() - 1];
+    let cut = body.iter().rposition(|&b| b == b'\n').unwrap();
+    let attacked = &text[..cut];
+    std::fs::write(&log, attacked).unwrap();
+    let e = Ledger::open(dir.path(), 4).unwrap_err();
+    assert!(matches!(e, LedgerError::LogBehindStore { .. }), "{e}");
+    // Refused before the log was opened for writing: nothing cut, nothing saved aside.
+    assert_eq!(std::fs::read(&log).unwrap(), attacked);
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("audit.torn")
+    }),);
+}
+
+#[test]
 fn cutting_what_a_killed_host_left_unsigned_is_caught() {
     let (dir, first_anchor, _) = killed_host();
     let anchor = crate::audit::read_anchor(dir.path()).unwrap().unwrap();
