@@ -2,7 +2,8 @@
 //! compares the log with the state store (read-only, changing no byte), so what no signed
 //! checkpoint covered after the crash cannot be cut, rolled back or rewritten unnoticed, and a
 //! host will not start on such a log. With nothing cut, the crash verifies clean, before and
-//! after the next start signs what the killed host left unsigned.
+//! after the next start signs what the killed host left unsigned; a line torn by the kill is
+//! reported by verify and cut, kept aside and recorded by the next start.
 
 use super::killed_host::{
     KilledHost, cut_after_last_checkpoint, data_files, edit_store, killed_batch, lines,
@@ -55,6 +56,40 @@ fn a_crash_with_nothing_cut_verifies_before_and_after_the_next_start() {
         "{out}"
     );
     assert!(!out.contains("left running"), "{out}");
+}
+
+#[test]
+fn a_crash_mid_write_verifies_with_a_note_and_the_next_start_cuts_and_records_the_torn_line() {
+    let host = host();
+    let data = host.copy("torn");
+    // What a kill between two pages of a batch's write leaves: part of a record.
+    let fragment = br#"{"seq":100000,"time_ms":1,"kind":"task-ended","task":7,"agent":"hel"#;
+    let log = data.join("audit.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let offset = bytes.len();
+    bytes.extend_from_slice(fragment);
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, out) = verify(&data);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("{} bytes of an incomplete line", fragment.len())),
+        "{out}"
+    );
+    // The next start saves the fragment aside, cuts it and records that it did.
+    let (code, _, err) = warden(&data, &["task", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let saved = data.join(format!("audit.torn-{offset}"));
+    assert_eq!(std::fs::read(&saved).unwrap(), fragment);
+    assert!(
+        lines(&data)
+            .iter()
+            .any(|l| l.contains("\"audit-torn-tail-discarded\"")
+                && l.contains(&format!("\"offset\":{offset}"))),
+        "no record of the cut"
+    );
+    let (code, out) = verify(&data);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("incomplete line"), "{out}");
 }
 
 #[test]
