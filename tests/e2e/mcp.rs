@@ -25,6 +25,8 @@ mod http;
 mod stdio;
 #[path = "mcp/tasks.rs"]
 mod tasks;
+#[path = "mcp/transport.rs"]
+mod transport;
 
 /// An agents directory (`hello`, `probe` with no network) and its host configuration.
 struct Host {
