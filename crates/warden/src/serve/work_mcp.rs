@@ -23,7 +23,7 @@ impl ServerState {
     }
 
     /// The irreversible actions of task `id` still waiting for a person's approval, oldest first
-    /// (at most [`MAX_PENDING`]); none for a task `caller` may not see (their own, or any for a
+    /// (at most 1000); none for a task `caller` may not see (their own, or any for a
     /// reviewer), so its existence is not learnt. One indexed read of the store, which checks
     /// the task's owner too: the callers, who hold the task's row already, need no second read.
     ///
