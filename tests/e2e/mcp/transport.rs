@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::{Host, warden};
 
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"transport-test","version":"0"}}}"#;
-const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+pub(super) const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"transport-test","version":"0"}}}"#;
+pub(super) const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
 fn call(id: u64, input: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -26,7 +26,7 @@ fn call(id: u64, input: &str) -> String {
 }
 
 /// `warden mcp` for `host` on the given standard streams (killed when the test ends).
-fn spawn(host: &Host, stdin: Stdio, stdout: Stdio) -> (Child, tempfile::TempDir) {
+pub(super) fn spawn(host: &Host, stdin: Stdio, stdout: Stdio) -> (Child, tempfile::TempDir) {
     let workspace = tempfile::tempdir().unwrap();
     let child = Command::new(warden())
         .args(host.warden_args(&[
@@ -43,7 +43,7 @@ fn spawn(host: &Host, stdin: Stdio, stdout: Stdio) -> (Child, tempfile::TempDir)
 }
 
 /// The answer to request `id` on `from` (notifications skipped).
-fn answer(from: &mut impl BufRead, id: u64) -> Value {
+pub(super) fn answer(from: &mut impl BufRead, id: u64) -> Value {
     loop {
         let mut line = String::new();
         assert!(from.read_line(&mut line).unwrap() > 0, "the server closed");
@@ -54,7 +54,7 @@ fn answer(from: &mut impl BufRead, id: u64) -> Value {
     }
 }
 
-fn send(to: &mut impl Write, line: &str) {
+pub(super) fn send(to: &mut impl Write, line: &str) {
     to.write_all(line.as_bytes()).unwrap();
     to.write_all(b"\n").unwrap();
     to.flush().unwrap();
