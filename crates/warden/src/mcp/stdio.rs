@@ -15,7 +15,8 @@
 //!   back to tokio's blocking standard streams, as `rmcp::transport::stdio()` does.
 //!
 //! The read stays bounded as before: rmcp's line transport drops (and logs) a message longer
-//! than [`MAX_LINE`] without buffering it, and the connection goes on. No busy polling: every
+//! than [`MAX_LINE`] once that much of it is buffered, skips the rest of it unkept, and the
+//! connection goes on. No busy polling: every
 //! path waits on the reactor or on a blocking read.
 
 use std::io;
@@ -167,6 +168,8 @@ impl AsyncRead for Input {
         match &mut self.get_mut().0 {
             InputImp::Pipe(p) => Pin::new(p).poll_read(cx, buf),
             InputImp::Blocking(s) => Pin::new(s).poll_read(cx, buf),
+            // No room is no read (a zero-byte `recv` would look like the end of the stream).
+            InputImp::Socket(_) if buf.remaining() == 0 => Poll::Ready(Ok(())),
             InputImp::Socket(fd) => loop {
                 let mut guard = ready!(fd.poll_read_ready(cx))?;
                 let unfilled = buf.initialize_unfilled();
