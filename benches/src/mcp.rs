@@ -1,15 +1,17 @@
 //! The MCP figures (`WARDEN_BENCH_ONLY=mcp`): a `tools/call` round trip of the trivial agent
-//! (`hello`) over stdio (`warden mcp`) and over streamable HTTP (`/mcp` on `warden serve`),
-//! each against a no-work JSON-RPC floor server driven by the same client (the floor answers
-//! every `tools/call` with a fixed result: its round trip is the transport's and the client's
-//! own cost). Warden's cost is its p50 minus the floor's p50. And the startup of `warden mcp` to
+//! (`hello`) over stdio (`warden mcp`, its standard streams pipes as Python's SDK gives them,
+//! then socketpairs as Node's `child_process` does) and over streamable HTTP (`/mcp` on
+//! `warden serve`), each against a no-work JSON-RPC floor server driven by the same client on
+//! the same streams (the floor answers every `tools/call` with a fixed result: its round trip
+//! is the transport's and the client's own cost). Warden's cost is its p50 minus the floor's p50. And the startup of `warden mcp` to
 //! its first answered call, with a warm compile cache. The stdio floor is this binary run again
 //! as a child (`WARDEN_BENCH_MCP_FLOOR=1`), as `warden mcp` is; the HTTP floor is an axum route
 //! on loopback in this process.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -68,25 +70,56 @@ fn floor_answer(line: &str) -> Option<String> {
 /// A JSON-RPC peer on a child's stdin/stdout.
 struct StdioPeer {
     child: Child,
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
+    input: Box<dyn Write>,
+    output: BufReader<Box<dyn Read>>,
+}
+
+/// What a child's standard streams are: pipes (Python's SDK, shells) or socketpairs (Node's
+/// `child_process`, which MCP clients written in TypeScript use).
+#[derive(Clone, Copy)]
+enum Streams {
+    Pipes,
+    Sockets,
 }
 
 impl StdioPeer {
-    fn spawn(mut cmd: Command) -> anyhow::Result<Self> {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the server")?;
-        let input = child.stdin.take().context("stdin")?;
-        let output = BufReader::new(child.stdout.take().context("stdout")?);
-        Ok(StdioPeer {
-            child,
-            input,
-            output,
-        })
+    fn spawn(cmd: Command) -> anyhow::Result<Self> {
+        Self::spawn_on(cmd, Streams::Pipes)
+    }
+
+    fn spawn_on(mut cmd: Command, streams: Streams) -> anyhow::Result<Self> {
+        cmd.stderr(Stdio::null());
+        match streams {
+            Streams::Pipes => {
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .context("starting the server")?;
+                let input = Box::new(child.stdin.take().context("stdin")?);
+                let output: Box<dyn Read> = Box::new(child.stdout.take().context("stdout")?);
+                Ok(StdioPeer {
+                    child,
+                    input,
+                    output: BufReader::new(output),
+                })
+            }
+            Streams::Sockets => {
+                let (their_in, ours_in) = UnixStream::pair()?;
+                let (their_out, ours_out) = UnixStream::pair()?;
+                let child = cmd
+                    .stdin(std::os::fd::OwnedFd::from(their_in))
+                    .stdout(std::os::fd::OwnedFd::from(their_out))
+                    .spawn()
+                    .context("starting the server")?;
+                let output: Box<dyn Read> = Box::new(ours_out);
+                Ok(StdioPeer {
+                    child,
+                    input: Box::new(ours_in),
+                    output: BufReader::new(output),
+                })
+            }
+        }
     }
 
     /// Send `line`; if it is a request, read until its answer (skipping notifications).
@@ -275,26 +308,41 @@ pub async fn mcp_figures(quick: bool) -> anyhow::Result<()> {
     let host = tempfile::tempdir()?;
     println!("MCP tools/call round trip of hello ({n} calls each, after a tenth as warm-up):");
 
-    let mut floor = StdioPeer::spawn({
-        let mut c = Command::new(std::env::current_exe()?);
-        c.env("WARDEN_BENCH_MCP_FLOOR", "1");
-        c
-    })?;
-    floor.handshake()?;
-    let floor_stdio = stats("stdio, floor", stdio_round_trips(&mut floor, n)?);
-    drop(floor);
+    for (streams, label) in [(Streams::Pipes, "pipes"), (Streams::Sockets, "socketpairs")] {
+        let mut floor = StdioPeer::spawn_on(
+            {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.env("WARDEN_BENCH_MCP_FLOOR", "1");
+                c
+            },
+            streams,
+        )?;
+        floor.handshake()?;
+        let floor_stdio = stats(
+            &format!("stdio ({label}), floor"),
+            stdio_round_trips(&mut floor, n)?,
+        );
+        drop(floor);
+        let workspace = host.path().to_path_buf();
+        let mut served = StdioPeer::spawn_on(
+            warden(
+                host.path(),
+                &["mcp", "--workspace", &workspace.display().to_string()],
+            )?,
+            streams,
+        )?;
+        served.handshake()?;
+        let warden_stdio = stats(
+            &format!("stdio ({label}), warden mcp"),
+            stdio_round_trips(&mut served, n)?,
+        );
+        drop(served);
+        println!(
+            "  Warden's cost over stdio ({label}) (p50 - floor p50): {:.1} µs",
+            us(warden_stdio.saturating_sub(floor_stdio))
+        );
+    }
     let workspace = host.path().to_path_buf();
-    let mut served = StdioPeer::spawn(warden(
-        host.path(),
-        &["mcp", "--workspace", &workspace.display().to_string()],
-    )?)?;
-    served.handshake()?;
-    let warden_stdio = stats("stdio, warden mcp", stdio_round_trips(&mut served, n)?);
-    drop(served);
-    println!(
-        "  Warden's cost over stdio (p50 - floor p50): {:.1} µs",
-        us(warden_stdio.saturating_sub(floor_stdio))
-    );
 
     let floor_addr = floor_http().await?;
     let floor_h = stats("http, floor", http_round_trips(&floor_addr, None, n).await?);

@@ -9,7 +9,9 @@
 //! error — and calls `hello` again on the same connection: the server keeps serving.
 //! `mcp/tasks.rs`: a call given up by the client stops its task at once (both eras), and the
 //! tasks extension (SEP-2663) in plain JSON-RPC: handle, poll, result, cancel, another user's
-//! task invisible.
+//! task invisible. `mcp/transport.rs`: the streams under `warden mcp` (pipes and socketpairs on
+//! tokio's reactor, the fallback to blocking streams, an oversized line dropped).
+//! `mcp/approvals.rs`: an irreversible action held for approval is named in the call's result.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,6 +19,8 @@ use std::process::Command;
 use serde_json::Value;
 use warden_tests::{agent, root, warden_bin};
 
+#[path = "mcp/approvals.rs"]
+mod approvals;
 #[path = "mcp/fixtures.rs"]
 mod fixtures;
 #[path = "mcp/http.rs"]
@@ -25,6 +29,8 @@ mod http;
 mod stdio;
 #[path = "mcp/tasks.rs"]
 mod tasks;
+#[path = "mcp/transport.rs"]
+mod transport;
 
 /// An agents directory (`hello`, `probe` with no network) and its host configuration.
 struct Host {

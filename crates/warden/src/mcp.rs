@@ -22,6 +22,7 @@ pub mod http;
 pub mod logging;
 pub mod result;
 mod seen;
+pub mod stdio;
 pub mod tasks;
 pub mod tools;
 mod watch;

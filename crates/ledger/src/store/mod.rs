@@ -358,6 +358,16 @@ pub trait StateStore: QueueStore + Send + Sync {
     fn action(&self, id: u64) -> Result<ActionRecord, StoreError>;
     /// Every action, newest first.
     fn actions(&self, limit: usize) -> Result<Vec<ActionRecord>, StoreError>;
+    /// Task `task`'s actions in `status`, oldest first, at most `limit`; with `owner`, only if
+    /// the task is that user's (none otherwise). One indexed read, however many actions others
+    /// made since.
+    fn task_actions(
+        &self,
+        task: u64,
+        status: &str,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
     /// Move an action from status `from` to `to`, recording its approver and result. Returns
     /// false (and changes nothing) if it was not in `from`: e.g. an approval already used.
     fn settle_action(

@@ -394,6 +394,23 @@ impl StateStore for SqliteStore {
         rows.map(|r| r.map_err(StoreError::from)).collect()
     }
 
+    fn task_actions(
+        &self,
+        task: u64,
+        status: &str,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE task = ?1 AND status = ?2 \
+             AND (?3 IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND user = ?3)) \
+             ORDER BY id LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(params![task, status, owner, limit as i64], action_row)?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
     fn settle_action(
         &self,
         id: u64,

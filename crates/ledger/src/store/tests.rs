@@ -167,6 +167,68 @@ fn an_action_settles_once() {
 }
 
 #[test]
+fn a_tasks_pending_actions_are_one_indexed_read_and_only_for_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let mine = store.begin_task(&task("deployer"), "me").unwrap();
+    let other = store.begin_task(&task("deployer"), "me").unwrap();
+    let add = |t: u64| {
+        store
+            .add_action(&action(t), &|a| format!("h{}", a.id), &|_| Ok(()))
+            .unwrap()
+            .id
+    };
+    let (first, _, settled, second) = (add(mine), add(other), add(mine), add(mine));
+    assert!(
+        store
+            .settle_action(settled, "pending", "performed", "bob", "ok")
+            .unwrap()
+    );
+    let ids = |owner: Option<&str>, limit: usize| -> Vec<u64> {
+        let found = store.task_actions(mine, "pending", owner, limit).unwrap();
+        found.iter().map(|a| a.id).collect()
+    };
+    assert_eq!(
+        ids(None, 10),
+        [first, second],
+        "its own, pending, oldest first"
+    );
+    assert_eq!(ids(Some("alice"), 10), [first, second]);
+    assert_eq!(ids(Some("alice"), 1), [first]);
+    assert!(
+        ids(Some("mallory"), 10).is_empty(),
+        "not the owner: nothing"
+    );
+    let done = store.task_actions(mine, "performed", None, 10).unwrap();
+    assert_eq!(done.iter().map(|a| a.id).collect::<Vec<_>>(), [settled]);
+    assert!(
+        store
+            .task_actions(99, "pending", None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // The read goes through the index, not a scan of every action.
+    let plan: Vec<String> = {
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM actions WHERE task = ?1 AND status = ?2 ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map(rusqlite::params![mine, "pending"], |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    assert!(
+        plan.iter().any(|p| p.contains("actions_by_task")),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn checkpoints_keep_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();

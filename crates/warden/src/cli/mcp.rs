@@ -82,8 +82,10 @@ pub async fn mcp(
     }
     let state = ServerState::new(runtime, authority, agent_source(config)).map_err(host_failure)?;
     let tools = AgentTools::new(state, Identity::Fixed(caller), Some(args.workspace));
+    let (input, output) = warden::mcp::stdio::stdio();
+    tracing::debug!(input = ?input.channel(), output = ?output.channel(), "the MCP streams");
     let running = tools
-        .serve(rmcp::transport::stdio())
+        .serve(warden::mcp::stdio::transport(input, output))
         .await
         .map_err(|e| bad_input(anyhow::anyhow!("the MCP client did not initialize: {e}")))?;
     running

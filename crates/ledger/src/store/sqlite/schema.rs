@@ -31,7 +31,8 @@ const ADDED: [(&str, &str); 3] = [
     ("parent", "ALTER TABLE tasks ADD COLUMN parent INTEGER"),
 ];
 
-/// Indexes (on columns that exist once [`ADDED`] ran) and the other tables.
+/// Indexes (on columns that exist once [`ADDED`] ran) and the other tables; `actions_by_task`
+/// serves a task's pending actions (`task_actions`) without scanning the others'.
 const REST: &str = "
 CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL;
 CREATE TABLE IF NOT EXISTS trust (
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS actions (
     created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
     approver TEXT, result TEXT
 );
+CREATE INDEX IF NOT EXISTS actions_by_task ON actions (task, status);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY, head TEXT NOT NULL, key TEXT NOT NULL, signature TEXT NOT NULL
 );
