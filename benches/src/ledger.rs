@@ -197,6 +197,7 @@ fn breakdown(ledger: &warden::ledger::Ledger, n: usize) -> anyhow::Result<()> {
             trace: serde_json::json!({"events": [], "dropped": 0}),
             staging: "none".into(),
             staging_path: None,
+            ended_ms: warden::store::now_ms(),
             trust: Some(trust.clone()),
         })?;
         i += 1;

@@ -32,6 +32,34 @@ fn options(ws: Option<&Path>) -> RunOptions {
     }
 }
 
+/// The row a run hands back (`RunReport::row`, what `warden serve` gives a caller that waits)
+/// is the row the store holds, for a completed run, a killed one and a called one.
+#[tokio::test]
+async fn the_row_a_run_hands_back_is_the_row_the_store_holds() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = ledger_runtime(data.path(), HostConfig::default());
+    let probe_agent = rt
+        .load_file(
+            &agent("probe"),
+            policy("probe", "[limits]\nmemory = \"16MiB\"\n"),
+        )
+        .unwrap();
+    let tasks = [
+        probe("echo", &[("text", json!("ok"))]),
+        probe("alloc", &[("bytes", json!(64u64 << 20))]),
+    ];
+    for task in tasks {
+        let r = probe_agent.run(&task, &options(None)).await.unwrap();
+        let handed = r.row.expect("a ledgered run hands its row back");
+        let stored = rt.ledger().unwrap().store().task(r.task).unwrap();
+        assert_eq!(*handed, stored, "{task}");
+        assert!(
+            handed.ended_ms.is_some() && handed.status != "running",
+            "{handed:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn promotion_after_clean_runs_opens_a_tool_and_a_violation_closes_it() {
     let data = tempfile::tempdir().unwrap();

@@ -84,7 +84,7 @@ impl LoadedAgent {
         ledger: &Ledger,
         options: &RunOptions,
         place: &Place,
-    ) -> Result<(TrustRecord, u64), RunError> {
+    ) -> Result<(TrustRecord, TaskRecord), RunError> {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
         let store = ledger.store();
         let policy = self.prepared.policy();
@@ -138,19 +138,22 @@ impl LoadedAgent {
                 "parent": place.parent(),
                 "depth": place.depth(),
             }));
-        let id = match options.queued.filter(|_| place.parent().is_none()) {
+        // The row as stored is kept: its end is written over it (`finish`), which then knows
+        // the whole ended row without reading it back.
+        let row = match options.queued.filter(|_| place.parent().is_none()) {
             // A task the server queued keeps the id it was acknowledged with.
             Some(id) => {
+                let row = TaskRecord { id, ..row };
                 store
-                    .start_queued_task(&TaskRecord { id, ..row }, ledger.owner())
+                    .start_queued_task(&row, ledger.owner())
                     .map_err(|e| fail(e.into()))?;
                 ledger.record(started.task(id)).map_err(fail)?;
-                id
+                row
             }
             // The row and its first record in one group commit (`warden_ledger::ledger`).
             None => ledger.begin_task_async(row, started).await.map_err(fail)?,
         };
-        Ok((trust, id))
+        Ok((trust, row))
     }
 
     /// A task that could not start: record it as ended without running.
@@ -183,27 +186,33 @@ impl LoadedAgent {
                     trace: json!({"events": [], "dropped": 0}),
                     staging: "none".into(),
                     staging_path: None,
+                    ended_ms: now_ms(),
                     trust: Some(trust),
                 },
             )
             .await
+            .map(drop)
             .map_err(fail)
     }
 
     /// Close the task in the ledger: kill and staging records, the ladder's verdict, the end
     /// record (binding the trace by its hash), then the task row and trust record in one commit.
+    ///
+    /// Returns the task's row as it now stands in the store: `begun` (as [`LoadedAgent::begin`]
+    /// stored it) with its end.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn finish(
         &self,
         ledger: &Ledger,
-        id: u64,
+        begun: TaskRecord,
         outcome: &Outcome,
         trace: &crate::gate::Trace,
         trust: &mut TrustRecord,
         disposition: StagingDisposition,
         usage: Usage<'_>,
-    ) -> Result<(), RunError> {
+    ) -> Result<TaskRecord, RunError> {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
+        let id = begun.id;
         let policy = self.prepared.policy();
         let agent = policy.agent.name.as_str();
         let event = |kind: &str| AuditEvent::new(kind).task(id).agent(agent);
@@ -272,20 +281,25 @@ impl LoadedAgent {
                 "peak_memory": usage.memory,
                 "model": usage.model,
         })));
-        ledger
-            .end_task_async(
-                records,
-                TaskEnd {
-                    id,
-                    status: status.to_owned(),
-                    outcome: outcome_json,
-                    trace: trace_json,
-                    staging: disposition.as_str().to_owned(),
-                    staging_path,
-                    trust: Some(trust.clone()),
-                },
-            )
-            .await
-            .map_err(fail)
+        let end = TaskEnd {
+            id,
+            status: status.to_owned(),
+            outcome: outcome_json,
+            trace: trace_json,
+            staging: disposition.as_str().to_owned(),
+            staging_path,
+            ended_ms: now_ms(),
+            trust: Some(trust.clone()),
+        };
+        let end = ledger.end_task_async(records, end).await.map_err(fail)?;
+        Ok(TaskRecord {
+            status: end.status,
+            outcome: Some(end.outcome),
+            trace: Some(end.trace),
+            staging: end.staging,
+            staging_path: end.staging_path,
+            ended_ms: Some(end.ended_ms),
+            ..begun
+        })
     }
 }

@@ -46,6 +46,10 @@ pub struct RunReport {
     /// providers): calls, tokens, cached tokens, cost, the models.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<Spend>,
+    /// The task's row as the ledger stored it at its end (on a host with a ledger), for a
+    /// caller that hands it on without reading it back.
+    #[serde(skip)]
+    pub row: Option<Arc<crate::store::TaskRecord>>,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -166,13 +170,20 @@ impl LoadedAgent {
         let ledger = self.runtime.ledger.clone();
         let root = place.is_none();
         let place = place.unwrap_or_else(|| Place::root(self, options, started));
-        let (mut trust, id) = match &ledger {
-            Some(l) => self.begin(l, options, &place).await?,
+        let (mut trust, begun) = match &ledger {
+            Some(l) => {
+                let (trust, row) = self.begin(l, options, &place).await?;
+                (trust, Some(row))
+            }
             None => (
                 TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash),
-                self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1,
+                None,
             ),
         };
+        let id = begun.as_ref().map_or_else(
+            || self.runtime.tasks.fetch_add(1, Ordering::Relaxed) + 1,
+            |row| row.id,
+        );
         place.set_id(id);
         tracing::Span::current().record("task", id);
         if let Some(told) = options.on_begin.as_ref().filter(|_| root) {
@@ -268,23 +279,26 @@ impl LoadedAgent {
         }
         let elapsed = started.elapsed();
         let model = session.map(|s| s.spend());
-        if let Some(l) = &ledger {
-            self.finish(
-                l,
-                id,
-                &outcome,
-                &executed.trace,
-                &mut trust,
-                disposition,
-                Usage {
-                    elapsed,
-                    cpu: executed.cpu,
-                    memory: executed.memory,
-                    model: model.as_ref(),
-                    spared: place.spares(&outcome),
-                },
-            )
-            .await?;
+        let mut row = None;
+        if let (Some(l), Some(begun)) = (&ledger, begun) {
+            let ended = self
+                .finish(
+                    l,
+                    begun,
+                    &outcome,
+                    &executed.trace,
+                    &mut trust,
+                    disposition,
+                    Usage {
+                        elapsed,
+                        cpu: executed.cpu,
+                        memory: executed.memory,
+                        model: model.as_ref(),
+                        spared: place.spares(&outcome),
+                    },
+                )
+                .await?;
+            row = Some(Arc::new(ended));
         }
         let report = RunReport {
             task: id,
@@ -297,6 +311,7 @@ impl LoadedAgent {
             elapsed,
             cpu: executed.cpu,
             model,
+            row,
         };
         tracing::info!(
             target: "warden::run",

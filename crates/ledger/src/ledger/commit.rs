@@ -41,8 +41,17 @@ pub(super) enum Job {
     },
 }
 
-/// What a job came to: the new task's id for a start.
-type Done = Result<Option<u64>, Arc<LedgerError>>;
+/// What a written job hands back to its caller: the new task's id and its row as stored, or
+/// the end as written (so neither is cloned to be kept).
+pub(super) enum Written {
+    /// A task's start: its id, and its row (with that id).
+    Begun(TaskRecord),
+    /// A task's end.
+    Ended(TaskEnd),
+}
+
+/// What a job came to.
+type Done = Result<Written, Arc<LedgerError>>;
 
 /// The queue of jobs and the one commit under way, if any.
 #[derive(Default)]
@@ -62,7 +71,40 @@ struct Queue {
     abandoned: HashSet<u64>,
     next: u64,
     stats: CommitStats,
+    /// Tasks begun through the committer (their start queued or written) and not yet ended:
+    /// those not queued now are running and will bring an end soon.
+    open: u64,
 }
+
+impl Queue {
+    /// Queue `job` under a new ticket.
+    fn push(&mut self, job: Job) -> u64 {
+        let ticket = self.next;
+        self.next += 1;
+        match job {
+            Job::Begin { .. } => self.open += 1,
+            Job::End { .. } => self.open = self.open.saturating_sub(1),
+        }
+        self.waiting.push((ticket, job));
+        ticket
+    }
+
+    /// Tasks running now (begun, no job queued): each will queue its end before long.
+    fn running(&self) -> u64 {
+        let begins = self
+            .waiting
+            .iter()
+            .filter(|(_, job)| matches!(job, Job::Begin { .. }))
+            .count() as u64;
+        self.open.saturating_sub(begins)
+    }
+}
+
+/// How many times an async caller about to lead a small batch lets the other tasks of its
+/// thread run first, while tasks are running that will queue their ends: under load the batch
+/// it then writes is bigger, and one transaction and one append serve more tasks. A lone
+/// caller (nothing else running) never waits.
+const YIELDS_BEFORE_LEADING: u8 = 2;
 
 /// How many group commits a ledger has made and how many jobs (task starts and ends) they
 /// carried: `jobs / batches` is the mean batch size, 1 when callers come one at a time.
@@ -81,11 +123,9 @@ impl Committer {
     }
 
     /// Queue `job` and return once it is written, leading the batch if no one else is.
-    fn submit(&self, ledger: &Ledger, job: Job) -> Result<Option<u64>, LedgerError> {
+    fn submit(&self, ledger: &Ledger, job: Job) -> Result<Written, LedgerError> {
         let mut queue = self.lock();
-        let ticket = queue.next;
-        queue.next += 1;
-        queue.waiting.push((ticket, job));
+        let ticket = queue.push(job);
         loop {
             if let Some(done) = queue.finished.remove(&ticket) {
                 return done.map_err(|e| Arc::try_unwrap(e).unwrap_or_else(LedgerError::Shared));
@@ -122,35 +162,46 @@ impl Committer {
 impl Committer {
     /// [`Committer::submit`] for an async caller: it leads on its own thread as a sync caller
     /// does, but waits for another leader without blocking the thread.
-    async fn submit_async(&self, ledger: &Ledger, job: Job) -> Result<Option<u64>, LedgerError> {
-        let ticket = {
-            let mut queue = self.lock();
-            let ticket = queue.next;
-            queue.next += 1;
-            queue.waiting.push((ticket, job));
-            ticket
-        };
+    async fn submit_async(&self, ledger: &Ledger, job: Job) -> Result<Written, LedgerError> {
+        let ticket = self.lock().push(job);
         let mut follower = Follower {
             committer: self,
             ledger,
             ticket,
             done: false,
         };
-        let done = std::future::poll_fn(|cx| {
-            let mut queue = self.lock();
-            loop {
-                if let Some(done) = queue.finished.remove(&ticket) {
-                    queue.wakers.remove(&ticket);
-                    return Poll::Ready(done);
+        let mut yields = 0;
+        let done = loop {
+            let step = std::future::poll_fn(|cx| {
+                let mut queue = self.lock();
+                loop {
+                    if let Some(done) = queue.finished.remove(&ticket) {
+                        queue.wakers.remove(&ticket);
+                        return Poll::Ready(Some(done));
+                    }
+                    if queue.leading {
+                        queue.wakers.insert(ticket, cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                    if yields < YIELDS_BEFORE_LEADING
+                        && queue.running() as usize > queue.waiting.len()
+                    {
+                        return Poll::Ready(None);
+                    }
+                    queue = self.lead(ledger, queue);
                 }
-                if queue.leading {
-                    queue.wakers.insert(ticket, cx.waker().clone());
-                    return Poll::Pending;
+            })
+            .await;
+            match step {
+                Some(done) => break done,
+                None => {
+                    // Let the running tasks of this thread queue their ends first (behind them
+                    // in the run queue, not straight back as a task that woke itself would be).
+                    yields += 1;
+                    tokio::task::yield_now().await;
                 }
-                queue = self.lead(ledger, queue);
             }
-        })
-        .await;
+        };
         follower.done = true;
         done.map_err(|e| Arc::try_unwrap(e).unwrap_or_else(LedgerError::Shared))
     }
@@ -178,6 +229,7 @@ impl Drop for Follower<'_> {
         match queued {
             Some(at) if matches!(queue.waiting[at].1, Job::Begin { .. }) => {
                 queue.waiting.remove(at);
+                queue.open = queue.open.saturating_sub(1);
             }
             Some(_) => {
                 queue.abandoned.insert(self.ticket);
@@ -250,12 +302,15 @@ impl Ledger {
     ///
     /// [`LedgerError`] when the row or the record cannot be written: the task must not start.
     pub fn begin_task(&self, task: TaskRecord, started: AuditEvent) -> Result<u64, LedgerError> {
-        let id = self.committer.submit(self, Job::Begin { task, started })?;
-        id.ok_or(LedgerError::CommitPanicked)
+        match self.committer.submit(self, Job::Begin { task, started })? {
+            Written::Begun(row) => Ok(row.id),
+            Written::Ended(_) => Err(LedgerError::CommitPanicked),
+        }
     }
 
     /// [`Ledger::begin_task`] for an async caller: waits for a batch under way without
-    /// blocking its thread (it still writes on it when it leads).
+    /// blocking its thread (it still writes on it when it leads). Returns the task's row as
+    /// stored, its id set.
     ///
     /// # Errors
     ///
@@ -264,16 +319,19 @@ impl Ledger {
         &self,
         task: TaskRecord,
         started: AuditEvent,
-    ) -> Result<u64, LedgerError> {
-        let id = self
+    ) -> Result<TaskRecord, LedgerError> {
+        match self
             .committer
             .submit_async(self, Job::Begin { task, started })
-            .await?;
-        id.ok_or(LedgerError::CommitPanicked)
+            .await?
+        {
+            Written::Begun(row) => Ok(row),
+            Written::Ended(_) => Err(LedgerError::CommitPanicked),
+        }
     }
 
     /// [`Ledger::end_task`] for an async caller: waits for a batch under way without blocking
-    /// its thread (it still writes on it when it leads).
+    /// its thread (it still writes on it when it leads). Returns `end` as written.
     ///
     /// # Errors
     ///
@@ -282,11 +340,15 @@ impl Ledger {
         &self,
         records: Vec<AuditEvent>,
         end: TaskEnd,
-    ) -> Result<(), LedgerError> {
-        self.committer
+    ) -> Result<TaskEnd, LedgerError> {
+        match self
+            .committer
             .submit_async(self, Job::End { records, end })
-            .await?;
-        Ok(())
+            .await?
+        {
+            Written::Ended(end) => Ok(end),
+            Written::Begun(_) => Err(LedgerError::CommitPanicked),
+        }
     }
 
     /// Close a task: append `records` (its last one the `task-ended` record), then commit
@@ -321,15 +383,19 @@ impl Ledger {
         let mut ids = begun.as_ref().map_or(Vec::new(), Clone::clone).into_iter();
         let mut records = Vec::with_capacity(batch.len());
         let mut ends = Vec::new();
-        // The jobs still going, with the id of each started task (`None` for an end).
-        let mut going: Vec<(u64, Option<u64>)> = Vec::with_capacity(batch.len());
+        // The jobs still going: each started task's row (its id set), or `None` for an end.
+        let mut going: Vec<(u64, Option<TaskRecord>)> = Vec::with_capacity(batch.len());
         for (ticket, job) in batch {
             match job {
-                Job::Begin { mut started, .. } => match (&begun, ids.next()) {
+                Job::Begin {
+                    mut task,
+                    mut started,
+                } => match (&begun, ids.next()) {
                     (Ok(_), Some(id)) => {
                         started.task = Some(id);
                         records.push(started);
-                        going.push((ticket, Some(id)));
+                        task.id = id;
+                        going.push((ticket, Some(task)));
                     }
                     (Err(e), _) => out.push((ticket, Err(Arc::clone(e)))),
                     (Ok(_), None) => out.push((ticket, Err(Arc::new(LedgerError::CommitPanicked)))),
@@ -342,7 +408,7 @@ impl Ledger {
             }
         }
         let fail_all =
-            |out: &mut Vec<(u64, Done)>, going: &[(u64, Option<u64>)], e: LedgerError| {
+            |out: &mut Vec<(u64, Done)>, going: &[(u64, Option<TaskRecord>)], e: LedgerError| {
                 let e = Arc::new(e);
                 out.extend(going.iter().map(|(t, _)| (*t, Err(Arc::clone(&e)))));
             };
@@ -364,10 +430,18 @@ impl Ledger {
             fail_all(&mut out, &going, e);
             return out;
         }
-        for (ticket, id) in going {
-            out.push(match id {
-                Some(id) => (ticket, Ok(Some(id))),
-                None => (ticket, ended.clone().map(|()| None)),
+        let mut ends = ends.into_iter();
+        for (ticket, begun) in going {
+            out.push(match begun {
+                Some(row) => (ticket, Ok(Written::Begun(row))),
+                None => (
+                    ticket,
+                    match (&ended, ends.next()) {
+                        (Ok(()), Some(end)) => Ok(Written::Ended(end)),
+                        (Err(e), _) => Err(Arc::clone(e)),
+                        (Ok(()), None) => Err(Arc::new(LedgerError::CommitPanicked)),
+                    },
+                ),
             });
         }
         out

@@ -94,6 +94,7 @@ pub(super) fn run_task(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64
                 trace,
                 staging: "none".into(),
                 staging_path: None,
+                ended_ms: crate::store::now_ms(),
                 trust: Some(trust),
             },
         )

@@ -81,6 +81,7 @@ fn finished_task(ledger: &Ledger, status: &str) -> u64 {
             trace,
             staging: "none".into(),
             staging_path: None,
+            ended_ms: crate::store::now_ms(),
             trust: Some(TrustRecord::new("unsigned/hello", "h")),
         })
         .unwrap();

@@ -288,6 +288,9 @@ pub struct TaskEnd {
     pub staging: String,
     /// Staging path when proposed.
     pub staging_path: Option<String>,
+    /// When it ended (ms since the epoch): the row's `ended_ms`, as the caller stamped it, so
+    /// that it can hand on the ended row it knows without reading it back.
+    pub ended_ms: u64,
     /// The agent's trust record after this task (`None` for a task of the host's own, such as
     /// a cascade, which moves no agent's trust).
     pub trust: Option<TrustRecord>,

@@ -32,6 +32,7 @@ fn end(id: u64, status: &str) -> TaskEnd {
         trace: serde_json::json!({"events": [], "dropped": 0}),
         staging: "none".into(),
         staging_path: None,
+        ended_ms: crate::store::now_ms(),
         trust: Some(TrustRecord::new("unsigned/hello", "ab")),
     }
 }
@@ -91,6 +92,7 @@ fn tasks_trust_and_recovery_survive_reopening() {
             trace: serde_json::json!([]),
             staging: "proposed".into(),
             staging_path: Some("/x".into()),
+            ended_ms: crate::store::now_ms(),
             trust: Some(trust.clone()),
         })
         .unwrap();

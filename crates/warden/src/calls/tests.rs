@@ -155,6 +155,7 @@ fn report(outcome: Outcome) -> Result<RunReport, RunError> {
         elapsed: Duration::ZERO,
         cpu: Duration::ZERO,
         model: None,
+        row: None,
     })
 }
 

@@ -132,6 +132,7 @@ impl Runtime {
                 staging: disposition.as_str().into(),
                 staging_path: (disposition == StagingDisposition::Proposed)
                     .then(|| ledger.staging_root(id).display().to_string()),
+                ended_ms: crate::store::now_ms(),
                 // The host's own task: no agent's trust moves.
                 trust: None,
             })

@@ -67,15 +67,19 @@ impl ServerState {
         };
         let (agent, input, name) = (agent.clone(), input.to_string(), name.clone());
         let state = self.clone();
+        // The ended row as the run's ledger wrote it, handed on without reading it back.
+        let stored: Arc<Mutex<super::queue::Ended>> = Arc::default();
         tokio::spawn(async move {
             let _running = running;
             let started = Instant::now();
             let run = {
-                let (state, name) = (state.clone(), name.clone());
+                let (state, name, stored) = (state.clone(), name.clone(), stored.clone());
                 async move {
                     let ended = agent.run(&input, &options).await;
                     let end = match &ended {
                         Ok(report) => {
+                            *stored.lock().unwrap_or_else(PoisonError::into_inner) =
+                                report.row.clone();
                             // For an MCP caller that asked for the agent's log lines.
                             state.logs.keep(report.task, &report.output.logs);
                             RunEnd::Ended(&report.outcome)
@@ -101,7 +105,8 @@ impl ServerState {
                 .race_cancel(id, Box::pin(run), cancelled, Some(name), started)
                 .await;
             if let Some(id) = slot.id() {
-                let ended = state.ended_row(id);
+                // A run stopped before its end (cancelled) has its row read back.
+                let ended = take(&stored).or_else(|| state.ended_row(id));
                 state.queue.finish(id, ended, true);
             }
             drop(slot);

@@ -387,6 +387,7 @@ pub(crate) fn close_cancelled(
             trace: json!({"events": [], "dropped": 0}),
             staging: if discarded { "discarded" } else { "none" }.into(),
             staging_path: None,
+            ended_ms: crate::store::now_ms(),
             trust: None,
         })
         .map_err(|e| failed(&e))

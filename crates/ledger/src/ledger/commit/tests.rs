@@ -23,6 +23,7 @@ fn end(id: u64) -> TaskEnd {
         trace: json!({"events": [], "dropped": 0}),
         staging: "none".into(),
         staging_path: None,
+        ended_ms: crate::store::now_ms(),
         trust: None,
     }
 }
@@ -103,7 +104,8 @@ fn async_callers_share_batches_without_blocking_their_threads() {
                         let id = ledger
                             .begin_task_async(row(&agent), AuditEvent::new("task-started"))
                             .await
-                            .unwrap();
+                            .unwrap()
+                            .id;
                         tokio::task::yield_now().await;
                         ledger
                             .end_task_async(vec![ended(id, &agent)], end(id))
@@ -127,4 +129,56 @@ fn async_callers_share_batches_without_blocking_their_threads() {
     drop(ledger);
     let report = super::super::verify_dir(dir.path(), None).unwrap();
     assert_eq!(report.tasks, 640, "{report:?}");
+}
+
+#[test]
+fn a_caller_lets_running_tasks_queue_first_a_bounded_number_of_times_and_a_lone_one_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    let cx = &mut Context::from_waker(Waker::noop());
+    let begin = |agent: &str| {
+        ledger
+            .begin_task(row(agent), AuditEvent::new("task-started"))
+            .unwrap()
+    };
+    // A lone task: its start and its end are written on their first poll.
+    let mut start = pin!(ledger.begin_task_async(row("a"), AuditEvent::new("task-started")));
+    let std::task::Poll::Ready(Ok(started)) = start.as_mut().poll(cx) else {
+        panic!("a lone start waited");
+    };
+    let a = started.id;
+    assert_eq!(
+        started,
+        TaskRecord { id: a, ..row("a") },
+        "the row as stored"
+    );
+    assert_eq!(ledger.committer.lock().running(), 1);
+    let mut close = pin!(ledger.end_task_async(vec![ended(a, "a")], end(a)));
+    assert!(close.as_mut().poll(cx).is_ready(), "a lone end waited");
+    assert_eq!(ledger.committer.lock().running(), 0);
+
+    // Two more tasks running beside the one ending: its end lets them go first, twice at
+    // most, then leads.
+    let (b, c, d) = (begin("b"), begin("c"), begin("d"));
+    assert_eq!(ledger.committer.lock().running(), 3);
+    let mut close = pin!(ledger.end_task_async(vec![ended(b, "b")], end(b)));
+    assert!(close.as_mut().poll(cx).is_pending());
+    assert!(close.as_mut().poll(cx).is_pending());
+    assert_eq!(
+        ledger.committer.lock().waiting.len(),
+        1,
+        "still queued, not dropped"
+    );
+    let std::task::Poll::Ready(Ok(written)) = close.as_mut().poll(cx) else {
+        panic!("not written after two yields");
+    };
+    assert_eq!(written.id, b, "the end as written");
+    // With as many jobs queued as tasks running, nobody is expected: it leads at once.
+    assert_eq!(ledger.committer.lock().running(), 2);
+    ledger.end_task(vec![ended(c, "c")], end(c)).unwrap();
+    let mut close = pin!(ledger.end_task_async(vec![ended(d, "d")], end(d)));
+    assert!(close.as_mut().poll(cx).is_ready());
+    assert_eq!(ledger.committer.lock().running(), 0);
+    let done = ledger.store().tasks(10).unwrap();
+    assert!(done.iter().all(|t| t.status == "completed"), "{done:?}");
 }

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::super::{StoreError, TaskEnd, TaskRecord, TrustRecord, now_ms};
+use super::super::{StoreError, TaskEnd, TaskRecord, TrustRecord};
 
 /// Insert `tasks` as `running` rows of process `owner`, vouching for the log up to `head`, in
 /// one transaction; their ids, in order.
@@ -47,7 +47,6 @@ pub(super) fn end(
     ends: &[TaskEnd],
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> Result<(), StoreError> {
-    let ended_ms = now_ms();
     in_transaction(conn, |tx| {
         let mut update = tx.prepare_cached(
             "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1",
@@ -60,7 +59,7 @@ pub(super) fn end(
                 end.trace.to_string(),
                 end.staging,
                 end.staging_path,
-                ended_ms,
+                end.ended_ms,
                 seq,
                 hash
             ])?;
