@@ -49,7 +49,8 @@ pub use host::{AllowedHost, HostError, HostPattern};
 pub use host_config::server::ServerSettings;
 pub use host_config::{
     CascadeSettings, DEFAULT_CONSTITUTION, DEFAULT_HORIZON, DevIdentity, GateLimits, HostConfig,
-    HostTool, Issuer, KeySource, ModelProvider, Price, SecretRule, SecretSource, TreeLimits,
+    HostTool, Issuer, KeySource, MCP_CLIENT_PROVIDER, ModelProvider, Price, ProviderKind,
+    SecretRule, SecretSource, TreeLimits,
 };
 pub use host_config::{DEFAULT_SPAN_QUEUE, LogFormat, OtlpEndpoint, TelemetrySettings};
 pub use limits::Limits;
