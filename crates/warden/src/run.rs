@@ -92,6 +92,10 @@ pub struct RunOptions {
     /// The `queued` task row the run starts from (a server's durable queue): the root task
     /// keeps that id instead of getting a new row. `None` by default.
     pub queued: Option<u64>,
+    /// The MCP client that called the tool this run serves (its `provider = "mcp-client"`
+    /// models ask it). Only the root task of a run has it, never the tasks it calls. `None`
+    /// by default (the CLI, the HTTP API, A2A).
+    pub client: Option<crate::mcp::client::ClientHandle>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -101,6 +105,7 @@ impl std::fmt::Debug for RunOptions {
             .field("user", &self.user)
             .field("on_begin", &self.on_begin.as_ref().map(|_| "Fn(u64)"))
             .field("queued", &self.queued)
+            .field("client", &self.client)
             .finish()
     }
 }
