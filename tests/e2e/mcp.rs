@@ -9,7 +9,8 @@
 //! error — and calls `hello` again on the same connection: the server keeps serving.
 //! `mcp/tasks.rs`: a call given up by the client stops its task at once (both eras), and the
 //! tasks extension (SEP-2663) in plain JSON-RPC: handle, poll, result, cancel, another user's
-//! task invisible.
+//! task invisible. `mcp/sampling.rs`: an agent whose model is the calling client (sampling),
+//! and a client without `sampling` refused (-32021) before anything runs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,6 +22,8 @@ use warden_tests::{agent, root, warden_bin};
 mod fixtures;
 #[path = "mcp/http.rs"]
 mod http;
+#[path = "mcp/sampling.rs"]
+mod sampling;
 #[path = "mcp/stdio.rs"]
 mod stdio;
 #[path = "mcp/tasks.rs"]
