@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod content;
+pub mod elicit;
 pub mod http;
 pub mod logging;
 pub mod result;

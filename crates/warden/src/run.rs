@@ -202,6 +202,13 @@ impl LoadedAgent {
             memory: self
                 .memory_access(id, options, ledger.clone())
                 .map(|m| m as Arc<dyn crate::capabilities::memory::MemoryAccess>),
+            human: Some(Arc::new(crate::mcp::elicit::RunPerson::new(
+                options.client.clone(),
+                ledger.clone(),
+                id,
+                &self.prepared.policy().agent.name,
+                options.user.as_ref().map_or("-", |u| u.subject.as_str()),
+            ))),
         };
         let executed = self.prepared.execute(task, execution).await;
         // The task's model spend is charged up its tree now, so its caller sees it.

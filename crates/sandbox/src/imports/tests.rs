@@ -137,6 +137,8 @@ fn classify_table() {
         ("warden:agent/agents@0.2.0", ImportClass::Capability(Agents)),
         ("warden:agent/memory@0.2.0", ImportClass::Capability(Memory)),
         ("warden:agent/model@0.2.0", ImportClass::Capability(Model)),
+        ("warden:agent/human@0.2.1", ImportClass::Capability(Human)),
+        ("warden:agent/model@0.2.1", ImportClass::Capability(Model)),
         ("acme:evil/backdoor@1.0.0", ImportClass::Unknown),
         ("wasi:io/streams", ImportClass::Unknown),
         ("streams", ImportClass::Unknown),

@@ -24,13 +24,15 @@ use warden_orchestra::model::{
 /// The calling client of one `tools/call`.
 #[derive(Clone)]
 pub struct ClientHandle {
-    peer: Peer<RoleServer>,
+    pub(super) peer: Peer<RoleServer>,
     /// The `tools/call` this run serves (requests to the client ride its stream).
-    request: RequestId,
+    pub(super) request: RequestId,
     /// Whether the call came on MCP 2026-07-28 or later (no request on the stream).
-    stateless: bool,
+    pub(super) stateless: bool,
     /// Whether the client declared `sampling`.
     sampling: bool,
+    /// Whether the client declared `elicitation`.
+    pub(super) elicitation: bool,
 }
 
 impl std::fmt::Debug for ClientHandle {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for ClientHandle {
             .field("request", &self.request)
             .field("stateless", &self.stateless)
             .field("sampling", &self.sampling)
+            .field("elicitation", &self.elicitation)
             .finish_non_exhaustive()
     }
 }
@@ -52,6 +55,7 @@ impl ClientHandle {
             request: context.id.clone(),
             stateless: is_stateless(context),
             sampling: capabilities.sampling.is_some(),
+            elicitation: capabilities.elicitation.is_some(),
         }
     }
 }
@@ -97,7 +101,6 @@ fn params_of(request: ClientSampling) -> CreateMessageRequestParams {
 }
 
 /// The text of a client's answer.
-
 fn answer_of(result: rmcp::model::CreateMessageResult) -> Result<ClientAnswer, ClientModelError> {
     let mut text = String::new();
     for block in result.message.content.into_vec() {
