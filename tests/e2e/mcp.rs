@@ -10,7 +10,8 @@
 //! `mcp/tasks.rs`: a call given up by the client stops its task at once (both eras), and the
 //! tasks extension (SEP-2663) in plain JSON-RPC: handle, poll, result, cancel, another user's
 //! task invisible. `mcp/sampling.rs`: an agent whose model is the calling client (sampling),
-//! and a client without `sampling` refused (-32021) before anything runs.
+//! and a client without `sampling` refused (-32021) before anything runs. `mcp/elicit.rs`: an
+//! agent asking the client's person (elicitation) accepted, declined, cancelled, unavailable.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,6 +19,8 @@ use std::process::Command;
 use serde_json::Value;
 use warden_tests::{agent, root, warden_bin};
 
+#[path = "mcp/elicit.rs"]
+mod elicit;
 #[path = "mcp/fixtures.rs"]
 mod fixtures;
 #[path = "mcp/http.rs"]

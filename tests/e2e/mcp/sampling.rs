@@ -16,8 +16,9 @@ use super::{client, warden};
 
 const FIXTURES: [&str; 2] = ["test_sampling", "test_missing_capability"];
 
-/// An agents folder with the sampling fixtures, the `caller` model and a `dev` role granting it.
-fn host() -> (tempfile::TempDir, tempfile::TempDir) {
+/// An agents folder with the conformance fixtures `fixtures`, the `caller` model and a `dev`
+/// role granting it.
+pub(super) fn host(fixtures: &[&str]) -> (tempfile::TempDir, tempfile::TempDir) {
     let built = warden_tests::cargo()
         .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
         .args(["-p", "conformance-agents", "--examples"])
@@ -26,7 +27,7 @@ fn host() -> (tempfile::TempDir, tempfile::TempDir) {
     assert!(built.success(), "the fixture agents build");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for name in FIXTURES {
+    for name in fixtures {
         std::fs::copy(
             root().join(format!("target/wasm32-wasip2/release/examples/{name}.wasm")),
             d.join(format!("{name}.wasm")),
@@ -55,7 +56,7 @@ fn host() -> (tempfile::TempDir, tempfile::TempDir) {
     (dir, tempfile::tempdir().unwrap())
 }
 
-fn warden_args(dir: &Path, data: &Path, args: &[&str]) -> Vec<String> {
+pub(super) fn warden_args(dir: &Path, data: &Path, args: &[&str]) -> Vec<String> {
     let mut all = vec![
         "--config".to_string(),
         dir.join("warden.toml").display().to_string(),
@@ -72,7 +73,7 @@ fn warden_args(dir: &Path, data: &Path, args: &[&str]) -> Vec<String> {
 }
 
 /// The audit records of `data`.
-fn audit(data: &Path) -> Vec<Value> {
+pub(super) fn audit(data: &Path) -> Vec<Value> {
     std::fs::read_to_string(data.join("audit.log"))
         .unwrap_or_default()
         .lines()
@@ -80,10 +81,15 @@ fn audit(data: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// The sampling client's report against `warden serve` on a fresh host, for each `runs` entry
-/// (`[mode, extra args...]`), and the host's audit records.
-fn over_http(runs: &[&[&str]]) -> (Vec<Value>, Vec<Value>) {
-    let (dir, data) = host();
+/// The client's reports (`what`: `sampling` or `elicit`) against `warden serve` on a fresh host
+/// of `fixtures`, one for each `runs` entry (`[mode, extra args...]`), and the host's audit
+/// records.
+pub(super) fn over_http(
+    what: &str,
+    fixtures: &[&str],
+    runs: &[&[&str]],
+) -> (Vec<Value>, Vec<Value>) {
+    let (dir, data) = host(fixtures);
     let mut command = Command::new(warden());
     command
         .env_remove("WARDEN_CONFIG")
@@ -99,7 +105,7 @@ fn over_http(runs: &[&[&str]]) -> (Vec<Value>, Vec<Value>) {
     let reports = runs
         .iter()
         .map(|run| {
-            let mut args = vec!["sampling".to_string(), "--mode".into(), run[0].into()];
+            let mut args = vec![what.to_string(), "--mode".into(), run[0].into()];
             args.extend(run[1..].iter().map(|a| a.to_string()));
             args.extend(["--url".into(), url.clone(), "--token".into(), token.clone()]);
             client(&args)
@@ -151,12 +157,16 @@ fn check_refused(report: &Value) {
 
 #[test]
 fn over_http_the_client_is_the_agents_model_and_a_client_without_sampling_is_refused() {
-    let (reports, audit) = over_http(&[
-        &["legacy"],
-        &["legacy", "--no-sampling"],
-        &["auto", "--no-sampling"],
-        &["auto"],
-    ]);
+    let (reports, audit) = over_http(
+        "sampling",
+        &FIXTURES,
+        &[
+            &["legacy"],
+            &["legacy", "--no-sampling"],
+            &["auto", "--no-sampling"],
+            &["auto"],
+        ],
+    );
     check_answered(&reports[0]);
     check_refused(&reports[1]);
     assert_eq!(reports[2]["protocol"], "2026-07-28", "{}", reports[2]);
@@ -204,7 +214,7 @@ fn over_http_the_client_is_the_agents_model_and_a_client_without_sampling_is_ref
 
 #[test]
 fn over_stdio_the_client_is_the_agents_model() {
-    let (dir, data) = host();
+    let (dir, data) = host(&FIXTURES);
     let workspace = tempfile::tempdir().unwrap();
     let mut args = vec![
         "sampling".to_string(),
