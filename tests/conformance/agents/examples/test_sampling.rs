@@ -21,7 +21,7 @@ impl Agent for Fixture {
         let reply = Chat::new(kit::CALLER_MODEL, 100)
             .user(&prompt)
             .send()
-            .map_err(|e| AgentError::failed(&format!("sampling failed: {e:?}")))?;
+            .map_err(|e| AgentError::failed(format!("sampling failed: {e:?}")))?;
         Ok(kit::content(&[kit::text(&format!(
             "LLM response: {}",
             reply.text
