@@ -125,3 +125,38 @@ fn a_strict_policy_without_the_grant_refuses_it_and_the_cli_has_no_one_to_ask() 
         "{err}"
     );
 }
+
+#[test]
+fn over_stdio_the_agent_asks_the_clients_person() {
+    let (dir, data) = host(&["test_elicitation"]);
+    let workspace = tempfile::tempdir().unwrap();
+    let ask = |answer: &str| {
+        let mut args = vec![
+            "elicit".to_string(),
+            "--mode".into(),
+            "legacy".into(),
+            "--answer".into(),
+            answer.into(),
+            "--".into(),
+            warden(),
+        ];
+        args.extend(warden_args(
+            dir.path(),
+            data.path(),
+            &[
+                "mcp",
+                "--workspace",
+                &workspace.path().display().to_string(),
+            ],
+        ));
+        super::client(&args)
+    };
+    let accepted = ask("accept");
+    assert_eq!(accepted["protocol"], "2025-11-25", "{accepted}");
+    assert_eq!(
+        accepted["call"]["text"],
+        r#"User response: <action: accept, content: {"email":"ada@example.com","username":"ada"}>"#
+    );
+    let declined = ask("decline");
+    assert_eq!(declined["call"]["text"], "User response: <action: decline>");
+}
