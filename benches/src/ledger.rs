@@ -115,6 +115,7 @@ async fn staging_figures(base: &Runtime, with: &Runtime, quick: bool) -> anyhow:
                 user: None,
                 on_begin: None,
                 queued: None,
+                client: None,
             };
             let task = r#"{"op":"write","path":"/out/d7/new.txt","text":"one file"}"#;
             for _ in 0..20 {

@@ -55,6 +55,7 @@ fn scope() -> SessionScope {
         tokens: u64::MAX,
         micro_usd: u64::MAX,
         observer: None,
+        client: None,
     }
 }
 

@@ -40,6 +40,7 @@
 
 pub mod agents;
 pub mod http;
+pub mod human;
 pub mod log;
 pub mod memory;
 pub mod model;

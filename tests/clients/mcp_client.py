@@ -15,6 +15,14 @@ asserts on it.
         the tasks extension (SEP-2663) in plain JSON-RPC (the SDK has no tasks client): a task
         handle for `hello`, polled to its result; a spinning `probe` cancelled with tasks/cancel;
         another user's task and removed methods refused.
+    mcp_client.py sampling --mode legacy|auto [--no-sampling] (--url URL --token TOKEN | -- warden ARGS...)
+        call `test_sampling` (an agent whose model is the calling client's) with a sampling
+        callback that answers and records what it was asked, then `test_missing_capability`;
+        with --no-sampling the client declares no `sampling` and each call's error is reported.
+    mcp_client.py elicit --mode legacy|auto [--answer accept|decline|cancel|none] (--url URL --token TOKEN | -- warden ARGS...)
+        call `test_elicitation` (an agent that asks the person) with an elicitation callback that
+        answers as told and records what it was asked (`none`: the client declares no
+        `elicitation`).
 """
 
 import argparse
@@ -84,6 +92,88 @@ async def session(args):
         except Exception as e:  # the SDK raises an McpError for a JSON-RPC error
             report["unknown"] = f"error: {e}"
     print(json.dumps(report))
+
+
+async def sampling(args):
+    """The agent's model is this client: answer its sampling requests, record them."""
+    from mcp import types
+
+    if args.url:
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {args.token}"})
+        server = streamable_http_client(args.url, http_client=http)
+    else:
+        server = StdioServerParameters(command=args.command[0], args=args.command[1:])
+    asked = []
+
+    async def on_sampling(context, params):
+        turns = []
+        for m in params.messages:
+            for block in m.content_as_list:
+                turns.append({"role": m.role, "text": getattr(block, "text", None)})
+        asked.append(
+            {"system": params.system_prompt, "turns": turns, "max_tokens": params.max_tokens}
+        )
+        last = turns[-1]["text"] if turns else ""
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=f"the client's answer to: {last}"),
+            model="client-test-model",
+            stop_reason="endTurn",
+        )
+
+    callback = None if args.no_sampling else on_sampling
+    report = {"calls": {}}
+    async with Client(
+        server, mode=args.mode, read_timeout_seconds=60, sampling_callback=callback
+    ) as client:
+        report["protocol"] = client.protocol_version
+        for tool in ("test_sampling", "test_missing_capability"):
+            try:
+                r = await client.call_tool(tool, {"prompt": "What is 2 + 2?"})
+                report["calls"][tool] = result_json(r)
+            except Exception as e:
+                error = getattr(e, "error", None)
+                report["calls"][tool] = {
+                    "error": str(e),
+                    "code": getattr(error, "code", None),
+                    "data": getattr(error, "data", None),
+                }
+    report["asked"] = asked
+    print(json.dumps(report, default=str))
+
+
+async def elicit(args):
+    """The agent asks this client's person: answer as told, record the questions."""
+    from mcp import types
+
+    if args.url:
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {args.token}"})
+        server = streamable_http_client(args.url, http_client=http)
+    else:
+        server = StdioServerParameters(command=args.command[0], args=args.command[1:])
+    asked = []
+
+    async def on_elicit(context, params):
+        asked.append(json.loads(params.model_dump_json(by_alias=True, exclude_none=True)))
+        if args.answer == "accept":
+            return types.ElicitResult(
+                action="accept", content={"username": "ada", "email": "ada@example.com"}
+            )
+        return types.ElicitResult(action=args.answer)
+
+    callback = None if args.answer == "none" else on_elicit
+    report = {}
+    async with Client(
+        server, mode=args.mode, read_timeout_seconds=60, elicitation_callback=callback
+    ) as client:
+        report["protocol"] = client.protocol_version
+        try:
+            r = await client.call_tool("test_elicitation", {"message": "Who are you?"})
+            report["call"] = result_json(r)
+        except Exception as e:
+            report["call"] = {"error": str(e)}
+    report["asked"] = asked
+    print(json.dumps(report, default=str))
 
 
 async def watch(args):
@@ -314,7 +404,7 @@ def legacy_tasks(http, args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["session", "raw", "watch", "cancel", "tasks"])
+    p.add_argument("what", choices=["session", "raw", "watch", "cancel", "tasks", "sampling", "elicit"])
     p.add_argument("--other-token")
     p.add_argument("--wrong-audience")
     p.add_argument("--add-from")
@@ -322,6 +412,8 @@ def main():
     p.add_argument("--mode", default="auto")
     p.add_argument("--url")
     p.add_argument("--token")
+    p.add_argument("--no-sampling", action="store_true")
+    p.add_argument("--answer", default="accept")
     argv = sys.argv[1:]
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -332,6 +424,10 @@ def main():
         tasks(args)
     elif args.what == "cancel":
         anyio.run(cancel, args)
+    elif args.what == "elicit":
+        anyio.run(elicit, args)
+    elif args.what == "sampling":
+        anyio.run(sampling, args)
     elif args.what == "watch":
         anyio.run(watch, args)
     else:

@@ -148,7 +148,7 @@ fn inspect_lists_imports_against_a_policy() {
         policy.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("warden:agent/tools@0.2.0"), "{out}");
+    assert!(out.contains("warden:agent/tools@0.2.1"), "{out}");
     assert!(
         out.lines()
             .any(|l| l.contains("wasi:filesystem/types") && l.contains("kills on first call")),

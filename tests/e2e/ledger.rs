@@ -29,6 +29,7 @@ fn options(ws: Option<&Path>) -> RunOptions {
         user: None,
         on_begin: None,
         queued: None,
+        client: None,
     }
 }
 

@@ -275,6 +275,7 @@ async fn run_measured(
         user: None,
         on_begin: None,
         queued: None,
+        client: None,
     };
     let before = measured_cpu();
     let r = agent.run(task, &options).await.unwrap();

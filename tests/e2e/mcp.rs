@@ -12,6 +12,9 @@
 //! task invisible. `mcp/transport.rs`: the streams under `warden mcp` (pipes and socketpairs on
 //! tokio's reactor, the fallback to blocking streams, an oversized line dropped).
 //! `mcp/approvals.rs`: an irreversible action held for approval is named in the call's result.
+//! `mcp/sampling.rs`: an agent whose model is the calling client (sampling), and a client
+//! without `sampling` refused (-32021) before anything runs. `mcp/elicit.rs`: an agent asking
+//! the client's person (elicitation) accepted, declined, cancelled, unavailable.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,10 +24,14 @@ use warden_tests::{agent, root, warden_bin};
 
 #[path = "mcp/approvals.rs"]
 mod approvals;
+#[path = "mcp/elicit.rs"]
+mod elicit;
 #[path = "mcp/fixtures.rs"]
 mod fixtures;
 #[path = "mcp/http.rs"]
 mod http;
+#[path = "mcp/sampling.rs"]
+mod sampling;
 #[path = "mcp/stdio.rs"]
 mod stdio;
 #[path = "mcp/tasks.rs"]

@@ -94,6 +94,7 @@ impl Host {
             user,
             on_begin: None,
             queued: None,
+            client: None,
         };
         loaded.run(task, &options).await.unwrap()
     }
@@ -445,6 +446,7 @@ async fn layer_two_of_the_prompt_is_the_memory_the_user_may_read() {
         user: alice,
         on_begin: None,
         queued: None,
+        client: None,
     };
     for _ in 0..2 {
         completed(&loaded.run(&ask, &options).await.unwrap());

@@ -250,6 +250,7 @@ async fn run_attack(attack: Attack, port: u16) -> (Attack, Vec<String>, Option<S
                         user: None,
                         on_begin: None,
                         queued: None,
+                        client: None,
                     };
                     match loaded.run(&task, &options).await {
                         Ok(report) => (

@@ -54,6 +54,7 @@ async fn run_as(user: Option<Arc<User>>, task: &str, ws: &std::path::Path) -> wa
         user,
         on_begin: None,
         queued: None,
+        client: None,
     };
     agent.run(task, &options).await.unwrap()
 }
@@ -114,6 +115,7 @@ async fn hosts_are_intersected_too() {
         user: Some(user(&["docs-writer"])),
         on_begin: None,
         queued: None,
+        client: None,
     };
     let r = agent
         .run(
@@ -135,6 +137,7 @@ async fn limits_are_the_smaller_of_the_two() {
         user: Some(user(&["docs-writer"])),
         on_begin: None,
         queued: None,
+        client: None,
     };
     let r = agent.run(&probe("spin", &[]), &options).await.unwrap();
     killed(&r, KillReason::CpuLimit);

@@ -153,6 +153,7 @@ pub async fn run(
         user: None,
         on_begin: None,
         queued: None,
+        client: None,
     };
     agent
         .run(task, &options)

@@ -64,6 +64,7 @@ mod values;
 
 pub use cascade::{CascadeSettings, GateLimits};
 pub use models::{DEFAULT_CONSTITUTION, KeySource, ModelProvider, Price};
+pub use models::{MCP_CLIENT_PROVIDER, ProviderKind};
 pub use orchestra::{DEFAULT_HORIZON, TreeLimits};
 pub use telemetry::{DEFAULT_SPAN_QUEUE, LogFormat, OtlpEndpoint, TelemetrySettings};
 

@@ -17,6 +17,7 @@ mod dns;
 mod fs;
 mod host;
 mod host_config;
+mod human;
 pub mod keys;
 mod limits;
 mod model;
@@ -49,9 +50,11 @@ pub use host::{AllowedHost, HostError, HostPattern};
 pub use host_config::server::ServerSettings;
 pub use host_config::{
     CascadeSettings, DEFAULT_CONSTITUTION, DEFAULT_HORIZON, DevIdentity, GateLimits, HostConfig,
-    HostTool, Issuer, KeySource, ModelProvider, Price, SecretRule, SecretSource, TreeLimits,
+    HostTool, Issuer, KeySource, MCP_CLIENT_PROVIDER, ModelProvider, Price, ProviderKind,
+    SecretRule, SecretSource, TreeLimits,
 };
 pub use host_config::{DEFAULT_SPAN_QUEUE, LogFormat, OtlpEndpoint, TelemetrySettings};
+pub use human::HumanGrant;
 pub use limits::Limits;
 pub use model::ModelGrant;
 pub use net::NetGrant;
@@ -94,6 +97,8 @@ pub struct Policy {
     pub clocks: ClockGrant,
     /// `[random]`: randomness available.
     pub random: RandomGrant,
+    /// `[human]`: whether the agent may ask the person it works for.
+    pub human: HumanGrant,
     /// `[trust]`: how the agent earns autonomy and what each level may do.
     pub trust: TrustPolicy,
     /// Label of the file the policy came from (used in messages).
@@ -152,6 +157,7 @@ impl Policy {
             memory: MemoryGrant::from_raw(&source, raw.memory)?,
             clocks: ClockGrant::from_raw(raw.clocks),
             random: RandomGrant::from_raw(raw.random),
+            human: HumanGrant::from_raw(raw.human),
             source: file_label.to_owned(),
         };
         tracing::debug!(file = file_label, agent = %policy.agent.name, "policy loaded");
@@ -188,6 +194,7 @@ impl Policy {
             memory: MemoryGrant::default(),
             clocks: ClockGrant::default(),
             random: RandomGrant::default(),
+            human: HumanGrant::default(),
             trust: TrustPolicy::default(),
             source: "<deny-all>".to_owned(),
         }

@@ -27,6 +27,7 @@ pub(crate) struct RawPolicy {
     pub(crate) memory: Option<Table<crate::agents::RawMemory>>,
     pub(crate) clocks: Option<Table<RawClocks>>,
     pub(crate) random: Option<Table<RawRandom>>,
+    pub(crate) human: Option<Table<RawHuman>>,
     pub(crate) trust: Option<Table<RawTrust>>,
 }
 
@@ -146,6 +147,17 @@ pub(crate) struct RawRandom {
 
 impl Section for RawRandom {
     const EXPECTING: &'static str = "the [random] table (key `secure`)";
+}
+
+/// `[human]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHuman {
+    pub(crate) ask: Option<bool>,
+}
+
+impl Section for RawHuman {
+    const EXPECTING: &'static str = "the [human] table (key `ask`)";
 }
 
 /// `[trust]`

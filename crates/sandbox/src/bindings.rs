@@ -7,6 +7,7 @@ wasmtime::component::bindgen!({
         "warden:agent/tools.call": async | trappable,
         "warden:agent/model.chat": async | trappable,
         "warden:agent/agents.call": async | trappable,
+        "warden:agent/human.ask": async | trappable,
         default: trappable,
     },
     exports: { default: async },

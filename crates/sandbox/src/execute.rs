@@ -48,6 +48,8 @@ pub struct Execution<'a> {
     pub agents: Option<Arc<dyn crate::capabilities::agents::AgentCalls>>,
     /// The task's view of the curated memory (`None`: reads find nothing, writes are refused).
     pub memory: Option<Arc<dyn crate::capabilities::memory::MemoryAccess>>,
+    /// Whom the agent's questions go to (`None`: `ask` answers `unavailable`).
+    pub human: Option<Arc<dyn crate::capabilities::human::HumanChannel>>,
 }
 
 impl std::fmt::Debug for Execution<'_> {
@@ -92,6 +94,7 @@ impl PreparedAgent {
         store.data_mut().model = run.model.clone();
         store.data_mut().agents = run.agents.clone();
         store.data_mut().memory = run.memory.clone();
+        store.data_mut().human = run.human.clone();
         // The effective wall limit (policy ∩ user ∩ host), as the instance's meter holds it.
         let wall = store
             .data()
@@ -321,6 +324,7 @@ impl PreparedAgent {
             model: None,
             agents: None,
             memory: None,
+            human: None,
         };
         let mut store = Store::new(sandbox.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

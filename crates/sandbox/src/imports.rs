@@ -46,6 +46,8 @@ pub enum Capability {
     MonotonicClock,
     /// `wasi:random/random`, granted by `[random] secure`.
     SecureRandom,
+    /// `warden:agent/human`, granted by `[human] ask`.
+    Human,
     /// `wasi:sockets/*`: raw sockets are never granted by this version; use `[net]` (HTTP).
     Sockets,
 }
@@ -63,6 +65,7 @@ impl Capability {
             Capability::WallClock => "clocks.wall",
             Capability::MonotonicClock => "clocks.monotonic",
             Capability::SecureRandom => "random.secure",
+            Capability::Human => "human.ask",
             Capability::Sockets => "raw sockets cannot be granted; use net.allow for HTTP",
         }
     }
@@ -79,6 +82,7 @@ impl Capability {
             Capability::WallClock => policy.clocks.wall,
             Capability::MonotonicClock => policy.clocks.monotonic,
             Capability::SecureRandom => policy.random.secure,
+            Capability::Human => policy.human.ask,
             Capability::Sockets => false,
         }
     }
@@ -139,6 +143,7 @@ pub fn classify(name: &str) -> ImportClass {
         ("warden:agent", "model") => Cap(Model),
         ("warden:agent", "agents") => Cap(Agents),
         ("warden:agent", "memory") => Cap(Memory),
+        ("warden:agent", "human") => Cap(Human),
         _ => Unknown,
     }
 }

@@ -46,6 +46,8 @@ pub struct InstanceState {
     pub(crate) agents: Option<Arc<dyn crate::capabilities::agents::AgentCalls>>,
     /// The task's view of the curated memory (none: reads find nothing, writes get an error).
     pub(crate) memory: Option<Arc<dyn crate::capabilities::memory::MemoryAccess>>,
+    /// Whom the agent's questions go to (none: no one can be asked).
+    pub(crate) human: Option<Arc<dyn crate::capabilities::human::HumanChannel>>,
 }
 
 impl WasiView for InstanceState {

@@ -14,7 +14,7 @@ use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi_http::WasiHttp;
 use wasmtime_wasi_io::bindings::wasi::io;
 
-use crate::bindings::warden::agent::{agents, log, memory, model, tools, types};
+use crate::bindings::warden::agent::{agents, human, log, memory, model, tools, types};
 use crate::capabilities::fs::GatedFs;
 use crate::capabilities::random::GatedRandom;
 use crate::gate::{KillReason, Violation};
@@ -93,6 +93,9 @@ pub fn build(
     }
     if Capability::Memory.granted_by(policy) {
         memory::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
+    }
+    if Capability::Human.granted_by(policy) {
+        human::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;
     }
     if Capability::Model.granted_by(policy) {
         model::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut l, |s| s)?;

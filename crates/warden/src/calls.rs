@@ -428,6 +428,7 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
         user: Some(Arc::new(user)),
         on_begin: None,
         queued: None,
+        client: None,
     };
     let report = agent.run_in(&input, &options, Some(place)).await;
     result_of(&name, report)

@@ -17,7 +17,9 @@
 //! handle for each call instead of waiting, and follows it with `tasks/get` and `tasks/cancel`
 //! ([`tasks`]): a run outlives the request, and the client may come back later.
 
+pub mod client;
 pub mod content;
+pub mod elicit;
 pub mod http;
 pub mod logging;
 pub mod result;
@@ -208,10 +210,15 @@ impl ServerHandler for AgentTools {
                 None,
             ));
         };
+        // A tool that needs what the client did not declare is refused before anything runs.
+        if let Some(required) = client::required_capabilities(&context, entry.client_model) {
+            return Err(ErrorData::missing_required_client_capability(required));
+        }
         let input = tools::task_input(&entry.input_schema, request.arguments);
         let submission = Submission {
             work: Work::Agent { name, input },
             workspace: self.workspace.clone(),
+            client: Some(client::ClientHandle::of(&context)),
         };
         let id = match self.state.run_now(&caller, submission).await {
             Ok(id) => id,

@@ -73,6 +73,10 @@ impl LoadedAgent {
             tokens,
             micro_usd,
             observer,
+            client: options
+                .client
+                .clone()
+                .map(|c| Arc::new(c) as Arc<dyn warden_orchestra::model::CallerModel>),
         };
         Some(Arc::new(TreeModels::new(
             models.clone(),

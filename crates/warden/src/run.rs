@@ -96,6 +96,10 @@ pub struct RunOptions {
     /// The `queued` task row the run starts from (a server's durable queue): the root task
     /// keeps that id instead of getting a new row. `None` by default.
     pub queued: Option<u64>,
+    /// The MCP client that called the tool this run serves (its `provider = "mcp-client"`
+    /// models ask it). Only the root task of a run has it, never the tasks it calls. `None`
+    /// by default (the CLI, the HTTP API, A2A).
+    pub client: Option<crate::mcp::client::ClientHandle>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -105,6 +109,7 @@ impl std::fmt::Debug for RunOptions {
             .field("user", &self.user)
             .field("on_begin", &self.on_begin.as_ref().map(|_| "Fn(u64)"))
             .field("queued", &self.queued)
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -208,6 +213,13 @@ impl LoadedAgent {
             memory: self
                 .memory_access(id, options, ledger.clone())
                 .map(|m| m as Arc<dyn crate::capabilities::memory::MemoryAccess>),
+            human: Some(Arc::new(crate::mcp::elicit::RunPerson::new(
+                options.client.clone(),
+                ledger.clone(),
+                id,
+                &self.prepared.policy().agent.name,
+                options.user.as_ref().map_or("-", |u| u.subject.as_str()),
+            ))),
         };
         let executed = self.prepared.execute(task, execution).await;
         // The task's model spend is charged up its tree now, so its caller sees it.

@@ -134,6 +134,7 @@ impl Host {
             user,
             on_begin: None,
             queued: None,
+            client: None,
         };
         loaded.run(task, &options).await
     }

@@ -98,6 +98,7 @@ async fn run(body: &str, task: &str, who: Option<Arc<User>>) -> RunReport {
                 user: who,
                 on_begin: None,
                 queued: None,
+                client: None,
             },
         )
         .await

@@ -15,6 +15,7 @@
 //! [`ModelSession`]: warden_sandbox::capabilities::model::ModelSession
 
 mod budget;
+mod client;
 mod context;
 mod provider;
 mod registry;
@@ -25,6 +26,7 @@ mod testing;
 mod wire;
 
 pub use budget::{Budget, Spent};
+pub use client::{CallerModel, ClientAnswer, ClientModelError, ClientSampling, SampleFuture};
 pub use context::{ContextStack, WireMessage};
 pub use provider::{MAX_REPLY_BYTES, REDACTED};
 pub use registry::{Models, ModelsError, SessionScope};

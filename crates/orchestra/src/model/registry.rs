@@ -5,15 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use warden_policy::bounded::{self, Limit};
-use warden_policy::{HostConfig, KeySource};
+use warden_policy::{HostConfig, KeySource, ModelProvider, ProviderKind};
 
 use super::budget::Budget;
+use super::client::CallerModel;
 use super::context::ContextStack;
 use super::provider::Provider;
 use super::session::{CallObserver, TaskModels};
 
 /// The providers by name, shared by every session.
 pub(crate) type Providers = Arc<BTreeMap<String, Arc<Provider>>>;
+
+/// The models the calling MCP client serves (`provider = "mcp-client"`), by name.
+pub(crate) type ClientServed = Arc<BTreeMap<String, ModelProvider>>;
 
 /// Shortest API key the host accepts: a shorter one cannot be redacted without mangling text.
 const MIN_KEY_BYTES: usize = 8;
@@ -78,6 +82,9 @@ pub struct SessionScope {
     pub micro_usd: u64,
     /// Called after each call with its record.
     pub observer: Option<CallObserver>,
+    /// The MCP client that called the tool this task serves, for its `provider = "mcp-client"`
+    /// models (`None`: the run came from elsewhere, and such a model answers with an error).
+    pub client: Option<Arc<dyn CallerModel>>,
 }
 
 impl std::fmt::Debug for SessionScope {
@@ -88,6 +95,7 @@ impl std::fmt::Debug for SessionScope {
             .field("tokens", &self.tokens)
             .field("micro_usd", &self.micro_usd)
             .field("observer", &self.observer.is_some())
+            .field("client", &self.client.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +104,7 @@ impl std::fmt::Debug for SessionScope {
 #[derive(Debug, Clone)]
 pub struct Models {
     providers: Providers,
+    clients: ClientServed,
     constitution: String,
 }
 
@@ -111,7 +120,12 @@ impl Models {
         tls: Arc<rustls::ClientConfig>,
     ) -> Result<Models, ModelsError> {
         let mut providers = BTreeMap::new();
+        let mut clients = BTreeMap::new();
         for p in &config.models {
+            if p.kind == ProviderKind::McpClient {
+                clients.insert(p.name.clone(), p.clone());
+                continue;
+            }
             let key = read_key(&p.name, &p.key)?;
             let provider = Provider::new(p, key, &tls).map_err(|why| ModelsError::Url {
                 model: p.name.clone(),
@@ -121,18 +135,32 @@ impl Models {
         }
         Ok(Models {
             providers: Arc::new(providers),
+            clients: Arc::new(clients),
             constitution: config.constitution.clone(),
         })
     }
 
     /// Whether the host has no model.
     pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
+        self.providers.is_empty() && self.clients.is_empty()
     }
 
     /// The models' names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.providers.keys().map(String::as_str).collect()
+        let mut names: Vec<&str> = self
+            .providers
+            .keys()
+            .chain(self.clients.keys())
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Whether model `name` is served by the calling MCP client (`provider = "mcp-client"`):
+    /// a task of an agent granted it needs a client that declared `sampling`.
+    pub fn is_client_served(&self, name: &str) -> bool {
+        self.clients.contains_key(name)
     }
 
     /// A session for one task, with a budget of its own (`scope.tokens`, `scope.micro_usd`).
@@ -146,6 +174,8 @@ impl Models {
     pub fn session_sharing(&self, scope: SessionScope, budget: Arc<Budget>) -> Arc<TaskModels> {
         Arc::new(TaskModels {
             providers: self.providers.clone(),
+            clients: self.clients.clone(),
+            client: scope.client,
             stack: ContextStack::new(
                 &self.constitution,
                 &scope.rules,

@@ -12,8 +12,9 @@ use warden_sandbox::capabilities::model::{
 };
 
 use super::budget::Budget;
+use super::client::CallerModel;
 use super::context::{ContextStack, content_bytes};
-use super::registry::Providers;
+use super::registry::{ClientServed, Providers};
 
 /// The escalation a budget refusal sets.
 pub const BUDGET_CAP: &str = "budget-cap";
@@ -59,6 +60,10 @@ pub struct CallRecord {
     pub outcome: CallOutcome,
     /// Requests sent or tried (0 when nothing was sent; 1 for an abandoned call).
     pub attempts: u32,
+    /// Whether the token counts are the provider's: `false` for a model the calling MCP client
+    /// serves (`provider = "mcp-client"`), which reports none — its tokens are then 0 and the
+    /// budget was charged an estimate (see `model/client.rs`).
+    pub usage_reported: bool,
     /// The whole call, in microseconds.
     pub elapsed_us: u64,
     /// Of that, time spent connecting to the provider and waiting on it.
@@ -78,6 +83,7 @@ impl CallRecord {
             finish_reason: String::new(),
             outcome: CallOutcome::Abandoned,
             attempts: 0,
+            usage_reported: true,
             elapsed_us: 0,
             provider_us: 0,
         }
@@ -127,6 +133,8 @@ impl Spend {
 /// One task's model calls: the host's [`ModelSession`]. Made by [`super::Models::session`].
 pub struct TaskModels {
     pub(crate) providers: Providers,
+    pub(crate) clients: ClientServed,
+    pub(crate) client: Option<Arc<dyn CallerModel>>,
     pub(crate) agent: String,
     pub(crate) stack: ContextStack,
     pub(crate) budget: Arc<Budget>,
@@ -240,6 +248,9 @@ impl TaskModels {
         request: &ChatRequest,
         record: &mut CallRecord,
     ) -> Result<ChatReply, ModelFailure> {
+        if let Some(served) = self.clients.get(&request.model) {
+            return self.send_to_client(served, request, record).await;
+        }
         let Some(provider) = self.providers.get(&request.model) else {
             return Err(ModelFailure::Provider(format!(
                 "this host has no model `{}`",
@@ -330,7 +341,7 @@ impl ModelSession for TaskModels {
     }
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 

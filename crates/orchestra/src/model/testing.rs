@@ -36,6 +36,7 @@ pub(crate) fn tls() -> Arc<rustls::ClientConfig> {
 pub(crate) fn provider(url: &str) -> ModelProvider {
     ModelProvider {
         name: "small".into(),
+        kind: warden_policy::ProviderKind::Http,
         url: url.into(),
         id: "stub-1".into(),
         key: KeySource::None,

@@ -12,6 +12,10 @@
 //! timeout = "60 s"                        # one request, retries included
 //! retries = 2                             # after a 429 or a 5xx (default 2)
 //! json_schema = true                      # the provider honours `response_format` json_schema
+//! [[model]]
+//! name = "caller"                         # the model of the MCP client that called the tool
+//! provider = "mcp-client"                 # served by `sampling/createMessage` (see docs/mcp.md);
+//! timeout = "120 s"                       #   only `name`, `provider` and `timeout` apply to it
 //! [tls]
 //! ca = ["/etc/warden/private-ca.pem"]     # extra roots for private providers (PEM)
 //! [prompt]
@@ -69,14 +73,33 @@ impl Price {
     }
 }
 
+/// Who serves a model's calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// An OpenAI-compatible chat-completions endpoint the host reaches (`url`, `id`, a key).
+    #[default]
+    Http,
+    /// The MCP client that called the tool the task serves (`provider = "mcp-client"`): each
+    /// call is a `sampling/createMessage` request to it. A task with no such client (the CLI,
+    /// the HTTP API, A2A) or whose client did not declare `sampling` gets a model error.
+    McpClient,
+}
+
+/// The `provider` value of [`ProviderKind::McpClient`].
+pub const MCP_CLIENT_PROVIDER: &str = "mcp-client";
+
 /// One model provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelProvider {
     /// The name policies use.
     pub name: String,
-    /// The OpenAI-compatible base URL (`http://` or `https://`, no trailing `/`).
+    /// Who serves its calls.
+    pub kind: ProviderKind,
+    /// The OpenAI-compatible base URL (`http://` or `https://`, no trailing `/`; empty for
+    /// [`ProviderKind::McpClient`]).
     pub url: String,
-    /// The provider's model id, sent as `model`.
+    /// The provider's model id, sent as `model` ([`MCP_CLIENT_PROVIDER`] for
+    /// [`ProviderKind::McpClient`], whose client picks its own model).
     pub id: String,
     /// The API key's source.
     pub key: KeySource,
@@ -94,8 +117,9 @@ pub struct ModelProvider {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProvider {
     name: Spanned<String>,
-    url: Spanned<String>,
-    id: Spanned<String>,
+    provider: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    id: Option<Spanned<String>>,
     key_env: Option<String>,
     key_file: Option<String>,
     price: Option<Spanned<RawPrice>>,
@@ -175,7 +199,32 @@ pub(super) fn providers(
                 "each [[model]] name once",
             ));
         }
-        let url = p.url.get_ref().trim_end_matches('/');
+        let kind = match &p.provider {
+            None => ProviderKind::Http,
+            Some(k) if k.get_ref() == MCP_CLIENT_PROVIDER => ProviderKind::McpClient,
+            Some(k) if k.get_ref() == "http" => ProviderKind::Http,
+            Some(k) => {
+                return Err(at(
+                    k.span(),
+                    PolicyErrorKind::InvalidName,
+                    format!("model.provider \"{}\" is not a provider kind", k.get_ref()),
+                    "\"http\" (the default: an OpenAI-compatible endpoint) or \"mcp-client\"",
+                ));
+            }
+        };
+        if kind == ProviderKind::McpClient {
+            out.push(client_provider(source, p)?);
+            continue;
+        }
+        let (Some(url), Some(id)) = (&p.url, &p.id) else {
+            return Err(at(
+                p.name.span(),
+                PolicyErrorKind::MissingKey,
+                format!("model \"{name}\" names no url or no id"),
+                "url = \"https://api.example.com/v1\" and id = \"the provider's model id\" (or provider = \"mcp-client\")",
+            ));
+        };
+        let url = url.get_ref().trim_end_matches('/');
         let host = url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"))
@@ -183,18 +232,15 @@ pub(super) fn providers(
         if !matches!(host, Some(h) if !h.is_empty() && !h.contains('@') && !url.contains(char::is_whitespace))
         {
             return Err(at(
-                p.url.span(),
+                p.url.as_ref().map_or(p.name.span(), Spanned::span),
                 PolicyErrorKind::InvalidHost,
-                format!(
-                    "model.url \"{}\" is not an http(s) base URL",
-                    p.url.get_ref()
-                ),
+                format!("model.url \"{url}\" is not an http(s) base URL"),
                 "a base URL such as \"https://api.openai.com/v1\" or \"http://127.0.0.1:8080/v1\"",
             ));
         }
-        if p.id.get_ref().is_empty() || p.id.get_ref().len() > 256 {
+        if id.get_ref().is_empty() || id.get_ref().len() > 256 {
             return Err(at(
-                p.id.span(),
+                id.span(),
                 PolicyErrorKind::InvalidName,
                 "model.id must be 1 to 256 characters".into(),
                 "the provider's model id, such as \"gpt-4o-mini\"",
@@ -239,20 +285,7 @@ pub(super) fn providers(
                 }
             }
         };
-        let timeout = match p.timeout {
-            None => Duration::from_secs(60),
-            Some(t) => crate::units::parse_duration(t.get_ref())
-                .ok()
-                .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
-                .ok_or_else(|| {
-                    at(
-                        t.span(),
-                        PolicyErrorKind::InvalidDuration,
-                        format!("model.timeout \"{}\" is not a duration", t.get_ref()),
-                        "a duration from 1 ms to 1 h, such as \"60 s\"",
-                    )
-                })?,
-        };
+        let timeout = timeout(source, p.timeout.as_ref())?;
         let retries = match p.retries {
             None => 2,
             Some(r) if (0..=5).contains(r.get_ref()) => *r.get_ref() as u32,
@@ -265,10 +298,12 @@ pub(super) fn providers(
                 ));
             }
         };
+        let (url, id) = (url.to_owned(), id.get_ref().clone());
         out.push(ModelProvider {
             name: p.name.into_inner(),
-            url: url.to_owned(),
-            id: p.id.into_inner(),
+            kind,
+            url,
+            id,
             key,
             price,
             timeout,
@@ -277,6 +312,61 @@ pub(super) fn providers(
         });
     }
     Ok(out)
+}
+
+/// A `timeout`, checked (60 s when absent).
+fn timeout(source: &Source<'_>, raw: Option<&Spanned<String>>) -> Result<Duration, PolicyError> {
+    match raw {
+        None => Ok(Duration::from_secs(60)),
+        Some(t) => crate::units::parse_duration(t.get_ref())
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+            .ok_or_else(|| {
+                source.error(
+                    t.span(),
+                    PolicyErrorKind::InvalidDuration,
+                    format!("model.timeout \"{}\" is not a duration", t.get_ref()),
+                    Some("a duration from 1 ms to 1 h, such as \"60 s\"".to_owned()),
+                )
+            }),
+    }
+}
+
+/// A `provider = "mcp-client"` entry: only `name`, `provider` and `timeout` apply (the client
+/// picks its model, holds its own key, and reports no usage to price).
+fn client_provider(source: &Source<'_>, p: RawProvider) -> Result<ModelProvider, PolicyError> {
+    let name = p.name.get_ref();
+    let stray = [
+        ("url", p.url.is_some()),
+        ("id", p.id.is_some()),
+        ("key_env", p.key_env.is_some()),
+        ("key_file", p.key_file.is_some()),
+        ("price", p.price.is_some()),
+        ("retries", p.retries.is_some()),
+        ("json_schema", p.json_schema.is_some()),
+    ];
+    if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
+        return Err(source.error(
+            p.name.span(),
+            PolicyErrorKind::Contradiction,
+            format!(
+                "model \"{name}\" is served by the calling MCP client (provider = \"mcp-client\"): `{key}` does not apply to it"
+            ),
+            Some("only name, provider and timeout for an mcp-client model".to_owned()),
+        ));
+    }
+    let timeout = timeout(source, p.timeout.as_ref())?;
+    Ok(ModelProvider {
+        name: p.name.into_inner(),
+        kind: ProviderKind::McpClient,
+        url: String::new(),
+        id: MCP_CLIENT_PROVIDER.to_owned(),
+        key: KeySource::None,
+        price: Price::default(),
+        timeout,
+        retries: 0,
+        json_schema: false,
+    })
 }
 
 #[cfg(test)]
@@ -337,11 +427,47 @@ price = { input = 0.15, cached = 0.075, output = 0.6 }\ntimeout = \"30 s\"\nretr
             let e = HostConfig::parse("w.toml", &format!("{head}{extra}")).unwrap_err();
             assert_eq!((e.line, e.kind), (line, kind), "{extra}: {e}");
         }
+        let e = HostConfig::parse("w.toml", "[[model]]\nname = \"m\"\nid = \"x\"\n").unwrap_err();
+        assert_eq!(e.kind, PolicyErrorKind::MissingKey, "{e}");
         let twice = format!("{head}url = \"http://h\"\n{head}url = \"http://h\"\n");
         let e = HostConfig::parse("w.toml", &twice).unwrap_err();
         assert_eq!((e.line, e.kind), (6, PolicyErrorKind::Duplicate), "{e}");
         let both = format!("{head}url = \"http://h\"\nkey_env = \"A\"\nkey_file = \"/b\"\n");
         let e = HostConfig::parse("w.toml", &both).unwrap_err();
         assert_eq!(e.kind, PolicyErrorKind::Contradiction, "{e}");
+    }
+
+    #[test]
+    fn an_mcp_client_model_takes_only_a_name_and_a_timeout() {
+        let text = "[[model]]\nname = \"caller\"\nprovider = \"mcp-client\"\ntimeout = \"90 s\"\n";
+        let c = HostConfig::parse("w.toml", text).unwrap();
+        let m = c.model("caller").unwrap();
+        assert_eq!(m.kind, super::ProviderKind::McpClient);
+        assert_eq!(
+            (m.url.as_str(), m.id.as_str()),
+            ("", super::MCP_CLIENT_PROVIDER)
+        );
+        assert_eq!(m.timeout, std::time::Duration::from_secs(90));
+        assert_eq!(m.key, super::KeySource::None);
+        for extra in [
+            "url = \"http://h\"\n",
+            "id = \"x\"\n",
+            "key_env = \"K\"\n",
+            "price = { input = 1 }\n",
+            "retries = 1\n",
+            "json_schema = true\n",
+        ] {
+            let e = HostConfig::parse("w.toml", &format!("{text}{extra}")).unwrap_err();
+            assert_eq!(e.kind, PolicyErrorKind::Contradiction, "{extra}: {e}");
+        }
+        let e = HostConfig::parse(
+            "w.toml",
+            "[[model]]\nname = \"m\"\nprovider = \"carrier-pigeon\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.kind), (3, PolicyErrorKind::InvalidName), "{e}");
+        let http = "[[model]]\nname = \"m\"\nprovider = \"http\"\nurl = \"http://h\"\nid = \"x\"\n";
+        let c = HostConfig::parse("w.toml", http).unwrap();
+        assert_eq!(c.model("m").unwrap().kind, super::ProviderKind::Http);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod fs;
+pub mod human;
 pub mod memory;
 pub mod model;
 pub mod net;

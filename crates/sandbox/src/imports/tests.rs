@@ -137,6 +137,8 @@ fn classify_table() {
         ("warden:agent/agents@0.2.0", ImportClass::Capability(Agents)),
         ("warden:agent/memory@0.2.0", ImportClass::Capability(Memory)),
         ("warden:agent/model@0.2.0", ImportClass::Capability(Model)),
+        ("warden:agent/human@0.2.1", ImportClass::Capability(Human)),
+        ("warden:agent/model@0.2.1", ImportClass::Capability(Model)),
         ("acme:evil/backdoor@1.0.0", ImportClass::Unknown),
         ("wasi:io/streams", ImportClass::Unknown),
         ("streams", ImportClass::Unknown),
@@ -169,4 +171,42 @@ fn the_class_column_has_one_pair_of_brackets() {
         assert_eq!(label, shown);
         assert!(!label.contains("((") && !label.contains("))"), "{label}");
     }
+}
+
+/// A component built against warden:agent 0.2.0 links on this host, which defines 0.2.1
+/// (wasmtime resolves an import to a semver-compatible definition): the agents built before
+/// `human` existed load unchanged.
+#[test]
+fn a_component_of_warden_agent_0_2_0_links_on_the_0_2_1_host() {
+    let engine = Engine::default();
+    let wat = r#"(component (import "warden:agent/tools@0.2.0" (instance
+        (export "call" (func (param "name" string) (param "input" string)
+            (result (result string (error string))))))))"#;
+    let component = Component::new(&engine, wat).unwrap();
+    let policy = Policy::parse(
+        "t.toml",
+        "[agent]\nname = \"t\"\nstrict = true\n[tools]\nallow = [\"echo\"]\n",
+    )
+    .unwrap();
+    assert_eq!(check(&engine, &component, &policy), Ok(Vec::new()));
+    let linker = crate::linker::build(&engine, &component, &policy, &[]).unwrap();
+    linker.instantiate_pre(&component).unwrap();
+}
+
+/// `human` is a capability like the others: refused at load by a strict policy without
+/// `[human] ask`, linked with it.
+#[test]
+fn asking_a_person_needs_the_grant() {
+    use ImportVerdict::*;
+    let wat = r#"(component (import "warden:agent/human@0.2.1" (instance
+        (export "ask" (func (param "message" string) (param "requested-schema" string))))))"#;
+    assert_eq!(
+        verdicts(wat, "strict = true\n"),
+        [Refused(ImportError::NotGranted {
+            name: "warden:agent/human@0.2.1".into(),
+            key: "human.ask",
+        })]
+    );
+    assert_eq!(verdicts(wat, ""), [KillsOnFirstCall]);
+    assert_eq!(verdicts(wat, "[human]\nask = true\n"), [Granted]);
 }

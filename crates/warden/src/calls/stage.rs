@@ -150,6 +150,7 @@ impl HostTree {
             user,
             on_begin: None,
             queued: None,
+            client: None,
         };
         let report = agent.run_in(input, &options, Some(place)).await;
         drop(slot);

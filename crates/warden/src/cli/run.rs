@@ -43,6 +43,7 @@ pub async fn run(
         user,
         on_begin: None,
         queued: None,
+        client: None,
     };
     let report = loaded.run(&task, &options).await.map_err(|e| match e {
         warden::RunError::Ledger(_) => host_failure(e),
@@ -116,6 +117,7 @@ pub async fn batch(runtime: &Runtime, file: &Path, user: Option<Arc<User>>) -> R
             user: user.clone(),
             on_begin: None,
             queued: None,
+            client: None,
         };
         let report = agent
             .run(&spec.input.to_string(), &options)

@@ -162,6 +162,7 @@ mod tests {
             writes: false,
             irreversible: false,
             network: true,
+            client_model: false,
         }
     }
 

@@ -64,6 +64,7 @@ impl ServerState {
             user: Some(job.user.clone()),
             on_begin: Some(Arc::new(on_begin)),
             queued: None,
+            client: job.client.clone(),
         };
         let (agent, input, name) = (agent.clone(), input.to_string(), name.clone());
         let state = self.clone();

@@ -39,6 +39,8 @@ pub(crate) struct Job {
     pub workspace: Option<PathBuf>,
     /// The agent, as loaded at submission (a resumed task loads it when it starts).
     pub agent: Option<Arc<LoadedAgent>>,
+    /// The MCP client that called the tool (a task taken up after a restart has none).
+    pub client: Option<crate::mcp::client::ClientHandle>,
 }
 
 /// What a queued row stores to run its task after a restart: the work and the roles its user
@@ -135,6 +137,7 @@ impl ServerState {
                         work,
                         workspace,
                         agent: None,
+                        client: None,
                     })
                 });
             match job {
@@ -246,6 +249,7 @@ impl ServerState {
                             user: Some(job.user),
                             on_begin: None,
                             queued: Some(id),
+                            client: job.client,
                         };
                         let ended = agent.run(&input.to_string(), &options).await;
                         let end = match &ended {

@@ -97,6 +97,7 @@ pub(crate) async fn submit(
             Submission {
                 work,
                 workspace: request.workspace,
+                client: None,
             },
         )
         .await?;

@@ -54,6 +54,8 @@ pub struct Submission {
     pub work: Work,
     /// The workspace folder on this host (required for the cascade).
     pub workspace: Option<PathBuf>,
+    /// The MCP client that called the tool (for the models it serves); `None` elsewhere.
+    pub client: Option<crate::mcp::client::ClientHandle>,
 }
 
 /// An agent a caller may use, as a protocol lists it (an MCP tool, an A2A skill).
@@ -75,6 +77,9 @@ pub struct AgentEntry {
     pub irreversible: bool,
     /// Whether its policy gives it any network (hosts or models).
     pub network: bool,
+    /// Whether its policy grants a model the calling MCP client serves (`provider =
+    /// "mcp-client"`): an MCP call then needs the client's `sampling` capability.
+    pub client_model: bool,
 }
 
 impl ServerState {
@@ -210,6 +215,7 @@ impl ServerState {
             work: submission.work,
             workspace: submission.workspace,
             agent,
+            client: submission.client,
         };
         Ok((row, job))
     }
@@ -446,6 +452,13 @@ impl ServerState {
                 .iter()
                 .any(|t| tool_irreversible(&self.runtime, t)),
             network: !policy.net.allow.is_empty() || !policy.model.allow.is_empty(),
+            client_model: self.runtime.models().is_some_and(|models| {
+                policy
+                    .model
+                    .allow
+                    .iter()
+                    .any(|m| models.is_client_served(m))
+            }),
         })
     }
 }

@@ -48,6 +48,31 @@ pub fn describe(name: &str, summary: &str) -> Description {
         .output_schema(&content_schema())
 }
 
+/// The model the calling MCP client serves (`provider = "mcp-client"` in the conformance
+/// host's `warden.toml`), which the sampling fixtures' policies grant.
+pub const CALLER_MODEL: &str = "caller";
+
+/// The description of fixture `name` taking one required string argument `arg`, content out.
+pub fn describe_with(name: &str, summary: &str, arg: &str, about: &str) -> Description {
+    let input = json!({
+        "type": "object",
+        "properties": {arg: {"type": "string", "description": about}},
+        "required": [arg]
+    })
+    .to_string();
+    Description::new(name, env!("CARGO_PKG_VERSION"), summary)
+        .input_schema(&input)
+        .output_schema(&content_schema())
+}
+
+/// The string argument `arg` of a task's input (empty when absent).
+pub fn argument(task: &str, arg: &str) -> String {
+    serde_json::from_str::<Value>(task)
+        .ok()
+        .and_then(|v| v.get(arg).and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// The output `{"content": blocks}`.
 pub fn content(blocks: &[Value]) -> String {
     json!({ "content": blocks }).to_string()

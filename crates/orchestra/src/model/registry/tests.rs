@@ -48,6 +48,7 @@ fn keys_are_read_once_and_never_shown() {
         tokens: 1,
         micro_usd: 1,
         observer: None,
+        client: None,
     });
     assert!(!format!("{session:?}").contains("0123456789"));
     // The file is not read again: the key stays what it was at start-up.

@@ -27,6 +27,7 @@ fn scope(tokens: u64, micro_usd: u64) -> SessionScope {
         tokens,
         micro_usd,
         observer: None,
+        client: None,
     }
 }
 

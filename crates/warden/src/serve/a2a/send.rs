@@ -49,7 +49,11 @@ impl Call {
             }
         };
         let work = Work::Agent { name, input };
-        let submission = Submission { work, workspace };
+        let submission = Submission {
+            work,
+            workspace,
+            client: None,
+        };
         Ok(match now {
             true => self.state.run_now(&self.caller, submission).await?,
             false => self.state.submit(&self.caller, submission).await?,
