@@ -117,9 +117,11 @@ async fn profile(rt: &Runtime, dir: &Path, which: usize, n: usize) -> anyhow::Re
         );
     }
     samples.sort();
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(n.max(1)).unwrap_or(u32::MAX);
     println!(
-        "{what} only, n={n}: p50 {:.1} µs",
-        us(percentile(&samples, 0.5))
+        "{what} only, n={n}: p50 {:.1} µs, mean {:.1} µs",
+        us(percentile(&samples, 0.5)),
+        us(mean)
     );
     Ok(())
 }
