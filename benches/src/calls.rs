@@ -41,16 +41,16 @@ type Runs<'a> = [(&'static str, &'a LoadedAgent, &'static str, &'static str); 3]
 
 fn runs<'a>(hello: &'a LoadedAgent, relay: &'a LoadedAgent) -> Runs<'a> {
     [
-        ("single run (hello)", &hello, "\"bench\"", "hello, bench"),
+        ("single run (hello)", hello, "\"bench\"", "hello, bench"),
         (
             "caller alone (probe echo)",
-            &relay,
+            relay,
             r#"{"op":"echo","text":"bench"}"#,
             "bench",
         ),
         (
             "one hop (probe -> hello)",
-            &relay,
+            relay,
             r#"{"op":"call","name":"hello","input":"\"bench\""}"#,
             r#"{"ok":"hello, bench"}"#,
         ),
