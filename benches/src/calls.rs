@@ -5,6 +5,9 @@
 //! p99 of interleaved samples, without and with a ledger (goal: the hop at most 2× the single
 //! run). The runs are made from a task on the runtime's workers, as a host serving tasks makes
 //! them (a caller on the `block_on` thread pays a thread hand-off for each hop).
+//!
+//! `WARDEN_BENCH_CALLS_PROFILE=<run>` (`single`, `echo` or `hop`; `WARDEN_BENCH_CALLS_LEDGER=1`
+//! with a ledger) repeats only that run, for a profiler, and prints its median.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,25 +36,32 @@ fn load(rt: &Runtime, dir: &Path, name: &str) -> anyhow::Result<LoadedAgent> {
     Ok(rt.load_file(&dir.join(format!("{name}.wasm")), policy)?)
 }
 
-/// The three runs, `n` samples each, interleaved; prints their figures.
-async fn compare(rt: &Runtime, dir: &Path, n: usize, label: &str) -> anyhow::Result<()> {
-    let hello = load(rt, dir, "hello")?;
-    let relay = load(rt, dir, "relay")?;
-    let runs: [(&str, &LoadedAgent, &str, &str); 3] = [
-        ("single run (hello)", &hello, "\"bench\"", "hello, bench"),
+/// The three runs: what, agent, task, expected output.
+type Runs<'a> = [(&'static str, &'a LoadedAgent, &'static str, &'static str); 3];
+
+fn runs<'a>(hello: &'a LoadedAgent, relay: &'a LoadedAgent) -> Runs<'a> {
+    [
+        ("single run (hello)", hello, "\"bench\"", "hello, bench"),
         (
             "caller alone (probe echo)",
-            &relay,
+            relay,
             r#"{"op":"echo","text":"bench"}"#,
             "bench",
         ),
         (
             "one hop (probe -> hello)",
-            &relay,
+            relay,
             r#"{"op":"call","name":"hello","input":"\"bench\""}"#,
             r#"{"ok":"hello, bench"}"#,
         ),
-    ];
+    ]
+}
+
+/// The three runs, `n` samples each, interleaved; prints their figures.
+async fn compare(rt: &Runtime, dir: &Path, n: usize, label: &str) -> anyhow::Result<()> {
+    let hello = load(rt, dir, "hello")?;
+    let relay = load(rt, dir, "relay")?;
+    let runs = runs(&hello, &relay);
     let options = RunOptions::default();
     let mut samples: [Vec<Duration>; 3] = Default::default();
     for round in 0..(n + n / 10) {
@@ -89,6 +99,33 @@ async fn compare(rt: &Runtime, dir: &Path, n: usize, label: &str) -> anyhow::Res
     Ok(())
 }
 
+/// Only run `which` (0, 1 or 2 of [`runs`]), `n` times: for a profiler.
+async fn profile(rt: &Runtime, dir: &Path, which: usize, n: usize) -> anyhow::Result<()> {
+    let hello = load(rt, dir, "hello")?;
+    let relay = load(rt, dir, "relay")?;
+    let (what, agent, task, expect) = runs(&hello, &relay)[which];
+    let options = RunOptions::default();
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = agent.run(task, &options).await?;
+        samples.push(t.elapsed());
+        ensure!(
+            matches!(&r.outcome, Outcome::Completed { output } if output == expect),
+            "{what}: {:?}",
+            r.outcome
+        );
+    }
+    samples.sort();
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    println!(
+        "{what} only, n={n}: p50 {:.1} µs, mean {:.1} µs",
+        us(percentile(&samples, 0.5)),
+        us(mean)
+    );
+    Ok(())
+}
+
 /// Agent-call figures, without a ledger and with one.
 pub async fn call_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -99,6 +136,19 @@ pub async fn call_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let n = if quick { 500 } else { 5_000 };
+    if let Ok(which) = std::env::var("WARDEN_BENCH_CALLS_PROFILE") {
+        let which = ["single", "echo", "hop"]
+            .iter()
+            .position(|w| *w == which)
+            .ok_or_else(|| anyhow::anyhow!("WARDEN_BENCH_CALLS_PROFILE is single, echo or hop"))?;
+        let mut rt = base.clone().with_host_config(config);
+        let _data = tempfile::tempdir()?;
+        if std::env::var_os("WARDEN_BENCH_CALLS_LEDGER").is_some() {
+            rt = rt.with_ledger(Arc::new(warden::ledger::Ledger::open(_data.path(), 1024)?));
+        }
+        let path = dir.path().to_path_buf();
+        return tokio::spawn(async move { profile(&rt, &path, which, n * 4).await }).await?;
+    }
     let without = base.clone().with_host_config(config.clone());
     let path = dir.path().to_path_buf();
     tokio::spawn(async move { compare(&without, &path, n, "without ledger").await }).await??;

@@ -7,10 +7,14 @@
 //!
 //! An agent is loaded the way `warden run` loads one ([`Runtime::load_policy`] then
 //! [`Runtime::load_file`]: signatures checked before anything is parsed or compiled, refusals
-//! audited) and kept per name. Each lookup compares the size and modification time of its files
-//! with what was loaded — the component and the policy, and each signature the host checked
-//! when it loaded them — so an agent added or replaced is picked up without a restart. Two
-//! callers that find the same stale entry at once may both load it; the later one is kept.
+//! audited) and kept per name. Each lookup compares the stamps of its files with what was
+//! loaded — the component and the policy, and each signature the host checked when it loaded
+//! them — so an agent added or replaced is picked up without a restart. A stamp is the file's
+//! size, modification time and, on Unix, its device, inode and change time: a file replaced by
+//! one of the same size whose modification time was preserved (`cp -p`, `rsync -a`, `tar x`) is
+//! a new inode or a new change time, which no one can set back. Two callers that find the same
+//! stale entry at once may both load it; the later one is kept. A lookup is a stat per watched
+//! file (two in the common case) and nothing else: the paths are joined once, at the load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,14 +33,50 @@ pub(crate) struct AgentDirectory {
 /// A loaded agent and the stamps of the files it was loaded from.
 #[derive(Debug, Clone)]
 struct Kept {
+    /// Its files, as [`AgentDirectory::files`] names them.
+    files: Arc<[PathBuf; 4]>,
     stamps: Stamps,
     /// Which of the four files it depends on (the signatures only where they were checked).
     watched: [bool; 4],
     agent: Arc<LoadedAgent>,
 }
 
-/// Size and modification time of a file, `None` when it does not exist (or is not watched).
-type Stamp = Option<(u64, Option<SystemTime>)>;
+/// What tells a file's versions apart, `None` when it does not exist (or is not watched).
+type Stamp = Option<FileStamp>;
+
+/// Size and modification time of a file and, on Unix, its device, inode and change time (set by
+/// the kernel on every write, rename or `utime`: a replacement that keeps the size and the
+/// modification time still changes it or the inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    /// Device, inode, change time (seconds, nanoseconds); zeros off Unix.
+    node: [i64; 4],
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        let node = {
+            use std::os::unix::fs::MetadataExt;
+            #[allow(clippy::cast_possible_wrap)]
+            [
+                meta.dev() as i64,
+                meta.ino() as i64,
+                meta.ctime(),
+                meta.ctime_nsec(),
+            ]
+        };
+        #[cfg(not(unix))]
+        let node = [0; 4];
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            node,
+        }
+    }
+}
 
 /// The stamps of an agent's component, policy and their signatures, in that order.
 type Stamps = [Stamp; 4];
@@ -74,9 +114,7 @@ impl AgentDirectory {
         let mut stamps = [None; 4];
         for ((stamp, file), watch) in stamps.iter_mut().zip(files).zip(watched) {
             if watch {
-                *stamp = std::fs::metadata(file)
-                    .ok()
-                    .map(|m| (m.len(), m.modified().ok()));
+                *stamp = std::fs::metadata(file).ok().as_ref().map(FileStamp::of);
             }
         }
         stamps
@@ -97,7 +135,7 @@ impl AgentDirectory {
         let Some(kept) = self.lock().get(name).cloned() else {
             return Ok(None);
         };
-        let stamps = Self::stamps(&self.files(name), kept.watched);
+        let stamps = Self::stamps(&kept.files, kept.watched);
         Ok((kept.stamps == stamps).then_some(kept.agent))
     }
 
@@ -118,8 +156,8 @@ impl AgentDirectory {
         if !is_agent_name(name) {
             return Err(format!("`{name}` is not an agent name"));
         }
-        let files = self.files(name);
-        let [wasm, toml, ..] = &files;
+        let files = Arc::new(self.files(name));
+        let [wasm, toml, ..] = &*files;
         // Stamped before reading: a file replaced while it loads is loaded again next time.
         let mut stamps = Self::stamps(&files, ALL);
         if stamps[0].is_none() || stamps[1].is_none() {
@@ -168,6 +206,7 @@ impl AgentDirectory {
         self.lock().insert(
             name.to_owned(),
             Kept {
+                files: files.clone(),
                 stamps,
                 watched,
                 agent: agent.clone(),
@@ -184,7 +223,50 @@ impl AgentDirectory {
 
 #[cfg(test)]
 mod tests {
-    use super::is_agent_name;
+    use super::{ALL, AgentDirectory, is_agent_name};
+
+    /// A file replaced by one of the same size with its modification time preserved (`cp -p`,
+    /// `rsync -a`): in place or by a rename over it, the stamps differ; unchanged, they match.
+    #[test]
+    fn a_replacement_that_keeps_size_and_mtime_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = AgentDirectory::new(dir.path().to_path_buf());
+        let files = directory.files("hello");
+        let [wasm, toml, ..] = &files;
+        std::fs::write(wasm, b"version-1").unwrap();
+        std::fs::write(toml, b"[agent]").unwrap();
+        let mtime = std::fs::metadata(wasm).unwrap().modified().unwrap();
+        let before = AgentDirectory::stamps(&files, ALL);
+        assert!(before[0].is_some() && before[1].is_some() && before[2].is_none());
+        assert_eq!(
+            AgentDirectory::stamps(&files, ALL),
+            before,
+            "unchanged files"
+        );
+        // By a rename over it, the new file's mtime set back to the old one's.
+        let new = dir.path().join("new.wasm");
+        std::fs::write(&new, b"version-2").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&new)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::rename(&new, wasm).unwrap();
+        let renamed = AgentDirectory::stamps(&files, ALL);
+        assert_eq!(renamed[0].unwrap().len, before[0].unwrap().len);
+        assert_eq!(renamed[0].unwrap().modified, before[0].unwrap().modified);
+        assert_ne!(renamed[0], before[0], "a rename over the component");
+        // In place, the mtime set back: the change time moved (sleep past its granularity).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let file = std::fs::File::options().write(true).open(wasm).unwrap();
+        std::io::Write::write_all(&mut &file, b"version-3").unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        let rewritten = AgentDirectory::stamps(&files, ALL);
+        assert_eq!(rewritten[0].unwrap().modified, before[0].unwrap().modified);
+        assert_ne!(rewritten[0], renamed[0], "an in-place rewrite");
+    }
 
     #[test]
     fn names_never_paths() {
