@@ -6,6 +6,7 @@
 //!   host.key, host.pub   the host's key: signs audit checkpoints (created on first use, 0600)
 //!   state.db             tasks, trust records, pending actions, checkpoints (SQLite, WAL)
 //!   audit.log            the hash-chained audit log; audit.anchor its newest checkpoint
+//!   audit.torn-<offset>  the bytes of a last line a kill cut short, kept when a writer cut them
 //!   staging/<task>/      a task's staged writes until applied or discarded
 //!   owners/<id>.lock     one per open ledger (host or CLI process), locked while it lives
 //! ```
