@@ -149,7 +149,7 @@ pub(super) mod tests {
         }
     }
 
-    fn action(id: u64) -> ActionRecord {
+    pub(in crate::mcp) fn action(id: u64) -> ActionRecord {
         ActionRecord {
             id,
             task: 7,

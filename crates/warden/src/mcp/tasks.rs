@@ -297,18 +297,8 @@ mod tests {
             json!({"status": "completed", "output": "\"sent?\""}),
         );
         let action = ActionRecord {
-            id: 3,
             task: 42,
-            agent: "echo".into(),
-            user: "dev".into(),
-            tool: "send-mail".into(),
-            params: "{}".into(),
-            hash: String::new(),
-            status: "pending".into(),
-            created_ms: 0,
-            expires_ms: 1,
-            approver: None,
-            result: None,
+            ..super::super::result::tests::action(3)
         };
         let v = wire(&detailed(&done, &[action], true));
         assert_eq!(v["status"], "input_required");
