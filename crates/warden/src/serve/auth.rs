@@ -241,15 +241,21 @@ mod tests {
         h
     }
 
-    #[test]
-    fn only_a_token_of_a_trusted_issuer_admits() {
-        let dir = tempfile::tempdir().unwrap();
-        let dev = DevIssuer::open(dir.path()).unwrap();
+    /// The development issuer of `data_dir`, and an authority that trusts only it.
+    fn dev_authority(data_dir: &Path) -> (DevIssuer, Authority) {
+        let dev = DevIssuer::open(data_dir).unwrap();
         let config = HostConfig {
             issuers: vec![dev.issuer()],
             ..HostConfig::default()
         };
         let authority = Authority::new(&config, DevIssuer::roles().unwrap());
+        (dev, authority)
+    }
+
+    #[test]
+    fn only_a_token_of_a_trusted_issuer_admits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dev, authority) = dev_authority(dir.path());
         let token = dev.token(Duration::from_secs(60)).unwrap();
         let caller = authority.caller(&bearer(&token)).unwrap();
         assert_eq!(caller.user.subject, "dev");
@@ -283,12 +289,7 @@ mod tests {
     #[test]
     fn a_verified_token_is_remembered_until_it_expires_and_a_refused_one_never() {
         let dir = tempfile::tempdir().unwrap();
-        let dev = DevIssuer::open(dir.path()).unwrap();
-        let config = HostConfig {
-            issuers: vec![dev.issuer()],
-            ..HostConfig::default()
-        };
-        let authority = Authority::new(&config, DevIssuer::roles().unwrap());
+        let (dev, authority) = dev_authority(dir.path());
         let long = dev.token(Duration::from_secs(600)).unwrap();
         let first = authority.caller(&bearer(&long)).unwrap();
         let again = authority.caller(&bearer(&long)).unwrap();
