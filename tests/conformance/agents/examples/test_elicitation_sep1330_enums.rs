@@ -1,7 +1,6 @@
 //! `test_elicitation_sep1330_enums`: Asks the calling client's person a form with every enum shape (SEP-1330). A fixture of the MCP conformance suite (see the package's docs).
 
 use conformance_agents as kit;
-use warden_guest::human::{self, Answer};
 use warden_guest::{Agent, AgentError, Description};
 
 struct Fixture;
@@ -18,15 +17,7 @@ impl Agent for Fixture {
     }
 
     fn run(_task: String) -> Result<String, AgentError> {
-        let said = match human::ask("Please review and update the form fields", FORM) {
-            Ok(Answer::Accepted(content)) => format!("action=accept, content={content}"),
-            Ok(Answer::Declined) => "action=decline, content={}".to_owned(),
-            Ok(Answer::Cancelled) => "action=cancel, content={}".to_owned(),
-            Err(e) => return Err(AgentError::failed(format!("elicitation failed: {e:?}"))),
-        };
-        Ok(kit::content(&[kit::text(&format!(
-            "Elicitation completed: {said}"
-        ))]))
+        kit::ask_form(FORM)
     }
 }
 

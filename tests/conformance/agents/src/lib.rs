@@ -5,7 +5,8 @@
 //! only by `scripts/conformance`: the tools the official MCP conformance suite calls by name.
 
 use serde_json::{Value, json};
-use warden_guest::Description;
+use warden_guest::human::{self, Answer};
+use warden_guest::{AgentError, Description};
 
 /// A 1×1 red PNG, base64.
 pub const RED_PIXEL_PNG: &str =
@@ -96,6 +97,45 @@ pub fn audio(base64: &str, mime_type: &str) -> Value {
 /// An embedded text resource block.
 pub fn resource(uri: &str, mime_type: &str, text: &str) -> Value {
     json!({"type": "resource", "resource": {"uri": uri, "mimeType": mime_type, "text": text}})
+}
+
+/// The form the suite's `test_elicitation` fixtures ask for: a username and an email.
+pub const USER_FORM: &str = r#"{"type": "object", "properties": {"username": {"type": "string", "description": "User's response"}, "email": {"type": "string", "description": "User's email address"}}, "required": ["username", "email"]}"#;
+
+/// Ask the calling client's person for `USER_FORM` with the task's `message` (a default when
+/// none), and answer what they said, as the suite's `test_elicitation` fixtures do.
+///
+/// # Errors
+///
+/// When no one can be asked (the error says why).
+pub fn ask_user(task: &str) -> Result<String, AgentError> {
+    let mut message = argument(task, "message");
+    if message.is_empty() {
+        message = "Please provide your information".into();
+    }
+    let said = match human::ask(&message, USER_FORM) {
+        Ok(Answer::Accepted(content)) => format!("action: accept, content: {content}"),
+        Ok(Answer::Declined) => "action: decline".to_owned(),
+        Ok(Answer::Cancelled) => "action: cancel".to_owned(),
+        Err(e) => return Err(AgentError::failed(format!("elicitation failed: {e:?}"))),
+    };
+    Ok(content(&[text(&format!("User response: <{said}>"))]))
+}
+
+/// Ask the calling client's person to review `form`, and answer what they said, as the suite's
+/// SEP-1034 and SEP-1330 elicitation fixtures do.
+///
+/// # Errors
+///
+/// When no one can be asked (the error says why).
+pub fn ask_form(form: &str) -> Result<String, AgentError> {
+    let said = match human::ask("Please review and update the form fields", form) {
+        Ok(Answer::Accepted(content)) => format!("action=accept, content={content}"),
+        Ok(Answer::Declined) => "action=decline, content={}".to_owned(),
+        Ok(Answer::Cancelled) => "action=cancel, content={}".to_owned(),
+        Err(e) => return Err(AgentError::failed(format!("elicitation failed: {e:?}"))),
+    };
+    Ok(content(&[text(&format!("Elicitation completed: {said}"))]))
 }
 
 /// Log the three lines of the suite's logging fixtures, at info level.
