@@ -403,10 +403,7 @@ fn a_torn_last_line_is_saved_aside_cut_and_recorded_when_the_log_is_next_opened(
     assert_eq!(notice.seq, 12);
     assert_eq!(notice.detail["offset"], before);
     assert_eq!(notice.detail["bytes"], torn.len());
-    let digest: String = Sha256::digest(torn)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::policy::keys::to_hex(&Sha256::digest(torn));
     assert_eq!(notice.detail["sha256"], digest);
     assert_eq!(notice.detail["saved_to"], saved.display().to_string());
     // The chain goes on from there.

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{AuditError, AuditEvent, io_error};
+use crate::policy::keys::to_hex;
 
 /// The kind of the record a writer appends after cutting a torn tail.
 pub const TORN_TAIL_KIND: &str = "audit-torn-tail-discarded";
@@ -173,10 +174,5 @@ fn save_aside(
             .map_err(io_error("write", saved_ref))?;
     }
     out.sync_all().map_err(io_error("sync", saved_ref))?;
-    let sha256 = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((saved, sha256))
+    Ok((saved, to_hex(&hasher.finalize())))
 }
