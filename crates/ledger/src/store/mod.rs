@@ -371,6 +371,20 @@ pub trait StateStore: QueueStore + Send + Sync {
         owner: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ActionRecord>, StoreError>;
+    /// The actions in `status` of task `root`'s tree (`root` and every task below it through
+    /// [`TaskRecord::parent`], at most [`TREE_DEPTH`] levels down and the first [`TREE_TASKS`]
+    /// tasks), oldest first, at most `limit`; with `unexpired_at`, only those that expire after
+    /// it (Unix ms); with `owner`, only if `root` is that user's (none otherwise). Indexed reads
+    /// (the tree by its parents, each task's actions by task and status), however many tasks
+    /// and actions the host has besides.
+    fn tree_actions(
+        &self,
+        root: u64,
+        status: &str,
+        unexpired_at: Option<u64>,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
     /// Move an action from status `from` to `to`, recording its approver and result. Returns
     /// false (and changes nothing) if it was not in `from`: e.g. an approval already used.
     fn settle_action(
@@ -392,6 +406,15 @@ pub trait StateStore: QueueStore + Send + Sync {
     /// in one transaction (for `warden audit verify`).
     fn witness(&self) -> Result<StoreWitness, StoreError>;
 }
+
+/// How many levels of calls below a task [`StateStore::tree_actions`] follows: the deepest
+/// tree a host may run (`agents.max_depth` is at most 64).
+pub const TREE_DEPTH: u32 = 64;
+
+/// How many tasks of one tree [`StateStore::tree_actions`] looks at, at most (breadth first):
+/// far more than a tree runs within its wall time (`agents.tree_wall`), and a bound on the read
+/// if a store holds a bigger one.
+pub const TREE_TASKS: u32 = 65_536;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

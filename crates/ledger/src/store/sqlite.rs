@@ -12,6 +12,7 @@ use super::{
     StoredCheckpoint, TaskEnd, TaskRecord, TrustRecord, now_ms,
 };
 
+mod actions;
 mod cascade;
 mod queue;
 mod schema;
@@ -409,6 +410,17 @@ impl StateStore for SqliteStore {
         ))?;
         let rows = stmt.query_map(params![task, status, owner, limit as i64], action_row)?;
         rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
+    fn tree_actions(
+        &self,
+        root: u64,
+        status: &str,
+        unexpired_at: Option<u64>,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        actions::in_tree(&self.conn(), root, status, unexpired_at, owner, limit)
     }
 
     fn settle_action(

@@ -230,6 +230,110 @@ fn a_tasks_pending_actions_are_one_indexed_read_and_only_for_its_owner() {
     );
 }
 
+/// A task called by `parent`'s agent.
+fn callee(store: &SqliteStore, parent: u64) -> u64 {
+    let t = TaskRecord {
+        parent: Some(parent),
+        ..task("deployer")
+    };
+    store.begin_task(&t, "me").unwrap()
+}
+
+#[test]
+fn a_trees_actions_are_its_tasks_and_their_callees_at_every_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let root = store.begin_task(&task("deployer"), "me").unwrap();
+    let (child, sibling) = (callee(&store, root), callee(&store, root));
+    let grandchild = callee(&store, child);
+    let other = store.begin_task(&task("deployer"), "me").unwrap();
+    let others_callee = callee(&store, other);
+    let add = |t: u64, expires_ms: u64| {
+        let a = ActionRecord {
+            expires_ms,
+            ..action(t)
+        };
+        store
+            .add_action(&a, &|a| format!("h{}", a.id), &|_| Ok(()))
+            .unwrap()
+            .id
+    };
+    let deep = add(grandchild, 9_000);
+    let _elsewhere = add(others_callee, 9_000);
+    let top = add(root, 9_000);
+    let expired = add(child, 4_000);
+    let settled = add(sibling, 9_000);
+    let middle = add(child, 9_000);
+    let beside = add(sibling, 9_000);
+    assert!(
+        store
+            .settle_action(settled, "pending", "performed", "bob", "ok")
+            .unwrap()
+    );
+    let ids = |root: u64, at: Option<u64>, owner: Option<&str>, limit: usize| -> Vec<u64> {
+        let found = store
+            .tree_actions(root, "pending", at, owner, limit)
+            .unwrap();
+        found.iter().map(|a| a.id).collect()
+    };
+    assert_eq!(
+        ids(root, Some(5_000), None, 10),
+        [deep, top, middle, beside],
+        "every level's pending, unexpired actions, oldest first; not another tree's"
+    );
+    assert_eq!(
+        ids(root, None, None, 10),
+        [deep, top, expired, middle, beside],
+        "without a time, the expired one too"
+    );
+    assert_eq!(
+        ids(root, Some(4_000), None, 10),
+        [deep, top, middle, beside],
+        "an action expiring at the instant asked about has expired"
+    );
+    assert_eq!(
+        ids(root, Some(5_000), Some("alice"), 10),
+        [deep, top, middle, beside]
+    );
+    assert!(
+        ids(root, Some(5_000), Some("mallory"), 10).is_empty(),
+        "not the owner: nothing"
+    );
+    assert_eq!(ids(root, Some(5_000), None, 2), [deep, top], "the limit");
+    assert_eq!(
+        ids(child, Some(5_000), None, 10),
+        [deep, middle],
+        "a subtree: the task and the tasks below it, not its caller's"
+    );
+    assert_eq!(ids(other, Some(5_000), None, 10).len(), 1);
+    let done = store
+        .tree_actions(root, "performed", None, None, 10)
+        .unwrap();
+    assert_eq!(done.iter().map(|a| a.id).collect::<Vec<_>>(), [settled]);
+    assert!(ids(999, None, None, 10).is_empty(), "no such task: nothing");
+}
+
+#[test]
+fn a_tree_is_followed_down_to_the_deepest_a_host_may_run_and_no_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let root = store.begin_task(&task("deployer"), "me").unwrap();
+    let mut chain = vec![root];
+    for _ in 0..=TREE_DEPTH {
+        chain.push(callee(&store, *chain.last().unwrap()));
+    }
+    let add = |t: u64| {
+        store
+            .add_action(&action(t), &|a| format!("h{}", a.id), &|_| Ok(()))
+            .unwrap()
+            .id
+    };
+    let deepest = add(chain[TREE_DEPTH as usize]);
+    let _beyond = add(chain[TREE_DEPTH as usize + 1]);
+    let found = store.tree_actions(root, "pending", None, None, 10).unwrap();
+    assert_eq!(found.iter().map(|a| a.id).collect::<Vec<_>>(), [deepest]);
+}
+
 #[test]
 fn checkpoints_keep_the_newest() {
     let dir = tempfile::tempdir().unwrap();
