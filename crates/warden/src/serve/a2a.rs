@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{Caller, ServerState};
-use crate::store::TaskRecord;
+use crate::store::{ActionRecord, TaskRecord};
 use rpc::{params_of, reply, request, task_id, version};
 use wire::{Code, RpcError, SendParams, TaskIdParams};
 
@@ -236,22 +236,20 @@ impl Call {
 
     /// `row` as an A2A task, with its pending approvals when it has completed.
     async fn shown(&self, row: TaskRecord, artifacts: bool) -> Result<wire::Task, RpcError> {
-        let pending = if row.status == "completed" {
-            let mut all = self.pending().await?;
-            all.remove(&row.id).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let pending = self.pending(&row).await?;
         Ok(task::task(&row, &pending, artifacts))
     }
 
-    /// Every task tree's actions waiting for a person's approval.
-    async fn pending(
-        &self,
-    ) -> Result<std::collections::HashMap<u64, Vec<crate::store::ActionRecord>>, RpcError> {
-        let ledger = self.ledger()?;
+    /// The actions of `row`'s tree waiting for a person's approval if it has completed (none
+    /// otherwise: only a completed task waits for them): one indexed read. The caller may see
+    /// `row` (whoever fetched it checked), and so its tree.
+    async fn pending(&self, row: &TaskRecord) -> Result<Vec<ActionRecord>, RpcError> {
+        if row.status != "completed" {
+            return Ok(Vec::new());
+        }
+        let (ledger, id) = (self.ledger()?, row.id);
         tokio::task::spawn_blocking(move || {
-            task::pending_approvals(ledger.store(), crate::store::now_ms())
+            task::pending_approvals(ledger.store(), id, crate::store::now_ms())
         })
         .await
         .map_err(|e| internal(e.to_string()))?

@@ -1,9 +1,11 @@
-//! `ListTasks`: the caller's own top-level tasks, newest first, paged by task id.
+//! `ListTasks`: the caller's own top-level tasks, newest first, paged by task id, each with the
+//! pending approvals of its tree read for it alone (`task::pending_approvals`).
 
 use serde_json::{Value, json};
 
 use super::wire::{self, Code, ListParams, RpcError, TaskState};
 use super::{Call, internal, task};
+use crate::store::{ActionRecord, TaskRecord};
 
 /// How many of the host's newest tasks `ListTasks` looks through for the caller's.
 const LIST_SCANNED: usize = 2000;
@@ -48,44 +50,70 @@ impl Call {
             },
         };
         let ledger = self.ledger()?;
-        let rows = tokio::task::spawn_blocking(move || ledger.store().tasks(LIST_SCANNED))
-            .await
-            .map_err(|e| internal(e.to_string()))?
-            .map_err(|e| internal(format!("the ledger cannot be read: {e}")))?;
-        let subject = &self.caller.user.subject;
-        let mut pending = self.pending().await?;
+        let subject = self.caller.user.subject.clone();
+        let agent = self.agent.clone();
+        let context = p.context_id.filter(|c| !c.is_empty());
         let artifacts = p.include_artifacts.unwrap_or(false);
-        let tasks: Vec<wire::Task> = rows
-            .into_iter()
-            .filter(|r| r.parent.is_none() && &r.user == subject)
-            .filter(|r| self.agent.as_ref().is_none_or(|a| *a == r.agent))
-            .filter(|r| {
-                p.context_id
-                    .as_deref()
-                    .is_none_or(|c| c.is_empty() || c == r.id.to_string())
-            })
-            .map(|r| {
-                let waiting = if r.status == "completed" {
-                    pending.remove(&r.id).unwrap_or_default()
+        let size = size as usize;
+        let (page, next, total) = tokio::task::spawn_blocking(move || {
+            let store = ledger.store();
+            let rows = store
+                .tasks(LIST_SCANNED)
+                .map_err(|e| format!("the ledger cannot be read: {e}"))?;
+            let now = crate::store::now_ms();
+            let pending = |r: &TaskRecord| -> Result<Vec<ActionRecord>, String> {
+                if r.status == "completed" {
+                    task::pending_approvals(store, r.id, now)
                 } else {
-                    Vec::new()
-                };
-                task::task(&r, &waiting, artifacts)
-            })
-            .filter(|t| state.is_none_or(|s| s == t.status.state))
-            .collect();
-        let total = tasks.len();
-        let page: Vec<&wire::Task> = tasks
-            .iter()
-            .filter(|t| t.id.parse::<u64>().is_ok_and(|id| id < before))
-            .take(size as usize + 1)
-            .collect();
-        let next = if page.len() > size as usize {
-            page[size as usize - 1].id.clone()
-        } else {
-            String::new()
-        };
-        let page = &page[..page.len().min(size as usize)];
+                    Ok(Vec::new())
+                }
+            };
+            // Pending approvals only move a completed task between COMPLETED and AUTH_REQUIRED,
+            // so the ledger is asked for them (one indexed read a task) for the tasks shown, and
+            // for every completed one only when the filter is one of those two states.
+            let by_approval = matches!(state, Some(TaskState::Completed | TaskState::AuthRequired));
+            let mut matching: Vec<(TaskRecord, Option<Vec<ActionRecord>>)> = Vec::new();
+            for r in rows {
+                let listed = r.parent.is_none()
+                    && r.user == subject
+                    && agent.as_ref().is_none_or(|a| *a == r.agent)
+                    && context.as_ref().is_none_or(|c| *c == r.id.to_string());
+                if !listed {
+                    continue;
+                }
+                let waiting = by_approval.then(|| pending(&r)).transpose()?;
+                let shown = task::state(&r, waiting.as_deref().unwrap_or_default());
+                if state.is_none_or(|s| s == shown) {
+                    matching.push((r, waiting));
+                }
+            }
+            let total = matching.len();
+            let mut page: Vec<(TaskRecord, Option<Vec<ActionRecord>>)> = matching
+                .into_iter()
+                .filter(|(r, _)| r.id < before)
+                .take(size + 1)
+                .collect();
+            let next = if page.len() > size {
+                page.truncate(size);
+                page[size - 1].0.id.to_string()
+            } else {
+                String::new()
+            };
+            let page = page
+                .into_iter()
+                .map(|(r, waiting)| {
+                    let waiting = match waiting {
+                        Some(w) => w,
+                        None => pending(&r)?,
+                    };
+                    Ok(task::task(&r, &waiting, artifacts))
+                })
+                .collect::<Result<Vec<wire::Task>, String>>()?;
+            Ok::<_, String>((page, next, total))
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(internal)?;
         Ok(json!({"tasks": page, "nextPageToken": next, "pageSize": size, "totalSize": total}))
     }
 }

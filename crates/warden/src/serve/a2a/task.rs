@@ -3,47 +3,28 @@
 //! irreversible actions still waiting for a person's approval, which turn a completed task into
 //! `AUTH_REQUIRED` until they are settled.
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value, json};
 
 use super::wire::{Artifact, Message, Part, Task, TaskState, TaskStatus, rfc3339};
 use crate::store::{ActionRecord, StateStore, TaskRecord};
 use crate::terminal::line;
 
-/// How many of the newest actions are looked at for pending approvals.
-const ACTIONS_SCANNED: usize = 512;
+/// How many of a tree's pending actions a task names; one more is read, to say that there are
+/// more.
+const PENDING_SHOWN: usize = 32;
 
-/// How many parents are followed from an action's task to its top-level task.
-const MAX_DEPTH: usize = 32;
-
-/// The pending, unexpired actions of the newest [`ACTIONS_SCANNED`], by the top-level task whose
-/// tree asked for them (an agent's callee's action belongs to the task the user started).
+/// The pending, unexpired actions of task `root`'s tree (an agent's callee's action belongs to
+/// the task the user started), oldest first, at most [`PENDING_SHOWN`] and one: one indexed read
+/// of the ledger, however many actions the host has. Who may see `root` is the caller's to
+/// decide before.
 pub fn pending_approvals(
     store: &dyn StateStore,
+    root: u64,
     now_ms: u64,
-) -> Result<HashMap<u64, Vec<ActionRecord>>, String> {
-    let actions = store
-        .actions(ACTIONS_SCANNED)
-        .map_err(|e| format!("the ledger's actions cannot be read: {e}"))?;
-    let mut by_task: HashMap<u64, Vec<ActionRecord>> = HashMap::new();
-    for action in actions {
-        if action.status != "pending" || action.expires_ms <= now_ms {
-            continue;
-        }
-        let mut root = action.task;
-        for _ in 0..MAX_DEPTH {
-            match store.task(root).ok().and_then(|t| t.parent) {
-                Some(parent) => root = parent,
-                None => break,
-            }
-        }
-        by_task.entry(root).or_default().push(action);
-    }
-    for actions in by_task.values_mut() {
-        actions.sort_by_key(|a| a.id);
-    }
-    Ok(by_task)
+) -> Result<Vec<ActionRecord>, String> {
+    store
+        .tree_actions(root, "pending", Some(now_ms), None, PENDING_SHOWN + 1)
+        .map_err(|e| format!("the ledger's actions of task {root} cannot be read: {e}"))
 }
 
 /// `row` as an A2A task, `pending` being the actions of its tree waiting for approval; with its
@@ -81,6 +62,13 @@ pub fn task(row: &TaskRecord, pending: &[ActionRecord], artifacts: bool) -> Task
         artifacts: output.map(output_artifact).into_iter().collect(),
         metadata,
     }
+}
+
+/// The A2A state of `row`, `pending` being the actions of its tree waiting for approval (what
+/// [`task`] shows, without building the rest).
+pub fn state(row: &TaskRecord, pending: &[ActionRecord]) -> TaskState {
+    let outcome = row.outcome.as_ref().unwrap_or(&Value::Null);
+    state_of(row, outcome, pending).0
 }
 
 /// The artifact of an agent's output: JSON (an object or an array) as a data part, anything
@@ -178,8 +166,11 @@ fn what_a_person_does(row: &TaskRecord) -> String {
 }
 
 /// What a person must do for `pending` (not empty): approve each action, or let it expire.
+/// Past [`PENDING_SHOWN`], the rest are only said to be there.
 fn approvals(pending: &[ActionRecord]) -> (String, Option<Value>) {
-    let each: Vec<String> = pending
+    let more = pending.len() > PENDING_SHOWN;
+    let pending = &pending[..pending.len().min(PENDING_SHOWN)];
+    let mut each: Vec<String> = pending
         .iter()
         .map(|a| {
             format!(
@@ -192,6 +183,9 @@ fn approvals(pending: &[ActionRecord]) -> (String, Option<Value>) {
             )
         })
         .collect();
+    if more {
+        each.push("and more: `warden approve --list` shows them all".into());
+    }
     let data: Vec<Value> = pending
         .iter()
         .map(|a| json!({"action": a.id, "tool": a.tool, "expires": rfc3339(a.expires_ms)}))

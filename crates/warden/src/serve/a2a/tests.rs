@@ -370,13 +370,13 @@ fn a_callees_pending_action_holds_the_task_its_user_started() {
             .settle_action(settled.id, "pending", "performed", "rita", "ok")
             .unwrap()
     );
-    let pending = pending_approvals(&store, 5_000).unwrap();
-    let ids: Vec<(u64, Vec<u64>)> = pending
-        .iter()
-        .map(|(task, actions)| (*task, actions.iter().map(|a| a.id).collect()))
-        .collect();
+    let ids = |task: u64| -> Vec<u64> {
+        let found = pending_approvals(&store, task, 5_000).unwrap();
+        found.iter().map(|a| a.id).collect()
+    };
     // The callee's action belongs to the top-level task; expired and settled ones to nobody.
-    assert_eq!(ids, [(top, vec![held.id])]);
+    assert_eq!(ids(top), [held.id]);
+    assert!(ids(other).is_empty());
 }
 
 #[tokio::test]
@@ -407,4 +407,64 @@ async fn an_error_is_answered_200_but_a_full_queue_429() {
     assert_eq!(busy.headers()[axum::http::header::RETRY_AFTER], "1");
     let v = body(busy).await;
     assert_eq!(v["error"]["data"][0]["metadata"]["warden"], "user-busy");
+}
+
+#[test]
+fn a_pending_action_older_than_600_others_still_holds_its_task() {
+    use super::task::pending_approvals;
+    use crate::store::{Durability, SqliteStore, StateStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let top = store
+        .begin_task(&row("completed", json!(null)), "me")
+        .unwrap();
+    let busy = store
+        .begin_task(&row("completed", json!(null)), "me")
+        .unwrap();
+    let add = |task: u64| {
+        store
+            .add_action(
+                &ActionRecord { task, ..action(0) },
+                &|_| "h".into(),
+                &|_| Ok(()),
+            )
+            .unwrap()
+    };
+    let held = add(top);
+    for _ in 0..600 {
+        add(busy);
+    }
+    let pending = pending_approvals(&store, top, 5_000).unwrap();
+    let shown = task(
+        &TaskRecord {
+            id: top,
+            ..row(
+                "completed",
+                json!({"status": "completed", "output": "done"}),
+            )
+        },
+        &pending,
+        true,
+    );
+    assert_eq!(shown.status.state, TaskState::AuthRequired);
+    assert!(word(&shown).contains(&format!("`warden approve {}`", held.id)));
+}
+
+#[test]
+fn past_32_pending_actions_the_rest_are_said_to_be_there() {
+    let many: Vec<ActionRecord> = (1..=33).map(action).collect();
+    let shown = task(&row("completed", json!({"output": "x"})), &many, false);
+    assert_eq!(shown.status.state, TaskState::AuthRequired);
+    let text = word(&shown);
+    assert!(text.contains("`warden approve 32`"), "{text}");
+    assert!(!text.contains("`warden approve 33`"), "{text}");
+    assert!(text.ends_with("and more: `warden approve --list` shows them all"));
+    let data = shown.status.message.as_ref().unwrap().parts[1].data.clone();
+    assert_eq!(data.unwrap()["approvals"].as_array().unwrap().len(), 32);
+    let few = task(
+        &row("completed", json!({"output": "x"})),
+        &many[..32],
+        false,
+    );
+    assert!(!word(&few).contains("and more"));
 }
