@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::wire::{self, Code, ListParams, RpcError, TaskState};
 use super::{Call, internal, task};
-use crate::store::{ActionRecord, TaskRecord};
+use crate::store::{ActionRecord, StateStore, TaskRecord};
 
 /// How many of the host's newest tasks `ListTasks` looks through for the caller's.
 const LIST_SCANNED: usize = 2000;
@@ -50,70 +50,111 @@ impl Call {
             },
         };
         let ledger = self.ledger()?;
-        let subject = self.caller.user.subject.clone();
-        let agent = self.agent.clone();
-        let context = p.context_id.filter(|c| !c.is_empty());
-        let artifacts = p.include_artifacts.unwrap_or(false);
-        let size = size as usize;
+        let query = Query {
+            user: self.caller.user.subject.clone(),
+            agent: self.agent.clone(),
+            context: p.context_id.filter(|c| !c.is_empty()),
+            state,
+            before,
+            size: size as usize,
+            artifacts: p.include_artifacts.unwrap_or(false),
+        };
         let (page, next, total) = tokio::task::spawn_blocking(move || {
-            let store = ledger.store();
-            let rows = store
+            let rows = ledger
+                .store()
                 .tasks(LIST_SCANNED)
                 .map_err(|e| format!("the ledger cannot be read: {e}"))?;
-            let now = crate::store::now_ms();
-            let pending = |r: &TaskRecord| -> Result<Vec<ActionRecord>, String> {
-                if r.status == "completed" {
-                    task::pending_approvals(store, r.id, now)
-                } else {
-                    Ok(Vec::new())
-                }
-            };
-            // Pending approvals only move a completed task between COMPLETED and AUTH_REQUIRED,
-            // so the ledger is asked for them (one indexed read a task) for the tasks shown, and
-            // for every completed one only when the filter is one of those two states.
-            let by_approval = matches!(state, Some(TaskState::Completed | TaskState::AuthRequired));
-            let mut matching: Vec<(TaskRecord, Option<Vec<ActionRecord>>)> = Vec::new();
-            for r in rows {
-                let listed = r.parent.is_none()
-                    && r.user == subject
-                    && agent.as_ref().is_none_or(|a| *a == r.agent)
-                    && context.as_ref().is_none_or(|c| *c == r.id.to_string());
-                if !listed {
-                    continue;
-                }
-                let waiting = by_approval.then(|| pending(&r)).transpose()?;
-                let shown = task::state(&r, waiting.as_deref().unwrap_or_default());
-                if state.is_none_or(|s| s == shown) {
-                    matching.push((r, waiting));
-                }
-            }
-            let total = matching.len();
-            let mut page: Vec<(TaskRecord, Option<Vec<ActionRecord>>)> = matching
-                .into_iter()
-                .filter(|(r, _)| r.id < before)
-                .take(size + 1)
-                .collect();
-            let next = if page.len() > size {
-                page.truncate(size);
-                page[size - 1].0.id.to_string()
-            } else {
-                String::new()
-            };
-            let page = page
-                .into_iter()
-                .map(|(r, waiting)| {
-                    let waiting = match waiting {
-                        Some(w) => w,
-                        None => pending(&r)?,
-                    };
-                    Ok(task::task(&r, &waiting, artifacts))
-                })
-                .collect::<Result<Vec<wire::Task>, String>>()?;
-            Ok::<_, String>((page, next, total))
+            query.page(ledger.store(), rows, crate::store::now_ms())
         })
         .await
         .map_err(|e| internal(e.to_string()))?
         .map_err(internal)?;
         Ok(json!({"tasks": page, "nextPageToken": next, "pageSize": size, "totalSize": total}))
+    }
+}
+
+/// What `ListTasks` asked for, checked.
+pub(super) struct Query {
+    /// The caller: only their tasks are listed.
+    pub user: String,
+    /// On `/a2a/{agent}`, only that agent's tasks.
+    pub agent: Option<String>,
+    /// Only the task of this context (a task's context is its id).
+    pub context: Option<String>,
+    /// Only tasks in this state.
+    pub state: Option<TaskState>,
+    /// Only tasks older than this id (the page token).
+    pub before: u64,
+    /// The page size (1 to 100).
+    pub size: usize,
+    /// Whether each task shows its artifacts.
+    pub artifacts: bool,
+}
+
+/// A page: its tasks, the next page's token (empty on the last), and how many tasks matched.
+type Page = (Vec<wire::Task>, String, usize);
+
+impl Query {
+    /// The page of `rows` (the host's newest tasks, newest first) this query asks for, as of
+    /// `now_ms`.
+    ///
+    /// Pending approvals only move a completed task between `COMPLETED` and `AUTH_REQUIRED`, so
+    /// the ledger is asked for them (one indexed read a task) for the tasks shown, and for every
+    /// completed one only when the filter is one of those two states.
+    pub fn page(
+        &self,
+        store: &dyn StateStore,
+        rows: Vec<TaskRecord>,
+        now_ms: u64,
+    ) -> Result<Page, String> {
+        let pending = |r: &TaskRecord| -> Result<Vec<ActionRecord>, String> {
+            if r.status == "completed" {
+                task::pending_approvals(store, r.id, now_ms)
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let by_approval = matches!(
+            self.state,
+            Some(TaskState::Completed | TaskState::AuthRequired)
+        );
+        let mut matching: Vec<(TaskRecord, Option<Vec<ActionRecord>>)> = Vec::new();
+        for r in rows {
+            let listed = r.parent.is_none()
+                && r.user == self.user
+                && self.agent.as_ref().is_none_or(|a| *a == r.agent)
+                && self.context.as_ref().is_none_or(|c| *c == r.id.to_string());
+            if !listed {
+                continue;
+            }
+            let waiting = by_approval.then(|| pending(&r)).transpose()?;
+            let shown = task::state(&r, waiting.as_deref().unwrap_or_default());
+            if self.state.is_none_or(|s| s == shown) {
+                matching.push((r, waiting));
+            }
+        }
+        let total = matching.len();
+        let mut page: Vec<_> = matching
+            .into_iter()
+            .filter(|(r, _)| r.id < self.before)
+            .take(self.size + 1)
+            .collect();
+        let next = if page.len() > self.size {
+            page.truncate(self.size);
+            page[self.size - 1].0.id.to_string()
+        } else {
+            String::new()
+        };
+        let tasks = page
+            .into_iter()
+            .map(|(r, waiting)| {
+                let waiting = match waiting {
+                    Some(w) => w,
+                    None => pending(&r)?,
+                };
+                Ok(task::task(&r, &waiting, self.artifacts))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok((tasks, next, total))
     }
 }

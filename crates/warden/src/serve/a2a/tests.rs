@@ -468,3 +468,98 @@ fn past_32_pending_actions_the_rest_are_said_to_be_there() {
     );
     assert!(!word(&few).contains("and more"));
 }
+
+#[test]
+fn list_tasks_shows_and_filters_a_waiting_task_by_its_trees_pending_actions() {
+    use super::list::Query;
+    use crate::store::{Durability, SqliteStore, StateStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let begin = |status: &str, user: &str, parent: Option<u64>| {
+        let r = TaskRecord {
+            user: user.into(),
+            parent,
+            ..row(status, json!({"output": "x"}))
+        };
+        let id = store.begin_task(&r, "me").unwrap();
+        if status != "running" {
+            let end = crate::store::TaskEnd {
+                id,
+                status: status.into(),
+                outcome: json!({"status": status, "output": "x"}),
+                trace: json!({"events": []}),
+                staging: "none".into(),
+                staging_path: None,
+                ended_ms: 3_000,
+                trust: None,
+            };
+            store.end_task(&end).unwrap();
+        }
+        id
+    };
+    let add = |task: u64| {
+        let a = ActionRecord { task, ..action(0) };
+        store.add_action(&a, &|_| "h".into(), &|_| Ok(())).unwrap()
+    };
+    let waiting = begin("completed", "dev", None);
+    let callee = begin("completed", "dev", Some(waiting));
+    let held = add(callee);
+    let done = begin("completed", "dev", None);
+    let running = begin("running", "dev", None);
+    let others = begin("completed", "eve", None);
+    add(others);
+    for _ in 0..600 {
+        add(done);
+        store
+            .settle_action(
+                store.actions(1).unwrap()[0].id,
+                "pending",
+                "performed",
+                "rita",
+                "ok",
+            )
+            .unwrap();
+    }
+    let list = |state: Option<TaskState>, before: u64, size: usize| {
+        let query = Query {
+            user: "dev".into(),
+            agent: None,
+            context: None,
+            state,
+            before,
+            size,
+            artifacts: false,
+        };
+        let rows = store.tasks(100).unwrap();
+        let (tasks, next, total) = query.page(&store, rows, 5_000).unwrap();
+        let shown: Vec<(u64, TaskState)> = tasks
+            .iter()
+            .map(|t| (t.id.parse().unwrap(), t.status.state))
+            .collect();
+        (shown, next, total)
+    };
+    let (shown, _, total) = list(Some(TaskState::AuthRequired), u64::MAX, 10);
+    assert_eq!(
+        (shown, total),
+        (vec![(waiting, TaskState::AuthRequired)], 1)
+    );
+    let (shown, _, total) = list(Some(TaskState::Completed), u64::MAX, 10);
+    assert_eq!((shown, total), (vec![(done, TaskState::Completed)], 1));
+    let (shown, next, total) = list(None, u64::MAX, 2);
+    assert_eq!(
+        (shown, next.clone(), total),
+        (
+            vec![(running, TaskState::Working), (done, TaskState::Completed)],
+            done.to_string(),
+            3
+        ),
+        "the caller's top-level tasks, newest first; not eve's, not the callee"
+    );
+    let (shown, next, _) = list(None, next.parse().unwrap(), 2);
+    assert_eq!(
+        (shown, next),
+        (vec![(waiting, TaskState::AuthRequired)], String::new()),
+        "a task on a later page without a filter still reads its tree's pending action"
+    );
+    assert!(held.id < store.actions(1).unwrap()[0].id);
+}
