@@ -51,12 +51,10 @@ impl Memory {
     ) -> Result<Vec<Version>, MemoryError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM entries WHERE namespace = ?1 AND key = ?2 ORDER BY version DESC LIMIT ?3"
+            "SELECT {COLUMNS} FROM entries WHERE namespace = ?1 AND key = ?2 ORDER BY version DESC LIMIT {}",
+            limit.min(MAX_HISTORY)
         ))?;
-        let rows = stmt.query_map(
-            params![namespace, key, ms(limit.min(MAX_HISTORY) as u64)],
-            version_of,
-        )?;
+        let rows = stmt.query_map(params![namespace, key], version_of)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -73,12 +71,10 @@ impl Memory {
              WHERE (?1 IS NULL OR e.namespace = ?1)
                AND e.version = (SELECT MAX(f.version) FROM entries f
                                 WHERE f.namespace = e.namespace AND f.key = e.key)
-             ORDER BY e.namespace, e.key LIMIT ?2"
+             ORDER BY e.namespace, e.key LIMIT {}",
+            limit.min(MAX_HISTORY)
         ))?;
-        let rows = stmt.query_map(
-            params![namespace, ms(limit.min(MAX_HISTORY) as u64)],
-            version_of,
-        )?;
+        let rows = stmt.query_map(params![namespace], version_of)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -354,12 +354,9 @@ impl Memory {
                                   AND (f.owner = ?2 OR f.general = 1))
                AND e.change != 'forget' AND (e.pinned = 1 OR e.expires_ms > ?3)
                AND (?4 IS NULL OR instr(e.tags, char(9) || ?4 || char(9)) > 0)
-             ORDER BY {order} LIMIT ?5"
+             ORDER BY {order} LIMIT {limit}"
         ))?;
-        let rows = stmt.query_map(
-            params![namespace, user, ms(now_ms), tag, ms(limit as u64)],
-            version_of,
-        )?;
+        let rows = stmt.query_map(params![namespace, user, ms(now_ms), tag], version_of)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -408,12 +405,12 @@ impl Memory {
         limit: usize,
     ) -> Result<Vec<String>, MemoryError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT text FROM entries
              WHERE namespace = ?1 AND agent = ?2 AND change = 'write' AND task IS NOT ?3
-             ORDER BY written_ms DESC LIMIT ?4",
-        )?;
-        let rows = stmt.query_map(params![namespace, agent, ms(task), ms(limit as u64)], |r| {
+             ORDER BY written_ms DESC LIMIT {limit}"
+        ))?;
+        let rows = stmt.query_map(params![namespace, agent, ms(task)], |r| {
             r.get::<_, String>(0)
         })?;
         let mut texts: Vec<String> = rows.collect::<Result<_, _>>()?;

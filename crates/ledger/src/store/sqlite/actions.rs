@@ -8,23 +8,23 @@ use super::{ACTION_COLUMNS, action_row};
 use crate::store::{ActionRecord, StoreError, TREE_DEPTH, TREE_TASKS};
 
 /// The query: `?1` the root, `?2` the status, `?3` the owner or NULL, `?4` the time (ms) the
-/// actions must expire after or NULL, `?5` the depth bound, `?6` the tree-size bound, `?7` the
-/// limit. The owner is checked on the root: the tasks below it act for the user who started it.
+/// actions must expire after or NULL, `?5` the depth bound; the tree-size bound and `limit` are
+/// written into the text (see [`crate::store::sqlite`] on `LIMIT`). The owner is checked on the root: the tasks below it act for the user who started it.
 /// `CROSS JOIN` keeps SQLite from turning the recursive step around (scanning every task's
 /// parent and looking each up in the tree), which its statistics can make look cheaper.
-fn sql() -> String {
+fn sql(limit: usize) -> String {
     format!(
         "WITH RECURSIVE tree(id, depth) AS ( \
              SELECT id, 0 FROM tasks WHERE id = ?1 AND (?3 IS NULL OR user = ?3) \
              UNION ALL \
              SELECT tasks.id, tree.depth + 1 FROM tree CROSS JOIN tasks ON tasks.parent = tree.id \
              WHERE tree.depth < ?5 \
-             LIMIT ?6 \
+             LIMIT {TREE_TASKS} \
          ) \
          SELECT {ACTION_COLUMNS} FROM actions \
          WHERE task IN (SELECT id FROM tree) AND status = ?2 \
          AND (?4 IS NULL OR expires_ms > ?4) \
-         ORDER BY id LIMIT ?7"
+         ORDER BY id LIMIT {limit}"
     )
 }
 
@@ -38,17 +38,9 @@ pub(super) fn in_tree(
     owner: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ActionRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&sql())?;
+    let mut stmt = conn.prepare_cached(&sql(limit))?;
     let rows = stmt.query_map(
-        params![
-            root,
-            status,
-            owner,
-            unexpired_at,
-            TREE_DEPTH,
-            TREE_TASKS,
-            limit as i64
-        ],
+        params![root, status, owner, unexpired_at, TREE_DEPTH,],
         action_row,
     )?;
     rows.map(|r| r.map_err(StoreError::from)).collect()
@@ -70,12 +62,11 @@ mod tests {
         let conn = Connection::open(dir.path().join("state.db")).unwrap();
         let plan = || -> Vec<String> {
             let mut stmt = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql()))
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql(10)))
                 .unwrap();
-            stmt.query_map(
-                params![1, "pending", "alice", 5_000, TREE_DEPTH, TREE_TASKS, 10],
-                |r| r.get::<_, String>(3),
-            )
+            stmt.query_map(params![1, "pending", "alice", 5_000, TREE_DEPTH], |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect()
@@ -99,5 +90,37 @@ mod tests {
                 "{plan:?}"
             );
         }
+    }
+
+    /// The action queries a served call runs are compiled once: their limits are in their
+    /// text (a bound `LIMIT` made SQLite recompile one at every call).
+    #[test]
+    fn the_action_queries_are_compiled_once_not_at_every_run() {
+        use crate::store::StateStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        for (id, owner) in [(1, None), (2, Some("alice")), (3, Some("bob")), (4, None)] {
+            store.task_actions(id, "pending", owner, 7).unwrap();
+            store
+                .tree_actions(id, "pending", Some(5), owner, 7)
+                .unwrap();
+        }
+        let conn = store.conn();
+        for sql in [super::super::task_actions_sql(7), sql(7)] {
+            let stmt = conn.prepare_cached(&sql).unwrap();
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "recompiled at every run: {sql}"
+            );
+        }
+        // What the rule guards against: a bound `LIMIT` recompiles the statement at every run.
+        let bound = "SELECT id FROM tasks ORDER BY id LIMIT ?1";
+        for _ in 0..3 {
+            let mut stmt = conn.prepare_cached(bound).unwrap();
+            stmt.query_map([5], |r| r.get::<_, i64>(0)).unwrap().count();
+        }
+        let stmt = conn.prepare_cached(bound).unwrap();
+        assert!(stmt.get_status(rusqlite::StatementStatus::RePrepare) >= 2);
     }
 }

@@ -70,11 +70,11 @@ fn enqueue(
 }
 
 fn queued(conn: &Connection, limit: usize) -> Result<Vec<QueuedTask>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT q.task, q.user, q.work, q.queued_ms FROM queue q JOIN tasks t ON t.id = q.task
-         WHERE t.status = 'queued' ORDER BY q.task LIMIT ?1",
-    )?;
-    let rows = stmt.query_map([limit as i64], |r| {
+         WHERE t.status = 'queued' ORDER BY q.task LIMIT {limit}"
+    ))?;
+    let rows = stmt.query_map([], |r| {
         Ok(QueuedTask {
             id: r.get(0)?,
             user: r.get(1)?,
