@@ -9,9 +9,9 @@
 //! While a call runs, a client that sent a progress token gets `notifications/progress` (the
 //! task accepted, then a beat while it runs, then its end); `notifications/cancelled` (or a
 //! closed HTTP stream) stops waiting and asks [`ServerState::cancel`] to stop the task. Agents
-//! added to or removed from the agents folder are noticed by polling the listing
-//! (`mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a session's client, or
-//! on a 2026-07-28 `subscriptions/listen` stream).
+//! added to or removed from the agents folder are noticed by the server's one watcher (inotify,
+//! backed by a poll; `mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a
+//! session's client, or on a 2026-07-28 `subscriptions/listen` stream that asked for them).
 //!
 //! A client that declares MCP's tasks extension (`io.modelcontextprotocol/tasks`) gets a task
 //! handle for each call instead of waiting, and follows it with `tasks/get` and `tasks/cancel`
@@ -27,7 +27,7 @@ mod seen;
 pub mod stdio;
 pub mod tasks;
 pub mod tools;
-mod watch;
+pub(crate) mod watch;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,7 +46,9 @@ use crate::serve::{ApiError, Caller, ServerState, Submission, Work};
 /// How long a client may keep a `tools/list` answer before asking again (`ttlMs`, 2026-07-28).
 pub const LIST_TTL: Duration = Duration::from_secs(5);
 
-/// How often the agents folder is listed to notice an agent added or removed.
+/// How often the agents folder is listed besides the inotify events that wake the server's
+/// watcher (for folders inotify cannot watch, such as a network mount, and for a lost event),
+/// and how often a session's watch asks whether its client is still there.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a running call sends a progress beat (to a client that asked for progress).
@@ -308,18 +310,23 @@ impl ServerHandler for AgentTools {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        let sink = context.sink().clone();
-        let changes = watch::watch(
-            self.state.clone(),
-            || true,
-            move || {
-                let sink = sink.clone();
-                async move { sink.notify_tool_list_changed().await.is_ok() }
-            },
-        );
-        tokio::select! {
-            () = context.cancelled() => {}
-            () = changes => {}
+        // A stream that did not ask for tool changes gets none: it waits for its end.
+        if context.accepted().tools_list_changed == Some(true) {
+            let sink = context.sink().clone();
+            let changes = watch::announce_changes(
+                self.state.agent_changes().await,
+                || true,
+                move || {
+                    let sink = sink.clone();
+                    async move { sink.notify_tool_list_changed().await.is_ok() }
+                },
+            );
+            tokio::select! {
+                () = context.cancelled() => {}
+                () = changes => {}
+            }
+        } else {
+            context.cancelled().await;
         }
         Ok(())
     }
@@ -328,7 +335,8 @@ impl ServerHandler for AgentTools {
         let peer = context.peer;
         let open = peer.clone();
         let alive = move || !open.is_transport_closed();
-        tokio::spawn(watch::watch(self.state.clone(), alive, move || {
+        let changes = self.state.agent_changes().await;
+        tokio::spawn(watch::announce_changes(changes, alive, move || {
             let peer = peer.clone();
             async move { peer.notify_tool_list_changed().await.is_ok() }
         }));

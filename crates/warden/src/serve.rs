@@ -71,6 +71,8 @@ pub struct ServerState {
     queue: Arc<queue::Queue<runner::Job>>,
     metrics: Arc<Metrics>,
     logs: Arc<crate::mcp::logging::KeptLogs>,
+    /// Notices agents added to or removed from the agents folder (for MCP's `list_changed`).
+    agent_watch: Arc<crate::mcp::watch::AgentsWatch>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -143,7 +145,9 @@ impl ServerState {
             ));
         }
         let queue = Arc::new(queue::Queue::new(runtime.host_config().server.clone()));
+        let agent_watch = Arc::new(work_mcp::agent_watch(&runtime, &agents));
         Ok(ServerState {
+            agent_watch,
             queue,
             runtime,
             authority: Arc::new(authority),

@@ -1,9 +1,33 @@
 //! What the protocol front ends (MCP, A2A) ask of the server beyond [`super::work`]: the names
-//! of the agents served (a cheap listing to notice an agent added or removed) and the
-//! irreversible actions a task left waiting for a person's approval.
+//! of the agents served (a cheap listing to notice an agent added or removed, and the server's
+//! one watcher of them) and the irreversible actions a task left waiting for a person's approval.
 
-use super::{ApiError, Caller, ServerState};
+use std::sync::Arc;
+
+use super::{AgentSource, ApiError, Caller, ServerState};
+use crate::Runtime;
+use crate::mcp::watch::{AgentsWatch, Names};
 use crate::store::ActionRecord;
+
+/// The watcher of the folders `agents` lists agents from (see [`crate::mcp::watch`]).
+pub(super) fn agent_watch(runtime: &Runtime, agents: &AgentSource) -> AgentsWatch {
+    let folders = match agents {
+        AgentSource::Directory => runtime
+            .agents
+            .as_ref()
+            .map(|dir| vec![dir.dir().to_path_buf()])
+            .unwrap_or_default(),
+        AgentSource::Built {
+            components,
+            policies,
+        } => vec![policies.clone(), components.clone()],
+    };
+    let (runtime, agents) = (runtime.clone(), agents.clone());
+    AgentsWatch::new(
+        folders,
+        Arc::new(move || agents.names(&runtime).map_err(|e| e.message)),
+    )
+}
 
 /// The most pending actions a task's result lists (an agent's calls are bounded well below).
 const MAX_PENDING: usize = 1000;
@@ -20,6 +44,13 @@ impl ServerState {
         tokio::task::spawn_blocking(move || agents.names(&runtime))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
+    /// The names of the agents served now, then each change of them (agents added or removed;
+    /// `None` until the folder could be read). One watcher per server, running while anyone
+    /// holds a receiver.
+    pub(crate) async fn agent_changes(&self) -> tokio::sync::watch::Receiver<Names> {
+        self.agent_watch.subscribe().await
     }
 
     /// The irreversible actions of task `id` still waiting for a person's approval, oldest first

@@ -53,6 +53,11 @@ pub fn describe(name: &str, summary: &str) -> Description {
 /// host's `warden.toml`), which the sampling fixtures' policies grant.
 pub const CALLER_MODEL: &str = "caller";
 
+/// The host tool `test_trigger_tool_change` calls: declared only by `scripts/conformance`'s
+/// host configuration, it adds the agent `hello_toggled` to the agents folder or removes it
+/// (`tests/conformance/toggle-agent`).
+pub const TOGGLE_AGENT_TOOL: &str = "conformance.toggle_agent";
+
 /// The description of fixture `name` taking one required string argument `arg`, content out.
 pub fn describe_with(name: &str, summary: &str, arg: &str, about: &str) -> Description {
     let input = json!({
