@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::store::{COLUMNS, MAX_HISTORY, Memory, ms, version_of};
+use super::store::{COLUMNS, MAX_HISTORY, Memory, version_of};
 use super::{MemoryError, Version};
 
 impl Memory {
