@@ -64,6 +64,8 @@ impl StoredWork {
         let (agent, input, cascade) = match &job.work {
             Work::Agent { name, input } => (Some(name.clone()), input.clone(), None),
             Work::Cascade { request } => (None, Value::Null, Some(request.clone())),
+            // Never stored: a resume is held in memory only (the task stays escalated).
+            Work::Resume { .. } => (None, Value::Null, None),
         };
         StoredWork {
             agent,
@@ -171,7 +173,7 @@ impl ServerState {
         let Start { id, job, cancel } = start;
         let counted = match &job.work {
             Work::Agent { name, .. } => Some(name.clone()),
-            Work::Cascade { .. } => None,
+            Work::Cascade { .. } | Work::Resume { .. } => None,
         };
         let started = Instant::now();
         let run = Box::pin(self.run(id, job));
@@ -288,6 +290,11 @@ impl ServerState {
                     }
                 }
             }
+            Work::Resume { task, note } => {
+                self.run_resume(task, note.as_deref(), job.user, started)
+                    .await;
+                return;
+            }
         };
         if let Some(why) = failed {
             let close = move || match ledger.store().task(id) {
@@ -356,6 +363,18 @@ pub(crate) fn close_cancelled(
             return Ok(());
         }
         "running" => {}
+        // A resume stopped mid-run: its stages end cancelled; the cascade stays escalated, for
+        // a person to resume or stop again (as after a resume the CLI's ctrl-c ended).
+        "escalated" if row.agent == CASCADE_AGENT && depth == 0 => {
+            let children = ledger
+                .store()
+                .children(id, MAX_CHILDREN)
+                .map_err(|e| failed(&e))?;
+            for child in children.iter().filter(|c| c.status == "running") {
+                close_cancelled(ledger, child.id, by, depth + 1)?;
+            }
+            return Ok(());
+        }
         _ => return Ok(()),
     }
     if depth < MAX_TREE_DEPTH {
