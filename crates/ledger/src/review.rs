@@ -294,9 +294,8 @@ pub fn report(
         .trust(&t.agent_id)?
         .unwrap_or_else(|| TrustRecord::new(&t.agent_id, &t.module_hash));
     let verdict = crate::trust::Verdict::Demote(format!("regression reported: {why}"));
-    let change = Ladder::after_task(&mut record, &verdict, u32::MAX, task).ok_or_else(|| {
-        ReviewError::BadReason("the ladder made no change of it".into())
-    })?;
+    let change = Ladder::after_task(&mut record, &verdict, u32::MAX, task)
+        .ok_or_else(|| ReviewError::BadReason("the ladder made no change of it".into()))?;
     ledger.record(
         AuditEvent::new(change.kind())
             .task(task)
@@ -404,7 +403,12 @@ mod tests {
         ledger.store().put_trust(&earned).unwrap();
         let (record, change) = report(&ledger, task, "broke the build", Some("rita")).unwrap();
         assert_eq!(
-            (record.level, record.held, record.level_before, record.demoted_by_task),
+            (
+                record.level,
+                record.held,
+                record.level_before,
+                record.demoted_by_task
+            ),
             (1, true, 3, Some(task))
         );
         assert!(matches!(change, TrustChange::Demoted { from: 3, .. }));

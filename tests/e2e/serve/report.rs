@@ -60,7 +60,11 @@ async fn a_regression_is_reported_over_http_by_a_reviewer_only() {
     let (status, v) = post(s, "/v1/trust/probe/report", &dan, &report).await;
     assert_eq!((status, error_code(&v)), (403, "not-a-reviewer"), "{v}");
     for (path, body, want) in [
-        ("/v1/trust/hello/report", report.clone(), (400, "wrong-agent")),
+        (
+            "/v1/trust/hello/report",
+            report.clone(),
+            (400, "wrong-agent"),
+        ),
         (
             "/v1/trust/probe/report",
             json!({"task": task + 100, "why": "x"}),
@@ -92,7 +96,11 @@ async fn a_regression_is_reported_over_http_by_a_reviewer_only() {
     let (status, v) = post(s, "/v1/trust/unsigned%2Fprobe/report", &rita, &report).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
-        (&v["agent"]["level"], &v["agent"]["held"], &v["agent"]["demoted_by_task"]),
+        (
+            &v["agent"]["level"],
+            &v["agent"]["held"],
+            &v["agent"]["demoted_by_task"]
+        ),
         (&json!(1), &json!(true), &json!(task)),
         "{v}"
     );

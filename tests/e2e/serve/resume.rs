@@ -41,7 +41,8 @@ fn write(path: &str, body: &str) -> StubReply {
 /// The router sends the request to the team; the skeptic rejects both plans.
 fn rejected_twice() -> Vec<StubReply> {
     let plan = || say(json!({"steps": [{"id": "1", "do": "fix mean in calc.py", "after": []}]}));
-    let reject = || say(json!({"verdict": "reject", "reasons": ["scripted: the plan is too broad"]}));
+    let reject =
+        || say(json!({"verdict": "reject", "reasons": ["scripted: the plan is too broad"]}));
     vec![
         say(json!({"route": "team", "complexity": "high", "risk": "low",
                    "confidence": 0.8, "reason": "scripted"})),
@@ -210,7 +211,14 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
         "{refusals}"
     );
     assert!(records(&s, "task-resumed", task).is_empty());
-    let (_, row) = request(&s.addr, "GET", &format!("/v1/tasks/{task}"), Some(&dev), Vec::new()).await;
+    let (_, row) = request(
+        &s.addr,
+        "GET",
+        &format!("/v1/tasks/{task}"),
+        Some(&dev),
+        Vec::new(),
+    )
+    .await;
     assert_eq!(row["status"], "escalated", "{row}");
 
     // Resumed while the tester's model never answers: running, held once, then cancelled.
@@ -232,16 +240,34 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
     assert_eq!((status, error_code(&v)), (409, "already-resuming"), "{v}");
     let (status, v) = post(&s, &stop, &dev, b"").await;
     assert_eq!((status, error_code(&v)), (409, "task-resuming"), "{v}");
-    let (status, v) = request(&s.addr, "DELETE", &format!("/v1/tasks/{task}"), Some(&dev), Vec::new()).await;
+    let (status, v) = request(
+        &s.addr,
+        "DELETE",
+        &format!("/v1/tasks/{task}"),
+        Some(&dev),
+        Vec::new(),
+    )
+    .await;
     assert_eq!((status, &v["status"]), (200, &json!("escalated")), "{v}");
     assert_eq!(records(&s, "task-resumed", task).len(), 1);
-    let (_, row) = request(&s.addr, "GET", &format!("/v1/tasks/{task}"), Some(&dev), Vec::new()).await;
+    let (_, row) = request(
+        &s.addr,
+        "GET",
+        &format!("/v1/tasks/{task}"),
+        Some(&dev),
+        Vec::new(),
+    )
+    .await;
     assert_eq!(row["status"], "escalated", "{row}");
     // The stage that was waiting on the model ended cancelled, by dev.
     let stages = children(&s, &dev, task).await;
     let tester = stages.last().unwrap();
     assert_eq!(
-        (&tester["agent"], &tester["status"], &tester["outcome"]["by"]),
+        (
+            &tester["agent"],
+            &tester["status"],
+            &tester["outcome"]["by"]
+        ),
         (&json!("tester"), &json!("cancelled"), &json!("dev")),
         "{stages:#?}"
     );
@@ -250,7 +276,13 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
     stub.clear_requests();
     stub.script(the_team_goes_on());
     let note = "only touch calc.py, keep the fix to one line";
-    let (status, v) = post(&s, &resume, &dev, json!({"note": note}).to_string().as_bytes()).await;
+    let (status, v) = post(
+        &s,
+        &resume,
+        &dev,
+        json!({"note": note}).to_string().as_bytes(),
+    )
+    .await;
     assert_eq!((status, &v), (202, &json!({"task": task})), "{v}");
     let row = status_becomes(&s, &dev, task, "completed").await;
     assert_eq!(row["staging"], "proposed", "{row}");
@@ -263,7 +295,11 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
     let resumed = records(&s, "task-resumed", task);
     assert_eq!(resumed.len(), 2, "{resumed:#?}");
     assert_eq!(
-        (&resumed[1]["detail"]["waived"], &resumed[1]["detail"]["note"], &resumed[1]["user"]),
+        (
+            &resumed[1]["detail"]["waived"],
+            &resumed[1]["detail"]["note"],
+            &resumed[1]["user"]
+        ),
         (&json!("skeptic-rejected"), &json!(note), &json!("dev")),
         "{resumed:#?}"
     );

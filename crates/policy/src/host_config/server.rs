@@ -275,7 +275,8 @@ mod tests {
         assert!(!ServerSettings::default().metrics_without_token);
         let on = HostConfig::parse("w.toml", "[server]\nmetrics_without_token = true\n").unwrap();
         assert!(on.server.metrics_without_token);
-        let kept = HostConfig::parse("w.toml", "[server]\nmetrics_without_token = false\n").unwrap();
+        let kept =
+            HostConfig::parse("w.toml", "[server]\nmetrics_without_token = false\n").unwrap();
         assert!(!kept.server.metrics_without_token);
         for (text, line, kind) in [
             // A typo of the key: refused at its line, never taken as "off".

@@ -408,6 +408,9 @@ mod tests {
         );
         // Its deny twin: another refusal is not a 429.
         let text = answered(Some("bad-body"), 400).await.encode(0).unwrap();
-        assert!(!text.contains("warden_http_too_many_requests_total{"), "{text}");
+        assert!(
+            !text.contains("warden_http_too_many_requests_total{"),
+            "{text}"
+        );
     }
 }

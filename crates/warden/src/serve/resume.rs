@@ -111,7 +111,11 @@ fn not_escalated(row: &TaskRecord) -> ApiError {
             crate::terminal::line(&row.agent)
         )
     } else {
-        format!("task {} is `{}`", row.id, crate::terminal::line(&row.status))
+        format!(
+            "task {} is `{}`",
+            row.id,
+            crate::terminal::line(&row.status)
+        )
     };
     ApiError::new(
         StatusCode::CONFLICT,
@@ -192,7 +196,12 @@ impl ServerState {
             return Err(not_escalated(&row));
         }
         let (runtime, user) = (self.runtime.clone(), caller.user.clone());
-        blocking(move || runtime.stop_cascade(id, Some(user.as_ref())).map_err(refused)).await?;
+        blocking(move || {
+            runtime
+                .stop_cascade(id, Some(user.as_ref()))
+                .map_err(refused)
+        })
+        .await?;
         self.task(caller, id).await
     }
 
@@ -233,6 +242,26 @@ impl ServerState {
         }
         row
     }
+}
+
+/// Close what a resume of the escalated cascade `id` left running when `by` cancelled it: its
+/// stages end `cancelled` (as [`super::runner::close_cancelled`] closes them); the cascade
+/// stays escalated, for a person to resume or stop again (as after the CLI's resume was
+/// interrupted).
+pub(super) fn close_cut_short(
+    ledger: &crate::ledger::Ledger,
+    id: u64,
+    by: &str,
+    max_children: usize,
+) -> Result<(), ApiError> {
+    let children = ledger
+        .store()
+        .children(id, max_children)
+        .map_err(|e| ApiError::internal(format!("the stages of task {id} cannot be read: {e}")))?;
+    for child in children.iter().filter(|c| c.status == "running") {
+        super::runner::close_cancelled(ledger, child.id, by, 1)?;
+    }
+    Ok(())
 }
 
 fn already_resuming(id: u64) -> ApiError {

@@ -339,7 +339,8 @@ fn refuse(ledger: &Ledger, row: &TaskRecord, why: &str) -> Result<(), ApiError> 
 
 /// Close the cancelled task `id` (by `by`): a queued one ends without running; a running one —
 /// its run already dropped — ends `cancelled`, its staged writes (or a cascade's working copy)
-/// discarded, and so do the tasks it called that were still running.
+/// discarded, and so do the tasks it called that were still running. An escalated cascade
+/// whose resume was cancelled stays escalated, its running stages closed.
 pub(crate) fn close_cancelled(
     ledger: &Ledger,
     id: u64,
@@ -363,17 +364,8 @@ pub(crate) fn close_cancelled(
             return Ok(());
         }
         "running" => {}
-        // A resume stopped mid-run: its stages end cancelled; the cascade stays escalated, for
-        // a person to resume or stop again (as after a resume the CLI's ctrl-c ended).
         "escalated" if row.agent == CASCADE_AGENT && depth == 0 => {
-            let children = ledger
-                .store()
-                .children(id, MAX_CHILDREN)
-                .map_err(|e| failed(&e))?;
-            for child in children.iter().filter(|c| c.status == "running") {
-                close_cancelled(ledger, child.id, by, depth + 1)?;
-            }
-            return Ok(());
+            return super::resume::close_cut_short(ledger, id, by, MAX_CHILDREN);
         }
         _ => return Ok(()),
     }

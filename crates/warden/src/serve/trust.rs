@@ -146,7 +146,10 @@ pub(crate) async fn report(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(&headers)?;
-    reviewer_only(&caller, "report a regression (it demotes the agent for every user)")?;
+    reviewer_only(
+        &caller,
+        "report a regression (it demotes the agent for every user)",
+    )?;
     let report: Report = read_statement(
         &headers,
         body,
