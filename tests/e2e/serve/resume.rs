@@ -7,8 +7,9 @@
 //!   escalated cascade (one of its stages: `409 not-escalated`), a reviewer whose roles do not
 //!   list `cascade` (`403 agent-not-granted`, audited `task-refused`).
 //! - Resumed with a note while the next stage's model never answers: `202`, the task reads
-//!   `running`, a second resume is `409 already-resuming`, a stop `409 task-resuming`;
-//!   `DELETE` ends the resume (its stage `cancelled`) and the task is escalated again.
+//!   `running`, a second resume is `409 already-resuming`, a stop `409 task-resuming`, its
+//!   events stream stays open; `DELETE` ends the resume (its stage `cancelled`, the stream's
+//!   `end` `escalated`) and the task is escalated again.
 //! - Resumed again: the skeptic overruled, the note reaching the implementer, the task
 //!   `completed` with its change proposed, `task-resumed` audited with the waived trigger and the
 //!   note, counted in `/metrics`; resuming it now is `409 not-escalated`.
@@ -240,6 +241,21 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
     assert_eq!((status, error_code(&v)), (409, "already-resuming"), "{v}");
     let (status, v) = post(&s, &stop, &dev, b"").await;
     assert_eq!((status, error_code(&v)), (409, "task-resuming"), "{v}");
+    // Its events stream stays open while the resume runs (the task reads `running`), and
+    // closes with `end` once the resume is cancelled.
+    let events = tokio::spawn({
+        let (addr, dev, path) = (
+            s.addr.clone(),
+            dev.clone(),
+            format!("/v1/tasks/{task}/events"),
+        );
+        async move { request_bytes(&addr, "GET", &path, Some(&dev), Vec::new()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !events.is_finished(),
+        "the stream ended while the resume ran"
+    );
     let (status, v) = request(
         &s.addr,
         "DELETE",
@@ -259,6 +275,21 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
     )
     .await;
     assert_eq!(row["status"], "escalated", "{row}");
+    let (status, _, stream) = events.await.unwrap();
+    let stream = String::from_utf8(stream.to_vec()).unwrap();
+    assert_eq!(status, 200, "{stream}");
+    let end = stream.rfind("event: end").expect("an end event");
+    assert!(
+        stream[end..].contains("\"status\":\"escalated\""),
+        "{stream}"
+    );
+    let resumed_at = stream
+        .find("event: task-resumed")
+        .expect("the resume's record");
+    assert!(
+        stream[resumed_at..end].contains("\"cancelled\""),
+        "the stage's cancellation is not in the stream: {stream}"
+    );
     // The stage that was waiting on the model ended cancelled, by dev.
     let stages = children(&s, &dev, task).await;
     let tester = stages.last().unwrap();
