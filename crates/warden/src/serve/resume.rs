@@ -127,6 +127,44 @@ fn not_escalated(row: &TaskRecord) -> ApiError {
     )
 }
 
+/// The escalated cascades a resume or a stop is being decided for now, by data directory and
+/// task: the check that a task is escalated and the act on it are one step for this process,
+/// so a resume and a stop of one task never both pass the check.
+static DECIDING: std::sync::Mutex<Vec<(std::path::PathBuf, u64)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A decision on one task in progress ([`DECIDING`]), until dropped.
+struct Deciding(std::path::PathBuf, u64);
+
+impl Deciding {
+    /// The decision on task `id` of the ledger in `dir`, unless another is in progress.
+    fn take(dir: &std::path::Path, id: u64) -> Result<Deciding, ApiError> {
+        let mut held = DECIDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.iter().any(|(d, t)| *t == id && d == dir) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "task-deciding",
+                format!(
+                    "task {id} is being resumed or stopped by another request; GET /v1/tasks/{id} shows what became of it"
+                ),
+            ));
+        }
+        held.push((dir.to_path_buf(), id));
+        Ok(Deciding(dir.to_path_buf(), id))
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        let mut held = DECIDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.retain(|(d, t)| !(*t == self.1 && *d == self.0));
+    }
+}
+
 /// Whether `row` is a paused cascade's own task.
 fn escalated(row: &TaskRecord) -> bool {
     row.agent == CASCADE_AGENT && row.status == "escalated" && row.parent.is_none()
@@ -140,14 +178,16 @@ impl ServerState {
     ///
     /// 404 `no-task` for a task that is not the caller's (unless a reviewer); 403
     /// `agent-not-granted` without a role listing `cascade`; 409 `not-escalated` for a task that
-    /// is not an escalated cascade, `already-resuming` when a resume of it is queued or runs;
-    /// 429 when the queue or the caller's share of it is full.
+    /// is not an escalated cascade, `already-resuming` when a resume of it is queued or runs,
+    /// `task-deciding` while another request resumes or stops it; 429 when the queue or the
+    /// caller's share of it is full.
     pub async fn resume_task(
         &self,
         caller: &Caller,
         id: u64,
         note: Option<String>,
     ) -> Result<u64, ApiError> {
+        let _deciding = Deciding::take(self.ledger()?.dir(), id)?;
         let row = self.task(caller, id).await?;
         if self.queue.holds(id).is_some() {
             return Err(already_resuming(id));
@@ -179,9 +219,11 @@ impl ServerState {
     ///
     /// # Errors
     ///
-    /// 404 `no-task` as [`ServerState::resume_task`]; 409 `not-escalated`, or `task-resuming`
-    /// while a resume of it is queued or runs (`DELETE /v1/tasks/{id}` ends that first).
+    /// 404 `no-task` as [`ServerState::resume_task`]; 409 `not-escalated`, `task-resuming`
+    /// while a resume of it is queued or runs (`DELETE /v1/tasks/{id}` ends that first), or
+    /// `task-deciding` while another request resumes or stops it.
     pub async fn stop_task(&self, caller: &Caller, id: u64) -> Result<TaskRecord, ApiError> {
+        let deciding = Deciding::take(self.ledger()?.dir(), id)?;
         let row = self.task(caller, id).await?;
         if self.queue.holds(id).is_some() {
             return Err(ApiError::new(
@@ -202,6 +244,7 @@ impl ServerState {
                 .map_err(refused)
         })
         .await?;
+        drop(deciding);
         self.task(caller, id).await
     }
 
@@ -288,6 +331,24 @@ fn refused(e: CascadeError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_decision_at_a_time_per_task_of_a_data_directory() {
+        let (a, b) = (
+            std::path::Path::new("/data/a"),
+            std::path::Path::new("/data/b"),
+        );
+        let first = Deciding::take(a, 7).unwrap();
+        let e = Deciding::take(a, 7)
+            .err()
+            .expect("a second decision is refused");
+        assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "task-deciding"));
+        // Another task, or the same id of another data directory: not held up.
+        let _other_task = Deciding::take(a, 8).unwrap();
+        let _other_dir = Deciding::take(b, 7).unwrap();
+        drop(first);
+        assert!(Deciding::take(a, 7).is_ok());
+    }
 
     #[test]
     fn a_resume_body_is_nothing_or_a_bounded_note() {
