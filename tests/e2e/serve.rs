@@ -8,7 +8,9 @@
 //! `serve/metrics.rs`: `GET /metrics` behind the token, its counters after a completed and a
 //! killed run, its text parsed as an OpenMetrics exposition. `serve/cascade.rs`: a request
 //! submitted to the cascade (the roster, the stub provider as the models) verified and counted.
-//! `serve/queue.rs`: the queue's bounds (`[server] max_queued`, `per_user`) answered `429`.
+//! `serve/queue.rs`: the queue's bounds (`[server] max_queued`, `per_user`) answered `429` and
+//! counted by code. `serve/resume.rs`: an escalated cascade resumed and stopped through the API.
+//! `serve/report.rs`: a regression reported through the API (reviewers only).
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -38,6 +40,10 @@ mod now;
 mod openapi;
 #[path = "serve/queue.rs"]
 mod queue;
+#[path = "serve/report.rs"]
+mod report;
+#[path = "serve/resume.rs"]
+mod resume;
 #[path = "serve/review.rs"]
 mod review;
 

@@ -1,8 +1,9 @@
-//! A reviewer's part on the trust ladder, shared by `warden trust review | reinstate` and the
-//! server's `/v1/trust` routes: finding an agent's trust record by name, showing the trace that
-//! demoted it with its review code (audited `trust-reviewed`), and reinstating it on a
+//! A reviewer's part on the trust ladder, shared by `warden trust review | reinstate | report`
+//! and the server's `/v1/trust` routes: finding an agent's trust record by name, showing the
+//! trace that demoted it with its review code (audited `trust-reviewed`), reinstating it on a
 //! [`Reinstatement`] — a statement signed by a person whose role may review, naming the agent
-//! and the review code, so that no bearer token alone can reinstate an agent.
+//! and the review code, so that no bearer token alone can reinstate an agent — and demoting it
+//! on a reported regression in a task's work ([`report`]).
 //!
 //! What is signed: the bytes `warden-reinstate-v1\n{agent_id}\n{code}\n{reviewer}\n`, as every
 //! signature of this project is made ([`crate::identity::SecretKey::sign`]): ed25519 over
@@ -68,6 +69,14 @@ pub enum ReviewError {
         /// What it was presented for.
         agent: String,
     },
+    /// No task of that id (a reported regression names the task whose work regressed).
+    #[error("there is no task {0}; `warden task list` (or GET /v1/tasks/ID) shows the tasks")]
+    NoTask(u64),
+    /// A reported regression's reason is empty or too long.
+    #[error(
+        "a regression report says what regressed in 1 to {MAX_REPORT_REASON} bytes of text; {0}"
+    )]
+    BadReason(String),
     /// The ladder refused (not held, or the code is not the trace's).
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -78,6 +87,10 @@ pub enum ReviewError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
+
+/// The longest reason a regression report may give (what `warden trust list` shows of a
+/// demotion).
+pub const MAX_REPORT_REASON: usize = 4096;
 
 /// What a reviewer is shown: the agent's record, the task that demoted it (with its trace),
 /// and the code a reinstatement must carry (`None` when the agent is not held).
@@ -247,6 +260,52 @@ pub fn reinstate(
     Ok((record, change))
 }
 
+/// Report a regression found in the work of `task` (`warden trust report`, `POST
+/// /v1/trust/{agent}/report`): its agent is demoted to level 1 and held until a reviewer
+/// reinstates it. The demotion is audited (`trust-demoted`, naming the task, the change and
+/// `reported_by` — the reporter when known) before it is stored. Returns the record as stored
+/// and the change.
+///
+/// # Errors
+///
+/// [`ReviewError::BadReason`] for an empty or overlong `why`, [`ReviewError::NoTask`] for no
+/// such task (nothing is changed then); the store's or the audit log's failure.
+pub fn report(
+    ledger: &Ledger,
+    task: u64,
+    why: &str,
+    by: Option<&str>,
+) -> Result<(TrustRecord, TrustChange), ReviewError> {
+    if why.trim().is_empty() {
+        return Err(ReviewError::BadReason("this one is empty".into()));
+    }
+    if why.len() > MAX_REPORT_REASON {
+        return Err(ReviewError::BadReason(format!(
+            "this one is {} bytes",
+            why.len()
+        )));
+    }
+    let store = ledger.store();
+    let t = store.task(task).map_err(|e| match e {
+        StoreError::NotFound(_) => ReviewError::NoTask(task),
+        e => ReviewError::Store(e),
+    })?;
+    let mut record = store
+        .trust(&t.agent_id)?
+        .unwrap_or_else(|| TrustRecord::new(&t.agent_id, &t.module_hash));
+    let verdict = crate::trust::Verdict::Demote(format!("regression reported: {why}"));
+    let change = Ladder::after_task(&mut record, &verdict, u32::MAX, task)
+        .ok_or_else(|| ReviewError::BadReason("the ladder made no change of it".into()))?;
+    ledger.record(
+        AuditEvent::new(change.kind())
+            .task(task)
+            .agent(&t.agent)
+            .detail(json!({"agent_id": record.agent_id, "change": change, "reported_by": by})),
+    )?;
+    store.put_trust(&record)?;
+    Ok((record, change))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +365,90 @@ mod tests {
             fake.signer(&roles),
             Err(ReviewError::UnknownKey(_))
         ));
+    }
+
+    fn begun(ledger: &Ledger, agent: &str) -> u64 {
+        ledger
+            .store()
+            .begin_task(
+                &TaskRecord {
+                    id: 0,
+                    agent: agent.into(),
+                    agent_id: format!("unsigned/{agent}"),
+                    module_hash: "h".into(),
+                    user: "dan".into(),
+                    level: 2,
+                    grant: json!({}),
+                    status: "running".into(),
+                    outcome: None,
+                    trace: None,
+                    staging: "none".into(),
+                    staging_path: None,
+                    started_ms: crate::store::now_ms(),
+                    ended_ms: None,
+                    parent: None,
+                },
+                ledger.owner(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reported_regression_demotes_and_holds_the_tasks_agent_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), 1024).unwrap();
+        let task = begun(&ledger, "probe");
+        let mut earned = TrustRecord::new("unsigned/probe", "h");
+        earned.level = 3;
+        ledger.store().put_trust(&earned).unwrap();
+        let (record, change) = report(&ledger, task, "broke the build", Some("rita")).unwrap();
+        assert_eq!(
+            (
+                record.level,
+                record.held,
+                record.level_before,
+                record.demoted_by_task
+            ),
+            (1, true, 3, Some(task))
+        );
+        assert!(matches!(change, TrustChange::Demoted { from: 3, .. }));
+        let stored = ledger.store().trust("unsigned/probe").unwrap().unwrap();
+        assert_eq!(stored, record);
+        assert_eq!(
+            stored.demoted_reason.as_deref(),
+            Some("regression reported: broke the build")
+        );
+        let log = std::fs::read_to_string(ledger.audit_path()).unwrap();
+        let demoted: Vec<Value> = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["kind"] == "trust-demoted")
+            .collect();
+        assert_eq!(demoted.len(), 1, "{log}");
+        assert_eq!(demoted[0]["task"], task);
+        assert_eq!(demoted[0]["detail"]["reported_by"], "rita");
+        assert_eq!(demoted[0]["detail"]["agent_id"], "unsigned/probe");
+    }
+
+    #[test]
+    fn a_report_without_a_task_or_a_reason_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), 1024).unwrap();
+        let task = begun(&ledger, "probe");
+        let long = "x".repeat(MAX_REPORT_REASON + 1);
+        for (task, why) in [(task + 7, "broke"), (task, " \n"), (task, long.as_str())] {
+            let e = report(&ledger, task, why, None).unwrap_err();
+            assert!(
+                matches!(e, ReviewError::NoTask(_) | ReviewError::BadReason(_)),
+                "{e}"
+            );
+        }
+        assert!(matches!(
+            report(&ledger, task + 7, "broke", None),
+            Err(ReviewError::NoTask(t)) if t == task + 7
+        ));
+        assert_eq!(ledger.store().trust_all().unwrap(), Vec::new());
+        let log = std::fs::read_to_string(ledger.audit_path()).unwrap_or_default();
+        assert!(!log.contains("trust-demoted"), "{log}");
     }
 }

@@ -13,8 +13,9 @@
 //! `GET /v1/agents`, `GET /v1/agents/{name}`, `POST /v1/tasks`, `GET /v1/tasks/{id}`,
 //! `DELETE /v1/tasks/{id}` (cancel), `GET /v1/tasks/{id}/trace`. Every body is read with a
 //! bound ([`MAX_BODY`]); every error is `{"error": {"code", "message"}}`.
-//! Also `GET /v1/tasks/{id}/events` (`events.rs`), `/v1/approvals` (`approvals.rs`),
-//! `/v1/trust` (`trust.rs`), `/v1/audit` (`audit.rs`), and `GET /openapi.json` (no token,
+//! Also `GET /v1/tasks/{id}/events` (`events.rs`), `POST /v1/tasks/{id}/resume | stop` (an
+//! escalated cascade, `resume.rs`), `/v1/approvals` (`approvals.rs`), `/v1/trust` (`trust.rs`),
+//! `/v1/audit` (`audit.rs`), and `GET /openapi.json` (no token,
 //! `openapi.rs`), the document every route is checked against. Beside it, the A2A endpoint
 //! (`a2a.rs`, `docs/a2a.md`): `GET /.well-known/agent-card.json`, `POST /a2a`,
 //! `POST /a2a/{agent}` (JSON-RPC errors there). And MCP at `/mcp` with its protected resource
@@ -34,6 +35,7 @@ mod now;
 mod offload;
 mod openapi;
 mod queue;
+mod resume;
 mod runner;
 mod tasks;
 mod trust;
@@ -184,11 +186,14 @@ pub fn router(state: ServerState) -> Router {
         .route("/tasks/{id}", delete(tasks::cancel))
         .route("/tasks/{id}/trace", get(tasks::trace))
         .route("/tasks/{id}/events", get(events::events))
+        .route("/tasks/{id}/resume", post(resume::resume))
+        .route("/tasks/{id}/stop", post(resume::stop))
         .route("/approvals", get(approvals::list))
         .route("/approvals/{id}", post(approvals::approve))
         .route("/trust", get(trust::list))
         .route("/trust/{agent}/review", get(trust::review))
         .route("/trust/{agent}/reinstate", post(trust::reinstate))
+        .route("/trust/{agent}/report", post(trust::report))
         .route("/audit", get(audit::page))
         .route("/audit/verify", get(audit::verify))
         .method_not_allowed_fallback(method_not_allowed);
@@ -205,6 +210,10 @@ pub fn router(state: ServerState) -> Router {
         .merge(crate::mcp::http::routes(
             state.clone(),
             crate::mcp::http::HttpOptions::from_settings(&state.runtime.host_config().server),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics(),
+            metrics::count_busy,
         ))
         .layer(axum::middleware::from_fn(crate::telemetry::trace_requests))
 }

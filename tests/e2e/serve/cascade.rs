@@ -68,9 +68,8 @@ fn fast_path() -> Vec<StubReply> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_submitted_to_the_cascade_is_verified_and_counted() {
-    // The roster as an agents directory.
+/// The roster, built, as an agents directory.
+pub(super) fn roster_agents() -> tempfile::TempDir {
     let mut build = cargo();
     build.args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"]);
     for a in ROSTER {
@@ -91,25 +90,35 @@ async fn a_request_submitted_to_the_cascade_is_verified_and_counted() {
         )
         .unwrap();
     }
+    agents
+}
 
-    let stub = StubProvider::start().await.unwrap();
-    stub.script(fast_path());
+/// A host folder for the roster in `agents`: its roles file (`dev` may write the workspace,
+/// keep lessons and call both models, then `more_roles`), `small` and `large` at the stub
+/// `stub_url`, `[cascade]` with `cascade` in it, and a copy of the fixture workspace `ws`.
+/// Returns the folder and its `warden.toml`.
+pub(super) fn roster_host(
+    agents: &Path,
+    stub_url: &str,
+    more_roles: &str,
+    cascade: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let host = tempfile::tempdir().unwrap();
-    // The development user's role may write the workspace, keep lessons and call both models
-    // (without `lessons`, the curator acting for them is killed: the CLI's intersection).
+    // Without `lessons`, the curator acting for a user is killed: the CLI's intersection.
     let roles = host.path().join("roles.toml");
     std::fs::write(
         &roles,
-        "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\nmemory = { read = [\"lessons\"], write = [\"lessons\"] }\n\
-         model = { allow = [\"small\", \"large\"], tokens = 100000, usd = 10.0 }\n",
+        format!(
+            "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\nmemory = {{ read = [\"lessons\"], write = [\"lessons\"] }}\n\
+             model = {{ allow = [\"small\", \"large\"], tokens = 100000, usd = 10.0 }}\n{more_roles}"
+        ),
     )
     .unwrap();
     let models: String = ["small", "large"]
         .map(|name| {
             format!(
-                "[[model]]\nname = \"{name}\"\nurl = \"{}\"\nid = \"stub-{name}\"\n\
-                 timeout = \"120 s\"\nretries = 0\njson_schema = true\n",
-                stub.url()
+                "[[model]]\nname = \"{name}\"\nurl = \"{stub_url}\"\nid = \"stub-{name}\"\n\
+                 timeout = \"120 s\"\nretries = 0\njson_schema = true\n"
             )
         })
         .concat();
@@ -117,14 +126,26 @@ async fn a_request_submitted_to_the_cascade_is_verified_and_counted() {
     std::fs::write(
         &config,
         format!(
-            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n{models}[cascade]\n",
+            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n{models}[cascade]\n{cascade}\n",
             roles.display().to_string(),
-            agents.path().display().to_string()
+            agents.display().to_string()
         ),
     )
     .unwrap();
+    copy_dir(
+        &root().join("tests/fixtures/cascade/calc"),
+        &host.path().join("ws"),
+    );
+    (host, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_submitted_to_the_cascade_is_verified_and_counted() {
+    let agents = roster_agents();
+    let stub = StubProvider::start().await.unwrap();
+    stub.script(fast_path());
+    let (host, config) = roster_host(agents.path(), &stub.url(), "", "");
     let ws = host.path().join("ws");
-    copy_dir(&root().join("tests/fixtures/cascade/calc"), &ws);
     let broken = std::fs::read_to_string(ws.join("calc.py")).unwrap();
 
     // The blocking `warden serve` start off the runtime the stub serves on.

@@ -329,3 +329,38 @@ async fn metrics_count_completed_and_killed_runs() {
     let sum = after.value("warden_run_duration_seconds_sum", &[]).unwrap();
     assert!(sum > 0.0 && sum < 60.0, "{text}");
 }
+
+/// `[server] metrics_without_token = true`: `/metrics` answers a scraper without a token (its
+/// exposition parses), while every other route still needs one. (Its deny twin, the default
+/// host answering `401`, opens [`metrics_count_completed_and_killed_runs`].)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_may_open_metrics_to_a_scraper_without_a_token() {
+    let (_agents, config) =
+        super::queue::host_config("", "[server]\nmetrics_without_token = true\n");
+    let data = tempfile::tempdir().unwrap();
+    let s = super::queue::serve_on(&config, data.path());
+    let (status, content_type, body) =
+        request_bytes(&s.addr, "GET", "/metrics", None, Vec::new()).await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    assert!(text.contains("warden_tasks_running 0"), "{text}");
+    for (method, path) in [
+        ("GET", "/v1/agents"),
+        ("GET", "/v1/tasks/1"),
+        ("POST", "/v1/tasks"),
+        ("GET", "/v1/trust"),
+    ] {
+        let (status, _, body) = request_bytes(&s.addr, method, path, None, Vec::new()).await;
+        assert_eq!(
+            status,
+            401,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! - Bounds: with `max_queued = 3, per_user_queued = 2`, the development user's third task is
 //!   `429 user-busy` and a third user's is `429 queue-full`, each with `Retry-After`; a refusal
-//!   stores nothing (the ids stay consecutive). A task acknowledged while the worker is busy
+//!   stores nothing (the ids stay consecutive), and each is counted in `/metrics` by its code
+//!   (`warden_http_too_many_requests_total`). A task acknowledged while the worker is busy
 //!   shows `queued` (and is counted by the `warden_tasks_queued` gauge), then runs with the
 //!   same id.
 //! - Fairness: behind a spinning task, dev's three tasks and then alice's one: alice's starts
@@ -285,6 +286,18 @@ async fn bounds_fair_order_and_cancel() {
     let agent = spun["agent"].as_str().unwrap();
     let line = format!("warden_runs_total{{agent=\"{agent}\",outcome=\"cancelled\"}} 1");
     assert!(text.lines().any(|l| l == line), "no {line} in {text}");
+    // Each 429 counted by its code (the two above, and nothing else).
+    for line in [
+        r#"warden_http_too_many_requests_total{code="user-busy"} 1"#,
+        r#"warden_http_too_many_requests_total{code="queue-full"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in {text}");
+    }
+    assert_eq!(
+        text.matches("warden_http_too_many_requests_total{").count(),
+        2,
+        "{text}"
+    );
     // Cancelling an ended task changes nothing.
     let (status, _, v) = call(
         &addr,

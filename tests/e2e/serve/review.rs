@@ -32,12 +32,12 @@ async fn sample(s: &Server, token: &str, line_start: &str) -> Option<f64> {
 /// A server whose roles file gives `rita` (role `reviewer`: review, approve `deploy`) and `dan`
 /// (role `dev`: may use `deploy`, may not approve it) their keys, with the agent `probe` allowed
 /// the irreversible tool `deploy`, which appends its input to `deployed.log` in `effects`.
-struct Host {
-    server: Server,
-    rita: SecretKey,
-    dan: SecretKey,
-    effects: tempfile::TempDir,
-    _keys: tempfile::TempDir,
+pub(super) struct Host {
+    pub(super) server: Server,
+    pub(super) rita: SecretKey,
+    pub(super) dan: SecretKey,
+    pub(super) effects: tempfile::TempDir,
+    pub(super) _keys: tempfile::TempDir,
 }
 
 impl Host {
@@ -46,7 +46,7 @@ impl Host {
     }
 }
 
-fn host() -> Host {
+pub(super) fn host() -> Host {
     let keys = tempfile::tempdir().unwrap();
     let rita = SecretKey::generate().unwrap();
     let dan = SecretKey::generate().unwrap();
@@ -95,7 +95,7 @@ fn host() -> Host {
     }
 }
 
-async fn post(s: &Server, path: &str, token: &str, body: &Value) -> (u16, Value) {
+pub(super) async fn post(s: &Server, path: &str, token: &str, body: &Value) -> (u16, Value) {
     request(&s.addr, "POST", path, Some(token), body.to_string().into()).await
 }
 

@@ -10,6 +10,7 @@
 //! per_user_queued = 256   # tasks one user may hold, queued + running (default 256)
 //! allowed_hosts = ["mcp.example.com", "mcp.example.com:443"]  # Host values /mcp accepts
 //! allowed_origins = ["https://app.example.com"]               # browser Origins /mcp accepts
+//! metrics_without_token = false  # true: GET /metrics answers without a bearer token
 //! ```
 //!
 //! `/mcp` accepts the loopback names and origins always (against DNS rebinding, nothing else by
@@ -18,6 +19,11 @@
 //!
 //! Past `max_queued` or `per_user_queued` a submission is answered `429` and nothing is
 //! stored. `per_user` and `per_user_queued` are at most `max_queued`.
+//!
+//! `metrics_without_token` (default `false`) opens `GET /metrics` to a scraper on a trusted
+//! network that holds no identity token. It grants ambient read access: anyone who reaches the
+//! port then reads the counts (runs and kills by agent, escalations, queue depth, refusals,
+//! model spend). Everything else still needs a token.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -51,6 +57,9 @@ pub struct ServerSettings {
     /// Browser `Origin` values `/mcp` accepts besides the loopback ones
     /// (`http(s)://name[:port]`).
     pub allowed_origins: Vec<String>,
+    /// Whether `GET /metrics` answers without a bearer token (default `false`: it needs one,
+    /// like the API). Ambient authority: anyone who reaches the port reads the counts.
+    pub metrics_without_token: bool,
 }
 
 impl ServerSettings {
@@ -71,6 +80,7 @@ impl Default for ServerSettings {
             per_user_queued: 256,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            metrics_without_token: false,
         }
     }
 }
@@ -84,6 +94,7 @@ pub(super) struct RawServer {
     per_user_queued: Option<Spanned<i64>>,
     allowed_hosts: Option<Vec<Spanned<String>>>,
     allowed_origins: Option<Vec<Spanned<String>>>,
+    metrics_without_token: Option<bool>,
 }
 
 /// A whole number of `key` from 1 to `max`, or an error at its place.
@@ -129,6 +140,7 @@ pub(super) fn settings(
         s.allowed_origins
             .push(checked(source, "allowed_origins", origin, is_origin)?);
     }
+    s.metrics_without_token = raw.metrics_without_token.unwrap_or(false);
     Ok(s)
 }
 
@@ -253,6 +265,39 @@ mod tests {
                 (line, PolicyErrorKind::InvalidHost),
                 "{text}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn metrics_without_token_is_off_unless_set_and_parsed_strictly() {
+        let off = HostConfig::parse("w.toml", "[server]\nworkers = 2\n").unwrap();
+        assert!(!off.server.metrics_without_token);
+        assert!(!ServerSettings::default().metrics_without_token);
+        let on = HostConfig::parse("w.toml", "[server]\nmetrics_without_token = true\n").unwrap();
+        assert!(on.server.metrics_without_token);
+        let kept =
+            HostConfig::parse("w.toml", "[server]\nmetrics_without_token = false\n").unwrap();
+        assert!(!kept.server.metrics_without_token);
+        for (text, line, kind) in [
+            // A typo of the key: refused at its line, never taken as "off".
+            (
+                "[server]\nworkers = 2\nmetrics_without_tokens = true\n",
+                3,
+                PolicyErrorKind::UnknownKey,
+            ),
+            (
+                "[server]\n\nmetrics_without_token = \"yes\"\n",
+                3,
+                PolicyErrorKind::WrongType,
+            ),
+            (
+                "[server]\nmetrics_without_token = 1\n",
+                2,
+                PolicyErrorKind::WrongType,
+            ),
+        ] {
+            let e = HostConfig::parse("w.toml", text).unwrap_err();
+            assert_eq!((e.line, e.kind), (line, kind), "{text}: {e}");
         }
     }
 

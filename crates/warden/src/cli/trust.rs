@@ -4,13 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use serde_json::json;
-use warden::audit::AuditEvent;
 use warden::ledger::Ledger;
 use warden::policy::HostConfig;
-use warden::store::TrustRecord;
 use warden::terminal::line;
-use warden::trust::Ladder;
 
 use super::ledger_cli::roles;
 use super::task_cli::print_trace;
@@ -139,23 +135,7 @@ pub fn trust(ledger: &Ledger, config: &HostConfig, command: TrustCommand) -> Res
             Ok(0)
         }
         TrustCommand::Report { task, why } => {
-            let t = store.task(task).map_err(bad_input)?;
-            let mut r = store
-                .trust(&t.agent_id)
-                .map_err(host_failure)?
-                .unwrap_or_else(|| TrustRecord::new(&t.agent_id, &t.module_hash));
-            let verdict = warden::trust::Verdict::Demote(format!("regression reported: {why}"));
-            if let Some(change) = Ladder::after_task(&mut r, &verdict, u32::MAX, task) {
-                ledger
-                    .record(
-                        AuditEvent::new(change.kind())
-                            .task(task)
-                            .agent(&t.agent)
-                            .detail(json!({"agent_id": r.agent_id, "change": change})),
-                    )
-                    .map_err(host_failure)?;
-            }
-            store.put_trust(&r).map_err(host_failure)?;
+            let (r, _) = warden::review::report(ledger, task, &why, None).map_err(refusal)?;
             outln!(
                 "{} demoted to level 1 and held for review",
                 line(&r.agent_id)

@@ -1,8 +1,14 @@
 //! The API's errors: an HTTP status, a stable code a client can branch on, and a message that
-//! says what to do, sent as `{"error": {"code": "…", "message": "…"}}`.
+//! says what to do, sent as `{"error": {"code": "…", "message": "…"}}`. The code also rides on
+//! the response as an [`ErrorCode`] extension, so a layer (the `429` count of `/metrics`) reads
+//! it without parsing the body.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+
+/// The stable code of an error answer, as a response extension (never sent to the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
 
 /// An error the API answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +68,7 @@ impl IntoResponse for ApiError {
             })),
         )
             .into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -116,6 +123,10 @@ mod tests {
         let r = ApiError::busy("queue-full", "wait").into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+        assert_eq!(
+            r.extensions().get::<ErrorCode>(),
+            Some(&ErrorCode("queue-full"))
+        );
         let r = ApiError::internal("disk").into_response();
         assert!(
             !r.headers()

@@ -1,7 +1,8 @@
 //! `GET /metrics`: what the server has run, in the OpenMetrics text format that Prometheus
 //! scrapes (`prometheus-client`'s registry and encoder). Behind the bearer token like `/v1`: the
 //! counts name agents and say how often they were killed, which is not for anyone who can reach
-//! the port.
+//! the port — unless the host sets `[server] metrics_without_token = true` for a scraper on a
+//! trusted network (then anyone who reaches the port reads them).
 //!
 //! The families (every label value is a name the host chose: an agent's validated name, an
 //! outcome, a kill reason, an escalation trigger — never a user's text):
@@ -16,6 +17,9 @@
 //!   buckets from 100 µs to 60 s;
 //! - `warden_tasks_running`: tasks started and not yet ended;
 //! - `warden_tasks_queued`: tasks acknowledged and waiting in the queue (its depth);
+//! - `warden_http_too_many_requests_total{code}`: every `429` the server answered, on any route
+//!   (`/v1`, `/a2a`, `/mcp`), by its stable error code (`queue-full`, `user-busy`,
+//!   `too-many-streams`, …; `other` for a `429` that carried none), counted by [`count_busy`];
 //! - from the ledger (`metrics/tally.rs`, its whole history): `warden_trust_promotions_total`
 //!   and `warden_trust_demotions_total{agent}`, `warden_model_tokens_total{model, kind}`,
 //!   `warden_model_cost_micro_usd_total{model}`, `warden_model_cache_hit_ratio{model}`, and
@@ -60,6 +64,11 @@ struct KillLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BusyLabels {
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TriggerLabels {
     trigger: String,
 }
@@ -86,6 +95,7 @@ pub struct Metrics {
     running: Gauge,
     tally: tally::Tally,
     queued: Gauge,
+    busy: Family<BusyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,6 +114,7 @@ impl Metrics {
         let duration = Histogram::new(DURATION_BUCKETS);
         let running = Gauge::default();
         let queued = Gauge::default();
+        let busy = Family::<BusyLabels, Counter>::default();
         // The encoder adds `_total` to a counter's name.
         registry.register(
             "warden_runs",
@@ -137,7 +148,13 @@ impl Metrics {
             "Tasks acknowledged and waiting in the queue",
             queued.clone(),
         );
+        registry.register(
+            "warden_http_too_many_requests",
+            "Requests answered 429 (Retry-After), by the error's stable code",
+            busy.clone(),
+        );
         Metrics {
+            busy,
             tally,
             registry,
             runs,
@@ -184,12 +201,13 @@ impl Metrics {
     }
 
     /// Count a cascade (agent `cascade`) that ended with `status` (`verified`, `escalated`,
-    /// `stopped`, or `not-started`) and, when escalated, `trigger`, after `elapsed`.
+    /// `stopped`, `cancelled`, or `not-started`) and, when escalated, `trigger`, after `elapsed`.
     pub fn record_cascade(&self, status: &str, trigger: Option<&str>, elapsed: Duration) {
         let outcome = match status {
             "verified" => "verified",
             "escalated" => "escalated",
             "stopped" => "stopped",
+            "cancelled" => "cancelled",
             _ => "not-started",
         };
         if let Some(trigger) = trigger {
@@ -202,6 +220,12 @@ impl Metrics {
             })
             .inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Count a `429` answered with the stable error `code` (a code the host chose, never a
+    /// caller's text).
+    pub fn record_busy(&self, code: &'static str) {
+        self.busy.get_or_create(&BusyLabels { code }).inc();
     }
 
     /// Count an escalation by its trigger (a host-chosen name such as `budget-cap`).
@@ -227,12 +251,34 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`: the exposition, for a caller with a valid token.
+/// A layer over every route: a `429` answer is counted by the [`super::error::ErrorCode`] it
+/// carries (`other` without one), so no refusal for load goes uncounted whichever door it came
+/// by.
+pub(crate) async fn count_busy(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        let code = response
+            .extensions()
+            .get::<super::error::ErrorCode>()
+            .map_or("other", |c| c.0);
+        metrics.record_busy(code);
+    }
+    response
+}
+
+/// `GET /metrics`: the exposition, for a caller with a valid token (or anyone, when the host
+/// sets `[server] metrics_without_token`).
 pub(crate) async fn metrics(
     State(state): State<ServerState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.authority.caller(&headers)?;
+    if !state.runtime.host_config().server.metrics_without_token {
+        state.authority.caller(&headers)?;
+    }
     let ledger = super::offload::ledger(&state)?;
     let metrics = state.metrics.clone();
     super::offload::blocking(move || {
@@ -253,6 +299,8 @@ pub(crate) async fn metrics(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::KillReason;
 
@@ -282,6 +330,10 @@ mod tests {
             Duration::from_secs(1),
         );
         m.record_cascade("verified", None, Duration::from_secs(1));
+        m.record_cascade("cancelled", None, Duration::from_secs(1));
+        m.record_busy("queue-full");
+        m.record_busy("queue-full");
+        m.record_busy("user-busy");
         let text = m.encode(3).unwrap();
         for line in [
             "# TYPE warden_runs counter",
@@ -294,19 +346,71 @@ mod tests {
             r#"warden_escalations_total{trigger="skeptic-rejected"} 1"#,
             r#"warden_runs_total{agent="cascade",outcome="escalated"} 1"#,
             r#"warden_runs_total{agent="cascade",outcome="verified"} 1"#,
+            r#"warden_runs_total{agent="cascade",outcome="cancelled"} 1"#,
             "# TYPE warden_run_duration_seconds histogram",
             r#"warden_run_duration_seconds_bucket{le="0.0001"} 2"#,
             r#"warden_run_duration_seconds_bucket{le="0.005"} 3"#,
-            r#"warden_run_duration_seconds_bucket{le="60.0"} 6"#,
-            r#"warden_run_duration_seconds_bucket{le="+Inf"} 7"#,
-            "warden_run_duration_seconds_count 7",
+            r#"warden_run_duration_seconds_bucket{le="60.0"} 7"#,
+            r#"warden_run_duration_seconds_bucket{le="+Inf"} 8"#,
+            "warden_run_duration_seconds_count 8",
             "# TYPE warden_tasks_running gauge",
             "warden_tasks_running 3",
+            "# TYPE warden_http_too_many_requests counter",
+            r#"warden_http_too_many_requests_total{code="queue-full"} 2"#,
+            r#"warden_http_too_many_requests_total{code="user-busy"} 1"#,
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
         // A reason never seen has no sample (its deny twin: no kill counted for a completed run).
         assert!(!text.contains("not-granted"), "{text}");
+        assert!(!text.contains("too-many-streams"), "{text}");
+    }
+
+    async fn answered(code: Option<&'static str>, status: u16) -> Arc<Metrics> {
+        use axum::routing::get;
+        use tower::ServiceExt;
+        let metrics = Arc::new(Metrics::new());
+        let app = axum::Router::new()
+            .route(
+                "/x",
+                get(move || async move {
+                    let status = axum::http::StatusCode::from_u16(status).unwrap();
+                    match code {
+                        Some(code) => ApiError::new(status, code, "wait").into_response(),
+                        None => status.into_response(),
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                count_busy,
+            ));
+        let request = axum::http::Request::get("/x")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.oneshot(request).await.unwrap();
+        metrics
+    }
+
+    #[tokio::test]
+    async fn every_429_is_counted_by_its_code_and_nothing_else_is() {
+        let text = answered(Some("user-busy"), 429).await.encode(0).unwrap();
+        assert!(
+            text.contains(r#"warden_http_too_many_requests_total{code="user-busy"} 1"#),
+            "{text}"
+        );
+        // A 429 without a code (a layer's own) is still counted.
+        let text = answered(None, 429).await.encode(0).unwrap();
+        assert!(
+            text.contains(r#"warden_http_too_many_requests_total{code="other"} 1"#),
+            "{text}"
+        );
+        // Its deny twin: another refusal is not a 429.
+        let text = answered(Some("bad-body"), 400).await.encode(0).unwrap();
+        assert!(
+            !text.contains("warden_http_too_many_requests_total{"),
+            "{text}"
+        );
     }
 }

@@ -189,6 +189,26 @@ impl<J> Queue<J> {
         l.wait(&place.user, id, job);
     }
 
+    /// Queue task `id` in `place` unless this queue holds it already (a second resume of one
+    /// escalated cascade); false, the place given back, when it does.
+    pub(crate) fn push_unheld(&self, mut place: Place<J>, id: u64, job: J) -> bool {
+        let mut l = self.lanes();
+        if l.tasks.contains_key(&id) {
+            // Unlocked before the place is given back (its drop takes the lock).
+            drop(l);
+            drop(place);
+            return false;
+        }
+        place.taken = true;
+        l.wait(&place.user, id, job);
+        true
+    }
+
+    /// Whether this queue holds task `id`: `Some(true)` waiting, `Some(false)` running.
+    pub(crate) fn holds(&self, id: u64) -> Option<bool> {
+        self.lanes().tasks.get(&id).map(|t| t.job.is_some())
+    }
+
     /// Queue the stored task `id` of `user` found at start (a restart): held whatever the
     /// bounds, as it was acknowledged before.
     pub(crate) fn resume(&self, user: &str, id: u64, job: J) {

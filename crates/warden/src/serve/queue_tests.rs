@@ -213,3 +213,22 @@ fn a_task_does_not_start_at_once_ahead_of_a_waiting_user_who_could_start() {
     assert_eq!(ended.borrow_and_update().as_ref().unwrap().id, 9);
     assert!(matches!(q.watch(9), Held::Unknown), "a watcher had it");
 }
+
+#[test]
+fn a_task_held_already_is_not_pushed_twice_and_its_place_comes_back() {
+    let q = queue(4, 1, 1, 4);
+    assert_eq!(q.holds(7), None);
+    assert!(q.push_unheld(q.admit("alice").unwrap(), 7, "resume"));
+    assert_eq!(q.holds(7), Some(true));
+    assert!(!q.push_unheld(q.admit("alice").unwrap(), 7, "again"));
+    // Only the first holds a place: three more fit under alice's bound of four.
+    for id in 10..13 {
+        q.push(q.admit("alice").unwrap(), id, "other");
+    }
+    assert!(q.admit("alice").is_err());
+    let start = q.next().unwrap();
+    assert_eq!((start.id, start.job), (7, "resume"));
+    assert_eq!(q.holds(7), Some(false));
+    q.finish(7, None, false);
+    assert_eq!(q.holds(7), None);
+}

@@ -64,6 +64,8 @@ impl StoredWork {
         let (agent, input, cascade) = match &job.work {
             Work::Agent { name, input } => (Some(name.clone()), input.clone(), None),
             Work::Cascade { request } => (None, Value::Null, Some(request.clone())),
+            // Never stored: a resume is held in memory only (the task stays escalated).
+            Work::Resume { .. } => (None, Value::Null, None),
         };
         StoredWork {
             agent,
@@ -171,7 +173,7 @@ impl ServerState {
         let Start { id, job, cancel } = start;
         let counted = match &job.work {
             Work::Agent { name, .. } => Some(name.clone()),
-            Work::Cascade { .. } => None,
+            Work::Cascade { .. } | Work::Resume { .. } => None,
         };
         let started = Instant::now();
         let run = Box::pin(self.run(id, job));
@@ -288,6 +290,11 @@ impl ServerState {
                     }
                 }
             }
+            Work::Resume { task, note } => {
+                self.run_resume(task, note.as_deref(), job.user, started)
+                    .await;
+                return;
+            }
         };
         if let Some(why) = failed {
             let close = move || match ledger.store().task(id) {
@@ -332,7 +339,8 @@ fn refuse(ledger: &Ledger, row: &TaskRecord, why: &str) -> Result<(), ApiError> 
 
 /// Close the cancelled task `id` (by `by`): a queued one ends without running; a running one —
 /// its run already dropped — ends `cancelled`, its staged writes (or a cascade's working copy)
-/// discarded, and so do the tasks it called that were still running.
+/// discarded, and so do the tasks it called that were still running. An escalated cascade
+/// whose resume was cancelled stays escalated, its running stages closed.
 pub(crate) fn close_cancelled(
     ledger: &Ledger,
     id: u64,
@@ -356,6 +364,9 @@ pub(crate) fn close_cancelled(
             return Ok(());
         }
         "running" => {}
+        "escalated" if row.agent == CASCADE_AGENT && depth == 0 => {
+            return super::resume::close_cut_short(ledger, id, by, MAX_CHILDREN);
+        }
         _ => return Ok(()),
     }
     if depth < MAX_TREE_DEPTH {

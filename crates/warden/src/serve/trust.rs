@@ -1,6 +1,12 @@
-//! `GET /v1/trust`, `GET /v1/trust/{agent}/review` and `POST /v1/trust/{agent}/reinstate`: the
-//! trust ladder over HTTP, as `warden trust list | review | reinstate` (the shared steps are the
-//! library's [`crate::review`]).
+//! `GET /v1/trust`, `GET /v1/trust/{agent}/review`, `POST /v1/trust/{agent}/reinstate` and
+//! `POST /v1/trust/{agent}/report`: the trust ladder over HTTP, as `warden trust list | review |
+//! reinstate | report` (the shared steps are the library's [`crate::review`]).
+//!
+//! A reported regression (`{"task": ID, "why": "…"}`) demotes the task's agent to level 1 and
+//! holds it for a reviewer, for every user of that agent; so it takes a reviewer's role
+//! (`403 not-a-reviewer` otherwise, nothing written), the agent in the path must be the task's
+//! (`400 wrong-agent`), and [`crate::review::report`] — what `warden trust report` runs — audits
+//! the demotion with the reporter's name before storing it.
 //!
 //! Reinstating takes a [`Reinstatement`] signed by the reviewer (`warden trust reinstate AGENT
 //! --key KEY --code CODE --save FILE` writes one); the token alone never reinstates. The checks,
@@ -123,7 +129,63 @@ pub(crate) async fn reinstate(
     })))
 }
 
-/// The answer to a refused review or reinstatement, a stable code per reason.
+/// The body of `POST /v1/trust/{agent}/report`: `warden trust report TASK --why WHY`'s fields.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    task: u64,
+    why: String,
+}
+
+/// `POST /v1/trust/{agent}/report`: demote the agent of `task` for the regression `why`
+/// (`warden trust report`). Reviewers only.
+pub(crate) async fn report(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(agent): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.caller(&headers)?;
+    reviewer_only(
+        &caller,
+        "report a regression (it demotes the agent for every user)",
+    )?;
+    let report: Report = read_statement(
+        &headers,
+        body,
+        "a regression report",
+        "send {\"task\": ID, \"why\": \"what regressed\"}, as `warden trust report ID --why …` takes them",
+    )
+    .await?;
+    let ledger = ledger(&state)?;
+    let by = caller.user.subject.clone();
+    let (record, change) = blocking(move || {
+        let task = ledger
+            .store()
+            .task(report.task)
+            .map_err(|_| super::work::no_task())?;
+        if agent != task.agent && agent != task.agent_id {
+            return Err(ApiError::bad_request(
+                "wrong-agent",
+                format!(
+                    "task {} is agent `{}`'s ({}), not `{}`'s; name the task's agent in the path",
+                    task.id,
+                    crate::terminal::line(&task.agent),
+                    crate::terminal::line(&task.agent_id),
+                    crate::terminal::line(&agent)
+                ),
+            ));
+        }
+        crate::review::report(&ledger, task.id, &report.why, Some(by.as_str())).map_err(refused)
+    })
+    .await?;
+    Ok(Json(json!({
+        "agent": shown(&record, true),
+        "change": change,
+    })))
+}
+
+/// The answer to a refused review, reinstatement or report, a stable code per reason.
 fn refused(e: ReviewError) -> ApiError {
     let message = crate::terminal::line(&e.to_string()).into_owned();
     let (status, code) = match &e {
@@ -133,6 +195,8 @@ fn refused(e: ReviewError) -> ApiError {
         ReviewError::UnknownKey(_) => (StatusCode::FORBIDDEN, "unknown-key"),
         ReviewError::NotReviewer(_) => (StatusCode::FORBIDDEN, "not-a-reviewer"),
         ReviewError::WrongAgent { .. } => (StatusCode::BAD_REQUEST, "wrong-agent"),
+        ReviewError::NoTask(_) => return super::work::no_task(),
+        ReviewError::BadReason(_) => (StatusCode::BAD_REQUEST, "bad-reason"),
         ReviewError::Trust(TrustError::NotHeld(_)) => (StatusCode::CONFLICT, "not-held"),
         ReviewError::Trust(TrustError::NotReviewed(_)) => (StatusCode::FORBIDDEN, "not-reviewed"),
         ReviewError::Store(_) | ReviewError::Ledger(_) => return ApiError::internal(message),

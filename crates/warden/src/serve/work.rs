@@ -45,6 +45,14 @@ pub enum Work {
         /// The request, in words.
         request: String,
     },
+    /// An escalated cascade taken up again (`POST /v1/tasks/{id}/resume`, `resume.rs`): the
+    /// task keeps its id; never a submission of its own ([`ServerState::submit`] refuses it).
+    Resume {
+        /// The escalated cascade's task.
+        task: u64,
+        /// What the person says to the next stage.
+        note: Option<String>,
+    },
 }
 
 /// A task to run for a caller.
@@ -155,6 +163,12 @@ impl ServerState {
         let named = match &submission.work {
             Work::Agent { name, .. } => name.as_str(),
             Work::Cascade { .. } => CASCADE_AGENT,
+            Work::Resume { .. } => {
+                return Err(ApiError::bad_request(
+                    "bad-body",
+                    "an escalated cascade is resumed with POST /v1/tasks/{id}/resume, not submitted",
+                ));
+            }
         };
         if !caller.user.grant.allows_agent(named) {
             return Err(self.refuse_not_granted(caller, named).await);
@@ -209,6 +223,7 @@ impl ServerState {
                 row.grant["request"] = json!(request);
                 None
             }
+            Work::Resume { .. } => None,
         };
         let job = Job {
             user: caller.user.clone(),
@@ -223,7 +238,7 @@ impl ServerState {
     /// 403 `agent-not-granted` for `caller`, whose roles do not list `agent` (said whether or not
     /// the agent exists: its existence is not the caller's to learn), after its `task-refused`
     /// audit record — a decision like any other, audited as `warden run` audits it.
-    async fn refuse_not_granted(&self, caller: &Caller, agent: &str) -> ApiError {
+    pub(super) async fn refuse_not_granted(&self, caller: &Caller, agent: &str) -> ApiError {
         let user = caller.user.subject.clone();
         let answer = ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
@@ -312,7 +327,7 @@ impl ServerState {
         if row.user != caller.user.subject && !caller.reviewer {
             return Err(missing());
         }
-        Ok(row)
+        Ok(self.resuming(row))
     }
 
     /// The task `id`'s row once it has ended (its status no longer `queued` or `running`).

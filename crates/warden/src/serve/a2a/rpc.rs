@@ -16,6 +16,8 @@ pub(super) fn reply(id: &Value, result: Result<Value, RpcError>) -> Response {
         Err(e) if e.busy => (
             StatusCode::TOO_MANY_REQUESTS,
             [(axum::http::header::RETRY_AFTER, "1")],
+            // Its code, for the 429 count of /metrics.
+            axum::Extension(crate::serve::error::ErrorCode(e.warden_code)),
             axum::Json(wire::failure(id, &e)),
         )
             .into_response(),
