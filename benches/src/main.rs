@@ -403,10 +403,6 @@ fn compile_figures() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The allocator `warden` runs with, so that the figures are the product's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--compile-case") {

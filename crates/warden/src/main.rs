@@ -77,12 +77,6 @@ use warden::user::User;
 use warden::{EngineConfig, PolicyLoadError, Runtime};
 
 const EXIT_AGENT_ERROR: u8 = 1;
-/// mimalloc instead of glibc's allocator: a served call allocates and frees many small objects
-/// across threads, where glibc's took ~12% of an MCP call's CPU; with mimalloc Warden's cost
-/// per MCP call fell ~10-25% (`WARDEN_BENCH_ONLY=mcp`, A/B on one machine).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_KILLED: u8 = 3;
 const EXIT_ESCALATED: u8 = 4;
