@@ -13,6 +13,10 @@
 //! backed by a poll; `mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a
 //! session's client, or on a 2026-07-28 `subscriptions/listen` stream that asked for them).
 //!
+//! On MCP 2026-07-28 a run that asks its person or the client's model pauses, and the call
+//! answers an input-required result; the client's next call with the answers resumes it
+//! ([`mrtr`]).
+//!
 //! A client that declares MCP's tasks extension (`io.modelcontextprotocol/tasks`) gets a task
 //! handle for each call instead of waiting, and follows it with `tasks/get` and `tasks/cancel`
 //! ([`tasks`]): a run outlives the request, and the client may come back later.
@@ -149,7 +153,7 @@ impl AgentTools {
                 row = &mut ended => {
                     let row = row.map_err(protocol_error)?;
                     notify(step + 1.0, format!("task {id} ended {}", row.status)).await;
-                    return Ok(Waited::Ended(row));
+                    return Ok(Waited::Ended(Box::new(row)));
                 }
                 ask = asked => match (ask, waiting.as_deref_mut()) {
                     (Some(ask), Some(w)) => {
@@ -194,7 +198,7 @@ impl AgentTools {
                 .wait_for_end(caller, id, context, waiting.as_mut())
                 .await?
             {
-                Waited::Ended(row) => break row,
+                Waited::Ended(row) => break *row,
                 Waited::Asked(ask) => {
                     let Some(w) = waiting.take() else {
                         unreachable!("only a waiting call is asked")
@@ -245,7 +249,7 @@ impl AgentTools {
 /// How a wait ended.
 enum Waited {
     /// The task ended (its row).
-    Ended(crate::store::TaskRecord),
+    Ended(Box<crate::store::TaskRecord>),
     /// The run asked what the call's answers do not hold.
     Asked(mrtr::Ask),
 }

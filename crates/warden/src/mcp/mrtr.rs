@@ -3,9 +3,9 @@
 //! (`warden:agent/human`, elicitation) or uses the client's model (sampling) **pauses**: its
 //! instance stays in memory, its host call waiting on a channel ([`Pauser`]), and the
 //! `tools/call` answers an `InputRequiredResult` — the question as an `inputRequests` entry and a
-//! `requestState` that names the waiting run ([`state`]: a random id, the round, and an HMAC
+//! `requestState` that names the waiting run (`mrtr/state.rs`: a random id, the round, and an HMAC
 //! binding them to the caller and the tool). The client's next `tools/call` of the same tool with
-//! `inputResponses` and that state hands the answer over ([`Pauses::resume`]) and waits again,
+//! `inputResponses` and that state hands the answer over (`AgentTools::resume`) and waits again,
 //! for the run's end (the usual result) or its next question (the next round).
 //!
 //! The answers a call carries (`inputResponses`, on the first call too) answer the questions
@@ -67,7 +67,7 @@ pub(crate) type Answered = Result<Reply, String>;
 /// One question of a paused run, on its way to the client.
 pub(crate) struct Ask {
     key: String,
-    request: InputRequest,
+    request: Box<InputRequest>,
     answer: oneshot::Sender<Answered>,
 }
 
@@ -86,7 +86,7 @@ impl Ask {
             let e: String = e.to_string().chars().take(200).collect();
             format!("the response to `{}` is not {kind}: {e}", self.key)
         };
-        match &self.request {
+        match &*self.request {
             InputRequest::Elicitation(_) => serde_json::from_value(response.clone())
                 .map(Reply::Elicited)
                 .map_err(|e| wrong("an elicitation result (`action`, `content`)", e)),
@@ -121,7 +121,7 @@ impl Ask {
     }
 
     fn requests(&self) -> rmcp::model::InputRequests {
-        [(self.key.clone(), self.request.clone())].into()
+        [(self.key.clone(), (*self.request).clone())].into()
     }
 }
 
@@ -180,7 +180,7 @@ impl Pauser {
             self.asks
                 .send(Ask {
                     key,
-                    request,
+                    request: Box::new(request),
                     answer,
                 })
                 .await
