@@ -14,7 +14,9 @@
 //! `mcp/approvals.rs`: an irreversible action held for approval is named in the call's result.
 //! `mcp/sampling.rs`: an agent whose model is the calling client (sampling), and a client
 //! without `sampling` refused (-32021) before anything runs. `mcp/elicit.rs`: an agent asking
-//! the client's person (elicitation) accepted, declined, cancelled, unavailable.
+//! the client's person (elicitation) accepted, declined, cancelled, unavailable. `mcp/mrtr.rs`:
+//! on 2026-07-28 a run that asks pauses, over rounds of input-required results, its state
+//! checked (changed, another user's, spent: refused).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,6 +32,8 @@ mod elicit;
 mod fixtures;
 #[path = "mcp/http.rs"]
 mod http;
+#[path = "mcp/mrtr.rs"]
+mod mrtr;
 #[path = "mcp/sampling.rs"]
 mod sampling;
 #[path = "mcp/stdio.rs"]

@@ -13,6 +13,10 @@
 //! backed by a poll; `mcp/watch.rs`) and announced with `notifications/tools/list_changed` (to a
 //! session's client, or on a 2026-07-28 `subscriptions/listen` stream that asked for them).
 //!
+//! On MCP 2026-07-28 a run that asks its person or the client's model pauses, and the call
+//! answers an input-required result; the client's next call with the answers resumes it
+//! ([`mrtr`]).
+//!
 //! A client that declares MCP's tasks extension (`io.modelcontextprotocol/tasks`) gets a task
 //! handle for each call instead of waiting, and follows it with `tasks/get` and `tasks/cancel`
 //! ([`tasks`]): a run outlives the request, and the client may come back later.
@@ -22,6 +26,7 @@ pub mod content;
 pub mod elicit;
 pub mod http;
 pub mod logging;
+pub mod mrtr;
 pub mod result;
 mod seen;
 pub mod stdio;
@@ -73,6 +78,7 @@ pub struct AgentTools {
     workspace: Option<PathBuf>,
     seen: std::sync::Arc<seen::Seen>,
     levels: std::sync::Arc<logging::SessionLevels>,
+    pauses: std::sync::Arc<mrtr::Pauses>,
 }
 
 impl AgentTools {
@@ -85,6 +91,7 @@ impl AgentTools {
             workspace,
             seen: Default::default(),
             levels: Default::default(),
+            pauses: Default::default(),
         }
     }
 
@@ -105,13 +112,15 @@ impl AgentTools {
     }
 
     /// Wait for task `id`'s end, sending progress beats to `context`'s client if it asked, and
-    /// asking the server to stop the task if the client cancels the call.
+    /// asking the server to stop the task if the client cancels the call. A `waiting` call also
+    /// takes the run's questions: one its answers hold is answered, any other ends the wait.
     async fn wait_for_end(
         &self,
         caller: &Caller,
         id: u64,
         context: &RequestContext<RoleServer>,
-    ) -> Result<crate::store::TaskRecord, ErrorData> {
+        mut waiting: Option<&mut mrtr::Waiting>,
+    ) -> Result<Waited, ErrorData> {
         let progress = context.meta.get_progress_token();
         let notify = |step: f64, message: String| {
             let token = progress.clone();
@@ -124,7 +133,9 @@ impl AgentTools {
                 }
             }
         };
-        notify(0.0, format!("task {id} accepted")).await;
+        let resumed = waiting.as_ref().is_some_and(|w| w.continues.is_some());
+        let state = if resumed { "answered" } else { "accepted" };
+        notify(0.0, format!("task {id} {state}")).await;
         let started = Instant::now();
         let ended = self.state.wait(caller, id);
         tokio::pin!(ended);
@@ -132,12 +143,27 @@ impl AgentTools {
             tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
         let mut step = 0.0;
         loop {
+            let asked = async {
+                match waiting.as_deref_mut() {
+                    Some(w) => w.asks.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 row = &mut ended => {
                     let row = row.map_err(protocol_error)?;
                     notify(step + 1.0, format!("task {id} ended {}", row.status)).await;
-                    return Ok(row);
+                    return Ok(Waited::Ended(Box::new(row)));
                 }
+                ask = asked => match (ask, waiting.as_deref_mut()) {
+                    (Some(ask), Some(w)) => {
+                        if let Err(ask) = ask.answer_from(&mut w.responses) {
+                            return Ok(Waited::Asked(ask));
+                        }
+                    }
+                    // The run let go of its questions (it ended): only its end is left.
+                    _ => waiting = None,
+                },
                 () = context.ct.cancelled() => {
                     if let Err(e) = self.state.cancel(caller, id).await {
                         tracing::warn!(task = id, error = %crate::terminal::line(&e.message), "the client cancelled a call whose task could not be stopped");
@@ -154,6 +180,78 @@ impl AgentTools {
             }
         }
     }
+
+    /// The rest of a call of `tool` whose task `id` runs: wait ([`AgentTools::wait_for_end`]);
+    /// the run's end is the tool's result, a question it asks a `waiting` call pauses it
+    /// ([`mrtr`]) and is the result that asks the client.
+    async fn answer(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        output_schema: Option<&serde_json::Value>,
+        id: u64,
+        context: &RequestContext<RoleServer>,
+        mut waiting: Option<mrtr::Waiting>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let row = loop {
+            match self
+                .wait_for_end(caller, id, context, waiting.as_mut())
+                .await?
+            {
+                Waited::Ended(row) => break *row,
+                Waited::Asked(ask) => {
+                    let Some(w) = waiting.take() else {
+                        unreachable!("only a waiting call is asked")
+                    };
+                    let subject = &caller.user.subject;
+                    match self
+                        .pauses
+                        .pause(subject, tool, id, w.continues, ask, w.asks)
+                    {
+                        Ok(result) => return Ok(result.into()),
+                        Err((ask, asks)) => {
+                            ask.answer(Err(format!(
+                                "too many runs wait for their clients' answers ({} on this server, {} a user); go on without the answer, or try later",
+                                mrtr::MAX_PAUSED,
+                                mrtr::MAX_PAUSED_PER_USER
+                            )));
+                            waiting = Some(mrtr::Waiting { asks, ..w });
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(level) = self.levels.level_for(context)
+            && matches!(
+                row.status.as_str(),
+                "completed" | "agent-error" | "killed" | "escalated"
+            )
+        {
+            let logs = self.state.kept_logs().take_settled(id).await;
+            logging::send(
+                &context.peer,
+                logging::messages(&logs, &row.agent, id, level),
+            )
+            .await;
+        }
+        let pending = if row.status == "completed" {
+            self.state
+                .pending_actions(caller, id)
+                .await
+                .map_err(protocol_error)?
+        } else {
+            Vec::new()
+        };
+        Ok(result::result_for(&row, &pending, output_schema).into())
+    }
+}
+
+/// How a wait ended.
+enum Waited {
+    /// The task ended (its row).
+    Ended(Box<crate::store::TaskRecord>),
+    /// The run asked what the call's answers do not hold.
+    Asked(mrtr::Ask),
 }
 
 /// A facade error as the JSON-RPC error of a request that cannot be served.
@@ -216,11 +314,28 @@ impl ServerHandler for AgentTools {
         if let Some(required) = client::required_capabilities(&context, entry.client_model) {
             return Err(ErrorData::missing_required_client_capability(required));
         }
+        if let Some(state) = request.request_state.as_deref() {
+            let responses = request.input_responses.unwrap_or_default();
+            let output = entry.output_schema.as_ref();
+            return self
+                .resume(&caller, &name, output, state, responses, &context)
+                .await;
+        }
+        // A 2026-07-28 call that waits for its run may pause it for the client's answers.
+        let (pauser, asks) = if client::is_stateless(&context) && !tasks::declared(&context) {
+            let (pauser, asks) = self.pauses.pauser();
+            (Some(pauser), Some(asks))
+        } else {
+            (None, None)
+        };
         let input = tools::task_input(&entry.input_schema, request.arguments);
         let submission = Submission {
-            work: Work::Agent { name, input },
+            work: Work::Agent {
+                name: name.clone(),
+                input,
+            },
             workspace: self.workspace.clone(),
-            client: Some(client::ClientHandle::of(&context)),
+            client: Some(client::ClientHandle::of(&context, pauser)),
         };
         let id = match self.state.run_now(&caller, submission).await {
             Ok(id) => id,
@@ -240,29 +355,14 @@ impl ServerHandler for AgentTools {
             let row = self.state.task(&caller, id).await.map_err(protocol_error)?;
             return Ok(CallToolResponse::Task(tasks::handle(&row)));
         }
-        let row = self.wait_for_end(&caller, id, &context).await?;
-        if let Some(level) = self.levels.level_for(&context)
-            && matches!(
-                row.status.as_str(),
-                "completed" | "agent-error" | "killed" | "escalated"
-            )
-        {
-            let logs = self.state.kept_logs().take_settled(id).await;
-            logging::send(
-                &context.peer,
-                logging::messages(&logs, &row.agent, id, level),
-            )
-            .await;
-        }
-        let pending = if row.status == "completed" {
-            self.state
-                .pending_actions(&caller, id)
-                .await
-                .map_err(protocol_error)?
-        } else {
-            Vec::new()
-        };
-        Ok(result::result_for(&row, &pending, entry.output_schema.as_ref()).into())
+        let waiting = asks.map(|asks| mrtr::Waiting {
+            asks,
+            responses: request.input_responses.unwrap_or_default(),
+            continues: None,
+        });
+        let output = entry.output_schema.as_ref();
+        self.answer(&caller, &name, output, id, &context, waiting)
+            .await
     }
 
     #[allow(deprecated)] // MCP logging (SEP-2577): both eras Warden serves still define it.

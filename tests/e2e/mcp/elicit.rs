@@ -1,8 +1,9 @@
 //! An agent asks the person behind the calling MCP client (`warden:agent/human`, elicitation),
 //! through the Python SDK's elicitation callback over streamable HTTP: on a 2025-11-25 session
 //! the question is `elicitation/create` and accept / decline / cancel reach the agent as typed
-//! answers; a client that did not declare `elicitation`, and any 2026-07-28 call (no request on
-//! the stream), leave the agent `unavailable` with the reason and the client unasked. Each
+//! answers; on 2026-07-28 the run pauses and the call answers an input-required result, which
+//! the SDK fulfils with the same callback and calls again with (`mcp/mrtr.rs`); a client that
+//! did not declare `elicitation` leaves the agent `unavailable` with the reason, unasked. Each
 //! question is audited with its outcome and field names, never the text. A strict policy
 //! without `[human] ask` refuses the component at load; the CLI has no one to ask.
 
@@ -23,6 +24,7 @@ fn over_http_the_agent_asks_the_clients_person() {
             &["legacy", "--answer", "cancel"],
             &["legacy", "--answer", "none"],
             &["auto", "--answer", "accept"],
+            &["auto", "--answer", "decline"],
         ],
     );
     let text = |i: usize| {
@@ -44,16 +46,25 @@ fn over_http_the_agent_asks_the_clients_person() {
     );
     assert_eq!(text(1), "User response: <action: decline>");
     assert_eq!(text(2), "User response: <action: cancel>");
-    for (i, why) in [(3, "did not declare the `elicitation`"), (4, "2026-07-28")] {
-        assert_eq!(reports[i]["call"]["isError"], true, "{}", reports[i]);
-        assert!(
-            text(i).contains("Unavailable") && text(i).contains(why),
+    assert_eq!(reports[3]["call"]["isError"], true, "{}", reports[3]);
+    assert!(
+        text(3).contains("Unavailable") && text(3).contains("did not declare the `elicitation`"),
+        "{}",
+        text(3)
+    );
+    assert_eq!(reports[3]["asked"], json!([]), "the client is never asked");
+    // 2026-07-28: the same question through an input-required result, the same answers.
+    for i in [4, 5] {
+        assert_eq!(reports[i]["protocol"], "2026-07-28", "{}", reports[i]);
+        assert_eq!(reports[i]["call"]["isError"], false, "{}", reports[i]);
+        assert_eq!(
+            reports[i]["asked"][0]["message"], "Who are you?",
             "{}",
-            text(i)
+            reports[i]
         );
-        assert_eq!(reports[i]["asked"], json!([]), "the client is never asked");
     }
-    assert_eq!(reports[4]["protocol"], "2026-07-28");
+    assert_eq!(text(4), text(0));
+    assert_eq!(text(5), "User response: <action: decline>");
 
     let asks: Vec<&serde_json::Value> = audit.iter().filter(|r| r["kind"] == "human-ask").collect();
     let outcomes: Vec<&str> = asks
@@ -67,7 +78,8 @@ fn over_http_the_agent_asks_the_clients_person() {
             "declined",
             "cancelled",
             "unavailable",
-            "unavailable"
+            "accepted",
+            "declined"
         ]
     );
     for r in &asks {

@@ -17,7 +17,13 @@ const FIXTURES: [&str; 3] = [
 ];
 
 /// POST one JSON-RPC request to `/mcp`; the JSON messages of its answer, in order.
-async fn call(addr: &str, token: &str, id: u64, method: &str, params: Value) -> Vec<Value> {
+pub(super) async fn call(
+    addr: &str,
+    token: &str,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Vec<Value> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

@@ -95,9 +95,10 @@ pub enum ClientModelError {
         model: String,
     },
     /// The call came on the stateless era (MCP 2026-07-28), where a server may not send the
-    /// client a request on a response stream.
+    /// client a request, and no call waits for the run to carry the request in an
+    /// input-required result (a call followed as a task).
     #[error(
-        "model `{model}` is served by the calling MCP client, but on MCP 2026-07-28 a server may not send a request on the response stream: that era asks through input-required results, which Warden does not serve yet; call over an MCP 2025-11-25 session"
+        "model `{model}` is served by the calling MCP client, but on MCP 2026-07-28 a request to the client rides an input-required result of the call that waits for the run, and a call followed as a task (the tasks extension) has none; call the tool without the tasks extension"
     )]
     Stateless {
         /// The model's name.

@@ -4,17 +4,19 @@
 //! ([`required_capabilities`]: a tool whose agent's policy grants a client-served model needs
 //! the client's `sampling`, or the call is refused with -32021 before anything runs).
 //!
-//! A request to the client rides the originating `tools/call`'s stream (its SSE stream on
-//! streamable HTTP), although the run is on a task of its own. On MCP 2026-07-28 a server may
-//! not send the client a request on the stream at all: the call fails with a typed error
-//! (that era's way is an input-required result, which Warden does not serve yet).
+//! On MCP 2025-11-25 a request to the client rides the originating `tools/call`'s stream (its SSE
+//! stream on streamable HTTP), although the run is on a task of its own. On MCP 2026-07-28 a
+//! server may not send the client a request at all: the run pauses and the call answers an
+//! input-required result ([`super::mrtr`]); a call followed as a task (the tasks extension) has
+//! no one waiting to carry the question, and the model fails with a typed error.
 
 #![allow(deprecated)] // Sampling (SEP-2577): the 2025-11-25 era Warden serves still defines it.
 
+use super::mrtr::{Pauser, Reply};
 use rmcp::RoleServer;
 use rmcp::model::{
     ClientCapabilities, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
-    ProtocolVersion, RequestId, ServerRequest,
+    InputRequest, ProtocolVersion, RequestId, ServerRequest,
 };
 use rmcp::service::{OriginatingRequestId, Peer, RequestContext};
 use warden_orchestra::model::{
@@ -33,6 +35,8 @@ pub struct ClientHandle {
     sampling: bool,
     /// Whether the client declared `elicitation`.
     pub(super) elicitation: bool,
+    /// On 2026-07-28, where the run's questions go (the call waiting for it), if anywhere.
+    pub(super) pause: Option<Pauser>,
 }
 
 impl std::fmt::Debug for ClientHandle {
@@ -42,13 +46,15 @@ impl std::fmt::Debug for ClientHandle {
             .field("stateless", &self.stateless)
             .field("sampling", &self.sampling)
             .field("elicitation", &self.elicitation)
+            .field("pausable", &self.pause.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl ClientHandle {
-    /// The client of the request `context` is for.
-    pub fn of(context: &RequestContext<RoleServer>) -> ClientHandle {
+    /// The client of the request `context` is for; on 2026-07-28, the run's questions go to
+    /// `pause` (none: they cannot be asked).
+    pub fn of(context: &RequestContext<RoleServer>, pause: Option<Pauser>) -> ClientHandle {
         let capabilities = context.client_capabilities().unwrap_or_default();
         ClientHandle {
             peer: context.peer.clone(),
@@ -56,12 +62,13 @@ impl ClientHandle {
             stateless: is_stateless(context),
             sampling: capabilities.sampling.is_some(),
             elicitation: capabilities.elicitation.is_some(),
+            pause,
         }
     }
 }
 
 /// Whether the request of `context` came on MCP 2026-07-28 or later.
-fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
+pub(crate) fn is_stateless(context: &RequestContext<RoleServer>) -> bool {
     context
         .protocol_version()
         .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
@@ -131,9 +138,20 @@ impl CallerModel for ClientHandle {
                 });
             }
             if self.stateless {
-                return Err(ClientModelError::Stateless {
-                    model: model.to_owned(),
-                });
+                let Some(pause) = &self.pause else {
+                    return Err(ClientModelError::Stateless {
+                        model: model.to_owned(),
+                    });
+                };
+                let request =
+                    InputRequest::CreateMessage(CreateMessageRequest::new(params_of(request)));
+                return match pause.ask(pause.key("sample", None), request).await {
+                    Ok(Reply::Sampled(result)) => answer_of(*result),
+                    Ok(Reply::Elicited(_)) => Err(ClientModelError::Client(
+                        "the client answered sampling with an elicitation result".into(),
+                    )),
+                    Err(why) => Err(ClientModelError::Client(why)),
+                };
             }
             let mut message = CreateMessageRequest::new(params_of(request));
             message

@@ -1,9 +1,11 @@
 //! The person behind the calling MCP client, as the agent's `human` capability: a question
-//! becomes `elicitation/create` (a form: the message and the requested schema) on the
-//! `tools/call`'s stream, and accept / decline / cancel come back as the agent's typed answer.
-//! Only a 2025-11-25 call whose client declared `elicitation` can ask; every other run (the CLI,
-//! the HTTP API, A2A, another agent's call, MCP 2026-07-28, a client without `elicitation`) gets
-//! `unavailable` with the reason, and no request is sent.
+//! becomes `elicitation/create` (a form: the message and the requested schema) — on 2025-11-25
+//! sent on the `tools/call`'s stream, on 2026-07-28 an input request of the call's
+//! input-required result ([`super::mrtr`]; the schema's `x-warden-input-key`, when given, is its
+//! key) — and accept / decline / cancel come back as the agent's typed answer. Only an MCP call
+//! whose client declared `elicitation` can ask; every other run (the CLI, the HTTP API, A2A,
+//! another agent's call, a 2026-07-28 call followed as a task, a client without `elicitation`)
+//! gets `unavailable` with the reason, and nothing is sent.
 //!
 //! Each question leaves a `human-ask` audit record with its outcome and the names of the fields
 //! asked for — never the message or the answer, which may hold anything the person typed.
@@ -11,13 +13,15 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    ClientResult, ElicitRequest, ElicitRequestParams, ElicitationAction, ServerRequest,
+    ClientResult, ElicitRequest, ElicitRequestParams, ElicitationAction, InputRequest,
+    ServerRequest,
 };
 use rmcp::service::OriginatingRequestId;
 use serde_json::json;
 use warden_sandbox::capabilities::human::{Answer, AskFailure, AskFuture, HumanChannel, Question};
 
 use super::client::ClientHandle;
+use super::mrtr::{INPUT_KEY, Reply};
 use crate::audit::AuditEvent;
 use crate::ledger::Ledger;
 
@@ -91,41 +95,63 @@ impl HumanChannel for RunPerson {
 
 /// Ask `client`'s person `question` with `elicitation/create`.
 async fn elicit(client: &ClientHandle, question: &Question) -> Result<Answer, AskFailure> {
-    if client.stateless {
-        return Err(AskFailure::Unavailable(
-            "on MCP 2026-07-28 a server may not send a request on the response stream: that era asks through input-required results, which Warden does not serve yet; call over an MCP 2025-11-25 session".into(),
-        ));
-    }
     if !client.elicitation {
         return Err(AskFailure::Unavailable(
             "the calling MCP client did not declare the `elicitation` capability, so its person cannot be asked".into(),
         ));
     }
-    let schema = serde_json::from_value(serde_json::Value::Object(question.schema.clone()))
-        .map_err(|e| {
-            AskFailure::Failed(format!(
-                "the requested schema is not one MCP elicitation takes (an object of flat string, number, boolean or enum properties): {}",
-                bounded(&e.to_string())
-            ))
-        })?;
+    let mut schema = question.schema.clone();
+    let pause = match (&client.pause, client.stateless) {
+        (_, false) => None,
+        (Some(pause), true) => Some(pause),
+        (None, true) => {
+            return Err(AskFailure::Unavailable(
+                "on MCP 2026-07-28 a question waits in an input-required result for the call that waits for the run, and a call followed as a task (the tasks extension) has none; call the tool without the tasks extension".into(),
+            ));
+        }
+    };
+    let key = pause.map(|p| p.key("ask", Some(&mut schema)));
+    schema.remove(INPUT_KEY);
+    let schema = serde_json::from_value(serde_json::Value::Object(schema)).map_err(|e| {
+        AskFailure::Failed(format!(
+            "the requested schema is not one MCP elicitation takes (an object of flat string, number, boolean or enum properties): {}",
+            bounded(&e.to_string())
+        ))
+    })?;
     let params = ElicitRequestParams::FormElicitationParams {
         meta: None,
         message: question.message.clone(),
         requested_schema: schema,
     };
     let mut request = ElicitRequest::new(params);
-    request
-        .extensions
-        .insert(OriginatingRequestId(client.request.clone()));
-    let answer = client
-        .peer
-        .send_request(ServerRequest::ElicitRequest(request))
-        .await
-        .map_err(|e| AskFailure::Failed(bounded(&e.to_string())))?;
-    let ClientResult::ElicitResult(result) = answer else {
-        return Err(AskFailure::Failed(
-            "the client answered elicitation/create with another result".into(),
-        ));
+    let result = match (pause, key) {
+        (Some(pause), Some(key)) => {
+            match pause.ask(key, InputRequest::Elicitation(request)).await {
+                Ok(Reply::Elicited(result)) => result,
+                Ok(Reply::Sampled(_)) => {
+                    return Err(AskFailure::Failed(
+                        "the client answered the question with a sampling result".into(),
+                    ));
+                }
+                Err(why) => return Err(AskFailure::Unavailable(why)),
+            }
+        }
+        _ => {
+            request
+                .extensions
+                .insert(OriginatingRequestId(client.request.clone()));
+            let answer = client
+                .peer
+                .send_request(ServerRequest::ElicitRequest(request))
+                .await
+                .map_err(|e| AskFailure::Failed(bounded(&e.to_string())))?;
+            let ClientResult::ElicitResult(result) = answer else {
+                return Err(AskFailure::Failed(
+                    "the client answered elicitation/create with another result".into(),
+                ));
+            };
+            result
+        }
     };
     Ok(match result.action {
         ElicitationAction::Accept => Answer::Accepted(result.content.unwrap_or(json!({}))),

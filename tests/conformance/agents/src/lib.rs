@@ -143,6 +143,61 @@ pub fn ask_form(form: &str) -> Result<String, AgentError> {
     Ok(content(&[text(&format!("Elicitation completed: {said}"))]))
 }
 
+/// The schema of a one-field form (`field` of JSON type `kind`, required), whose input request is
+/// named `key` on MCP 2026-07-28 (`x-warden-input-key`, see `crates/warden/src/mcp/mrtr.rs`).
+pub fn one_field_form(key: &str, field: &str, kind: &str) -> String {
+    json!({
+        "type": "object",
+        "x-warden-input-key": key,
+        "properties": {field: {"type": kind}},
+        "required": [field]
+    })
+    .to_string()
+}
+
+/// Ask the calling client's person `message` for `field` (of JSON type `kind`), the question
+/// named `key`; the value they gave, or `None` when they declined or dismissed it.
+///
+/// # Errors
+///
+/// When no one can be asked (the error says why).
+pub fn ask_for(
+    key: &str,
+    message: &str,
+    field: &str,
+    kind: &str,
+) -> Result<Option<Value>, AgentError> {
+    match human::ask(message, &one_field_form(key, field, kind)) {
+        Ok(Answer::Accepted(content)) => Ok(serde_json::from_str::<Value>(&content)
+            .ok()
+            .and_then(|v| v.get(field).cloned())),
+        Ok(Answer::Declined | Answer::Cancelled) => Ok(None),
+        Err(e) => Err(AgentError::failed(format!("elicitation failed: {e:?}"))),
+    }
+}
+
+/// A value the person gave, as text (`(none)` when they gave none).
+pub fn said(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "(none)".to_owned(),
+    }
+}
+
+/// Ask the calling client's model (sampling) `prompt`, at most `max_tokens`; its text.
+///
+/// # Errors
+///
+/// When the model cannot answer (the error says why).
+pub fn sample(prompt: &str, max_tokens: u32) -> Result<String, AgentError> {
+    warden_guest::model::Chat::new(CALLER_MODEL, max_tokens)
+        .user(prompt)
+        .send()
+        .map(|reply| reply.text)
+        .map_err(|e| AgentError::failed(format!("sampling failed: {e:?}")))
+}
+
 /// Log the three lines of the suite's logging fixtures, at info level.
 pub fn log_three() {
     for line in [
