@@ -386,6 +386,9 @@ impl State {
         added
             .iter()
             .find(|r| audited != r["kind"].as_str())
-            .map(|r| format!("the audit log gained {r}"))
+            .map(|r| {
+                let r = r.to_string();
+                format!("the audit log gained {}", &r[..r.len().min(300)])
+            })
     }
 }

@@ -94,7 +94,7 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
             .await
         }
         "api-path-agent" => {
-            contained(s, Some("task-refused"), async {
+            contained(s, None, async {
                 let mut out = Vec::new();
                 for name in [
                     "../hello",
@@ -113,7 +113,7 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
         "mcp-path-tool" => {
             contained(s, None, async {
                 let mut out = Vec::new();
-                for name in ["../hello", "hello/../../x", "/etc/passwd", "hello.wasm"] {
+                for name in &paths() {
                     out.push(s.mcp(Some(&alice), &[], "tools/call", call(name)).await?);
                 }
                 Ok(out)
@@ -121,9 +121,9 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
             .await
         }
         "a2a-path-skill" => {
-            contained(s, Some("task-refused"), async {
+            contained(s, None, async {
                 let mut out = Vec::new();
-                for name in ["../hello", "hello/../../x", "/etc/passwd", "hello.wasm"] {
+                for name in &paths() {
                     out.push(s.a2a(Some(&alice), "SendMessage", message(name)).await?);
                 }
                 Ok(out)
@@ -279,6 +279,23 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
         return Err(format!("the victim task is {}", row["status"]));
     }
     Ok(format!("contained:refused {refused}"))
+}
+
+/// Agent names that are paths or not names at all (the last, 100 KB of name characters).
+fn paths() -> [String; 6] {
+    [
+        "../hello",
+        "hello/../../x",
+        "/etc/passwd",
+        "hello.wasm",
+        "..",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([format!("hello-{}", "a".repeat(100_000))])
+    .collect::<Vec<_>>()
+    .try_into()
+    .unwrap()
 }
 
 /// `tools/call` of `name` with an input.
@@ -489,7 +506,8 @@ async fn flood(s: &Served) -> Result<String, String> {
     let url = format!("http://{}/", s.silent.local_addr().unwrap());
     let wait = json!({"agent": "probe", "input": {"op": "http", "url": url}});
     for _ in 0..3 {
-        s.submit(&mallory, &wait).await?;
+        let id = s.submit(&mallory, &wait).await?;
+        s.until(&mallory, id, |st| st == "running").await?;
     }
     let mut retry = None;
     let refused = contained(s, None, async {
