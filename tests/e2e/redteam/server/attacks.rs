@@ -149,9 +149,34 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
             .await
         }
         "a2a-ungranted-skill" => {
+            let own = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                "params": message("probe")});
             contained(s, Some("task-refused"), async {
                 Ok(vec![
                     s.a2a(Some(&alice), "SendMessage", message("probe")).await?,
+                    // The agent's own endpoint: the same refusal.
+                    s.send(
+                        "POST",
+                        "/a2a/probe",
+                        Some(&alice),
+                        &[("a2a-version", "1.0")],
+                        own.to_string(),
+                    )
+                    .await?,
+                ])
+            })
+            .await
+        }
+        "unknown-role" => {
+            let admin = s.token("alice", &["narrow", "admin"]);
+            contained(s, None, async {
+                Ok(vec![
+                    s.api("POST", "/v1/tasks", Some(&admin), &hello).await?,
+                    s.api("GET", "/v1/audit", Some(&admin), &Value::Null)
+                        .await?,
+                    s.mcp(Some(&admin), &[], "tools/call", call("hello"))
+                        .await?,
+                    s.a2a(Some(&admin), "SendMessage", message("hello")).await?,
                 ])
             })
             .await
@@ -184,7 +209,8 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
                     let id = json!({"id": id.to_string()});
                     Ok(vec![
                         s.a2a(Some(&alice), "GetTask", id.clone()).await?,
-                        s.a2a(Some(&alice), "CancelTask", id).await?,
+                        s.a2a(Some(&alice), "CancelTask", id.clone()).await?,
+                        s.a2a(Some(&alice), "SubscribeToTask", id).await?,
                     ])
                 }
             };
@@ -265,6 +291,13 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
                         .await?,
                     s.api("GET", "/v1/trust/probe/review", Some(&alice), &Value::Null)
                         .await?,
+                    s.api(
+                        "POST",
+                        "/v1/trust/probe/reinstate",
+                        Some(&alice),
+                        &json!({}),
+                    )
+                    .await?,
                 ])
             })
             .await
