@@ -13,6 +13,7 @@
 //! `breach:<what>`.
 
 mod attacks;
+mod staged;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
