@@ -122,9 +122,9 @@ impl Reply {
         let text = String::from_utf8_lossy(&self.body);
         serde_json::from_str(&text).unwrap_or_else(|_| {
             text.lines()
+                .rev()
                 .filter_map(|l| l.strip_prefix("data:"))
-                .filter_map(|d| serde_json::from_str(d.trim()).ok())
-                .last()
+                .find_map(|d| serde_json::from_str(d.trim()).ok())
                 .unwrap_or(Value::Null)
         })
     }
