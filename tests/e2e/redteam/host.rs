@@ -8,6 +8,7 @@ mod calls;
 mod gate;
 mod memory;
 mod reads;
+mod server;
 mod terminal;
 mod tls;
 
@@ -29,6 +30,9 @@ pub async fn run(name: &str, task: &str, port: u16) -> Vec<String> {
         return out;
     }
     if let Some(out) = gate::run(name, task, port).await {
+        return out;
+    }
+    if let Some(out) = server::run(name, task, port).await {
         return out;
     }
     if let Some(out) = memory::run_attack(name).await {

@@ -34,6 +34,26 @@ pub enum AgentSource {
     },
 }
 
+/// `name` if it is an agent name, else 400 `bad-agent-name`. A submission checks it before
+/// anything else, so a string that is not a name (a path, a megabyte of text) is never looked up,
+/// never weighed against a user's roles and never written to the audit log.
+///
+/// # Errors
+///
+/// 400 `bad-agent-name` for a name that is not one.
+pub fn checked_name(name: &str) -> Result<&str, ApiError> {
+    if is_agent_name(name) {
+        return Ok(name);
+    }
+    Err(ApiError::bad_request(
+        "bad-agent-name",
+        format!(
+            "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-', '_'); tasks name agents, never paths",
+            crate::terminal::line(&name.chars().take(64).collect::<String>())
+        ),
+    ))
+}
+
 impl AgentSource {
     /// The agent `name`, loaded through `runtime` (signatures and imports checked as `warden run`
     /// checks them). Blocking (reads, maybe a compile): call it off the async workers.
@@ -43,15 +63,7 @@ impl AgentSource {
     /// 400 `bad-agent-name` for a name that is not one, 404 `no-agent` when there is no such
     /// agent, 422 `agent-refused` when its policy or component is refused.
     pub fn find(&self, runtime: &Runtime, name: &str) -> Result<Arc<LoadedAgent>, ApiError> {
-        if !is_agent_name(name) {
-            return Err(ApiError::bad_request(
-                "bad-agent-name",
-                format!(
-                    "`{}` is not an agent name (1 to 64 of a-z, 0-9, '-', '_'); tasks name agents, never paths",
-                    crate::terminal::line(&name.chars().take(64).collect::<String>())
-                ),
-            ));
-        }
+        checked_name(name)?;
         let refused = |e: String| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -153,5 +165,30 @@ impl AgentSource {
         names.sort();
         names.truncate(MAX_LISTED);
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checked_name;
+
+    #[test]
+    fn a_name_passes_and_a_path_or_an_overlong_name_is_a_bad_agent_name() {
+        assert_eq!(checked_name("hello").unwrap(), "hello");
+        for bad in [
+            "../hello",
+            "hello/../../x",
+            "/etc/passwd",
+            "hello.wasm",
+            "",
+            "Hello",
+        ] {
+            assert_eq!(
+                checked_name(bad).unwrap_err().code,
+                "bad-agent-name",
+                "{bad}"
+            );
+        }
+        assert!(checked_name(&"a".repeat(65)).is_err());
     }
 }

@@ -161,7 +161,7 @@ impl ServerState {
         }
         let subject = caller.user.subject.as_str();
         let named = match &submission.work {
-            Work::Agent { name, .. } => name.as_str(),
+            Work::Agent { name, .. } => super::agents::checked_name(name)?,
             Work::Cascade { .. } => CASCADE_AGENT,
             Work::Resume { .. } => {
                 return Err(ApiError::bad_request(
