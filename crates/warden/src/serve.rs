@@ -41,6 +41,7 @@ mod tasks;
 mod trust;
 mod work;
 mod work_mcp;
+mod workspace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

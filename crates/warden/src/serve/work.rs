@@ -151,13 +151,9 @@ impl ServerState {
         caller: &Caller,
         submission: Submission,
     ) -> Result<(TaskRecord, Job), ApiError> {
-        if let Some(dir) = &submission.workspace
-            && !dir.is_dir()
-        {
-            return Err(ApiError::bad_request(
-                "bad-workspace",
-                "the workspace is not a folder on this host; name an existing folder, or none",
-            ));
+        let mut submission = submission;
+        if let Some(dir) = &submission.workspace {
+            submission.workspace = Some(super::workspace::checked(dir, &self.own_folders()?)?);
         }
         let subject = caller.user.subject.as_str();
         let named = match &submission.work {

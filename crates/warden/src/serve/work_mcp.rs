@@ -9,9 +9,9 @@ use crate::Runtime;
 use crate::mcp::watch::{AgentsWatch, Names};
 use crate::store::ActionRecord;
 
-/// The watcher of the folders `agents` lists agents from (see [`crate::mcp::watch`]).
-pub(super) fn agent_watch(runtime: &Runtime, agents: &AgentSource) -> AgentsWatch {
-    let folders = match agents {
+/// The folders `agents` lists agents from.
+pub(super) fn agent_folders(runtime: &Runtime, agents: &AgentSource) -> Vec<std::path::PathBuf> {
+    match agents {
         AgentSource::Directory => runtime
             .agents
             .as_ref()
@@ -21,7 +21,12 @@ pub(super) fn agent_watch(runtime: &Runtime, agents: &AgentSource) -> AgentsWatc
             components,
             policies,
         } => vec![policies.clone(), components.clone()],
-    };
+    }
+}
+
+/// The watcher of the folders `agents` lists agents from (see [`crate::mcp::watch`]).
+pub(super) fn agent_watch(runtime: &Runtime, agents: &AgentSource) -> AgentsWatch {
+    let folders = agent_folders(runtime, agents);
     let (runtime, agents) = (runtime.clone(), agents.clone());
     AgentsWatch::new(
         folders,
@@ -33,6 +38,18 @@ pub(super) fn agent_watch(runtime: &Runtime, agents: &AgentSource) -> AgentsWatc
 const MAX_PENDING: usize = 1000;
 
 impl ServerState {
+    /// The server's own folders, never a task's workspace (see [`super::workspace`]): its data
+    /// directory and its agents folders.
+    ///
+    /// # Errors
+    ///
+    /// 500 when the server keeps no ledger.
+    pub(super) fn own_folders(&self) -> Result<Vec<std::path::PathBuf>, ApiError> {
+        let mut own = agent_folders(&self.runtime, &self.agents);
+        own.push(self.ledger()?.dir().to_path_buf());
+        Ok(own)
+    }
+
     /// The names of the agents served, sorted (no agent is loaded: a directory listing). Who may
     /// use which is [`ServerState::agents`]'s business.
     ///
