@@ -153,6 +153,11 @@ impl Served {
         self.data.path()
     }
 
+    /// The agents folder.
+    pub fn agents(&self) -> &Path {
+        self.agents.path()
+    }
+
     /// The file the `deploy` tool appends to (absent until an action is performed).
     pub fn deployed(&self) -> PathBuf {
         self.agents.path().join("deployed")

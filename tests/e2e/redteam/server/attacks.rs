@@ -4,6 +4,7 @@
 //! `, ` once each) or why it was not contained.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -90,6 +91,27 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
                     .await?;
                 says(&r, "audience")?;
                 Ok(vec![r])
+            })
+            .await
+        }
+        "api-workspace-own-folder" => {
+            let data = s.data().to_path_buf();
+            let agents = s.agents().to_path_buf();
+            let through = agents.join("..").join(data.file_name().unwrap());
+            contained(s, None, async {
+                let mut out = Vec::new();
+                for dir in [
+                    data.clone(),
+                    data.join("serve"),
+                    agents.clone(),
+                    through,
+                    data.parent().unwrap().to_path_buf(),
+                    PathBuf::from("/"),
+                ] {
+                    let body = json!({"agent": "hello", "input": "x", "workspace": dir});
+                    out.push(s.api("POST", "/v1/tasks", Some(&alice), &body).await?);
+                }
+                Ok(out)
             })
             .await
         }
