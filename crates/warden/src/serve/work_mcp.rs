@@ -70,10 +70,11 @@ impl ServerState {
         self.agent_watch.subscribe().await
     }
 
-    /// The irreversible actions of task `id` still waiting for a person's approval, oldest first
-    /// (at most 1000); none for a task `caller` may not see (their own, or any for a
-    /// reviewer), so its existence is not learnt. One indexed read of the store, which checks
-    /// the task's owner too: the callers, who hold the task's row already, need no second read.
+    /// The irreversible actions of task `id`'s tree (the task and the agents it called) still
+    /// waiting for a person's approval and not expired, oldest first (at most 1000) — what A2A
+    /// shows too; none for a task `caller` may not see (their own, or any for a reviewer), so
+    /// its existence is not learnt. Indexed reads of the store, which checks the task's owner
+    /// too: the callers, who hold the task's row already, need no second read.
     ///
     /// # Errors
     ///
@@ -88,7 +89,13 @@ impl ServerState {
         // less than the two thread hand-offs of the blocking pool.
         self.ledger()?
             .store()
-            .task_actions(id, "pending", owner, MAX_PENDING)
+            .tree_actions(
+                id,
+                "pending",
+                Some(crate::store::now_ms()),
+                owner,
+                MAX_PENDING,
+            )
             .map_err(|e| ApiError::internal(format!("the ledger cannot be read: {e}")))
     }
 }
