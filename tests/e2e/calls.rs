@@ -316,6 +316,39 @@ async fn a_killed_callee_is_demoted_while_its_caller_completes() {
     assert_eq!(host.task(r.task).status, "completed");
 }
 
+/// The callee runs inside its caller's host call, on the caller's thread: its CPU is still its
+/// own, so a caller with a small CPU limit is not killed for what its callee spent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callee_s_cpu_is_its_own_not_its_caller_s() {
+    let host = Host::new("");
+    host.probe(
+        "front",
+        "[agents]\ncall = [\"spinner\"]\n[limits]\ncpu = \"100 ms\"\n",
+    );
+    // Its own limit is higher; the caller's bounds it (a callee may do at most what its caller
+    // may), so it spins for the caller's 100 ms, charged to itself.
+    host.probe("spinner", "[limits]\ncpu = \"300 ms\"\n");
+    let r = host
+        .run("front", &call("spinner", &probe("spin", &[])), None)
+        .await;
+    let out = completed(&r);
+    assert_eq!(error_kind(out), "killed", "{out}");
+    assert!(out.contains("cpu-limit"), "{out}");
+    assert!(
+        r.cpu < std::time::Duration::from_millis(50),
+        "the caller was charged {:?}",
+        r.cpu
+    );
+    let spinner = &host.children(r.task)[0];
+    let cpu = spinner.outcome.as_ref().unwrap()["usage"]["cpu_us"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (100_000..150_000).contains(&cpu),
+        "the callee was charged {cpu} µs for a 100 ms limit"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_callee_is_cut_to_the_time_its_tree_has_left_and_not_demoted_for_it() {
     let host = Host::new("tree_wall = \"1 s\"\n");

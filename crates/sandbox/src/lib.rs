@@ -33,6 +33,7 @@ pub mod staging;
 pub use engine::{EngineConfig, EngineError, WardenEngine};
 pub use execute::{Executed, Execution};
 pub use gate::{KillReason, Violation};
+pub use instance::CpuAccount;
 pub use jail::{Jail, JailBind, JailEnd, JailError, JailLimits, JailRun};
 pub use outcome::{Description, LoadError, MAX_HANDLES, Outcome, RunError, outcome_name};
 pub use prepare::{PreparedAgent, Sandbox};

@@ -16,8 +16,9 @@
 //!    caller's wall limit in that bound lowered to the time left — so it may do at most what its
 //!    policy, the user's roles and every caller allow, and ends no later than its caller and its
 //!    tree. Its model budget is a node below the caller's (`budget.rs`).
-//! 3. The child runs on a task of its own (its CPU is its own, not charged to the caller) and
-//!    takes an instance slot only if one is free at once, otherwise the call is refused: a tree
+//! 3. The child runs inside its caller's host call, on the same thread (`inline.rs`: its CPU is
+//!    set apart from the caller's and charged to its own account; if the caller goes away first
+//!    it is finished in a task of its own), and takes an instance slot only if one is free at once, otherwise the call is refused: a tree
 //!    never waits for a slot its own callers hold, so it cannot deadlock the host, and live
 //!    instances never pass the slots (the engine's pool is sized by them). The first call of an
 //!    agent reads its contract first (`describe`, in an instance of its own), in a slot that must
@@ -34,6 +35,7 @@
 
 mod budget;
 mod directory;
+mod inline;
 mod stage;
 
 use std::path::PathBuf;
@@ -334,15 +336,9 @@ impl AgentCalls for TaskCalls {
             }
             let id = hop.id.clone();
             let name = callee.clone();
-            // A task of its own: the callee's CPU is not the caller's, and if the caller is
-            // stopped (its wall limit) the callee still ends by its own limits and closes its
-            // records.
-            let result = match tokio::spawn(run_callee(hop, name, input)).await {
-                Ok(result) => result,
-                Err(e) => Err(CallFailure::Refused(format!(
-                    "the host failed while running `{callee}`: {e}"
-                ))),
-            };
+            // Polled in place, inside this host call (`inline.rs`): no thread hand-off, its CPU
+            // still its own, and it ends by its own limits if the caller goes away.
+            let result = inline::Inline::new(&callee, run_callee(hop, name, input)).await;
             self.record(&callee, id.get().copied(), &result);
             result
         })

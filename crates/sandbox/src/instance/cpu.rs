@@ -13,7 +13,13 @@
 //! Work the host hands to another thread for the task (staging a listing on a blocking thread,
 //! the HTTP exchange in a task of its own) is measured there with that thread's clock and added
 //! through [`CpuAccount::charge`] and [`CpuAccount::on_behalf`].
+//!
+//! Work the host does *inside* a task's poll for someone else (an agent call's callee, polled
+//! within its caller's host call so that no thread hand-off is paid) is set apart with
+//! [`CpuAccount::apart`]: a poll is charged its thread's CPU minus what was set apart within it
+//! (a thread-local sum), so the callee's run, charged to its own account, is not its caller's.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +38,13 @@ pub(crate) fn thread_cpu_ns() -> u64 {
 /// `poll_start` when no poll of the task is running.
 const PARKED: u64 = u64::MAX;
 
+thread_local! {
+    /// CPU nanoseconds this thread has spent in polls and work set apart
+    /// ([`CpuAccount::run`], [`CpuAccount::apart`]) since it started: a poll that encloses some
+    /// is charged its own time less their growth of this sum.
+    static APART: Cell<u64> = const { Cell::new(0) };
+}
+
 /// The CPU one task has used so far, shared by its store (the epoch callback, the host calls)
 /// and whatever runs on its behalf elsewhere.
 #[derive(Debug)]
@@ -40,6 +53,8 @@ pub struct CpuAccount {
     spent: AtomicU64,
     /// The polling thread's CPU clock when the running poll of the task began, or [`PARKED`].
     poll_start: AtomicU64,
+    /// The thread's set-apart sum (`APART`) when the running poll began.
+    apart_start: AtomicU64,
 }
 
 impl Default for CpuAccount {
@@ -47,6 +62,7 @@ impl Default for CpuAccount {
         CpuAccount {
             spent: AtomicU64::new(0),
             poll_start: AtomicU64::new(PARKED),
+            apart_start: AtomicU64::new(0),
         }
     }
 }
@@ -62,7 +78,11 @@ impl CpuAccount {
         let running = if start == PARKED {
             0
         } else {
-            thread_cpu_ns().saturating_sub(start)
+            // Less what was set apart so far in this poll (a callee it ran).
+            let apart = APART
+                .get()
+                .saturating_sub(self.apart_start.load(Ordering::Relaxed));
+            thread_cpu_ns().saturating_sub(start).saturating_sub(apart)
         };
         Duration::from_nanos(spent.saturating_add(running))
     }
@@ -73,13 +93,32 @@ impl CpuAccount {
         let mut task = pin!(task);
         std::future::poll_fn(|cx| {
             let start = thread_cpu_ns();
+            let before = APART.get();
+            self.apart_start.store(before, Ordering::Relaxed);
             self.poll_start.store(start, Ordering::Relaxed);
             let polled = task.as_mut().poll(cx);
             self.poll_start.store(PARKED, Ordering::Relaxed);
-            self.add(thread_cpu_ns().saturating_sub(start));
+            let whole = thread_cpu_ns().saturating_sub(start);
+            let inner = APART.get().saturating_sub(before);
+            APART.set(before.saturating_add(whole));
+            self.add(whole.saturating_sub(inner));
             polled
         })
         .await
+    }
+
+    /// Run `work` (a poll of work the host does for another task, such as an agent call's
+    /// callee) inside the running poll of a task without charging it to that task: its CPU is
+    /// set apart from every enclosing [`CpuAccount::run`] poll on this thread. What it charges
+    /// to accounts of its own (the callee's [`CpuAccount::run`]) stays charged there.
+    pub fn apart<R>(work: impl FnOnce() -> R) -> R {
+        let start = thread_cpu_ns();
+        let before = APART.get();
+        let out = work();
+        // The whole of it, what enclosed polls set apart already included.
+        let whole = thread_cpu_ns().saturating_sub(start);
+        APART.set(before.saturating_add(whole));
+        out
     }
 
     /// Poll `work`, a future the host runs for the task in a task of its own (never one awaited
@@ -175,6 +214,49 @@ mod tests {
             })
             .await;
         assert!(seen >= Duration::from_millis(15), "{seen:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn work_set_apart_in_a_poll_is_not_charged_to_it() {
+        // A caller's poll runs a callee inside it (an agent call): the callee's own account gets
+        // its polls, the caller neither those nor the host's work set apart around them.
+        let caller = CpuAccount::default();
+        let callee = CpuAccount::default();
+        let seen = caller
+            .run(async {
+                burn(Duration::from_millis(10));
+                let mut inner = std::pin::pin!(callee.run(async {
+                    burn(Duration::from_millis(20));
+                    tokio::task::yield_now().await;
+                    burn(Duration::from_millis(20));
+                }));
+                std::future::poll_fn(|cx| {
+                    CpuAccount::apart(|| {
+                        burn(Duration::from_millis(5));
+                        inner.as_mut().poll(cx)
+                    })
+                })
+                .await;
+                // Read inside the caller's running poll, after the callee ran in it.
+                let seen = caller.used();
+                burn(Duration::from_millis(10));
+                seen
+            })
+            .await;
+        let used = caller.used();
+        assert!(
+            seen >= Duration::from_millis(10) && seen < Duration::from_millis(14),
+            "{seen:?}"
+        );
+        assert!(
+            used >= Duration::from_millis(20) && used < Duration::from_millis(25),
+            "{used:?}"
+        );
+        let own = callee.used();
+        assert!(
+            own >= Duration::from_millis(40) && own < Duration::from_millis(45),
+            "{own:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,145 @@
+//! A callee's run polled inside its caller's host call ([`Inline`]): no task of its own, so a hop
+//! pays no thread hand-off (a spawned callee woke the runtime's other worker and moved the
+//! process's memory work onto two CPUs, whose TLB shoot-downs then cost more than the callee's
+//! own run). What the hand-off gave is kept:
+//!
+//! - its CPU is not the caller's: every poll is set apart from the caller's account
+//!   ([`CpuAccount::apart`]); the callee's guest polls are charged to its own;
+//! - a caller that goes away (stopped at its wall limit, its run cancelled) does not cut the
+//!   callee short: the rest of the callee's run is handed to a task of its own, which ends it by
+//!   its own limits and closes its records;
+//! - a panic in the host while running the callee is the caller's refusal, not the caller's
+//!   panic.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use warden_sandbox::CpuAccount;
+use warden_sandbox::capabilities::agents::CallFailure;
+
+/// The callee's whole run, boxed so that it can be handed on.
+type Run = Pin<Box<dyn Future<Output = Result<String, CallFailure>> + Send>>;
+
+/// A callee's run polled in place (see the module docs).
+pub(super) struct Inline {
+    /// `None` once it ended (or panicked).
+    run: Option<Run>,
+    callee: String,
+}
+
+impl Inline {
+    /// `run`, the run of agent `callee`, to be polled inside the caller's poll.
+    pub(super) fn new(
+        callee: &str,
+        run: impl Future<Output = Result<String, CallFailure>> + Send + 'static,
+    ) -> Inline {
+        Inline {
+            run: Some(Box::pin(run)),
+            callee: callee.to_owned(),
+        }
+    }
+}
+
+impl Future for Inline {
+    type Output = Result<String, CallFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(run) = this.run.as_mut() else {
+            return Poll::Ready(Err(CallFailure::Refused(format!(
+                "the host had already ended the call of `{}`",
+                this.callee
+            ))));
+        };
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            CpuAccount::apart(|| run.as_mut().poll(cx))
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => {
+                this.run = None;
+                Poll::Ready(result)
+            }
+            Err(panic) => {
+                this.run = None;
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                tracing::error!(target: "warden::calls", callee = %this.callee, panic = %why, "the host panicked while running a callee");
+                Poll::Ready(Err(CallFailure::Refused(format!(
+                    "the host failed while running `{}`: {why}",
+                    this.callee
+                ))))
+            }
+        }
+    }
+}
+
+impl Drop for Inline {
+    /// The caller went away first: the callee's run goes on in a task of its own (on a runtime
+    /// that is shutting down it is dropped with the rest, and recovery interrupts its task).
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(run));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_callee_outlives_a_caller_that_went_away() {
+        let ended = Arc::new(AtomicBool::new(false));
+        let seen = ended.clone();
+        let call = Inline::new("slow", async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            seen.store(true, Ordering::SeqCst);
+            Ok("done".to_owned())
+        });
+        // The caller is stopped after 10 ms, mid-call.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), call)
+                .await
+                .is_err()
+        );
+        assert!(!ended.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            ended.load(Ordering::SeqCst),
+            "the callee's run was cut short"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_running_the_callee_is_a_refusal() {
+        let call = Inline::new("broken", async {
+            if std::hint::black_box(true) {
+                panic!("boom");
+            }
+            Ok(String::new())
+        });
+        match call.await {
+            Err(CallFailure::Refused(why)) => {
+                assert!(why.contains("`broken`") && why.contains("boom"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_comes_back_in_place() {
+        let call = Inline::new("hello", async { Ok("hi".to_owned()) });
+        assert_eq!(call.await.unwrap(), "hi");
+    }
+}
