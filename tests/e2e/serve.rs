@@ -46,6 +46,8 @@ mod report;
 mod resume;
 #[path = "serve/review.rs"]
 mod review;
+#[path = "serve/tree_cancel.rs"]
+mod tree_cancel;
 
 /// A running `warden serve`, stopped (SIGKILL) if a test fails before it stops it itself.
 struct Server {

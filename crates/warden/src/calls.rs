@@ -50,6 +50,7 @@ use warden_sandbox::{KillReason, Outcome, RunError};
 
 pub(crate) use budget::{TreeBudget, TreeModels, own_budget};
 pub(crate) use directory::{AgentDirectory, is_agent_name};
+pub(crate) use inline::stopping;
 pub(crate) use stage::{HostTree, StageRun};
 
 use crate::audit::AuditEvent;

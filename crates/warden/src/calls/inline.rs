@@ -5,12 +5,16 @@
 //!
 //! - its CPU is not the caller's: every poll is set apart from the caller's account
 //!   ([`CpuAccount::apart`]); the callee's guest polls are charged to its own;
-//! - a caller that goes away (stopped at its wall limit, its run cancelled) does not cut the
-//!   callee short: the rest of the callee's run is handed to a task of its own, which ends it by
-//!   its own limits and closes its records;
+//! - a caller that goes away on its own (a timeout around its call) does not cut the callee
+//!   short: the rest of the callee's run is handed to a task of its own, which ends it by its own
+//!   limits and closes its records;
+//! - a tree that is stopped (a cancelled task, dropped inside [`stopping`]) stops whole: its
+//!   callees' instances go with it, at once, and whoever stopped it closes their rows (the
+//!   server's `close_cancelled`), so a cancelled callee never ends again later;
 //! - a panic in the host while running the callee is the caller's refusal, not the caller's
 //!   panic.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -18,6 +22,21 @@ use std::task::{Context, Poll};
 
 use warden_sandbox::CpuAccount;
 use warden_sandbox::capabilities::agents::CallFailure;
+
+thread_local! {
+    /// Set while a stopped task tree is dropped on this thread ([`stopping`]).
+    static STOPPING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drop a stopped task tree inside `drop_it` (e.g. `|| drop(run)` for a cancelled run): every
+/// callee polled in place in it is dropped with it instead of finishing on its own. The caller
+/// then closes the rows of the tree's running tasks.
+pub(crate) fn stopping<R>(drop_it: impl FnOnce() -> R) -> R {
+    let before = STOPPING.replace(true);
+    let out = drop_it();
+    STOPPING.set(before);
+    out
+}
 
 /// The callee's whole run, boxed so that it can be handed on.
 type Run = Pin<Box<dyn Future<Output = Result<String, CallFailure>> + Send>>;
@@ -80,10 +99,12 @@ impl Future for Inline {
 }
 
 impl Drop for Inline {
-    /// The caller went away first: the callee's run goes on in a task of its own (on a runtime
-    /// that is shutting down it is dropped with the rest, and recovery interrupts its task).
+    /// The caller went away first: the callee's run goes on in a task of its own, unless its
+    /// tree is being stopped (then it stops too) or the runtime is shutting down (then it is
+    /// dropped with the rest, and recovery interrupts its task).
     fn drop(&mut self) {
         if let Some(run) = self.run.take()
+            && !STOPPING.get()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             drop(runtime.spawn(run));
@@ -119,6 +140,22 @@ mod tests {
             ended.load(Ordering::SeqCst),
             "the callee's run was cut short"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_tree_stops_its_callee_with_it() {
+        let ended = Arc::new(AtomicBool::new(false));
+        let seen = ended.clone();
+        let mut call = Box::pin(Inline::new("slow", async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            seen.store(true, Ordering::SeqCst);
+            Ok("done".to_owned())
+        }));
+        assert!(futures_util::poll!(call.as_mut()).is_pending());
+        stopping(|| drop(call));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!ended.load(Ordering::SeqCst), "the callee ran on");
+        assert!(!STOPPING.get(), "the flag is this drop's only");
     }
 
     #[tokio::test]

@@ -209,7 +209,9 @@ impl ServerState {
             by = cancelled => by,
             () = &mut run => return,
         };
-        drop(run);
+        // The tree stops whole: callees polled in place go with it (`calls::stopping`), and
+        // their rows are closed below with the task's.
+        crate::calls::stopping(|| drop(run));
         match &counted {
             Some(agent) => self
                 .metrics
