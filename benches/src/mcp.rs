@@ -323,7 +323,10 @@ pub async fn mcp_figures(quick: bool) -> anyhow::Result<()> {
             stdio_round_trips(&mut floor, n)?,
         );
         drop(floor);
-        let workspace = host.path().to_path_buf();
+        // A folder of its own: the server refuses a workspace that holds its data directory or
+        // agents folder (both are in `host`).
+        let workspace = host.path().join("ws");
+        std::fs::create_dir_all(&workspace)?;
         let mut served = StdioPeer::spawn_on(
             warden(
                 host.path(),
@@ -342,7 +345,8 @@ pub async fn mcp_figures(quick: bool) -> anyhow::Result<()> {
             us(warden_stdio.saturating_sub(floor_stdio))
         );
     }
-    let workspace = host.path().to_path_buf();
+    let workspace = host.path().join("ws");
+    std::fs::create_dir_all(&workspace)?;
 
     let floor_addr = floor_http().await?;
     let floor_h = stats("http, floor", http_round_trips(&floor_addr, None, n).await?);
