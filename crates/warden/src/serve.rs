@@ -76,6 +76,8 @@ pub struct ServerState {
     logs: Arc<crate::mcp::logging::KeptLogs>,
     /// Notices agents added to or removed from the agents folder (for MCP's `list_changed`).
     agent_watch: Arc<crate::mcp::watch::AgentsWatch>,
+    /// The folders clients may name a task's workspace in (`[server] workspaces`).
+    workspace_roots: Arc<workspace::Roots>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -149,7 +151,13 @@ impl ServerState {
         }
         let queue = Arc::new(queue::Queue::new(runtime.host_config().server.clone()));
         let agent_watch = Arc::new(work_mcp::agent_watch(&runtime, &agents));
+        let current = std::env::current_dir().ok();
+        let workspace_roots = Arc::new(workspace::Roots::of(
+            &runtime.host_config().server,
+            current.as_deref(),
+        ));
         Ok(ServerState {
+            workspace_roots,
             agent_watch,
             queue,
             runtime,

@@ -28,7 +28,7 @@
 //!
 //! `workspaces` lists the only folders a client may name as a task's workspace, a folder inside
 //! one included (deny by default: without the key, the server's current folder alone; `[]`,
-//! none). See [`workspaces`] for how each is read and what is refused.
+//! none). `server/workspaces.rs` says how each is read and what is refused.
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +39,7 @@ use super::values::whole;
 use crate::PolicyError;
 use crate::diagnostic::Source;
 
-pub mod workspaces;
+mod workspaces;
 
 /// The largest `max_queued` a host may set.
 const MAX_QUEUED: i64 = 1_000_000;

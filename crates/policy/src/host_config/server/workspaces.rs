@@ -7,11 +7,12 @@
 //! names them, is refused here at its place; what only the host knows (links, the default data
 //! directory) is checked again when a task names a workspace.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
 use crate::diagnostic::Source;
+use crate::path::lexical;
 use crate::{PolicyError, PolicyErrorKind};
 
 /// The most roots a host may list.
@@ -96,26 +97,6 @@ fn expand(text: &str, home: Option<&Path>) -> Result<PathBuf, &'static str> {
     })
 }
 
-/// `path` with `.` dropped and `..` taken back where it can be (`/..` is `/`): what it names
-/// unless links say otherwise.
-pub fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => match out.components().next_back() {
-                Some(Component::Normal(_)) => {
-                    out.pop();
-                }
-                Some(Component::RootDir | Component::Prefix(_)) => {}
-                _ => out.push(".."),
-            },
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -125,7 +106,10 @@ mod tests {
 
     #[test]
     fn a_list_of_roots_is_read_in_order_and_none_without_the_key() {
-        assert_eq!(HostConfig::parse("w.toml", "").unwrap().server.workspaces, None);
+        assert_eq!(
+            HostConfig::parse("w.toml", "").unwrap().server.workspaces,
+            None
+        );
         let none = HostConfig::parse("w.toml", "[server]\nworkspaces = []\n").unwrap();
         assert_eq!(none.server.workspaces, Some(vec![]));
         let c = HostConfig::parse(
@@ -164,7 +148,10 @@ mod tests {
     fn the_whole_host_and_the_servers_own_folders_are_refused_at_their_place() {
         for (text, line) in [
             ("[server]\nworkspaces = [\"/\"]\n", 2),
-            ("[server]\nworkspaces = [\n  \"/srv/work\",\n  \"/srv/..\",\n]\n", 4),
+            (
+                "[server]\nworkspaces = [\n  \"/srv/work\",\n  \"/srv/..\",\n]\n",
+                4,
+            ),
             ("[server]\n\nworkspaces = [\"//./\"]\n", 3),
             ("[server]\nworkspaces = [\"\"]\n", 2),
             ("[server]\nworkspaces = [\"~bob\"]\n", 2),
