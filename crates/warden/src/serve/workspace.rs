@@ -1,13 +1,15 @@
-//! Which folder a caller may name as a task's workspace: deny by default, only a folder of the
+//! Which folder a caller may name as a task's workspace: deny by default, only one of the
 //! server's workspace roots (`[server] workspaces`; without the key, the server's own default
-//! workspace, its current folder), a root itself or a folder inside one, and never the server's
-//! own. The server's data directory (its keys, state store and audit log) and its agents folders
-//! are refused, and so is anything inside them or any folder that holds them (`/` holds
-//! everything): a client could otherwise point an agent granted broad file access at the
-//! server's signing key or ledger, or let one write an agent of its own into the folder served;
-//! a root that is, holds or lies inside one of them is no root. The path is resolved first
-//! (`..`, links), and the resolved folder is the one used. Whether a folder outside the roots
-//! exists is not told (`403` either way), nor are the roots.
+//! workspace, its current folder) or a folder inside one, and never the server's own. A folder
+//! outside every root is `403 workspace-not-allowed`, whether it exists or not, and the roots
+//! are never told. Inside a root, the server's data directory (its keys, state store and audit
+//! log) and its agents folders are still refused, and so is anything inside them or any folder
+//! that holds them: a client could otherwise point an agent granted broad file access at the
+//! server's signing key or ledger, or let one write an agent of its own into the folder served.
+//! A root that resolves to `/` is no root, nor is the default one when it is, holds or lies
+//! inside the server's own folders (a server started in `/` or a home folder allows nothing
+//! until told). The path is resolved first (`..`, links), and the resolved folder is the one
+//! used.
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +25,11 @@ const SHOWN_CHARS: usize = 256;
 /// The folders clients may name a workspace in, as configured (absolute, not yet resolved:
 /// links are followed at each request, so a root created or moved later counts as it is then).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Roots(Vec<PathBuf>);
+pub(crate) struct Roots {
+    paths: Vec<PathBuf>,
+    /// Whether `paths` is the default (the current folder), not the operator's list.
+    default: bool,
+}
 
 impl Roots {
     /// The roots `settings` lists, a relative one against `current` (the server's current
@@ -33,8 +39,9 @@ impl Roots {
             Some(list) => list.clone(),
             None => current.map(Path::to_path_buf).into_iter().collect(),
         };
-        Roots(
-            listed
+        Roots {
+            default: settings.workspaces.is_none(),
+            paths: listed
                 .into_iter()
                 .filter_map(|r| match (r.is_absolute(), current) {
                     (true, _) => Some(r),
@@ -43,23 +50,23 @@ impl Roots {
                     (false, None) => None,
                 })
                 .collect(),
-        )
+        }
     }
 
-    /// The roots resolved that exist and are neither `/` nor, hold or lie inside one of
-    /// `guarded` (already resolved).
+    /// The roots resolved that exist and are not `/`; the default root only if it neither is,
+    /// holds nor lies inside one of `guarded` (already resolved).
     fn resolved(&self, guarded: &[PathBuf]) -> Vec<PathBuf> {
-        self.0
+        self.paths
             .iter()
             .filter_map(|r| std::fs::canonicalize(r).ok())
-            .filter(|r| r.parent().is_some() && !clashes(r, guarded))
+            .filter(|r| r.parent().is_some() && !(self.default && clashes(r, guarded)))
             .collect()
     }
 
     /// Whether `path` (absolute, not resolved) names a root or a folder inside one as written.
     fn holds_lexically(&self, path: &Path) -> bool {
         let path = lexical(path);
-        self.0.iter().any(|r| {
+        self.paths.iter().any(|r| {
             let written = lexical(r);
             let resolved = std::fs::canonicalize(r).unwrap_or_else(|_| written.clone());
             path.starts_with(&written) || path.starts_with(&resolved)
@@ -79,8 +86,8 @@ fn clashes(dir: &Path, guarded: &[PathBuf]) -> bool {
 ///
 /// # Errors
 ///
-/// 403 `workspace-refused` when it is, holds or lies inside one of `guarded`; 403
-/// `workspace-not-allowed` when it lies outside every root (whether it exists or not); 400
+/// 403 `workspace-not-allowed` when it lies outside every root (whether it exists or not); 403
+/// `workspace-refused` when, inside a root, it is, holds or lies inside one of `guarded`; 400
 /// `bad-workspace` when, inside a root, it is not an existing folder.
 pub(super) fn checked(dir: &Path, roots: &Roots, guarded: &[PathBuf]) -> Result<PathBuf, ApiError> {
     let bad = || {
@@ -101,6 +108,13 @@ pub(super) fn checked(dir: &Path, roots: &Roots, guarded: &[PathBuf]) -> Result<
             false => not_allowed(),
         });
     };
+    if !roots
+        .resolved(&guarded)
+        .iter()
+        .any(|root| resolved.starts_with(root))
+    {
+        return Err(not_allowed());
+    }
     if clashes(&resolved, &guarded) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -108,13 +122,6 @@ pub(super) fn checked(dir: &Path, roots: &Roots, guarded: &[PathBuf]) -> Result<
             "the workspace is, holds or lies inside this server's own files (its data \
              directory or agents folder); name a folder of its own",
         ));
-    }
-    if !roots
-        .resolved(&guarded)
-        .iter()
-        .any(|root| resolved.starts_with(root))
-    {
-        return Err(not_allowed());
     }
     if !resolved.is_dir() {
         return Err(bad());

@@ -73,12 +73,7 @@ fn a_folder_outside_every_root_is_not_allowed_whether_it_exists_or_not() {
     ] {
         assert_eq!(
             h.code(&roots, &outside),
-            Err(if outside == h.at("work/..") {
-                // It holds the data directory: the own-folder guard answers first.
-                "workspace-refused"
-            } else {
-                "workspace-not-allowed"
-            }),
+            Err("workspace-not-allowed"),
             "{outside:?}"
         );
     }
@@ -109,7 +104,11 @@ fn a_link_inside_a_root_pointing_outside_it_is_not_allowed() {
         h.code(&roots, &h.at("work/etc")),
         Err("workspace-not-allowed")
     );
-    assert_eq!(h.code(&roots, &h.at("work/data")), Err("workspace-refused"));
+    // The server's own folder, outside the roots: not told apart from any other.
+    assert_eq!(
+        h.code(&roots, &h.at("work/data")),
+        Err("workspace-not-allowed")
+    );
 }
 
 #[test]
@@ -126,21 +125,44 @@ fn with_two_roots_either_and_only_they_are_allowed() {
 }
 
 #[test]
-fn a_root_that_is_holds_or_lies_inside_the_servers_own_folders_is_no_root() {
+fn inside_a_root_the_servers_own_folders_their_insides_and_holders_are_refused() {
     let h = Host::new();
-    // The tempdir holds the data directory: as a root it allows nothing, not even `other`.
+    // A root the operator listed that holds the data directory (a `--data-dir` inside it):
+    // its other folders are allowed, the server's own are not.
     let holder = h.roots(&[""]);
+    assert!(h.code(&holder, &h.at("other")).is_ok());
+    assert!(h.code(&holder, &h.at("work/a")).is_ok());
+    for refused in [
+        h.at(""),
+        h.at("data"),
+        h.at("data/keys"),
+        h.at("agents"),
+        h.at("work/../data"),
+    ] {
+        assert_eq!(
+            h.code(&holder, &refused),
+            Err("workspace-refused"),
+            "{refused:?}"
+        );
+    }
+    symlink(h.at("data"), h.at("work/data")).unwrap();
     assert_eq!(
-        h.code(&holder, &h.at("other")),
-        Err("workspace-not-allowed")
-    );
-    let inside = h.roots(&["data/keys"]);
-    assert_eq!(
-        h.code(&inside, &h.at("data/keys")),
+        h.code(&holder, &h.at("work/data")),
         Err("workspace-refused")
     );
-    // `/` (as written, or through a link) is no root either.
-    let slash = Roots(vec![PathBuf::from("/")]);
+    assert_eq!(
+        h.code(&holder, Path::new("/")),
+        Err("workspace-not-allowed")
+    );
+}
+
+#[test]
+fn slash_is_no_root_nor_a_default_root_that_holds_the_servers_own_folders() {
+    let h = Host::new();
+    let slash = Roots {
+        paths: vec![PathBuf::from("/")],
+        default: false,
+    };
     assert_eq!(h.code(&slash, &h.at("other")), Err("workspace-not-allowed"));
     symlink("/", h.at("work/slash")).unwrap();
     let linked = h.roots(&["work/slash"]);
@@ -148,21 +170,17 @@ fn a_root_that_is_holds_or_lies_inside_the_servers_own_folders_is_no_root() {
         h.code(&linked, Path::new("/etc")),
         Err("workspace-not-allowed")
     );
-    // The own-folder guard still applies inside a root: its own folders, their insides and
-    // holders are refused.
-    let wide = h.roots(&["work", "other"]);
-    for refused in [
-        h.at("data"),
-        h.at("data/keys"),
-        h.at("agents"),
-        PathBuf::from("/"),
-    ] {
-        assert_eq!(
-            h.code(&wide, &refused),
-            Err("workspace-refused"),
-            "{refused:?}"
-        );
-    }
+    // A server started in a folder that holds its data directory (a home folder) has no root.
+    let default = Roots::of(&ServerSettings::default(), Some(h.dir.path()));
+    assert_eq!(
+        h.code(&default, &h.at("other")),
+        Err("workspace-not-allowed")
+    );
+    let started_inside = Roots::of(&ServerSettings::default(), Some(&h.at("data")));
+    assert_eq!(
+        h.code(&started_inside, &h.at("data/keys")),
+        Err("workspace-not-allowed")
+    );
 }
 
 #[test]
@@ -170,25 +188,28 @@ fn the_default_root_is_the_current_folder_and_a_relative_root_is_against_it() {
     let h = Host::new();
     let current = h.at("work");
     let default = Roots::of(&ServerSettings::default(), Some(&current));
-    assert_eq!(default, Roots(vec![current.clone()]));
+    assert_eq!(default.paths, vec![current.clone()]);
+    assert!(default.default);
     assert!(h.code(&default, &h.at("work/a")).is_ok());
     assert!(h.code(&default, &h.at("work")).is_ok());
     assert_eq!(
         h.code(&default, &h.at("other")),
         Err("workspace-not-allowed")
     );
-    assert_eq!(Roots::of(&ServerSettings::default(), None), Roots(vec![]));
+    assert!(Roots::of(&ServerSettings::default(), None).paths.is_empty());
     let relative = ServerSettings {
         workspaces: Some(vec![PathBuf::from("a"), PathBuf::from("/srv/w")]),
         ..ServerSettings::default()
     };
+    let listed = Roots::of(&relative, Some(&current));
     assert_eq!(
-        Roots::of(&relative, Some(&current)),
-        Roots(vec![current.join("a"), PathBuf::from("/srv/w")])
+        listed.paths,
+        vec![current.join("a"), PathBuf::from("/srv/w")]
     );
+    assert!(!listed.default);
     assert_eq!(
-        Roots::of(&relative, None),
-        Roots(vec![PathBuf::from("/srv/w")])
+        Roots::of(&relative, None).paths,
+        vec![PathBuf::from("/srv/w")]
     );
 }
 
