@@ -137,6 +137,14 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
                     let body = json!({"agent": "hello", "input": "x", "workspace": dir});
                     out.push(s.api("POST", "/v1/tasks", Some(&alice), &body).await?);
                 }
+                // The same over A2A (`metadata.workspace`): the API's code in the error's data.
+                for dir in [PathBuf::from("/etc"), root.join("work/etc")] {
+                    let mut m = message("hello");
+                    m["message"]["metadata"]["workspace"] = json!(dir);
+                    let r = s.a2a(Some(&alice), "SendMessage", m).await?;
+                    says(&r, "workspace-not-allowed")?;
+                    out.push(r);
+                }
                 Ok(out)
             })
             .await
