@@ -169,6 +169,16 @@ impl ServerState {
         })
     }
 
+    /// This state with `dir` a workspace root besides `[server] workspaces` (or the default): a
+    /// folder the operator named on the command line (`warden mcp --workspace DIR`), never a
+    /// client's. A relative `dir` is against the current folder.
+    #[must_use]
+    pub fn with_workspace_root(mut self, dir: &std::path::Path) -> Self {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        self.workspace_roots = Arc::new(self.workspace_roots.and_named(dir));
+        self
+    }
+
     /// The tasks started and not yet ended (for a graceful shutdown's grace period).
     pub fn running(&self) -> Arc<Running> {
         self.running.clone()

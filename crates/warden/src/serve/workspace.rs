@@ -29,6 +29,8 @@ pub(crate) struct Roots {
     paths: Vec<PathBuf>,
     /// Whether `paths` is the default (the current folder), not the operator's list.
     default: bool,
+    /// Folders the operator named on the command line (`warden mcp --workspace DIR`).
+    named: Vec<PathBuf>,
 }
 
 impl Roots {
@@ -40,6 +42,7 @@ impl Roots {
             None => current.map(Path::to_path_buf).into_iter().collect(),
         };
         Roots {
+            named: Vec::new(),
             default: settings.workspaces.is_none(),
             paths: listed
                 .into_iter()
@@ -56,17 +59,30 @@ impl Roots {
     /// The roots resolved that exist and are not `/`; the default root only if it neither is,
     /// holds nor lies inside one of `guarded` (already resolved).
     fn resolved(&self, guarded: &[PathBuf]) -> Vec<PathBuf> {
-        self.paths
-            .iter()
-            .filter_map(|r| std::fs::canonicalize(r).ok())
-            .filter(|r| r.parent().is_some() && !(self.default && clashes(r, guarded)))
+        let real = |r: &PathBuf| {
+            std::fs::canonicalize(r)
+                .ok()
+                .filter(|r| r.parent().is_some())
+        };
+        let paths = self.paths.iter().filter_map(real);
+        paths
+            .filter(|r| !(self.default && clashes(r, guarded)))
+            .chain(self.named.iter().filter_map(real))
             .collect()
+    }
+
+    /// These roots and `dir`, a folder the operator named (`warden mcp --workspace DIR`): it
+    /// counts as a root unless it resolves to `/`, the server's own folders still refused.
+    pub(crate) fn and_named(&self, dir: PathBuf) -> Self {
+        let mut roots = self.clone();
+        roots.named.push(dir);
+        roots
     }
 
     /// Whether `path` (absolute, not resolved) names a root or a folder inside one as written.
     fn holds_lexically(&self, path: &Path) -> bool {
         let path = lexical(path);
-        self.paths.iter().any(|r| {
+        self.paths.iter().chain(&self.named).any(|r| {
             let written = lexical(r);
             let resolved = std::fs::canonicalize(r).unwrap_or_else(|_| written.clone());
             path.starts_with(&written) || path.starts_with(&resolved)

@@ -162,6 +162,7 @@ fn slash_is_no_root_nor_a_default_root_that_holds_the_servers_own_folders() {
     let slash = Roots {
         paths: vec![PathBuf::from("/")],
         default: false,
+        named: Vec::new(),
     };
     assert_eq!(h.code(&slash, &h.at("other")), Err("workspace-not-allowed"));
     symlink("/", h.at("work/slash")).unwrap();
@@ -221,4 +222,23 @@ fn a_refused_path_is_shown_escaped_and_bounded() {
     assert_eq!(s.chars().count(), SHOWN_CHARS + 1);
     assert!(s.ends_with('…'));
     assert!(!shown(Path::new("/a\u{1b}[2J\nb")).contains(['\u{1b}', '\n']));
+}
+
+#[test]
+fn a_folder_the_operator_named_is_a_root_besides_the_others() {
+    let h = Host::new();
+    // A default root that allows nothing (it holds the data directory), and the operator's.
+    let roots = Roots::of(&ServerSettings::default(), Some(h.dir.path())).and_named(h.at("work"));
+    assert!(h.code(&roots, &h.at("work/a")).is_ok());
+    assert_eq!(h.code(&roots, &h.at("other")), Err("workspace-not-allowed"));
+    assert_eq!(h.code(&roots, &h.at("work/nowhere")), Err("bad-workspace"));
+    // Its own folders still refused, `/` no root.
+    let wide = h.roots(&[]).and_named(h.dir.path().to_path_buf());
+    assert_eq!(h.code(&wide, &h.at("data")), Err("workspace-refused"));
+    assert!(h.code(&wide, &h.at("other")).is_ok());
+    let slash = h.roots(&[]).and_named(PathBuf::from("/"));
+    assert_eq!(
+        h.code(&slash, Path::new("/etc")),
+        Err("workspace-not-allowed")
+    );
 }
