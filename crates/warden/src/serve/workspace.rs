@@ -170,6 +170,13 @@ pub(super) fn shown(dir: &Path) -> String {
 }
 
 impl super::ServerState {
+    /// `dir`, a queued task's workspace taken up again at a start, if the server's roots still
+    /// allow it; else why not (the task is refused).
+    pub(super) fn readmitted_workspace(&self, dir: &Path) -> Result<PathBuf, String> {
+        let own = self.own_folders().map_err(|e| e.message)?;
+        checked(dir, &self.workspace_roots, &own).map_err(|e| format!("{}: {}", e.code, e.message))
+    }
+
     /// `dir` resolved if `caller` may name it as `agent`'s workspace ([`checked`]); a
     /// `403` refusal (outside the roots, or the server's own folders) is audited `task-refused`
     /// with why and the path asked for (escaped, bounded).
