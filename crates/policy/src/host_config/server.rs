@@ -30,7 +30,7 @@
 //! one included (deny by default: without the key, the server's current folder alone; `[]`,
 //! none). `server/workspaces.rs` says how each is read and what is refused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -123,14 +123,13 @@ fn bounded(
     Ok(whole(source, &format!("server.{key}"), raw.clone(), max)? as usize)
 }
 
-/// `[server]` from its raw table (the defaults without one); `data_dir` and `agents_dir` are the
-/// server's own folders as the same file names them, which no workspace root may be, hold or lie
-/// inside.
+/// `[server]` from its raw table (the defaults without one); `own` is the server's data
+/// directory and agents folder as the same file names them (`host.data_dir`, `agents.dir`),
+/// which no workspace root may be, hold or lie inside.
 pub(super) fn settings(
     source: &Source<'_>,
     raw: Option<RawServer>,
-    data_dir: Option<&Path>,
-    agents_dir: Option<&Path>,
+    own: [&Option<PathBuf>; 2],
 ) -> Result<ServerSettings, PolicyError> {
     let mut s = ServerSettings::default();
     let Some(raw) = raw else {
@@ -166,8 +165,8 @@ pub(super) fn settings(
         s.workspaces = Some(workspaces::roots(
             source,
             list,
-            data_dir,
-            agents_dir,
+            own[0].as_deref(),
+            own[1].as_deref(),
             home.as_deref(),
         )?);
     }
