@@ -11,6 +11,8 @@
 //! `serve/queue.rs`: the queue's bounds (`[server] max_queued`, `per_user`) answered `429` and
 //! counted by code. `serve/resume.rs`: an escalated cascade resumed and stopped through the API.
 //! `serve/report.rs`: a regression reported through the API (reviewers only).
+//! `serve/workspaces.rs`: a workspace outside the server's workspace roots refused (`403
+//! workspace-not-allowed`, audited, nothing stored), one inside run.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -48,6 +50,8 @@ mod resume;
 mod review;
 #[path = "serve/tree_cancel.rs"]
 mod tree_cancel;
+#[path = "serve/workspaces.rs"]
+mod workspaces;
 
 /// A running `warden serve`, stopped (SIGKILL) if a test fails before it stops it itself.
 struct Server {

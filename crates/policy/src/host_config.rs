@@ -441,7 +441,7 @@ impl HostConfig {
         let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
         Ok(HostConfig {
             cascade: cascade::settings(&source, raw.cascade, &known)?,
-            server: server::settings(&source, raw.server)?,
+            server: server::settings(&source, raw.server, [&data_dir, &agents_dir])?,
             telemetry: telemetry::settings(&source, raw.log, raw.telemetry)?,
             agents_dir,
             tree,

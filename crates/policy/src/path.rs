@@ -56,6 +56,28 @@ pub fn resolve(base: &str, floor: &str, path: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
+/// `path` with `.` dropped and `..` taken back where it can be (`/..` is `/`): what it names
+/// unless links say otherwise (a host path, not a guest's: no I/O, links are not followed).
+pub fn lexical(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::resolve;

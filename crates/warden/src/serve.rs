@@ -76,6 +76,8 @@ pub struct ServerState {
     logs: Arc<crate::mcp::logging::KeptLogs>,
     /// Notices agents added to or removed from the agents folder (for MCP's `list_changed`).
     agent_watch: Arc<crate::mcp::watch::AgentsWatch>,
+    /// The folders clients may name a task's workspace in (`[server] workspaces`).
+    workspace_roots: Arc<workspace::Roots>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -149,7 +151,13 @@ impl ServerState {
         }
         let queue = Arc::new(queue::Queue::new(runtime.host_config().server.clone()));
         let agent_watch = Arc::new(work_mcp::agent_watch(&runtime, &agents));
+        let current = std::env::current_dir().ok();
+        let workspace_roots = Arc::new(workspace::Roots::of(
+            &runtime.host_config().server,
+            current.as_deref(),
+        ));
         Ok(ServerState {
+            workspace_roots,
             agent_watch,
             queue,
             runtime,
@@ -159,6 +167,16 @@ impl ServerState {
             metrics: Arc::default(),
             logs: Arc::default(),
         })
+    }
+
+    /// This state with `dir` a workspace root besides `[server] workspaces` (or the default): a
+    /// folder the operator named on the command line (`warden mcp --workspace DIR`), never a
+    /// client's. A relative `dir` is against the current folder.
+    #[must_use]
+    pub fn with_workspace_root(mut self, dir: &std::path::Path) -> Self {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        self.workspace_roots = Arc::new(self.workspace_roots.and_named(dir));
+        self
     }
 
     /// The tasks started and not yet ended (for a graceful shutdown's grace period).

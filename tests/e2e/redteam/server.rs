@@ -30,7 +30,9 @@ use warden_tests::{agent, root};
 pub struct Served {
     child: Child,
     pub addr: String,
-    data: tempfile::TempDir,
+    /// The server's one workspace root (`[server] workspaces`), which holds its data directory
+    /// (`data`, named by `--data-dir`, so not refused at load) and a folder `work`.
+    host: tempfile::TempDir,
     agents: tempfile::TempDir,
     /// Accepts connections (the kernel's backlog) and never answers: the victim waits on it.
     silent: TcpListener,
@@ -83,27 +85,31 @@ fn start() -> Served {
         ),
     )
     .unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let data = host.path().join("data");
+    std::fs::create_dir_all(host.path().join("work")).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
     let config = dir.join("warden.toml");
     std::fs::write(
         &config,
         format!(
-            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n[server]\nworkers = 8\nper_user_queued = 3\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\napproval_ttl = \"10 min\"\nwritable = [{:?}]\n",
+            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n[server]\nworkers = 8\nper_user_queued = 3\nworkspaces = [{:?}]\n[[tools]]\nname = \"deploy\"\nirreversible = true\ncommand = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\napproval_ttl = \"10 min\"\nwritable = [{:?}]\n",
             dir.join("roles.toml").display().to_string(),
             dir.display().to_string(),
+            host.path().display().to_string(),
             dir.join("deployed").display(),
             dir.display().to_string(),
         ),
     )
     .unwrap();
-    let data = tempfile::tempdir().unwrap();
     let (child, addr, _dev) = warden_tests::served::start(
-        warden_tests::served::command(&config, data.path()),
-        &data.path().join("stderr"),
+        warden_tests::served::command(&config, &data),
+        &host.path().join("stderr"),
     );
     Served {
         child,
         addr,
-        data,
+        host,
         agents,
         silent,
     }
@@ -145,12 +151,17 @@ impl Reply {
 impl Served {
     /// A token of the server's development issuer for `subject` holding `roles`.
     pub fn token(&self, subject: &str, roles: &[&str]) -> String {
-        warden_tests::served::dev_token(self.data.path(), subject, roles, Duration::from_secs(600))
+        warden_tests::served::dev_token(&self.data(), subject, roles, Duration::from_secs(600))
     }
 
     /// The data directory.
-    pub fn data(&self) -> &Path {
-        self.data.path()
+    pub fn data(&self) -> PathBuf {
+        self.host.path().join("data")
+    }
+
+    /// The server's one workspace root (it holds the data directory and a folder `work`).
+    pub fn workspace_root(&self) -> &Path {
+        self.host.path()
     }
 
     /// The agents folder.
@@ -338,7 +349,7 @@ impl Served {
     /// audit log's records (signed checkpoints aside).
     pub fn state(&self) -> State {
         let db = rusqlite::Connection::open_with_flags(
-            self.data.path().join("state.db"),
+            self.data().join("state.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("the store opens");
@@ -357,7 +368,7 @@ impl Served {
         .iter()
         .flat_map(|sql| rows(sql))
         .collect();
-        let log = std::fs::read_to_string(self.data.path().join("audit.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.data().join("audit.log")).unwrap_or_default();
         let audit = log
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -95,7 +95,8 @@ pub(super) fn roster_agents() -> tempfile::TempDir {
 
 /// A host folder for the roster in `agents`: its roles file (`dev` may write the workspace,
 /// keep lessons and call both models, then `more_roles`), `small` and `large` at the stub
-/// `stub_url`, `[cascade]` with `cascade` in it, and a copy of the fixture workspace `ws`.
+/// `stub_url`, `[cascade]` with `cascade` in it, and a copy of the fixture workspace `ws`, the
+/// server's one workspace root (`[server] workspaces`).
 /// Returns the folder and its `warden.toml`.
 pub(super) fn roster_host(
     agents: &Path,
@@ -126,9 +127,10 @@ pub(super) fn roster_host(
     std::fs::write(
         &config,
         format!(
-            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n{models}[cascade]\n{cascade}\n",
+            "[host]\nroles = {:?}\n[agents]\ndir = {:?}\n[server]\nworkspaces = [{:?}]\n{models}[cascade]\n{cascade}\n",
             roles.display().to_string(),
-            agents.display().to_string()
+            agents.display().to_string(),
+            host.path().join("ws").display().to_string()
         ),
     )
     .unwrap();

@@ -340,7 +340,7 @@ async fn bounds_fair_order_and_cancel() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
+async fn queued_tasks_survive_a_restart_and_a_lost_role_or_workspace_root_is_refused() {
     let roles = tempfile::tempdir().unwrap();
     let roles_file = roles.path().join("roles.toml");
     std::fs::write(
@@ -348,9 +348,23 @@ async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
         "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\n[role.ops]\nagents = [\"*\"]\nfs.write = [\"**\"]\n",
     )
     .unwrap();
+    // Two workspace roots; the second is dropped from the configuration before the restart.
+    let ws = tempfile::tempdir().unwrap();
+    let (kept, dropped) = (ws.path().join("kept"), ws.path().join("dropped"));
+    for d in [&kept, &dropped] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let roots = |list: &[&PathBuf]| {
+        let list: Vec<String> = list
+            .iter()
+            .map(|d| format!("{:?}", d.display().to_string()))
+            .collect();
+        format!("workspaces = [{}]\n", list.join(", "))
+    };
     let extra = format!(
-        "[host]\nroles = {:?}\n[server]\nworkers = 1\n",
-        roles_file.display().to_string()
+        "[host]\nroles = {:?}\n[server]\nworkers = 1\n{}",
+        roles_file.display().to_string(),
+        roots(&[&kept, &dropped])
     );
     let (_agents, config) = host_config(SPIN_LIMITS, &extra);
     let data = tempfile::tempdir().unwrap();
@@ -375,6 +389,12 @@ async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
         &json!({"agent": "hello", "input": {"name": "olga"}}),
     )
     .await;
+    let elsewhere = accepted(
+        &addr,
+        &dev,
+        &json!({"agent": "hello", "input": {"name": "gone"}, "workspace": dropped}),
+    )
+    .await;
 
     // SIGTERM: the spinner has its grace (it is killed by its CPU limit within it); the queued
     // ones do not start and stay queued.
@@ -392,14 +412,19 @@ async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
 
     // The role `ops` is gone from the roles file: olga's task is refused at the restart, dev's
     // resumes and completes with its id.
+    // The root `dropped` is gone from the configuration: the task in it is refused too.
     std::fs::write(
         &roles_file,
         "[role.dev]\nagents = [\"*\"]\nfs.write = [\"**\"]\n",
     )
     .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let narrowed = text.replace(&roots(&[&kept, &dropped]), &roots(&[&kept]));
+    assert_ne!(text, narrowed);
+    std::fs::write(&config, narrowed).unwrap();
     let s = serve_on(&config, data.path());
     let log = std::fs::read_to_string(data.path().join("stderr")).unwrap();
-    assert!(log.contains("resumed 1 queued task(s); 1 refused"), "{log}");
+    assert!(log.contains("resumed 1 queued task(s); 2 refused"), "{log}");
     let done = settled(&s.addr, &s.token, waiting, Duration::from_secs(20)).await;
     assert_eq!(
         (done["status"].as_str(), done["outcome"]["output"].as_str()),
@@ -418,6 +443,18 @@ async fn queued_tasks_survive_a_restart_and_a_lost_role_is_refused() {
         "{olga}"
     );
     assert!(!started_order(data.path()).contains(&olgas));
+    let (code, out, err) = warden_with_data(data.path(), &["task", "show", &elsewhere.to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let gone: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    assert_eq!(gone["status"], "refused", "{gone}");
+    assert!(
+        gone["outcome"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("workspace-not-allowed"),
+        "{gone}"
+    );
+    assert!(!started_order(data.path()).contains(&elsewhere));
     drop(s);
     audit_verifies(data.path());
 }

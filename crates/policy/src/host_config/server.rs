@@ -11,6 +11,7 @@
 //! allowed_hosts = ["mcp.example.com", "mcp.example.com:443"]  # Host values /mcp accepts
 //! allowed_origins = ["https://app.example.com"]               # browser Origins /mcp accepts
 //! metrics_without_token = false  # true: GET /metrics answers without a bearer token
+//! workspaces = ["/srv/work", "~/projects"]  # folders clients may name as a workspace (or inside)
 //! ```
 //!
 //! `/mcp` accepts the loopback names and origins always (against DNS rebinding, nothing else by
@@ -24,6 +25,12 @@
 //! network that holds no identity token. It grants ambient read access: anyone who reaches the
 //! port then reads the counts (runs and kills by agent, escalations, queue depth, refusals,
 //! model spend). Everything else still needs a token.
+//!
+//! `workspaces` lists the only folders a client may name as a task's workspace, a folder inside
+//! one included (deny by default: without the key, the server's current folder alone; `[]`,
+//! none). `server/workspaces.rs` says how each is read and what is refused.
+
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -31,6 +38,8 @@ use toml::Spanned;
 use super::values::whole;
 use crate::PolicyError;
 use crate::diagnostic::Source;
+
+mod workspaces;
 
 /// The largest `max_queued` a host may set.
 const MAX_QUEUED: i64 = 1_000_000;
@@ -60,6 +69,11 @@ pub struct ServerSettings {
     /// Whether `GET /metrics` answers without a bearer token (default `false`: it needs one,
     /// like the API). Ambient authority: anyone who reaches the port reads the counts.
     pub metrics_without_token: bool,
+    /// `workspaces`: the folders a client may name as a task's workspace, or a folder inside
+    /// one, as written (`~` expanded; a relative one is against the server's current folder).
+    /// `None` without the key: the server's own default workspace (its current folder) is the
+    /// only root. `Some([])` allows none.
+    pub workspaces: Option<Vec<PathBuf>>,
 }
 
 impl ServerSettings {
@@ -81,6 +95,7 @@ impl Default for ServerSettings {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             metrics_without_token: false,
+            workspaces: None,
         }
     }
 }
@@ -95,6 +110,7 @@ pub(super) struct RawServer {
     allowed_hosts: Option<Vec<Spanned<String>>>,
     allowed_origins: Option<Vec<Spanned<String>>>,
     metrics_without_token: Option<bool>,
+    workspaces: Option<Vec<Spanned<String>>>,
 }
 
 /// A whole number of `key` from 1 to `max`, or an error at its place.
@@ -107,10 +123,13 @@ fn bounded(
     Ok(whole(source, &format!("server.{key}"), raw.clone(), max)? as usize)
 }
 
-/// `[server]` from its raw table (the defaults without one).
+/// `[server]` from its raw table (the defaults without one); `own` is the server's data
+/// directory and agents folder as the same file names them (`host.data_dir`, `agents.dir`),
+/// which no workspace root may be, hold or lie inside.
 pub(super) fn settings(
     source: &Source<'_>,
     raw: Option<RawServer>,
+    own: [&Option<PathBuf>; 2],
 ) -> Result<ServerSettings, PolicyError> {
     let mut s = ServerSettings::default();
     let Some(raw) = raw else {
@@ -141,6 +160,16 @@ pub(super) fn settings(
             .push(checked(source, "allowed_origins", origin, is_origin)?);
     }
     s.metrics_without_token = raw.metrics_without_token.unwrap_or(false);
+    if let Some(list) = raw.workspaces {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        s.workspaces = Some(workspaces::roots(
+            source,
+            list,
+            own[0].as_deref(),
+            own[1].as_deref(),
+            home.as_deref(),
+        )?);
+    }
     Ok(s)
 }
 

@@ -80,7 +80,10 @@ pub async fn mcp(
             super::shown(&args.workspace)
         )));
     }
-    let state = ServerState::new(runtime, authority, agent_source(config)).map_err(host_failure)?;
+    // The operator's workspace is a root of this server, whatever `[server] workspaces` lists.
+    let state = ServerState::new(runtime, authority, agent_source(config))
+        .map_err(host_failure)?
+        .with_workspace_root(&args.workspace);
     let tools = AgentTools::new(state, Identity::Fixed(caller), Some(args.workspace));
     let (input, output) = warden::mcp::stdio::stdio();
     tracing::debug!(input = ?input.channel(), output = ?output.channel(), "the MCP streams");

@@ -113,8 +113,9 @@ impl ServerState {
     }
 
     /// Take up the tasks left queued in the store (by a previous process, or a shutdown), in
-    /// their order; a task whose user's roles the roles file no longer defines, or whose stored
-    /// work cannot be read, ends `refused` (audited) and never runs. Returns how many were
+    /// their order; a task whose user's roles the roles file no longer defines, whose stored
+    /// work cannot be read, or whose workspace the server's workspace roots no longer allow,
+    /// ends `refused` (audited) and never runs. Returns how many were
     /// resumed and how many refused.
     ///
     /// # Errors
@@ -133,6 +134,10 @@ impl ServerState {
                 .and_then(|w| {
                     let roles = w.roles.clone();
                     let (work, workspace) = w.work()?;
+                    // The roots may have narrowed since it was admitted.
+                    let workspace = workspace
+                        .map(|d| self.readmitted_workspace(&d))
+                        .transpose()?;
                     let user = self.authority.user(&q.user, roles)?;
                     Ok(Job {
                         user: Arc::new(user),

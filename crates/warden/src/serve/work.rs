@@ -114,6 +114,7 @@ impl ServerState {
     ///
     /// # Errors
     ///
+    /// 403 for a workspace outside the server's workspace roots or of its own folders (audited);
     /// 400 for a workspace that is not a folder, a bad agent name, an input that breaks the
     /// agent's contract, a cascade without a workspace; 404 for no such agent; 422 for an agent
     /// whose policy or component is refused; 429 when the queue or the user's share is full.
@@ -152,9 +153,6 @@ impl ServerState {
         submission: Submission,
     ) -> Result<(TaskRecord, Job), ApiError> {
         let mut submission = submission;
-        if let Some(dir) = &submission.workspace {
-            submission.workspace = Some(super::workspace::checked(dir, &self.own_folders()?)?);
-        }
         let subject = caller.user.subject.as_str();
         let named = match &submission.work {
             Work::Agent { name, .. } => super::agents::checked_name(name)?,
@@ -166,6 +164,9 @@ impl ServerState {
                 ));
             }
         };
+        if let Some(dir) = &submission.workspace {
+            submission.workspace = Some(self.checked_workspace(caller, named, dir).await?);
+        }
         if !caller.user.grant.allows_agent(named) {
             return Err(self.refuse_not_granted(caller, named).await);
         }
@@ -254,7 +255,12 @@ impl ServerState {
 
     /// The `task-refused` audit record of a submission refused before it was stored (as the run
     /// path records one), for `agent` and `user`, with `detail`.
-    async fn audit_refusal(&self, agent: &str, user: &str, detail: Value) -> Result<(), ApiError> {
+    pub(super) async fn audit_refusal(
+        &self,
+        agent: &str,
+        user: &str,
+        detail: Value,
+    ) -> Result<(), ApiError> {
         let ledger = self.ledger()?;
         let event = crate::audit::AuditEvent::new("task-refused")
             .agent(agent)

@@ -60,7 +60,7 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
         }
         "expired-token" => {
             let expired = warden_tests::served::dev_token(
-                s.data(),
+                &s.data(),
                 "alice",
                 &["narrow"],
                 Duration::from_secs(1),
@@ -95,10 +95,12 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
             .await
         }
         "api-workspace-own-folder" => {
-            let data = s.data().to_path_buf();
+            // The root holds the data directory (named by `--data-dir`): inside the root, the
+            // own-folder guard answers; the agents folder lies outside it.
+            let data = s.data();
             let agents = s.agents().to_path_buf();
-            let through = agents.join("..").join(data.file_name().unwrap());
-            contained(s, None, async {
+            let through = s.workspace_root().join("work/../data");
+            contained(s, Some("task-refused"), async {
                 let mut out = Vec::new();
                 for dir in [
                     data.clone(),
@@ -110,6 +112,38 @@ pub async fn run(name: &str, s: &Served) -> Result<String, String> {
                 ] {
                     let body = json!({"agent": "hello", "input": "x", "workspace": dir});
                     out.push(s.api("POST", "/v1/tasks", Some(&alice), &body).await?);
+                }
+                Ok(out)
+            })
+            .await
+        }
+        "api-workspace-outside-roots" => {
+            let root = s.workspace_root();
+            std::os::unix::fs::symlink("/etc", root.join("work/etc")).unwrap();
+            std::os::unix::fs::symlink(s.agents(), root.join("work/agents")).unwrap();
+            let home =
+                std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+            contained(s, Some("task-refused"), async {
+                let mut out = Vec::new();
+                for dir in [
+                    PathBuf::from("/etc"),
+                    PathBuf::from("/"),
+                    home,
+                    root.join("work/../.."),
+                    root.join("work/etc"),
+                    root.join("work/agents"),
+                    root.join("../nowhere"),
+                ] {
+                    let body = json!({"agent": "hello", "input": "x", "workspace": dir});
+                    out.push(s.api("POST", "/v1/tasks", Some(&alice), &body).await?);
+                }
+                // The same over A2A (`metadata.workspace`): the API's code in the error's data.
+                for dir in [PathBuf::from("/etc"), root.join("work/etc")] {
+                    let mut m = message("hello");
+                    m["message"]["metadata"]["workspace"] = json!(dir);
+                    let r = s.a2a(Some(&alice), "SendMessage", m).await?;
+                    says(&r, "workspace-not-allowed")?;
+                    out.push(r);
                 }
                 Ok(out)
             })
