@@ -78,16 +78,6 @@ impl Roots {
         roots.named.push(dir);
         roots
     }
-
-    /// Whether `path` (absolute, not resolved) names a root or a folder inside one as written.
-    fn holds_lexically(&self, path: &Path) -> bool {
-        let path = lexical(path);
-        self.paths.iter().chain(&self.named).any(|r| {
-            let written = lexical(r);
-            let resolved = std::fs::canonicalize(r).unwrap_or_else(|_| written.clone());
-            path.starts_with(&written) || path.starts_with(&resolved)
-        })
-    }
 }
 
 /// Whether `dir` is, holds or lies inside one of `guarded`.
@@ -117,18 +107,17 @@ pub(super) fn checked(dir: &Path, roots: &Roots, guarded: &[PathBuf]) -> Result<
         .iter()
         .filter_map(|own| std::fs::canonicalize(own).ok())
         .collect();
+    let allowed = roots.resolved(&guarded);
+    let inside = |path: &Path| allowed.iter().any(|root| path.starts_with(root));
     let Ok(resolved) = std::fs::canonicalize(dir) else {
-        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        return Err(match roots.holds_lexically(&absolute) {
+        // Missing: inside a root it is a bad workspace, outside every root not allowed (which
+        // tells nothing of what exists out there), judged against the same roots.
+        return Err(match inside(&resolved_as_far_as_it_exists(dir)) {
             true => bad(),
             false => not_allowed(),
         });
     };
-    if !roots
-        .resolved(&guarded)
-        .iter()
-        .any(|root| resolved.starts_with(root))
-    {
+    if !inside(&resolved) {
         return Err(not_allowed());
     }
     if clashes(&resolved, &guarded) {
@@ -143,6 +132,29 @@ pub(super) fn checked(dir: &Path, roots: &Roots, guarded: &[PathBuf]) -> Result<
         return Err(bad());
     }
     Ok(resolved)
+}
+
+/// `dir`, which does not exist, with its nearest existing folder resolved (links followed) and
+/// the rest as written (`.` and `..` taken lexically): where it would be if it were made.
+fn resolved_as_far_as_it_exists(dir: &Path) -> PathBuf {
+    let absolute = lexical(&std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+    let mut missing = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return missing
+                .iter()
+                .rev()
+                .fold(real, |path, name| path.join(name));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                at = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// 403 `workspace-not-allowed`: what to do, never the roots (the host's layout is not the

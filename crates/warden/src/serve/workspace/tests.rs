@@ -177,6 +177,11 @@ fn slash_is_no_root_nor_a_default_root_that_holds_the_servers_own_folders() {
         h.code(&default, &h.at("other")),
         Err("workspace-not-allowed")
     );
+    // A missing folder there too: the dropped root tells nothing (no `bad-workspace`).
+    assert_eq!(
+        h.code(&default, &h.at("nowhere/deeper")),
+        Err("workspace-not-allowed")
+    );
     let started_inside = Roots::of(&ServerSettings::default(), Some(&h.at("data")));
     assert_eq!(
         h.code(&started_inside, &h.at("data/keys")),
