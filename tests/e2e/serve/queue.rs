@@ -171,6 +171,16 @@ pub(super) fn started_order(data: &Path) -> Vec<u64> {
 }
 
 /// `warden audit verify` on `data` passes.
+/// The audit records of `kind` about task `id` in `data`'s log, in its order.
+pub(super) fn records(data: &Path, kind: &str, id: u64) -> Vec<Value> {
+    std::fs::read_to_string(data.join("audit.log"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == kind && r["task"] == id)
+        .collect()
+}
+
 pub(super) fn audit_verifies(data: &Path) {
     let (code, out, err) = warden_with_data(data, &["audit", "verify"]);
     assert_eq!(code, 0, "audit verify: {out}{err}");

@@ -79,12 +79,7 @@ async fn post(s: &Server, path: &str, token: &str, body: &[u8]) -> (u16, Value) 
 
 /// The audit records of `kind` about `task`.
 fn records(s: &Server, kind: &str, task: u64) -> Vec<Value> {
-    std::fs::read_to_string(s.data.path().join("audit.log"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["kind"] == kind && r["task"] == task)
-        .collect()
+    super::queue::records(s.data.path(), kind, task)
 }
 
 /// The task's row once its status is `want` (within 60 s).

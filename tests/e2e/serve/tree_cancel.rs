@@ -8,20 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::queue::{accepted, audit_verifies, call, host_config, row, serve_on};
+use super::queue::{accepted, audit_verifies, call, host_config, records, row, serve_on};
 
 /// The callee's limits: it would be killed for its CPU within 1.5 s if it ran on.
 const SPIN_LIMITS: &str = "cpu = \"1500 ms\"\nwall = \"10 s\"\n";
-
-/// The audit records of `kind` for task `id`.
-fn records(data: &std::path::Path, kind: &str, id: u64) -> Vec<Value> {
-    std::fs::read_to_string(data.join("audit.log"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["kind"] == kind && r["task"] == id)
-        .collect()
-}
 
 /// The task `parent` called, once its `task-started` record is in the log (up to 20 s).
 async fn callee_of(data: &std::path::Path, parent: u64) -> u64 {
