@@ -46,6 +46,8 @@ mod queue;
 mod report;
 #[path = "serve/resume.rs"]
 mod resume;
+#[path = "serve/resume_stored.rs"]
+mod resume_stored;
 #[path = "serve/review.rs"]
 mod review;
 #[path = "serve/tree_cancel.rs"]

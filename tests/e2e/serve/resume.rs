@@ -55,7 +55,7 @@ fn rejected_twice() -> Vec<StubReply> {
 }
 
 /// After the skeptic is overruled: tester, implementer, documenter, validator, curator.
-fn the_team_goes_on() -> Vec<StubReply> {
+pub(super) fn the_team_goes_on() -> Vec<StubReply> {
     vec![
         write(
             "test_mean.py",
@@ -73,7 +73,7 @@ fn the_team_goes_on() -> Vec<StubReply> {
     ]
 }
 
-async fn post(s: &Server, path: &str, token: &str, body: &[u8]) -> (u16, Value) {
+pub(super) async fn post(s: &Server, path: &str, token: &str, body: &[u8]) -> (u16, Value) {
     request(&s.addr, "POST", path, Some(token), body.to_vec()).await
 }
 
@@ -127,7 +127,7 @@ async fn children(s: &Server, token: &str, task: u64) -> Vec<Value> {
 }
 
 /// A cascade submitted by `token`, ended `escalated` by the skeptic.
-async fn escalated(s: &Server, stub: &StubProvider, token: &str, ws: &str) -> u64 {
+pub(super) async fn escalated(s: &Server, stub: &StubProvider, token: &str, ws: &str) -> u64 {
     stub.script(rejected_twice());
     let task = submit(
         s,

@@ -4,6 +4,11 @@
 //! it turns the row `running` and drops the work; ending it before it starts (cancelled,
 //! refused) closes the row the same way. The ledger's recovery never touches a `queued` row: a
 //! restarted server resumes it.
+//!
+//! A person's resume of an escalated cascade waits in the same table: its work beside a row that
+//! stays `escalated` ([`QueueStore::queue_resume`]) until the resume starts and takes it back
+//! ([`QueueStore::take_resume`]), so a resume acknowledged before a stop is run after the next
+//! start instead of being lost.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,13 +36,25 @@ pub trait QueueStore {
         end: &QueuedEnd,
         audit: &dyn Fn() -> Result<(), String>,
     ) -> Result<bool, StoreError>;
+    /// Store a resume of the escalated task `task` for `user` with `work` beside its row, which
+    /// stays `escalated`; [`QueueStore::queued_tasks`] lists it while the row is so. Returns
+    /// false, storing nothing, when the task is not escalated or a resume of it is stored
+    /// already.
+    fn queue_resume(&self, task: u64, user: &str, work: &str) -> Result<bool, StoreError>;
+    /// Take back the stored resume of task `task` (it starts, or it was cancelled before it
+    /// did); false when none is stored. Never touches a `queued` task's work.
+    fn take_resume(&self, task: u64) -> Result<bool, StoreError>;
 }
 
-/// A task waiting in the durable queue.
+/// A task waiting in the durable queue, or a stored resume of an escalated one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedTask {
     /// The task id (its row's).
     pub id: u64,
+    /// Whether this is a resume of an escalated task (its row `escalated`), not a task that
+    /// never ran (its row `queued`).
+    #[serde(default)]
+    pub resume: bool,
     /// The user it was submitted for (its row's `user`).
     pub user: String,
     /// What to run, as the server stored it (JSON text the server defines and parses).

@@ -694,3 +694,63 @@ fn the_wal_is_checkpointed_by_the_stores_own_thread_not_inside_a_commit() {
     let again = SqliteStore::open(dir.path(), Durability::Process).unwrap();
     assert_eq!(again.tasks(n + 10).unwrap().len(), n);
 }
+
+#[test]
+fn a_resume_is_stored_beside_an_escalated_row_only_and_taken_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let escalated = store.begin_task(&task("cascade"), "me").unwrap();
+    store.end_task(&end(escalated, "escalated")).unwrap();
+    let running = store.begin_task(&task("cascade"), "me").unwrap();
+    let queued = store
+        .enqueue_task(&task("hello"), "{\"agent\":\"hello\"}")
+        .unwrap();
+    // Deny twins: a running task, a queued one and no task at all get no resume.
+    for id in [running, queued, 999] {
+        assert!(!store.queue_resume(id, "alice", "{}").unwrap(), "{id}");
+    }
+    assert!(
+        store
+            .queue_resume(escalated, "alice", "{\"resume\":1}")
+            .unwrap()
+    );
+    // A second resume of the same task is not stored (the first stays).
+    assert!(!store.queue_resume(escalated, "bob", "{}").unwrap());
+    let listed = store.queued_tasks(10).unwrap();
+    let listed: Vec<_> = listed
+        .iter()
+        .map(|q| (q.id, q.resume, q.user.as_str(), q.work.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (escalated, true, "alice", "{\"resume\":1}"),
+            (queued, false, "alice", "{\"agent\":\"hello\"}")
+        ]
+    );
+    // Taking a resume back never takes a queued task's work.
+    assert!(!store.take_resume(queued).unwrap());
+    assert!(store.take_resume(escalated).unwrap());
+    assert!(!store.take_resume(escalated).unwrap());
+    assert_eq!(store.queued_tasks(10).unwrap().len(), 1);
+    // Reopened, a stored resume is still there; once its row leaves `escalated` (stopped by
+    // another process) it is no longer listed.
+    assert!(store.queue_resume(escalated, "alice", "{}").unwrap());
+    drop(store);
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert!(
+        store
+            .queued_tasks(10)
+            .unwrap()
+            .iter()
+            .any(|q| q.id == escalated && q.resume)
+    );
+    store.end_task(&end(escalated, "stopped")).unwrap();
+    assert!(
+        !store
+            .queued_tasks(10)
+            .unwrap()
+            .iter()
+            .any(|q| q.id == escalated)
+    );
+}

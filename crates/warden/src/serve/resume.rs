@@ -13,9 +13,13 @@
 //! A resume is long work: it takes a place in the server's queue like `POST /v1/tasks` (`429`
 //! past the queue's or the user's bound), runs on a worker in the fair order, is drained at
 //! SIGTERM, cancelled by `DELETE /v1/tasks/{id}`, and followed by the events stream; meanwhile
-//! the task reads `queued`, then `running` ([`ServerState::resuming`]). What is kept is the
-//! ledger's: the task stays `escalated` until the resumed cascade ends, so a resume cut short
-//! (cancelled, or the server stopped) leaves it escalated, for a person to resume or stop again.
+//! the task reads `queued`, then `running` ([`ServerState::resuming`]). The task stays
+//! `escalated` until the resumed cascade ends, so a resume cut short while it runs (cancelled,
+//! or the server stopped) leaves it escalated, for a person to resume or stop again. A resume
+//! that waits is stored before it is acknowledged, beside the task's row
+//! ([`crate::store::QueueStore::queue_resume`]): a stop (even a kill) before it starts loses
+//! nothing, and the next start takes it up ([`ServerState::resume_queued`]). It is taken back
+//! from the store when it starts or is cancelled.
 
 use axum::Json;
 use axum::body::Body;
@@ -206,7 +210,23 @@ impl ServerState {
             agent: None,
             client: None,
         };
+        let work = serde_json::to_string(&super::runner::StoredWork::of(&job))
+            .map_err(|e| ApiError::internal(format!("the resume cannot be stored: {e}")))?;
+        let (ledger, subject) = (self.ledger()?, caller.user.subject.clone());
+        let store = ledger.clone();
+        let stored = blocking(move || {
+            store
+                .store()
+                .queue_resume(id, &subject, &work)
+                .map_err(|e| ApiError::internal(format!("the resume could not be stored: {e}")))
+        })
+        .await?;
+        if !stored {
+            // Resumed by another host process, or no longer escalated: either way not this one's.
+            return Err(already_resuming(id));
+        }
         if !self.queue.push_unheld(place, id, job) {
+            blocking(move || take_resume(&ledger, id)).await?;
             return Err(already_resuming(id));
         }
         self.pump();
@@ -260,6 +280,18 @@ impl ServerState {
         started: std::time::Instant,
     ) {
         let subject = user.subject.clone();
+        // Taken back from the store as it starts: a stop from here on cuts it short (the task
+        // stays escalated), as one of a running task would.
+        let taken = match self.ledger() {
+            Ok(ledger) => blocking(move || take_resume(&ledger, id)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = taken {
+            self.metrics
+                .record_cascade("not-started", None, started.elapsed());
+            tracing::error!(target: "warden::serve", task = id, user = %crate::terminal::line(&subject), error = %e.message, "a resume could not be taken from the store; it stays stored for the next start");
+            return;
+        }
         match self.runtime.resume_cascade(id, note, Some(user)).await {
             Ok(report) => self.metrics.record_cascade(
                 &report.status,
@@ -297,6 +329,8 @@ pub(super) fn close_cut_short(
     by: &str,
     max_children: usize,
 ) -> Result<(), ApiError> {
+    // A resume cancelled while it waited is taken from the store, so no later start runs it.
+    take_resume(ledger, id)?;
     let children = ledger
         .store()
         .children(id, max_children)
@@ -305,6 +339,37 @@ pub(super) fn close_cut_short(
         super::runner::close_cancelled(ledger, child.id, by, 1)?;
     }
     Ok(())
+}
+
+/// Take the stored resume of task `id` back (none stored is fine).
+fn take_resume(ledger: &crate::ledger::Ledger, id: u64) -> Result<(), ApiError> {
+    ledger.store().take_resume(id).map(drop).map_err(|e| {
+        ApiError::internal(format!("the resume of task {id} cannot be taken back: {e}"))
+    })
+}
+
+/// Drop the stored resume of the escalated task `id` that can no longer run for `user`
+/// (`why`), after its `resume-refused` record: the task stays escalated.
+pub(super) fn drop_resume(
+    ledger: &crate::ledger::Ledger,
+    id: u64,
+    user: &str,
+    why: &str,
+) -> Result<(), ApiError> {
+    ledger
+        .record(
+            crate::audit::AuditEvent::new("resume-refused")
+                .task(id)
+                .agent(CASCADE_AGENT)
+                .user(user)
+                .detail(json!({"why": why})),
+        )
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "the refused resume of task {id} cannot be recorded: {e}"
+            ))
+        })?;
+    take_resume(ledger, id)
 }
 
 fn already_resuming(id: u64) -> ApiError {

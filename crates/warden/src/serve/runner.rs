@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::queue::Start;
 use super::work::Work;
@@ -43,53 +43,8 @@ pub(crate) struct Job {
     pub client: Option<crate::mcp::client::ClientHandle>,
 }
 
-/// What a queued row stores to run its task after a restart: the work and the roles its user
-/// held (re-checked against the roles file then; never a wider grant than they give now).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StoredWork {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub input: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cascade: Option<String>,
-    #[serde(default)]
-    pub workspace: Option<PathBuf>,
-    pub roles: Vec<String>,
-}
-
-impl StoredWork {
-    pub(crate) fn of(job: &Job) -> Self {
-        let (agent, input, cascade) = match &job.work {
-            Work::Agent { name, input } => (Some(name.clone()), input.clone(), None),
-            Work::Cascade { request } => (None, Value::Null, Some(request.clone())),
-            // Never stored: a resume is held in memory only (the task stays escalated).
-            Work::Resume { .. } => (None, Value::Null, None),
-        };
-        StoredWork {
-            agent,
-            input,
-            cascade,
-            workspace: job.workspace.clone(),
-            roles: job.user.roles.clone(),
-        }
-    }
-
-    fn work(self) -> Result<(Work, Option<PathBuf>), String> {
-        match (self.agent, self.cascade) {
-            (Some(name), None) => Ok((
-                Work::Agent {
-                    name,
-                    input: self.input,
-                },
-                self.workspace,
-            )),
-            (None, Some(request)) => Ok((Work::Cascade { request }, self.workspace)),
-            _ => Err("the stored work names neither one agent nor one cascade".into()),
-        }
-    }
-}
+mod stored;
+pub(crate) use stored::StoredWork;
 
 impl ServerState {
     /// Start every task the queue lets start now, each on a tokio task of its own.
@@ -115,7 +70,10 @@ impl ServerState {
     /// Take up the tasks left queued in the store (by a previous process, or a shutdown), in
     /// their order; a task whose user's roles the roles file no longer defines, whose stored
     /// work cannot be read, or whose workspace the server's workspace roots no longer allow,
-    /// ends `refused` (audited) and never runs. Returns how many were
+    /// ends `refused` (audited) and never runs. A stored resume of an escalated cascade is
+    /// taken up the same way; one that can no longer run (the same reasons, or its user's roles
+    /// no longer list `cascade`) is dropped with a `resume-refused` record, and its task stays
+    /// escalated for a person to resume or stop again. Returns how many were
     /// resumed and how many refused.
     ///
     /// # Errors
@@ -139,6 +97,16 @@ impl ServerState {
                         .map(|d| self.readmitted_workspace(&d))
                         .transpose()?;
                     let user = self.authority.user(&q.user, roles)?;
+                    let is_resume = matches!(work, Work::Resume { task, .. } if task == q.id);
+                    if q.resume != is_resume {
+                        return Err("the stored work is not what its row says it is".into());
+                    }
+                    if q.resume && !user.grant.allows_agent(CASCADE_AGENT) {
+                        return Err(format!(
+                            "user `{}` may no longer use agent `{CASCADE_AGENT}`",
+                            q.user
+                        ));
+                    }
                     Ok(Job {
                         user: Arc::new(user),
                         work,
@@ -151,6 +119,10 @@ impl ServerState {
                 Ok(job) => {
                     self.queue.resume(&q.user, q.id, job);
                     resumed += 1;
+                }
+                Err(why) if q.resume => {
+                    super::resume::drop_resume(&ledger, q.id, &q.user, &why)?;
+                    refused += 1;
                 }
                 Err(why) => {
                     let row = ledger.store().task(q.id).map_err(|e| {

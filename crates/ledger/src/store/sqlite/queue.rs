@@ -1,6 +1,7 @@
 //! The durable queue in `state.db`: the `queue` table holds each `queued` task's work beside
 //! its row in `tasks` ([`crate::store::QueuedTask`]); a row and its work are written, started
-//! and ended together, each in one transaction.
+//! and ended together, each in one transaction. A resume of an escalated task keeps its work
+//! in the same table beside its row, which stays `escalated`.
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -37,6 +38,30 @@ impl QueueStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         finish(&mut self.conn(), end, &|| self.head_now(), audit)
     }
+
+    fn queue_resume(&self, task: u64, user: &str, work: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO queue (task, user, work, queued_ms)
+                 SELECT id, ?2, ?3, ?4 FROM tasks WHERE id = ?1 AND status = 'escalated'",
+            )?
+            .execute(params![task, user, work, now_ms()])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn take_resume(&self, task: u64) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .prepare_cached(
+                "DELETE FROM queue WHERE task = ?1
+                 AND NOT EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'queued')",
+            )?
+            .execute([task])?;
+        Ok(n > 0)
+    }
 }
 
 fn enqueue(
@@ -71,8 +96,9 @@ fn enqueue(
 
 fn queued(conn: &Connection, limit: usize) -> Result<Vec<QueuedTask>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT q.task, q.user, q.work, q.queued_ms FROM queue q JOIN tasks t ON t.id = q.task
-         WHERE t.status = 'queued' ORDER BY q.task LIMIT {limit}"
+        "SELECT q.task, q.user, q.work, q.queued_ms, t.status = 'escalated' FROM queue q
+         JOIN tasks t ON t.id = q.task
+         WHERE t.status IN ('queued', 'escalated') ORDER BY q.task LIMIT {limit}"
     ))?;
     let rows = stmt.query_map([], |r| {
         Ok(QueuedTask {
@@ -80,6 +106,7 @@ fn queued(conn: &Connection, limit: usize) -> Result<Vec<QueuedTask>, StoreError
             user: r.get(1)?,
             work: r.get(2)?,
             queued_ms: r.get(3)?,
+            resume: r.get(4)?,
         })
     })?;
     rows.map(|r| r.map_err(StoreError::from)).collect()
