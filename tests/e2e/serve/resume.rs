@@ -83,11 +83,11 @@ fn records(s: &Server, kind: &str, task: u64) -> Vec<Value> {
 }
 
 /// The task's row once its status is `want` (within 60 s).
-async fn status_becomes(s: &Server, token: &str, id: u64, want: &str) -> Value {
+pub(super) async fn status_becomes(addr: &str, token: &str, id: u64, want: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, row) = request(
-            &s.addr,
+            addr,
             "GET",
             &format!("/v1/tasks/{id}"),
             Some(token),
@@ -221,7 +221,7 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
     stub.script([StubReply::NeverEnds]);
     let (status, v) = post(&s, &resume, &dev, br#"{"note": "first try"}"#).await;
     assert_eq!((status, &v), (202, &json!({"task": task})), "{v}");
-    status_becomes(&s, &dev, task, "running").await;
+    status_becomes(&s.addr, &dev, task, "running").await;
     // Its first stage, the tester, waits on the model.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !children(&s, &dev, task)
@@ -310,7 +310,7 @@ async fn an_escalated_cascade_is_resumed_and_stopped_through_the_api() {
     )
     .await;
     assert_eq!((status, &v), (202, &json!({"task": task})), "{v}");
-    let row = status_becomes(&s, &dev, task, "completed").await;
+    let row = status_becomes(&s.addr, &dev, task, "completed").await;
     assert_eq!(row["staging"], "proposed", "{row}");
     assert_eq!(std::fs::read_to_string(ws.join("calc.py")).unwrap(), broken);
     let implementer = &stub.requests()[1];

@@ -12,28 +12,19 @@ use serde_json::{Value, json};
 use warden::orchestra::model::stub::{StubProvider, StubReply};
 
 use super::cascade::{roster_agents, roster_host};
-use super::resume::{escalated, post, the_team_goes_on};
+use super::resume::{escalated, post, status_becomes, the_team_goes_on};
 use super::{launch, request};
 
-/// Task `id`'s row on the server at `addr` once its status is `want` (within 60 s).
-async fn status_becomes(addr: &str, token: &str, id: u64, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, row) = request(
-            addr,
-            "GET",
-            &format!("/v1/tasks/{id}"),
-            Some(token),
-            Vec::new(),
-        )
-        .await;
-        assert_eq!(status, 200, "{row}");
-        if row["status"] == want {
-            return row;
-        }
-        assert!(Instant::now() < deadline, "task {id} never {want}: {row}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// `method` on task `id` at the server at `addr`: its status and the row it answers.
+async fn on_task(addr: &str, method: &str, token: &str, id: u64) -> (u16, Value) {
+    request(
+        addr,
+        method,
+        &format!("/v1/tasks/{id}"),
+        Some(token),
+        Vec::new(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,14 +72,7 @@ async fn a_resume_acknowledged_before_a_kill_runs_after_the_restart() {
     let (status, v) = post(&s, &format!("/v1/tasks/{second}/resume"), &dev, b"").await;
     assert_eq!((status, &v), (202, &json!({"task": second})), "{v}");
     status_becomes(&s.addr, &dev, second, "queued").await;
-    let (status, row) = request(
-        &s.addr,
-        "DELETE",
-        &format!("/v1/tasks/{second}"),
-        Some(&dev),
-        Vec::new(),
-    )
-    .await;
+    let (status, row) = on_task(&s.addr, "DELETE", &dev, second).await;
     assert_eq!(
         (status, &row["status"]),
         (200, &json!("escalated")),
@@ -135,14 +119,7 @@ async fn a_resume_acknowledged_before_a_kill_runs_after_the_restart() {
         "the stored note did not reach the implementer"
     );
     // The first, cut short by the kill, is not run again: it stays escalated.
-    let (status, row) = request(
-        &restarted.addr,
-        "GET",
-        &format!("/v1/tasks/{first}"),
-        Some(&restarted.token),
-        Vec::new(),
-    )
-    .await;
+    let (status, row) = on_task(&restarted.addr, "GET", &restarted.token, first).await;
     assert_eq!(
         (status, &row["status"]),
         (200, &json!("escalated")),
