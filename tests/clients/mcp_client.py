@@ -231,6 +231,8 @@ def raw(args):
         auth = {**accept, "Authorization": f"Bearer {args.token}"}
         r = http.post(args.url, json=init, headers={**auth, "Host": "evil.example.com"})
         report["rebinding_host"] = r.status_code
+        # A refusal before the body is read closes the connection, and says so.
+        report["rebinding_connection"] = r.headers.get("connection")
         r = http.post(args.url, json=init, headers={**auth, "Host": "mcp.example.com"})
         report["allowed_host"] = r.status_code
         r = http.post(args.url, json=init, headers={**auth, "Origin": "https://app.example.com"})

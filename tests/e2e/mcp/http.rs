@@ -162,6 +162,9 @@ fn a_refused_caller_neither_sees_nor_runs_an_agent_and_rebinding_is_refused() {
         "header"
     );
     assert_eq!(raw["rebinding_host"], 403, "{raw}");
+    // Refused before its body was read: the connection is not reused (no client sends its next
+    // request into a socket the server is closing).
+    assert_eq!(raw["rebinding_connection"], "close", "{raw}");
     // Named in `[server] allowed_hosts` / `allowed_origins`: accepted.
     assert_eq!(raw["allowed_host"], 200, "{raw}");
     assert_eq!(raw["allowed_origin"], 200, "{raw}");

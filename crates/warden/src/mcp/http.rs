@@ -12,6 +12,11 @@
 //! browser's `Origin`, when sent, a loopback origin — unless the host configuration's
 //! `[server] allowed_hosts` / `allowed_origins` (e.g. `mcp.example.com` and
 //! `https://app.example.com`) name others ([`HttpOptions::from_settings`]).
+//!
+//! A refusal (`401`, `403`, …) to a request with a body is answered with `Connection: close`
+//! ([`close_refused`]): the refusal comes before the body is read, and hyper then closes the
+//! connection after the answer; without the header a client that reuses the connection for its
+//! next request may send it into the closing socket and see "disconnected without a response".
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -87,7 +92,8 @@ pub fn routes(state: ServerState, options: HttpOptions) -> Router {
     );
     let mcp = Router::new()
         .route_service(PATH, service)
-        .layer(axum::middleware::from_fn_with_state(state, authenticate));
+        .layer(axum::middleware::from_fn_with_state(state, authenticate))
+        .layer(axum::middleware::from_fn(close_refused));
     Router::new()
         .route(RESOURCE_METADATA, get(resource_metadata))
         .route(
@@ -129,6 +135,24 @@ async fn authenticate(
             response
         }
     }
+}
+
+/// Add `Connection: close` to a refusal (4xx, 5xx) of a request that carried a body (see the
+/// module docs): the body may be left unread, so the connection cannot serve another request.
+async fn close_refused(request: Request, next: Next) -> Response {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() != b"0");
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// `http://<Host>` of a request (a `Host` that is not a plain authority becomes `localhost`: the
