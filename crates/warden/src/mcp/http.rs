@@ -14,7 +14,7 @@
 //! `https://app.example.com`) name others ([`HttpOptions::from_settings`]).
 //!
 //! A refusal (`401`, `403`, …) to a request with a body is answered with `Connection: close`
-//! ([`close_refused`]): the refusal comes before the body is read, and hyper then closes the
+//! (`close_refused`): the refusal comes before the body is read, and hyper then closes the
 //! connection after the answer; without the header a client that reuses the connection for its
 //! next request may send it into the closing socket and see "disconnected without a response".
 
