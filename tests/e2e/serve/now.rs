@@ -9,7 +9,6 @@
 //!   before its CPU limit), and then the queued `hello` runs and completes in its answer.
 //! - Another user cannot cancel it (404); `warden audit verify` passes.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -47,26 +46,6 @@ async fn send(addr: &str, token: &str, agent: &str, input: Value) -> Value {
     v["result"]["task"].clone()
 }
 
-/// The id of the newest task of `agent` whose `task-started` record is in `data`'s log,
-/// waiting for it up to 20 s.
-async fn started(data: &Path, agent: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = std::fs::read_to_string(data.join("audit.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["kind"] == "task-started" && r["agent"] == agent)
-            .filter_map(|r| r["task"].as_u64())
-            .max();
-        if let Some(id) = found {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "no {agent} task started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn id_of(task: &Value) -> u64 {
     task["id"]
         .as_str()
@@ -101,7 +80,8 @@ async fn a_waiting_callers_task_starts_at_once_within_the_bounds_and_can_be_canc
         let (addr, dev) = (addr.clone(), dev.clone());
         tokio::spawn(async move { send(&addr, &dev, "probe", json!({"op": "spin"})).await })
     };
-    let spinning = started(data.path(), "probe").await;
+    let spinning =
+        super::queue::started_where(data.path(), "a probe task", |r| r["agent"] == "probe").await;
     let queued = {
         let (addr, dev) = (addr.clone(), dev.clone());
         tokio::spawn(async move { send(&addr, &dev, "hello", json!({"name": "later"})).await })

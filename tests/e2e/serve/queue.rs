@@ -170,7 +170,6 @@ pub(super) fn started_order(data: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// `warden audit verify` on `data` passes.
 /// The audit records of `kind` about task `id` in `data`'s log, in its order.
 pub(super) fn records(data: &Path, kind: &str, id: u64) -> Vec<Value> {
     std::fs::read_to_string(data.join("audit.log"))
@@ -181,6 +180,27 @@ pub(super) fn records(data: &Path, kind: &str, id: u64) -> Vec<Value> {
         .collect()
 }
 
+/// The newest task whose `task-started` record in `data`'s log satisfies `which`, waiting for
+/// one up to 20 s (`what` names it in the failure).
+pub(super) async fn started_where(data: &Path, what: &str, which: impl Fn(&Value) -> bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = std::fs::read_to_string(data.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["kind"] == "task-started" && which(r))
+            .filter_map(|r| r["task"].as_u64())
+            .max();
+        if let Some(id) = found {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "{what} never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `warden audit verify` on `data` passes.
 pub(super) fn audit_verifies(data: &Path) {
     let (code, out, err) = warden_with_data(data, &["audit", "verify"]);
     assert_eq!(code, 0, "audit verify: {out}{err}");

@@ -4,32 +4,14 @@
 //! went with its caller: it never ends again as `killed`), its end is recorded once, and
 //! `warden audit verify` passes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::queue::{accepted, audit_verifies, call, host_config, records, row, serve_on};
 
 /// The callee's limits: it would be killed for its CPU within 1.5 s if it ran on.
 const SPIN_LIMITS: &str = "cpu = \"1500 ms\"\nwall = \"10 s\"\n";
-
-/// The task `parent` called, once its `task-started` record is in the log (up to 20 s).
-async fn callee_of(data: &std::path::Path, parent: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = std::fs::read_to_string(data.join("audit.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["kind"] == "task-started" && r["detail"]["parent"] == parent)
-            .and_then(|r| r["task"].as_u64());
-        if let Some(id) = found {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "task {parent} called nothing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_task_stops_its_callees_at_once() {
@@ -51,7 +33,10 @@ async fn a_cancelled_task_stops_its_callees_at_once() {
     let spin = json!({"op": "spin"}).to_string();
     let body = json!({"agent": "front", "input": {"op": "call", "name": "probe", "input": spin}});
     let front = accepted(&addr, &dev, &body).await;
-    let callee = callee_of(data.path(), front).await;
+    let callee = super::queue::started_where(data.path(), "the front's callee", |r| {
+        r["detail"]["parent"] == front
+    })
+    .await;
     assert_eq!(row(&addr, &dev, callee).await["status"], "running");
 
     let (status, _, v) = call(&addr, "DELETE", &format!("/v1/tasks/{front}"), &dev, None).await;
