@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
+use super::behind::Line;
 use super::{Ledger, LedgerError};
 use crate::audit::AuditEvent;
 use crate::store::{TaskEnd, TaskRecord};
@@ -71,6 +72,8 @@ struct Queue {
     abandoned: HashSet<u64>,
     next: u64,
     stats: CommitStats,
+    /// Sync callers waiting on `written` (waking none is a system call saved per batch).
+    sleepers: usize,
     /// Tasks begun through the committer (their start queued or written) and not yet ended:
     /// those not queued now are running and will bring an end soon.
     open: u64,
@@ -131,7 +134,9 @@ impl Committer {
                 return done.map_err(|e| Arc::try_unwrap(e).unwrap_or_else(LedgerError::Shared));
             }
             if queue.leading {
+                queue.sleepers += 1;
                 queue = self.written.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue.sleepers -= 1;
                 continue;
             }
             queue = self.lead(ledger, queue);
@@ -246,7 +251,9 @@ impl Drop for Follower<'_> {
         // A follower that was to lead the next batch must not leave the others waiting.
         if !queue.leading && !queue.waiting.is_empty() {
             wake_all(&mut queue);
-            self.committer.written.notify_all();
+            if queue.sleepers > 0 {
+                self.committer.written.notify_all();
+            }
         }
     }
 }
@@ -284,7 +291,9 @@ impl Drop for Lead<'_> {
         queue.stats.jobs += self.tickets.len() as u64;
         queue.leading = false;
         wake_all(&mut queue);
-        self.committer.written.notify_all();
+        if queue.sleepers > 0 {
+            self.committer.written.notify_all();
+        }
     }
 }
 
@@ -366,21 +375,7 @@ impl Ledger {
     /// Write one batch, in the order the module docs give, and say what became of each job.
     fn commit_batch(&self, batch: Vec<(u64, Job)>) -> Vec<(u64, Done)> {
         let mut out = Vec::with_capacity(batch.len());
-        let begins: Vec<&TaskRecord> = batch
-            .iter()
-            .filter_map(|(_, job)| match job {
-                Job::Begin { task, .. } => Some(task),
-                Job::End { .. } => None,
-            })
-            .collect();
-        let begun = match begins.is_empty() {
-            true => Ok(Vec::new()),
-            false => self
-                .store
-                .begin_tasks(&begins, &self.owner)
-                .map_err(|e| Arc::new(LedgerError::from(e))),
-        };
-        let mut ids = begun.as_ref().map_or(Vec::new(), Clone::clone).into_iter();
+        let mut started = Vec::new();
         let mut records = Vec::with_capacity(batch.len());
         let mut ends = Vec::new();
         // The jobs still going: each started task's row (its id set), or `None` for an end.
@@ -389,16 +384,15 @@ impl Ledger {
             match job {
                 Job::Begin {
                     mut task,
-                    mut started,
-                } => match (&begun, ids.next()) {
-                    (Ok(_), Some(id)) => {
-                        started.task = Some(id);
-                        records.push(started);
+                    started: mut first,
+                } => match self.behind.next_id() {
+                    Ok(id) => {
+                        first.task = Some(id);
+                        started.push(first);
                         task.id = id;
                         going.push((ticket, Some(task)));
                     }
-                    (Err(e), _) => out.push((ticket, Err(Arc::clone(e)))),
-                    (Ok(_), None) => out.push((ticket, Err(Arc::new(LedgerError::CommitPanicked)))),
+                    Err(e) => out.push((ticket, Err(Arc::new(LedgerError::from(e))))),
                 },
                 Job::End { records: r, end } => {
                     records.extend(r);
@@ -407,6 +401,30 @@ impl Ledger {
                 }
             }
         }
+        // The new rows, journaled before their first records; if that fails, those tasks do
+        // not start (and nothing of them is written), the ends go on.
+        let begins: Vec<Line<'_>> = going
+            .iter()
+            .filter_map(|(_, row)| row.as_ref().map(Line::Begin))
+            .collect();
+        let journaled = match begins.is_empty() {
+            true => Ok(()),
+            false => self.behind.journal(&begins),
+        };
+        drop(begins);
+        if let Err(e) = journaled {
+            let e = Arc::new(e);
+            going.retain(|(ticket, row)| match row {
+                Some(_) => {
+                    out.push((*ticket, Err(Arc::clone(&e))));
+                    false
+                }
+                None => true,
+            });
+            started.clear();
+        }
+        started.append(&mut records);
+        let records = started;
         let fail_all =
             |out: &mut Vec<(u64, Done)>, going: &[(u64, Option<TaskRecord>)], e: LedgerError| {
                 let e = Arc::new(e);
@@ -417,13 +435,20 @@ impl Ledger {
             return out;
         }
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) += records.len() as u64;
+        // The ended rows, journaled after their records; their trust records are the ones
+        // the next tasks read.
         let ended = match ends.is_empty() {
             true => Ok(()),
-            false => self
-                .store
-                .end_tasks(&ends)
-                .map_err(|e| Arc::new(LedgerError::from(e))),
+            false => {
+                let lines: Vec<Line<'_>> = ends.iter().map(Line::End).collect();
+                self.behind.journal(&lines).map_err(Arc::new)
+            }
         };
+        if ended.is_ok() {
+            for trust in ends.iter().filter_map(|e| e.trust.as_ref()) {
+                self.behind.cache_trust(trust, false);
+            }
+        }
         // Signed outside the transactions above, as `record` does: a checkpoint writes the
         // store too.
         if let Err(e) = self.checkpoint_if_due() {

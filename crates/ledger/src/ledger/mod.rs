@@ -42,8 +42,10 @@ use crate::store::{
 };
 
 mod anchor;
+mod behind;
 mod commit;
 mod crosscheck;
+mod flushed;
 mod queue;
 mod recovery;
 mod verify;
@@ -95,6 +97,28 @@ pub enum LedgerError {
         "the audit log's last checkpoint could not be synced and anchored: {0}; check the data directory's disk, then run `warden audit verify`"
     )]
     Anchor(String),
+    /// This process's journal of task rows could not be written or read.
+    #[error(
+        "the ledger's journal {path}: {source}; check the data directory's disk space and permissions"
+    )]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A journal left by a stopped host holds a line that is no journal entry.
+    #[error(
+        "the ledger's journal {path}, line {line}, is not a journal entry ({why}): it was edited or damaged; move it aside to start the host (the task rows in it are then missing from the state store, and `warden audit verify` names them)"
+    )]
+    JournalCorrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The group commit carrying this task's writes panicked before it could say what it
     /// wrote.
     #[error(
@@ -106,7 +130,9 @@ pub enum LedgerError {
 /// The durable side of a host.
 pub struct Ledger {
     dir: PathBuf,
-    store: Box<dyn StateStore>,
+    store: flushed::Flushed,
+    behind: Arc<behind::Behind>,
+    writer: Option<std::thread::JoinHandle<()>>,
     audit: Arc<AuditLog>,
     key: SecretKey,
     checkpoint_every: u64,
@@ -165,10 +191,19 @@ impl Ledger {
         let store = SqliteStore::open(dir, Durability::Process)?;
         recovery::check_log_reaches_store(&store, &dir.join(crate::audit::LOG_FILE))?;
         let audit = Arc::new(AuditLog::open(dir, key.signing_key().clone(), u64::MAX)?);
-        let store = store.vouching_for(Arc::clone(&audit) as Arc<dyn LogHeadSource>);
+        let store = Arc::new(store.vouching_for(Arc::clone(&audit) as Arc<dyn LogHeadSource>));
+        // The rows stopped hosts left in their journals, before their tasks are interrupted.
+        create_private_dir(&dir.join(behind::JOURNAL_DIR)).map_err(dir_err)?;
+        behind::replay(dir, &owners, &store)?;
+        let (behind, writer) = behind::Behind::start(Arc::clone(&store), &owner, dir);
         let ledger = Ledger {
             dir: dir.to_path_buf(),
-            store: Box::new(store),
+            store: flushed::Flushed {
+                inner: store,
+                behind: Arc::clone(&behind),
+            },
+            behind,
+            writer: Some(writer),
             audit,
             key,
             checkpoint_every: checkpoint_every.max(1),
@@ -194,7 +229,7 @@ impl Ledger {
 
     /// The state store.
     pub fn store(&self) -> &dyn StateStore {
-        self.store.as_ref()
+        &self.store
     }
 
     /// The host's public key (verifies audit checkpoints).
@@ -425,6 +460,12 @@ pub enum ApproveError {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
+        // Every journaled row into the store (or left in the journal for the next start).
+        self.behind.stop();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        self.behind.release_ids();
         // Close with a checkpoint so that cutting records off the end is detectable.
         let idle = *self.pending.lock().unwrap_or_else(|p| p.into_inner()) == 0;
         if !idle && let Err(e) = self.checkpoint() {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Ledger, LedgerError};
 use crate::audit::AuditEvent;
-use crate::store::{QueuedEnd, TaskRecord};
+use crate::store::{QueueStore, QueuedEnd, TaskRecord};
 
 impl Ledger {
     /// Store `task` as queued with `work` (what the server needs to run it later), then record

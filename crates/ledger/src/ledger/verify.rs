@@ -107,7 +107,9 @@ impl Now for Live<'_> {
         owner_alive(&self.dir.join("owners"), owner)
     }
     fn task_exists(&self, id: u64) -> bool {
-        self.store().is_some_and(|s| s.task(id).is_ok())
+        // A host writes its task rows behind its journal: a record may be there before its
+        // row, never before its journal line.
+        self.store().is_some_and(|s| s.task(id).is_ok()) || super::behind::journaled(self.dir, id)
     }
     fn action_exists(&self, id: u64) -> bool {
         self.store().is_some_and(|s| s.action(id).is_ok())

@@ -55,6 +55,11 @@ pub enum StoreError {
     /// No such record.
     #[error("{0}")]
     NotFound(String),
+    /// Task rows the ledger journaled could not be written to the database yet.
+    #[error(
+        "the task rows in the ledger's journal could not be written to the state database: {0}; they stay in the journal and the next start writes them (check disk space and permissions)"
+    )]
+    Behind(String),
     /// The audit record a change needs first could not be written, so nothing was committed.
     #[error("{what} was not recorded because its audit record could not be written: {why}")]
     Audit {
@@ -274,7 +279,7 @@ pub struct StoredCheckpoint {
 }
 
 /// What a task's end changes, committed in one transaction.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEnd {
     /// The task.
     pub id: u64,

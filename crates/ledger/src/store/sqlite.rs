@@ -17,6 +17,7 @@ use super::{
 };
 
 mod actions;
+mod behind;
 mod cascade;
 mod queue;
 mod schema;

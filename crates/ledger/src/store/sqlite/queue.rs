@@ -72,10 +72,11 @@ fn enqueue(
 ) -> Result<u64, StoreError> {
     let tx = conn.transaction()?;
     let now = now_ms();
-    tx.prepare_cached(
-        "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 'none', ?7, '', ?8, ?9, NULL)",
-    )?
+    tx.prepare_cached(&format!(
+        "INSERT INTO tasks (id, agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
+         VALUES (({}), ?1, ?2, ?3, ?4, ?5, ?6, 'queued', 'none', ?7, '', ?8, ?9, NULL)",
+        super::tasks::NEXT_ID
+    ))?
     .execute(params![
         t.agent,
         t.agent_id,

@@ -1,6 +1,10 @@
 //! Task rows as the run path writes them: several tasks' starts in one transaction, several
 //! tasks' ends (each with its agent's trust record) in another, so a group commit
-//! ([`crate::ledger`]) costs one commit for however many tasks it carries.
+//! ([`crate::ledger`]) costs one commit for however many tasks it carries; and the rows a
+//! ledger writes behind (`put_behind`), whose ids it reserved before (`reserve_ids`).
+//!
+//! Ids: a ledger hands out ids from a block it reserved (`task_ids.hi`), so every other insert
+//! takes the next id above both the highest row and the highest reservation ([`NEXT_ID`]).
 
 use rusqlite::{Connection, params};
 
@@ -17,8 +21,8 @@ pub(super) fn begin(
     in_transaction(conn, |tx| {
         let mut ids = Vec::with_capacity(tasks.len());
         let mut insert = tx.prepare_cached(
-            "INSERT INTO tasks (agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8, ?9, ?10, ?11)",
+            &format!("INSERT INTO tasks (id, agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
+             VALUES (({NEXT_ID}), ?1, ?2, ?3, ?4, ?5, ?6, 'running', 'none', ?7, ?8, ?9, ?10, ?11)"),
         )?;
         for t in tasks {
             let id = insert.insert(params![
@@ -40,6 +44,66 @@ pub(super) fn begin(
     })
 }
 
+/// The id a new row takes: above every row and every id a ledger reserved.
+pub(super) const NEXT_ID: &str = "SELECT max(coalesce((SELECT max(id) FROM tasks), 0), coalesce((SELECT hi FROM task_ids WHERE one = 1), 0)) + 1";
+
+/// Reserve `n` ids for rows written behind; the first of them (the rest follow it).
+pub(super) fn reserve_ids(conn: &Connection, n: u64) -> Result<u64, StoreError> {
+    in_transaction(conn, |tx| {
+        let first: u64 = tx.prepare_cached(NEXT_ID)?.query_row([], |r| r.get(0))?;
+        tx.prepare_cached(
+            "INSERT INTO task_ids (one, hi) VALUES (1, ?1) ON CONFLICT(one) DO UPDATE SET hi = excluded.hi",
+        )?
+        .execute([first + n - 1])?;
+        Ok(first)
+    })
+}
+
+/// Give back the ids above `used` of a reservation that ended at `hi`, unless another ledger
+/// reserved more since (then its reservation stands, and ours are a gap).
+pub(super) fn release_ids(conn: &Connection, used: u64, hi: u64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE task_ids SET hi = ?1 WHERE one = 1 AND hi = ?2")?
+        .execute(params![used, hi])?;
+    Ok(())
+}
+
+/// Write rows a ledger kept behind its journal: `begins` (ids set, `running`, of `owner`),
+/// then `ends`, in one transaction, vouching for the log up to `head`. Idempotent, so a journal
+/// replayed twice changes nothing the second time: a row already there is left as it is, and an
+/// end is written over its row whatever it said.
+pub(super) fn put_behind(
+    conn: &Connection,
+    begins: &[&TaskRecord],
+    owner: &str,
+    ends: &[&TaskEnd],
+    (seq, hash): (Option<u64>, Option<i64>),
+) -> Result<(), StoreError> {
+    in_transaction(conn, |tx| {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO tasks (id, agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', 'none', ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for t in begins {
+            insert.execute(params![
+                t.id,
+                t.agent,
+                t.agent_id,
+                t.module_hash,
+                t.user,
+                t.level,
+                t.grant.to_string(),
+                t.started_ms,
+                owner,
+                seq,
+                hash,
+                t.parent
+            ])?;
+        }
+        drop(insert);
+        end_rows(tx, ends.iter().copied(), (seq, hash))
+    })
+}
+
 /// Close `ends` (status, outcome, trace, staging; the trust record when given), vouching for
 /// the log up to `head`, in one transaction.
 pub(super) fn end(
@@ -47,11 +111,19 @@ pub(super) fn end(
     ends: &[TaskEnd],
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> Result<(), StoreError> {
-    in_transaction(conn, |tx| {
-        let mut update = tx.prepare_cached(
+    in_transaction(conn, |tx| end_rows(tx, ends.iter(), (seq, hash)))
+}
+
+/// The statements of [`end`], inside its transaction.
+fn end_rows<'e>(
+    tx: &Connection,
+    ends: impl Iterator<Item = &'e TaskEnd> + Clone,
+    (seq, hash): (Option<u64>, Option<i64>),
+) -> Result<(), StoreError> {
+    let mut update = tx.prepare_cached(
             "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1",
         )?;
-        for end in ends {
+        for end in ends.clone() {
             update.execute(params![
                 end.id,
                 end.status,
@@ -72,7 +144,6 @@ pub(super) fn end(
             }
         }
         Ok(())
-    })
 }
 
 /// Run `f` in one write transaction (taking the write lock at once, so two processes never

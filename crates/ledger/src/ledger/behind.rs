@@ -1,0 +1,542 @@
+//! Write-behind of the run path's task rows. A task's start and end are made durable by one
+//! `write` to this process's journal (`journal/<owner>.journal`), not by a SQLite commit: the
+//! kernel holds the line once the call returns, so a killed process loses nothing it
+//! acknowledged ([`Durability::Process`](crate::store::Durability), as before). A writer thread
+//! puts the journaled rows into the state store in batches (one transaction for as many rows as
+//! came meanwhile) and empties the journal once they are there.
+//!
+//! What keeps the ledger's promises:
+//! - Order: a task's `begin` line is written before its first audit record and its `end` line
+//!   after its last, as the rows were committed before; the writer writes rows in journal order.
+//! - Ids: tasks get ids from a block this ledger reserved in the store (`task_ids`), so no other
+//!   process takes them while their rows are still in the journal; a ledger closing gives back
+//!   what it did not use.
+//! - Reads see every write: [`super::flushed`] waits for the writer before any read of the
+//!   store through the ledger, and the trust records the run path reads are kept here
+//!   ([`Behind::cached_trust`]), dropped when another process commits to the store.
+//! - A process that stopped (killed, crashed, or a writer that could not write) leaves its
+//!   journal; the next ledger to open the directory writes it into the store ([`replay`])
+//!   before it interrupts that process's running tasks. `warden audit verify` beside a live
+//!   host counts a task whose begin is in a journal as present ([`journaled`]).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{LedgerError, owner_alive};
+use crate::store::{SqliteStore, StoreError, TaskEnd, TaskRecord, TrustRecord};
+
+/// The journals' folder in the data directory.
+pub(super) const JOURNAL_DIR: &str = "journal";
+
+/// A journal this big is set aside (and a new one begun) once the writer caught up with it.
+const ROTATE_AT: u64 = 4 << 20;
+
+/// The longest journal line read back (a task's end with its whole trace is far smaller).
+const MAX_LINE: u64 = 64 << 20;
+
+/// How long a trust record read through the cache may miss a change another process committed.
+const FOREIGN_CHECK: Duration = Duration::from_millis(2);
+
+/// How long the writer lets rows gather after the first one came, unless someone waits.
+const GATHER: Duration = Duration::from_micros(500);
+
+/// How many times a stopping writer tries a failing write before it leaves the rows in the
+/// journal for the next start.
+const STOP_ATTEMPTS: u32 = 20;
+
+/// One journal line, owned (replay, the writer's queue).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Entry {
+    Begin(TaskRecord),
+    End(TaskEnd),
+}
+
+/// One journal line, borrowed (the run path writes it without cloning).
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Line<'a> {
+    /// A task's row as it begins (`running`, its id reserved).
+    Begin(&'a TaskRecord),
+    /// A task's end, with its agent's trust record.
+    End(&'a TaskEnd),
+}
+
+/// The journal, the writer's queue and how far it got.
+#[derive(Default)]
+struct State {
+    file: Option<File>,
+    size: u64,
+    queue: Vec<Entry>,
+    written: u64,
+    applied: u64,
+    /// The set-aside journal holds entries up to this one; deleted once they are applied.
+    old: Option<u64>,
+    failure: Option<String>,
+    stop: bool,
+    /// The writer waits for work (so a new line must wake it).
+    idle: bool,
+    /// Someone waits for the writer (so it must not linger to gather a bigger batch).
+    urgent: bool,
+}
+
+/// Task ids reserved in the store, handed out in order.
+#[derive(Default)]
+struct Ids {
+    next: u64,
+    hi: u64,
+    blocks: u32,
+}
+
+/// Trust records as this process last wrote or read them.
+struct TrustCache {
+    records: HashMap<String, TrustRecord>,
+    version: Option<i64>,
+    checked: Instant,
+}
+
+/// The write-behind of one ledger (see the module docs).
+pub(super) struct Behind {
+    store: Arc<SqliteStore>,
+    owner: String,
+    dir: PathBuf,
+    state: Mutex<State>,
+    work: Condvar,
+    caught_up: Condvar,
+    ids: Mutex<Ids>,
+    trust: Mutex<TrustCache>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every field is consistent between statements.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Behind {
+    /// Start the writer of `owner`'s journal in `dir` (the data directory) for `store`.
+    pub(super) fn start(
+        store: Arc<SqliteStore>,
+        owner: &str,
+        dir: &Path,
+    ) -> (Arc<Behind>, std::thread::JoinHandle<()>) {
+        let behind = Arc::new(Behind {
+            store,
+            owner: owner.to_owned(),
+            dir: dir.join(JOURNAL_DIR),
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            caught_up: Condvar::new(),
+            ids: Mutex::new(Ids::default()),
+            trust: Mutex::new(TrustCache {
+                records: HashMap::new(),
+                version: None,
+                checked: Instant::now() - FOREIGN_CHECK * 2,
+            }),
+        });
+        let writer = Arc::clone(&behind);
+        let handle = std::thread::Builder::new()
+            .name("warden-ledger-writer".into())
+            .spawn(move || writer.write_rows())
+            .expect("spawn the ledger's writer thread");
+        (behind, handle)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(format!("{}.journal", self.owner))
+    }
+
+    /// The next task id (a new block reserved in the store when this one is used up).
+    pub(super) fn next_id(&self) -> Result<u64, StoreError> {
+        let mut ids = lock(&self.ids);
+        if ids.next == 0 || ids.next > ids.hi {
+            let n = 8u64 << ids.blocks.min(7);
+            let first = self.store.reserve_task_ids(n)?;
+            ids.next = first;
+            ids.hi = first + n - 1;
+            ids.blocks += 1;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Write `lines` to the journal with one `write` and queue them for the store. Nothing is
+    /// queued if the write fails (a partial line is cut off again).
+    pub(super) fn journal(&self, lines: &[Line<'_>]) -> Result<(), LedgerError> {
+        let mut buf = Vec::with_capacity(1024 * lines.len());
+        for line in lines {
+            serde_json::to_writer(&mut buf, line)
+                .map_err(|e| StoreError::Corrupt(format!("a journal line: {e}")))?;
+            buf.push(b'\n');
+        }
+        let entries: Vec<Entry> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Begin(t) => Entry::Begin((*t).clone()),
+                Line::End(e) => Entry::End((*e).clone()),
+            })
+            .collect();
+        let mut state = lock(&self.state);
+        let journal_err = |e: std::io::Error, path: &Path| LedgerError::Journal {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if state.file.is_none() {
+            let file = open_journal(&self.path()).map_err(|e| journal_err(e, &self.path()))?;
+            state.size = file.metadata().map_or(0, |m| m.len());
+            state.file = Some(file);
+        }
+        let size = state.size;
+        let file = state.file.as_mut().expect("opened above");
+        if let Err(e) = file.write_all(&buf) {
+            // A torn line would spoil the lines after it.
+            let _ = file.set_len(size);
+            return Err(journal_err(e, &self.path()));
+        }
+        state.size += buf.len() as u64;
+        state.written += entries.len() as u64;
+        state.queue.extend(entries);
+        if state.idle {
+            // Waking a thread is a system call: only when it sleeps.
+            state.idle = false;
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Wait until every row journaled so far is in the store.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Behind`] when the writer cannot write them (they stay in the journal).
+    pub(super) fn flush(&self) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        let target = state.written;
+        while state.applied < target {
+            if let Some(why) = &state.failure {
+                return Err(StoreError::Behind(why.clone()));
+            }
+            if !state.urgent || state.idle {
+                state.urgent = true;
+                state.idle = false;
+                self.work.notify_one();
+            }
+            state = self
+                .caught_up
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        Ok(())
+    }
+
+    /// `agent_id`'s trust record as this process last wrote or read it, unless another
+    /// process committed to the store since (checked at most every [`FOREIGN_CHECK`]).
+    /// The writer looks after every batch, so under load the run path never does.
+    pub(super) fn cached_trust(&self, agent_id: &str) -> Option<TrustRecord> {
+        let mut cache = lock(&self.trust);
+        if cache.checked.elapsed() >= FOREIGN_CHECK {
+            self.check_foreign(&mut cache);
+        }
+        cache.records.get(agent_id).cloned()
+    }
+
+    /// Drop the cached trust records if another process committed to the store since the
+    /// last look.
+    fn check_foreign(&self, cache: &mut TrustCache) {
+        cache.checked = Instant::now();
+        match self.store.data_version() {
+            Ok(v) if cache.version == Some(v) => {}
+            Ok(v) => {
+                cache.records.clear();
+                cache.version = Some(v);
+            }
+            Err(_) => cache.records.clear(),
+        }
+    }
+
+    /// Keep `record` as the agent's newest trust record (`read`: as read from the store, so
+    /// a newer one written meanwhile is kept instead).
+    pub(super) fn cache_trust(&self, record: &TrustRecord, read: bool) {
+        let mut cache = lock(&self.trust);
+        if read {
+            cache
+                .records
+                .entry(record.agent_id.clone())
+                .or_insert_with(|| record.clone());
+        } else {
+            cache
+                .records
+                .insert(record.agent_id.clone(), record.clone());
+        }
+    }
+
+    /// Stop the writer once it has written everything queued, and give back the task ids not
+    /// used. The writer thread ends after this; join it.
+    pub(super) fn stop(&self) {
+        lock(&self.state).stop = true;
+        self.work.notify_all();
+    }
+
+    /// Give back the reserved ids not handed out (after the writer stopped).
+    pub(super) fn release_ids(&self) {
+        let ids = lock(&self.ids);
+        if ids.hi > 0
+            && let Err(e) = self.store.release_task_ids(ids.next - 1, ids.hi)
+        {
+            tracing::warn!(target: "warden::ledger", error = %e, "could not give back unused task ids (they stay a gap)");
+        }
+    }
+
+    /// The writer thread: rows into the store, a batch at a time, until stopped.
+    fn write_rows(&self) {
+        let mut attempts = 0;
+        loop {
+            let mut state = lock(&self.state);
+            while state.queue.is_empty() && !state.stop {
+                state.idle = true;
+                state = self
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            state.idle = false;
+            if !state.urgent && !state.stop {
+                // Let more rows come: one transaction (and one wake-up) for all of them.
+                state = self
+                    .work
+                    .wait_timeout(state, GATHER)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            state.urgent = false;
+            if state.queue.is_empty() {
+                self.close_journal(&mut state);
+                return;
+            }
+            let batch = std::mem::take(&mut state.queue);
+            let upto = state.written;
+            let stopping = state.stop;
+            drop(state);
+            match self.put(&batch) {
+                Ok(()) => {
+                    attempts = 0;
+                    let mut state = lock(&self.state);
+                    state.applied = upto;
+                    state.failure = None;
+                    self.tidy_journal(&mut state);
+                    self.caught_up.notify_all();
+                    drop(state);
+                    self.check_foreign(&mut lock(&self.trust));
+                }
+                Err(e) => {
+                    attempts += 1;
+                    tracing::error!(target: "warden::ledger", error = %e, attempts, "could not write journaled task rows to the state store; retrying");
+                    let mut state = lock(&self.state);
+                    state.failure = Some(e.to_string());
+                    self.caught_up.notify_all();
+                    if stopping && attempts >= STOP_ATTEMPTS {
+                        // Left in the journal: the next start writes them.
+                        return;
+                    }
+                    // Put back in front, in order.
+                    let later = std::mem::take(&mut state.queue);
+                    state.queue = batch;
+                    state.queue.extend(later);
+                    drop(state);
+                    std::thread::sleep(Duration::from_millis(10 << attempts.min(6)));
+                }
+            }
+        }
+    }
+
+    fn put(&self, batch: &[Entry]) -> Result<(), StoreError> {
+        let (begins, ends) = split(batch);
+        self.store.put_behind(&begins, &self.owner, &ends)
+    }
+
+    /// After a batch: delete a set-aside journal the store now holds; empty the journal when
+    /// the store holds all of it, or set it aside when it grew big.
+    fn tidy_journal(&self, state: &mut State) {
+        if state.old.is_some_and(|last| state.applied >= last) {
+            let _ = std::fs::remove_file(old_path(&self.path()));
+            state.old = None;
+        }
+        if state.applied == state.written && state.size > 0 {
+            if let Some(file) = &state.file
+                && file.set_len(0).is_ok()
+            {
+                state.size = 0;
+            }
+        } else if state.size > ROTATE_AT
+            && state.old.is_none()
+            && std::fs::rename(self.path(), old_path(&self.path())).is_ok()
+        {
+            state.old = Some(state.written);
+            state.file = None;
+            state.size = 0;
+        }
+    }
+
+    /// The writer is done and the store holds everything: no journal is left.
+    fn close_journal(&self, state: &mut State) {
+        if state.applied == state.written {
+            state.file = None;
+            let _ = std::fs::remove_file(self.path());
+            let _ = std::fs::remove_file(old_path(&self.path()));
+        }
+    }
+}
+
+fn split(batch: &[Entry]) -> (Vec<&TaskRecord>, Vec<&TaskEnd>) {
+    let mut begins = Vec::new();
+    let mut ends = Vec::new();
+    for entry in batch {
+        match entry {
+            Entry::Begin(t) => begins.push(t),
+            Entry::End(e) => ends.push(e),
+        }
+    }
+    (begins, ends)
+}
+
+fn open_journal(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+fn old_path(path: &Path) -> PathBuf {
+    path.with_extension("journal.old")
+}
+
+/// The journals in `journal_dir`, by owner: (owner, its files, set-aside one first).
+fn journals(journal_dir: &Path) -> Vec<(String, Vec<PathBuf>)> {
+    let mut owners: Vec<String> = std::fs::read_dir(journal_dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".journal")
+                        .or_else(|| name.strip_suffix(".journal.old"))
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    owners.sort();
+    owners.dedup();
+    owners
+        .into_iter()
+        .map(|owner| {
+            let current = journal_dir.join(format!("{owner}.journal"));
+            let files = [old_path(&current), current]
+                .into_iter()
+                .filter(|p| p.exists())
+                .collect();
+            (owner, files)
+        })
+        .collect()
+}
+
+/// Read `path`'s entries. A last line without its newline was cut short by a kill (its task
+/// was never acknowledged) and is left out.
+fn read_journal(path: &Path) -> Result<Vec<Entry>, LedgerError> {
+    let corrupt = |line: usize, why: String| LedgerError::JournalCorrupt {
+        path: path.to_path_buf(),
+        line,
+        why,
+    };
+    let file = File::open(path).map_err(|source| LedgerError::Journal {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    let mut entries = Vec::new();
+    let mut buf = Vec::new();
+    for line in 1.. {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| LedgerError::Journal {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        if buf.last() != Some(&b'\n') {
+            if n as u64 > MAX_LINE {
+                return Err(corrupt(line, format!("a line longer than {MAX_LINE} bytes")));
+            }
+            tracing::warn!(target: "warden::ledger", path = %path.display(), line, "left out a journal line a kill cut short");
+            break;
+        }
+        let entry = serde_json::from_slice(&buf).map_err(|e| corrupt(line, e.to_string()))?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// Write the journals of processes that are gone (`owners` holds the live ones' locks) into
+/// `store` and delete them; how many entries. One process at a time (`replay.lock`), so two
+/// opening at once do not write a journal twice over newer rows.
+///
+/// # Errors
+///
+/// [`LedgerError::JournalCorrupt`] for a line that is not a journal entry (nothing of that
+/// journal is deleted), or the store's error.
+pub(super) fn replay(dir: &Path, owners: &Path, store: &SqliteStore) -> Result<usize, LedgerError> {
+    let journal_dir = dir.join(JOURNAL_DIR);
+    let lock = File::create(journal_dir.join("replay.lock"))
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(|source| LedgerError::Journal {
+            path: journal_dir.join("replay.lock"),
+            source,
+        })?;
+    let mut total = 0;
+    for (owner, files) in journals(&journal_dir) {
+        if owner_alive(owners, &owner) {
+            continue;
+        }
+        let mut entries = Vec::new();
+        for file in &files {
+            entries.extend(read_journal(file)?);
+        }
+        for chunk in entries.chunks(512) {
+            let (begins, ends) = split(chunk);
+            store.put_behind(&begins, &owner, &ends)?;
+        }
+        total += entries.len();
+        for file in files.iter().rev() {
+            let _ = std::fs::remove_file(file);
+        }
+        if !entries.is_empty() {
+            tracing::warn!(target: "warden::ledger", owner, entries = entries.len(), "wrote the task rows a stopped host left in its journal");
+        }
+    }
+    drop(lock);
+    Ok(total)
+}
+
+/// Whether a journal in data directory `dir` (of a live host, or of a stopped one whose rows
+/// the next start writes) holds task `id`'s beginning. Unreadable journals hold nothing.
+pub(super) fn journaled(dir: &Path, id: u64) -> bool {
+    journals(&dir.join(JOURNAL_DIR))
+        .iter()
+        .flat_map(|(_, files)| files)
+        .filter_map(|f| read_journal(f).ok())
+        .flatten()
+        .any(|e| matches!(e, Entry::Begin(t) if t.id == id))
+}
