@@ -78,13 +78,18 @@ pub(super) fn put_behind(
     ends: &[&TaskEnd],
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> Result<(), StoreError> {
+    // A task begun and ended within the batch is inserted as it ended: one row written, not
+    // two (unless its row is there already, from a journal replayed before).
+    let mut ended: std::collections::HashMap<u64, &TaskEnd> =
+        ends.iter().map(|e| (e.id, *e)).collect();
     in_transaction(conn, |tx| {
         let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO tasks (id, agent, agent_id, module_hash, user, level, grant_json, status, staging, started_ms, owner, audit_seq, audit_head, parent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', 'none', ?8, ?9, ?10, ?11, ?12)",
+            "INSERT OR IGNORE INTO tasks (id, agent, agent_id, module_hash, user, level, grant_json, status, outcome, trace, staging, staging_path, started_ms, ended_ms, owner, audit_seq, audit_head, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
         for t in begins {
-            insert.execute(params![
+            let end = ended.get(&t.id).copied();
+            let inserted = insert.execute(params![
                 t.id,
                 t.agent,
                 t.agent_id,
@@ -92,15 +97,37 @@ pub(super) fn put_behind(
                 t.user,
                 t.level,
                 t.grant.to_string(),
+                end.map_or("running", |e| e.status.as_str()),
+                end.map(|e| e.outcome.to_string()),
+                end.map(|e| e.trace.to_string()),
+                end.map_or("none", |e| e.staging.as_str()),
+                end.and_then(|e| e.staging_path.as_deref()),
                 t.started_ms,
+                end.map(|e| e.ended_ms),
                 owner,
                 seq,
                 hash,
                 t.parent
             ])?;
+            if inserted == 1 {
+                ended.remove(&t.id);
+            }
         }
         drop(insert);
-        end_rows(tx, ends.iter().copied(), (seq, hash))
+        let mut update = tx.prepare_cached(END_ROW)?;
+        for end in ends.iter().filter(|e| ended.contains_key(&e.id)) {
+            update.execute(end_params(end, (seq, hash)))?;
+        }
+        drop(update);
+        // Several ends of one agent: the last one's trust record is the one that stands.
+        let mut last: Vec<&TrustRecord> = Vec::new();
+        for trust in ends.iter().filter_map(|e| e.trust.as_ref()) {
+            match last.iter_mut().find(|t| t.agent_id == trust.agent_id) {
+                Some(t) => *t = trust,
+                None => last.push(trust),
+            }
+        }
+        last.into_iter().try_for_each(|t| put_trust_in(tx, t))
     })
 }
 
@@ -120,30 +147,39 @@ fn end_rows<'e>(
     ends: impl Iterator<Item = &'e TaskEnd> + Clone,
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> Result<(), StoreError> {
-    let mut update = tx.prepare_cached(
-            "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1",
-        )?;
-        for end in ends.clone() {
-            update.execute(params![
-                end.id,
-                end.status,
-                end.outcome.to_string(),
-                end.trace.to_string(),
-                end.staging,
-                end.staging_path,
-                end.ended_ms,
-                seq,
-                hash
-            ])?;
+    let mut update = tx.prepare_cached(END_ROW)?;
+    for end in ends.clone() {
+        update.execute(end_params(end, (seq, hash)))?;
+    }
+    for end in ends {
+        // Several ends of one agent in a batch: each overwrites the one before, in order,
+        // as separate commits would.
+        if let Some(trust) = &end.trust {
+            put_trust_in(tx, trust)?;
         }
-        for end in ends {
-            // Several ends of one agent in a batch: each overwrites the one before, in order,
-            // as separate commits would.
-            if let Some(trust) = &end.trust {
-                put_trust_in(tx, trust)?;
-            }
-        }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// A task's end written over its row.
+const END_ROW: &str = "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1";
+
+/// [`END_ROW`]'s parameters for `end`.
+fn end_params(
+    end: &TaskEnd,
+    (seq, hash): (Option<u64>, Option<i64>),
+) -> impl rusqlite::Params + '_ {
+    (
+        end.id,
+        end.status.as_str(),
+        end.outcome.to_string(),
+        end.trace.to_string(),
+        end.staging.as_str(),
+        end.staging_path.as_deref(),
+        end.ended_ms,
+        seq,
+        hash,
+    )
 }
 
 /// Run `f` in one write transaction (taking the write lock at once, so two processes never

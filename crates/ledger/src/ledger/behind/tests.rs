@@ -1,0 +1,228 @@
+//! The write-behind: reads through the ledger see every journaled row at once; a stopped host's
+//! journal is written into the store at the next open (a torn last line left out, a damaged
+//! line refused by its number); task ids reserved, never taken twice, given back on close; a
+//! trust record another process commits is seen.
+
+use std::io::Write;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::super::kill_tests::running_row;
+use super::super::{Ledger, LedgerError, verify_dir};
+use super::{JOURNAL_DIR, Line};
+use crate::audit::AuditEvent;
+use crate::store::{Durability, SqliteStore, StateStore, TaskEnd, TaskRecord, TrustRecord, now_ms};
+
+fn trace() -> serde_json::Value {
+    json!({"events": [], "dropped": 0})
+}
+
+fn end(id: u64, agent: &str, streak: u32) -> TaskEnd {
+    let mut trust = TrustRecord::new(&format!("unsigned/{agent}"), "h");
+    trust.streak = streak;
+    TaskEnd {
+        id,
+        status: "completed".into(),
+        outcome: json!({"status": "completed"}),
+        trace: trace(),
+        staging: "none".into(),
+        staging_path: None,
+        ended_ms: now_ms(),
+        trust: Some(trust),
+    }
+}
+
+fn ended(id: u64, agent: &str) -> AuditEvent {
+    let sha = crate::policy::keys::to_hex(&Sha256::digest(trace().to_string().as_bytes()));
+    AuditEvent::new("task-ended")
+        .task(id)
+        .agent(agent)
+        .detail(json!({"status": "completed", "trace_sha256": sha}))
+}
+
+fn begin(ledger: &Ledger, agent: &str) -> u64 {
+    ledger
+        .begin_task(
+            running_row(agent, json!({})),
+            AuditEvent::new("task-started").agent(agent),
+        )
+        .unwrap()
+}
+
+fn journal_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(JOURNAL_DIR))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "replay.lock")
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn reads_through_the_ledger_see_every_task_the_moment_its_call_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    for i in 0..40 {
+        let id = begin(&ledger, "a");
+        assert_eq!(ledger.store().task(id).unwrap().status, "running");
+        ledger
+            .end_task(vec![ended(id, "a")], end(id, "a", i))
+            .unwrap();
+        assert_eq!(ledger.store().task(id).unwrap().status, "completed");
+        // The trust record the next task reads is this end's.
+        let trust = ledger.store().trust("unsigned/a").unwrap().unwrap();
+        assert_eq!(trust.streak, i);
+    }
+    drop(ledger);
+    // A clean close leaves no journal, and the store holds every row.
+    assert!(journal_files(dir.path()).is_empty());
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert_eq!(report.tasks, 40, "{report:?}");
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert_eq!(store.trust("unsigned/a").unwrap().unwrap().streak, 39);
+}
+
+/// Write `lines` as the journal of `owner`, a process that is gone.
+fn dead_journal(dir: &std::path::Path, owner: &str, lines: &[Line<'_>], tail: &str) {
+    let mut f =
+        std::fs::File::create(dir.join(JOURNAL_DIR).join(format!("{owner}.journal"))).unwrap();
+    for line in lines {
+        f.write_all(serde_json::to_string(line).unwrap().as_bytes())
+            .unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    f.write_all(tail.as_bytes()).unwrap();
+}
+
+fn row(id: u64, agent: &str) -> TaskRecord {
+    TaskRecord {
+        id,
+        ..running_row(agent, json!({"n": id}))
+    }
+}
+
+#[test]
+fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // The records a host wrote before it was killed with rows only in its journal.
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    for id in [1000, 1001, 1002] {
+        ledger
+            .record(AuditEvent::new("task-started").task(id).agent("b"))
+            .unwrap();
+    }
+    ledger.record(ended(1000, "b")).unwrap();
+    ledger.record(ended(1002, "b")).unwrap();
+    drop(ledger);
+    let (r0, r1, r2) = (row(1000, "b"), row(1001, "b"), row(1002, "b"));
+    let (e0, e2) = (end(1000, "b", 7), end(1002, "b", 8));
+    // 1002's begin went into an earlier batch: its end is written over the row.
+    dead_journal(
+        dir.path(),
+        "4242-1",
+        &[Line::Begin(&r0), Line::Begin(&r1), Line::Begin(&r2)],
+        "",
+    );
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    store.put_behind(&[&r2], "4242-1", &[]).unwrap();
+    drop(store);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(JOURNAL_DIR).join("4242-1.journal"))
+        .unwrap();
+    for line in [Line::End(&e0), Line::End(&e2)] {
+        writeln!(f, "{}", serde_json::to_string(&line).unwrap()).unwrap();
+    }
+    // A kill cut the last line short: that task was never acknowledged.
+    f.write_all(br#"{"end":{"id":1001,"sta"#).unwrap();
+    drop(f);
+
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    let status = |id| ledger.store().task(id).unwrap().status;
+    assert_eq!(status(1000), "completed");
+    assert_eq!(status(1002), "completed");
+    // Begun and never ended: the dead host's task is interrupted.
+    assert_eq!(status(1001), "interrupted");
+    assert_eq!(
+        ledger.store().trust("unsigned/b").unwrap().unwrap().streak,
+        8
+    );
+    assert!(journal_files(dir.path()).is_empty());
+    // New tasks take ids above the journal's.
+    assert!(begin(&ledger, "b") > 1002);
+    drop(ledger);
+    verify_dir(dir.path(), None).unwrap();
+}
+
+#[test]
+fn a_damaged_journal_line_is_refused_by_its_number_and_the_journal_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Ledger::open(dir.path(), 64).unwrap());
+    let r = row(5, "c");
+    dead_journal(dir.path(), "4243-1", &[Line::Begin(&r)], "not json\n");
+    let err = Ledger::open(dir.path(), 64).unwrap_err();
+    match &err {
+        LedgerError::JournalCorrupt { line, path, .. } => {
+            assert_eq!(*line, 2);
+            assert!(path.ends_with("4243-1.journal"), "{path:?}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("move it aside"), "{err}");
+    assert_eq!(journal_files(dir.path()), ["4243-1.journal"]);
+    // Nothing of it was written.
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert!(store.task(5).is_err());
+}
+
+#[test]
+fn ids_are_reserved_so_no_other_writer_takes_them_and_given_back_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    let first = begin(&ledger, "d");
+    assert_eq!(first, 1);
+    // Another process (a CLI) inserting a row meanwhile takes an id above the reservation.
+    let other = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let theirs = other
+        .begin_task(&running_row("e", json!({})), "other")
+        .unwrap();
+    assert!(theirs > first + 1, "{theirs}");
+    assert_eq!(begin(&ledger, "d"), first + 1);
+    drop(ledger);
+    // The ids not used are given back: the next one follows the highest row.
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    assert_eq!(begin(&ledger, "d"), theirs + 1);
+    drop(ledger);
+    // One task per process, one after the other: ids follow one another.
+    let dir = tempfile::tempdir().unwrap();
+    for expected in 1..=3 {
+        let ledger = Ledger::open(dir.path(), 64).unwrap();
+        assert_eq!(begin(&ledger, "f"), expected);
+    }
+}
+
+#[test]
+fn a_trust_record_another_process_commits_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    let id = begin(&ledger, "g");
+    ledger
+        .end_task(vec![ended(id, "g")], end(id, "g", 3))
+        .unwrap();
+    assert_eq!(
+        ledger.store().trust("unsigned/g").unwrap().unwrap().streak,
+        3
+    );
+    let other = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let mut changed = TrustRecord::new("unsigned/g", "h");
+    changed.streak = 99;
+    other.put_trust(&changed).unwrap();
+    std::thread::sleep(super::FOREIGN_CHECK * 2);
+    assert_eq!(
+        ledger.store().trust("unsigned/g").unwrap().unwrap().streak,
+        99
+    );
+}
