@@ -4,7 +4,7 @@
 //! rolled back together, the unsigned tail rewritten with its chain recomputed, task rows deleted
 //! from the store, the log cut back to the furthest record the store vouches for and that
 //! record's newline taken off (so it looks like a write a kill cut short, which a host would otherwise cut and
-//! record). `warden audit verify` must fail and write nothing (`contained:detected`), and
+//! record), a journal planted for a host that is gone ending a task otherwise than the log says. `warden audit verify` must fail and write nothing (`contained:detected`), and
 //! where the log itself was changed a host must refuse to start on it (which would sign it).
 
 use std::path::Path;
@@ -48,6 +48,7 @@ pub async fn run(name: &str, task: &str, port: u16) -> Option<Vec<String>> {
             },
             false,
         ),
+        "audit-crash-forged-journal-end" => (forge_journal_end, false),
         _ => return None,
     };
     let outcome = tokio::task::spawn_blocking(move || attempt(attack))
@@ -102,4 +103,36 @@ fn strip_newline_of_vouched(data: &Path) {
         .map(str::len)
         .sum();
     std::fs::write(&log, &text[..end - 1]).unwrap();
+}
+
+/// Plant a journal for a host that is gone, ending a task the log says completed as `failed`
+/// (its trace and the log head it vouches for copied from the real ones): the next start would
+/// write it into the store, and verify must see that the log says otherwise.
+fn forge_journal_end(data: &Path) {
+    let (id, trace): (u64, String) = rusqlite::Connection::open(data.join("state.db"))
+        .unwrap()
+        .query_row(
+            "SELECT id, trace FROM tasks WHERE status = 'completed' ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let text = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().filter(|l| !l.is_empty()).last().unwrap()).unwrap();
+    let line = serde_json::json!({
+        "end": {
+            "id": id,
+            "status": "failed",
+            "outcome": {"status": "failed"},
+            "trace": serde_json::from_str::<serde_json::Value>(&trace).unwrap(),
+            "staging": "none",
+            "staging_path": null,
+            "ended_ms": 1,
+            "trust": null,
+        },
+        "head": {"seq": last["seq"], "hash": last["hash"]},
+    });
+    std::fs::create_dir_all(data.join("journal")).unwrap();
+    std::fs::write(data.join("journal/1-1.journal"), format!("{line}\n")).unwrap();
 }

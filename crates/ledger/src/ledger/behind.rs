@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::LedgerError;
 
 mod replay;
-use crate::store::{SqliteStore, StoreError, TaskEnd, TaskRecord, TrustRecord};
-pub(super) use replay::{journaled, replay};
+use crate::store::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord, TrustRecord};
+pub(super) use replay::{journaled, newest_head, overlay, replay};
 
 /// The journals' folder in the data directory.
 pub(super) const JOURNAL_DIR: &str = "journal";
@@ -50,17 +50,45 @@ const GATHER: Duration = Duration::from_micros(500);
 /// journal for the next start.
 const STOP_ATTEMPTS: u32 = 20;
 
-/// One journal line, owned (replay, the writer's queue).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One journal line, owned (replay, the writer's queue), with the log head it vouches for.
+#[derive(Debug)]
 enum Entry {
-    Begin(TaskRecord),
-    End(TaskEnd),
+    Begin(TaskRecord, LogHead),
+    End(TaskEnd, LogHead),
 }
 
-/// One journal line, borrowed (the run path writes it without cloning).
+/// What a journal line holds, as written: a task's beginning (`running`, its id reserved) or its
+/// end (with its agent's trust record), and the audit log's head when it was written (after an
+/// end's records, so covering them).
 #[derive(Serialize)]
-#[serde(rename_all = "snake_case")]
+struct LineOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    begin: Option<&'a TaskRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<&'a TaskEnd>,
+    head: &'a LogHead,
+}
+
+/// [`LineOut`], read back.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineIn {
+    begin: Option<TaskRecord>,
+    end: Option<TaskEnd>,
+    head: LogHead,
+}
+
+impl LineIn {
+    fn entry(self) -> Result<Entry, String> {
+        match (self.begin, self.end) {
+            (Some(task), None) => Ok(Entry::Begin(task, self.head)),
+            (None, Some(end)) => Ok(Entry::End(end, self.head)),
+            _ => Err("a line holds exactly one of `begin` and `end`".into()),
+        }
+    }
+}
+
+/// A row for the journal, borrowed (the run path writes it without cloning).
 pub(super) enum Line<'a> {
     /// A task's row as it begins (`running`, its id reserved).
     Begin(&'a TaskRecord),
@@ -166,20 +194,25 @@ impl Behind {
         Ok(id)
     }
 
-    /// Write `lines` to the journal with one `write` and queue them for the store. Nothing is
-    /// queued if the write fails (a partial line is cut off again).
-    pub(super) fn journal(&self, lines: &[Line<'_>]) -> Result<(), LedgerError> {
+    /// Write `lines` to the journal with one `write`, each vouching for the log's `head`, and
+    /// queue them for the store. Nothing is queued if the write fails (a partial line is cut
+    /// off again).
+    pub(super) fn journal(&self, lines: &[Line<'_>], head: &LogHead) -> Result<(), LedgerError> {
         let mut buf = Vec::with_capacity(1024 * lines.len());
         for line in lines {
-            serde_json::to_writer(&mut buf, line)
+            let (begin, end) = match line {
+                Line::Begin(t) => (Some(*t), None),
+                Line::End(e) => (None, Some(*e)),
+            };
+            serde_json::to_writer(&mut buf, &LineOut { begin, end, head })
                 .map_err(|e| StoreError::Corrupt(format!("a journal line: {e}")))?;
             buf.push(b'\n');
         }
         let entries: Vec<Entry> = lines
             .iter()
             .map(|l| match l {
-                Line::Begin(t) => Entry::Begin((*t).clone()),
-                Line::End(e) => Entry::End((*e).clone()),
+                Line::Begin(t) => Entry::Begin((*t).clone(), head.clone()),
+                Line::End(e) => Entry::End((*e).clone(), head.clone()),
             })
             .collect();
         let mut state = lock(&self.state);
@@ -393,13 +426,19 @@ impl Behind {
     }
 }
 
-fn split(batch: &[Entry]) -> (Vec<&TaskRecord>, Vec<&TaskEnd>) {
+/// The beginnings and the ends of `batch`, in order, each with its head.
+type Split<'a> = (
+    Vec<(&'a TaskRecord, &'a LogHead)>,
+    Vec<(&'a TaskEnd, &'a LogHead)>,
+);
+
+fn split(batch: &[Entry]) -> Split<'_> {
     let mut begins = Vec::new();
     let mut ends = Vec::new();
     for entry in batch {
         match entry {
-            Entry::Begin(t) => begins.push(t),
-            Entry::End(e) => ends.push(e),
+            Entry::Begin(t, h) => begins.push((t, h)),
+            Entry::End(e, h) => ends.push((e, h)),
         }
     }
     (begins, ends)

@@ -26,7 +26,7 @@ use std::task::{Poll, Waker};
 use super::behind::Line;
 use super::{Ledger, LedgerError};
 use crate::audit::AuditEvent;
-use crate::store::{TaskEnd, TaskRecord};
+use crate::store::{LogHeadSource, TaskEnd, TaskRecord};
 
 /// One caller's writes.
 pub(super) enum Job {
@@ -409,7 +409,7 @@ impl Ledger {
             .collect();
         let journaled = match begins.is_empty() {
             true => Ok(()),
-            false => self.behind.journal(&begins),
+            false => self.behind.journal(&begins, &self.audit.log_head()),
         };
         drop(begins);
         if let Err(e) = journaled {
@@ -441,7 +441,10 @@ impl Ledger {
             true => Ok(()),
             false => {
                 let lines: Vec<Line<'_>> = ends.iter().map(Line::End).collect();
-                self.behind.journal(&lines).map_err(Arc::new)
+                // The head now covers the ends' records.
+                self.behind
+                    .journal(&lines, &self.audit.log_head())
+                    .map_err(Arc::new)
             }
         };
         if ended.is_ok() {

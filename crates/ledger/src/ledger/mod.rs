@@ -9,9 +9,19 @@
 //!   audit.torn-<offset>  the bytes of a last line a kill cut short, kept when a writer cut them
 //!   staging/<task>/      a task's staged writes until applied or discarded
 //!   owners/<id>.lock     one per open ledger (host or CLI process), locked while it lives
+//!   journal/<id>.journal task rows an open ledger wrote behind (`behind.rs`): the run path's
+//!                        starts and ends, until its writer thread has put them in state.db
 //! ```
 //!
-//! Opening a ledger recovers from a host that stopped mid-task: tasks left `running` by a process
+//! The run path's task rows are durable through the journal, not through a SQLite commit on
+//! the path: a line per start and per end, written before (start) or after (end) the task's
+//! audit records, and put into the store by a writer thread in batches (`behind.rs`). Every
+//! read or write of the store through [`Ledger::store`] first waits for that writer, so a
+//! caller always sees the tasks that returned; a journal left by a process that stopped is
+//! written into the store by the next ledger to open the directory, before recovery.
+//!
+//! Opening a ledger recovers from a host that stopped mid-task: its journal's rows are written
+//! into the store, then tasks left `running` by a process
 //! that no longer holds its owner lock become `interrupted`, their staging is discarded, and both
 //! are audited. Tasks of a host still running (a `warden task list` beside a `warden batch`) are
 //! left alone. Every record goes to the
@@ -191,6 +201,7 @@ impl Ledger {
         // for, or recovery would sign a log cut after a crash.
         let store = SqliteStore::open(dir, Durability::Process)?;
         recovery::check_log_reaches_store(&store, &dir.join(crate::audit::LOG_FILE))?;
+        recovery::check_log_reaches(behind::newest_head(dir)?, &dir.join(crate::audit::LOG_FILE))?;
         let audit = Arc::new(AuditLog::open(dir, key.signing_key().clone(), u64::MAX)?);
         let store = Arc::new(store.vouching_for(Arc::clone(&audit) as Arc<dyn LogHeadSource>));
         // The rows stopped hosts left in their journals, before their tasks are interrupted.

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Ledger, LedgerError, owner_alive};
 use crate::audit::{AuditEvent, find_record, read_tail};
-use crate::store::StateStore;
+use crate::store::{LogHead, StateStore};
 
 /// Refuse a log that ends before, or differs at, the head the store vouches for: signing a
 /// recovery checkpoint over it would launder a log cut after a crash.
@@ -22,7 +22,17 @@ pub(super) fn check_log_reaches_store(
     store: &dyn StateStore,
     log: &Path,
 ) -> Result<(), LedgerError> {
-    let Some(head) = store.recent_log_head()?.filter(|h| h.seq > 0) else {
+    check_log_reaches(store.recent_log_head()?, log)
+}
+
+/// Refuse a log that ends before, or differs at, `head` (the furthest one the store or a
+/// journal vouches for).
+///
+/// # Errors
+///
+/// [`LedgerError::LogBehindStore`], or the log's read error.
+pub(super) fn check_log_reaches(head: Option<LogHead>, log: &Path) -> Result<(), LedgerError> {
+    let Some(head) = head.filter(|h| h.seq > 0) else {
         return Ok(());
     };
     if !log.exists() {

@@ -139,7 +139,10 @@ pub fn verify_dir(dir: &Path, key: Option<PublicKey>) -> Result<DirReport, Audit
     let anchor = read_anchor(dir).map_err(LedgerError::from)?;
     let store = dir.join("state.db").exists();
     let witness = if store {
-        SqliteStore::read_witness(dir).map_err(LedgerError::from)?
+        // With the rows a host's journal holds still (written behind, `behind.rs`).
+        let mut witness = SqliteStore::read_witness(dir).map_err(LedgerError::from)?;
+        super::behind::overlay(dir, &mut witness)?;
+        witness
     } else {
         StoreWitness::default()
     };

@@ -94,14 +94,7 @@ impl SqliteStore {
     /// integer ([`LogHead::KEPT_DIGITS`]), or NULLs without a source.
     fn head_now(&self) -> (Option<u64>, Option<i64>) {
         match &self.head {
-            Some(source) => {
-                let head = source.log_head();
-                let prefix = head.hash.get(..LogHead::KEPT_DIGITS).and_then(from_hex);
-                let kept = prefix
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(i64::from_be_bytes);
-                (Some(head.seq), kept)
-            }
+            Some(source) => kept(&source.log_head()),
             None => (None, None),
         }
     }
@@ -113,6 +106,15 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// `head` as a row keeps it: its seq and the first 8 bytes of its hash as an integer.
+fn kept(head: &LogHead) -> (Option<u64>, Option<i64>) {
+    let prefix = head.hash.get(..LogHead::KEPT_DIGITS).and_then(from_hex);
+    let hash = prefix
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes);
+    (Some(head.seq), hash)
 }
 
 fn json_col(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {

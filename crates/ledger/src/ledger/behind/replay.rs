@@ -2,13 +2,17 @@
 //! opens ([`replay`]), and any journal's task beginnings for `warden audit verify`
 //! ([`journaled`]).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::super::{LedgerError, owner_alive};
-use super::{Entry, JOURNAL_DIR, old_path, split};
-use crate::store::SqliteStore;
+use super::{Entry, JOURNAL_DIR, LineIn, old_path, split};
+use sha2::{Digest, Sha256};
+
+use crate::policy::keys::to_hex;
+use crate::store::{LogHead, SqliteStore, StoreWitness, TaskWitness};
 
 /// The longest journal line read back (a task's end with its whole trace is far smaller).
 const MAX_LINE: u64 = 64 << 20;
@@ -79,7 +83,10 @@ fn read_journal(path: &Path) -> Result<Vec<Entry>, LedgerError> {
             tracing::warn!(target: "warden::ledger", path = %path.display(), line, "left out a journal line a kill cut short");
             break;
         }
-        let entry = serde_json::from_slice(&buf).map_err(|e| corrupt(line, e.to_string()))?;
+        let entry = serde_json::from_slice::<LineIn>(&buf)
+            .map_err(|e| e.to_string())
+            .and_then(LineIn::entry)
+            .map_err(|why| corrupt(line, why))?;
         entries.push(entry);
     }
     Ok(entries)
@@ -138,5 +145,88 @@ pub(in crate::ledger) fn journaled(dir: &Path, id: u64) -> bool {
         .flat_map(|(_, files)| files)
         .filter_map(|f| read_journal(f).ok())
         .flatten()
-        .any(|e| matches!(e, Entry::Begin(t) if t.id == id))
+        .any(|e| matches!(e, Entry::Begin(t, _) if t.id == id))
+}
+
+/// The task rows the journals in `dir` hold, laid over the store's `witness` as they will stand
+/// once written: a beginning the store lacks is a `running` row of its journal's owner, an end
+/// is written over its row (status, staging, trace, the head it vouches for). A journal deleted
+/// meanwhile (its host's writer caught up) holds nothing.
+///
+/// # Errors
+///
+/// [`LedgerError::JournalCorrupt`] for a damaged line.
+pub(in crate::ledger) fn overlay(
+    dir: &Path,
+    witness: &mut StoreWitness,
+) -> Result<(), LedgerError> {
+    let mut at: HashMap<u64, usize> = witness
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id, i))
+        .collect();
+    for (owner, files) in journals(&dir.join(JOURNAL_DIR)) {
+        for file in &files {
+            let entries = match read_journal(file) {
+                Err(LedgerError::Journal { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
+                other => other?,
+            };
+            for entry in entries {
+                match entry {
+                    Entry::Begin(t, head) => {
+                        at.entry(t.id).or_insert_with(|| {
+                            witness.tasks.push(TaskWitness {
+                                id: t.id,
+                                status: "running".into(),
+                                owner: owner.clone(),
+                                staging: "none".into(),
+                                trace_sha256: None,
+                                log_head: Some(head),
+                                parent: t.parent,
+                            });
+                            witness.tasks.len() - 1
+                        });
+                    }
+                    Entry::End(e, head) => {
+                        if let Some(&i) = at.get(&e.id) {
+                            let row = &mut witness.tasks[i];
+                            row.status = e.status;
+                            row.staging = e.staging;
+                            row.trace_sha256 =
+                                Some(to_hex(&Sha256::digest(e.trace.to_string().as_bytes())));
+                            row.log_head = Some(head);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    witness.tasks.sort_by_key(|t| t.id);
+    Ok(())
+}
+
+/// The furthest log head any journal line in `dir` vouches for: the log must still reach it
+/// when a ledger opens, as it must reach the store's.
+///
+/// # Errors
+///
+/// [`LedgerError::JournalCorrupt`] for a damaged line.
+pub(in crate::ledger) fn newest_head(dir: &Path) -> Result<Option<LogHead>, LedgerError> {
+    let mut newest: Option<LogHead> = None;
+    for (_, files) in journals(&dir.join(JOURNAL_DIR)) {
+        for file in &files {
+            for entry in read_journal(file)? {
+                let (Entry::Begin(_, head) | Entry::End(_, head)) = entry;
+                if newest.as_ref().is_none_or(|n| head.seq > n.seq) {
+                    newest = Some(head);
+                }
+            }
+        }
+    }
+    Ok(newest)
 }

@@ -10,9 +10,11 @@ use sha2::{Digest, Sha256};
 
 use super::super::kill_tests::running_row;
 use super::super::{Ledger, LedgerError, verify_dir};
-use super::{JOURNAL_DIR, Line};
+use super::{JOURNAL_DIR, Line, LineOut};
 use crate::audit::AuditEvent;
-use crate::store::{Durability, SqliteStore, StateStore, TaskEnd, TaskRecord, TrustRecord, now_ms};
+use crate::store::{
+    Durability, LogHead, SqliteStore, StateStore, TaskEnd, TaskRecord, TrustRecord, now_ms,
+};
 
 fn trace() -> serde_json::Value {
     json!({"events": [], "dropped": 0})
@@ -85,14 +87,38 @@ fn reads_through_the_ledger_see_every_task_the_moment_its_call_returns() {
     assert_eq!(store.trust("unsigned/a").unwrap().unwrap().streak, 39);
 }
 
-/// Write `lines` as the journal of `owner`, a process that is gone.
+/// `line` as the journal writes it, vouching for `head`.
+fn text(line: &Line<'_>, head: &LogHead) -> String {
+    let (begin, end) = match line {
+        Line::Begin(t) => (Some(*t), None),
+        Line::End(e) => (None, Some(*e)),
+    };
+    serde_json::to_string(&LineOut { begin, end, head }).unwrap()
+}
+
+/// The head of the log in `dir` now.
+fn head(dir: &std::path::Path) -> LogHead {
+    let last = crate::audit::read_tail(&dir.join(crate::audit::LOG_FILE), 1).unwrap();
+    last.first().map_or_else(
+        || LogHead {
+            seq: 0,
+            hash: "0".repeat(64),
+        },
+        |r| LogHead {
+            seq: r.seq,
+            hash: r.hash.clone(),
+        },
+    )
+}
+
+/// Write `lines` as the journal of `owner`, a process that is gone, vouching for the log's
+/// head now.
 fn dead_journal(dir: &std::path::Path, owner: &str, lines: &[Line<'_>], tail: &str) {
+    let head = head(dir);
     let mut f =
         std::fs::File::create(dir.join(JOURNAL_DIR).join(format!("{owner}.journal"))).unwrap();
     for line in lines {
-        f.write_all(serde_json::to_string(line).unwrap().as_bytes())
-            .unwrap();
-        f.write_all(b"\n").unwrap();
+        writeln!(f, "{}", text(line, &head)).unwrap();
     }
     f.write_all(tail.as_bytes()).unwrap();
 }
@@ -127,14 +153,16 @@ fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
         "",
     );
     let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
-    store.put_behind(&[&r2], "4242-1", &[]).unwrap();
+    store
+        .put_behind(&[(&r2, &head(dir.path()))], "4242-1", &[])
+        .unwrap();
     drop(store);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.path().join(JOURNAL_DIR).join("4242-1.journal"))
         .unwrap();
     for line in [Line::End(&e0), Line::End(&e2)] {
-        writeln!(f, "{}", serde_json::to_string(&line).unwrap()).unwrap();
+        writeln!(f, "{}", text(&line, &head(dir.path()))).unwrap();
     }
     // A kill cut the last line short: that task was never acknowledged.
     f.write_all(br#"{"end":{"id":1001,"sta"#).unwrap();

@@ -2,7 +2,7 @@
 //! reserved ahead, journaled rows written in one idempotent transaction, and a way to see that
 //! another process committed (so the ledger's cache of trust records is dropped).
 
-use super::{SqliteStore, StoreError, TaskEnd, TaskRecord, tasks};
+use super::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord, tasks};
 
 impl SqliteStore {
     /// Reserve `n` task ids for rows a ledger writes behind its journal; the first of them.
@@ -25,22 +25,20 @@ impl SqliteStore {
     }
 
     /// Write rows a ledger kept behind its journal, in one transaction: `begins` (their ids
-    /// reserved, `running`, begun by `owner`), then `ends`. Idempotent (a journal may be
-    /// replayed twice).
+    /// reserved, `running`, begun by `owner`), then `ends`, each vouching for the log head its
+    /// journal line names (the head when it was written, which covers its records).
+    /// Idempotent (a journal may be replayed twice).
     ///
     /// # Errors
     ///
     /// [`StoreError::Sql`]; nothing is written then.
     pub fn put_behind(
         &self,
-        begins: &[&TaskRecord],
+        begins: &[(&TaskRecord, &LogHead)],
         owner: &str,
-        ends: &[&TaskEnd],
+        ends: &[(&TaskEnd, &LogHead)],
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        // Every record the rows vouch for was written before they were journaled.
-        let head = self.head_now();
-        tasks::put_behind(&conn, begins, owner, ends, head)
+        tasks::put_behind(&self.conn(), begins, owner, ends)
     }
 
     /// SQLite's `data_version`: changes when another connection (another process) commits,

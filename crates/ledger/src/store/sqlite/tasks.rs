@@ -8,7 +8,8 @@
 
 use rusqlite::{Connection, params};
 
-use super::super::{StoreError, TaskEnd, TaskRecord, TrustRecord};
+use super::super::{LogHead, StoreError, TaskEnd, TaskRecord, TrustRecord};
+use super::kept;
 
 /// Insert `tasks` as `running` rows of process `owner`, vouching for the log up to `head`, in
 /// one transaction; their ids, in order.
@@ -73,22 +74,22 @@ pub(super) fn release_ids(conn: &Connection, used: u64, hi: u64) -> Result<(), S
 /// end is written over its row whatever it said.
 pub(super) fn put_behind(
     conn: &Connection,
-    begins: &[&TaskRecord],
+    begins: &[(&TaskRecord, &LogHead)],
     owner: &str,
-    ends: &[&TaskEnd],
-    (seq, hash): (Option<u64>, Option<i64>),
+    ends: &[(&TaskEnd, &LogHead)],
 ) -> Result<(), StoreError> {
     // A task begun and ended within the batch is inserted as it ended: one row written, not
     // two (unless its row is there already, from a journal replayed before).
-    let mut ended: std::collections::HashMap<u64, &TaskEnd> =
-        ends.iter().map(|e| (e.id, *e)).collect();
+    let mut ended: std::collections::HashMap<u64, (&TaskEnd, &LogHead)> =
+        ends.iter().map(|(e, h)| (e.id, (*e, *h))).collect();
     in_transaction(conn, |tx| {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO tasks (id, agent, agent_id, module_hash, user, level, grant_json, status, outcome, trace, staging, staging_path, started_ms, ended_ms, owner, audit_seq, audit_head, parent)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
-        for t in begins {
-            let end = ended.get(&t.id).copied();
+        for (t, begun_at) in begins {
+            let end = ended.get(&t.id).map(|(e, _)| *e);
+            let (seq, hash) = kept(ended.get(&t.id).map_or(*begun_at, |(_, h)| *h));
             let inserted = insert.execute(params![
                 t.id,
                 t.agent,
@@ -115,13 +116,13 @@ pub(super) fn put_behind(
         }
         drop(insert);
         let mut update = tx.prepare_cached(END_ROW)?;
-        for end in ends.iter().filter(|e| ended.contains_key(&e.id)) {
-            update.execute(end_params(end, (seq, hash)))?;
+        for (end, head) in ends.iter().filter(|(e, _)| ended.contains_key(&e.id)) {
+            update.execute(end_params(end, kept(head)))?;
         }
         drop(update);
         // Several ends of one agent: the last one's trust record is the one that stands.
         let mut last: Vec<&TrustRecord> = Vec::new();
-        for trust in ends.iter().filter_map(|e| e.trust.as_ref()) {
+        for trust in ends.iter().filter_map(|(e, _)| e.trust.as_ref()) {
             match last.iter_mut().find(|t| t.agent_id == trust.agent_id) {
                 Some(t) => *t = trust,
                 None => last.push(trust),
