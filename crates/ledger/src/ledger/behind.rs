@@ -328,6 +328,7 @@ impl Behind {
 
     /// The writer thread: rows into the store, a batch at a time, until stopped.
     fn write_rows(&self) {
+        let _gone = WriterGone(self);
         let mut attempts = 0;
         loop {
             let mut state = lock(&self.state);
@@ -389,6 +390,13 @@ impl Behind {
     }
 
     fn put(&self, batch: &[Entry]) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if batch
+            .iter()
+            .any(|e| matches!(e, Entry::Begin(t, _) if t.agent == tests::PANIC_AGENT))
+        {
+            panic!("the writer's test panic");
+        }
         let (begins, ends) = split(batch);
         self.store.put_behind(&begins, &self.owner, &ends)
     }
@@ -423,6 +431,22 @@ impl Behind {
             let _ = std::fs::remove_file(self.path());
             let _ = std::fs::remove_file(old_path(&self.path()));
         }
+    }
+}
+
+/// Told when the writer thread ends, however (a panic too): whoever waits for it, or comes to
+/// wait later, gets an error instead of waiting for ever; the rows stay in the journal.
+struct WriterGone<'a>(&'a Behind);
+
+impl Drop for WriterGone<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        if state.applied < state.written || std::thread::panicking() {
+            state.failure = Some(
+                "the ledger's writer thread stopped; the rows it had not written stay in the journal for the next start".into(),
+            );
+        }
+        self.0.caught_up.notify_all();
     }
 }
 

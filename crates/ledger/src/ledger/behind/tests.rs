@@ -254,3 +254,20 @@ fn a_trust_record_another_process_commits_is_seen() {
         99
     );
 }
+
+/// An agent whose beginning makes the writer thread panic (the check is compiled in tests only).
+pub(super) const PANIC_AGENT: &str = "writer-panics";
+
+#[test]
+fn a_writer_that_dies_fails_the_reads_that_wait_for_it_and_its_rows_survive_in_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    let id = begin(&ledger, PANIC_AGENT);
+    let err = ledger.store().task(id).unwrap_err();
+    assert!(err.to_string().contains("writer thread stopped"), "{err}");
+    drop(ledger);
+    // The journal was kept, and the next open writes it.
+    assert_eq!(journal_files(dir.path()).len(), 1);
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    assert_eq!(ledger.store().task(id).unwrap().status, "interrupted");
+}
