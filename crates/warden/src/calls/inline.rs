@@ -32,10 +32,16 @@ thread_local! {
 /// callee polled in place in it is dropped with it instead of finishing on its own. The caller
 /// then closes the rows of the tree's running tasks.
 pub(crate) fn stopping<R>(drop_it: impl FnOnce() -> R) -> R {
-    let before = STOPPING.replace(true);
-    let out = drop_it();
-    STOPPING.set(before);
-    out
+    /// Puts the flag back however `drop_it` ends: a drop that panics must not leave every later
+    /// drop on this thread (the worker's next tasks) taken for a stop.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STOPPING.set(self.0);
+        }
+    }
+    let _restore = Restore(STOPPING.replace(true));
+    drop_it()
 }
 
 /// The callee's whole run, boxed so that it can be handed on.
@@ -156,6 +162,16 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!ended.load(Ordering::SeqCst), "the callee ran on");
         assert!(!STOPPING.get(), "the flag is this drop's only");
+    }
+
+    #[test]
+    fn a_drop_that_panics_inside_stopping_leaves_the_flag_as_it_was() {
+        let caught = std::panic::catch_unwind(|| stopping(|| panic!("a drop panicked")));
+        assert!(caught.is_err());
+        assert!(
+            !STOPPING.get(),
+            "later drops on this thread would be taken for a stop"
+        );
     }
 
     #[tokio::test]
