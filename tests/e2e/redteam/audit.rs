@@ -119,7 +119,7 @@ fn forge_journal_end(data: &Path) {
         .unwrap();
     let text = std::fs::read_to_string(data.join("audit.log")).unwrap();
     let last: serde_json::Value =
-        serde_json::from_str(text.lines().filter(|l| !l.is_empty()).last().unwrap()).unwrap();
+        serde_json::from_str(text.lines().rfind(|l| !l.is_empty()).unwrap()).unwrap();
     let line = serde_json::json!({
         "end": {
             "id": id,
