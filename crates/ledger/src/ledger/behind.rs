@@ -37,6 +37,11 @@ pub(super) use replay::{journaled, newest_head, overlay, replay};
 /// The journals' folder in the data directory.
 pub(super) const JOURNAL_DIR: &str = "journal";
 
+/// A journal this big is emptied once the writer caught up with it (emptying it at every batch
+/// would make each append allocate its pages anew; lines the store holds are harmless, as
+/// writing them again changes nothing).
+const TRUNCATE_AT: u64 = 1 << 20;
+
 /// A journal this big is set aside (and a new one begun) once the writer caught up with it.
 const ROTATE_AT: u64 = 4 << 20;
 
@@ -148,11 +153,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Behind {
     /// Start the writer of `owner`'s journal in `dir` (the data directory) for `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Journal`] when the writer thread cannot be started.
     pub(super) fn start(
         store: Arc<SqliteStore>,
         owner: &str,
         dir: &Path,
-    ) -> (Arc<Behind>, std::thread::JoinHandle<()>) {
+    ) -> Result<(Arc<Behind>, std::thread::JoinHandle<()>), LedgerError> {
         let behind = Arc::new(Behind {
             store,
             owner: owner.to_owned(),
@@ -171,8 +180,11 @@ impl Behind {
         let handle = std::thread::Builder::new()
             .name("warden-ledger-writer".into())
             .spawn(move || writer.write_rows())
-            .expect("spawn the ledger's writer thread");
-        (behind, handle)
+            .map_err(|source| LedgerError::Journal {
+                path: behind.path(),
+                source,
+            })?;
+        Ok((behind, handle))
     }
 
     fn path(&self) -> PathBuf {
@@ -402,13 +414,14 @@ impl Behind {
     }
 
     /// After a batch: delete a set-aside journal the store now holds; empty the journal when
-    /// the store holds all of it, or set it aside when it grew big.
+    /// the store holds all of it and it passed [`TRUNCATE_AT`], or set it aside when it grew
+    /// big while the writer was behind.
     fn tidy_journal(&self, state: &mut State) {
         if state.old.is_some_and(|last| state.applied >= last) {
             let _ = std::fs::remove_file(old_path(&self.path()));
             state.old = None;
         }
-        if state.applied == state.written && state.size > 0 {
+        if state.applied == state.written && state.size > TRUNCATE_AT {
             if let Some(file) = &state.file
                 && file.set_len(0).is_ok()
             {

@@ -207,7 +207,7 @@ impl Ledger {
         // The rows stopped hosts left in their journals, before their tasks are interrupted.
         create_private_dir(&dir.join(behind::JOURNAL_DIR)).map_err(dir_err)?;
         behind::replay(dir, &owners, &store)?;
-        let (behind, writer) = behind::Behind::start(Arc::clone(&store), &owner, dir);
+        let (behind, writer) = behind::Behind::start(Arc::clone(&store), &owner, dir)?;
         let ledger = Ledger {
             dir: dir.to_path_buf(),
             store: flushed::Flushed {

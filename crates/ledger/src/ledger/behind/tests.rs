@@ -135,16 +135,25 @@ fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     // The records a host wrote before it was killed with rows only in its journal.
     let ledger = Ledger::open(dir.path(), 64).unwrap();
-    for id in [1000, 1001, 1002] {
+    for id in [1000, 1001, 1002, 1003] {
         ledger
             .record(AuditEvent::new("task-started").task(id).agent("b"))
             .unwrap();
     }
     ledger.record(ended(1000, "b")).unwrap();
     ledger.record(ended(1002, "b")).unwrap();
+    ledger.record(ended(1003, "h")).unwrap();
+    ledger
+        .record(AuditEvent::new("staging-applied").task(1003))
+        .unwrap();
     drop(ledger);
     let (r0, r1, r2) = (row(1000, "b"), row(1001, "b"), row(1002, "b"));
     let (e0, e2) = (end(1000, "b", 7), end(1002, "b", 8));
+    // 1003 was written before the kill, then a reviewer applied its staging and its agent's
+    // trust record changed: its lines, written again, must change neither.
+    let r3 = row(1003, "h");
+    let mut e3 = end(1003, "h", 1);
+    e3.staging = "proposed".into();
     // 1002's begin went into an earlier batch: its end is written over the row.
     dead_journal(
         dir.path(),
@@ -153,15 +162,26 @@ fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
         "",
     );
     let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let h = head(dir.path());
+    store.put_behind(&[(&r2, &h)], "4242-1", &[]).unwrap();
     store
-        .put_behind(&[(&r2, &head(dir.path()))], "4242-1", &[])
+        .put_behind(&[(&r3, &h)], "4242-1", &[(&e3, &h)])
         .unwrap();
+    store.set_staging(1003, "applied").unwrap();
+    let mut newer = TrustRecord::new("unsigned/h", "h");
+    newer.streak = 50;
+    store.put_trust(&newer).unwrap();
     drop(store);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.path().join(JOURNAL_DIR).join("4242-1.journal"))
         .unwrap();
-    for line in [Line::End(&e0), Line::End(&e2)] {
+    for line in [
+        Line::End(&e0),
+        Line::End(&e2),
+        Line::Begin(&r3),
+        Line::End(&e3),
+    ] {
         writeln!(f, "{}", text(&line, &head(dir.path()))).unwrap();
     }
     // A kill cut the last line short: that task was never acknowledged.
@@ -177,6 +197,11 @@ fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
     assert_eq!(
         ledger.store().trust("unsigned/b").unwrap().unwrap().streak,
         8
+    );
+    assert_eq!(ledger.store().task(1003).unwrap().staging, "applied");
+    assert_eq!(
+        ledger.store().trust("unsigned/h").unwrap().unwrap().streak,
+        50
     );
     assert!(journal_files(dir.path()).is_empty());
     // New tasks take ids above the journal's.

@@ -82,6 +82,8 @@ pub(super) fn put_behind(
     // two (unless its row is there already, from a journal replayed before).
     let mut ended: std::collections::HashMap<u64, (&TaskEnd, &LogHead)> =
         ends.iter().map(|(e, h)| (e.id, (*e, *h))).collect();
+    // The ends written now (not those a replay finds written before).
+    let mut applied = std::collections::HashSet::new();
     in_transaction(conn, |tx| {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO tasks (id, agent, agent_id, module_hash, user, level, grant_json, status, outcome, trace, staging, staging_path, started_ms, ended_ms, owner, audit_seq, audit_head, parent)
@@ -110,19 +112,26 @@ pub(super) fn put_behind(
                 hash,
                 t.parent
             ])?;
-            if inserted == 1 {
+            if inserted == 1 && end.is_some() {
                 ended.remove(&t.id);
+                applied.insert(t.id);
             }
         }
         drop(insert);
-        let mut update = tx.prepare_cached(END_ROW)?;
+        // An end is written over a running row only: written again (a journal replayed after
+        // its rows were written, and changed since: a reviewer applied its staging) it changes
+        // nothing, and nor does its trust record.
+        let mut update = tx.prepare_cached(&format!("{END_ROW} AND status = 'running'"))?;
         for (end, head) in ends.iter().filter(|(e, _)| ended.contains_key(&e.id)) {
-            update.execute(end_params(end, kept(head)))?;
+            if update.execute(end_params(end, kept(head)))? == 1 {
+                applied.insert(end.id);
+            }
         }
         drop(update);
         // Several ends of one agent: the last one's trust record is the one that stands.
         let mut last: Vec<&TrustRecord> = Vec::new();
-        for trust in ends.iter().filter_map(|(e, _)| e.trust.as_ref()) {
+        for (end, _) in ends.iter().filter(|(e, _)| applied.contains(&e.id)) {
+            let Some(trust) = &end.trust else { continue };
             match last.iter_mut().find(|t| t.agent_id == trust.agent_id) {
                 Some(t) => *t = trust,
                 None => last.push(trust),
