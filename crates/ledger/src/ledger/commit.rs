@@ -3,15 +3,17 @@
 //!
 //! Leader and followers: a caller queues its job; if no commit is under way it leads at once
 //! (a sequential caller never waits for company), taking every queued job as one batch: the
-//! batch's new task rows in one transaction, then all its records chained and appended with
-//! one `write`, then its ended rows in one transaction. Callers that queue meanwhile wait; when
-//! the batch is written the leader wakes them, and one whose job is still queued leads the
-//! next batch. Every caller returns only once its own writes are where its single commit would
-//! have put them, in the same order, so the guarantees of [`Ledger`] hold per task: a row
-//! begun is committed before its first record, every record of an end is in the log before
-//! the row that says so, and each ended row vouches for a log head that covers its records.
-//! With [`Durability::Process`](crate::store::Durability) nothing is acknowledged before the
-//! kernel holds it, so a killed process loses no acknowledged task and no record.
+//! batch's new task rows as journal lines with one `write` (their ids from the ledger's
+//! reserved block), then all its records chained and appended with one `write`, then its ended
+//! rows as journal lines with one more (`behind.rs` puts the journaled rows into the store).
+//! Callers that queue meanwhile wait; when the batch is written the leader wakes them, and one
+//! whose job is still queued leads the next batch. Every caller returns only once its own
+//! writes are where its single commit would have put them, in the same order, so the
+//! guarantees of [`Ledger`] hold per task: a row begun is journaled before its first record,
+//! every record of an end is in the log before the line that ends the row, and each line
+//! vouches for a log head that covers its task's records so far. With
+//! [`Durability::Process`](crate::store::Durability) nothing is acknowledged before the kernel
+//! holds it, so a killed process loses no acknowledged task and no record.
 //!
 //! Async callers ([`Ledger::begin_task_async`], [`Ledger::end_task_async`]) follow the same
 //! rules but wait without blocking their thread: on a runtime with a few worker threads a
@@ -105,7 +107,7 @@ impl Queue {
 
 /// How many times an async caller about to lead a small batch lets the other tasks of its
 /// thread run first, while tasks are running that will queue their ends: under load the batch
-/// it then writes is bigger, and one transaction and one append serve more tasks. A lone
+/// it then writes is bigger, and one journal write and one append serve more tasks. A lone
 /// caller (nothing else running) never waits.
 const YIELDS_BEFORE_LEADING: u8 = 2;
 
@@ -303,8 +305,8 @@ impl Ledger {
         self.committer.lock().stats
     }
 
-    /// Open a task: commit its row (`running`, begun by this process) and then append its
-    /// first record, `started`, given the row's id as its task. Concurrent callers are batched
+    /// Open a task: journal its row (`running`, begun by this process, its id reserved) and
+    /// then append its first record, `started`, given the row's id as its task. Concurrent callers are batched
     /// (see the module docs); a lone caller commits at once. Returns the task's id.
     ///
     /// # Errors
@@ -360,7 +362,7 @@ impl Ledger {
         }
     }
 
-    /// Close a task: append `records` (its last one the `task-ended` record), then commit
+    /// Close a task: append `records` (its last one the `task-ended` record), then journal
     /// `end` (the row and the agent's trust record) vouching for a log head that covers them.
     /// Concurrent callers are batched (see the module docs); a lone caller commits at once.
     ///
@@ -452,8 +454,7 @@ impl Ledger {
                 self.behind.cache_trust(trust, false);
             }
         }
-        // Signed outside the transactions above, as `record` does: a checkpoint writes the
-        // store too.
+        // Signed once the batch's lines and records are written, as `record` does.
         if let Err(e) = self.checkpoint_if_due() {
             fail_all(&mut out, &going, e);
             return out;
