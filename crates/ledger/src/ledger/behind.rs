@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 use super::LedgerError;
 
 mod replay;
-use crate::store::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord, TrustRecord};
+mod trust;
+use crate::store::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord};
 pub(super) use replay::{journaled, newest_head, overlay, replay};
+use trust::{FOREIGN_CHECK, TrustCache};
 
 /// The journals' folder in the data directory.
 pub(super) const JOURNAL_DIR: &str = "journal";
@@ -44,9 +46,6 @@ const TRUNCATE_AT: u64 = 1 << 20;
 
 /// A journal this big is set aside (and a new one begun) once the writer caught up with it.
 const ROTATE_AT: u64 = 4 << 20;
-
-/// How long a trust record read through the cache may miss a change another process committed.
-const FOREIGN_CHECK: Duration = Duration::from_millis(2);
 
 /// How long the writer lets rows gather after the first one came, unless someone waits.
 const GATHER: Duration = Duration::from_micros(500);
@@ -62,11 +61,15 @@ enum Entry {
     End(TaskEnd, LogHead),
 }
 
+/// An entry and its number in its journal (from 1, across emptied and set-aside files).
+type Numbered = (u64, Entry);
+
 /// What a journal line holds, as written: a task's beginning (`running`, its id reserved) or its
 /// end (with its agent's trust record), and the audit log's head when it was written (after an
 /// end's records, so covering them).
 #[derive(Serialize)]
 struct LineOut<'a> {
+    n: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     begin: Option<&'a TaskRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,16 +81,17 @@ struct LineOut<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LineIn {
+    n: u64,
     begin: Option<TaskRecord>,
     end: Option<TaskEnd>,
     head: LogHead,
 }
 
 impl LineIn {
-    fn entry(self) -> Result<Entry, String> {
+    fn entry(self) -> Result<Numbered, String> {
         match (self.begin, self.end) {
-            (Some(task), None) => Ok(Entry::Begin(task, self.head)),
-            (None, Some(end)) => Ok(Entry::End(end, self.head)),
+            (Some(task), None) => Ok((self.n, Entry::Begin(task, self.head))),
+            (None, Some(end)) => Ok((self.n, Entry::End(end, self.head))),
             _ => Err("a line holds exactly one of `begin` and `end`".into()),
         }
     }
@@ -125,13 +129,6 @@ struct Ids {
     next: u64,
     hi: u64,
     blocks: u32,
-}
-
-/// Trust records as this process last wrote or read them.
-struct TrustCache {
-    records: HashMap<String, TrustRecord>,
-    version: Option<i64>,
-    checked: Instant,
 }
 
 /// The write-behind of one ledger (see the module docs).
@@ -210,16 +207,6 @@ impl Behind {
     /// queue them for the store. Nothing is queued if the write fails (a partial line is cut
     /// off again).
     pub(super) fn journal(&self, lines: &[Line<'_>], head: &LogHead) -> Result<(), LedgerError> {
-        let mut buf = Vec::with_capacity(1024 * lines.len());
-        for line in lines {
-            let (begin, end) = match line {
-                Line::Begin(t) => (Some(*t), None),
-                Line::End(e) => (None, Some(*e)),
-            };
-            serde_json::to_writer(&mut buf, &LineOut { begin, end, head })
-                .map_err(|e| StoreError::Corrupt(format!("a journal line: {e}")))?;
-            buf.push(b'\n');
-        }
         let entries: Vec<Entry> = lines
             .iter()
             .map(|l| match l {
@@ -227,7 +214,26 @@ impl Behind {
                 Line::End(e) => Entry::End((*e).clone(), head.clone()),
             })
             .collect();
+        let mut buf = Vec::with_capacity(1024 * lines.len());
         let mut state = lock(&self.state);
+        // Numbered in the order they are written: the store keeps how many it holds.
+        for (n, line) in (state.written + 1..).zip(lines) {
+            let (begin, end) = match line {
+                Line::Begin(t) => (Some(*t), None),
+                Line::End(e) => (None, Some(*e)),
+            };
+            serde_json::to_writer(
+                &mut buf,
+                &LineOut {
+                    n,
+                    begin,
+                    end,
+                    head,
+                },
+            )
+            .map_err(|e| StoreError::Corrupt(format!("a journal line: {e}")))?;
+            buf.push(b'\n');
+        }
         let journal_err = |e: std::io::Error, path: &Path| LedgerError::Journal {
             path: path.to_path_buf(),
             source: e,
@@ -280,47 +286,6 @@ impl Behind {
         Ok(())
     }
 
-    /// `agent_id`'s trust record as this process last wrote or read it, unless another
-    /// process committed to the store since (checked at most every [`FOREIGN_CHECK`]).
-    /// The writer looks after every batch, so under load the run path never does.
-    pub(super) fn cached_trust(&self, agent_id: &str) -> Option<TrustRecord> {
-        let mut cache = lock(&self.trust);
-        if cache.checked.elapsed() >= FOREIGN_CHECK {
-            self.check_foreign(&mut cache);
-        }
-        cache.records.get(agent_id).cloned()
-    }
-
-    /// Drop the cached trust records if another process committed to the store since the
-    /// last look.
-    fn check_foreign(&self, cache: &mut TrustCache) {
-        cache.checked = Instant::now();
-        match self.store.data_version() {
-            Ok(v) if cache.version == Some(v) => {}
-            Ok(v) => {
-                cache.records.clear();
-                cache.version = Some(v);
-            }
-            Err(_) => cache.records.clear(),
-        }
-    }
-
-    /// Keep `record` as the agent's newest trust record (`read`: as read from the store, so
-    /// a newer one written meanwhile is kept instead).
-    pub(super) fn cache_trust(&self, record: &TrustRecord, read: bool) {
-        let mut cache = lock(&self.trust);
-        if read {
-            cache
-                .records
-                .entry(record.agent_id.clone())
-                .or_insert_with(|| record.clone());
-        } else {
-            cache
-                .records
-                .insert(record.agent_id.clone(), record.clone());
-        }
-    }
-
     /// Stop the writer once it has written everything queued, and give back the task ids not
     /// used. The writer thread ends after this; join it.
     pub(super) fn stop(&self) {
@@ -369,7 +334,7 @@ impl Behind {
             let upto = state.written;
             let stopping = state.stop;
             drop(state);
-            match self.put(&batch) {
+            match self.put(&batch, upto) {
                 Ok(()) => {
                     attempts = 0;
                     let mut state = lock(&self.state);
@@ -401,7 +366,7 @@ impl Behind {
         }
     }
 
-    fn put(&self, batch: &[Entry]) -> Result<(), StoreError> {
+    fn put(&self, batch: &[Entry], upto: u64) -> Result<(), StoreError> {
         #[cfg(test)]
         if batch
             .iter()
@@ -409,8 +374,9 @@ impl Behind {
         {
             panic!("the writer's test panic");
         }
-        let (begins, ends) = split(batch);
-        self.store.put_behind(&begins, &self.owner, &ends)
+        let (begins, ends) = split(batch.iter());
+        self.store
+            .put_behind(&begins, &self.owner, &ends, Some(upto))
     }
 
     /// After a batch: delete a set-aside journal the store now holds; empty the journal when
@@ -443,6 +409,11 @@ impl Behind {
             state.file = None;
             let _ = std::fs::remove_file(self.path());
             let _ = std::fs::remove_file(old_path(&self.path()));
+            if state.written > 0
+                && let Err(e) = self.store.forget_journal(&self.owner)
+            {
+                tracing::warn!(target: "warden::ledger", error = %e, "could not forget a deleted journal's mark");
+            }
         }
     }
 }
@@ -469,7 +440,7 @@ type Split<'a> = (
     Vec<(&'a TaskEnd, &'a LogHead)>,
 );
 
-fn split(batch: &[Entry]) -> Split<'_> {
+fn split<'a>(batch: impl Iterator<Item = &'a Entry>) -> Split<'a> {
     let mut begins = Vec::new();
     let mut ends = Vec::new();
     for entry in batch {

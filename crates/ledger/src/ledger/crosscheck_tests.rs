@@ -70,6 +70,7 @@ fn world() -> (StoreWitness, Log) {
             applied,
         ],
         actions: vec![action(1, 1, "performed"), action(2, 1, "pending")],
+        journal_marks: Default::default(),
         checkpoint: Some(StoredCheckpoint {
             size: 9,
             head: h(9),

@@ -181,7 +181,7 @@ fn a_sigkill_mid_load_loses_no_acknowledged_task_or_record() {
                     task.status
                 ),
                 Err(_) => assert!(
-                    super::behind::journaled(dir.path(), *id),
+                    super::behind::journaled(dir.path(), *id, &store.journal_marks().unwrap()),
                     "task {id} was acknowledged as {what} but is neither in the store nor in a journal"
                 ),
             }

@@ -109,7 +109,13 @@ impl Now for Live<'_> {
     fn task_exists(&self, id: u64) -> bool {
         // A host writes its task rows behind its journal: a record may be there before its
         // row, never before its journal line.
-        self.store().is_some_and(|s| s.task(id).is_ok()) || super::behind::journaled(self.dir, id)
+        let Some(store) = self.store() else {
+            return false;
+        };
+        store.task(id).is_ok()
+            || store
+                .journal_marks()
+                .is_ok_and(|marks| super::behind::journaled(self.dir, id, &marks))
     }
     fn action_exists(&self, id: u64) -> bool {
         self.store().is_some_and(|s| s.action(id).is_ok())

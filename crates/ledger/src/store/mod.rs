@@ -143,6 +143,9 @@ pub struct StoreWitness {
     pub actions: Vec<ActionWitness>,
     /// The newest audit checkpoint kept in the store.
     pub checkpoint: Option<StoredCheckpoint>,
+    /// For each ledger (by owner) that writes task rows behind its journal, how many of the
+    /// journal's lines these rows hold: the lines after them are not written yet.
+    pub journal_marks: std::collections::BTreeMap<String, u64>,
 }
 
 /// How hard each commit is pushed to disk.

@@ -2,13 +2,13 @@
 //! opens ([`replay`]), and any journal's task beginnings for `warden audit verify`
 //! ([`journaled`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::super::{LedgerError, owner_alive};
-use super::{Entry, JOURNAL_DIR, LineIn, old_path, split};
+use super::{Entry, JOURNAL_DIR, LineIn, Numbered, old_path, split};
 use sha2::{Digest, Sha256};
 
 use crate::policy::keys::to_hex;
@@ -48,7 +48,7 @@ fn journals(journal_dir: &Path) -> Vec<(String, Vec<PathBuf>)> {
 
 /// Read `path`'s entries. A last line without its newline was cut short by a kill (its task
 /// was never acknowledged) and is left out.
-fn read_journal(path: &Path) -> Result<Vec<Entry>, LedgerError> {
+fn read_journal(path: &Path) -> Result<Vec<Numbered>, LedgerError> {
     let corrupt = |line: usize, why: String| LedgerError::JournalCorrupt {
         path: path.to_path_buf(),
         line,
@@ -112,23 +112,28 @@ pub(in crate::ledger) fn replay(
             path: journal_dir.join("replay.lock"),
             source,
         })?;
+    let marks = store.journal_marks()?;
     let mut total = 0;
     for (owner, files) in journals(&journal_dir) {
         if owner_alive(owners, &owner) {
             continue;
         }
+        // The lines the store holds already are not written again.
+        let held = marks.get(&owner).copied().unwrap_or(0);
         let mut entries = Vec::new();
         for file in &files {
-            entries.extend(read_journal(file)?);
+            entries.extend(read_journal(file)?.into_iter().filter(|(n, _)| *n > held));
         }
         for chunk in entries.chunks(512) {
-            let (begins, ends) = split(chunk);
-            store.put_behind(&begins, &owner, &ends)?;
+            let (begins, ends) = split(chunk.iter().map(|(_, e)| e));
+            let upto = chunk.iter().map(|(n, _)| *n).max();
+            store.put_behind(&begins, &owner, &ends, upto)?;
         }
         total += entries.len();
         for file in files.iter().rev() {
             let _ = std::fs::remove_file(file);
         }
+        store.forget_journal(&owner)?;
         if !entries.is_empty() {
             tracing::warn!(target: "warden::ledger", owner, entries = entries.len(), "wrote the task rows a stopped host left in its journal");
         }
@@ -138,18 +143,24 @@ pub(in crate::ledger) fn replay(
 }
 
 /// Whether a journal in data directory `dir` (of a live host, or of a stopped one whose rows
-/// the next start writes) holds task `id`'s beginning. Unreadable journals hold nothing.
-pub(in crate::ledger) fn journaled(dir: &Path, id: u64) -> bool {
+/// the next start writes) holds task `id`'s beginning among the lines the store does not hold
+/// yet (`marks`: how many each journal's store holds). Unreadable journals hold nothing.
+pub(in crate::ledger) fn journaled(dir: &Path, id: u64, marks: &BTreeMap<String, u64>) -> bool {
     journals(&dir.join(JOURNAL_DIR))
         .iter()
-        .flat_map(|(_, files)| files)
-        .filter_map(|f| read_journal(f).ok())
-        .flatten()
-        .any(|e| matches!(e, Entry::Begin(t, _) if t.id == id))
+        .any(|(owner, files)| {
+            let held = marks.get(owner).copied().unwrap_or(0);
+            files
+                .iter()
+                .filter_map(|f| read_journal(f).ok())
+                .flatten()
+                .any(|(n, e)| n > held && matches!(e, Entry::Begin(t, _) if t.id == id))
+        })
 }
 
-/// The task rows the journals in `dir` hold, laid over the store's `witness` as they will stand
-/// once written: a beginning the store lacks is a `running` row of its journal's owner, an end
+/// The task rows the journals in `dir` hold beyond what the store holds (its
+/// [`StoreWitness::journal_marks`]), laid over the store's `witness` as they will stand once
+/// written: a beginning the store lacks is a `running` row of its journal's owner, an end
 /// is written over its row (status, staging, trace, the head it vouches for). A journal deleted
 /// meanwhile (its host's writer caught up) holds nothing.
 ///
@@ -167,6 +178,8 @@ pub(in crate::ledger) fn overlay(
         .map(|(i, t)| (t.id, i))
         .collect();
     for (owner, files) in journals(&dir.join(JOURNAL_DIR)) {
+        // The lines the store holds are its rows already: an edit of those rows must show.
+        let held = witness.journal_marks.get(&owner).copied().unwrap_or(0);
         for file in &files {
             let entries = match read_journal(file) {
                 Err(LedgerError::Journal { source, .. })
@@ -176,7 +189,7 @@ pub(in crate::ledger) fn overlay(
                 }
                 other => other?,
             };
-            for entry in entries {
+            for (_, entry) in entries.into_iter().filter(|(n, _)| *n > held) {
                 match entry {
                     Entry::Begin(t, head) => {
                         at.entry(t.id).or_insert_with(|| {
@@ -220,7 +233,7 @@ pub(in crate::ledger) fn newest_head(dir: &Path) -> Result<Option<LogHead>, Ledg
     let mut newest: Option<LogHead> = None;
     for (_, files) in journals(&dir.join(JOURNAL_DIR)) {
         for file in &files {
-            for entry in read_journal(file)? {
+            for (_, entry) in read_journal(file)? {
                 let (Entry::Begin(_, head) | Entry::End(_, head)) = entry;
                 if newest.as_ref().is_none_or(|n| head.seq > n.seq) {
                     newest = Some(head);

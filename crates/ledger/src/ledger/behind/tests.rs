@@ -87,13 +87,19 @@ fn reads_through_the_ledger_see_every_task_the_moment_its_call_returns() {
     assert_eq!(store.trust("unsigned/a").unwrap().unwrap().streak, 39);
 }
 
-/// `line` as the journal writes it, vouching for `head`.
-fn text(line: &Line<'_>, head: &LogHead) -> String {
+/// `line` as the journal writes it as its line `n`, vouching for `head`.
+fn text(n: u64, line: &Line<'_>, head: &LogHead) -> String {
     let (begin, end) = match line {
         Line::Begin(t) => (Some(*t), None),
         Line::End(e) => (None, Some(*e)),
     };
-    serde_json::to_string(&LineOut { begin, end, head }).unwrap()
+    serde_json::to_string(&LineOut {
+        n,
+        begin,
+        end,
+        head,
+    })
+    .unwrap()
 }
 
 /// The head of the log in `dir` now.
@@ -117,8 +123,8 @@ fn dead_journal(dir: &std::path::Path, owner: &str, lines: &[Line<'_>], tail: &s
     let head = head(dir);
     let mut f =
         std::fs::File::create(dir.join(JOURNAL_DIR).join(format!("{owner}.journal"))).unwrap();
-    for line in lines {
-        writeln!(f, "{}", text(line, &head)).unwrap();
+    for (n, line) in (1..).zip(lines) {
+        writeln!(f, "{}", text(n, line, &head)).unwrap();
     }
     f.write_all(tail.as_bytes()).unwrap();
 }
@@ -163,9 +169,10 @@ fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
     );
     let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
     let h = head(dir.path());
-    store.put_behind(&[(&r2, &h)], "4242-1", &[]).unwrap();
+    // (Written without a mark: the replay comes to these lines and must change nothing.)
+    store.put_behind(&[(&r2, &h)], "4242-1", &[], None).unwrap();
     store
-        .put_behind(&[(&r3, &h)], "4242-1", &[(&e3, &h)])
+        .put_behind(&[(&r3, &h)], "4242-1", &[(&e3, &h)], None)
         .unwrap();
     store.set_staging(1003, "applied").unwrap();
     let mut newer = TrustRecord::new("unsigned/h", "h");
@@ -176,13 +183,14 @@ fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
         .append(true)
         .open(dir.path().join(JOURNAL_DIR).join("4242-1.journal"))
         .unwrap();
-    for line in [
+    let lines = [
         Line::End(&e0),
         Line::End(&e2),
         Line::Begin(&r3),
         Line::End(&e3),
-    ] {
-        writeln!(f, "{}", text(&line, &head(dir.path()))).unwrap();
+    ];
+    for (n, line) in (4..).zip(lines) {
+        writeln!(f, "{}", text(n, &line, &head(dir.path()))).unwrap();
     }
     // A kill cut the last line short: that task was never acknowledged.
     f.write_all(br#"{"end":{"id":1001,"sta"#).unwrap();

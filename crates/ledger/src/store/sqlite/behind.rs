@@ -2,6 +2,10 @@
 //! reserved ahead, journaled rows written in one idempotent transaction, and a way to see that
 //! another process committed (so the ledger's cache of trust records is dropped).
 
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
 use super::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord, tasks};
 
 impl SqliteStore {
@@ -26,8 +30,9 @@ impl SqliteStore {
 
     /// Write rows a ledger kept behind its journal, in one transaction: `begins` (their ids
     /// reserved, `running`, begun by `owner`), then `ends`, each vouching for the log head its
-    /// journal line names (the head when it was written, which covers its records).
-    /// Idempotent (a journal may be replayed twice).
+    /// journal line names (the head when it was written, which covers its records), and with
+    /// `mark` how many of the journal's lines the store now holds. Writing a line again changes
+    /// nothing (a journal may be replayed twice).
     ///
     /// # Errors
     ///
@@ -37,8 +42,31 @@ impl SqliteStore {
         begins: &[(&TaskRecord, &LogHead)],
         owner: &str,
         ends: &[(&TaskEnd, &LogHead)],
+        mark: Option<u64>,
     ) -> Result<(), StoreError> {
-        tasks::put_behind(&self.conn(), begins, owner, ends)
+        tasks::put_behind(&self.conn(), begins, owner, ends, mark)
+    }
+
+    /// How many lines of each ledger's journal the store holds (see
+    /// [`StoreWitness::journal_marks`](crate::store::StoreWitness::journal_marks)).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`].
+    pub fn journal_marks(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        marks_in(&self.conn())
+    }
+
+    /// Forget `owner`'s journal (deleted: the store holds all of it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`].
+    pub fn forget_journal(&self, owner: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("DELETE FROM journal_marks WHERE owner = ?1")?
+            .execute([owner])?;
+        Ok(())
     }
 
     /// SQLite's `data_version`: changes when another connection (another process) commits,
@@ -53,4 +81,19 @@ impl SqliteStore {
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?)
     }
+}
+
+/// [`SqliteStore::journal_marks`] on `conn` (none in a database older than the table).
+pub(super) fn marks_in(conn: &Connection) -> Result<BTreeMap<String, u64>, StoreError> {
+    let exists: bool = conn
+        .prepare_cached(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'journal_marks'",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !exists {
+        return Ok(BTreeMap::new());
+    }
+    let mut stmt = conn.prepare_cached("SELECT owner, n FROM journal_marks")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -33,7 +33,8 @@ const ADDED: [(&str, &str); 3] = [
 
 /// Indexes (on columns that exist once [`ADDED`] ran) and the other tables; `actions_by_task`
 /// serves a task's pending actions (`task_actions`) without scanning the others'; `task_ids`
-/// holds the highest task id a ledger has reserved for rows it writes behind (`tasks.rs`).
+/// holds the highest task id a ledger has reserved for rows it writes behind (`tasks.rs`),
+/// `journal_marks` how many lines of each ledger's journal the store holds.
 const REST: &str = "
 CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL;
 CREATE TABLE IF NOT EXISTS trust (
@@ -49,6 +50,9 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_by_task ON actions (task, status);
 CREATE TABLE IF NOT EXISTS task_ids (
     one INTEGER PRIMARY KEY CHECK (one = 1), hi INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_marks (
+    owner TEXT PRIMARY KEY, n INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY, head TEXT NOT NULL, key TEXT NOT NULL, signature TEXT NOT NULL

@@ -77,6 +77,7 @@ pub(super) fn put_behind(
     begins: &[(&TaskRecord, &LogHead)],
     owner: &str,
     ends: &[(&TaskEnd, &LogHead)],
+    mark: Option<u64>,
 ) -> Result<(), StoreError> {
     // A task begun and ended within the batch is inserted as it ended: one row written, not
     // two (unless its row is there already, from a journal replayed before).
@@ -137,7 +138,15 @@ pub(super) fn put_behind(
                 None => last.push(trust),
             }
         }
-        last.into_iter().try_for_each(|t| put_trust_in(tx, t))
+        last.into_iter().try_for_each(|t| put_trust_in(tx, t))?;
+        if let Some(n) = mark {
+            tx.prepare_cached(
+                "INSERT INTO journal_marks (owner, n) VALUES (?1, ?2)
+                 ON CONFLICT(owner) DO UPDATE SET n = max(n, excluded.n)",
+            )?
+            .execute(params![owner, n])?;
+        }
+        Ok(())
     })
 }
 

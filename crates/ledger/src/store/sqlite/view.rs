@@ -179,11 +179,13 @@ impl SqliteStore {
                 checkpoint_row,
             )
             .optional()?;
+        let journal_marks = super::behind::marks_in(&tx)?;
         tx.commit()?;
         Ok(StoreWitness {
             tasks,
             actions,
             checkpoint,
+            journal_marks,
         })
     }
 }
