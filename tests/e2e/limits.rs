@@ -253,6 +253,14 @@ fn measured_cpu() -> Duration {
     Duration::from_nanos(total)
 }
 
+/// How much more than it charged the host may be seen spending on a task: the work around the
+/// run that is no guest's (instance, staging, teardown), which grows with the machine's load
+/// (50 ms was exceeded by ~25 ms on a busy 2-core machine). A guest whose host calls were not
+/// charged would exceed it many times over.
+fn slack(charged: Duration) -> Duration {
+    Duration::from_millis(50) + charged / 5
+}
+
 /// Run `work` on this thread, with its blocking threads (file work, staging) named [`MEASURED`].
 fn measured<F: std::future::Future>(work: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -306,7 +314,7 @@ async fn deep_tree() {
     let (r, spent) = run_measured(&agent, &task, Some(ws.path())).await;
     killed(&r, KillReason::CpuLimit);
     assert!(
-        spent <= r.cpu + Duration::from_millis(50),
+        spent <= r.cpu + slack(r.cpu),
         "the host spent {spent:?} on the task but charged {:?}",
         r.cpu
     );
@@ -345,13 +353,15 @@ async fn bulk() {
         let (capability, _) = killed(&r, KillReason::CpuLimit);
         assert_eq!(capability, "limits.cpu", "{task}");
         assert!(
-            spent <= r.cpu + Duration::from_millis(50),
+            spent <= r.cpu + slack(r.cpu),
             "{task}: the host spent {spent:?} on the task but charged {:?}",
             r.cpu
         );
-        // One fill of 256 MiB of fresh pages is the largest single step here.
+        // One fill of 256 MiB of fresh pages is the largest single step here: ~0.2 s on a
+        // quiet machine, up to ~0.95 s measured on a busy virtual one (its first-touch page
+        // faults); a guest that was not stopped after it would run on for the wall limit.
         assert!(
-            r.cpu < Duration::from_millis(500),
+            r.cpu < Duration::from_secs(2),
             "{task}: charged {:?}",
             r.cpu
         );
@@ -380,7 +390,7 @@ fn stream_reads_are_charged() {
         let (r, spent) = run_measured(&agent, &task, Some(ws.path())).await;
         killed(&r, KillReason::CpuLimit);
         assert!(
-            spent <= r.cpu + Duration::from_millis(50),
+            spent <= r.cpu + slack(r.cpu),
             "the host spent {spent:?} on the task but charged {:?}",
             r.cpu
         );
