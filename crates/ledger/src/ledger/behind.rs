@@ -105,6 +105,22 @@ pub(super) enum Line<'a> {
     End(&'a TaskEnd),
 }
 
+impl<'a> Line<'a> {
+    /// The line as written: number `n` in its journal, vouching for `head`.
+    fn out(&self, n: u64, head: &'a LogHead) -> LineOut<'a> {
+        let (begin, end) = match *self {
+            Line::Begin(t) => (Some(t), None),
+            Line::End(e) => (None, Some(e)),
+        };
+        LineOut {
+            n,
+            begin,
+            end,
+            head,
+        }
+    }
+}
+
 /// The journal, the writer's queue and how far it got.
 #[derive(Default)]
 struct State {
@@ -218,20 +234,8 @@ impl Behind {
         let mut state = lock(&self.state);
         // Numbered in the order they are written: the store keeps how many it holds.
         for (n, line) in (state.written + 1..).zip(lines) {
-            let (begin, end) = match line {
-                Line::Begin(t) => (Some(*t), None),
-                Line::End(e) => (None, Some(*e)),
-            };
-            serde_json::to_writer(
-                &mut buf,
-                &LineOut {
-                    n,
-                    begin,
-                    end,
-                    head,
-                },
-            )
-            .map_err(|e| StoreError::Corrupt(format!("a journal line: {e}")))?;
+            serde_json::to_writer(&mut buf, &line.out(n, head))
+                .map_err(|e| StoreError::Corrupt(format!("a journal line: {e}")))?;
             buf.push(b'\n');
         }
         let journal_err = |e: std::io::Error, path: &Path| LedgerError::Journal {

@@ -1,8 +1,9 @@
 //! The group commit's promise under a real SIGKILL: many threads run tasks through
 //! [`Ledger::begin_task`] and [`Ledger::end_task`] in a child process (this test binary run
 //! again), which prints each task's id the moment a call returns; the parent kills it mid-load
-//! and checks that every acknowledged task is in the store with that status, and that the
-//! data directory verifies: the chain intact, the log and the store agreeing.
+//! and checks that every acknowledged task is in the store or in the journal the child left,
+//! that the data directory verifies (the chain intact, the log and the store with the journal
+//! agreeing), and that after the next open every one is in the store with that status.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -200,8 +200,9 @@ impl Ledger {
         // is appended or signed: the log must still hold what the store's last commits vouch
         // for, or recovery would sign a log cut after a crash.
         let store = SqliteStore::open(dir, Durability::Process)?;
-        recovery::check_log_reaches_store(&store, &dir.join(crate::audit::LOG_FILE))?;
-        recovery::check_log_reaches(behind::newest_head(dir)?, &dir.join(crate::audit::LOG_FILE))?;
+        let log = dir.join(crate::audit::LOG_FILE);
+        recovery::check_log_reaches(store.recent_log_head()?, &log)?;
+        recovery::check_log_reaches(behind::newest_head(dir)?, &log)?;
         let audit = Arc::new(AuditLog::open(dir, key.signing_key().clone(), u64::MAX)?);
         let store = Arc::new(store.vouching_for(Arc::clone(&audit) as Arc<dyn LogHeadSource>));
         // The rows stopped hosts left in their journals, before their tasks are interrupted.

@@ -12,21 +12,9 @@ use super::{Ledger, LedgerError, owner_alive};
 use crate::audit::{AuditEvent, find_record, read_tail};
 use crate::store::{LogHead, StateStore};
 
-/// Refuse a log that ends before, or differs at, the head the store vouches for: signing a
-/// recovery checkpoint over it would launder a log cut after a crash.
-///
-/// # Errors
-///
-/// [`LedgerError::LogBehindStore`], or the store's or log's read error.
-pub(super) fn check_log_reaches_store(
-    store: &dyn StateStore,
-    log: &Path,
-) -> Result<(), LedgerError> {
-    check_log_reaches(store.recent_log_head()?, log)
-}
-
 /// Refuse a log that ends before, or differs at, `head` (the furthest one the store or a
-/// journal vouches for).
+/// journal vouches for): signing a recovery checkpoint over it would launder a log cut after
+/// a crash.
 ///
 /// # Errors
 ///

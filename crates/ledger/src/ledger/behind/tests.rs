@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::kill_tests::running_row;
 use super::super::{Ledger, LedgerError, verify_dir};
-use super::{JOURNAL_DIR, Line, LineOut};
+use super::{JOURNAL_DIR, Line};
 use crate::audit::AuditEvent;
 use crate::store::{
     Durability, LogHead, SqliteStore, StateStore, TaskEnd, TaskRecord, TrustRecord, now_ms,
@@ -89,17 +89,7 @@ fn reads_through_the_ledger_see_every_task_the_moment_its_call_returns() {
 
 /// `line` as the journal writes it as its line `n`, vouching for `head`.
 fn text(n: u64, line: &Line<'_>, head: &LogHead) -> String {
-    let (begin, end) = match line {
-        Line::Begin(t) => (Some(*t), None),
-        Line::End(e) => (None, Some(*e)),
-    };
-    serde_json::to_string(&LineOut {
-        n,
-        begin,
-        end,
-        head,
-    })
-    .unwrap()
+    serde_json::to_string(&line.out(n, head)).unwrap()
 }
 
 /// The head of the log in `dir` now.

@@ -69,9 +69,10 @@ pub(super) fn release_ids(conn: &Connection, used: u64, hi: u64) -> Result<(), S
 }
 
 /// Write rows a ledger kept behind its journal: `begins` (ids set, `running`, of `owner`),
-/// then `ends`, in one transaction, vouching for the log up to `head`. Idempotent, so a journal
-/// replayed twice changes nothing the second time: a row already there is left as it is, and an
-/// end is written over its row whatever it said.
+/// then `ends`, each vouching for the log head its journal line names, and with `mark` how many
+/// of the journal's lines the store now holds, in one transaction. A line written again changes
+/// nothing: a row already there is left as it is, an end is written over a `running` row only,
+/// and a trust record only with its end.
 pub(super) fn put_behind(
     conn: &Connection,
     begins: &[(&TaskRecord, &LogHead)],
@@ -157,27 +158,20 @@ pub(super) fn end(
     ends: &[TaskEnd],
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> Result<(), StoreError> {
-    in_transaction(conn, |tx| end_rows(tx, ends.iter(), (seq, hash)))
-}
-
-/// The statements of [`end`], inside its transaction.
-fn end_rows<'e>(
-    tx: &Connection,
-    ends: impl Iterator<Item = &'e TaskEnd> + Clone,
-    (seq, hash): (Option<u64>, Option<i64>),
-) -> Result<(), StoreError> {
-    let mut update = tx.prepare_cached(END_ROW)?;
-    for end in ends.clone() {
-        update.execute(end_params(end, (seq, hash)))?;
-    }
-    for end in ends {
-        // Several ends of one agent in a batch: each overwrites the one before, in order,
-        // as separate commits would.
-        if let Some(trust) = &end.trust {
-            put_trust_in(tx, trust)?;
+    in_transaction(conn, |tx| {
+        let mut update = tx.prepare_cached(END_ROW)?;
+        for end in ends {
+            update.execute(end_params(end, (seq, hash)))?;
         }
-    }
-    Ok(())
+        for end in ends {
+            // Several ends of one agent in a batch: each overwrites the one before, in order,
+            // as separate commits would.
+            if let Some(trust) = &end.trust {
+                put_trust_in(tx, trust)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// A task's end written over its row.
