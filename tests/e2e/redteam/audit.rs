@@ -85,15 +85,36 @@ fn attempt((attack, log_changed): Attack) -> String {
     "contained:detected".into()
 }
 
-/// Cut the log back to the furthest record the store's task commits vouch for, and take off
+/// Cut the log back to the furthest record the store's task commits (or the killed host's
+/// journal lines) vouch for, and take off
 /// that record's newline: a torn write, to a host that did not check what the store vouches for
 /// before cutting one. (A record no row vouches for can be cut this way, as it could be cut
 /// whole: that is the unsigned tail's known limit; this attack targets one the store covers.)
 fn strip_newline_of_vouched(data: &Path) {
-    let vouched: i64 = rusqlite::Connection::open(data.join("state.db"))
+    // The store's rows vouch for records, and so do the lines of the journal the killed host
+    // left (the rows it had not yet written to the store).
+    let stored: Option<i64> = rusqlite::Connection::open(data.join("state.db"))
         .unwrap()
         .query_row("SELECT max(audit_seq) FROM tasks", [], |r| r.get(0))
         .unwrap();
+    let journaled = std::fs::read_dir(data.join("journal"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".journal"))
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["head"]["seq"].as_i64())
+                .collect::<Vec<_>>()
+        })
+        .max();
+    let vouched = stored
+        .into_iter()
+        .chain(journaled)
+        .max()
+        .expect("the killed host vouched for some record");
     let log = data.join("audit.log");
     let text = std::fs::read_to_string(&log).unwrap();
     // Records are numbered from 1, one a line: keep lines 1..=vouched, less the last newline.
