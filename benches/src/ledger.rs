@@ -24,12 +24,18 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
     let hello = Arc::new(load(&with, "hello", "")?);
 
     let opts = RunOptions::default();
+    // For a profiler, `WARDEN_BENCH_LEDGER_PROFILE_BARE=1` profiles the bare run instead.
+    let profiled = if std::env::var_os("WARDEN_BENCH_LEDGER_PROFILE_BARE").is_some() {
+        &bare
+    } else {
+        &hello
+    };
     // For a profiler: only the sequential run with the ledger, this many times.
     if let Some(runs) = std::env::var("WARDEN_BENCH_LEDGER_PROFILE")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
-        fresh_instance_latency_with(&hello, runs, &opts, "hello, with ledger (profile)").await?;
+        fresh_instance_latency_with(profiled, runs, &opts, "hello (profile)").await?;
         return Ok(());
     }
     // For a profiler: only the with-ledger throughput with 8 concurrent tasks, for this long.
@@ -37,7 +43,7 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
     {
-        throughput(hello.clone(), secs, 8).await?;
+        throughput(profiled.clone(), secs, 8).await?;
         let stats = ledger.commit_stats();
         println!("batches {} jobs {}", stats.batches, stats.jobs);
         return Ok(());

@@ -157,6 +157,8 @@ pub(super) struct Behind {
     caught_up: Condvar,
     ids: Mutex<Ids>,
     trust: Mutex<TrustCache>,
+    /// The highest task id this process held an action for (0: none).
+    held: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -179,6 +181,7 @@ impl Behind {
             store,
             owner: owner.to_owned(),
             dir: dir.join(JOURNAL_DIR),
+            held: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             caught_up: Condvar::new(),
@@ -263,6 +266,17 @@ impl Behind {
             self.work.notify_one();
         }
         Ok(())
+    }
+
+    /// Note that task `task` held an action (after it is stored).
+    pub(super) fn note_held(&self, task: u64) {
+        self.held
+            .fetch_max(task, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Whether this process held an action for task `root` or one with a higher id.
+    pub(super) fn held_since(&self, root: u64) -> bool {
+        self.held.load(std::sync::atomic::Ordering::Acquire) >= root
     }
 
     /// Wait until every row journaled so far is in the store.

@@ -126,7 +126,9 @@ impl StateStore for Flushed {
         hash: &dyn Fn(&ActionRecord) -> String,
         audit: &dyn Fn(&ActionRecord) -> Result<(), String>,
     ) -> Result<ActionRecord, StoreError> {
-        self.sync()?.add_action(action, hash, audit)
+        let held = self.sync()?.add_action(action, hash, audit)?;
+        self.behind.note_held(held.task);
+        Ok(held)
     }
     fn action(&self, id: u64) -> Result<ActionRecord, StoreError> {
         self.sync()?.action(id)

@@ -355,3 +355,37 @@ fn a_checkpoint_due_in_a_commit_is_anchored_off_the_run_path() {
     let report = verify_dir(dir.path(), None).unwrap();
     assert!(report.awaiting_recovery.is_empty(), "{report:?}");
 }
+
+/// `may_hold_actions` says no only for a tree begun after every action this process held: a
+/// root whose child held one, and any older root, may hold some; a root begun later holds none.
+#[test]
+fn a_tree_begun_after_the_last_held_action_holds_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 1024).unwrap();
+    let root = running_task(&ledger);
+    assert!(!ledger.may_hold_actions(root), "nothing held yet");
+    let child = running_task(&ledger);
+    ledger
+        .hold_action(
+            child,
+            "probe",
+            "alice",
+            "deploy",
+            "{}",
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(ledger.may_hold_actions(root), "its child held one");
+    assert!(ledger.may_hold_actions(child));
+    let later = running_task(&ledger);
+    assert!(!ledger.may_hold_actions(later));
+    // What the shortcut stands for: the store agrees.
+    let pending = |id| {
+        ledger
+            .store()
+            .tree_actions(id, "pending", None, None, 10)
+            .unwrap()
+            .len()
+    };
+    assert_eq!(pending(later), 0);
+}
