@@ -32,7 +32,7 @@ use super::LedgerError;
 
 mod replay;
 mod trust;
-use crate::store::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord};
+use crate::store::{BegunRow, EndedRow, LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord};
 pub(super) use replay::{journaled, newest_head, overlay, replay};
 use trust::{FOREIGN_CHECK, TrustCache};
 
@@ -47,8 +47,12 @@ const TRUNCATE_AT: u64 = 1 << 20;
 /// A journal this big is set aside (and a new one begun) once the writer caught up with it.
 const ROTATE_AT: u64 = 4 << 20;
 
-/// How long the writer lets rows gather after the first one came, unless someone waits.
-const GATHER: Duration = Duration::from_micros(500);
+/// How long the writer lets rows gather after the first one came, unless someone waits (a
+/// read through the ledger does not: it wakes the writer at once). Under load a longer gather
+/// is fewer, bigger transactions: with 8 tasks at once on 2 cores, 0.5 ms gave ~6,100 runs/s
+/// with the ledger, 2 ms ~7,600, 5 ms ~8,500, 10 ms no more (`WARDEN_BENCH_ONLY=ledger`).
+/// Another process reading `state.db` itself sees a row that much later; the journal holds it.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// How many times a stopping writer tries a failing write before it leaves the rows in the
 /// journal for the next start.
@@ -57,8 +61,8 @@ const STOP_ATTEMPTS: u32 = 20;
 /// One journal line, owned (replay, the writer's queue), with the log head it vouches for.
 #[derive(Debug)]
 enum Entry {
-    Begin(TaskRecord, LogHead),
-    End(TaskEnd, LogHead),
+    Begin(BegunRow, LogHead),
+    End(EndedRow, LogHead),
 }
 
 /// An entry and its number in its journal (from 1, across emptied and set-aside files).
@@ -66,14 +70,14 @@ type Numbered = (u64, Entry);
 
 /// What a journal line holds, as written: a task's beginning (`running`, its id reserved) or its
 /// end (with its agent's trust record), and the audit log's head when it was written (after an
-/// end's records, so covering them).
+/// end's records, so covering them). The rows' JSON columns are written as they are stored.
 #[derive(Serialize)]
 struct LineOut<'a> {
     n: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    begin: Option<&'a TaskRecord>,
+    begin: Option<&'a BegunRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    end: Option<&'a TaskEnd>,
+    end: Option<&'a EndedRow>,
     head: &'a LogHead,
 }
 
@@ -82,8 +86,8 @@ struct LineOut<'a> {
 #[serde(deny_unknown_fields)]
 struct LineIn {
     n: u64,
-    begin: Option<TaskRecord>,
-    end: Option<TaskEnd>,
+    begin: Option<BegunRow>,
+    end: Option<EndedRow>,
     head: LogHead,
 }
 
@@ -105,18 +109,32 @@ pub(super) enum Line<'a> {
     End(&'a TaskEnd),
 }
 
-impl<'a> Line<'a> {
-    /// The line as written: number `n` in its journal, vouching for `head`.
-    fn out(&self, n: u64, head: &'a LogHead) -> LineOut<'a> {
-        let (begin, end) = match *self {
-            Line::Begin(t) => (Some(t), None),
-            Line::End(e) => (None, Some(e)),
-        };
-        LineOut {
-            n,
-            begin,
-            end,
-            head,
+impl Line<'_> {
+    /// The line's row, its JSON columns serialized (once: the writer stores this text).
+    fn entry(&self, head: &LogHead) -> Result<Entry, StoreError> {
+        Ok(match *self {
+            Line::Begin(t) => Entry::Begin(BegunRow::of(t)?, head.clone()),
+            Line::End(e) => Entry::End(EndedRow::of(e)?, head.clone()),
+        })
+    }
+}
+
+impl Entry {
+    /// The line as written: number `n` in its journal.
+    fn out(&self, n: u64) -> LineOut<'_> {
+        match self {
+            Entry::Begin(t, head) => LineOut {
+                n,
+                begin: Some(t),
+                end: None,
+                head,
+            },
+            Entry::End(e, head) => LineOut {
+                n,
+                begin: None,
+                end: Some(e),
+                head,
+            },
         }
     }
 }
@@ -226,18 +244,15 @@ impl Behind {
     /// queue them for the store. Nothing is queued if the write fails (a partial line is cut
     /// off again).
     pub(super) fn journal(&self, lines: &[Line<'_>], head: &LogHead) -> Result<(), LedgerError> {
-        let entries: Vec<Entry> = lines
+        let entries = lines
             .iter()
-            .map(|l| match l {
-                Line::Begin(t) => Entry::Begin((*t).clone(), head.clone()),
-                Line::End(e) => Entry::End((*e).clone(), head.clone()),
-            })
-            .collect();
+            .map(|l| l.entry(head))
+            .collect::<Result<Vec<Entry>, _>>()?;
         let mut buf = Vec::with_capacity(1024 * lines.len());
         let mut state = lock(&self.state);
         // Numbered in the order they are written: the store keeps how many it holds.
-        for (n, line) in (state.written + 1..).zip(lines) {
-            serde_json::to_writer(&mut buf, &line.out(n, head))
+        for (n, entry) in (state.written + 1..).zip(&entries) {
+            serde_json::to_writer(&mut buf, &entry.out(n))
                 .map_err(|e| StoreError::Corrupt(format!("a journal line: {e}")))?;
             buf.push(b'\n');
         }
@@ -454,8 +469,8 @@ impl Drop for WriterGone<'_> {
 
 /// The beginnings and the ends of `batch`, in order, each with its head.
 type Split<'a> = (
-    Vec<(&'a TaskRecord, &'a LogHead)>,
-    Vec<(&'a TaskEnd, &'a LogHead)>,
+    Vec<(&'a BegunRow, &'a LogHead)>,
+    Vec<(&'a EndedRow, &'a LogHead)>,
 );
 
 fn split<'a>(batch: impl Iterator<Item = &'a Entry>) -> Split<'a> {

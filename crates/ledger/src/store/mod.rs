@@ -29,7 +29,7 @@ mod sqlite;
 mod tests;
 
 pub use queued::{QueueStore, QueuedEnd, QueuedTask};
-pub use sqlite::SqliteStore;
+pub use sqlite::{BegunRow, EndedRow, SqliteStore};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ use super::{
 
 mod actions;
 mod behind;
+pub use behind::{BegunRow, EndedRow};
 mod cascade;
 mod queue;
 mod schema;

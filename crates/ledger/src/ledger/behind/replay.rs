@@ -211,7 +211,7 @@ pub(in crate::ledger) fn overlay(
                             row.status = e.status;
                             row.staging = e.staging;
                             row.trace_sha256 =
-                                Some(to_hex(&Sha256::digest(e.trace.to_string().as_bytes())));
+                                Some(to_hex(&Sha256::digest(e.trace.get().as_bytes())));
                             row.log_head = Some(head);
                         }
                     }

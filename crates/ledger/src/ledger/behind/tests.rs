@@ -13,7 +13,8 @@ use super::super::{Ledger, LedgerError, verify_dir};
 use super::{JOURNAL_DIR, Line};
 use crate::audit::AuditEvent;
 use crate::store::{
-    Durability, LogHead, SqliteStore, StateStore, TaskEnd, TaskRecord, TrustRecord, now_ms,
+    BegunRow, Durability, EndedRow, LogHead, SqliteStore, StateStore, TaskEnd, TaskRecord,
+    TrustRecord, now_ms,
 };
 
 fn trace() -> serde_json::Value {
@@ -89,7 +90,7 @@ fn reads_through_the_ledger_see_every_task_the_moment_its_call_returns() {
 
 /// `line` as the journal writes it as its line `n`, vouching for `head`.
 fn text(n: u64, line: &Line<'_>, head: &LogHead) -> String {
-    serde_json::to_string(&line.out(n, head)).unwrap()
+    serde_json::to_string(&line.entry(head).unwrap().out(n)).unwrap()
 }
 
 /// The head of the log in `dir` now.
@@ -160,9 +161,15 @@ fn a_stopped_hosts_journal_is_written_into_the_store_at_the_next_open() {
     let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
     let h = head(dir.path());
     // (Written without a mark: the replay comes to these lines and must change nothing.)
-    store.put_behind(&[(&r2, &h)], "4242-1", &[], None).unwrap();
+    let (b2, b3) = (BegunRow::of(&r2).unwrap(), BegunRow::of(&r3).unwrap());
+    store.put_behind(&[(&b2, &h)], "4242-1", &[], None).unwrap();
     store
-        .put_behind(&[(&r3, &h)], "4242-1", &[(&e3, &h)], None)
+        .put_behind(
+            &[(&b3, &h)],
+            "4242-1",
+            &[(&EndedRow::of(&e3).unwrap(), &h)],
+            None,
+        )
         .unwrap();
     store.set_staging(1003, "applied").unwrap();
     let mut newer = TrustRecord::new("unsigned/h", "h");

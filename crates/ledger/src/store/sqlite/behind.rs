@@ -5,8 +5,104 @@
 use std::collections::BTreeMap;
 
 use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use super::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord, tasks};
+use super::{LogHead, SqliteStore, StoreError, TaskEnd, TaskRecord, TrustRecord, tasks};
+
+/// A task's row as it began (`running`, `none` staged), as the ledger's journal and
+/// [`SqliteStore::put_behind`] take it: its grant already JSON text, serialized once for the
+/// journal line and the store's row alike. Its journal form has [`TaskRecord`]'s field names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BegunRow {
+    /// The task id (reserved by the ledger).
+    pub id: u64,
+    /// The agent's name.
+    pub agent: String,
+    /// The agent's trust identity.
+    pub agent_id: String,
+    /// sha256 of the component.
+    pub module_hash: String,
+    /// The user the agent acted for (`-` when none).
+    pub user: String,
+    /// The agent's trust level when the task started.
+    pub level: u8,
+    /// The effective grant (JSON text).
+    pub grant: Box<RawValue>,
+    /// Unix time in milliseconds when it started.
+    pub started_ms: u64,
+    /// The task whose agent called this one.
+    #[serde(default)]
+    pub parent: Option<u64>,
+}
+
+impl BegunRow {
+    /// `task`'s beginning, its grant serialized.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if the grant cannot be serialized.
+    pub fn of(task: &TaskRecord) -> Result<BegunRow, StoreError> {
+        Ok(BegunRow {
+            id: task.id,
+            agent: task.agent.clone(),
+            agent_id: task.agent_id.clone(),
+            module_hash: task.module_hash.clone(),
+            user: task.user.clone(),
+            level: task.level,
+            grant: raw(&task.grant)?,
+            started_ms: task.started_ms,
+            parent: task.parent,
+        })
+    }
+}
+
+/// A task's end as [`SqliteStore::put_behind`] takes it: [`TaskEnd`] with its outcome and
+/// trace already JSON text (the trace's hash is the hash of this text).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndedRow {
+    /// The task.
+    pub id: u64,
+    /// Final status.
+    pub status: String,
+    /// Outcome (JSON text).
+    pub outcome: Box<RawValue>,
+    /// Trace (JSON text).
+    pub trace: Box<RawValue>,
+    /// Staging disposition.
+    pub staging: String,
+    /// Staging path when proposed.
+    pub staging_path: Option<String>,
+    /// When it ended (ms since the epoch).
+    pub ended_ms: u64,
+    /// The agent's trust record after this task.
+    pub trust: Option<TrustRecord>,
+}
+
+impl EndedRow {
+    /// `end`, its outcome and trace serialized.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if they cannot be serialized.
+    pub fn of(end: &TaskEnd) -> Result<EndedRow, StoreError> {
+        Ok(EndedRow {
+            id: end.id,
+            status: end.status.clone(),
+            outcome: raw(&end.outcome)?,
+            trace: raw(&end.trace)?,
+            staging: end.staging.clone(),
+            staging_path: end.staging_path.clone(),
+            ended_ms: end.ended_ms,
+            trust: end.trust.clone(),
+        })
+    }
+}
+
+fn raw(value: &serde_json::Value) -> Result<Box<RawValue>, StoreError> {
+    serde_json::value::to_raw_value(value)
+        .map_err(|e| StoreError::Corrupt(format!("a task's JSON column: {e}")))
+}
 
 impl SqliteStore {
     /// Reserve `n` task ids for rows a ledger writes behind its journal; the first of them.
@@ -39,9 +135,9 @@ impl SqliteStore {
     /// [`StoreError::Sql`]; nothing is written then.
     pub fn put_behind(
         &self,
-        begins: &[(&TaskRecord, &LogHead)],
+        begins: &[(&BegunRow, &LogHead)],
         owner: &str,
-        ends: &[(&TaskEnd, &LogHead)],
+        ends: &[(&EndedRow, &LogHead)],
         mark: Option<u64>,
     ) -> Result<(), StoreError> {
         tasks::put_behind(&self.conn(), begins, owner, ends, mark)

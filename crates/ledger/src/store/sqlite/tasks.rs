@@ -9,6 +9,7 @@
 use rusqlite::{Connection, params};
 
 use super::super::{LogHead, StoreError, TaskEnd, TaskRecord, TrustRecord};
+use super::behind::{BegunRow, EndedRow};
 use super::kept;
 
 /// Insert `tasks` as `running` rows of process `owner`, vouching for the log up to `head`, in
@@ -75,14 +76,14 @@ pub(super) fn release_ids(conn: &Connection, used: u64, hi: u64) -> Result<(), S
 /// and a trust record only with its end.
 pub(super) fn put_behind(
     conn: &Connection,
-    begins: &[(&TaskRecord, &LogHead)],
+    begins: &[(&BegunRow, &LogHead)],
     owner: &str,
-    ends: &[(&TaskEnd, &LogHead)],
+    ends: &[(&EndedRow, &LogHead)],
     mark: Option<u64>,
 ) -> Result<(), StoreError> {
     // A task begun and ended within the batch is inserted as it ended: one row written, not
     // two (unless its row is there already, from a journal replayed before).
-    let mut ended: std::collections::HashMap<u64, (&TaskEnd, &LogHead)> =
+    let mut ended: std::collections::HashMap<u64, (&EndedRow, &LogHead)> =
         ends.iter().map(|(e, h)| (e.id, (*e, *h))).collect();
     // The ends written now (not those a replay finds written before).
     let mut applied = std::collections::HashSet::new();
@@ -101,10 +102,10 @@ pub(super) fn put_behind(
                 t.module_hash,
                 t.user,
                 t.level,
-                t.grant.to_string(),
+                t.grant.get(),
                 end.map_or("running", |e| e.status.as_str()),
-                end.map(|e| e.outcome.to_string()),
-                end.map(|e| e.trace.to_string()),
+                end.map(|e| e.outcome.get()),
+                end.map(|e| e.trace.get()),
                 end.map_or("none", |e| e.staging.as_str()),
                 end.and_then(|e| e.staging_path.as_deref()),
                 t.started_ms,
@@ -125,7 +126,7 @@ pub(super) fn put_behind(
         // nothing, and nor does its trust record.
         let mut update = tx.prepare_cached(&format!("{END_ROW} AND status = 'running'"))?;
         for (end, head) in ends.iter().filter(|(e, _)| ended.contains_key(&e.id)) {
-            if update.execute(end_params(end, kept(head)))? == 1 {
+            if update.execute(end_params(EndCols::of_row(end), kept(head)))? == 1 {
                 applied.insert(end.id);
             }
         }
@@ -161,7 +162,7 @@ pub(super) fn end(
     in_transaction(conn, |tx| {
         let mut update = tx.prepare_cached(END_ROW)?;
         for end in ends {
-            update.execute(end_params(end, (seq, hash)))?;
+            update.execute(end_params(EndCols::of(end), (seq, hash)))?;
         }
         for end in ends {
             // Several ends of one agent in a batch: each overwrites the one before, in order,
@@ -177,18 +178,56 @@ pub(super) fn end(
 /// A task's end written over its row.
 const END_ROW: &str = "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1";
 
+/// The columns an end sets: of a [`TaskEnd`] (its JSON serialized here) or of an
+/// [`EndedRow`] (serialized already).
+struct EndCols<'a> {
+    id: u64,
+    status: &'a str,
+    outcome: std::borrow::Cow<'a, str>,
+    trace: std::borrow::Cow<'a, str>,
+    staging: &'a str,
+    staging_path: Option<&'a str>,
+    ended_ms: u64,
+}
+
+impl<'a> EndCols<'a> {
+    fn of(end: &'a TaskEnd) -> Self {
+        EndCols {
+            id: end.id,
+            status: &end.status,
+            outcome: end.outcome.to_string().into(),
+            trace: end.trace.to_string().into(),
+            staging: &end.staging,
+            staging_path: end.staging_path.as_deref(),
+            ended_ms: end.ended_ms,
+        }
+    }
+
+    fn of_row(end: &'a EndedRow) -> Self {
+        EndCols {
+            id: end.id,
+            status: &end.status,
+            outcome: end.outcome.get().into(),
+            trace: end.trace.get().into(),
+            staging: &end.staging,
+            staging_path: end.staging_path.as_deref(),
+            ended_ms: end.ended_ms,
+        }
+    }
+}
+
 /// [`END_ROW`]'s parameters for `end`.
 fn end_params(
-    end: &TaskEnd,
+    end: EndCols<'_>,
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> impl rusqlite::Params + '_ {
     (
         end.id,
-        end.status.as_str(),
-        end.outcome.to_string(),
-        end.trace.to_string(),
-        end.staging.as_str(),
-        end.staging_path.as_deref(),
+        end.status,
+        end.outcome,
+        end.trace,
+        end.staging,
+        end.staging_path,
         end.ended_ms,
         seq,
         hash,
