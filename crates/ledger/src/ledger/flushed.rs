@@ -25,15 +25,19 @@ impl Flushed {
     }
 }
 
+// A queued task's row is written to the store at once, never behind the journal (its end is:
+// an update of the row `start_queued_task` made `running`), and its id is chosen above every
+// reservation: queueing and starting one need not wait for the writer, whose urgent wake-up
+// (one transaction per call) would cost every request of the server's API a round trip to it.
 impl QueueStore for Flushed {
     fn enqueue_task(&self, task: &TaskRecord, work: &str) -> Result<u64, StoreError> {
-        self.sync()?.enqueue_task(task, work)
+        self.inner.enqueue_task(task, work)
     }
     fn queued_tasks(&self, limit: usize) -> Result<Vec<QueuedTask>, StoreError> {
         self.sync()?.queued_tasks(limit)
     }
     fn start_queued_task(&self, task: &TaskRecord, owner: &str) -> Result<(), StoreError> {
-        self.sync()?.start_queued_task(task, owner)
+        self.inner.start_queued_task(task, owner)
     }
     fn end_queued_task(
         &self,
