@@ -130,8 +130,9 @@ impl StateStore for Flushed {
         hash: &dyn Fn(&ActionRecord) -> String,
         audit: &dyn Fn(&ActionRecord) -> Result<(), String>,
     ) -> Result<ActionRecord, StoreError> {
-        let held = self.sync()?.add_action(action, hash, audit)?;
-        self.behind.note_held(held.task);
+        let store = self.sync()?;
+        let held = store.add_action(action, hash, audit)?;
+        self.behind.note_held(tree_root(store, held.task));
         Ok(held)
     }
     fn action(&self, id: u64) -> Result<ActionRecord, StoreError> {
@@ -184,4 +185,18 @@ impl StateStore for Flushed {
     fn witness(&self) -> Result<StoreWitness, StoreError> {
         self.sync()?.witness()
     }
+}
+
+/// The root of task `task`'s tree, following [`TaskRecord::parent`] up (at most
+/// [`crate::store::TREE_DEPTH`] levels, as the tree's actions are found); `None` if a row
+/// cannot be read.
+fn tree_root(store: &SqliteStore, task: u64) -> Option<u64> {
+    let mut id = task;
+    for _ in 0..=crate::store::TREE_DEPTH {
+        match store.task(id).ok()?.parent {
+            Some(parent) => id = parent,
+            None => return Some(id),
+        }
+    }
+    None
 }

@@ -356,18 +356,43 @@ fn a_checkpoint_due_in_a_commit_is_anchored_off_the_run_path() {
     assert!(report.awaiting_recovery.is_empty(), "{report:?}");
 }
 
-/// `may_hold_actions` says no only for a tree begun after every action this process held: a
-/// root whose child held one, and any older root, may hold some; a root begun later holds none.
+/// `may_hold_actions` names the trees this process held actions in, found from the holding
+/// task up through its parents: the root of a child that held one may hold some, whatever the
+/// ids' order (a queued root's id is above the reserved ones its children get); a tree that
+/// held none, before or after, holds none, as the store agrees.
 #[test]
-fn a_tree_begun_after_the_last_held_action_holds_none() {
+fn only_a_tree_whose_task_held_an_action_may_hold_actions() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path(), 1024).unwrap();
-    let root = running_task(&ledger);
+    let row = |parent| TaskRecord {
+        parent,
+        ..super::kill_tests::running_row("probe", json!({}))
+    };
+    // As the run path begins a task: its id from the block this ledger reserved.
+    let begin = |parent| {
+        ledger
+            .begin_task(row(parent), AuditEvent::new("task-started"))
+            .unwrap()
+    };
+    let other = begin(None);
+    // A queued task's id is above every reserved one.
+    let root = ledger
+        .store()
+        .enqueue_task(
+            &TaskRecord {
+                status: "queued".into(),
+                ..row(None)
+            },
+            "{}",
+        )
+        .unwrap();
+    let child = begin(Some(root));
+    let grandchild = begin(Some(child));
+    assert!(grandchild < root, "the children's ids are below the root's");
     assert!(!ledger.may_hold_actions(root), "nothing held yet");
-    let child = running_task(&ledger);
     ledger
         .hold_action(
-            child,
+            grandchild,
             "probe",
             "alice",
             "deploy",
@@ -375,11 +400,11 @@ fn a_tree_begun_after_the_last_held_action_holds_none() {
             std::time::Duration::from_secs(60),
         )
         .unwrap();
-    assert!(ledger.may_hold_actions(root), "its child held one");
-    assert!(ledger.may_hold_actions(child));
-    let later = running_task(&ledger);
+    assert!(ledger.may_hold_actions(root), "its grandchild held one");
+    assert!(!ledger.may_hold_actions(other));
+    let later = begin(None);
     assert!(!ledger.may_hold_actions(later));
-    // What the shortcut stands for: the store agrees.
+    // What the answers stand for: the store agrees.
     let pending = |id| {
         ledger
             .store()
@@ -387,5 +412,5 @@ fn a_tree_begun_after_the_last_held_action_holds_none() {
             .unwrap()
             .len()
     };
-    assert_eq!(pending(later), 0);
+    assert_eq!((pending(root), pending(other), pending(later)), (1, 0, 0));
 }
