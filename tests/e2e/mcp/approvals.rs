@@ -1,7 +1,8 @@
 //! An irreversible action through MCP: `probe` asks for the host tool `deploy`, which the host
 //! holds for a person's approval. The call is no error: its result names the action and the
 //! command that approves it (`structuredContent.approvals`, read from the ledger by the task's
-//! pending actions), nothing was deployed, and a call that asked for nothing lists no approvals.
+//! pending actions), nothing was deployed, and a call that asked for nothing lists no approvals;
+//! an action a callee holds is named in its caller's result.
 
 use std::io::BufReader;
 use std::process::Stdio;
@@ -20,6 +21,14 @@ fn an_action_held_for_approval_is_named_in_the_result_not_an_error() {
     std::fs::write(
         d.join("probe.toml"),
         "[agent]\nname = \"probe\"\n[tools]\nallow = [\"deploy\"]\n",
+    )
+    .unwrap();
+    // `front` asks `probe` for the same: the action is held in the callee's task, and the
+    // caller's result names it (its tree's pending actions).
+    std::fs::copy(d.join("probe.wasm"), d.join("front.wasm")).unwrap();
+    std::fs::write(
+        d.join("front.toml"),
+        "[agent]\nname = \"front\"\n[tools]\nallow = [\"deploy\"]\n[agents]\ncall = [\"probe\"]\n",
     )
     .unwrap();
     std::fs::write(
@@ -50,7 +59,7 @@ fn an_action_held_for_approval_is_named_in_the_result_not_an_error() {
         .to_string()
     };
     let deploy = json!({"op": "tool", "name": "deploy", "input": "v1"});
-    send(&mut to, &call(1, "probe", deploy));
+    send(&mut to, &call(1, "probe", deploy.clone()));
     let result = answer(&mut from, 1)["result"].clone();
     assert_eq!(result["isError"], false, "{result}");
     let envelope = &result["structuredContent"];
@@ -74,6 +83,20 @@ fn an_action_held_for_approval_is_named_in_the_result_not_an_error() {
         result["structuredContent"].get("approvals").is_none(),
         "{result}"
     );
+
+    let through = json!({"op": "call", "name": "probe", "input": deploy.to_string()});
+    send(&mut to, &call(3, "front", through));
+    let result = answer(&mut from, 3)["result"].clone();
+    assert_eq!(
+        result["structuredContent"]["status"], "completed",
+        "{result}"
+    );
+    let approvals = result["structuredContent"]["approvals"]
+        .as_array()
+        .expect("the callee's action named in the caller's result");
+    assert_eq!(approvals.len(), 1, "{result}");
+    assert_ne!(approvals[0]["action"].as_u64().unwrap(), action);
+    assert!(!deployed.exists(), "the irreversible action ran unapproved");
     drop(to);
     assert!(child.wait().unwrap().success());
 }
