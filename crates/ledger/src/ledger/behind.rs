@@ -76,6 +76,8 @@ struct State {
     file: Option<File>,
     size: u64,
     queue: Vec<Entry>,
+    /// The batch the writer is putting into the store (taken from `queue`).
+    inflight: Arc<Vec<Entry>>,
     written: u64,
     applied: u64,
     /// The set-aside journal holds entries up to this one; deleted once they are applied.
@@ -232,6 +234,21 @@ impl Behind {
         held.all || held.roots.contains(&root)
     }
 
+    /// The lines of task `id` not yet in the store, in order: its beginning (if that is still
+    /// to be written) and its last end; `None` when the store holds every line of it.
+    pub(super) fn pending(&self, id: u64) -> Option<(Option<BegunRow>, Option<EndedRow>)> {
+        let state = lock(&self.state);
+        let (mut begin, mut end) = (None, None);
+        for entry in state.inflight.iter().chain(&state.queue) {
+            match entry {
+                Entry::Begin(t, _) if t.id == id => begin = Some(t),
+                Entry::End(e, _) if e.id == id => end = Some(e),
+                _ => {}
+            }
+        }
+        (begin.is_some() || end.is_some()).then(|| (begin.cloned(), end.cloned()))
+    }
+
     /// Wait until every row journaled so far is in the store.
     ///
     /// # Errors
@@ -301,14 +318,19 @@ impl Behind {
                 self.close_journal(&mut state);
                 return;
             }
-            let batch = std::mem::take(&mut state.queue);
+            let batch = Arc::new(std::mem::take(&mut state.queue));
+            state.inflight = Arc::clone(&batch);
             let upto = state.written;
             let stopping = state.stop;
             drop(state);
-            match self.put(&batch, upto) {
+            let put = self.put(&batch, upto);
+            let mut state = lock(&self.state);
+            // Readers see the batch (`pending`) until the store holds it, or, failed, back in
+            // the queue in the same step.
+            state.inflight = Arc::default();
+            match put {
                 Ok(()) => {
                     attempts = 0;
-                    let mut state = lock(&self.state);
                     state.applied = upto;
                     state.failure = None;
                     self.tidy_journal(&mut state);
@@ -319,17 +341,17 @@ impl Behind {
                 Err(e) => {
                     attempts += 1;
                     tracing::error!(target: "warden::ledger", error = %e, attempts, "could not write journaled task rows to the state store; retrying");
-                    let mut state = lock(&self.state);
                     state.failure = Some(e.to_string());
                     self.caught_up.notify_all();
-                    if stopping && attempts >= STOP_ATTEMPTS {
-                        // Left in the journal: the next start writes them.
-                        return;
-                    }
-                    // Put back in front, in order.
+                    // Put back in front, in order (left there, and in the journal, when the
+                    // writer gives up: the next start writes them).
+                    let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| shared.to_vec());
                     let later = std::mem::take(&mut state.queue);
                     state.queue = batch;
                     state.queue.extend(later);
+                    if stopping && attempts >= STOP_ATTEMPTS {
+                        return;
+                    }
                     drop(state);
                     std::thread::sleep(Duration::from_millis(10 << attempts.min(6)));
                 }

@@ -78,8 +78,22 @@ impl StateStore for Flushed {
     fn set_staging(&self, id: u64, staging: &str) -> Result<(), StoreError> {
         self.sync()?.set_staging(id, staging)
     }
+    /// Without waiting for the writer: the store's row with the task's lines still in the
+    /// journal laid over it, as the writer will write them (a server's status polls then cost
+    /// no transaction each).
     fn task(&self, id: u64) -> Result<TaskRecord, StoreError> {
-        self.sync()?.task(id)
+        let Some((begin, end)) = self.behind.pending(id) else {
+            return self.inner.task(id);
+        };
+        let mut row = match begin {
+            Some(begin) => begin.record()?,
+            None => self.inner.task(id)?,
+        };
+        // An end is written over a running row only (`SqliteStore::put_behind`).
+        if let Some(end) = end.filter(|_| row.status == "running") {
+            end.apply(&mut row)?;
+        }
+        Ok(row)
     }
     fn tasks(&self, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
         self.sync()?.tasks(limit)

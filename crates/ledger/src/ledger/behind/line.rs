@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::{BegunRow, EndedRow, LogHead, StoreError, TaskEnd, TaskRecord};
 
 /// One journal line, owned (replay, the writer's queue), with the log head it vouches for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(in crate::ledger) enum Entry {
     Begin(BegunRow, LogHead),
     End(EndedRow, LogHead),

@@ -285,6 +285,38 @@ fn a_trust_record_another_process_commits_is_seen() {
     );
 }
 
+/// A task's row is read without waiting for the writer: while another connection holds the
+/// store's write lock (the writer cannot write), the row of a task begun and ended since is
+/// its journal's lines laid over the store, and once the writer wrote them the store's row is
+/// the same.
+#[test]
+fn a_tasks_row_is_read_from_the_journal_while_the_writer_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    // Ids reserved, and the store up to date.
+    let first = begin(&ledger, "a");
+    ledger
+        .end_task(vec![ended(first, "a")], end(first, "a", 0))
+        .unwrap();
+    ledger.store().tasks(10).unwrap();
+    let blocker = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let id = begin(&ledger, "a");
+    assert_eq!(ledger.store().task(id).unwrap().status, "running");
+    ledger
+        .end_task(vec![ended(id, "a")], end(id, "a", 1))
+        .unwrap();
+    let seen = ledger.store().task(id).unwrap();
+    assert_eq!(seen.status, "completed");
+    assert_eq!(seen.trace, Some(trace()));
+    // An earlier task's row, which the store holds, is the store's.
+    assert_eq!(ledger.store().task(first).unwrap().status, "completed");
+    blocker.execute_batch("COMMIT").unwrap();
+    ledger.store().tasks(10).unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    assert_eq!(store.task(id).unwrap(), seen);
+}
+
 /// An agent whose beginning makes the writer thread panic (the check is compiled in tests only).
 pub(super) const PANIC_AGENT: &str = "writer-panics";
 
@@ -293,8 +325,10 @@ fn a_writer_that_dies_fails_the_reads_that_wait_for_it_and_its_rows_survive_in_t
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path(), 64).unwrap();
     let id = begin(&ledger, PANIC_AGENT);
-    let err = ledger.store().task(id).unwrap_err();
+    let err = ledger.store().tasks(10).unwrap_err();
     assert!(err.to_string().contains("writer thread stopped"), "{err}");
+    // The task's own row is still read, from the journal.
+    assert_eq!(ledger.store().task(id).unwrap().status, "running");
     drop(ledger);
     // The journal was kept, and the next open writes it.
     assert_eq!(journal_files(dir.path()).len(), 1);

@@ -57,6 +57,33 @@ impl BegunRow {
     }
 }
 
+impl BegunRow {
+    /// The task's row as it began.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if its grant is not JSON.
+    pub fn record(&self) -> Result<TaskRecord, StoreError> {
+        Ok(TaskRecord {
+            id: self.id,
+            agent: self.agent.clone(),
+            agent_id: self.agent_id.clone(),
+            module_hash: self.module_hash.clone(),
+            user: self.user.clone(),
+            level: self.level,
+            grant: parsed(&self.grant)?,
+            status: "running".into(),
+            outcome: None,
+            trace: None,
+            staging: "none".into(),
+            staging_path: None,
+            started_ms: self.started_ms,
+            ended_ms: None,
+            parent: self.parent,
+        })
+    }
+}
+
 /// A task's end as [`SqliteStore::put_behind`] takes it: [`TaskEnd`] with its outcome and
 /// trace already JSON text (the trace's hash is the hash of this text).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +124,28 @@ impl EndedRow {
             trust: end.trust.clone(),
         })
     }
+}
+
+impl EndedRow {
+    /// Write this end over `row` (the task's row, running), as the store will.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if its outcome or trace is not JSON.
+    pub fn apply(&self, row: &mut TaskRecord) -> Result<(), StoreError> {
+        row.status.clone_from(&self.status);
+        row.outcome = Some(parsed(&self.outcome)?);
+        row.trace = Some(parsed(&self.trace)?);
+        row.staging.clone_from(&self.staging);
+        row.staging_path.clone_from(&self.staging_path);
+        row.ended_ms = Some(self.ended_ms);
+        Ok(())
+    }
+}
+
+fn parsed(text: &RawValue) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text.get())
+        .map_err(|e| StoreError::Corrupt(format!("a task's JSON column: {e}")))
 }
 
 fn raw(value: &serde_json::Value) -> Result<Box<RawValue>, StoreError> {
