@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::policy::keys::from_hex;
 
 mod page;
+mod stat;
 mod tail;
 mod torn;
 mod verify;

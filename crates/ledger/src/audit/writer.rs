@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use ed25519_dalek::SigningKey;
 
+use super::stat::links_and_len;
 use super::tail::{complete_lines, read_back};
 use super::torn::cut_torn_tail;
 use super::{
@@ -491,32 +492,5 @@ fn recover_head(file: &mut File, path: &Path) -> Result<(u64, String, String), A
             "record {} does not match its hash",
             record.seq
         ))),
-    }
-}
-
-/// The open `file`'s link count and size, asked without its times: on a filesystem with
-/// multigrain timestamps (ext4 since Linux 6.13) a look at a file's change time makes its next
-/// write stamp a fine-grained time, which dirties the inode (an ext4 journal handle) at every
-/// append — with `File::metadata` that was a fifth of an append's cost.
-fn links_and_len(file: &File) -> std::io::Result<(u64, u64)> {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::fs::{AtFlags, StatxFlags, statx};
-        let st = statx(
-            file,
-            "",
-            AtFlags::EMPTY_PATH,
-            StatxFlags::NLINK | StatxFlags::SIZE,
-        )?;
-        Ok((u64::from(st.stx_nlink), st.stx_size))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let open = file.metadata()?;
-        #[cfg(unix)]
-        let links = std::os::unix::fs::MetadataExt::nlink(&open);
-        #[cfg(not(unix))]
-        let links = 1;
-        Ok((links, open.len()))
     }
 }
