@@ -236,7 +236,7 @@ impl AgentTools {
         }
         let pending = if row.status == "completed" {
             self.state
-                .pending_actions_of_run(caller, id)
+                .pending_actions(caller, id)
                 .await
                 .map_err(protocol_error)?
         } else {

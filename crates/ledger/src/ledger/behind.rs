@@ -59,17 +59,6 @@ const GATHER: Duration = Duration::from_millis(5);
 /// journal for the next start.
 const STOP_ATTEMPTS: u32 = 20;
 
-/// How many trees that held actions a ledger names ([`HeldRoots`]); past it, it answers that
-/// every tree may hold some.
-const MAX_HELD_ROOTS: usize = 65_536;
-
-/// The roots of the task trees this process held actions in, or `all` once it could not say.
-#[derive(Default)]
-struct HeldRoots {
-    roots: std::collections::HashSet<u64>,
-    all: bool,
-}
-
 /// The journal, the writer's queue and how far it got.
 #[derive(Default)]
 struct State {
@@ -108,8 +97,6 @@ pub(super) struct Behind {
     caught_up: Condvar,
     ids: Mutex<Ids>,
     trust: Mutex<TrustCache>,
-    /// The task trees this process held actions in (see [`Behind::note_held`]).
-    held: Mutex<HeldRoots>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,7 +119,6 @@ impl Behind {
             store,
             owner: owner.to_owned(),
             dir: dir.join(JOURNAL_DIR),
-            held: Mutex::default(),
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             caught_up: Condvar::new(),
@@ -214,24 +200,6 @@ impl Behind {
             self.work.notify_one();
         }
         Ok(())
-    }
-
-    /// Note that an action was held (once it is stored) in the tree whose root is `root`;
-    /// `None` when the root could not be found: every tree may hold actions from then on.
-    pub(super) fn note_held(&self, root: Option<u64>) {
-        let mut held = lock(&self.held);
-        match root {
-            Some(root) if held.roots.len() < MAX_HELD_ROOTS => {
-                held.roots.insert(root);
-            }
-            _ => held.all = true,
-        }
-    }
-
-    /// Whether this process may have held an action in the tree whose root is `root`.
-    pub(super) fn held_in(&self, root: u64) -> bool {
-        let held = lock(&self.held);
-        held.all || held.roots.contains(&root)
     }
 
     /// The lines of task `id` not yet in the store, in order: its beginning (if that is still

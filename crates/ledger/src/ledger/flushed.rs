@@ -144,10 +144,7 @@ impl StateStore for Flushed {
         hash: &dyn Fn(&ActionRecord) -> String,
         audit: &dyn Fn(&ActionRecord) -> Result<(), String>,
     ) -> Result<ActionRecord, StoreError> {
-        let store = self.sync()?;
-        let held = store.add_action(action, hash, audit)?;
-        self.behind.note_held(tree_root(store, held.task));
-        Ok(held)
+        self.sync()?.add_action(action, hash, audit)
     }
     fn action(&self, id: u64) -> Result<ActionRecord, StoreError> {
         self.sync()?.action(id)
@@ -172,7 +169,12 @@ impl StateStore for Flushed {
         owner: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        self.sync()?
+        // Without waiting for the writer: an action is stored at once, and only after the
+        // writer put every row journaled before it into the store (`add_action` waits), so the
+        // holding task's row and every row up to its tree's root are there already; rows
+        // still in the journal belong to tasks that held nothing since, and their parents
+        // never change.
+        self.inner
             .tree_actions(root, status, unexpired_at, owner, limit)
     }
     fn settle_action(
@@ -199,18 +201,4 @@ impl StateStore for Flushed {
     fn witness(&self) -> Result<StoreWitness, StoreError> {
         self.sync()?.witness()
     }
-}
-
-/// The root of task `task`'s tree, following [`TaskRecord::parent`] up (at most
-/// [`crate::store::TREE_DEPTH`] levels, as the tree's actions are found); `None` if a row
-/// cannot be read.
-fn tree_root(store: &SqliteStore, task: u64) -> Option<u64> {
-    let mut id = task;
-    for _ in 0..=crate::store::TREE_DEPTH {
-        match store.task(id).ok()?.parent {
-            Some(parent) => id = parent,
-            None => return Some(id),
-        }
-    }
-    None
 }

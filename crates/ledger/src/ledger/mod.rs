@@ -319,15 +319,6 @@ impl Ledger {
         self.audit.path()
     }
 
-    /// Whether the task tree this process ran from task `root` may hold actions: `false`
-    /// proves that it holds none without reading the store (a tree's tasks all run in the
-    /// process that began its root, which notes the root of every action it holds), so the
-    /// answer to a run that held nothing need not wait for the rows written behind
-    /// ([`Ledger::store`]). Only for a tree whose root this process began.
-    pub fn may_hold_actions(&self, root: u64) -> bool {
-        self.behind.held_in(root)
-    }
-
     /// Hold an irreversible tool call as a pending action and audit it. If the audit record
     /// cannot be written nothing is stored and the error returned: fail closed.
     ///

@@ -98,21 +98,4 @@ impl ServerState {
             )
             .map_err(|e| ApiError::internal(format!("the ledger cannot be read: {e}")))
     }
-
-    /// [`Self::pending_actions`] of task `id`, which this server has just run: none, without
-    /// reading the store, when its tree held no action (`Ledger::may_hold_actions`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Self::pending_actions`].
-    pub async fn pending_actions_of_run(
-        &self,
-        caller: &Caller,
-        id: u64,
-    ) -> Result<Vec<ActionRecord>, ApiError> {
-        if !self.ledger()?.may_hold_actions(id) {
-            return Ok(Vec::new());
-        }
-        self.pending_actions(caller, id).await
-    }
 }
