@@ -126,7 +126,7 @@ pub(super) fn put_behind(
         // nothing, and nor does its trust record.
         let mut update = tx.prepare_cached(&format!("{END_ROW} AND status = 'running'"))?;
         for (end, head) in ends.iter().filter(|(e, _)| ended.contains_key(&e.id)) {
-            if update.execute(end_params(EndCols::of_row(end), kept(head)))? == 1 {
+            if update.execute(end_params(end, kept(head)))? == 1 {
                 applied.insert(end.id);
             }
         }
@@ -159,10 +159,15 @@ pub(super) fn end(
     ends: &[TaskEnd],
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> Result<(), StoreError> {
+    // Serialized as the journal's ends are, to share their statement's parameters.
+    let rows = ends
+        .iter()
+        .map(EndedRow::of)
+        .collect::<Result<Vec<_>, _>>()?;
     in_transaction(conn, |tx| {
         let mut update = tx.prepare_cached(END_ROW)?;
-        for end in ends {
-            update.execute(end_params(EndCols::of(end), (seq, hash)))?;
+        for end in &rows {
+            update.execute(end_params(end, (seq, hash)))?;
         }
         for end in ends {
             // Several ends of one agent in a batch: each overwrites the one before, in order,
@@ -178,56 +183,18 @@ pub(super) fn end(
 /// A task's end written over its row.
 const END_ROW: &str = "UPDATE tasks SET status = ?2, outcome = ?3, trace = ?4, staging = ?5, staging_path = ?6, ended_ms = ?7, audit_seq = ?8, audit_head = ?9 WHERE id = ?1";
 
-/// The columns an end sets: of a [`TaskEnd`] (its JSON serialized here) or of an
-/// [`EndedRow`] (serialized already).
-struct EndCols<'a> {
-    id: u64,
-    status: &'a str,
-    outcome: std::borrow::Cow<'a, str>,
-    trace: std::borrow::Cow<'a, str>,
-    staging: &'a str,
-    staging_path: Option<&'a str>,
-    ended_ms: u64,
-}
-
-impl<'a> EndCols<'a> {
-    fn of(end: &'a TaskEnd) -> Self {
-        EndCols {
-            id: end.id,
-            status: &end.status,
-            outcome: end.outcome.to_string().into(),
-            trace: end.trace.to_string().into(),
-            staging: &end.staging,
-            staging_path: end.staging_path.as_deref(),
-            ended_ms: end.ended_ms,
-        }
-    }
-
-    fn of_row(end: &'a EndedRow) -> Self {
-        EndCols {
-            id: end.id,
-            status: &end.status,
-            outcome: end.outcome.get().into(),
-            trace: end.trace.get().into(),
-            staging: &end.staging,
-            staging_path: end.staging_path.as_deref(),
-            ended_ms: end.ended_ms,
-        }
-    }
-}
-
 /// [`END_ROW`]'s parameters for `end`.
 fn end_params(
-    end: EndCols<'_>,
+    end: &EndedRow,
     (seq, hash): (Option<u64>, Option<i64>),
 ) -> impl rusqlite::Params + '_ {
     (
         end.id,
-        end.status,
-        end.outcome,
-        end.trace,
-        end.staging,
-        end.staging_path,
+        end.status.as_str(),
+        end.outcome.get(),
+        end.trace.get(),
+        end.staging.as_str(),
+        end.staging_path.as_deref(),
         end.ended_ms,
         seq,
         hash,
