@@ -205,6 +205,10 @@ fn action_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRecord> {
     })
 }
 
+/// The tasks still `running` and their owners, the rows a ledger's open looks at to recover:
+/// read through the `tasks_running` index (`schema.rs`), which holds only those rows.
+pub(super) const RUNNING_ROWS: &str = "SELECT id, owner FROM tasks WHERE status = 'running'";
+
 impl StateStore for SqliteStore {
     fn begin_task(&self, t: &TaskRecord, owner: &str) -> Result<u64, StoreError> {
         let ids = self.begin_tasks(&[t], owner)?;
@@ -285,7 +289,7 @@ impl StateStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let running: Vec<(u64, String)> = {
-            let mut stmt = tx.prepare("SELECT id, owner FROM tasks WHERE status = 'running'")?;
+            let mut stmt = tx.prepare(RUNNING_ROWS)?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?
         };

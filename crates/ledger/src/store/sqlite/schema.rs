@@ -32,11 +32,14 @@ const ADDED: [(&str, &str); 3] = [
 ];
 
 /// Indexes (on columns that exist once [`ADDED`] ran) and the other tables; `actions_by_task`
-/// serves a task's pending actions (`task_actions`) without scanning the others'; `task_ids`
+/// serves a task's pending actions (`task_actions`) without scanning the others'; `tasks_running`
+/// holds only the rows still `running`, so a ledger's open finds the ones to recover without
+/// reading every task the store ever held (a scan that grew the startup with the history); `task_ids`
 /// holds the highest task id a ledger has reserved for rows it writes behind (`tasks.rs`),
 /// `journal_marks` how many lines of each ledger's journal the store holds.
 const REST: &str = "
 CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent) WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_running ON tasks (owner) WHERE status = 'running';
 CREATE TABLE IF NOT EXISTS trust (
     agent_id TEXT PRIMARY KEY, record TEXT NOT NULL
 );
