@@ -138,7 +138,11 @@ pub fn read(path: &Path, limit: Limit) -> Result<Vec<u8>, ReadError> {
         limit,
         error,
     })?;
-    read_stream(file, &name, limit)
+    // Room for the whole file at once (as its size says now, within the limit): one read into
+    // one allocation rather than a dozen growing ones (a 270 KB component took ~0.7 ms).
+    let size = file.metadata().map_or(0, |m| m.len()).min(limit.bytes);
+    let room = usize::try_from(size).unwrap_or(0).saturating_add(1);
+    read_into(file, &name, limit, Vec::with_capacity(room))
 }
 
 /// Read the file at `path` as UTF-8 text, at most `limit.bytes` of it.
@@ -159,7 +163,16 @@ pub fn read_to_string(path: &Path, limit: Limit) -> Result<String, ReadError> {
 ///
 /// [`ReadError::TooLarge`] past the limit, [`ReadError::Io`] when it cannot be read.
 pub fn read_stream(reader: impl Read, name: &str, limit: Limit) -> Result<Vec<u8>, ReadError> {
-    let mut bytes = Vec::new();
+    read_into(reader, name, limit, Vec::new())
+}
+
+/// [`read_stream`] into `bytes` (empty, with the room the caller expects to need).
+fn read_into(
+    reader: impl Read,
+    name: &str,
+    limit: Limit,
+    mut bytes: Vec<u8>,
+) -> Result<Vec<u8>, ReadError> {
     reader
         .take(limit.bytes.saturating_add(1))
         .read_to_end(&mut bytes)

@@ -51,7 +51,7 @@ pub use warden_sandbox::{
     bindings, capabilities, complexity, engine, gate, imports, jail, output, staging,
 };
 
-pub use contract::Contract;
+pub use contract::{Contract, warm_meta_schema};
 pub use run::{RunOptions, RunReport, StagingDisposition};
 pub use runtime::{AgentIdentity, LoadedAgent, PolicyLoadError, Runtime};
 pub use warden_sandbox::{

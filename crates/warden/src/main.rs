@@ -208,9 +208,7 @@ async fn dispatch(cli: Cli, host_config: HostConfig) -> Result<u8, Failure> {
     let data_dir = ledger_cli::data_dir(cli.data_dir.clone(), &host_config);
     match cli.command {
         Command::Task { command } if command.is_cascade() => {
-            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
-            let memory = memory_cli::open(&ledger)?;
-            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            let runtime = open_host(&data_dir, &host_config, || new_runtime(config))?;
             cascade_cli::task(&runtime, &host_config, command).await
         }
         Command::Task { command } => {
@@ -270,9 +268,7 @@ async fn dispatch(cli: Cli, host_config: HostConfig) -> Result<u8, Failure> {
         }
         Command::Audit { command } => audit_cli::audit(&data_dir, command),
         Command::Batch { file, token } => {
-            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
-            let memory = memory_cli::open(&ledger)?;
-            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            let runtime = open_host(&data_dir, &host_config, || new_runtime(config))?;
             let user = run_cli::acting_user(&host_config, token.as_deref())?;
             run_cli::batch(&runtime, &file, user).await
         }
@@ -357,9 +353,7 @@ async fn dispatch(cli: Cli, host_config: HostConfig) -> Result<u8, Failure> {
             json,
             token,
         } => {
-            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
-            let memory = memory_cli::open(&ledger)?;
-            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            let runtime = open_host(&data_dir, &host_config, || new_runtime(config))?;
             let policy = load_policy(&runtime, &policy)?;
             let user = run_cli::acting_user(&host_config, token.as_deref())?;
             let args = run_cli::RunArgs {
@@ -371,17 +365,13 @@ async fn dispatch(cli: Cli, host_config: HostConfig) -> Result<u8, Failure> {
             run_cli::run(&runtime, policy, user, args).await
         }
         Command::Serve { listen, grace_secs } => {
-            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
-            let memory = memory_cli::open(&ledger)?;
-            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            let runtime = open_host(&data_dir, &host_config, || new_runtime(config))?;
             let grace = std::time::Duration::from_secs(grace_secs);
             let args = serve_cli::ServeArgs { listen, grace };
             serve_cli::serve(runtime, &host_config, &data_dir, args).await
         }
         Command::Mcp { token, workspace } => {
-            let ledger = Arc::new(ledger_cli::open(&data_dir, &host_config)?);
-            let memory = memory_cli::open(&ledger)?;
-            let runtime = new_runtime(config)?.with_ledger(ledger).with_memory(memory);
+            let runtime = open_host(&data_dir, &host_config, || new_runtime(config))?;
             let args = mcp_cli::McpArgs { token, workspace };
             mcp_cli::mcp(runtime, &host_config, &data_dir, args).await
         }
@@ -395,6 +385,44 @@ async fn dispatch(cli: Cli, host_config: HostConfig) -> Result<u8, Failure> {
             inspect_cli::inspect(&runtime, &path, policy).await
         }
     }
+}
+
+/// The host that runs tasks: the runtime `new_runtime` builds, with the ledger and the memory of
+/// `data_dir`. The runtime (its engine reserves and guards a fiber stack for every instance
+/// slot, ~4 ms) is built on a thread of its own while this one opens the ledger and the memory
+/// (~2.5 ms), so a start waits for the longer of the two, not their sum. A ledger that cannot
+/// be opened is the error reported first, as when they were opened one after the other.
+fn open_host(
+    data_dir: &Path,
+    host_config: &HostConfig,
+    new_runtime: impl FnOnce() -> Result<Runtime, Failure> + Send,
+) -> Result<Runtime, Failure> {
+    // The runtime may start tasks on the async runtime (a model provider's client): its thread
+    // enters it as this one has.
+    let handle = tokio::runtime::Handle::current();
+    std::thread::scope(|scope| {
+        let building = std::thread::Builder::new()
+            .name("warden-start".into())
+            .spawn_scoped(scope, move || {
+                let _entered = handle.enter();
+                new_runtime()
+            })
+            .map_err(|e| host_failure(anyhow::anyhow!("cannot start a thread: {e}")))?;
+        let opened = ledger_cli::open(data_dir, host_config).and_then(|ledger| {
+            let ledger = Arc::new(ledger);
+            memory_cli::open(&ledger).map(|memory| (ledger, memory))
+        });
+        let built = building.join().unwrap_or_else(|_| {
+            Err(host_failure(anyhow::anyhow!(
+                "building the runtime panicked"
+            )))
+        });
+        let (ledger, memory) = opened?;
+        let runtime = built?.with_ledger(ledger).with_memory(memory);
+        // On the core the engine's build has just left; the first contract needs it.
+        warden::warm_meta_schema();
+        Ok(runtime)
+    })
 }
 
 /// A path for a line of output: lossy where it is not UTF-8, escaped (a file name can hold ESC).

@@ -12,9 +12,12 @@
 //! them — so an agent added or replaced is picked up without a restart. A stamp is the file's
 //! size, modification time and, on Unix, its device, inode and change time: a file replaced by
 //! one of the same size whose modification time was preserved (`cp -p`, `rsync -a`, `tar x`) is
-//! a new inode or a new change time, which no one can set back. Two callers that find the same
-//! stale entry at once may both load it; the later one is kept. A lookup is a stat per watched
-//! file (two in the common case) and nothing else: the paths are joined once, at the load.
+//! a new inode or a new change time, which no one can set back. Loads of one name take turns
+//! (a lock of [`LOAD_TURNS`], picked by the name's hash): a caller that finds a load of its
+//! agent under way waits for it and takes what it kept, rather than loading the agent again —
+//! which is what lets a server load its agents at start ([`crate::serve::ServerState::warm`])
+//! while its first call arrives. A lookup is a stat per watched file (two in the common case)
+//! and nothing else: the paths are joined once, at the load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,11 +26,17 @@ use std::time::SystemTime;
 
 use crate::runtime::{LoadedAgent, Runtime};
 
+/// How many locks loads take turns on: two names share one at worst (their loads then wait for
+/// each other), and the locks never grow with the names asked for.
+const LOAD_TURNS: usize = 16;
+
 /// The agents of one host's `[agents] dir`, loaded on first call and kept per name.
 #[derive(Debug)]
 pub(crate) struct AgentDirectory {
     dir: PathBuf,
     loaded: Mutex<HashMap<String, Kept>>,
+    /// The turns of loads (see the module's docs).
+    turns: [Mutex<()>; LOAD_TURNS],
 }
 
 /// A loaded agent and the stamps of the files it was loaded from.
@@ -95,6 +104,7 @@ impl AgentDirectory {
         AgentDirectory {
             dir,
             loaded: Mutex::new(HashMap::new()),
+            turns: std::array::from_fn(|_| Mutex::new(())),
         }
     }
 
@@ -155,6 +165,19 @@ impl AgentDirectory {
     pub(crate) fn load(&self, runtime: &Runtime, name: &str) -> Result<Arc<LoadedAgent>, String> {
         if !is_agent_name(name) {
             return Err(format!("`{name}` is not an agent name"));
+        }
+        let turn = {
+            use std::hash::{BuildHasher, RandomState};
+            static HASHER: std::sync::LazyLock<RandomState> =
+                std::sync::LazyLock::new(RandomState::new);
+            &self.turns[HASHER.hash_one(name) as usize % LOAD_TURNS]
+        };
+        let _turn = turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Loaded by the load this one waited for, from the files as they are now.
+        if let Ok(Some(agent)) = self.kept(name) {
+            return Ok(agent);
         }
         let files = Arc::new(self.files(name));
         let [wasm, toml, ..] = &*files;

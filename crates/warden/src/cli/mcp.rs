@@ -84,6 +84,8 @@ pub async fn mcp(
     let state = ServerState::new(runtime, authority, agent_source(config))
         .map_err(host_failure)?
         .with_workspace_root(&args.workspace);
+    // While the client connects.
+    state.warm();
     let tools = AgentTools::new(state, Identity::Fixed(caller), Some(args.workspace));
     let (input, output) = warden::mcp::stdio::stdio();
     tracing::debug!(input = ?input.channel(), output = ?output.channel(), "the MCP streams");

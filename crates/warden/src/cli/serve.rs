@@ -76,6 +76,7 @@ pub async fn serve(
         }
     };
     let state = ServerState::new(runtime, authority, agents).map_err(host_failure)?;
+    state.warm();
     let (resumed, refused) = state.resume_queued().map_err(host_failure)?;
     if resumed + refused > 0 {
         errln!(
