@@ -43,6 +43,51 @@ async fn a_runaway_loop_is_stopped_by_the_cpu_limit() {
     assert!(r.cpu >= Duration::from_millis(50));
 }
 
+/// The epoch ticker sleeps on an idle host; the first instance after wakes it before it runs,
+/// so a runaway loop started then is stopped by its CPU limit all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_loop_on_a_host_that_was_idle_is_stopped_too() {
+    let runtime = warden::Runtime::new(
+        warden::engine::EngineConfig {
+            cache_dir: Some(warden_tests::target_dir().join("warden-test-cache")),
+            max_instances: 4,
+            epoch_idle_after: Duration::from_millis(20),
+            ..warden::engine::EngineConfig::default()
+        },
+        warden::capabilities::tools::ToolRegistry::with_builtins(),
+    )
+    .unwrap();
+    let agent = runtime
+        .load_file(
+            &warden_tests::agent("probe"),
+            warden_tests::policy("probe", "[limits]\ncpu = \"50 ms\"\nwall = \"5 s\"\n"),
+        )
+        .unwrap();
+    // Idle: no tick over 30 ms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = runtime.engine().epoch_ticks();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if runtime.engine().epoch_ticks() == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticker never slept"
+        );
+    }
+    let options = warden::RunOptions {
+        workspace: None,
+        user: None,
+        on_begin: None,
+        queued: None,
+        client: None,
+    };
+    let r = agent.run(&probe("spin", &[]), &options).await.unwrap();
+    killed(&r, KillReason::CpuLimit);
+    assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_loop_of_host_calls_is_stopped_too() {
     let r = run(

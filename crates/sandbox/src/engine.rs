@@ -12,7 +12,6 @@
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -21,6 +20,11 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::complexity::{CompileLimits, Complexity, Limit, TooComplex};
+
+mod ticker;
+
+use ticker::EpochTicker;
+pub use ticker::{IDLE_AFTER, Ticking};
 
 /// Errors while building the engine or compiling a component.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,9 @@ pub struct EngineConfig {
     pub max_stack: usize,
     /// Period of the epoch ticker: the granularity of CPU and wall-clock limits.
     pub epoch_tick: Duration,
+    /// How long the ticker goes on without a live instance before it sleeps (the next instance
+    /// wakes it): [`IDLE_AFTER`].
+    pub epoch_idle_after: Duration,
     /// Largest component accepted, in bytes, checked before compiling.
     pub max_component_size: usize,
     /// Bytes of each linear memory kept resident (zeroed, not returned to the OS) between
@@ -119,6 +126,7 @@ impl Default for EngineConfig {
             max_table_elements: 1_000_000,
             max_stack: 512 << 10,
             epoch_tick: Duration::from_millis(1),
+            epoch_idle_after: IDLE_AFTER,
             max_component_size: 64 << 20,
             memory_keep_resident: 0,
             decommit_batch_size: 16,
@@ -186,7 +194,7 @@ impl WardenEngine {
             .wasm_backtrace_max_frames(None)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(|e| EngineError::Config(format!("{e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick, config.epoch_idle_after);
         let compiles = Arc::new(CompileSlots::new(config.max_concurrent_compiles.max(1)));
         Ok(WardenEngine {
             engine,
@@ -208,7 +216,19 @@ impl WardenEngine {
 
     /// Period of the epoch ticker.
     pub fn epoch_tick(&self) -> Duration {
-        self.ticker.period
+        self.ticker.period()
+    }
+
+    /// How many times the epoch ticker has ticked: it stops ticking while no instance lives
+    /// (after [`EngineConfig::epoch_idle_after`]).
+    pub fn epoch_ticks(&self) -> u64 {
+        self.ticker.ticks()
+    }
+
+    /// A live instance's hold on the epoch ticker, which ticks (and so enforces deadlines) while
+    /// one exists: every store takes one before its instance runs and keeps it for its life.
+    pub fn ticking(&self) -> Ticking {
+        self.ticker.ticking()
     }
 
     /// Compile `bytes` into a component, through the disk cache when one is configured.
@@ -454,43 +474,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
-}
-
-/// Increments the engine's epoch every `period` until dropped.
-struct EpochTicker {
-    period: Duration,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine, period: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("warden-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(period);
-                    engine.increment_epoch();
-                }
-            })
-            .ok();
-        EpochTicker {
-            period,
-            stop,
-            thread,
-        }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[cfg(test)]

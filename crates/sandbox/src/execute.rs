@@ -325,6 +325,7 @@ impl PreparedAgent {
             agents: None,
             memory: None,
             human: None,
+            _ticking: sandbox.engine.ticking(),
         };
         let mut store = Store::new(sandbox.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

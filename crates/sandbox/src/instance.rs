@@ -48,6 +48,8 @@ pub struct InstanceState {
     pub(crate) memory: Option<Arc<dyn crate::capabilities::memory::MemoryAccess>>,
     /// Whom the agent's questions go to (none: no one can be asked).
     pub(crate) human: Option<Arc<dyn crate::capabilities::human::HumanChannel>>,
+    /// Keeps the epoch ticker ticking (so deadlines fire) while this instance's store lives.
+    pub(crate) _ticking: crate::engine::Ticking,
 }
 
 impl WasiView for InstanceState {

@@ -2,6 +2,7 @@
 //! a time under a deadline) and its cache, each with its twin.
 
 use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[test]
 fn oversized_component_is_refused_before_compiling() {
@@ -196,4 +197,48 @@ fn threads_storing_the_same_component_at_once_all_succeed() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, [std::ffi::OsString::from("abc.cwasm")]);
+}
+
+/// Waits (at most 10 s) until `done` holds, checking every 5 ms.
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether `engine`'s ticker is still now: no tick over 30 ms (thirty periods).
+fn still(engine: &WardenEngine) -> bool {
+    let before = engine.epoch_ticks();
+    std::thread::sleep(Duration::from_millis(30));
+    engine.epoch_ticks() == before
+}
+
+/// The ticker sleeps once no instance has lived for its idle time, ticks again as soon as one
+/// holds it (past the idle time too, for as long as it is held), and sleeps again after.
+#[test]
+fn the_epoch_ticks_only_while_an_instance_lives() {
+    let engine = small_engine(EngineConfig {
+        epoch_tick: Duration::from_millis(1),
+        epoch_idle_after: Duration::from_millis(20),
+        ..EngineConfig::default()
+    });
+    eventually("an engine without instances stops ticking", || {
+        still(&engine)
+    });
+    let held = engine.ticking();
+    let woken = engine.epoch_ticks();
+    eventually("an instance wakes the ticker", || {
+        engine.epoch_ticks() >= woken + 5
+    });
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(!still(&engine), "ticks go on past the idle time while held");
+    let second = engine.ticking();
+    drop(held);
+    assert!(!still(&engine), "one instance still lives");
+    drop(second);
+    eventually("the last instance gone, the ticker sleeps again", || {
+        still(&engine)
+    });
 }
