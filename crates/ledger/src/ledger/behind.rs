@@ -34,7 +34,7 @@ mod trust;
 use crate::store::{BegunRow, EndedRow, LogHead, SqliteStore, StoreError};
 pub(super) use line::Line;
 use line::{Entry, LineIn, Numbered};
-pub(super) use replay::{journaled, newest_head, overlay, replay};
+pub(super) use replay::{Unwritten, journaled, newest_head, overlay, replay, unwritten};
 use trust::{FOREIGN_CHECK, TrustCache};
 
 /// The journals' folder in the data directory.

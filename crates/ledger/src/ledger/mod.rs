@@ -56,6 +56,8 @@ mod behind;
 mod commit;
 mod crosscheck;
 mod flushed;
+mod now;
+pub use now::TasksNow;
 mod queue;
 mod recovery;
 mod verify;

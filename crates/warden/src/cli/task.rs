@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 use warden::audit::AuditEvent;
-use warden::ledger::Ledger;
+use warden::ledger::{Ledger, TasksNow};
 use warden::policy::HostConfig;
 use warden::staging::Staging;
 use warden::store::TaskRecord;
@@ -159,8 +159,10 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
             }
             Ok(0)
         }
+        // Beside a live host too: its rows still in its journal are read as they will stand.
         TaskCommand::Show { id } => {
-            let mut t = store.task(id).map_err(bad_input)?;
+            let now = ledger.tasks_now().map_err(host_failure)?;
+            let mut t = now.task(id).map_err(bad_input)?;
             let events = t
                 .trace
                 .as_ref()
@@ -168,15 +170,16 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
             t.trace = events.map(|n| json!(format!("{n} events: `warden task trace {id}`")));
             let mut shown = serde_json::to_value(&t).map_err(host_failure)?;
             let mut left = MAX_HOPS;
-            shown["children"] = json!(hops(store, id, 1, &mut left)?);
+            shown["children"] = json!(hops(&now, id, 1, &mut left)?);
             outln!("{}", terminal::json_pretty(&shown).map_err(host_failure)?)?;
             Ok(0)
         }
         TaskCommand::Trace { id } => {
-            let t = store.task(id).map_err(bad_input)?;
+            let now = ledger.tasks_now().map_err(host_failure)?;
+            let t = now.task(id).map_err(bad_input)?;
             print_trace(&t)?;
             let mut left = MAX_HOPS;
-            trace_hops(store, &t, 1, &mut left)?;
+            trace_hops(&now, &t, 1, &mut left)?;
             Ok(0)
         }
         TaskCommand::Diff { id } => {
@@ -259,7 +262,7 @@ const MAX_DEPTH: u32 = 64;
 
 /// The tasks task `id` called, each with its own: agent, user, grant, outcome and cost.
 fn hops(
-    store: &dyn warden::store::StateStore,
+    store: &TasksNow<'_>,
     id: u64,
     depth: u32,
     left: &mut usize,
@@ -289,7 +292,7 @@ fn hops(
 
 /// Each task `t` called, its trace after a line naming its caller, depth first.
 fn trace_hops(
-    store: &dyn warden::store::StateStore,
+    store: &TasksNow<'_>,
     t: &TaskRecord,
     depth: u32,
     left: &mut usize,

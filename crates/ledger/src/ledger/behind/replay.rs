@@ -12,7 +12,7 @@ use super::{Entry, JOURNAL_DIR, LineIn, Numbered, old_path, split};
 use sha2::{Digest, Sha256};
 
 use crate::policy::keys::to_hex;
-use crate::store::{LogHead, SqliteStore, StoreWitness, TaskWitness};
+use crate::store::{BegunRow, EndedRow, LogHead, SqliteStore, StoreWitness, TaskWitness};
 
 /// The longest journal line read back (a task's end with its whole trace is far smaller).
 const MAX_LINE: u64 = 64 << 20;
@@ -221,6 +221,50 @@ pub(in crate::ledger) fn overlay(
     }
     witness.tasks.sort_by_key(|t| t.id);
     Ok(())
+}
+
+/// A task's lines in the journals beyond what the store holds: its beginning and its end.
+pub(in crate::ledger) type Unwritten = (Option<BegunRow>, Option<EndedRow>);
+
+/// The lines the journals in `dir` (every host's, live or gone) hold beyond what the store
+/// holds (`marks`, read before the journals: a line the store took meanwhile is only laid over
+/// its own row again, which changes nothing), by task. A journal emptied or deleted meanwhile
+/// (its host's writer caught up) holds nothing.
+///
+/// # Errors
+///
+/// [`LedgerError::JournalCorrupt`] for a damaged line.
+pub(in crate::ledger) fn unwritten(
+    dir: &Path,
+    marks: &BTreeMap<String, u64>,
+) -> Result<HashMap<u64, Unwritten>, LedgerError> {
+    let mut rows: HashMap<u64, Unwritten> = HashMap::new();
+    for (owner, files) in journals(&dir.join(JOURNAL_DIR)) {
+        let held = marks.get(&owner).copied().unwrap_or(0);
+        for file in &files {
+            let entries = match read_journal(file) {
+                Err(LedgerError::Journal { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
+                other => other?,
+            };
+            for (_, entry) in entries.into_iter().filter(|(n, _)| *n > held) {
+                match entry {
+                    Entry::Begin(t, _) => {
+                        let id = t.id;
+                        rows.entry(id).or_default().0 = Some(t);
+                    }
+                    Entry::End(e, _) => {
+                        let id = e.id;
+                        rows.entry(id).or_default().1 = Some(e);
+                    }
+                }
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// The furthest log head any journal line in `dir` vouches for: the log must still reach it
