@@ -52,8 +52,8 @@ use axum::routing::{delete, get, post};
 
 use crate::Runtime;
 
-pub use agents::AgentSource;
-pub use agents::MAX_LISTED;
+pub use agents::{AgentSource, BuiltAgents};
+pub use agents::{MAX_LISTED, MAX_WARMED};
 pub use auth::{Authority, Caller, DevIssuer};
 pub use error::ApiError;
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, DURATION_BUCKETS, Metrics, RunEnd};

@@ -34,6 +34,10 @@ const LOAD_TURNS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct AgentDirectory {
     dir: PathBuf,
+    /// Where the policies are when they are not beside the components (a repository's built
+    /// agents: `target/wasm32-wasip2/release/<name>.wasm`, `-` spelled `_`, under
+    /// `policies/<name>.toml`).
+    policies: Option<PathBuf>,
     loaded: Mutex<HashMap<String, Kept>>,
     /// The turns of loads (see the module's docs).
     turns: [Mutex<()>; LOAD_TURNS],
@@ -103,19 +107,39 @@ impl AgentDirectory {
     pub(crate) fn new(dir: PathBuf) -> Self {
         AgentDirectory {
             dir,
+            policies: None,
             loaded: Mutex::new(HashMap::new()),
             turns: std::array::from_fn(|_| Mutex::new(())),
         }
     }
 
+    /// A repository's built agents: `components/<name>.wasm` (`-` spelled `_`, as cargo names
+    /// them) under `policies/<name>.toml`, kept and checked for changes as a directory's are.
+    pub(crate) fn built(components: PathBuf, policies: PathBuf) -> Self {
+        AgentDirectory {
+            policies: Some(policies),
+            ..AgentDirectory::new(components)
+        }
+    }
+
     fn files(&self, name: &str) -> [PathBuf; 4] {
-        let file = |ext: &str| self.dir.join(format!("{name}.{ext}"));
-        [
-            file("wasm"),
-            file("toml"),
-            file("wasm.sig"),
-            file("toml.sig"),
-        ]
+        let (wasm, toml) = match &self.policies {
+            None => (
+                self.dir.join(format!("{name}.wasm")),
+                self.dir.join(format!("{name}.toml")),
+            ),
+            Some(policies) => (
+                self.dir.join(format!("{}.wasm", name.replace('-', "_"))),
+                policies.join(format!("{name}.toml")),
+            ),
+        };
+        let sig = |p: &PathBuf| {
+            let mut s = p.clone().into_os_string();
+            s.push(".sig");
+            PathBuf::from(s)
+        };
+        let (wasm_sig, toml_sig) = (sig(&wasm), sig(&toml));
+        [wasm, toml, wasm_sig, toml_sig]
     }
 
     /// Stamp the `watched` files (a stat each: two for an agent whose signatures are not
@@ -192,8 +216,12 @@ impl AgentDirectory {
             .load_policy(toml)
             .map_err(|e| format!("the policy of agent `{name}` is refused: {e}"))?;
         if policy.agent.name != name {
+            let place = match &self.policies {
+                None => format!("{name}.toml in the agents directory"),
+                Some(_) => format!("policies/{name}.toml"),
+            };
             return Err(format!(
-                "{name}.toml in the agents directory is the policy of agent `{}`, not of `{name}`; an agent is found by its own name",
+                "{place} is the policy of agent `{}`, not of `{name}`; an agent is found by its own name",
                 policy.agent.name
             ));
         }

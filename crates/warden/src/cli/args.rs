@@ -169,9 +169,11 @@ pub enum Command {
         /// The user's identity token, @FILE, or a file holding it.
         #[arg(long, env = "WARDEN_TOKEN")]
         token: Option<String>,
-        /// The workspace folder that the agents' [fs] paths are relative to.
-        #[arg(long, default_value = ".")]
-        workspace: PathBuf,
+        /// The workspace folder that the agents' [fs] paths are relative to (default: the
+        /// current folder, unless it holds this server's own files, such as the repository's
+        /// built agents: then none).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
     },
     /// List an agent's imports and exports, and what a policy grants of them.
     Inspect {

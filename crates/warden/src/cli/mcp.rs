@@ -26,8 +26,9 @@ use super::{Failure, bad_input, host_failure};
 pub struct McpArgs {
     /// The identity token, `@FILE`, or a file holding it.
     pub token: Option<String>,
-    /// The workspace folder the agents' `[fs]` grants are relative to.
-    pub workspace: PathBuf,
+    /// The workspace folder the agents' `[fs]` grants are relative to; `None`: the current
+    /// folder if a task may name it here, else none (see [`mcp`]).
+    pub workspace: Option<PathBuf>,
 }
 
 /// `warden mcp`: serve MCP on stdin/stdout until the client closes it.
@@ -74,19 +75,43 @@ pub async fn mcp(
             )));
         }
     };
-    if !args.workspace.is_dir() {
+    let named = args.workspace.is_some();
+    let dir = args.workspace.unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
         return Err(bad_input(anyhow::anyhow!(
             "the workspace {} is not a folder",
-            super::shown(&args.workspace)
+            super::shown(&dir)
         )));
     }
     // The operator's workspace is a root of this server, whatever `[server] workspaces` lists.
     let state = ServerState::new(runtime, authority, agent_source(config))
         .map_err(host_failure)?
-        .with_workspace_root(&args.workspace);
+        .with_workspace_root(&dir);
     // While the client connects.
     state.warm();
-    let tools = AgentTools::new(state, Identity::Fixed(caller), Some(args.workspace));
+    // A workspace every call would be refused (it is, holds or lies inside this server's own
+    // files) is refused now when the operator named it; the default one, the current folder,
+    // is then no workspace: from a repository's root, which holds the built agents served, the
+    // tools run with none rather than not at all.
+    let workspace = match state.check_workspace(&dir) {
+        Ok(_) => Some(dir),
+        Err(e) if named => {
+            return Err(bad_input(anyhow::anyhow!(
+                "the workspace {}: {} ({})",
+                super::shown(&dir),
+                e.message,
+                e.code
+            )));
+        }
+        Err(e) => {
+            errln!(
+                "note: the current folder is no workspace for these tools ({}); they run without one: give --workspace DIR for their [fs] grants",
+                e.code
+            );
+            None
+        }
+    };
+    let tools = AgentTools::new(state, Identity::Fixed(caller), workspace);
     let (input, output) = warden::mcp::stdio::stdio();
     tracing::debug!(input = ?input.channel(), output = ?output.channel(), "the MCP streams");
     let running = tools
@@ -144,10 +169,10 @@ fn agent_source(config: &HostConfig) -> AgentSource {
         None => {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map_or_else(|| PathBuf::from("target"), PathBuf::from);
-            AgentSource::Built {
-                components: target.join("wasm32-wasip2/release"),
-                policies: PathBuf::from("policies"),
-            }
+            AgentSource::built(
+                target.join("wasm32-wasip2/release"),
+                PathBuf::from("policies"),
+            )
         }
     }
 }

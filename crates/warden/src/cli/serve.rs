@@ -69,10 +69,10 @@ pub async fn serve(
         None => {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map_or_else(|| PathBuf::from("target"), PathBuf::from);
-            AgentSource::Built {
-                components: target.join("wasm32-wasip2/release"),
-                policies: PathBuf::from("policies"),
-            }
+            AgentSource::built(
+                target.join("wasm32-wasip2/release"),
+                PathBuf::from("policies"),
+            )
         }
     };
     let state = ServerState::new(runtime, authority, agents).map_err(host_failure)?;

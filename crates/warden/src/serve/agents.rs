@@ -3,8 +3,8 @@
 //! them), or, on a host without one, the repository's built agents as `warden run NAME` finds
 //! them (`target/wasm32-wasip2/release/<name>.wasm`) with the policy `policies/<name>.toml`.
 //! Either way a task names an agent, never a file: a name is 1 to 64 of `a-z`, `0-9` and `-`.
-//! A server loads the directory's agents as it starts ([`ServerState::warm`]), so its first
-//! calls find them loaded.
+//! Either way an agent is loaded once and kept until one of its files changes, and a server
+//! loads its agents as it starts ([`ServerState::warm`]), so its first calls find them loaded.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,13 +27,46 @@ pub enum AgentSource {
     /// The runtime's agents directory (`[agents] dir` of its host configuration).
     Directory,
     /// Built components in `components` (`<name>.wasm`, `-` spelled `_`, as cargo names them)
-    /// with their policies in `policies` (`<name>.toml`). Loaded afresh for each task.
+    /// with their policies in `policies` (`<name>.toml`), kept once loaded and loaded again when
+    /// a file changes, as a directory's are. Made by [`AgentSource::built`].
     Built {
         /// The folder of built components (`target/wasm32-wasip2/release`).
         components: PathBuf,
         /// The folder of policies (`policies`).
         policies: PathBuf,
+        /// The agents loaded from them.
+        kept: BuiltAgents,
     },
+}
+
+/// The agents a [`AgentSource::Built`] loaded, each with the stamps of its files.
+#[derive(Debug, Clone)]
+pub struct BuiltAgents(Arc<crate::calls::AgentDirectory>);
+
+impl AgentSource {
+    /// The agent `name` if it was loaded already and its files have not changed since (a stat
+    /// of each: cheap enough for an async worker).
+    pub(crate) fn kept(&self, runtime: &Runtime, name: &str) -> Option<Arc<LoadedAgent>> {
+        let dir = match self {
+            AgentSource::Directory => runtime.agents.as_deref()?,
+            AgentSource::Built { kept, .. } => &kept.0,
+        };
+        dir.kept(name).ok().flatten()
+    }
+
+    /// A repository's built agents: the components in `components`, their policies in
+    /// `policies`.
+    pub fn built(components: PathBuf, policies: PathBuf) -> Self {
+        let kept = BuiltAgents(Arc::new(crate::calls::AgentDirectory::built(
+            components.clone(),
+            policies.clone(),
+        )));
+        AgentSource::Built {
+            components,
+            policies,
+            kept,
+        }
+    }
 }
 
 /// `name` if it is an agent name, else 400 `bad-agent-name`. A submission checks it before
@@ -99,25 +132,17 @@ impl AgentSource {
             AgentSource::Built {
                 components,
                 policies,
+                kept,
             } => {
                 let wasm = components.join(format!("{}.wasm", name.replace('-', "_")));
                 let toml = policies.join(format!("{name}.toml"));
+                if let Some(agent) = kept.0.kept(name).map_err(refused)? {
+                    return Ok(agent);
+                }
                 if !wasm.is_file() || !toml.is_file() {
                     return Err(missing());
                 }
-                let policy = runtime.load_policy(&toml).map_err(|e| {
-                    refused(format!("the policy of agent `{name}` is refused: {e}"))
-                })?;
-                if policy.agent.name != name {
-                    return Err(refused(format!(
-                        "policies/{name}.toml is the policy of agent `{}`, not of `{name}`",
-                        policy.agent.name
-                    )));
-                }
-                let agent = runtime
-                    .load_file(&wasm, policy)
-                    .map_err(|e| refused(format!("agent `{name}` cannot be loaded: {e}")))?;
-                Ok(Arc::new(agent))
+                kept.0.load(runtime, name).map_err(refused)
             }
         }
     }
@@ -142,6 +167,7 @@ impl AgentSource {
             AgentSource::Built {
                 components,
                 policies,
+                ..
             } => {
                 let components = components.clone();
                 (
@@ -175,18 +201,15 @@ impl AgentSource {
 pub const MAX_WARMED: usize = 64;
 
 impl ServerState {
-    /// Load the agents of the agents directory and their contracts now, in the background, one
+    /// Load the agents this server serves (its agents directory's, or a repository's built
+    /// ones) and their contracts now, in the background, one
     /// after the other (at most [`MAX_WARMED`], by name): on a starting server this runs while the
     /// client connects, so the first call of an agent does not wait for its component, its
     /// policy and its contract (~3 ms for a small agent, warm compile cache). A call that comes
     /// while its agent is loading waits for that load rather than repeating it (loads of one
     /// name take turns: `calls/directory.rs`). An agent that does not load is left for its first
-    /// call to refuse, with its error. Nothing to do where agents are loaded afresh for every
-    /// task (a repository's built agents).
+    /// call to refuse, with its error.
     pub fn warm(&self) {
-        if !matches!(*self.agents, AgentSource::Directory) {
-            return;
-        }
         let state = self.clone();
         let handle = tokio::runtime::Handle::current();
         // A thread of the blocking pool, not an async worker: `warden mcp` has one worker, and

@@ -290,10 +290,7 @@ impl ServerState {
     /// files have not changed since it was loaded (two `stat`s, on this worker), or else loaded
     /// off the async workers.
     pub(crate) async fn find_agent(&self, name: &str) -> Result<Arc<LoadedAgent>, ApiError> {
-        if matches!(*self.agents, super::AgentSource::Directory)
-            && let Some(dir) = self.runtime.agents.as_ref()
-            && let Ok(Some(agent)) = dir.kept(name)
-        {
+        if let Some(agent) = self.agents.kept(&self.runtime, name) {
             return Ok(agent);
         }
         let (runtime, agents, name) = (self.runtime.clone(), self.agents.clone(), name.to_owned());

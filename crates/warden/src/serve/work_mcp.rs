@@ -20,6 +20,7 @@ pub(super) fn agent_folders(runtime: &Runtime, agents: &AgentSource) -> Vec<std:
         AgentSource::Built {
             components,
             policies,
+            ..
         } => vec![policies.clone(), components.clone()],
     }
 }

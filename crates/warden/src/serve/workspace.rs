@@ -182,6 +182,17 @@ pub(super) fn shown(dir: &Path) -> String {
 }
 
 impl super::ServerState {
+    /// `dir` resolved, if a task may name it as its workspace on this server (one of its roots
+    /// or inside one, never its own files):
+    /// the error a task naming it would get otherwise (nothing audited: no task asked).
+    ///
+    /// # Errors
+    ///
+    /// As a task's: 403 `workspace-not-allowed` or `workspace-refused`, 400 `bad-workspace`.
+    pub fn check_workspace(&self, dir: &Path) -> Result<PathBuf, ApiError> {
+        checked(dir, &self.workspace_roots, &self.own_folders()?)
+    }
+
     /// `dir`, a queued task's workspace taken up again at a start, if the server's roots still
     /// allow it; else why not (the task is refused).
     pub(super) fn readmitted_workspace(&self, dir: &Path) -> Result<PathBuf, String> {
