@@ -79,10 +79,18 @@ fn start() -> Server {
     std::fs::copy(agent("probe"), dir.join("probe.wasm")).unwrap();
     // No [net]: a request for the network kills the instance.
     std::fs::write(dir.join("probe.toml"), "[agent]\nname = \"probe\"\n").unwrap();
-    let config = dir.join("warden.toml");
+    launch_dir(agents)
+}
+
+/// `warden serve` with `agents` as its `[agents] dir` and nothing else configured.
+fn launch_dir(agents: tempfile::TempDir) -> Server {
+    let config = agents.path().join("warden.toml");
     std::fs::write(
         &config,
-        format!("[agents]\ndir = {:?}\n", dir.display().to_string()),
+        format!(
+            "[agents]\ndir = {:?}\n",
+            agents.path().display().to_string()
+        ),
     )
     .unwrap();
     launch(&config, agents)

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 use warden_tests::{agent, root};
 
-use super::{ended, error_code, get, launch, request, submit};
+use super::{ended, error_code, get, launch, launch_dir, request, submit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_sees_and_runs_only_the_agents_their_roles_list() {
@@ -102,13 +102,7 @@ async fn an_agent_the_server_runs_calls_another_through_the_host() {
         "[agent]\nname = \"relay\"\n[agents]\ncall = [\"hello\"]\n",
     )
     .unwrap();
-    let config = dir.join("warden.toml");
-    std::fs::write(
-        &config,
-        format!("[agents]\ndir = {:?}\n", dir.display().to_string()),
-    )
-    .unwrap();
-    let s = tokio::task::spawn_blocking(move || launch(&config, agents))
+    let s = tokio::task::spawn_blocking(move || launch_dir(agents))
         .await
         .unwrap();
     let token = s.token.clone();
@@ -159,13 +153,7 @@ async fn a_starting_server_loads_its_agents_once_before_their_first_call() {
     // Not an agent of this directory: its policy names another agent. Left for a call to refuse.
     std::fs::copy(agent("hello"), dir.join("stray.wasm")).unwrap();
     std::fs::write(dir.join("stray.toml"), "[agent]\nname = \"hello\"\n").unwrap();
-    let config = dir.join("warden.toml");
-    std::fs::write(
-        &config,
-        format!("[agents]\ndir = {:?}\n", dir.display().to_string()),
-    )
-    .unwrap();
-    let s = tokio::task::spawn_blocking(move || launch(&config, agents))
+    let s = tokio::task::spawn_blocking(move || launch_dir(agents))
         .await
         .unwrap();
     // No request yet: both agents are loaded (and audited as loaded) by the start itself.

@@ -177,9 +177,47 @@ pub(in crate::ledger) fn overlay(
         .enumerate()
         .map(|(i, t)| (t.id, i))
         .collect();
+    // The lines the store holds are its rows already: an edit of those rows must show.
+    let marks = witness.journal_marks.clone();
+    each_unwritten(dir, &marks, |owner, entry| match entry {
+        Entry::Begin(t, head) => {
+            at.entry(t.id).or_insert_with(|| {
+                witness.tasks.push(TaskWitness {
+                    id: t.id,
+                    status: "running".into(),
+                    owner: owner.to_owned(),
+                    staging: "none".into(),
+                    trace_sha256: None,
+                    log_head: Some(head),
+                    parent: t.parent,
+                });
+                witness.tasks.len() - 1
+            });
+        }
+        Entry::End(e, head) => {
+            if let Some(&i) = at.get(&e.id) {
+                let row = &mut witness.tasks[i];
+                row.status = e.status;
+                row.staging = e.staging;
+                row.trace_sha256 = Some(to_hex(&Sha256::digest(e.trace.get().as_bytes())));
+                row.log_head = Some(head);
+            }
+        }
+    })?;
+    witness.tasks.sort_by_key(|t| t.id);
+    Ok(())
+}
+
+/// Each entry of the journals in `dir` past what the store holds of them (`marks`), with its
+/// journal's owner, in each journal's order. A journal emptied or deleted meanwhile (its host's
+/// writer caught up) holds nothing.
+fn each_unwritten(
+    dir: &Path,
+    marks: &BTreeMap<String, u64>,
+    mut each: impl FnMut(&str, Entry),
+) -> Result<(), LedgerError> {
     for (owner, files) in journals(&dir.join(JOURNAL_DIR)) {
-        // The lines the store holds are its rows already: an edit of those rows must show.
-        let held = witness.journal_marks.get(&owner).copied().unwrap_or(0);
+        let held = marks.get(&owner).copied().unwrap_or(0);
         for file in &files {
             let entries = match read_journal(file) {
                 Err(LedgerError::Journal { source, .. })
@@ -190,36 +228,10 @@ pub(in crate::ledger) fn overlay(
                 other => other?,
             };
             for (_, entry) in entries.into_iter().filter(|(n, _)| *n > held) {
-                match entry {
-                    Entry::Begin(t, head) => {
-                        at.entry(t.id).or_insert_with(|| {
-                            witness.tasks.push(TaskWitness {
-                                id: t.id,
-                                status: "running".into(),
-                                owner: owner.clone(),
-                                staging: "none".into(),
-                                trace_sha256: None,
-                                log_head: Some(head),
-                                parent: t.parent,
-                            });
-                            witness.tasks.len() - 1
-                        });
-                    }
-                    Entry::End(e, head) => {
-                        if let Some(&i) = at.get(&e.id) {
-                            let row = &mut witness.tasks[i];
-                            row.status = e.status;
-                            row.staging = e.staging;
-                            row.trace_sha256 =
-                                Some(to_hex(&Sha256::digest(e.trace.get().as_bytes())));
-                            row.log_head = Some(head);
-                        }
-                    }
-                }
+                each(&owner, entry);
             }
         }
     }
-    witness.tasks.sort_by_key(|t| t.id);
     Ok(())
 }
 
@@ -239,31 +251,16 @@ pub(in crate::ledger) fn unwritten(
     marks: &BTreeMap<String, u64>,
 ) -> Result<HashMap<u64, Unwritten>, LedgerError> {
     let mut rows: HashMap<u64, Unwritten> = HashMap::new();
-    for (owner, files) in journals(&dir.join(JOURNAL_DIR)) {
-        let held = marks.get(&owner).copied().unwrap_or(0);
-        for file in &files {
-            let entries = match read_journal(file) {
-                Err(LedgerError::Journal { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    continue;
-                }
-                other => other?,
-            };
-            for (_, entry) in entries.into_iter().filter(|(n, _)| *n > held) {
-                match entry {
-                    Entry::Begin(t, _) => {
-                        let id = t.id;
-                        rows.entry(id).or_default().0 = Some(t);
-                    }
-                    Entry::End(e, _) => {
-                        let id = e.id;
-                        rows.entry(id).or_default().1 = Some(e);
-                    }
-                }
-            }
+    each_unwritten(dir, marks, |_, entry| match entry {
+        Entry::Begin(t, _) => {
+            let id = t.id;
+            rows.entry(id).or_default().0 = Some(t);
         }
-    }
+        Entry::End(e, _) => {
+            let id = e.id;
+            rows.entry(id).or_default().1 = Some(e);
+        }
+    })?;
     Ok(rows)
 }
 
