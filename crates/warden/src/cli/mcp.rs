@@ -5,8 +5,10 @@
 //! development user `warden serve` makes (role `dev`: the workspace, nothing else). Run from a
 //! repository root with no configuration it serves the repository's built agents
 //! (`target/wasm32-wasip2/release/<name>.wasm` under `policies/<name>.toml`), so an MCP client
-//! is set up with one line: `{"command": "warden", "args": ["mcp"]}`. Standard output carries
-//! only the protocol; messages go to standard error.
+//! is set up with one line: `{"command": "warden", "args": ["mcp"]}`; the repository's root,
+//! which holds those agents and their policies, is then no workspace (the tools run without
+//! one unless `--workspace DIR` names one). Standard output carries only the protocol; messages
+//! go to standard error.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
