@@ -69,6 +69,37 @@ impl TasksNow<'_> {
         Ok(row)
     }
 
+    /// The newest tasks, newest first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// Any store error.
+    pub fn tasks(&self, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut rows = self.ledger.store().tasks(limit)?;
+        let stored: HashSet<u64> = rows.iter().map(|r| r.id).collect();
+        for (id, (begin, _)) in &self.lines {
+            if let Some(begin) = begin.as_ref().filter(|_| !stored.contains(id)) {
+                rows.push(begin.record()?);
+            }
+        }
+        self.ended(&mut rows)?;
+        rows.sort_by_key(|r| std::cmp::Reverse(r.id));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    /// Lay the journaled ends over `rows` still running.
+    fn ended(&self, rows: &mut [TaskRecord]) -> Result<(), StoreError> {
+        for row in rows {
+            if let Some((_, Some(end))) = self.lines.get(&row.id)
+                && row.status == "running"
+            {
+                end.apply(row)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The tasks task `id`'s agent called, oldest first, at most `limit`.
     ///
     /// # Errors
@@ -84,13 +115,7 @@ impl TasksNow<'_> {
                 rows.push(begin.record()?);
             }
         }
-        for row in &mut rows {
-            if let Some((_, Some(end))) = self.lines.get(&row.id)
-                && row.status == "running"
-            {
-                end.apply(row)?;
-            }
-        }
+        self.ended(&mut rows)?;
         rows.sort_by_key(|r| r.id);
         rows.truncate(limit);
         Ok(rows)
@@ -175,6 +200,9 @@ mod tests {
             reader.tasks_now().unwrap().children(root, 1).unwrap().len(),
             1
         );
+        let listed = reader.tasks_now().unwrap().tasks(2).unwrap();
+        let seen: Vec<(u64, &str)> = listed.iter().map(|t| (t.id, t.status.as_str())).collect();
+        assert_eq!(seen, [(running, "running"), (done, "completed")]);
         assert!(matches!(
             reader.tasks_now().unwrap().task(running + 100),
             Err(StoreError::NotFound(_))

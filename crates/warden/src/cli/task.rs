@@ -150,7 +150,8 @@ pub fn task(ledger: &Ledger, config: &HostConfig, command: TaskCommand) -> Resul
     let store = ledger.store();
     match command {
         TaskCommand::List { limit, json } => {
-            for t in store.tasks(limit).map_err(host_failure)? {
+            let now = ledger.tasks_now().map_err(host_failure)?;
+            for t in now.tasks(limit).map_err(host_failure)? {
                 if json {
                     outln!("{}", terminal::json_line(&t).map_err(host_failure)?)?;
                 } else {
