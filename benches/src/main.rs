@@ -28,6 +28,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The `warden` binary's allocator (`crates/warden/src/main.rs` says why), so that the figures
+/// measured in process are the host's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
