@@ -29,10 +29,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The `warden` binary's allocator (`crates/warden/src/main.rs` says why), so that the figures
+/// The `warden` binary's allocator (`warden::alloc` says why), so that the figures
 /// measured in process are the host's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: warden::alloc::HostAllocator = warden::alloc::HostAllocator;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};

@@ -28,6 +28,7 @@
 //!    request form a tree in the ledger.
 #![deny(missing_docs)]
 
+pub mod alloc;
 mod calls;
 pub mod cascade;
 mod contract;

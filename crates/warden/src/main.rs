@@ -31,11 +31,9 @@ macro_rules! errln {
     }};
 }
 
-/// mimalloc rather than glibc's malloc: the ledger's writer thread frees the rows and records the
-/// run path allocated, and glibc serialises each such free on the allocating thread's arena lock
-/// (`futex` wake-ups on the run path, seen under `perf`); mimalloc hands them back without it.
+/// mimalloc for small blocks, the system's allocator for large ones (`warden::alloc` says why).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: warden::alloc::HostAllocator = warden::alloc::HostAllocator;
 
 #[path = "cli/approve.rs"]
 mod approve_cli;
