@@ -183,13 +183,17 @@ impl AgentTools {
 
     /// The rest of a call of `tool` whose task `id` runs: wait ([`AgentTools::wait_for_end`]);
     /// the run's end is the tool's result, a question it asks a `waiting` call pauses it
-    /// ([`mrtr`]) and is the result that asks the client.
+    /// ([`mrtr`]) and is the result that asks the client. `held`: the ledger's count of held
+    /// actions read before this call submitted the task, if it did
+    /// ([`ServerState::pending_actions_after`]).
+    #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
         caller: &Caller,
         tool: &str,
         output_schema: Option<&serde_json::Value>,
         id: u64,
+        held: Option<u64>,
         context: &RequestContext<RoleServer>,
         mut waiting: Option<mrtr::Waiting>,
     ) -> Result<CallToolResponse, ErrorData> {
@@ -236,7 +240,7 @@ impl AgentTools {
         }
         let pending = if row.status == "completed" {
             self.state
-                .pending_actions(caller, id)
+                .pending_actions_after(caller, id, held)
                 .await
                 .map_err(protocol_error)?
         } else {
@@ -337,6 +341,8 @@ impl ServerHandler for AgentTools {
             workspace: self.workspace.clone(),
             client: Some(client::ClientHandle::of(&context, pauser)),
         };
+        // Read before the task exists: its tree's actions are held after this.
+        let held = self.state.actions_held();
         let id = match self.state.run_now(&caller, submission).await {
             Ok(id) => id,
             // A request the tool refuses (bad input, a full queue, a refused agent) is the
@@ -361,7 +367,7 @@ impl ServerHandler for AgentTools {
             continues: None,
         });
         let output = entry.output_schema.as_ref();
-        self.answer(&caller, &name, output, id, &context, waiting)
+        self.answer(&caller, &name, output, id, held, &context, waiting)
             .await
     }
 

@@ -154,6 +154,8 @@ pub struct Ledger {
     owner_lock: Option<std::fs::File>,
     committer: commit::Committer,
     anchorer: anchor::Anchorer,
+    /// Actions this ledger was asked to hold since it opened ([`Ledger::actions_held`]).
+    held: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -227,6 +229,7 @@ impl Ledger {
             owner_lock: Some(owner_lock),
             committer: commit::Committer::default(),
             anchorer: anchor::Anchorer::default(),
+            held: std::sync::atomic::AtomicU64::new(0),
         };
         recovery::recover(&ledger, &owners)?;
         Ok(ledger)
@@ -321,6 +324,15 @@ impl Ledger {
         self.audit.path()
     }
 
+    /// How many actions this ledger has been asked to hold since it opened, counted as each
+    /// [`Ledger::hold_action`] begins (a refused one too). Every action is held by the process
+    /// that runs its task, so a task tree that began after this read `n` and ran wholly in this
+    /// process holds no action if it still reads `n` once the tree ended: its pending actions
+    /// need no read of the store.
+    pub fn actions_held(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Hold an irreversible tool call as a pending action and audit it. If the audit record
     /// cannot be written nothing is stored and the error returned: fail closed.
     ///
@@ -336,6 +348,9 @@ impl Ledger {
         params: &str,
         ttl: std::time::Duration,
     ) -> Result<ActionRecord, LedgerError> {
+        // Counted before anything is stored: a reader that sees the old count after the task
+        // ended knows no action of it can be in the store.
+        self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let created_ms = now_ms();
         // The record is written inside the store's transaction, before the commit: an action
         // whose record cannot be written is never stored, so it can never be approved.

@@ -389,6 +389,7 @@ fn a_trees_actions_are_read_without_waiting_for_the_writer() {
     let child = begin(Some(root));
     let grandchild = begin(Some(child));
     assert!(grandchild < root, "the children's ids are below the root's");
+    let held = ledger.actions_held();
     ledger
         .hold_action(
             grandchild,
@@ -399,6 +400,8 @@ fn a_trees_actions_are_read_without_waiting_for_the_writer() {
             std::time::Duration::from_secs(60),
         )
         .unwrap();
+    // The count an MCP answer compares to skip the read (`pending_actions_after`).
+    assert_eq!(ledger.actions_held(), held + 1);
     let blocker = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let sibling = begin(Some(child));

@@ -414,7 +414,15 @@ impl AgentTools {
                 continues,
             };
             return self
-                .answer(caller, tool, output_schema, task, context, Some(waiting))
+                .answer(
+                    caller,
+                    tool,
+                    output_schema,
+                    task,
+                    None,
+                    context,
+                    Some(waiting),
+                )
                 .await;
         }
         let Paused { asks, task, .. } = paused;
@@ -423,8 +431,16 @@ impl AgentTools {
             responses,
             continues,
         };
-        self.answer(caller, tool, output_schema, task, context, Some(waiting))
-            .await
+        self.answer(
+            caller,
+            tool,
+            output_schema,
+            task,
+            None,
+            context,
+            Some(waiting),
+        )
+        .await
     }
 }
 

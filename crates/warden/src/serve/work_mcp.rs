@@ -100,3 +100,35 @@ impl ServerState {
             .map_err(|e| ApiError::internal(format!("the ledger cannot be read: {e}")))
     }
 }
+
+impl ServerState {
+    /// How many actions this server's ledger has held so far ([`Ledger::actions_held`]): read
+    /// before a call submits its task, it lets [`ServerState::pending_actions_after`] skip the
+    /// store.
+    ///
+    /// [`Ledger::actions_held`]: crate::ledger::Ledger::actions_held
+    pub fn actions_held(&self) -> Option<u64> {
+        self.runtime.ledger().map(|l| l.actions_held())
+    }
+
+    /// [`ServerState::pending_actions`] of task `id`, whose tree began after this server's
+    /// ledger counted `held` actions ([`ServerState::actions_held`]) and ran in this process
+    /// (every action is held by the process that runs its task): none, without a read of the
+    /// store, when the count has not moved since — no task of this process held an action
+    /// meanwhile. Otherwise (or with no count) the store is read.
+    ///
+    /// # Errors
+    ///
+    /// 500 when the ledger cannot be read.
+    pub async fn pending_actions_after(
+        &self,
+        caller: &Caller,
+        id: u64,
+        held: Option<u64>,
+    ) -> Result<Vec<ActionRecord>, ApiError> {
+        if held.is_some() && held == self.actions_held() {
+            return Ok(Vec::new());
+        }
+        self.pending_actions(caller, id).await
+    }
+}
