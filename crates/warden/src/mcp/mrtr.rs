@@ -404,26 +404,7 @@ impl AgentTools {
                 }
             };
             responses.remove(&paused.ask.key);
-            let Paused {
-                ask, asks, task, ..
-            } = paused;
-            ask.answer(Ok(reply));
-            let waiting = Waiting {
-                asks,
-                responses,
-                continues,
-            };
-            return self
-                .answer(
-                    caller,
-                    tool,
-                    output_schema,
-                    task,
-                    None,
-                    context,
-                    Some(waiting),
-                )
-                .await;
+            paused.ask.answer(Ok(reply));
         }
         let Paused { asks, task, .. } = paused;
         let waiting = Waiting {
@@ -431,6 +412,7 @@ impl AgentTools {
             responses,
             continues,
         };
+        // Its task was submitted by an earlier call: its pending actions are read.
         self.answer(
             caller,
             tool,
