@@ -156,6 +156,12 @@ async def main(base, token, other_token):
     out["deploy_streamed"] = {"events": evs, "task": final_task(evs)}
     deploy_id = out["deploy_streamed"]["task"]["id"]
     out["deploy_get"] = MessageToDict(await shared.get_task(GetTaskRequest(id=deploy_id)))
+    # The same through a blocking SendMessage: its answer names the action too.
+    evs = await events(
+        shared,
+        SendMessageRequest(message=message(data={"op": "tool", "name": "deploy", "input": "v2"}, skill="probe")),
+    )
+    out["deploy_blocking"] = final_task(evs)
 
     # Without a token: refused, by the SDK's client and on the wire.
     try:

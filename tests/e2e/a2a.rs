@@ -9,7 +9,7 @@
 //! that user (role `guest`: `hello` only) sees one skill and is refused `probe`;
 //! a spinning probe is answered at once and cancelled (or, while the queue cannot stop a run,
 //! refused as not cancellable and followed with SubscribeToTask to its CPU-limit kill), an ended
-//! task is not cancellable; a `deploy` is `AUTH_REQUIRED`
+//! task is not cancellable; a `deploy` (streamed, and sent blocking) is `AUTH_REQUIRED`
 //! saying `warden approve N`, nothing deployed, and `COMPLETED` once rita's approval settles it;
 //! a model call over the probe's budget escalates it: `INPUT_REQUIRED`, saying why;
 //! no token is a 401; malformed requests are JSON-RPC errors with A2A's codes and store nothing.

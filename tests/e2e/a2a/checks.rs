@@ -191,6 +191,13 @@ pub fn approval(out: &Value) -> u64 {
     let got = &out["deploy_get"];
     assert_eq!(state(got), "TASK_STATE_AUTH_REQUIRED", "{got}");
     assert_eq!(got["id"], task["id"]);
+    // A blocking SendMessage's answer reads its tree's actions too (an action was held since
+    // it submitted the task, so the read is not skipped).
+    let blocking = &out["deploy_blocking"];
+    assert_eq!(state(blocking), "TASK_STATE_AUTH_REQUIRED", "{blocking}");
+    let held = &blocking["status"]["message"]["parts"][1]["data"]["approvals"][0];
+    assert_eq!(held["tool"], "deploy", "{blocking}");
+    assert_ne!(held["action"], approvals[0]["action"], "{blocking}");
     action
 }
 

@@ -158,6 +158,8 @@ impl Call {
                     .configuration
                     .as_ref()
                     .is_some_and(|c| c.return_immediately);
+                // Read before the task exists: its tree's actions are held after this.
+                let held = self.state.actions_held();
                 let id = self.submit(p, !immediately).await?;
                 let row = if immediately {
                     self.state.task(&self.caller, id).await?
@@ -167,7 +169,8 @@ impl Call {
                         Err(_) => self.state.task(&self.caller, id).await?,
                     }
                 };
-                Ok(json!({"task": self.shown(row, true).await?}))
+                let pending = self.pending(&row, held).await?;
+                Ok(json!({"task": task::task(&row, &pending, true)}))
             }
             "GetTask" => {
                 let p: TaskIdParams = params_of(params)?;
@@ -236,15 +239,22 @@ impl Call {
 
     /// `row` as an A2A task, with its pending approvals when it has completed.
     async fn shown(&self, row: TaskRecord, artifacts: bool) -> Result<wire::Task, RpcError> {
-        let pending = self.pending(&row).await?;
+        let pending = self.pending(&row, None).await?;
         Ok(task::task(&row, &pending, artifacts))
     }
 
     /// The actions of `row`'s tree waiting for a person's approval if it has completed (none
     /// otherwise: only a completed task waits for them): one indexed read. The caller may see
-    /// `row` (whoever fetched it checked), and so its tree.
-    async fn pending(&self, row: &TaskRecord) -> Result<Vec<ActionRecord>, RpcError> {
-        if row.status != "completed" {
+    /// `row` (whoever fetched it checked), and so its tree. `held`: the ledger's count of held
+    /// actions read before this request submitted the task, if it did — an unchanged count
+    /// means none of its tree, and nothing is read
+    /// ([`ServerState::pending_actions_after`](crate::serve::ServerState::pending_actions_after)).
+    async fn pending(
+        &self,
+        row: &TaskRecord,
+        held: Option<u64>,
+    ) -> Result<Vec<ActionRecord>, RpcError> {
+        if row.status != "completed" || (held.is_some() && held == self.state.actions_held()) {
             return Ok(Vec::new());
         }
         let (ledger, id) = (self.ledger()?, row.id);
