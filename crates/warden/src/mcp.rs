@@ -184,8 +184,8 @@ impl AgentTools {
     /// The rest of a call of `tool` whose task `id` runs: wait ([`AgentTools::wait_for_end`]);
     /// the run's end is the tool's result, a question it asks a `waiting` call pauses it
     /// ([`mrtr`]) and is the result that asks the client. `held`: the ledger's count of held
-    /// actions read before this call submitted the task, if it did
-    /// ([`ServerState::pending_actions_after`]).
+    /// actions read before this call's task began, if it started at once
+    /// ([`ServerState::run_now_counted`]).
     #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
@@ -341,10 +341,8 @@ impl ServerHandler for AgentTools {
             workspace: self.workspace.clone(),
             client: Some(client::ClientHandle::of(&context, pauser)),
         };
-        // Read before the task exists: its tree's actions are held after this.
-        let held = self.state.actions_held();
-        let id = match self.state.run_now(&caller, submission).await {
-            Ok(id) => id,
+        let (id, held) = match self.state.run_now_counted(&caller, submission).await {
+            Ok(started) => started,
             // A request the tool refuses (bad input, a full queue, a refused agent) is the
             // tool's answer, which the model can read and act on; only a broken server is a
             // protocol error.

@@ -118,7 +118,7 @@ async fn endpoint(
     match method.as_str() {
         "SendStreamingMessage" => match params_of::<SendParams>(params) {
             Ok(p) => match call.submit(p, false).await {
-                Ok(task) => stream::follow(call, id, task),
+                Ok((task, _)) => stream::follow(call, id, task),
                 Err(e) => reply(&id, Err(e)),
             },
             Err(e) => reply(&id, Err(e)),
@@ -158,9 +158,7 @@ impl Call {
                     .configuration
                     .as_ref()
                     .is_some_and(|c| c.return_immediately);
-                // Read before the task exists: its tree's actions are held after this.
-                let held = self.state.actions_held();
-                let id = self.submit(p, !immediately).await?;
+                let (id, held) = self.submit(p, !immediately).await?;
                 let row = if immediately {
                     self.state.task(&self.caller, id).await?
                 } else {
@@ -246,8 +244,8 @@ impl Call {
     /// The actions of `row`'s tree waiting for a person's approval if it has completed (none
     /// otherwise: only a completed task waits for them): one indexed read. The caller may see
     /// `row` (whoever fetched it checked), and so its tree. `held`: the ledger's count of held
-    /// actions read before this request submitted the task, if it did — an unchanged count
-    /// means none of its tree, and nothing is read
+    /// actions read before this request's task began, if it started at once — an unchanged
+    /// count means none of its tree, and nothing is read
     /// ([`ServerState::pending_actions_after`](crate::serve::ServerState::pending_actions_after)).
     async fn pending(
         &self,

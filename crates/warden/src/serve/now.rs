@@ -34,14 +34,35 @@ impl ServerState {
     /// As [`ServerState::submit`]; and 422 `not-started` for a run that could not begin (the
     /// host could not set up its instance or record it: nothing of it is stored).
     pub async fn run_now(&self, caller: &Caller, submission: Submission) -> Result<u64, ApiError> {
+        self.run_now_counted(caller, submission)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// [`ServerState::run_now`], and the ledger's count of held actions read before the task
+    /// began ([`ServerState::actions_held`]) if it started at once: its row then is one this
+    /// process began and runs (never in the store's queue, where another server starting on the
+    /// same data directory could take it up), so its tree's actions are held here, and an
+    /// unchanged count once it ended means it holds none
+    /// ([`ServerState::pending_actions_after`]). `None` for a task that was queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerState::run_now`].
+    pub async fn run_now_counted(
+        &self,
+        caller: &Caller,
+        submission: Submission,
+    ) -> Result<(u64, Option<u64>), ApiError> {
+        let held = self.actions_held();
         let (row, job) = self.prepare(caller, submission).await?;
         let place = self.queue.admit(&caller.user.subject)?;
         let (Work::Agent { name, input }, Some(agent)) = (&job.work, &job.agent) else {
-            return self.enqueue(place, row, job).await;
+            return self.enqueue(place, row, job).await.map(|id| (id, None));
         };
         let slot = match self.queue.start_now(place) {
             Ok(slot) => Arc::new(slot),
-            Err(place) => return self.enqueue(place, row, job).await,
+            Err(place) => return self.enqueue(place, row, job).await.map(|id| (id, None)),
         };
         let running = self.running.start();
         let (told, began) = oneshot::channel();
@@ -116,6 +137,7 @@ impl ServerState {
         began
             .await
             .map_err(|_| ApiError::internal("the task's run stopped before it began"))?
+            .map(|id| (id, held))
     }
 }
 

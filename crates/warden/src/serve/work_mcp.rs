@@ -103,8 +103,8 @@ impl ServerState {
 
 impl ServerState {
     /// How many actions this server's ledger has held so far ([`Ledger::actions_held`]): read
-    /// before a call submits its task, it lets [`ServerState::pending_actions_after`] skip the
-    /// store.
+    /// before a task that starts at once ([`ServerState::run_now_counted`]), it lets
+    /// [`ServerState::pending_actions_after`] skip the store.
     ///
     /// [`Ledger::actions_held`]: crate::ledger::Ledger::actions_held
     pub fn actions_held(&self) -> Option<u64> {
@@ -112,10 +112,10 @@ impl ServerState {
     }
 
     /// [`ServerState::pending_actions`] of task `id`, whose tree began after this server's
-    /// ledger counted `held` actions ([`ServerState::actions_held`]) and ran in this process
-    /// (every action is held by the process that runs its task): none, without a read of the
-    /// store, when the count has not moved since — no task of this process held an action
-    /// meanwhile. Otherwise (or with no count) the store is read.
+    /// ledger counted `held` actions and ran in this process ([`ServerState::run_now_counted`]
+    /// gives the count only then; every action is held by the process that runs its task):
+    /// none, without a read of the store, when the count has not moved since — no task of this
+    /// process held an action meanwhile. Otherwise (or with no count) the store is read.
     ///
     /// # Errors
     ///

@@ -11,9 +11,14 @@ use super::{Call, push_refused};
 use crate::serve::work::{Submission, Work};
 
 impl Call {
-    /// Admit, store and start the task `p` asks for; its id. `now` for a caller that waits for
-    /// its end ([`crate::serve::ServerState::run_now`]).
-    pub(super) async fn submit(&self, p: SendParams, now: bool) -> Result<u64, RpcError> {
+    /// Admit, store and start the task `p` asks for; its id, and the ledger's count of held
+    /// actions if it started at once. `now` for a caller that waits for its end
+    /// ([`crate::serve::ServerState::run_now_counted`]).
+    pub(super) async fn submit(
+        &self,
+        p: SendParams,
+        now: bool,
+    ) -> Result<(u64, Option<u64>), RpcError> {
         if p.configuration
             .as_ref()
             .is_some_and(|c| c.task_push_notification_config.is_some())
@@ -55,8 +60,8 @@ impl Call {
             client: None,
         };
         Ok(match now {
-            true => self.state.run_now(&self.caller, submission).await?,
-            false => self.state.submit(&self.caller, submission).await?,
+            true => self.state.run_now_counted(&self.caller, submission).await?,
+            false => (self.state.submit(&self.caller, submission).await?, None),
         })
     }
 
