@@ -252,7 +252,7 @@ impl Call {
         row: &TaskRecord,
         held: Option<u64>,
     ) -> Result<Vec<ActionRecord>, RpcError> {
-        if row.status != "completed" || (held.is_some() && held == self.state.actions_held()) {
+        if row.status != "completed" || self.state.none_held_since(held) {
             return Ok(Vec::new());
         }
         let (ledger, id) = (self.ledger()?, row.id);

@@ -111,6 +111,12 @@ impl ServerState {
         self.runtime.ledger().map(|l| l.actions_held())
     }
 
+    /// Whether no action was held since the ledger counted `held` (`None`: no count, so not
+    /// known): then a tree that began after that count and ran in this process holds none.
+    pub(crate) fn none_held_since(&self, held: Option<u64>) -> bool {
+        held.is_some() && held == self.actions_held()
+    }
+
     /// [`ServerState::pending_actions`] of task `id`, whose tree began after this server's
     /// ledger counted `held` actions and ran in this process ([`ServerState::run_now_counted`]
     /// gives the count only then; every action is held by the process that runs its task):
@@ -126,7 +132,7 @@ impl ServerState {
         id: u64,
         held: Option<u64>,
     ) -> Result<Vec<ActionRecord>, ApiError> {
-        if held.is_some() && held == self.actions_held() {
+        if self.none_held_since(held) {
             return Ok(Vec::new());
         }
         self.pending_actions(caller, id).await
