@@ -301,7 +301,9 @@ impl TaskCalls {
             .agent(&self.caller.agent.name)
             .user(subject)
             .detail(detail);
-        if let Err(e) = ledger.record(event) {
+        // Written with the caller's deferred tree, if it has one (an outcome changes nothing
+        // outside the host).
+        if let Err(e) = ledger.record_deferred(event) {
             tracing::error!(target: "warden::calls", task = self.task, error = %e, "cannot record an agent call in the audit log");
         }
     }

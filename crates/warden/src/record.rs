@@ -76,6 +76,59 @@ fn grant_summary(
     })
 }
 
+/// How long a task may run with its start unwritten: past this, `writing_after` writes it, so
+/// a task that runs for a while is in the store (`warden task list`) and interrupted, not
+/// missing, if the host is killed.
+const DEFER_AT_MOST: Duration = Duration::from_millis(5);
+
+/// Await `run` (task `id`'s execution), writing the task's deferred start if it has not ended
+/// after [`DEFER_AT_MOST`].
+pub(crate) async fn writing_after<T>(
+    ledger: &Ledger,
+    id: u64,
+    run: impl std::future::Future<Output = T>,
+) -> Result<T, RunError> {
+    let mut run = std::pin::pin!(run);
+    tokio::select! {
+        biased;
+        done = &mut run => Ok(done),
+        () = tokio::time::sleep(DEFER_AT_MOST) => {
+            ledger
+                .write_deferred_async(id)
+                .await
+                .map_err(|e| RunError::Ledger(e.to_string()))?;
+            Ok(run.await)
+        }
+    }
+}
+
+/// Writes a task's deferred start when dropped (a run dropped before its end leaves its
+/// `running` row, as a run whose start was written does).
+pub(crate) struct WriteOnDrop<'a>(pub &'a Ledger, pub u64);
+
+impl Drop for WriteOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.write_deferred(self.1) {
+            tracing::error!(target: "warden::run", task = self.1, error = %e, "could not write a deferred task start");
+        }
+    }
+}
+
+/// Whether a task may keep its start unwritten until its end ([`Ledger::defer_task`]): its
+/// grant reaches nothing outside the host's ledger but the files it reads and the agents it
+/// calls (no writes, network, tools, model, memory writes or questions to a person, whose
+/// effects or records would come before its start is written), and no one is told its id when
+/// it begins.
+fn defers_start(policy: &Policy, options: &RunOptions) -> bool {
+    options.on_begin.is_none()
+        && policy.fs.write.is_empty()
+        && policy.net.is_empty()
+        && policy.tools.is_empty()
+        && policy.model.is_empty()
+        && policy.memory.write.is_empty()
+        && !policy.human.ask
+}
+
 impl LoadedAgent {
     /// Open the task in the ledger: the agent's trust record for this module, the task row and
     /// its first audit record (both naming the caller's task, for an agent call).
@@ -149,6 +202,11 @@ impl LoadedAgent {
                     .map_err(|e| fail(e.into()))?;
                 ledger.record(started.task(id)).map_err(fail)?;
                 row
+            }
+            // Nothing it does can be seen outside before its end or a record naming it: the
+            // start waits for them (`warden_ledger::ledger::defer`).
+            None if defers_start(policy, options) => {
+                ledger.defer_task(row, started).map_err(fail)?
             }
             // The row and its first record in one group commit (`warden_ledger::ledger`).
             None => ledger.begin_task_async(row, started).await.map_err(fail)?,

@@ -221,7 +221,15 @@ impl LoadedAgent {
                 options.user.as_ref().map_or("-", |u| u.subject.as_str()),
             ))),
         };
-        let executed = self.prepared.execute(task, execution).await;
+        // A start left unwritten (`record.rs`, `defers_start`) is written if the run goes on
+        // for long, or if it is dropped before its end.
+        let deferred = ledger.as_ref().filter(|l| l.is_deferred(id));
+        let _unwritten = deferred.map(|l| crate::record::WriteOnDrop(l, id));
+        let run = self.prepared.execute(task, execution);
+        let executed = match deferred {
+            Some(l) => crate::record::writing_after(l, id, run).await?,
+            None => run.await,
+        };
         // The task's model spend is charged up its tree now, so its caller sees it.
         if let Some(s) = &session {
             s.settle();
@@ -254,6 +262,11 @@ impl LoadedAgent {
         let mut applied = None;
         let mut disposition = StagingDisposition::None;
         if let Some(staging) = executed.staging {
+            if let Some(l) = deferred {
+                l.write_deferred_async(id)
+                    .await
+                    .map_err(|e| RunError::Ledger(e.to_string()))?;
+            }
             let completed = matches!(outcome, Outcome::Completed { .. });
             let commits =
                 ledger.is_none() || level >= policy.trust.write_level() || place.working_copy();

@@ -15,6 +15,9 @@
 //! [`Durability::Process`](crate::store::Durability) nothing is acknowledged before the kernel
 //! holds it, so a killed process loses no acknowledged task and no record.
 //!
+//! A deferred tree (`defer.rs`) is one job: its rows' lines, its records and its ended rows'
+//! lines go with the batch's others, in that order, so the same guarantees hold for its tasks.
+//!
 //! Async callers ([`Ledger::begin_task_async`], [`Ledger::end_task_async`]) follow the same
 //! rules but wait without blocking their thread: on a runtime with a few worker threads a
 //! follower that blocked would stop the tasks that could have joined the next batch, so the
@@ -25,10 +28,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
-use super::behind::Line;
+use super::defer::Ending;
 use super::{Ledger, LedgerError};
 use crate::audit::AuditEvent;
-use crate::store::{LogHeadSource, TaskEnd, TaskRecord};
+use crate::store::{TaskEnd, TaskRecord};
 
 /// One caller's writes.
 pub(super) enum Job {
@@ -42,6 +45,19 @@ pub(super) enum Job {
         records: Vec<AuditEvent>,
         end: TaskEnd,
     },
+    /// A deferred tree ([`Ledger::defer_task`]): its rows begun, its records in order, its rows
+    /// ended, as a batch of `Begin`s and `End`s would write them.
+    Tree { items: Vec<Item> },
+}
+
+/// One write of a deferred tree, in the order it came.
+pub(super) enum Item {
+    /// A task's row (its id reserved) and first record.
+    Begin(TaskRecord, AuditEvent),
+    /// A record about one of its tasks.
+    Record(AuditEvent),
+    /// A task's closing records and ended row.
+    End(Vec<AuditEvent>, TaskEnd),
 }
 
 /// What a written job hands back to its caller: the new task's id and its row as stored, or
@@ -51,6 +67,8 @@ pub(super) enum Written {
     Begun(TaskRecord),
     /// A task's end.
     Ended(TaskEnd),
+    /// A deferred tree that was written before its root ended.
+    Flushed,
 }
 
 /// What a job came to.
@@ -89,12 +107,15 @@ impl Queue {
         match job {
             Job::Begin { .. } => self.open += 1,
             Job::End { .. } => self.open = self.open.saturating_sub(1),
+            // Counted as its tasks were deferred and ended.
+            Job::Tree { .. } => {}
         }
         self.waiting.push((ticket, job));
         ticket
     }
 
-    /// Tasks running now (begun, no job queued): each will queue its end before long.
+    /// Tasks running now (begun or deferred, no job queued): each will queue its end before
+    /// long.
     fn running(&self) -> u64 {
         let begins = self
             .waiting
@@ -122,13 +143,24 @@ pub struct CommitStats {
 }
 
 impl Committer {
+    /// Count a task begun without a job (its start deferred) as running.
+    pub(super) fn opened(&self) {
+        self.lock().open += 1;
+    }
+
+    /// Count a deferred task's end (its job, if any, is a tree's).
+    pub(super) fn closed(&self) {
+        let mut queue = self.lock();
+        queue.open = queue.open.saturating_sub(1);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // The queue is consistent between statements; a panicking leader is handled by `Lead`.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queue `job` and return once it is written, leading the batch if no one else is.
-    fn submit(&self, ledger: &Ledger, job: Job) -> Result<Written, LedgerError> {
+    pub(super) fn submit(&self, ledger: &Ledger, job: Job) -> Result<Written, LedgerError> {
         let mut queue = self.lock();
         let ticket = queue.push(job);
         loop {
@@ -169,7 +201,11 @@ impl Committer {
 impl Committer {
     /// [`Committer::submit`] for an async caller: it leads on its own thread as a sync caller
     /// does, but waits for another leader without blocking the thread.
-    async fn submit_async(&self, ledger: &Ledger, job: Job) -> Result<Written, LedgerError> {
+    pub(super) async fn submit_async(
+        &self,
+        ledger: &Ledger,
+        job: Job,
+    ) -> Result<Written, LedgerError> {
         let ticket = self.lock().push(job);
         let mut follower = Follower {
             committer: self,
@@ -313,9 +349,10 @@ impl Ledger {
     ///
     /// [`LedgerError`] when the row or the record cannot be written: the task must not start.
     pub fn begin_task(&self, task: TaskRecord, started: AuditEvent) -> Result<u64, LedgerError> {
+        self.write_parent(task.parent)?;
         match self.committer.submit(self, Job::Begin { task, started })? {
             Written::Begun(row) => Ok(row.id),
-            Written::Ended(_) => Err(LedgerError::CommitPanicked),
+            Written::Ended(_) | Written::Flushed => Err(LedgerError::CommitPanicked),
         }
     }
 
@@ -331,13 +368,14 @@ impl Ledger {
         task: TaskRecord,
         started: AuditEvent,
     ) -> Result<TaskRecord, LedgerError> {
+        self.write_parent(task.parent)?;
         match self
             .committer
             .submit_async(self, Job::Begin { task, started })
             .await?
         {
             Written::Begun(row) => Ok(row),
-            Written::Ended(_) => Err(LedgerError::CommitPanicked),
+            Written::Ended(_) | Written::Flushed => Err(LedgerError::CommitPanicked),
         }
     }
 
@@ -352,130 +390,37 @@ impl Ledger {
         records: Vec<AuditEvent>,
         end: TaskEnd,
     ) -> Result<TaskEnd, LedgerError> {
-        match self
-            .committer
-            .submit_async(self, Job::End { records, end })
-            .await?
-        {
+        let job = match self.end_deferred(records, end) {
+            Ending::Written(records, end) => Job::End { records, end },
+            Ending::Tree(job) => job,
+            Ending::Waits(end) => return Ok(end),
+        };
+        match self.committer.submit_async(self, job).await? {
             Written::Ended(end) => Ok(end),
-            Written::Begun(_) => Err(LedgerError::CommitPanicked),
+            Written::Begun(_) | Written::Flushed => Err(LedgerError::CommitPanicked),
         }
     }
 
     /// Close a task: append `records` (its last one the `task-ended` record), then journal
     /// `end` (the row and the agent's trust record) vouching for a log head that covers them.
-    /// Concurrent callers are batched (see the module docs); a lone caller commits at once.
+    /// A task whose start was deferred is begun in the same batch. Concurrent callers are
+    /// batched (see the module docs); a lone caller commits at once.
     ///
     /// # Errors
     ///
     /// [`LedgerError`] when a record or the row cannot be written.
     pub fn end_task(&self, records: Vec<AuditEvent>, end: TaskEnd) -> Result<(), LedgerError> {
-        self.committer.submit(self, Job::End { records, end })?;
+        let job = match self.end_deferred(records, end) {
+            Ending::Written(records, end) => Job::End { records, end },
+            Ending::Tree(job) => job,
+            Ending::Waits(_) => return Ok(()),
+        };
+        self.committer.submit(self, job)?;
         Ok(())
     }
-
-    /// Write one batch, in the order the module docs give, and say what became of each job.
-    fn commit_batch(&self, batch: Vec<(u64, Job)>) -> Vec<(u64, Done)> {
-        let mut out = Vec::with_capacity(batch.len());
-        let mut started = Vec::new();
-        let mut records = Vec::with_capacity(batch.len());
-        let mut ends = Vec::new();
-        // The jobs still going: each started task's row (its id set), or `None` for an end.
-        let mut going: Vec<(u64, Option<TaskRecord>)> = Vec::with_capacity(batch.len());
-        for (ticket, job) in batch {
-            match job {
-                Job::Begin {
-                    mut task,
-                    started: mut first,
-                } => match self.behind.next_id() {
-                    Ok(id) => {
-                        first.task = Some(id);
-                        started.push(first);
-                        task.id = id;
-                        going.push((ticket, Some(task)));
-                    }
-                    Err(e) => out.push((ticket, Err(Arc::new(LedgerError::from(e))))),
-                },
-                Job::End { records: r, end } => {
-                    records.extend(r);
-                    ends.push(end);
-                    going.push((ticket, None));
-                }
-            }
-        }
-        // The new rows, journaled before their first records; if that fails, those tasks do
-        // not start (and nothing of them is written), the ends go on.
-        let begins: Vec<Line<'_>> = going
-            .iter()
-            .filter_map(|(_, row)| row.as_ref().map(Line::Begin))
-            .collect();
-        let journaled = match begins.is_empty() {
-            true => Ok(()),
-            false => self.behind.journal(&begins, &self.audit.log_head()),
-        };
-        drop(begins);
-        if let Err(e) = journaled {
-            let e = Arc::new(e);
-            going.retain(|(ticket, row)| match row {
-                Some(_) => {
-                    out.push((*ticket, Err(Arc::clone(&e))));
-                    false
-                }
-                None => true,
-            });
-            started.clear();
-        }
-        started.append(&mut records);
-        let records = started;
-        let fail_all =
-            |out: &mut Vec<(u64, Done)>, going: &[(u64, Option<TaskRecord>)], e: LedgerError| {
-                let e = Arc::new(e);
-                out.extend(going.iter().map(|(t, _)| (*t, Err(Arc::clone(&e)))));
-            };
-        if let Err(e) = self.audit.append_all(&records) {
-            fail_all(&mut out, &going, e.into());
-            return out;
-        }
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) += records.len() as u64;
-        // The ended rows, journaled after their records; their trust records are the ones
-        // the next tasks read.
-        let ended = match ends.is_empty() {
-            true => Ok(()),
-            false => {
-                let lines: Vec<Line<'_>> = ends.iter().map(Line::End).collect();
-                // The head now covers the ends' records.
-                self.behind
-                    .journal(&lines, &self.audit.log_head())
-                    .map_err(Arc::new)
-            }
-        };
-        if ended.is_ok() {
-            for trust in ends.iter().filter_map(|e| e.trust.as_ref()) {
-                self.behind.cache_trust(trust, false);
-            }
-        }
-        // Signed once the batch's lines and records are written, as `record` does.
-        if let Err(e) = self.checkpoint_if_due() {
-            fail_all(&mut out, &going, e);
-            return out;
-        }
-        let mut ends = ends.into_iter();
-        for (ticket, begun) in going {
-            out.push(match begun {
-                Some(row) => (ticket, Ok(Written::Begun(row))),
-                None => (
-                    ticket,
-                    match (&ended, ends.next()) {
-                        (Ok(()), Some(end)) => Ok(Written::Ended(end)),
-                        (Err(e), _) => Err(Arc::clone(e)),
-                        (Ok(()), None) => Err(Arc::new(LedgerError::CommitPanicked)),
-                    },
-                ),
-            });
-        }
-        out
-    }
 }
+
+mod batch;
 
 #[cfg(test)]
 mod tests;

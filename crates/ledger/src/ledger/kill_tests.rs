@@ -35,7 +35,11 @@ fn kill_child_runs_tasks_until_killed() {
             let ledger = Arc::clone(&ledger);
             std::thread::spawn(move || {
                 for i in 0.. {
-                    run_task(&ledger, n, i, acknowledge);
+                    // Half the threads run deferred trees (`defer.rs`) instead.
+                    match n % 2 {
+                        0 => run_task(&ledger, n, i, acknowledge),
+                        _ => run_tree(&ledger, n, i, acknowledge),
+                    }
                 }
             })
         })
@@ -101,6 +105,68 @@ pub(super) fn run_task(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64
         )
         .unwrap();
     ack("ended", id);
+}
+
+/// A caller and its callee begun deferred, the call recorded with them, both ended: the
+/// tree is written with the caller's end, and only then are both acknowledged (as ended:
+/// nothing of a deferred task is told before it is written).
+pub(super) fn run_tree(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64)) {
+    let agent = format!("agent{thread}");
+    let root = ledger
+        .defer_task(
+            running_row(&agent, json!({"n": i})),
+            AuditEvent::new("task-started").agent(&agent),
+        )
+        .unwrap()
+        .id;
+    let child = ledger
+        .defer_task(
+            TaskRecord {
+                parent: Some(root),
+                ..running_row(&agent, json!({"n": i, "callee": true}))
+            },
+            AuditEvent::new("task-started")
+                .agent(&agent)
+                .detail(json!({"parent": root})),
+        )
+        .unwrap()
+        .id;
+    let end = |id: u64| {
+        let trace = json!({"events": [], "dropped": 0});
+        let sha = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
+        (
+            vec![
+                AuditEvent::new("task-ended")
+                    .task(id)
+                    .agent(&agent)
+                    .detail(json!({"status": "completed", "trace_sha256": sha})),
+            ],
+            TaskEnd {
+                id,
+                status: "completed".into(),
+                outcome: json!({"status": "completed"}),
+                trace,
+                staging: "none".into(),
+                staging_path: None,
+                ended_ms: crate::store::now_ms(),
+                trust: None,
+            },
+        )
+    };
+    let (records, row) = end(child);
+    ledger.end_task(records, row).unwrap();
+    ledger
+        .record_deferred(
+            AuditEvent::new("agent-call")
+                .task(root)
+                .agent(&agent)
+                .detail(json!({"callee_task": child})),
+        )
+        .unwrap();
+    let (records, row) = end(root);
+    ledger.end_task(records, row).unwrap();
+    ack("ended", child);
+    ack("ended", root);
 }
 
 fn acknowledge(what: &str, id: u64) {

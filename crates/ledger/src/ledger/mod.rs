@@ -55,6 +55,7 @@ mod approve;
 mod behind;
 mod commit;
 mod crosscheck;
+mod defer;
 mod flushed;
 mod now;
 pub use now::TasksNow;
@@ -156,6 +157,8 @@ pub struct Ledger {
     anchorer: anchor::Anchorer,
     /// Actions this ledger was asked to hold since it opened ([`Ledger::actions_held`]).
     held: std::sync::atomic::AtomicU64,
+    /// Task starts not yet written (`defer.rs`).
+    deferred: defer::Deferred,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -230,6 +233,7 @@ impl Ledger {
             committer: commit::Committer::default(),
             anchorer: anchor::Anchorer::default(),
             held: std::sync::atomic::AtomicU64::new(0),
+            deferred: defer::Deferred::default(),
         };
         recovery::recover(&ledger, &owners)?;
         Ok(ledger)
@@ -266,6 +270,8 @@ impl Ledger {
     ///
     /// [`LedgerError::Audit`] when the log cannot be written: the caller must not go on.
     pub fn record(&self, event: AuditEvent) -> Result<u64, LedgerError> {
+        // A record names only a task whose start is written.
+        self.write_parent(event.task)?;
         let seq = self.append_unsigned(event)?;
         self.checkpoint_if_due()?;
         Ok(seq)
@@ -351,6 +357,7 @@ impl Ledger {
         // Counted before anything is stored: a reader that sees the old count after the task
         // ended knows no action of it can be in the store.
         self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.write_deferred(task)?;
         let created_ms = now_ms();
         // The record is written inside the store's transaction, before the commit: an action
         // whose record cannot be written is never stored, so it can never be approved.
@@ -395,6 +402,7 @@ impl Ledger {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
+        self.write_all_deferred();
         // Every journaled row into the store (or left in the journal for the next start).
         self.behind.stop();
         if let Some(writer) = self.writer.take() {
@@ -459,6 +467,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(all(test, unix))]
 mod commit_tests;
+#[cfg(test)]
+mod defer_tests;
 #[cfg(all(test, unix))]
 mod kill_tests;
 #[cfg(test)]
