@@ -141,9 +141,7 @@ impl LoadedAgent {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
         let store = ledger.store();
         let policy = self.prepared.policy();
-        let existing = store
-            .trust(&self.identity.agent_id)
-            .map_err(|e| fail(e.into()))?;
+        let existing = ledger.trust(&self.identity.agent_id).map_err(fail)?;
         let (trust, change) = Ladder::for_module(
             existing,
             &self.identity.agent_id,
@@ -223,9 +221,8 @@ impl LoadedAgent {
     ) -> Result<(), RunError> {
         let fail = |e: crate::ledger::LedgerError| RunError::Ledger(e.to_string());
         let trust = ledger
-            .store()
             .trust(&self.identity.agent_id)
-            .map_err(|e| fail(e.into()))?
+            .map_err(fail)?
             .unwrap_or_else(|| {
                 TrustRecord::new(&self.identity.agent_id, &self.identity.module_hash)
             });

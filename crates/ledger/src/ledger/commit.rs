@@ -232,8 +232,7 @@ impl Committer {
                         return Poll::Pending;
                     }
                     if yields < YIELDS_BEFORE_LEADING
-                        && (queue.running() as usize > queue.waiting.len()
-                            || queue.last_batch > 1)
+                        && (queue.running() as usize > queue.waiting.len() || queue.last_batch > 1)
                     {
                         return Poll::Ready(None);
                     }

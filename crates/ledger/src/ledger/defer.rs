@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::commit::{Item, Job};
 use super::{Ledger, LedgerError};
 use crate::audit::AuditEvent;
-use crate::store::{TaskEnd, TaskRecord};
+use crate::store::{StateStore, TaskEnd, TaskRecord, TrustRecord};
 
 /// How a task's end is written ([`Ledger::end_deferred`]).
 pub(super) enum Ending {
@@ -44,11 +44,13 @@ pub(super) struct Deferred {
     count: AtomicUsize,
 }
 
-/// Each deferred task's root, and each root's items in the order they came.
+/// Each deferred task's root, each root's items in the order they came, and the agents whose
+/// ends wait in a tree (by trust identity: the tree's root).
 #[derive(Default)]
 struct Trees {
     root_of: HashMap<u64, u64>,
     items: HashMap<u64, Vec<Item>>,
+    ends_of: HashMap<String, u64>,
 }
 
 impl Deferred {
@@ -73,6 +75,7 @@ impl Deferred {
                 trees.root_of.remove(&task.id);
             }
         }
+        trees.ends_of.retain(|_, r| *r != root);
         self.recount(&trees);
         Some(items)
     }
@@ -94,6 +97,7 @@ impl Deferred {
     fn take_all(&self) -> Vec<Vec<Item>> {
         let mut trees = self.lock();
         trees.root_of.clear();
+        trees.ends_of.clear();
         self.recount(&trees);
         let mut all: Vec<(u64, Vec<Item>)> = trees.items.drain().collect();
         all.sort_by_key(|(root, _)| *root);
@@ -165,6 +169,23 @@ impl Ledger {
         }
     }
 
+    /// `agent_id`'s trust record, as the next task of that agent must read it: after writing
+    /// the deferred tree in which an end of that agent waits (the trust record it brings is
+    /// the newest), if there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError`] when that tree cannot be written or the store cannot be read.
+    pub fn trust(&self, agent_id: &str) -> Result<Option<TrustRecord>, LedgerError> {
+        if self.deferred.count.load(Ordering::Acquire) != 0 {
+            let waiting = self.deferred.lock().ends_of.get(agent_id).copied();
+            if let Some(root) = waiting {
+                self.write_deferred(root)?;
+            }
+        }
+        Ok(self.store.trust(agent_id)?)
+    }
+
     /// Whether task `id`'s start is still deferred.
     pub fn is_deferred(&self, id: u64) -> bool {
         self.deferred.count.load(Ordering::Acquire) != 0
@@ -211,6 +232,10 @@ impl Ledger {
             let kept = end.clone();
             // Nothing more of it comes: a write for it no longer writes its tree.
             trees.root_of.remove(&id);
+            // Its agent's next task reads the trust record this end brings (`Ledger::trust`).
+            if let Some(trust) = &end.trust {
+                trees.ends_of.insert(trust.agent_id.clone(), root);
+            }
             self.deferred.recount(&trees);
             trees
                 .items

@@ -191,3 +191,32 @@ fn a_closing_ledger_writes_its_trees_and_a_killed_one_loses_only_unwritten_ones(
     drop(ledger);
     verify_dir(dir.path(), None).unwrap();
 }
+
+#[test]
+fn the_next_task_of_an_agent_whose_end_waits_in_a_tree_reads_the_trust_that_end_brings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 1024).unwrap();
+    let root = defer(&ledger, "caller", None);
+    let child = defer(&ledger, "callee", Some(root));
+    let mut trust = crate::store::TrustRecord::new("unsigned/callee", "h");
+    trust.streak = 7;
+    let end = TaskEnd {
+        id: child,
+        status: "completed".into(),
+        outcome: json!({"status": "completed"}),
+        trace: json!({"events": [], "dropped": 0}),
+        staging: "none".into(),
+        staging_path: None,
+        ended_ms: now_ms(),
+        trust: Some(trust),
+    };
+    ledger
+        .end_task(vec![AuditEvent::new("task-ended").task(child)], end)
+        .unwrap();
+    // Another agent's trust leaves the tree deferred; the callee's writes it first.
+    assert_eq!(ledger.trust("unsigned/caller").unwrap(), None);
+    assert!(ledger.is_deferred(root));
+    assert_eq!(ledger.trust("unsigned/callee").unwrap().unwrap().streak, 7);
+    assert!(!ledger.is_deferred(root));
+    assert_eq!(ledger.store().task(child).unwrap().status, "completed");
+}
