@@ -96,7 +96,7 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
         let after = ledger.commit_stats();
         let (batches, jobs) = (after.batches - before.batches, after.jobs - before.jobs);
         println!(
-            "ledger, group commit with {workers} concurrent tasks: {jobs} task starts and ends in {batches} batches ({:.2} a batch)",
+            "ledger, group commit with {workers} concurrent tasks: {jobs} jobs (task starts and ends, or whole deferred tasks) in {batches} batches ({:.2} a batch)",
             jobs as f64 / batches.max(1) as f64
         );
     }

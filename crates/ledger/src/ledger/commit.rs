@@ -137,8 +137,9 @@ impl Queue {
 /// jobs; counting running tasks alone gave ~2.
 const YIELDS_BEFORE_LEADING: u8 = 2;
 
-/// How many group commits a ledger has made and how many jobs (task starts and ends) they
-/// carried: `jobs / batches` is the mean batch size, 1 when callers come one at a time.
+/// How many group commits a ledger has made and how many jobs (task starts and ends, or whole
+/// deferred trees) they carried: `jobs / batches` is the mean batch size, 1 when callers come
+/// one at a time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
     /// Batches written.

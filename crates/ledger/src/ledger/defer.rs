@@ -45,12 +45,12 @@ pub(super) struct Deferred {
 }
 
 /// Each deferred task's root, each root's items in the order they came, and the agents whose
-/// ends wait in a tree (by trust identity: the tree's root).
+/// ends wait in a tree (by trust identity: the trees' roots).
 #[derive(Default)]
 struct Trees {
     root_of: HashMap<u64, u64>,
     items: HashMap<u64, Vec<Item>>,
-    ends_of: HashMap<String, u64>,
+    ends_of: HashMap<String, Vec<u64>>,
 }
 
 impl Deferred {
@@ -75,7 +75,10 @@ impl Deferred {
                 trees.root_of.remove(&task.id);
             }
         }
-        trees.ends_of.retain(|_, r| *r != root);
+        trees.ends_of.retain(|_, roots| {
+            roots.retain(|r| *r != root);
+            !roots.is_empty()
+        });
         self.recount(&trees);
         Some(items)
     }
@@ -170,16 +173,16 @@ impl Ledger {
     }
 
     /// `agent_id`'s trust record, as the next task of that agent must read it: after writing
-    /// the deferred tree in which an end of that agent waits (the trust record it brings is
-    /// the newest), if there is one.
+    /// the deferred trees in which an end of that agent waits (the trust record such an end
+    /// brings is the newest), if there are any.
     ///
     /// # Errors
     ///
     /// [`LedgerError`] when that tree cannot be written or the store cannot be read.
     pub fn trust(&self, agent_id: &str) -> Result<Option<TrustRecord>, LedgerError> {
         if self.deferred.count.load(Ordering::Acquire) != 0 {
-            let waiting = self.deferred.lock().ends_of.get(agent_id).copied();
-            if let Some(root) = waiting {
+            let waiting = self.deferred.lock().ends_of.get(agent_id).cloned();
+            for root in waiting.unwrap_or_default() {
                 self.write_deferred(root)?;
             }
         }
@@ -234,7 +237,10 @@ impl Ledger {
             trees.root_of.remove(&id);
             // Its agent's next task reads the trust record this end brings (`Ledger::trust`).
             if let Some(trust) = &end.trust {
-                trees.ends_of.insert(trust.agent_id.clone(), root);
+                let roots = trees.ends_of.entry(trust.agent_id.clone()).or_default();
+                if !roots.contains(&root) {
+                    roots.push(root);
+                }
             }
             self.deferred.recount(&trees);
             trees
