@@ -342,6 +342,20 @@ impl Served {
             )
             .await?;
         self.until(&bob, id, |s| s == "running").await?;
+        // A queued task's row is `running` a moment before its `task-started` record is
+        // appended: the attack's snapshot must not take that record for the attack's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .state()
+            .audit
+            .iter()
+            .any(|r| r["kind"] == "task-started" && r["task"].as_u64() == Some(id))
+        {
+            if Instant::now() > deadline {
+                return Err(format!("task {id} runs but its start was never recorded"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Ok(id)
     }
 
