@@ -102,12 +102,15 @@ pub(crate) async fn writing_after<T>(
     }
 }
 
-/// Writes a task's deferred start when dropped (a run dropped before its end leaves its
+/// Writes a task's deferred start when dropped before its end (a run dropped so leaves its
 /// `running` row, as a run whose start was written does).
 pub(crate) struct WriteOnDrop<'a>(pub &'a Ledger, pub u64);
 
 impl Drop for WriteOnDrop<'_> {
     fn drop(&mut self) {
+        if !self.0.is_deferred(self.1) {
+            return;
+        }
         if let Err(e) = self.0.write_deferred(self.1) {
             tracing::error!(target: "warden::run", task = self.1, error = %e, "could not write a deferred task start");
         }

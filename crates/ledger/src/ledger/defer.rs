@@ -44,11 +44,13 @@ pub(super) struct Deferred {
     count: AtomicUsize,
 }
 
-/// Each deferred task's root, each root's items in the order they came, and the agents whose
-/// ends wait in a tree (by trust identity: the trees' roots).
+/// Each deferred task's root (`root_of` while it runs, `ended_in` once its end waits in the
+/// tree), each root's items in the order they came, and the agents whose ends wait in a tree
+/// (by trust identity: the trees' roots).
 #[derive(Default)]
 struct Trees {
     root_of: HashMap<u64, u64>,
+    ended_in: HashMap<u64, u64>,
     items: HashMap<u64, Vec<Item>>,
     ends_of: HashMap<String, Vec<u64>>,
 }
@@ -59,7 +61,10 @@ impl Deferred {
     }
 
     fn recount(&self, trees: &Trees) {
-        self.count.store(trees.root_of.len(), Ordering::Release);
+        self.count.store(
+            trees.root_of.len() + trees.ended_in.len(),
+            Ordering::Release,
+        );
     }
 
     /// Take the whole tree task `id` belongs to, if it is deferred.
@@ -68,11 +73,16 @@ impl Deferred {
             return None;
         }
         let mut trees = self.lock();
-        let root = trees.root_of.get(&id).copied()?;
+        let root = trees
+            .root_of
+            .get(&id)
+            .or_else(|| trees.ended_in.get(&id))
+            .copied()?;
         let items = trees.items.remove(&root).unwrap_or_default();
         for item in &items {
             if let Item::Begin(task, _) = item {
                 trees.root_of.remove(&task.id);
+                trees.ended_in.remove(&task.id);
             }
         }
         trees.ends_of.retain(|_, roots| {
@@ -89,7 +99,12 @@ impl Deferred {
             return Some(item);
         }
         let mut trees = self.lock();
-        let Some(root) = trees.root_of.get(&id).copied() else {
+        let Some(root) = trees
+            .root_of
+            .get(&id)
+            .or_else(|| trees.ended_in.get(&id))
+            .copied()
+        else {
             return Some(item);
         };
         trees.items.entry(root).or_default().push(item);
@@ -100,6 +115,7 @@ impl Deferred {
     fn take_all(&self) -> Vec<Vec<Item>> {
         let mut trees = self.lock();
         trees.root_of.clear();
+        trees.ended_in.clear();
         trees.ends_of.clear();
         self.recount(&trees);
         let mut all: Vec<(u64, Vec<Item>)> = trees.items.drain().collect();
@@ -189,7 +205,7 @@ impl Ledger {
         Ok(self.store.trust(agent_id)?)
     }
 
-    /// Whether task `id`'s start is still deferred.
+    /// Whether task `id` runs with its start deferred (not once its end waits in its tree).
     pub fn is_deferred(&self, id: u64) -> bool {
         self.deferred.count.load(Ordering::Acquire) != 0
             && self.deferred.lock().root_of.contains_key(&id)
@@ -233,8 +249,10 @@ impl Ledger {
         };
         if root != id && end.status == "completed" {
             let kept = end.clone();
-            // Nothing more of it comes: a write for it no longer writes its tree.
+            // It runs no more (`is_deferred` is false), but a record naming it still writes
+            // its tree first.
             trees.root_of.remove(&id);
+            trees.ended_in.insert(id, root);
             // Its agent's next task reads the trust record this end brings (`Ledger::trust`).
             if let Some(trust) = &end.trust {
                 let roots = trees.ends_of.entry(trust.agent_id.clone()).or_default();

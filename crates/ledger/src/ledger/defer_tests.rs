@@ -116,6 +116,17 @@ fn a_record_naming_a_deferred_task_writes_its_tree_first() {
         ]
     );
     assert_eq!(ledger.store().task(child).unwrap().status, "running");
+    // A record naming a callee whose end waits in its tree writes the tree first too.
+    let root2 = defer(&ledger, "caller", None);
+    let child2 = defer(&ledger, "callee", Some(root2));
+    end(&ledger, child2, "completed");
+    assert!(!ledger.is_deferred(child2) && ledger.is_deferred(root2));
+    ledger
+        .record(AuditEvent::new("model-call").task(child2))
+        .unwrap();
+    assert!(!ledger.is_deferred(root2));
+    assert_eq!(ledger.store().task(child2).unwrap().status, "completed");
+    end(&ledger, root2, "completed");
     // Their ends, written as any end now.
     end(&ledger, child, "completed");
     end(&ledger, root, "completed");
