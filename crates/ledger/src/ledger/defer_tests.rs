@@ -4,11 +4,10 @@
 //! of them was written.
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::kill_tests::running_row;
+use super::kill_tests::{ended, running_row};
 use super::*;
-use crate::store::{TaskEnd, TaskRecord};
+use crate::store::TaskRecord;
 
 fn defer(ledger: &Ledger, agent: &str, parent: Option<u64>) -> u64 {
     let row = TaskRecord {
@@ -22,23 +21,7 @@ fn defer(ledger: &Ledger, agent: &str, parent: Option<u64>) -> u64 {
 }
 
 fn end(ledger: &Ledger, id: u64, status: &str) {
-    let trace = json!({"events": [], "dropped": 0});
-    let sha = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
-    let records = vec![
-        AuditEvent::new("task-ended")
-            .task(id)
-            .detail(json!({"status": status, "trace_sha256": sha})),
-    ];
-    let end = TaskEnd {
-        id,
-        status: status.into(),
-        outcome: json!({"status": status}),
-        trace,
-        staging: "none".into(),
-        staging_path: None,
-        ended_ms: now_ms(),
-        trust: None,
-    };
+    let (records, end) = ended(id, "agent", status, None);
     ledger.end_task(records, end).unwrap();
 }
 
@@ -211,19 +194,8 @@ fn the_next_task_of_an_agent_whose_end_waits_in_a_tree_reads_the_trust_that_end_
     let child = defer(&ledger, "callee", Some(root));
     let mut trust = crate::store::TrustRecord::new("unsigned/callee", "h");
     trust.streak = 7;
-    let end = TaskEnd {
-        id: child,
-        status: "completed".into(),
-        outcome: json!({"status": "completed"}),
-        trace: json!({"events": [], "dropped": 0}),
-        staging: "none".into(),
-        staging_path: None,
-        ended_ms: now_ms(),
-        trust: Some(trust),
-    };
-    ledger
-        .end_task(vec![AuditEvent::new("task-ended").task(child)], end)
-        .unwrap();
+    let (records, end) = ended(child, "callee", "completed", Some(trust));
+    ledger.end_task(records, end).unwrap();
     // Another agent's trust leaves the tree deferred; the callee's writes it first.
     assert_eq!(ledger.trust("unsigned/caller").unwrap(), None);
     assert!(ledger.is_deferred(root));

@@ -71,6 +71,35 @@ pub(super) fn running_row(agent: &str, grant: serde_json::Value) -> TaskRecord {
     }
 }
 
+/// Task `id`'s closing `task-ended` record (binding its empty trace by its hash) and its end,
+/// with `status`.
+pub(super) fn ended(
+    id: u64,
+    agent: &str,
+    status: &str,
+    trust: Option<TrustRecord>,
+) -> (Vec<AuditEvent>, TaskEnd) {
+    let trace = json!({"events": [], "dropped": 0});
+    let sha = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
+    let records = vec![
+        AuditEvent::new("task-ended")
+            .task(id)
+            .agent(agent)
+            .detail(json!({"status": status, "trace_sha256": sha})),
+    ];
+    let end = TaskEnd {
+        id,
+        status: status.into(),
+        outcome: json!({"status": status}),
+        trace,
+        staging: "none".into(),
+        staging_path: None,
+        ended_ms: crate::store::now_ms(),
+        trust,
+    };
+    (records, end)
+}
+
 pub(super) fn run_task(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64)) {
     let agent = format!("agent{thread}");
     let id = ledger
@@ -80,30 +109,10 @@ pub(super) fn run_task(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64
         )
         .unwrap();
     ack("begun", id);
-    let trace = json!({"events": [], "dropped": 0});
-    let trace_sha256 = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
     let mut trust = TrustRecord::new(&format!("unsigned/{agent}"), "h");
     trust.streak = u32::try_from(i).unwrap_or(u32::MAX);
-    ledger
-        .end_task(
-            vec![
-                AuditEvent::new("task-ended")
-                    .task(id)
-                    .agent(&agent)
-                    .detail(json!({"status": "completed", "trace_sha256": trace_sha256})),
-            ],
-            TaskEnd {
-                id,
-                status: "completed".into(),
-                outcome: json!({"status": "completed"}),
-                trace,
-                staging: "none".into(),
-                staging_path: None,
-                ended_ms: crate::store::now_ms(),
-                trust: Some(trust),
-            },
-        )
-        .unwrap();
+    let (records, end) = ended(id, &agent, "completed", Some(trust));
+    ledger.end_task(records, end).unwrap();
     ack("ended", id);
 }
 
@@ -131,30 +140,8 @@ pub(super) fn run_tree(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64
         )
         .unwrap()
         .id;
-    let end = |id: u64| {
-        let trace = json!({"events": [], "dropped": 0});
-        let sha = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
-        (
-            vec![
-                AuditEvent::new("task-ended")
-                    .task(id)
-                    .agent(&agent)
-                    .detail(json!({"status": "completed", "trace_sha256": sha})),
-            ],
-            TaskEnd {
-                id,
-                status: "completed".into(),
-                outcome: json!({"status": "completed"}),
-                trace,
-                staging: "none".into(),
-                staging_path: None,
-                ended_ms: crate::store::now_ms(),
-                trust: None,
-            },
-        )
-    };
-    let (records, row) = end(child);
-    ledger.end_task(records, row).unwrap();
+    let (records, end) = ended(child, &agent, "completed", None);
+    ledger.end_task(records, end).unwrap();
     ledger
         .record_deferred(
             AuditEvent::new("agent-call")
@@ -163,8 +150,8 @@ pub(super) fn run_tree(ledger: &Ledger, thread: usize, i: u64, ack: fn(&str, u64
                 .detail(json!({"callee_task": child})),
         )
         .unwrap();
-    let (records, row) = end(root);
-    ledger.end_task(records, row).unwrap();
+    let (records, end) = ended(root, &agent, "completed", None);
+    ledger.end_task(records, end).unwrap();
     ack("ended", child);
     ack("ended", root);
 }

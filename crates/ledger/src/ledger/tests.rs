@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::store::{TaskEnd, TaskRecord, TrustRecord};
+use crate::store::{TaskRecord, TrustRecord};
 
 fn running_task(ledger: &Ledger) -> u64 {
     let task = TaskRecord {
@@ -63,28 +62,12 @@ fn finished_task(ledger: &Ledger, status: &str) -> u64 {
     ledger
         .record(AuditEvent::new("task-started").task(id))
         .unwrap();
-    let trace = json!({"events": [], "dropped": 0});
-    let trace_sha256 = crate::policy::keys::to_hex(&Sha256::digest(trace.to_string().as_bytes()));
-    ledger
-        .record(
-            AuditEvent::new("task-ended")
-                .task(id)
-                .detail(json!({"status": status, "trace_sha256": trace_sha256})),
-        )
-        .unwrap();
-    ledger
-        .store()
-        .end_task(&TaskEnd {
-            id,
-            status: status.into(),
-            outcome: json!({"status": status}),
-            trace,
-            staging: "none".into(),
-            staging_path: None,
-            ended_ms: crate::store::now_ms(),
-            trust: Some(TrustRecord::new("unsigned/hello", "h")),
-        })
-        .unwrap();
+    let trust = TrustRecord::new("unsigned/hello", "h");
+    let (records, end) = super::kill_tests::ended(id, "hello", status, Some(trust));
+    for record in records {
+        ledger.record(record).unwrap();
+    }
+    ledger.store().end_task(&end).unwrap();
     id
 }
 
