@@ -342,17 +342,25 @@ impl Served {
             )
             .await?;
         self.until(&bob, id, |s| s == "running").await?;
-        // A queued task's row is `running` a moment before its `task-started` record is
-        // appended: the attack's snapshot must not take that record for the attack's.
+        // The attack's snapshot must not take for the attack's what the server records on its
+        // own a moment later: a queued task's row is `running` a moment before its
+        // `task-started` record is appended, and the server loads its agents directory's agents
+        // in the background at start (an `agent-loaded` record each).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self
-            .state()
-            .audit
-            .iter()
-            .any(|r| r["kind"] == "task-started" && r["task"].as_u64() == Some(id))
-        {
+        let settled = |audit: &[Value]| {
+            let has = |kind: &str, what: &dyn Fn(&Value) -> bool| {
+                audit.iter().any(|r| r["kind"] == kind && what(r))
+            };
+            has("task-started", &|r| r["task"].as_u64() == Some(id))
+                && ["hello", "probe"]
+                    .iter()
+                    .all(|a| has("agent-loaded", &|r| r["agent"] == *a))
+        };
+        while !settled(&self.state().audit) {
             if Instant::now() > deadline {
-                return Err(format!("task {id} runs but its start was never recorded"));
+                return Err(format!(
+                    "task {id} runs, but its start or the agents' loading was never recorded"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
