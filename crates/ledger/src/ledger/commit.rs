@@ -356,7 +356,8 @@ impl Ledger {
     ///
     /// [`LedgerError`] when the row or the record cannot be written: the task must not start.
     pub fn begin_task(&self, task: TaskRecord, started: AuditEvent) -> Result<u64, LedgerError> {
-        self.write_parent(task.parent)?;
+        // A callee's row names its caller: a caller whose start is deferred is written first.
+        self.write_tree_of(task.parent)?;
         match self.committer.submit(self, Job::Begin { task, started })? {
             Written::Begun(row) => Ok(row.id),
             Written::Ended(_) | Written::Flushed => Err(LedgerError::CommitPanicked),
@@ -375,7 +376,10 @@ impl Ledger {
         task: TaskRecord,
         started: AuditEvent,
     ) -> Result<TaskRecord, LedgerError> {
-        self.write_parent(task.parent)?;
+        // As `begin_task`, without blocking the thread.
+        if let Some(parent) = task.parent {
+            self.write_deferred_async(parent).await?;
+        }
         match self
             .committer
             .submit_async(self, Job::Begin { task, started })

@@ -55,6 +55,24 @@ struct Trees {
     ends_of: HashMap<String, Vec<u64>>,
 }
 
+impl Trees {
+    /// Take the tree of `root`: its items, and its tasks out of every index.
+    fn take(&mut self, root: u64) -> Vec<Item> {
+        let items = self.items.remove(&root).unwrap_or_default();
+        for item in &items {
+            if let Item::Begin(task, _) = item {
+                self.root_of.remove(&task.id);
+                self.ended_in.remove(&task.id);
+            }
+        }
+        self.ends_of.retain(|_, roots| {
+            roots.retain(|r| *r != root);
+            !roots.is_empty()
+        });
+        items
+    }
+}
+
 impl Deferred {
     fn lock(&self) -> MutexGuard<'_, Trees> {
         self.trees.lock().unwrap_or_else(|p| p.into_inner())
@@ -78,17 +96,7 @@ impl Deferred {
             .get(&id)
             .or_else(|| trees.ended_in.get(&id))
             .copied()?;
-        let items = trees.items.remove(&root).unwrap_or_default();
-        for item in &items {
-            if let Item::Begin(task, _) = item {
-                trees.root_of.remove(&task.id);
-                trees.ended_in.remove(&task.id);
-            }
-        }
-        trees.ends_of.retain(|_, roots| {
-            roots.retain(|r| *r != root);
-            !roots.is_empty()
-        });
+        let items = trees.take(root);
         self.recount(&trees);
         Some(items)
     }
@@ -229,10 +237,11 @@ impl Ledger {
         }
     }
 
-    /// Task `parent`'s deferred tree written, if it has one (before a write that names it).
-    pub(super) fn write_parent(&self, parent: Option<u64>) -> Result<(), LedgerError> {
-        match parent {
-            Some(p) => self.write_deferred(p),
+    /// The deferred tree of `task` written, if it has one (before a write that names it: a
+    /// record about it, a callee's row naming it as caller).
+    pub(super) fn write_tree_of(&self, task: Option<u64>) -> Result<(), LedgerError> {
+        match task {
+            Some(t) => self.write_deferred(t),
             None => Ok(()),
         }
     }
@@ -270,9 +279,11 @@ impl Ledger {
             self.committer.closed();
             return Ending::Waits(kept);
         }
+        // Its tree (its root's, or its own as the root) written with it, taken under the same
+        // lock.
+        let mut items = trees.take(root);
+        self.deferred.recount(&trees);
         drop(trees);
-        // (A tree written meanwhile leaves only this end to write.)
-        let mut items = self.deferred.take_tree(id).unwrap_or_default();
         items.push(Item::End(records, end));
         self.committer.closed();
         Ending::Tree(Job::Tree { items })

@@ -271,7 +271,7 @@ impl Ledger {
     /// [`LedgerError::Audit`] when the log cannot be written: the caller must not go on.
     pub fn record(&self, event: AuditEvent) -> Result<u64, LedgerError> {
         // A record names only a task whose start is written.
-        self.write_parent(event.task)?;
+        self.write_tree_of(event.task)?;
         let seq = self.append_unsigned(event)?;
         self.checkpoint_if_due()?;
         Ok(seq)
