@@ -347,10 +347,27 @@ impl UserGrant {
         }
     }
 
+    /// [`UserGrant::of_policy`] with its wall limit lowered to at most `wall` (the time a caller
+    /// has left, for its callee), without a copy of the policy.
+    pub fn of_policy_within(policy: &crate::Policy, wall: std::time::Duration) -> UserGrant {
+        let mut g = UserGrant::of_policy(policy);
+        for limits in g.roles.iter_mut().filter_map(|r| r.limits.as_mut()) {
+            limits.wall = limits.wall.min(wall);
+        }
+        g
+    }
+
     /// This grant, further bounded by what the calling agent of `caller` may do.
     pub fn delegated_by(&self, caller: &crate::Policy) -> UserGrant {
         let mut g = self.clone();
         g.bounds.push(UserGrant::of_policy(caller));
+        g
+    }
+
+    /// [`UserGrant::delegated_by`] with the caller's wall limit lowered to at most `wall`.
+    pub fn delegated_within(&self, caller: &crate::Policy, wall: std::time::Duration) -> UserGrant {
+        let mut g = self.clone();
+        g.bounds.push(UserGrant::of_policy_within(caller, wall));
         g
     }
 

@@ -178,7 +178,16 @@ impl KillSwitch {
         let event = TraceEvent {
             at_us: buf.started.elapsed().as_micros() as u64,
             capability: capability.to_owned(),
-            call: call.escape_debug().to_string(),
+            // Printable ASCII that escaping leaves as it is (most calls: a name, a path) is
+            // kept without the formatter.
+            call: if call
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'\\' | b'\'' | b'"'))
+            {
+                call
+            } else {
+                call.escape_debug().to_string()
+            },
             decision: decision.to_owned(),
             duration_us: took.as_micros() as u64,
         };
@@ -305,6 +314,26 @@ mod tests {
         assert_eq!((trace.events.len(), trace.dropped), (TRACE_LIMIT, 10));
         assert!(trace.events[0].call.chars().count() <= 161);
         assert_eq!(trace.events[0].duration_us, 3);
+    }
+
+    #[test]
+    fn a_call_is_recorded_escaped_as_debug_escapes_it() {
+        let k = KillSwitch::new("a".into(), 1);
+        let calls = [
+            "docs/a.md",
+            "hello world ~!@#$%^&*()_+{}|:<>?",
+            "a\nb\tc\\d\"e'f",
+            "\u{1b}[31mred\u{7}",
+            "é\u{301}\u{200b}",
+            "\u{7f}",
+        ];
+        for call in calls {
+            k.record("fs", call, "allowed", Duration::ZERO);
+        }
+        let trace = k.trace();
+        for (event, call) in trace.events.iter().zip(calls) {
+            assert_eq!(event.call, call.escape_debug().to_string(), "{call:?}");
+        }
     }
 
     #[test]

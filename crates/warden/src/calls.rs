@@ -12,7 +12,7 @@
 //! 2. The callee is found by name in the agents directory (`directory.rs`) and run as a child
 //!    task: a fresh instance of its own component under its own policy, for the same user
 //!    (subject and roles) with the grant narrowed by the caller's policy
-//!    ([`UserGrant::delegated_by`]; with no user, [`UserGrant::of_policy`]), and with the
+//!    ([`UserGrant::delegated_within`]; with no user, [`UserGrant::of_policy_within`]), and with the
 //!    caller's wall limit in that bound lowered to the time left — so it may do at most what its
 //!    policy, the user's roles and every caller allow, and ends no later than its caller and its
 //!    tree. Its model budget is a node below the caller's (`budget.rs`).
@@ -399,14 +399,12 @@ async fn run_callee(hop: Hop, name: String, input: String) -> Result<String, Cal
     let policy = agent.policy();
     // The same user, bounded by the caller's policy; in the bound the caller's wall limit is
     // lowered to the time left, so the callee ends no later than its caller and its tree.
-    let mut within = Policy::clone(&hop.caller);
-    within.limits.wall = within.limits.wall.min(left);
     let user = User {
         subject: hop.user.as_ref().map_or("-", |u| &u.subject).to_owned(),
         roles: hop.user.as_ref().map_or_else(Vec::new, |u| u.roles.clone()),
         grant: Arc::new(match &hop.user {
-            Some(u) => u.grant.delegated_by(&within),
-            None => UserGrant::of_policy(&within),
+            Some(u) => u.grant.delegated_within(&hop.caller, left),
+            None => UserGrant::of_policy_within(&hop.caller, left),
         }),
     };
     let wall = wall_limit(runtime, policy, Some(&user));

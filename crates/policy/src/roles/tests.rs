@@ -106,6 +106,26 @@ fn delegation_never_widens() {
     // No user at all: the caller's policy alone bounds the callee.
     let alone = UserGrant::of_policy(&caller);
     assert!(alone.allows_write("docs/out/a") && !alone.allows_write("src/a"));
+    // The caller's time left lowers its wall limit in the bound, and nothing else changes.
+    let left = std::time::Duration::from_millis(40);
+    for (within, by) in [
+        (all.delegated_within(&caller, left), all.delegated_by(&caller)),
+        (UserGrant::of_policy_within(&caller, left), alone),
+    ] {
+        assert_eq!(within.limit(&callee).wall, left);
+        assert_eq!(within.limit(&callee).cpu, by.limit(&callee).cpu);
+        assert_eq!(
+            within.allows_write("docs/out/a.md"),
+            by.allows_write("docs/out/a.md")
+        );
+        assert!(!within.allows_write("src/a.rs") && within.allows_tool("echo"));
+    }
+    let long = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        UserGrant::of_policy_within(&caller, long).limit(&callee).wall,
+        callee.wall.min(caller.limits.wall),
+        "never raised"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! An agent is loaded the way `warden run` loads one ([`Runtime::load_policy`] then
 //! [`Runtime::load_file`]: signatures checked before anything is parsed or compiled, refusals
-//! audited) and kept per name. Each lookup compares the stamps of its files with what was
+//! audited) and kept per name. A lookup compares the stamps of its files with what was
 //! loaded — the component and the policy, and each signature the host checked when it loaded
 //! them — so an agent added or replaced is picked up without a restart. A stamp is the file's
 //! size, modification time and, on Unix, its device, inode and change time: a file replaced by
@@ -16,15 +16,23 @@
 //! (a lock of [`LOAD_TURNS`], picked by the name's hash): a caller that finds a load of its
 //! agent under way waits for it and takes what it kept, rather than loading the agent again —
 //! which is what lets a server load its agents at start ([`crate::serve::ServerState::warm`])
-//! while its first call arrives. A lookup is a stat per watched file (two in the common case)
-//! and nothing else: the paths are joined once, at the load.
+//! while its first call arrives. The stamps are compared only when something may have changed
+//! (`watch.rs`): an inotify watch on the directory's folders is read at each lookup (one
+//! non-blocking `read`), and an agent is stamped again after any event in them, after
+//! [`RESTAT_EVERY`] in any case, and at every lookup where a watch cannot see every change (a
+//! folder reached through a symbolic link, a file that is a link or has a second name, a watch
+//! the kernel refused or that died). Stamping is a stat per watched file (two in the common
+//! case): the paths are joined once, at the load.
+
+mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Instant, SystemTime};
 
 use crate::runtime::{LoadedAgent, Runtime};
+use watch::{RESTAT_EVERY, Watch};
 
 /// How many locks loads take turns on: two names share one at worst (their loads then wait for
 /// each other), and the locks never grow with the names asked for.
@@ -41,6 +49,8 @@ pub(crate) struct AgentDirectory {
     loaded: Mutex<HashMap<String, Kept>>,
     /// The turns of loads (see the module's docs).
     turns: [Mutex<()>; LOAD_TURNS],
+    /// The watch on its folders, made at the first load (`None` inside: none could be made).
+    watch: OnceLock<Option<Watch>>,
 }
 
 /// A loaded agent and the stamps of the files it was loaded from.
@@ -52,6 +62,10 @@ struct Kept {
     /// Which of the four files it depends on (the signatures only where they were checked).
     watched: [bool; 4],
     agent: Arc<LoadedAgent>,
+    /// Whether its files can be left to the watch (`watch::plain`).
+    plain: bool,
+    /// The watch's epoch when its stamps were last found unchanged, and when that was.
+    checked: Option<(u64, Instant)>,
 }
 
 /// What tells a file's versions apart, `None` when it does not exist (or is not watched).
@@ -110,6 +124,7 @@ impl AgentDirectory {
             policies: None,
             loaded: Mutex::new(HashMap::new()),
             turns: std::array::from_fn(|_| Mutex::new(())),
+            watch: OnceLock::new(),
         }
     }
 
@@ -166,11 +181,43 @@ impl AgentDirectory {
                 name.chars().take(64).collect::<String>()
             ));
         }
-        let Some(kept) = self.lock().get(name).cloned() else {
-            return Ok(None);
+        // Read before the stamps are: a change made after this read is the next lookup's event.
+        let epoch = self.watch.get().and_then(|w| w.as_ref()?.epoch());
+        let kept = {
+            let mut loaded = self.lock();
+            let Some(kept) = loaded.get_mut(name) else {
+                return Ok(None);
+            };
+            if let (Some(now), Some((then, at))) = (epoch, kept.checked)
+                && kept.plain
+                && now == then
+                && at.elapsed() < RESTAT_EVERY
+            {
+                return Ok(Some(kept.agent.clone()));
+            }
+            kept.clone()
         };
         let stamps = Self::stamps(&kept.files, kept.watched);
-        Ok((kept.stamps == stamps).then_some(kept.agent))
+        if kept.stamps != stamps {
+            return Ok(None);
+        }
+        if let Some(epoch) = epoch
+            && let Some(now) = self.lock().get_mut(name)
+            && Arc::ptr_eq(&now.agent, &kept.agent)
+        {
+            now.checked = Some((epoch, Instant::now()));
+        }
+        Ok(Some(kept.agent))
+    }
+
+    /// The watch on the directory's folders, made on first use.
+    fn watch(&self) -> Option<&Watch> {
+        self.watch
+            .get_or_init(|| match &self.policies {
+                None => Watch::new(&[&self.dir]),
+                Some(policies) => Watch::new(&[&self.dir, policies]),
+            })
+            .as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
@@ -205,7 +252,9 @@ impl AgentDirectory {
         }
         let files = Arc::new(self.files(name));
         let [wasm, toml, ..] = &*files;
-        // Stamped before reading: a file replaced while it loads is loaded again next time.
+        // Watched, then stamped, before reading: a file replaced while it loads is loaded again
+        // next time.
+        let epoch = self.watch().and_then(Watch::epoch);
         let mut stamps = Self::stamps(&files, ALL);
         if stamps[0].is_none() || stamps[1].is_none() {
             return Err(format!(
@@ -254,6 +303,13 @@ impl AgentDirectory {
                 .load_file(wasm, policy)
                 .map_err(|e| format!("agent `{name}` cannot be loaded: {e}"))?,
         );
+        let plain = watch::plain(
+            &files
+                .iter()
+                .zip(watched)
+                .filter_map(|(file, watch)| watch.then_some(file.as_path()))
+                .collect::<Vec<_>>(),
+        );
         self.lock().insert(
             name.to_owned(),
             Kept {
@@ -261,6 +317,8 @@ impl AgentDirectory {
                 stamps,
                 watched,
                 agent: agent.clone(),
+                plain,
+                checked: epoch.map(|epoch| (epoch, Instant::now())),
             },
         );
         Ok(agent)
