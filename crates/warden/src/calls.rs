@@ -16,9 +16,9 @@
 //!    caller's wall limit in that bound lowered to the time left — so it may do at most what its
 //!    policy, the user's roles and every caller allow, and ends no later than its caller and its
 //!    tree. Its model budget is a node below the caller's (`budget.rs`).
-//! 3. The child runs inside its caller's host call, on the same thread (`inline.rs`: its CPU is
-//!    set apart from the caller's and charged to its own account; if the caller goes away first
-//!    it is finished in a task of its own), and takes an instance slot only if one is free at once, otherwise the call is refused: a tree
+//! 3. The child runs inside its caller's host call, on the same thread (`inline.rs`: its
+//!    instance's CPU is charged to its own account, not the caller's, and the host's work for
+//!    the call to the caller's; if the caller goes away first it is finished in a task of its own), and takes an instance slot only if one is free at once, otherwise the call is refused: a tree
 //!    never waits for a slot its own callers hold, so it cannot deadlock the host, and live
 //!    instances never pass the slots (the engine's pool is sized by them). The first call of an
 //!    agent reads its contract first (`describe`, in an instance of its own), in a slot that must

@@ -24,9 +24,27 @@ const QUOTED_ERRORS: usize = 3;
 pub struct Contract {
     /// What the agent said about itself.
     pub description: Description,
-    input: jsonschema::Validator,
-    output: jsonschema::Validator,
+    input: Schema,
+    output: Schema,
 }
+
+/// One compiled schema, and whether it accepts every value (`true`, `{}`, or only annotations
+/// such as a title): such a schema is not run, and the text it would check is not even parsed.
+struct Schema {
+    validator: jsonschema::Validator,
+    open: bool,
+}
+
+/// Keys that say something about a schema without constraining what it accepts.
+const ANNOTATIONS: [&str; 7] = [
+    "$schema",
+    "$id",
+    "$comment",
+    "title",
+    "description",
+    "default",
+    "examples",
+];
 
 impl std::fmt::Debug for Contract {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +67,7 @@ pub fn warm_meta_schema() {
     }
 }
 
-fn compile(which: &str, text: &str) -> Result<jsonschema::Validator, String> {
+fn compile(which: &str, text: &str) -> Result<Schema, String> {
     if text.len() > MAX_SCHEMA_BYTES {
         return Err(format!(
             "its {which} schema is {} bytes; a schema is at most {MAX_SCHEMA_BYTES}",
@@ -58,8 +76,14 @@ fn compile(which: &str, text: &str) -> Result<jsonschema::Validator, String> {
     }
     let schema: Value =
         serde_json::from_str(text).map_err(|e| format!("its {which} schema is not JSON: {e}"))?;
-    jsonschema::validator_for(&schema)
-        .map_err(|e| format!("its {which} schema is not a valid JSON Schema: {e}"))
+    let validator = jsonschema::validator_for(&schema)
+        .map_err(|e| format!("its {which} schema is not a valid JSON Schema: {e}"))?;
+    let open = match &schema {
+        Value::Bool(accepts) => *accepts,
+        Value::Object(keys) => keys.keys().all(|k| ANNOTATIONS.contains(&k.as_str())),
+        _ => false,
+    };
+    Ok(Schema { validator, open })
 }
 
 /// The JSON value a task or result stands for: itself if it parses, else the text as a string.
@@ -67,9 +91,13 @@ fn as_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-fn check(validator: &jsonschema::Validator, text: &str) -> Result<(), String> {
+fn check(schema: &Schema, text: &str) -> Result<(), String> {
+    if schema.open {
+        return Ok(());
+    }
     let value = as_json(text);
-    let errors: Vec<String> = validator
+    let errors: Vec<String> = schema
+        .validator
         .iter_errors(&value)
         .take(QUOTED_ERRORS + 1)
         .map(|e| {
@@ -206,6 +234,42 @@ mod tests {
         let any = contract("{}", "{}").unwrap();
         assert_eq!(any.check_input("whatever"), Ok(()));
         assert_eq!(any.check_output("[1,2]"), Ok(()));
+    }
+
+    #[test]
+    fn only_a_schema_that_takes_anything_is_skipped() {
+        let values = [
+            "whatever",
+            "[1,2]",
+            "null",
+            r#"{"a":1}"#,
+            "\"x\"",
+            "{not json",
+        ];
+        for open in [
+            "true",
+            "{}",
+            r#"{"title":"t","description":"d","$schema":"https://json-schema.org/draft/2020-12/schema"}"#,
+        ] {
+            let schema = compile("input", open).unwrap();
+            assert!(schema.open, "{open}");
+            for v in values {
+                assert!(
+                    schema.validator.is_valid(&as_json(v)),
+                    "{open} refuses {v}: not open"
+                );
+            }
+        }
+        for closed in [
+            "false",
+            r#"{"title":"t","type":"string"}"#,
+            r#"{"not":{}}"#,
+            r##"{"$ref":"#/$defs/x","$defs":{"x":false}}"##,
+        ] {
+            let c = contract(closed, closed).unwrap();
+            assert!(!c.input.open, "{closed}");
+            assert!(c.check_input("[1,2]").is_err(), "{closed}");
+        }
     }
 
     #[test]

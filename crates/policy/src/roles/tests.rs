@@ -109,7 +109,10 @@ fn delegation_never_widens() {
     // The caller's time left lowers its wall limit in the bound, and nothing else changes.
     let left = std::time::Duration::from_millis(40);
     for (within, by) in [
-        (all.delegated_within(&caller, left), all.delegated_by(&caller)),
+        (
+            all.delegated_within(&caller, left),
+            all.delegated_by(&caller),
+        ),
         (UserGrant::of_policy_within(&caller, left), alone),
     ] {
         assert_eq!(within.limit(&callee).wall, left);
@@ -122,7 +125,9 @@ fn delegation_never_widens() {
     }
     let long = std::time::Duration::from_secs(3600);
     assert_eq!(
-        UserGrant::of_policy_within(&caller, long).limit(&callee).wall,
+        UserGrant::of_policy_within(&caller, long)
+            .limit(&callee)
+            .wall,
         callee.wall.min(caller.limits.wall),
         "never raised"
     );

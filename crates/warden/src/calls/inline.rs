@@ -3,8 +3,10 @@
 //! process's memory work onto two CPUs, whose TLB shoot-downs then cost more than the callee's
 //! own run). What the hand-off gave is kept:
 //!
-//! - its CPU is not the caller's: every poll is set apart from the caller's account
-//!   ([`CpuAccount::apart`]); the callee's guest polls are charged to its own;
+//! - its CPU is not the caller's: the polls of the callee's instance are charged to its own
+//!   account and not to the caller's (`warden_sandbox::CpuAccount` sets a poll of another
+//!   account apart from the poll it runs in); the host's work for the call around them (finding
+//!   the callee, its contract checks, its records) is the caller's, like that of any host call;
 //! - a caller that goes away on its own (a timeout around its call) does not cut the callee
 //!   short: the rest of the callee's run is handed to a task of its own, which ends it by its own
 //!   limits and closes its records;
@@ -20,7 +22,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use warden_sandbox::CpuAccount;
 use warden_sandbox::capabilities::agents::CallFailure;
 
 thread_local! {
@@ -78,9 +79,7 @@ impl Future for Inline {
                 this.callee
             ))));
         };
-        let polled = catch_unwind(AssertUnwindSafe(|| {
-            CpuAccount::apart(|| run.as_mut().poll(cx))
-        }));
+        let polled = catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx)));
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => {

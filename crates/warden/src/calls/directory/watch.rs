@@ -131,16 +131,18 @@ impl Watch {
 /// Whether the files of an agent can be left to a watch: each one that exists is a regular file
 /// (not a link) with one name.
 pub(crate) fn plain(files: &[&Path]) -> bool {
-    files.iter().all(|file| match std::fs::symlink_metadata(file) {
-        #[cfg(unix)]
-        Ok(meta) => {
-            use std::os::unix::fs::MetadataExt;
-            meta.file_type().is_file() && meta.nlink() == 1
-        }
-        #[cfg(not(unix))]
-        Ok(_) => false,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    })
+    files
+        .iter()
+        .all(|file| match std::fs::symlink_metadata(file) {
+            #[cfg(unix)]
+            Ok(meta) => {
+                use std::os::unix::fs::MetadataExt;
+                meta.file_type().is_file() && meta.nlink() == 1
+            }
+            #[cfg(not(unix))]
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
 }
 
 #[cfg(test)]
@@ -207,7 +209,10 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         let link = base.join("current");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(Watch::new(&[&link]).is_none(), "a re-pointed link is no event");
+        assert!(
+            Watch::new(&[&link]).is_none(),
+            "a re-pointed link is no event"
+        );
         assert!(Watch::new(&[&base.join("release-1/../release-1")]).is_none());
         assert!(Watch::new(&[&real]).is_some());
         let file = real.join("hello.wasm");
