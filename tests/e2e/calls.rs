@@ -426,6 +426,46 @@ async fn agents_are_found_by_name_and_picked_up_when_added_or_replaced() {
     assert!(out.contains("policy of agent `late`"), "{out}");
 }
 
+/// What the directory's inotify watch cannot see is still seen at the next call: a directory
+/// behind a symbolic link that is re-pointed, and a policy with a second name written through
+/// that name.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_a_watch_cannot_see_are_seen_at_the_next_call() {
+    let host = Host::linked();
+    host.probe(
+        "front",
+        "[agents]\ncall = [\"late\"]\n[fs]\nread = [\"**\"]\n",
+    );
+    host.probe("late", "[fs]\nread = [\"docs/**\"]\n");
+    let read = call("late", &probe("read", &[("path", json!("/docs/a.md"))]));
+    let r = host.run("front", &read, None).await;
+    assert_eq!(ok_text(completed(&r)), "alpha docs");
+    // A new release whose `late` may read nothing, the link re-pointed to it: no event in the
+    // folder the first release was, and no wait.
+    host.release(2);
+    host.probe("late", "");
+    let r = host.run("front", &read, None).await;
+    assert_eq!(error_kind(completed(&r)), "killed", "the old release ran");
+
+    let host = Host::new("");
+    host.probe(
+        "front",
+        "[agents]\ncall = [\"late\"]\n[fs]\nread = [\"**\"]\n",
+    );
+    host.probe("late", "[fs]\nread = [\"docs/**\"]\n");
+    let r = host.run("front", &read, None).await;
+    assert_eq!(ok_text(completed(&r)), "alpha docs");
+    // The policy gets a second name outside the directory, and is rewritten through it in place
+    // (an event in the other folder only).
+    let elsewhere = host.ws().join("late.toml");
+    std::fs::hard_link(host.agents().join("late.toml"), &elsewhere).unwrap();
+    let r = host.run("front", &read, None).await;
+    assert_eq!(ok_text(completed(&r)), "alpha docs", "reloaded, unchanged");
+    std::fs::write(&elsewhere, "[agent]\nname = \"late\"\n").unwrap();
+    let r = host.run("front", &read, None).await;
+    assert_eq!(error_kind(completed(&r)), "killed", "the old policy ran");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_an_agents_directory_calls_are_refused_naming_the_setting() {
     let host = Host::without_directory();

@@ -17,12 +17,40 @@ use warden_tests::{agent, root, warden_bin};
 pub struct Host {
     dir: tempfile::TempDir,
     pub runtime: Runtime,
+    /// Its agents directory.
+    agents: PathBuf,
 }
 
 impl Host {
     /// A host whose `[agents]` table holds `dir` and the keys in `agents_keys`.
     pub fn new(agents_keys: &str) -> Host {
         Host::configured(&format!("[agents]\ndir = \"{{agents}}\"\n{agents_keys}"))
+    }
+
+    /// A host whose agents directory is `current/agents`, `current` a symbolic link to
+    /// `release-1` (as a deploy that re-points a link to its newest release lays it out; see
+    /// [`Host::release`]).
+    pub fn linked() -> Host {
+        let host = Host::configured_in("[agents]\ndir = \"{agents}\"\n", "current/agents");
+        let base = host.dir.path();
+        std::fs::rename(base.join("current"), base.join("release-1")).unwrap();
+        std::os::unix::fs::symlink("release-1", base.join("current")).unwrap();
+        host
+    }
+
+    /// Make `release-<n>` with the agents of the current one, and re-point `current` to it at
+    /// once (a new link renamed over the old).
+    pub fn release(&self, n: u32) {
+        let base = self.dir.path();
+        let new = base.join(format!("release-{n}/agents"));
+        std::fs::create_dir_all(&new).unwrap();
+        for entry in std::fs::read_dir(self.agents()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), new.join(entry.file_name())).unwrap();
+        }
+        let link = base.join("next");
+        std::os::unix::fs::symlink(format!("release-{n}"), &link).unwrap();
+        std::fs::rename(&link, base.join("current")).unwrap();
     }
 
     /// A host without an agents directory.
@@ -42,7 +70,7 @@ impl Host {
             warden::orchestra::model::Models::from_config(&config, host.runtime.tls()).unwrap();
         Host {
             runtime: host.runtime.clone().with_models(models),
-            dir: host.dir,
+            ..host
         }
     }
 
@@ -62,30 +90,37 @@ impl Host {
         .unwrap()
         .with_host_config(host.runtime.host_config().clone())
         .with_ledger(ledger);
-        Host {
-            runtime,
-            dir: host.dir,
-        }
+        Host { runtime, ..host }
     }
 
     fn configured(text: &str) -> Host {
+        Host::configured_in(text, "agents")
+    }
+
+    /// A host whose agents directory is `agents` (relative to its folder).
+    fn configured_in(text: &str, agents: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["agents", "data", "ws/docs", "ws/src"] {
+        for sub in [agents, "data", "ws/docs", "ws/src"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         std::fs::write(dir.path().join("ws/docs/a.md"), "alpha docs").unwrap();
         std::fs::write(dir.path().join("ws/src/main.rs"), "fn main() {}").unwrap();
-        let text = text.replace("{agents}", dir.path().join("agents").to_str().unwrap());
+        let agents = dir.path().join(agents);
+        let text = text.replace("{agents}", agents.to_str().unwrap());
         std::fs::write(dir.path().join("warden.toml"), &text).unwrap();
         let config = warden::policy::HostConfig::parse("warden.toml", &text)
             .unwrap_or_else(|e| panic!("the test's host configuration: {e}"));
         let runtime = warden_tests::ledger_runtime(&dir.path().join("data"), config);
-        Host { dir, runtime }
+        Host {
+            dir,
+            runtime,
+            agents,
+        }
     }
 
     /// The agents directory.
     pub fn agents(&self) -> PathBuf {
-        self.dir.path().join("agents")
+        self.agents.clone()
     }
 
     /// The workspace.

@@ -3,7 +3,9 @@
 //! a name that is a path, an impostor policy in the agents directory, a callee spending past its
 //! tree's budget, a tree that would wait on its own instance slots, a callee called at the tree's
 //! last moment so that it is killed (and would be demoted), a callee outliving its tree, an
-//! oversized input, and a user reaching through a granted agent one their roles do not list. Each builds a host of its own (`../calls/host.rs`) with an agents directory
+//! oversized input, a user reaching through a granted agent one their roles do not list, and a
+//! callee's policy narrowed where the directory's watch does not look (through a second name, a
+//! re-pointed release link) or so that size and time stay the same. Each builds a host of its own (`../calls/host.rs`) with an agents directory
 //! of real components, runs the attack, and judges it: `contained:<what>`, or `breach:<what>`.
 
 #[path = "../calls/host.rs"]
@@ -34,6 +36,7 @@ pub async fn run(name: &str, task: &str, port: u16) -> Option<Vec<String>> {
         "calls-outlive-the-tree" => outlive_the_tree().await,
         "calls-oversized-input" => oversized_input().await,
         "calls-agent-laundering" => agent_laundering().await,
+        "calls-stale-policy" => stale_policy().await,
         _ => return None,
     };
     Some(vec![verdict])
@@ -467,4 +470,68 @@ async fn oversized_input() -> String {
     } else {
         "breach:the input reached the callee".into()
     }
+}
+
+/// The callee's policy is narrowed (from `docs/` to `src/`) while the host runs, in three ways its agents
+/// directory's inotify watch could miss or a size-and-time check could: written through a second
+/// name (a hard link outside the directory), a new release behind a re-pointed `current` link,
+/// and rewritten in place with the same size and its modification time set back. The next call
+/// must run the narrowed policy: the old, wider one reading a file is a breach.
+async fn stale_policy() -> String {
+    const WIDE: &str = "[agent]\nname = \"late\"\n[fs]\nread = [\"docs/**\"]\n";
+    // The same size: `src` is a letter shorter than `docs`, and a space makes up for it.
+    const NARROW: &str = "[agent]\nname = \"late\"\n[fs]\nread = [\"src/**\"] \n";
+    let read = call("late", &probe("read", &[("path", json!("/docs/a.md"))]));
+    assert_eq!(WIDE.len(), NARROW.len());
+    for how in ["a second name", "a re-pointed link", "same size and time"] {
+        let host = if how == "a re-pointed link" {
+            Host::linked()
+        } else {
+            Host::new("")
+        };
+        host.probe(
+            "front",
+            "[agents]\ncall = [\"late\"]\n[fs]\nread = [\"**\"]\n",
+        );
+        host.probe("late", "");
+        let policy = host.agents().join("late.toml");
+        std::fs::write(&policy, WIDE).unwrap();
+        let before = host.run("front", &read, None).await;
+        if !output(&before).is_ok_and(|o| o.contains("alpha docs")) {
+            return format!(
+                "breach:the setup's call failed ({how}): {:?}",
+                before.outcome
+            );
+        }
+        match how {
+            "a second name" => {
+                let elsewhere = host.ws().join("late.toml");
+                std::fs::hard_link(&policy, &elsewhere).unwrap();
+                std::fs::write(&elsewhere, NARROW).unwrap();
+            }
+            "a re-pointed link" => {
+                host.release(2);
+                std::fs::write(&policy, NARROW).unwrap();
+            }
+            _ => {
+                let mtime = std::fs::metadata(&policy).unwrap().modified().unwrap();
+                let file = std::fs::File::options().write(true).open(&policy).unwrap();
+                std::io::Write::write_all(&mut &file, NARROW.as_bytes()).unwrap();
+                file.set_modified(mtime).unwrap();
+            }
+        }
+        let after = host.run("front", &read, None).await;
+        let out = match output(&after) {
+            Ok(o) => o.to_owned(),
+            Err(b) => return b,
+        };
+        if out.contains("alpha docs") {
+            return format!("breach:the old policy ran after {how}");
+        }
+        // `docs/` is no longer granted: the read finds no such folder.
+        if !out.contains("No such file or directory") {
+            return format!("breach:after {how} the read did not fail as unseen: {out}");
+        }
+    }
+    "contained:narrowed-at-once".into()
 }

@@ -17,12 +17,12 @@
 //! agent under way waits for it and takes what it kept, rather than loading the agent again —
 //! which is what lets a server load its agents at start ([`crate::serve::ServerState::warm`])
 //! while its first call arrives. The stamps are compared only when something may have changed
-//! (`watch.rs`): an inotify watch on the directory's folders is read at each lookup (one
-//! non-blocking `read`), and an agent is stamped again after any event in them, after
-//! [`RESTAT_EVERY`] in any case, and at every lookup where a watch cannot see every change (a
-//! folder reached through a symbolic link, a file that is a link or has a second name, a watch
-//! the kernel refused or that died). Stamping is a stat per watched file (two in the common
-//! case): the paths are joined once, at the load.
+//! (`watch.rs`): inotify watches on the directory's folders and on each loaded agent's files are
+//! read at each lookup (one non-blocking `read`), and an agent is stamped again after any event,
+//! after [`RESTAT_EVERY`] in any case, and at every lookup where a watch cannot see every change
+//! (a folder reached through a symbolic link, a file that is a link, a watch the kernel refused
+//! or that died). Stamping is a stat per watched file (two in the common case): the paths are
+//! joined once, at the load.
 
 mod watch;
 
@@ -62,7 +62,7 @@ struct Kept {
     /// Which of the four files it depends on (the signatures only where they were checked).
     watched: [bool; 4],
     agent: Arc<LoadedAgent>,
-    /// Whether its files can be left to the watch (`watch::plain`).
+    /// Whether its files can be left to the watch (watched, and `watch::plain`).
     plain: bool,
     /// The watch's epoch when its stamps were last found unchanged, and when that was.
     checked: Option<(u64, Instant)>,
@@ -254,7 +254,10 @@ impl AgentDirectory {
         let [wasm, toml, ..] = &*files;
         // Watched, then stamped, before reading: a file replaced while it loads is loaded again
         // next time.
-        let epoch = self.watch().and_then(Watch::epoch);
+        let paths = files.iter().map(PathBuf::as_path).collect::<Vec<_>>();
+        let watch = self.watch();
+        let files_watched = watch.is_some_and(|w| w.files(&paths));
+        let epoch = watch.and_then(Watch::epoch);
         let mut stamps = Self::stamps(&files, ALL);
         if stamps[0].is_none() || stamps[1].is_none() {
             return Err(format!(
@@ -303,13 +306,7 @@ impl AgentDirectory {
                 .load_file(wasm, policy)
                 .map_err(|e| format!("agent `{name}` cannot be loaded: {e}"))?,
         );
-        let plain = watch::plain(
-            &files
-                .iter()
-                .zip(watched)
-                .filter_map(|(file, watch)| watch.then_some(file.as_path()))
-                .collect::<Vec<_>>(),
-        );
+        let plain = files_watched && watch::plain(&paths);
         self.lock().insert(
             name.to_owned(),
             Kept {

@@ -1,19 +1,22 @@
 //! What tells the agents directory that its files may have changed, without a stat of each file
-//! at every call: an inotify watch on its folders ([`Watch`]). Each lookup reads the pending
-//! events (one non-blocking `read`, where two stats walked two paths); any event moves the
-//! watch's epoch, and an agent whose stamps were compared at an older epoch is stamped again.
+//! at every call: inotify watches ([`Watch`]) on its folders (files created, deleted, renamed in
+//! or out, written through their name there) and on each loaded agent's files themselves (their
+//! contents or attributes changed through any name: a hard link elsewhere is the same file).
+//! Each lookup reads the pending events (one non-blocking `read`, where two stats walked two
+//! paths); any event moves the watch's epoch, and an agent whose stamps were compared at an
+//! older epoch is stamped again.
 //!
-//! A watch sees what happens to the entries of the folders it watches, and nothing else, so it is
+//! A watch sees what happens to the folders and files it watches, and nothing else, so it is
 //! trusted only where that is everything: it is not made for a folder reached through a symbolic
 //! link (re-pointing the link is no event in the folder), the directory does not trust it for a
-//! file that is a link or has more than one name (a write through another name is that folder's
-//! event), and once a watched folder itself is moved or deleted, or the kernel's event queue
-//! overflowed, it is dead and every lookup stats again. What no folder's events show at all —
-//! an ancestor folder renamed and replaced, a file system mounted over the directory, a change
-//! another machine made on a network or FUSE file system (which reports only the changes made
-//! through this kernel) — is seen by the stats the directory still makes every [`RESTAT_EVERY`]
-//! per agent. (The MCP server's `mcp/watch` listens to the same kind of events for another end:
-//! the names of the agents, awaited on tokio's reactor.)
+//! file that is itself a link or that could not be watched, and once a watched folder is moved or
+//! deleted, or the kernel's event queue overflowed, it is dead and every lookup stats again. What
+//! no watched event shows at all — an ancestor folder renamed and replaced, a file system
+//! mounted over the directory, a change another machine made on a network or FUSE file system
+//! (which reports only the changes made through this kernel) — is seen by the stats the
+//! directory still makes every [`RESTAT_EVERY`] per agent. (The MCP server's `mcp/watch` listens
+//! to the same kind of events for another end: the names of the agents, awaited on tokio's
+//! reactor.)
 
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
@@ -28,10 +31,13 @@ use rustix::io::Errno;
 /// How long an agent's stamps are trusted to a live watch before they are compared again anyway.
 pub(crate) const RESTAT_EVERY: Duration = Duration::from_secs(1);
 
-/// An inotify watch on the agents directory's folders (see the module docs).
+/// Inotify watches on the agents directory's folders and its agents' files (see the module
+/// docs).
 #[derive(Debug)]
 pub(crate) struct Watch {
     fd: OwnedFd,
+    /// The watch descriptors of the folders (a file's own watch ends with its file, harmlessly).
+    folders: Vec<i32>,
     /// Moved by every batch of events read.
     epoch: AtomicU64,
     /// Set once the watch cannot be trusted any more.
@@ -41,9 +47,9 @@ pub(crate) struct Watch {
     reading: Mutex<()>,
 }
 
-/// Every event that may mean a file of an agent changed: written, its attributes or links
+/// Every event of a folder that may mean a file of an agent changed: written, its attributes
 /// changed, created, deleted, renamed in or out; and the folder itself moved or deleted.
-fn changes() -> WatchFlags {
+fn folder_changes() -> WatchFlags {
     WatchFlags::MODIFY
         | WatchFlags::ATTRIB
         | WatchFlags::CLOSE_WRITE
@@ -57,19 +63,26 @@ fn changes() -> WatchFlags {
         | WatchFlags::DONT_FOLLOW
 }
 
-/// Events after which the watch no longer sees the folders the directory names.
+/// Every event of a file that may mean it changed: written, its attributes or links changed,
+/// deleted or renamed.
+fn file_changes() -> WatchFlags {
+    WatchFlags::MODIFY
+        | WatchFlags::ATTRIB
+        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
+        | WatchFlags::DONT_FOLLOW
+}
+
+/// Events of a folder after which the watch no longer sees the folders the directory names.
 fn fatal() -> ReadFlags {
-    ReadFlags::IGNORED
-        | ReadFlags::QUEUE_OVERFLOW
-        | ReadFlags::DELETE_SELF
-        | ReadFlags::MOVE_SELF
-        | ReadFlags::UNMOUNT
+    ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF | ReadFlags::UNMOUNT
 }
 
 impl Watch {
     /// A watch on `folders`, or `None` when one of them is reached through a symbolic link or a
-    /// `..`, or the kernel gives no watch (no inotify,
-    /// its per-user limit reached): then the directory stats every lookup, as before.
+    /// `..`, or the kernel gives no watch (no inotify, its per-user limit reached): then the
+    /// directory stats every lookup, as before.
     pub(crate) fn new(folders: &[&Path]) -> Option<Watch> {
         for folder in folders {
             let canonical = std::fs::canonicalize(folder).ok()?;
@@ -78,15 +91,30 @@ impl Watch {
             }
         }
         let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
-        for folder in folders {
-            inotify::add_watch(&fd, *folder, changes()).ok()?;
-        }
+        let folders = folders
+            .iter()
+            .map(|folder| inotify::add_watch(&fd, *folder, folder_changes()).ok())
+            .collect::<Option<Vec<_>>>()?;
         Some(Watch {
             fd,
+            folders,
             epoch: AtomicU64::new(0),
             dead: AtomicBool::new(false),
             reading: Mutex::new(()),
         })
+    }
+
+    /// Watch `files` themselves, so that a change made through another name of one (a hard link
+    /// elsewhere) is an event too. Call it before they are stamped. `false` when one that exists
+    /// could not be watched (the kernel's per-user limit of watches): the agent is then stamped
+    /// at every lookup.
+    pub(crate) fn files(&self, files: &[&Path]) -> bool {
+        files.iter().all(
+            |file| match inotify::add_watch(&self.fd, *file, file_changes()) {
+                Ok(_) | Err(Errno::NOENT) => true,
+                Err(_) => false,
+            },
+        )
     }
 
     /// The epoch once every pending event is read, or `None` when the watch is dead. Events of
@@ -106,7 +134,10 @@ impl Watch {
             match reader.next() {
                 Ok(event) => {
                     changed = true;
-                    if event.events().intersects(fatal()) {
+                    let folder = self.folders.contains(&event.wd());
+                    if event.events().contains(ReadFlags::QUEUE_OVERFLOW)
+                        || (folder && event.events().intersects(fatal()))
+                    {
                         self.dead.store(true, Ordering::Release);
                     }
                 }
@@ -128,19 +159,13 @@ impl Watch {
     }
 }
 
-/// Whether the files of an agent can be left to a watch: each one that exists is a regular file
-/// (not a link) with one name.
+/// Whether the files of an agent can be left to a watch: each one that exists is a regular file,
+/// not a link (a link re-pointed further along its path would be no event).
 pub(crate) fn plain(files: &[&Path]) -> bool {
     files
         .iter()
         .all(|file| match std::fs::symlink_metadata(file) {
-            #[cfg(unix)]
-            Ok(meta) => {
-                use std::os::unix::fs::MetadataExt;
-                meta.file_type().is_file() && meta.nlink() == 1
-            }
-            #[cfg(not(unix))]
-            Ok(_) => false,
+            Ok(meta) => meta.file_type().is_file(),
             Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         })
 }
@@ -202,7 +227,7 @@ mod tests {
 
     #[test]
     #[cfg(unix)]
-    fn no_watch_through_a_link_and_no_trust_in_linked_files() {
+    fn no_watch_through_a_link_no_trust_in_a_linked_file_and_a_file_seen_by_any_name() {
         let dir = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(dir.path()).unwrap();
         let real = base.join("release-1");
@@ -219,11 +244,26 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let missing = real.join("hello.wasm.sig");
         assert!(plain(&[&file, &missing]));
+        // A second name elsewhere: a write through it is an event of the file's own watch.
+        let watch = Watch::new(&[&real]).unwrap();
+        assert!(watch.files(&[&file, &missing]));
+        let elsewhere = base.join("hello-too.wasm");
+        std::fs::hard_link(&file, &elsewhere).unwrap();
+        let linked = watch.epoch().unwrap();
+        std::fs::write(&elsewhere, b"y").unwrap();
+        assert!(
+            watch.epoch().unwrap() > linked,
+            "a write through another name"
+        );
+        // The old file replaced: its watch ends with it, the folder's goes on.
         let other = real.join("other.wasm");
-        std::fs::hard_link(&file, &other).unwrap();
-        assert!(!plain(&[&file]), "a second name");
-        std::fs::remove_file(&other).unwrap();
-        assert!(plain(&[&file]));
+        std::fs::write(&other, b"z").unwrap();
+        std::fs::rename(&other, &file).unwrap();
+        std::fs::remove_file(&elsewhere).unwrap();
+        assert!(
+            watch.epoch().is_some(),
+            "a file's watch ended: not the folder's"
+        );
         std::os::unix::fs::symlink(&file, &other).unwrap();
         assert!(!plain(&[&other]), "a link");
     }
