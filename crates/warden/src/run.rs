@@ -222,13 +222,16 @@ impl LoadedAgent {
             ))),
         };
         // A start left unwritten (`record.rs`, `defers_start`) is written if the run goes on
-        // for long, or if it is dropped before its end.
-        let deferred = ledger.as_ref().filter(|l| l.is_deferred(id));
-        let _unwritten = deferred.map(|l| crate::record::WriteOnDrop(l, id));
+        // for long, or if it is dropped before its end. A callee in its caller's deferred tree
+        // leaves the wait to the tree's root, which began first and writes the whole tree.
+        let deferred = ledger
+            .as_ref()
+            .and_then(|l| Some((l, l.deferred_root(id)?)));
+        let _unwritten = deferred.map(|(l, _)| crate::record::WriteOnDrop(l, id));
         let run = self.prepared.execute(task, execution);
         let executed = match deferred {
-            Some(l) => crate::record::writing_after(l, id, run).await?,
-            None => run.await,
+            Some((l, root)) if root == id => crate::record::writing_after(l, id, run).await?,
+            _ => run.await,
         };
         // The task's model spend is charged up its tree now, so its caller sees it.
         if let Some(s) = &session {
@@ -262,7 +265,7 @@ impl LoadedAgent {
         let mut applied = None;
         let mut disposition = StagingDisposition::None;
         if let Some(staging) = executed.staging {
-            if let Some(l) = deferred {
+            if let Some((l, _)) = deferred {
                 l.write_deferred_async(id)
                     .await
                     .map_err(|e| RunError::Ledger(e.to_string()))?;

@@ -215,8 +215,16 @@ impl Ledger {
 
     /// Whether task `id` runs with its start deferred (not once its end waits in its tree).
     pub fn is_deferred(&self, id: u64) -> bool {
-        self.deferred.count.load(Ordering::Acquire) != 0
-            && self.deferred.lock().root_of.contains_key(&id)
+        self.deferred_root(id).is_some()
+    }
+
+    /// The root of the deferred tree task `id` runs in (itself, or the caller at the top of its
+    /// chain), `None` when its start is not deferred (any more).
+    pub fn deferred_root(&self, id: u64) -> Option<u64> {
+        if self.deferred.count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.deferred.lock().root_of.get(&id).copied()
     }
 
     /// Append `event`, a record about what a task did, with the task's deferred tree if it is

@@ -49,7 +49,13 @@ fn a_tree_is_written_in_one_batch_at_its_roots_end_in_the_order_its_writes_came(
     let root = defer(&ledger, "caller", None);
     let child = defer(&ledger, "callee", Some(root));
     assert!(ledger.is_deferred(root) && ledger.is_deferred(child));
+    // The callee runs in its caller's tree (the root's wait for a long run covers it).
+    assert_eq!(
+        (ledger.deferred_root(root), ledger.deferred_root(child)),
+        (Some(root), Some(root))
+    );
     end(&ledger, child, "completed");
+    assert_eq!(ledger.deferred_root(child), None, "ended: it runs no more");
     ledger
         .record_deferred(AuditEvent::new("agent-call").task(root))
         .unwrap();
