@@ -347,21 +347,17 @@ impl UserGrant {
         }
     }
 
-    /// [`UserGrant::of_policy`] with its wall limit lowered to at most `wall` (the time a caller
-    /// has left, for its callee), without a copy of the policy.
+    /// [`UserGrant::of_policy`] with its wall limit lowered to `wall` at most (the time left).
     pub fn of_policy_within(policy: &crate::Policy, wall: std::time::Duration) -> UserGrant {
         let mut g = UserGrant::of_policy(policy);
-        for limits in g.roles.iter_mut().filter_map(|r| r.limits.as_mut()) {
-            limits.wall = limits.wall.min(wall);
-        }
+        let limits = g.roles.iter_mut().filter_map(|r| r.limits.as_mut());
+        limits.for_each(|l| l.wall = l.wall.min(wall));
         g
     }
 
     /// This grant, further bounded by what the calling agent of `caller` may do.
     pub fn delegated_by(&self, caller: &crate::Policy) -> UserGrant {
-        let mut g = self.clone();
-        g.bounds.push(UserGrant::of_policy(caller));
-        g
+        self.delegated_within(caller, std::time::Duration::MAX)
     }
 
     /// [`UserGrant::delegated_by`] with the caller's wall limit lowered to at most `wall`.
