@@ -127,6 +127,7 @@ impl Watch {
             .reading
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Room for several events, and at least one with the longest name (16 + 256 bytes).
         let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
         let mut reader = inotify::Reader::new(&self.fd, &mut buf);
         let mut changed = false;
