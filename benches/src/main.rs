@@ -270,11 +270,15 @@ fn engine_config(cache: PathBuf) -> EngineConfig {
     if let Some(v) = env("WARDEN_BENCH_INIT_COW") {
         config.memory_init_cow = v != 0;
     }
+    if let Some(v) = env("WARDEN_BENCH_PAGEMAP") {
+        config.memory_pagemap_scan = v != 0;
+    }
     println!(
-        "engine: keep_resident {} KiB, decommit batch {}, memory_init_cow {}",
+        "engine: keep_resident {} KiB, decommit batch {}, memory_init_cow {}, pagemap scan {}",
         config.memory_keep_resident >> 10,
         config.decommit_batch_size,
-        config.memory_init_cow
+        config.memory_init_cow,
+        config.memory_pagemap_scan
     );
     config
 }

@@ -30,7 +30,7 @@ pub mod output;
 mod prepare;
 pub mod staging;
 
-pub use engine::{EngineConfig, EngineError, WardenEngine};
+pub use engine::{EngineConfig, EngineError, KEEP_RESIDENT, WardenEngine};
 pub use execute::{Executed, Execution};
 pub use gate::{KillReason, Violation};
 pub use instance::CpuAccount;

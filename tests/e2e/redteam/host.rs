@@ -8,6 +8,7 @@ mod calls;
 mod gate;
 mod memory;
 mod reads;
+mod residue;
 mod server;
 mod terminal;
 mod tls;
@@ -36,6 +37,9 @@ pub async fn run(name: &str, task: &str, port: u16) -> Vec<String> {
         return out;
     }
     if let Some(out) = memory::run_attack(name).await {
+        return out;
+    }
+    if let Some(out) = residue::run_attack(name).await {
         return out;
     }
     panic!("no host attack named `{name}` (tests/e2e/redteam/host.rs)")

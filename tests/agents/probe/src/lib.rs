@@ -9,6 +9,8 @@ use serde::Deserialize;
 use warden_guest::{Agent, AgentError, Description, agents, http, log, memory, model, tools};
 use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 
+mod residue;
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Task {
@@ -531,6 +533,9 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             "stream-read" => stream_read(&t.path),
             "link-chain" => link_chain(&t.path, t.depth),
             "mem-put" | "mem-get" | "mem-list" | "mem-flood" => memory_op(t),
+            // The secret is `text`; `plant` puts `bytes` of it in one heap block too.
+            "plant" => residue::plant(&t.text, t.bytes).map_err(fail),
+            "scan" => residue::scan(&t.text).map_err(fail),
             other => Err(AgentError::invalid_input(format!("unknown op `{other}`"))),
         }
     }
