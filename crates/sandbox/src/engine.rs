@@ -29,9 +29,7 @@ use ticker::EpochTicker;
 pub use ticker::{IDLE_AFTER, Ticking};
 
 /// The default [`EngineConfig::memory_keep_resident`]: 256 KiB a slot, what a small agent writes
-/// in a run (`hello` writes under 64 KiB) with room to spare. A sequential `hello` run went from
-/// 30.6 to 18.1 µs p50 with it, and 8 concurrent runs from 20,500 to 89,600 a second (figures in
-/// README.md); at most 256 MiB stays resident with all 1,000 slots used.
+/// in a run with room to spare (`hello`: under 64 KiB); 256 MiB with all 1,000 slots used.
 pub const KEEP_RESIDENT: usize = 256 << 10;
 
 /// Errors while building the engine or compiling a component.
