@@ -8,8 +8,7 @@
 //! per instance at most (a policy sets the real limit), 512 KiB of wasm stack, a 1 ms epoch tick,
 //! components of at most 64 MiB within [`CompileLimits::default`], one compile at a time for at
 //! most 60 s, no compiled-component cache unless a directory is given, and the pages an instance
-//! wrote (up to [`KEEP_RESIDENT`] a slot) reset in place for the next instance rather than
-//! handed back to the kernel.
+//! wrote (up to [`KEEP_RESIDENT`] a slot) reset in place for the next, not unmapped.
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
@@ -114,9 +113,9 @@ pub struct EngineConfig {
     pub decommit_batch_size: usize,
     /// Map a module's initial memory copy-on-write from its image instead of copying it.
     pub memory_init_cow: bool,
-    /// Find the pages an instance wrote with Linux's `PAGEMAP_SCAN` (6.7 and later; where the
-    /// kernel lacks it, wasmtime resets the first `memory_keep_resident` bytes whole), so that
-    /// only those are reset and kept resident.
+    /// Find the pages an instance wrote with Linux's `PAGEMAP_SCAN` (6.7 and later), so that only
+    /// those are reset and kept resident. Where the kernel lacks it nothing is kept resident:
+    /// resetting the whole `memory_keep_resident` at every teardown costs more than it saves.
     pub memory_pagemap_scan: bool,
     /// What one component may ask of the compiler, checked before compiling (a cache hit was
     /// checked when it was compiled: the cache is keyed by these limits too). The per-component
@@ -180,6 +179,10 @@ impl WardenEngine {
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_instances;
         let per_component = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let scan =
+            config.memory_pagemap_scan && PoolingAllocationConfig::is_pagemap_scan_available();
+        let keep_resident =
+            (scan || !config.memory_pagemap_scan) as usize * config.memory_keep_resident;
         // A Rust component has a handful of core instances (the module plus shims) but one memory.
         pool.total_component_instances(instances)
             .total_core_instances(instances.saturating_mul(8))
@@ -193,16 +196,13 @@ impl WardenEngine {
             .max_tables_per_component(per_component(config.compile.max_tables))
             .max_memory_size(config.max_memory as usize)
             .table_elements(config.max_table_elements as usize)
-            // Keeping a little memory resident makes the next instance's first touches cheap
-            // and its teardown a memset instead of an madvise; figures in benches/.
-            .linear_memory_keep_resident(config.memory_keep_resident)
+            // The pages an instance wrote stay mapped, reset in place: the next instance in the
+            // slot takes no faults on them. Only where they can be found (`PAGEMAP_SCAN`).
+            .linear_memory_keep_resident(keep_resident)
             .table_keep_resident(16 << 10)
             .decommit_batch_size(config.decommit_batch_size)
             .max_unused_warm_slots(64)
-            .pagemap_scan(match config.memory_pagemap_scan {
-                true => Enabled::Auto,
-                false => Enabled::No,
-            });
+            .pagemap_scan(if scan { Enabled::Yes } else { Enabled::No });
 
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)
