@@ -27,8 +27,7 @@ mod ticker;
 use ticker::EpochTicker;
 pub use ticker::{IDLE_AFTER, Ticking};
 
-/// The default [`EngineConfig::memory_keep_resident`]: 256 KiB a slot, what a small agent writes
-/// in a run with room to spare (`hello`: under 64 KiB); 256 MiB with all 1,000 slots used.
+/// The default [`EngineConfig::memory_keep_resident`]: 256 KiB a slot (256 MiB for 1,000 slots).
 pub const KEEP_RESIDENT: usize = 256 << 10;
 
 /// Errors while building the engine or compiling a component.
@@ -181,8 +180,11 @@ impl WardenEngine {
         let per_component = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let scan =
             config.memory_pagemap_scan && PoolingAllocationConfig::is_pagemap_scan_available();
-        let keep_resident =
-            (scan || !config.memory_pagemap_scan) as usize * config.memory_keep_resident;
+        let keep_resident = if config.memory_pagemap_scan && !scan {
+            0
+        } else {
+            config.memory_keep_resident
+        };
         // A Rust component has a handful of core instances (the module plus shims) but one memory.
         pool.total_component_instances(instances)
             .total_core_instances(instances.saturating_mul(8))
@@ -196,8 +198,7 @@ impl WardenEngine {
             .max_tables_per_component(per_component(config.compile.max_tables))
             .max_memory_size(config.max_memory as usize)
             .table_elements(config.max_table_elements as usize)
-            // The pages an instance wrote stay mapped, reset in place: the next instance in the
-            // slot takes no faults on them. Only where they can be found (`PAGEMAP_SCAN`).
+            // Written pages stay mapped, reset in place: no faults for the slot's next instance.
             .linear_memory_keep_resident(keep_resident)
             .table_keep_resident(16 << 10)
             .decommit_batch_size(config.decommit_batch_size)

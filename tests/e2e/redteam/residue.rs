@@ -9,8 +9,8 @@
 //!
 //! The probe's `plant` writes the secret (masked, so the task's own text is not it) and `scan`
 //! counts where it lies in the whole of linear memory. Before each attack, planting and
-//! scanning in one task must find it (the scanner works); then the attack's scan must find
-//! nothing: `contained:no-residue`, or `breach:<what>`.
+//! scanning in one task must find it (the scanner works; else `inconclusive:<what>`, which fails
+//! the suite); then the attack's scan must find nothing: `contained:no-residue`, or `breach:<what>`.
 
 use std::sync::Arc;
 
@@ -118,7 +118,7 @@ async fn residue(big: u64, other_agent: bool) -> String {
         );
         match output(&planter, &both).await.map(|o| found(&o)) {
             Ok(Some(n)) if n > 0 => {}
-            Ok(n) => return format!("breach:the scan did not see what its task planted ({n:?})"),
+            Ok(n) => return format!("inconclusive:the scan missed what its task planted ({n:?})"),
             Err(e) => return e,
         }
         if let Err(e) = output(&planter, &plant).await {
