@@ -1,7 +1,8 @@
 //! What the ledger (trust lookup, task row, hash-chained audit records, end-of-task commit)
 //! adds to a run of the trivial agent: its parts timed alone, a sequential run bare against
 //! with the ledger, and runs per second with both cores busy (8 and 32 concurrent tasks) bare
-//! against with the ledger; then what staging adds to a one-file write.
+//! against with the ledger; the sequential runs again with the machine idle between them; then
+//! what staging adds to a one-file write.
 //!
 //! The machine may be shared: each bare/ledger comparison is measured twice, interleaved, and
 //! the better figure of each side is kept (printed as "best of 2").
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use warden::{Outcome, RunOptions, Runtime};
+use warden::{LoadedAgent, Outcome, RunOptions, Runtime};
 
 use super::{fresh_instance_latency_with, load, percentile, throughput, us};
 
@@ -81,6 +82,8 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
         us(best_with.1) / us(best_bare.1),
     );
 
+    idle_figures(&bare, &hello, if quick { 200 } else { 2_000 }).await?;
+
     let secs = if quick { 0.5 } else { 3.0 };
     for workers in [8, 32] {
         let before = ledger.commit_stats();
@@ -105,6 +108,64 @@ pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     staging_figures(base, &with, quick).await
+}
+
+/// What an idle machine costs the next run: the sequential runs again with 300 µs between
+/// them, the thread asleep in the gap (as a server is between one client's requests: the
+/// request/answer round trips of `WARDEN_BENCH_ONLY=mcp`) and then spinning through it. Where
+/// the two differ the cost is the idle itself — a virtual CPU that halts when its threads sleep
+/// comes back with cold caches and TLB (this bench's machines run nested, with the guest's
+/// halt polling off) — not the elapsed time, so a figure measured back to back is the warm one.
+async fn idle_figures(bare: &LoadedAgent, hello: &LoadedAgent, n: usize) -> anyhow::Result<()> {
+    const GAP: Duration = Duration::from_micros(300);
+    let mut line = Vec::new();
+    for (what, spin) in [("asleep", false), ("spinning", true)] {
+        let b = gapped_p50(bare, n, GAP, spin).await?;
+        let w = gapped_p50(hello, n, GAP, spin).await?;
+        line.push(format!(
+            "{what} in the gap p50 {:.1} µs bare vs {:.1} µs with ledger ({:.2}x)",
+            us(b),
+            us(w),
+            us(w) / us(b)
+        ));
+    }
+    println!(
+        "ledger, sequential with 300 µs idle between runs, n={n}: {}",
+        line.join("; ")
+    );
+    Ok(())
+}
+
+/// The p50 of `n` sequential runs of `agent` with `gap` between them, slept or spun.
+async fn gapped_p50(
+    agent: &LoadedAgent,
+    n: usize,
+    gap: Duration,
+    spin: bool,
+) -> anyhow::Result<Duration> {
+    let opts = RunOptions::default();
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        if spin {
+            let until = Instant::now() + gap;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        } else {
+            // The worker thread itself sleeps, as an idle server's would.
+            std::thread::sleep(gap);
+        }
+        let t = Instant::now();
+        let r = agent.run("\"bench\"", &opts).await?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(
+            matches!(r.outcome, Outcome::Completed { .. }),
+            "hello did not complete: {:?}",
+            r.outcome
+        );
+    }
+    samples.sort();
+    Ok(percentile(&samples, 0.5))
 }
 
 /// Staging cost against workspace size: one write into a 10,000-file workspace, then into a

@@ -1,7 +1,7 @@
 //! The write-behind: reads through the ledger see every journaled row at once; a stopped host's
 //! journal is written into the store at the next open (a torn last line left out, a damaged
 //! line refused by its number); task ids reserved, never taken twice, given back on close; a
-//! trust record another process commits is seen.
+//! trust record another process commits is seen, and reading one never waits for the writer.
 
 use std::io::Write;
 
@@ -283,6 +283,39 @@ fn a_trust_record_another_process_commits_is_seen() {
         ledger.store().trust("unsigned/g").unwrap().unwrap().streak,
         99
     );
+}
+
+/// The run path's trust read never waits for the store's connection: with a foreign-write
+/// check due while the writer holds the connection (a long batch), the cached record is
+/// answered at once, and the check is made at the next read once the connection is free.
+#[test]
+fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 64).unwrap();
+    let id = begin(&ledger, "g");
+    ledger
+        .end_task(vec![ended(id, "g")], end(id, "g", 3))
+        .unwrap();
+    std::thread::sleep(super::FOREIGN_CHECK * 2);
+    let held = ledger.behind.store.hold_connection();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ledger = &ledger;
+        s.spawn(move || tx.send(ledger.trust("unsigned/g").map(|t| t.map(|t| t.streak))));
+        let read = rx.recv_timeout(std::time::Duration::from_secs(5));
+        drop(held);
+        assert_eq!(
+            read.expect("the read waited for the connection").unwrap(),
+            Some(3)
+        );
+    });
+    // Free again: the check is made (another process's change is seen).
+    let other = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+    let mut changed = TrustRecord::new("unsigned/g", "h");
+    changed.streak = 99;
+    other.put_trust(&changed).unwrap();
+    std::thread::sleep(super::FOREIGN_CHECK * 2);
+    assert_eq!(ledger.trust("unsigned/g").unwrap().unwrap().streak, 99);
 }
 
 /// A task's row is read without waiting for the writer: while another connection holds the

@@ -1,13 +1,17 @@
 //! The trust records the run path reads, kept by the write-behind: as this process last wrote
 //! or read them, dropped when another process commits to the store (SQLite's `data_version`),
 //! which the writer checks after every batch and a reader when the last look is older than
-//! [`FOREIGN_CHECK`].
+//! [`FOREIGN_CHECK`] — unless the writer is in a batch then: the reader never waits for the
+//! store's connection (a batch can take a millisecond, and the trust lock would be held the
+//! while, stopping every task that starts), since the writer looks as soon as its batch is
+//! written. A change another process commits is therefore seen within [`FOREIGN_CHECK`] and
+//! one batch of the writer.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Behind, lock};
-use crate::store::TrustRecord;
+use crate::store::{StoreError, TrustRecord};
 
 /// How long a trust record read through the cache may miss a change another process committed.
 pub(super) const FOREIGN_CHECK: Duration = Duration::from_millis(2);
@@ -26,7 +30,10 @@ impl Behind {
     pub(in crate::ledger) fn cached_trust(&self, agent_id: &str) -> Option<TrustRecord> {
         let mut cache = lock(&self.trust);
         if cache.checked.elapsed() >= FOREIGN_CHECK {
-            self.check_foreign(&mut cache);
+            // `None`: the writer holds the connection, and looks itself once its batch is in.
+            if let Some(version) = self.store.data_version_now() {
+                see_version(&mut cache, version);
+            }
         }
         cache.records.get(agent_id).cloned()
     }
@@ -34,15 +41,7 @@ impl Behind {
     /// Drop the cached trust records if another process committed to the store since the
     /// last look.
     pub(super) fn check_foreign(&self, cache: &mut TrustCache) {
-        cache.checked = Instant::now();
-        match self.store.data_version() {
-            Ok(v) if cache.version == Some(v) => {}
-            Ok(v) => {
-                cache.records.clear();
-                cache.version = Some(v);
-            }
-            Err(_) => cache.records.clear(),
-        }
+        see_version(cache, self.store.data_version());
     }
 
     /// Keep `record` as the agent's newest trust record (`read`: as read from the store, so
@@ -59,5 +58,19 @@ impl Behind {
                 .records
                 .insert(record.agent_id.clone(), record.clone());
         }
+    }
+}
+
+/// Keep `cache` if the store's `data_version` is the one it was filled at, else empty it (and
+/// on an error: nothing read is trusted then).
+fn see_version(cache: &mut TrustCache, version: Result<i64, StoreError>) {
+    cache.checked = Instant::now();
+    match version {
+        Ok(v) if cache.version == Some(v) => {}
+        Ok(v) => {
+            cache.records.clear();
+            cache.version = Some(v);
+        }
+        Err(_) => cache.records.clear(),
     }
 }

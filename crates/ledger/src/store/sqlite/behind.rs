@@ -221,11 +221,37 @@ impl SqliteStore {
     ///
     /// [`StoreError::Sql`].
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?)
+        version_of(&self.conn())
     }
+
+    /// [`SqliteStore::data_version`] if the connection is free now; `None` while another thread
+    /// of this process uses it (the write-behind's writer in a batch), without waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`].
+    pub fn data_version_now(&self) -> Option<Result<i64, StoreError>> {
+        match self.conn.try_lock() {
+            Ok(conn) => Some(version_of(&conn)),
+            // As `conn`: a poisoned lock is safe to take over.
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(version_of(&p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Hold the connection, as a writer in a long batch would (for tests of what must not wait
+    /// for it).
+    #[cfg(test)]
+    pub(crate) fn hold_connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn()
+    }
+}
+
+/// `PRAGMA data_version` on `conn`.
+fn version_of(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// [`SqliteStore::journal_marks`] on `conn` (none in a database older than the table).
