@@ -21,7 +21,8 @@
 //!     answered task, a task's round trip (p50/p99), throughput with concurrent clients, and
 //!     in-process throughput without and with the ledger beside it; see `serve.rs`;
 //! 12. (`WARDEN_BENCH_ONLY=ledger`) what the ledger adds to a trivial run, sequential and under
-//!     load, against the bare run, and what staging adds to a one-file write; see `ledger.rs`.
+//!     load, against the bare run, the sequential runs again after 300 µs of idle each, and what
+//!     staging adds to a one-file write; see `ledger.rs`.
 //!
 //! Build the agents first (`scripts/setup`), then `cargo run --release -p warden-bench`.
 //! `--quick` runs fewer iterations (used by CI to check that the bench still works).
