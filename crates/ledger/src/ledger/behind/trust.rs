@@ -1,11 +1,12 @@
 //! The trust records the run path reads, kept by the write-behind: as this process last wrote
 //! or read them, dropped when another process commits to the store (SQLite's `data_version`),
 //! which the writer checks after every batch and a reader when the last look is older than
-//! [`FOREIGN_CHECK`] — unless the writer is in a batch then: the reader never waits for the
-//! store's connection (a batch can take a millisecond, and the trust lock would be held the
-//! while, stopping every task that starts), since the writer looks as soon as its batch is
-//! written. A change another process commits is therefore seen within [`FOREIGN_CHECK`] and
-//! one batch of the writer.
+//! [`FOREIGN_CHECK`] — unless the store's connection is busy then (the writer in a batch, or
+//! another read or write of this process): the reader never waits for it (a batch can take a
+//! millisecond, and the trust lock would be held the while, stopping every task that starts).
+//! The writer looks as soon as its batch is written, and the next reader that finds the
+//! connection free looks too, so a change another process commits is seen within
+//! [`FOREIGN_CHECK`] or as soon as the connection is next free after it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,7 +31,8 @@ impl Behind {
     pub(in crate::ledger) fn cached_trust(&self, agent_id: &str) -> Option<TrustRecord> {
         let mut cache = lock(&self.trust);
         if cache.checked.elapsed() >= FOREIGN_CHECK {
-            // `None`: the writer holds the connection, and looks itself once its batch is in.
+            // `None`: the connection is busy (the writer looks itself once its batch is in; or
+            // the next read that finds it free does).
             if let Some(version) = self.store.data_version_now() {
                 see_version(&mut cache, version);
             }

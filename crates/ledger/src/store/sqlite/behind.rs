@@ -225,7 +225,8 @@ impl SqliteStore {
     }
 
     /// [`SqliteStore::data_version`] if the connection is free now; `None` while another thread
-    /// of this process uses it (the write-behind's writer in a batch), without waiting for it.
+    /// of this process uses it (the write-behind's writer in a batch, another read or write),
+    /// without waiting for it.
     ///
     /// # Errors
     ///
