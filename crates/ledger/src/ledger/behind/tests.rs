@@ -274,15 +274,35 @@ fn a_trust_record_another_process_commits_is_seen() {
         ledger.store().trust("unsigned/g").unwrap().unwrap().streak,
         3
     );
+    // The end's trust record in the store first: written after the change below, it would
+    // overwrite it.
+    ledger.behind.flush().unwrap();
     let other = SqliteStore::open(dir.path(), Durability::Process).unwrap();
     let mut changed = TrustRecord::new("unsigned/g", "h");
     changed.streak = 99;
     other.put_trust(&changed).unwrap();
-    std::thread::sleep(super::FOREIGN_CHECK * 2);
-    assert_eq!(
-        ledger.store().trust("unsigned/g").unwrap().unwrap().streak,
-        99
+    seen_soon(
+        || ledger.store().trust("unsigned/g").unwrap().unwrap().streak,
+        99,
     );
+}
+
+/// Wait for `read` to give `want`: a trust change another process commits is seen within
+/// [`super::FOREIGN_CHECK`] once this process's store connection is free (the writer may hold
+/// it for a batch, and a read does not wait for it), so within well under a second here.
+fn seen_soon(read: impl Fn() -> u32, want: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let got = read();
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {got} two seconds after another process committed {want}"
+        );
+        std::thread::sleep(super::FOREIGN_CHECK / 2);
+    }
 }
 
 /// The run path's trust read never waits for the store's connection: with a foreign-write
@@ -309,13 +329,15 @@ fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
             Some(3)
         );
     });
-    // Free again: the check is made (another process's change is seen).
+    // Free again: the check is made once the connection is free (another process's change is
+    // seen). The writer's batch, held back above, goes first: it writes the task's end with
+    // its trust record, which would overwrite a change committed before it.
+    ledger.behind.flush().unwrap();
     let other = SqliteStore::open(dir.path(), Durability::Process).unwrap();
     let mut changed = TrustRecord::new("unsigned/g", "h");
     changed.streak = 99;
     other.put_trust(&changed).unwrap();
-    std::thread::sleep(super::FOREIGN_CHECK * 2);
-    assert_eq!(ledger.trust("unsigned/g").unwrap().unwrap().streak, 99);
+    seen_soon(|| ledger.trust("unsigned/g").unwrap().unwrap().streak, 99);
 }
 
 /// A task's row is read without waiting for the writer: while another connection holds the
