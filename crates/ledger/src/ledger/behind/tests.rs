@@ -1,7 +1,8 @@
 //! The write-behind: reads through the ledger see every journaled row at once; a stopped host's
 //! journal is written into the store at the next open (a torn last line left out, a damaged
 //! line refused by its number); task ids reserved, never taken twice, given back on close; a
-//! trust record another process commits is seen, and reading one never waits for the writer.
+//! trust record another process commits is seen, and reading one waits for the writer only when
+//! the last look is old.
 
 use std::io::Write;
 
@@ -287,6 +288,11 @@ fn a_trust_record_another_process_commits_is_seen() {
     );
 }
 
+/// Date the trust cache's last look at the store `ago`.
+fn last_look(ledger: &Ledger, ago: std::time::Duration) {
+    ledger.behind.trust.lock().unwrap().checked = std::time::Instant::now() - ago;
+}
+
 /// Wait for `read` to give `want`: a trust change another process commits is seen within
 /// [`super::FOREIGN_CHECK`] once this process's store connection is free (the writer may hold
 /// it for a batch, and a read does not wait for it), so within well under a second here.
@@ -305,9 +311,10 @@ fn seen_soon(read: impl Fn() -> u32, want: u32) {
     }
 }
 
-/// The run path's trust read never waits for the store's connection: with a foreign-write
+/// The run path's trust read does not wait for the store's connection: with a foreign-write
 /// check due while the writer holds the connection (a long batch), the cached record is
-/// answered at once, and the check is made at the next read once the connection is free.
+/// answered at once, and the check is made at the next read once the connection is free; only a
+/// read whose last look is older than `FOREIGN_WAIT` waits for it.
 #[test]
 fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,7 +323,11 @@ fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
     ledger
         .end_task(vec![ended(id, "g")], end(id, "g", 3))
         .unwrap();
-    std::thread::sleep(super::FOREIGN_CHECK * 2);
+    // The writer's batch written and its look taken (its first empties the cache: a read fills
+    // it again); the next look due, and far from the wait's bound.
+    ledger.behind.flush().unwrap();
+    assert_eq!(ledger.trust("unsigned/g").unwrap().unwrap().streak, 3);
+    last_look(&ledger, super::FOREIGN_CHECK * 2);
     let held = ledger.behind.store.hold_connection();
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -338,6 +349,22 @@ fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
     changed.streak = 99;
     other.put_trust(&changed).unwrap();
     seen_soon(|| ledger.trust("unsigned/g").unwrap().unwrap().streak, 99);
+    // A look older than the wait's bound waits for the connection: held, the read does not
+    // answer; freed, it does, with another process's change.
+    changed.streak = 100;
+    other.put_trust(&changed).unwrap();
+    last_look(&ledger, super::FOREIGN_WAIT + super::FOREIGN_CHECK);
+    let held = ledger.behind.store.hold_connection();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ledger = &ledger;
+        s.spawn(move || tx.send(ledger.trust("unsigned/g").map(|t| t.map(|t| t.streak))));
+        let early = rx.recv_timeout(std::time::Duration::from_millis(100));
+        assert!(early.is_err(), "answered without the look: {early:?}");
+        drop(held);
+        let read = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(read.expect("the connection was freed").unwrap(), Some(100));
+    });
 }
 
 /// A task's row is read without waiting for the writer: while another connection holds the

@@ -2,11 +2,13 @@
 //! or read them, dropped when another process commits to the store (SQLite's `data_version`),
 //! which the writer checks after every batch and a reader when the last look is older than
 //! [`FOREIGN_CHECK`] — unless the store's connection is busy then (the writer in a batch, or
-//! another read or write of this process): the reader never waits for it (a batch can take a
+//! another read or write of this process): the reader does not wait for it (a batch can take a
 //! millisecond, and the trust lock would be held the while, stopping every task that starts).
 //! The writer looks as soon as its batch is written, and the next reader that finds the
-//! connection free looks too, so a change another process commits is seen within
-//! [`FOREIGN_CHECK`] or as soon as the connection is next free after it.
+//! connection free looks too; a reader whose last look is older than [`FOREIGN_WAIT`] waits
+//! for the connection, so a long use of it (a long read) delays the look no further. A change
+//! another process commits is seen within [`FOREIGN_CHECK`] while the connection is free, and
+//! within [`FOREIGN_WAIT`] whatever holds it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,8 +16,12 @@ use std::time::{Duration, Instant};
 use super::{Behind, lock};
 use crate::store::{StoreError, TrustRecord};
 
-/// How long a trust record read through the cache may miss a change another process committed.
+/// How long a trust record read through the cache may miss a change another process committed
+/// while the store's connection is free.
 pub(super) const FOREIGN_CHECK: Duration = Duration::from_millis(2);
+
+/// How long it may miss one whatever holds the connection: past this a reader waits for it.
+pub(super) const FOREIGN_WAIT: Duration = Duration::from_millis(250);
 
 /// Trust records as this process last wrote or read them.
 pub(super) struct TrustCache {
@@ -26,11 +32,15 @@ pub(super) struct TrustCache {
 
 impl Behind {
     /// `agent_id`'s trust record as this process last wrote or read it, unless another
-    /// process committed to the store since (checked at most every [`FOREIGN_CHECK`]).
+    /// process committed to the store since (checked at most every [`FOREIGN_CHECK`], see the
+    /// module docs for a busy connection).
     /// The writer looks after every batch, so under load the run path never does.
     pub(in crate::ledger) fn cached_trust(&self, agent_id: &str) -> Option<TrustRecord> {
         let mut cache = lock(&self.trust);
-        if cache.checked.elapsed() >= FOREIGN_CHECK {
+        let since = cache.checked.elapsed();
+        if since >= FOREIGN_WAIT {
+            self.check_foreign(&mut cache);
+        } else if since >= FOREIGN_CHECK {
             // `None`: the connection is busy (the writer looks itself once its batch is in; or
             // the next read that finds it free does).
             if let Some(version) = self.store.data_version_now() {
