@@ -323,9 +323,12 @@ fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
     ledger
         .end_task(vec![ended(id, "g")], end(id, "g", 3))
         .unwrap();
-    // The writer's batch written and its look taken (its first empties the cache: a read fills
-    // it again); the next look due, and far from the wait's bound.
+    // The writer's batch written and its look taken after it (a first look empties the cache:
+    // a read then fills it again); the next look due, and far from the wait's bound.
     ledger.behind.flush().unwrap();
+    while ledger.behind.trust.lock().unwrap().version.is_none() {
+        std::thread::sleep(super::FOREIGN_CHECK / 10);
+    }
     assert_eq!(ledger.trust("unsigned/g").unwrap().unwrap().streak, 3);
     last_look(&ledger, super::FOREIGN_CHECK * 2);
     let held = ledger.behind.store.hold_connection();
