@@ -263,14 +263,20 @@ fn ids_are_reserved_so_no_other_writer_takes_them_and_given_back_on_close() {
     }
 }
 
-#[test]
-fn a_trust_record_another_process_commits_is_seen() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path(), 64).unwrap();
+/// A ledger in `dir` whose agent `g` ended a task with a streak of 3.
+fn with_a_streak_of_3(dir: &std::path::Path) -> Ledger {
+    let ledger = Ledger::open(dir, 64).unwrap();
     let id = begin(&ledger, "g");
     ledger
         .end_task(vec![ended(id, "g")], end(id, "g", 3))
         .unwrap();
+    ledger
+}
+
+#[test]
+fn a_trust_record_another_process_commits_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = with_a_streak_of_3(dir.path());
     assert_eq!(
         ledger.store().trust("unsigned/g").unwrap().unwrap().streak,
         3
@@ -318,11 +324,7 @@ fn seen_soon(read: impl Fn() -> u32, want: u32) {
 #[test]
 fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path(), 64).unwrap();
-    let id = begin(&ledger, "g");
-    ledger
-        .end_task(vec![ended(id, "g")], end(id, "g", 3))
-        .unwrap();
+    let ledger = with_a_streak_of_3(dir.path());
     // The writer's batch written and its look taken after it (a first look empties the cache:
     // a read then fills it again); the next look due, and far from the wait's bound.
     ledger.behind.flush().unwrap();
