@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use warden::{LoadedAgent, Outcome, RunOptions, Runtime};
 
-use super::{fresh_instance_latency_with, load, percentile, throughput, us};
+use super::{fresh_instance_latency_with, load, percentile, sorted_samples, throughput, us};
 
 /// Every ledger figure (see the module docs).
 pub async fn ledger_figures(base: &Runtime, quick: bool) -> anyhow::Result<()> {
@@ -143,9 +143,7 @@ async fn gapped_p50(
     gap: Duration,
     spin: bool,
 ) -> anyhow::Result<Duration> {
-    let opts = RunOptions::default();
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
+    let between = || {
         if spin {
             let until = Instant::now() + gap;
             while Instant::now() < until {
@@ -155,16 +153,8 @@ async fn gapped_p50(
             // The worker thread itself sleeps, as an idle server's would.
             std::thread::sleep(gap);
         }
-        let t = Instant::now();
-        let r = agent.run("\"bench\"", &opts).await?;
-        samples.push(t.elapsed());
-        anyhow::ensure!(
-            matches!(r.outcome, Outcome::Completed { .. }),
-            "hello did not complete: {:?}",
-            r.outcome
-        );
-    }
-    samples.sort();
+    };
+    let samples = sorted_samples(agent, n, &RunOptions::default(), between).await?;
     Ok(percentile(&samples, 0.5))
 }
 

@@ -85,16 +85,7 @@ async fn fresh_instance_latency_with(
     for _ in 0..(n / 10).max(100) {
         agent.run("\"bench\"", opts).await?;
     }
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let r = agent.run("\"bench\"", opts).await?;
-        samples.push(t.elapsed());
-        if !matches!(r.outcome, Outcome::Completed { .. }) {
-            bail!("hello did not complete: {:?}", r.outcome);
-        }
-    }
-    samples.sort();
+    let samples = sorted_samples(agent, n, opts, || {}).await?;
     println!(
         "fresh instance + run ({label}), sequential, n={n}: p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
         us(percentile(&samples, 0.5)),
@@ -103,6 +94,28 @@ async fn fresh_instance_latency_with(
         us(*samples.last().unwrap_or(&Duration::ZERO)),
     );
     Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
+}
+
+/// The times of `n` sequential runs of `agent` (each checked to complete), sorted; `between`
+/// runs before each one, outside its time.
+async fn sorted_samples(
+    agent: &LoadedAgent,
+    n: usize,
+    opts: &RunOptions,
+    mut between: impl FnMut(),
+) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        between();
+        let t = Instant::now();
+        let r = agent.run("\"bench\"", opts).await?;
+        samples.push(t.elapsed());
+        if !matches!(r.outcome, Outcome::Completed { .. }) {
+            bail!("hello did not complete: {:?}", r.outcome);
+        }
+    }
+    samples.sort();
+    Ok(samples)
 }
 
 /// Runs per second of `agent` with `workers` concurrent tasks for `seconds`; printed and returned.

@@ -35,8 +35,6 @@ use crate::store::{BegunRow, EndedRow, LogHead, SqliteStore, StoreError};
 pub(super) use line::Line;
 use line::{Entry, LineIn, Numbered};
 pub(super) use replay::{Unwritten, journaled, newest_head, overlay, replay, unwritten};
-#[cfg(test)]
-use trust::FOREIGN_WAIT;
 use trust::{FOREIGN_CHECK, TrustCache};
 
 /// The journals' folder in the data directory.

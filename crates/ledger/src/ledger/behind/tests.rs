@@ -294,15 +294,32 @@ fn a_trust_record_another_process_commits_is_seen() {
     );
 }
 
+/// `check` given the store's connection, held, and the answer of `g`'s trust read made on
+/// another thread meanwhile (its streak).
+fn held_read(
+    ledger: &Ledger,
+    check: impl FnOnce(
+        std::sync::MutexGuard<'_, rusqlite::Connection>,
+        std::sync::mpsc::Receiver<Result<Option<u32>, LedgerError>>,
+    ),
+) {
+    let held = ledger.behind.store.hold_connection();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || tx.send(ledger.trust("unsigned/g").map(|t| t.map(|t| t.streak))));
+        check(held, rx);
+    });
+}
+
 /// Date the trust cache's last look at the store `ago`.
 fn last_look(ledger: &Ledger, ago: std::time::Duration) {
     ledger.behind.trust.lock().unwrap().checked = std::time::Instant::now() - ago;
 }
 
-/// Wait for `read` to give `want`: a trust change another process commits is seen within
+/// Wait (at most 2 s) for `read` to give `want`: a trust change another process commits is seen within
 /// [`super::FOREIGN_CHECK`] once this process's store connection is free (the writer may hold
 /// it for a batch, and a read does not wait for it), so within well under a second here.
-fn seen_soon(read: impl Fn() -> u32, want: u32) {
+fn seen_soon<T: PartialEq + std::fmt::Debug>(read: impl Fn() -> T, want: T) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let got = read();
@@ -311,7 +328,7 @@ fn seen_soon(read: impl Fn() -> u32, want: u32) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "still {got} two seconds after another process committed {want}"
+            "still {got:?} two seconds after another process committed {want:?}"
         );
         std::thread::sleep(super::FOREIGN_CHECK / 2);
     }
@@ -328,20 +345,17 @@ fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
     // The writer's batch written and its look taken after it (a first look empties the cache:
     // a read then fills it again); the next look due, and far from the wait's bound.
     ledger.behind.flush().unwrap();
-    while ledger.behind.trust.lock().unwrap().version.is_none() {
-        std::thread::sleep(super::FOREIGN_CHECK / 10);
-    }
+    seen_soon(
+        || ledger.behind.trust.lock().unwrap().version.is_some(),
+        true,
+    );
     assert_eq!(ledger.trust("unsigned/g").unwrap().unwrap().streak, 3);
     last_look(&ledger, super::FOREIGN_CHECK * 2);
-    let held = ledger.behind.store.hold_connection();
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ledger = &ledger;
-        s.spawn(move || tx.send(ledger.trust("unsigned/g").map(|t| t.map(|t| t.streak))));
-        let read = rx.recv_timeout(std::time::Duration::from_secs(5));
+    held_read(&ledger, |held, read| {
+        let got = read.recv_timeout(std::time::Duration::from_secs(5));
         drop(held);
         assert_eq!(
-            read.expect("the read waited for the connection").unwrap(),
+            got.expect("the read waited for the connection").unwrap(),
             Some(3)
         );
     });
@@ -358,17 +372,13 @@ fn a_trust_read_does_not_wait_for_a_writer_in_a_batch() {
     // answer; freed, it does, with another process's change.
     changed.streak = 100;
     other.put_trust(&changed).unwrap();
-    last_look(&ledger, super::FOREIGN_WAIT + super::FOREIGN_CHECK);
-    let held = ledger.behind.store.hold_connection();
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ledger = &ledger;
-        s.spawn(move || tx.send(ledger.trust("unsigned/g").map(|t| t.map(|t| t.streak))));
-        let early = rx.recv_timeout(std::time::Duration::from_millis(100));
+    last_look(&ledger, super::trust::FOREIGN_WAIT + super::FOREIGN_CHECK);
+    held_read(&ledger, |held, read| {
+        let early = read.recv_timeout(std::time::Duration::from_millis(100));
         assert!(early.is_err(), "answered without the look: {early:?}");
         drop(held);
-        let read = rx.recv_timeout(std::time::Duration::from_secs(5));
-        assert_eq!(read.expect("the connection was freed").unwrap(), Some(100));
+        let got = read.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(got.expect("the connection was freed").unwrap(), Some(100));
     });
 }
 
