@@ -82,13 +82,14 @@ fn grant_summary(
 const DEFER_AT_MOST: Duration = Duration::from_millis(5);
 
 /// Await `run` (task `id`'s execution), writing the task's deferred start if it has not ended
-/// after [`DEFER_AT_MOST`].
-pub(crate) async fn writing_after<T>(
+/// after [`DEFER_AT_MOST`]. `run` is borrowed where its caller pinned it: a future taken by value
+/// would be stored twice in this one (the argument and its pinned copy), and each of the run's
+/// futures around it is moved whole at every layer (~10 KB a run, before).
+pub(crate) async fn writing_after<F: std::future::Future>(
     ledger: &Ledger,
     id: u64,
-    run: impl std::future::Future<Output = T>,
-) -> Result<T, RunError> {
-    let mut run = std::pin::pin!(run);
+    mut run: std::pin::Pin<&mut F>,
+) -> Result<F::Output, RunError> {
     tokio::select! {
         biased;
         done = &mut run => Ok(done),

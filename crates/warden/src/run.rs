@@ -228,7 +228,7 @@ impl LoadedAgent {
             .as_ref()
             .and_then(|l| Some((l, l.deferred_root(id)?)));
         let _unwritten = deferred.map(|(l, _)| crate::record::WriteOnDrop(l, id));
-        let run = self.prepared.execute(task, execution);
+        let run = std::pin::pin!(self.prepared.execute(task, execution));
         let executed = match deferred {
             Some((l, root)) if root == id => crate::record::writing_after(l, id, run).await?,
             _ => run.await,
