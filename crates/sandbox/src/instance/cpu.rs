@@ -1,14 +1,29 @@
 //! CPU accounting of one task: what the task's thread really spent while it ran the task, read
 //! from the thread's CPU clock, plus what the host spent for the task on other threads.
 //!
-//! The task's future is polled through [`CpuAccount::run`], which reads the thread CPU clock when
-//! a poll starts and when it ends. Inside a poll the thread does nothing but this task: guest
-//! code, the host calls it makes (path walks, listings, reads, output capture, random bytes) and
-//! wasmtime's own runtime calls (`memory.fill`, `memory.copy`, `table.fill`, growing and zeroing
-//! memory), so all of it is charged. Between polls the task is parked and the thread runs other
-//! tasks, which are not charged: that is what the old cap of two ticks per epoch callback was
-//! for, and the poll boundary draws the line exactly instead. Within a poll the epoch callback
-//! and the host calls read the clock again, so a limit is enforced while the poll is running.
+//! The task's future is polled through [`CpuAccount::run`], which times each poll. Inside a poll
+//! the thread does nothing but this task: guest code, the host calls it makes (path walks,
+//! listings, reads, output capture, random bytes) and wasmtime's own runtime calls
+//! (`memory.fill`, `memory.copy`, `table.fill`, growing and zeroing memory), so all of it is
+//! charged. Between polls the task is parked and the thread runs other tasks, which are not
+//! charged: that is what the old cap of two ticks per epoch callback was for, and the poll
+//! boundary draws the line exactly instead. Within a poll the epoch callback and the host calls
+//! read the account again ([`CpuAccount::used`]), so a limit is enforced while the poll is
+//! running.
+//!
+//! A poll's CPU is never under-charged, and read from the thread's CPU clock only where that
+//! is worth its price. The clock is a system call (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`,
+//! ~0.6 µs on the 2-core VMs: two a poll were ~10% of a trivial run), the monotonic clock is
+//! not (the vDSO, ~25 ns), and a thread cannot spend more CPU than the time that passes. So:
+//! - a poll that ends within [`SHORT`] of its start is charged its wall time (an upper bound of
+//!   its CPU; more than its CPU only when the thread was preempted inside it, and then by less
+//!   than [`SHORT`]), and the thread's CPU clock is not read at its end;
+//! - a longer poll reads the clock at its end and is charged the CPU since its start — read at
+//!   its start when the task's previous poll was long too (a busy agent: every tick's poll is
+//!   exact), or when the thread's last reading is older than [`REFRESH`]; otherwise its start is
+//!   the thread's last reading (less than [`REFRESH`] before it), so a task's first long poll
+//!   after short ones may be charged up to [`REFRESH`] of what its thread did just before it —
+//!   and never more than its wall time.
 //!
 //! Work the host hands to another thread for the task (staging a listing on a blocking thread,
 //! the HTTP exchange in a task of its own) is measured there with that thread's clock and added
@@ -16,34 +31,77 @@
 //!
 //! A task's poll may poll another task's [`CpuAccount::run`] inside it (an agent call's callee,
 //! polled within its caller's host call so that no thread hand-off is paid): a poll is charged
-//! its thread's CPU minus that of the polls of other accounts within it (a thread-local sum), so
-//! the callee's run, charged to its own account, is not its caller's. The host's work for the
-//! call around the callee's polls (finding it, checking its contract, its records) is the
-//! caller's, as the work of any host call it makes is.
+//! its own time minus what the polls of other accounts within it were charged (a thread-local
+//! sum), so the callee's run, charged to its own account, is not its caller's. The host's work
+//! for the call around the callee's polls (finding it, checking its contract, its records) is
+//! the caller's, as the work of any host call it makes is. (A callee's short poll charged more
+//! than its CPU, preempted inside it, moves that excess — under [`SHORT`] a poll — from its
+//! caller's account to its own; the two together are never under-charged.)
 
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The calling thread's CPU time (user and system) in nanoseconds.
-///
-/// One `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; see the benchmark for its cost.
-pub(crate) fn thread_cpu_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+/// A poll that ends within this of its start is charged its wall time, without reading the
+/// thread's CPU clock (see the module docs).
+pub(crate) const SHORT: Duration = Duration::from_micros(50);
+
+/// A poll starting this long after its thread's last reading of its CPU clock reads it again.
+pub(crate) const REFRESH: Duration = Duration::from_micros(100);
+
+/// [`SHORT`] and [`REFRESH`] in nanoseconds.
+const SHORT_NS: u64 = SHORT.as_nanos() as u64;
+const REFRESH_NS: u64 = REFRESH.as_nanos() as u64;
+
+fn nanos(t: rustix::time::Timespec) -> u64 {
     let secs = u64::try_from(t.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// The calling thread's CPU time (user and system) in nanoseconds.
+///
+/// One `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, a system call: see the module docs.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    #[cfg(test)]
+    READS.set(READS.get() + 1);
+    nanos(rustix::time::clock_gettime(
+        rustix::time::ClockId::ThreadCPUTime,
+    ))
+}
+
+/// The monotonic clock in nanoseconds (from the vDSO: no system call).
+fn mono_ns() -> u64 {
+    nanos(rustix::time::clock_gettime(
+        rustix::time::ClockId::Monotonic,
+    ))
 }
 
 /// `poll_start` when no poll of the task is running.
 const PARKED: u64 = u64::MAX;
 
 thread_local! {
-    /// CPU nanoseconds this thread has spent in polls ([`CpuAccount::run`]) since it started: a
-    /// poll that encloses others is charged its own time less their growth of this sum.
+    /// CPU nanoseconds this thread has charged to polls ([`CpuAccount::run`]) since it started:
+    /// a poll that encloses others is charged its own time less their growth of this sum.
     static APART: Cell<u64> = const { Cell::new(0) };
+    /// This thread's last reading of its CPU clock in a poll, and the monotonic clock then: a
+    /// lower bound of its CPU at any later time.
+    static LAST: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Readings of this thread's CPU clock (the tests count them).
+    static READS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Read this thread's CPU clock now, at monotonic time `mono`, and keep the reading.
+fn read_at(mono: u64) -> u64 {
+    let cpu = thread_cpu_ns();
+    LAST.set((cpu, mono));
+    cpu
 }
 
 /// The CPU one task has used so far, shared by its store (the epoch callback, the host calls)
@@ -52,10 +110,14 @@ thread_local! {
 pub struct CpuAccount {
     /// Nanoseconds of finished polls and of work done on other threads.
     spent: AtomicU64,
-    /// The polling thread's CPU clock when the running poll of the task began, or [`PARKED`].
+    /// The monotonic clock when the running poll of the task began, or [`PARKED`].
     poll_start: AtomicU64,
+    /// A reading of the polling thread's CPU clock no later than the running poll's start.
+    poll_floor: AtomicU64,
     /// The thread's set-apart sum (`APART`) when the running poll began.
     apart_start: AtomicU64,
+    /// The task's last poll was longer than [`SHORT`] (so its next one reads the clock first).
+    long: AtomicBool,
 }
 
 impl Default for CpuAccount {
@@ -63,7 +125,9 @@ impl Default for CpuAccount {
         CpuAccount {
             spent: AtomicU64::new(0),
             poll_start: AtomicU64::new(PARKED),
+            poll_floor: AtomicU64::new(0),
             apart_start: AtomicU64::new(0),
+            long: AtomicBool::new(false),
         }
     }
 }
@@ -83,9 +147,22 @@ impl CpuAccount {
             let apart = APART
                 .get()
                 .saturating_sub(self.apart_start.load(Ordering::Relaxed));
-            thread_cpu_ns().saturating_sub(start).saturating_sub(apart)
+            let now = mono_ns();
+            self.poll_so_far(start, now).saturating_sub(apart)
         };
         Duration::from_nanos(spent.saturating_add(running))
+    }
+
+    /// An upper bound of the CPU the running poll (begun at `start`) has used by `now`, the
+    /// monotonic clock: its wall time while that is within [`SHORT`], else the thread's CPU
+    /// since the poll's floor, never more than the wall time.
+    fn poll_so_far(&self, start: u64, now: u64) -> u64 {
+        let wall = now.saturating_sub(start);
+        if wall <= SHORT_NS {
+            return wall;
+        }
+        let cpu = read_at(now);
+        wall.min(cpu.saturating_sub(self.poll_floor.load(Ordering::Relaxed)))
     }
 
     /// Poll `task` (the task's own future: instantiation and the call into the guest) with every
@@ -93,13 +170,25 @@ impl CpuAccount {
     pub async fn run<F: Future>(&self, task: F) -> F::Output {
         let mut task = pin!(task);
         std::future::poll_fn(|cx| {
-            let start = thread_cpu_ns();
+            let start = mono_ns();
+            let (last_cpu, last_mono) = LAST.get();
+            let floor = if self.long.load(Ordering::Relaxed)
+                || start.saturating_sub(last_mono) > REFRESH_NS
+            {
+                read_at(start)
+            } else {
+                last_cpu
+            };
             let before = APART.get();
             self.apart_start.store(before, Ordering::Relaxed);
+            self.poll_floor.store(floor, Ordering::Relaxed);
             self.poll_start.store(start, Ordering::Relaxed);
             let polled = task.as_mut().poll(cx);
             self.poll_start.store(PARKED, Ordering::Relaxed);
-            let whole = thread_cpu_ns().saturating_sub(start);
+            let end = mono_ns();
+            let long = end.saturating_sub(start) > SHORT_NS;
+            self.long.store(long, Ordering::Relaxed);
+            let whole = self.poll_so_far(start, end);
             let inner = APART.get().saturating_sub(before);
             APART.set(before.saturating_add(whole));
             self.add(whole.saturating_sub(inner));
@@ -141,13 +230,86 @@ mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
+    /// This thread's CPU clock, not counted in `READS` (which counts the account's readings).
+    fn cpu_now() -> u64 {
+        nanos(rustix::time::clock_gettime(
+            rustix::time::ClockId::ThreadCPUTime,
+        ))
+    }
+
     /// Burn about `d` of this thread's CPU.
     fn burn(d: Duration) {
-        let until = thread_cpu_ns() + d.as_nanos() as u64;
+        let until = cpu_now() + d.as_nanos() as u64;
         let mut x = 0u64;
-        while thread_cpu_ns() < until {
+        while cpu_now() < until {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_short_poll_reads_no_clock_and_is_charged_at_most_its_wall_time() {
+        // A poll may be preempted on a busy machine (then it is long and reads the clock): some
+        // of the tries must be short, and every short one must read nothing.
+        let mut short = 0;
+        for _ in 0..200 {
+            let account = CpuAccount::default();
+            read_at(mono_ns());
+            let reads = READS.get();
+            let took = Instant::now();
+            account
+                .run(async { std::hint::black_box((0..100u64).sum::<u64>()) })
+                .await;
+            let took = took.elapsed();
+            if took < Duration::from_micros(40) {
+                short += 1;
+                assert_eq!(READS.get(), reads, "a short poll read the thread's clock");
+                assert!(account.used() <= took, "{:?} > {took:?}", account.used());
+            }
+        }
+        assert!(short > 10, "only {short} of 200 polls were short");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_poll_is_charged_its_cpu_not_its_wall_time() {
+        let account = CpuAccount::default();
+        account
+            .run(async {
+                burn(Duration::from_millis(5));
+                // Blocked, not parked: wall time the thread did not spend.
+                std::thread::sleep(Duration::from_millis(20));
+            })
+            .await;
+        let used = account.used();
+        assert!(
+            used >= Duration::from_millis(5) && used < Duration::from_millis(5) + REFRESH * 2,
+            "{used:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_busy_task_reads_the_clock_at_both_ends_of_its_next_polls() {
+        let account = CpuAccount::default();
+        let reads = READS.get();
+        account
+            .run(async {
+                burn(Duration::from_millis(2));
+                tokio::task::yield_now().await;
+                // Another task's work on this thread between the polls: not this one's.
+                read_at(mono_ns());
+                burn(Duration::from_millis(1));
+                tokio::task::yield_now().await;
+                burn(Duration::from_millis(2));
+            })
+            .await;
+        // The first poll: at its end (its start: at most one more, if the thread's last
+        // reading was stale); the next ones: at both ends, the reading in between included.
+        let n = READS.get() - reads;
+        assert!((6..=7).contains(&n), "{n} readings");
+        let used = account.used();
+        assert!(
+            used >= Duration::from_millis(5) && used < Duration::from_millis(5) + REFRESH,
+            "{used:?}"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
