@@ -474,6 +474,16 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             "spin-calls" => loop {
                 black_box(wasip2::random::insecure::get_insecure_random_u64());
             },
+            // Busy for `depth` µs, then a nap that parks the task, for ever: every poll of the
+            // task is short, and its CPU must be charged all the same.
+            "spin-naps" => loop {
+                let until = std::time::Instant::now() + std::time::Duration::from_micros(t.depth);
+                let mut x = 0u64;
+                while std::time::Instant::now() < until {
+                    x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            },
             "alloc" => {
                 let mut v: Vec<u8> = Vec::new();
                 v.try_reserve_exact(t.bytes as usize).map_err(fail)?;
