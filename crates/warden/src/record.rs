@@ -82,9 +82,9 @@ fn grant_summary(
 const DEFER_AT_MOST: Duration = Duration::from_millis(5);
 
 /// Await `run` (task `id`'s execution), writing the task's deferred start if it has not ended
-/// after [`DEFER_AT_MOST`]. `run` is borrowed where its caller pinned it: a future taken by value
-/// would be stored twice in this one (the argument and its pinned copy), and each of the run's
-/// futures around it is moved whole at every layer (~10 KB a run, before).
+/// after [`DEFER_AT_MOST`]. `run` is borrowed where its caller pinned it: taken by value it was
+/// stored twice in this future (the argument and its pinned copy), and every future around it is
+/// moved whole at each layer of a run (`run_in`'s future: 11.6 KB then, 7.7 KB now).
 pub(crate) async fn writing_after<F: std::future::Future>(
     ledger: &Ledger,
     id: u64,

@@ -55,6 +55,7 @@ pub(crate) const REFRESH: Duration = Duration::from_micros(100);
 const SHORT_NS: u64 = SHORT.as_nanos() as u64;
 const REFRESH_NS: u64 = REFRESH.as_nanos() as u64;
 
+/// `t` in nanoseconds.
 fn nanos(t: rustix::time::Timespec) -> u64 {
     let secs = u64::try_from(t.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);

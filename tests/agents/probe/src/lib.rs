@@ -474,8 +474,8 @@ fn perform_one(t: &Task) -> Result<String, AgentError> {
             "spin-calls" => loop {
                 black_box(wasip2::random::insecure::get_insecure_random_u64());
             },
-            // Busy for `depth` µs, then a nap that parks the task, for ever: every poll of the
-            // task is short, and its CPU must be charged all the same.
+            // Busy for `depth` µs, then a nap that parks the task, for ever: its polls are
+            // short (under the CPU account's 50 µs), and their CPU must be charged all the same.
             "spin-naps" => loop {
                 let until = std::time::Instant::now() + std::time::Duration::from_micros(t.depth);
                 let mut x = 0u64;
