@@ -26,7 +26,8 @@ pub struct KilledHost {
     dir: tempfile::TempDir,
     /// The data directory (`--data-dir`).
     pub data: PathBuf,
-    /// The tasks the host reported done before it was killed.
+    /// The tasks the host reported done before it was killed; the rows of the first half are in
+    /// the state store (not only in the host's journal), for the attacks that edit them.
     pub reported: Vec<u64>,
 }
 
@@ -75,6 +76,18 @@ fn killed_batch_once(tasks: usize) -> KilledHost {
         let line = lines.next().expect("the batch reports tasks").unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         reported.push(v["task"].as_u64().unwrap());
+    }
+    // A task's row reaches the store a few ms after its end (its journal line holds it first):
+    // wait for the first half's, the host still busy with the rest of the stream.
+    let half = &reported[..tasks / 2];
+    let waited = std::time::Instant::now();
+    while stored(&data, half) < half.len() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "the store never held the rows of the first {} tasks reported",
+            half.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     // SIGKILL: no chance to flush, checkpoint or clean up.
     child.kill().unwrap();
@@ -221,6 +234,24 @@ pub fn rewrite_unsigned_tail(data: &Path, changed_to: &str) {
         log.append(event).unwrap();
     }
     assert!(changed, "no task-ended record after the last checkpoint");
+}
+
+/// How many of the tasks `ids` have their row in `data`'s state store (read-only, beside a
+/// live host).
+fn stored(data: &Path, ids: &[u64]) -> usize {
+    let Ok(db) = rusqlite::Connection::open_with_flags(
+        data.join("state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return 0;
+    };
+    let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    db.query_row(
+        &format!("SELECT COUNT(*) FROM tasks WHERE id IN ({list})"),
+        [],
+        |row| row.get::<_, usize>(0),
+    )
+    .unwrap_or(0)
 }
 
 /// Runs one SQL statement on the store, as someone editing `state.db` would.
