@@ -30,13 +30,20 @@
 //! through [`CpuAccount::charge`] and [`CpuAccount::on_behalf`].
 //!
 //! A task's poll may poll another task's [`CpuAccount::run`] inside it (an agent call's callee,
-//! polled within its caller's host call so that no thread hand-off is paid): a poll is charged
-//! its own time minus what the polls of other accounts within it were charged (a thread-local
-//! sum), so the callee's run, charged to its own account, is not its caller's. The host's work
-//! for the call around the callee's polls (finding it, checking its contract, its records) is
-//! the caller's, as the work of any host call it makes is. (A callee's short poll charged more
-//! than its CPU, preempted inside it, moves that excess — under [`SHORT`] a poll — from its
-//! caller's account to its own; the two together are never under-charged.)
+//! polled within its caller's host call so that no thread hand-off is paid): the callee's polls
+//! are charged to its own account and set apart from the poll they ran in (thread-local sums of
+//! their wall time and of a lower bound of their CPU), so the callee's run is not its caller's.
+//! The enclosing poll is charged the lesser of two upper bounds of its own CPU: its wall time
+//! less the inner polls' wall time, and (when it read the clock) the thread's CPU since its
+//! floor less the inner polls' CPU lower bound — never its wall time less what the inner polls
+//! were *charged*, which would take an inner poll's over-charge (its time off the CPU, blocked
+//! or preempted) off the caller. The host's work for the call around the callee's polls
+//! (finding it, checking its contract, its records) is the caller's, as the work of any host
+//! call it makes is.
+//!
+//! The bounds compare the monotonic clock with the thread's CPU clock; the two may run at rates
+//! a few parts per million apart (the monotonic clock follows NTP's slewing), which is the only
+//! slack in "never under-charged".
 
 use std::cell::Cell;
 use std::future::Future;
@@ -83,10 +90,19 @@ fn mono_ns() -> u64 {
 /// `poll_start` when no poll of the task is running.
 const PARKED: u64 = u64::MAX;
 
+/// What this thread's polls ([`CpuAccount::run`]) that ended add up to since it started: a
+/// poll that encloses others sets apart their growth of these sums during it.
+#[derive(Debug, Clone, Copy)]
+struct Apart {
+    /// Their wall time.
+    wall: u64,
+    /// A lower bound of their CPU (0 for a poll that read no clock).
+    cpu: u64,
+}
+
 thread_local! {
-    /// CPU nanoseconds this thread has charged to polls ([`CpuAccount::run`]) since it started:
-    /// a poll that encloses others is charged its own time less their growth of this sum.
-    static APART: Cell<u64> = const { Cell::new(0) };
+    /// See [`Apart`].
+    static APART: Cell<Apart> = const { Cell::new(Apart { wall: 0, cpu: 0 }) };
     /// This thread's last reading of its CPU clock in a poll, and the monotonic clock then: a
     /// lower bound of its CPU at any later time.
     static LAST: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
@@ -115,8 +131,12 @@ pub struct CpuAccount {
     poll_start: AtomicU64,
     /// A reading of the polling thread's CPU clock no later than the running poll's start.
     poll_floor: AtomicU64,
-    /// The thread's set-apart sum (`APART`) when the running poll began.
-    apart_start: AtomicU64,
+    /// At most the CPU the thread spent between that reading and the poll's start (0 when it
+    /// was read at the start): what the floor may be short by.
+    poll_slack: AtomicU64,
+    /// The thread's set-apart sums ([`Apart`]) when the running poll began.
+    apart_wall: AtomicU64,
+    apart_cpu: AtomicU64,
     /// The task's last poll was longer than [`SHORT`] (so its next one reads the clock first).
     long: AtomicBool,
 }
@@ -127,7 +147,9 @@ impl Default for CpuAccount {
             spent: AtomicU64::new(0),
             poll_start: AtomicU64::new(PARKED),
             poll_floor: AtomicU64::new(0),
-            apart_start: AtomicU64::new(0),
+            poll_slack: AtomicU64::new(0),
+            apart_wall: AtomicU64::new(0),
+            apart_cpu: AtomicU64::new(0),
             long: AtomicBool::new(false),
         }
     }
@@ -141,29 +163,38 @@ impl CpuAccount {
     pub fn used(&self) -> Duration {
         let spent = self.spent.load(Ordering::Relaxed);
         let start = self.poll_start.load(Ordering::Relaxed);
-        let running = if start == PARKED {
-            0
-        } else {
-            // Less what was set apart so far in this poll (a callee it ran).
-            let apart = APART
-                .get()
-                .saturating_sub(self.apart_start.load(Ordering::Relaxed));
-            let now = mono_ns();
-            self.poll_so_far(start, now).saturating_sub(apart)
+        let running = match start {
+            PARKED => 0,
+            start => self.poll_so_far(start, mono_ns()).0,
         };
         Duration::from_nanos(spent.saturating_add(running))
     }
 
-    /// An upper bound of the CPU the running poll (begun at `start`) has used by `now`, the
-    /// monotonic clock: its wall time while that is within [`SHORT`], else the thread's CPU
-    /// since the poll's floor, never more than the wall time.
-    fn poll_so_far(&self, start: u64, now: u64) -> u64 {
+    /// The running poll (begun at `start`) by `now`, the monotonic clock, less the polls of
+    /// other accounts run inside it: an upper bound of its own CPU (what it is charged), and a
+    /// lower bound of its whole CPU, theirs included (what an enclosing poll sets apart).
+    /// Within [`SHORT`]: its own wall time, and 0. Past it: the lesser of its own wall time and
+    /// the thread's CPU since the poll's floor less the inner polls' lower bound; and that CPU
+    /// less the floor's slack.
+    fn poll_so_far(&self, start: u64, now: u64) -> (u64, u64) {
         let wall = now.saturating_sub(start);
+        let apart = APART.get();
+        let inner_wall = apart
+            .wall
+            .saturating_sub(self.apart_wall.load(Ordering::Relaxed));
+        let own_wall = wall.saturating_sub(inner_wall);
         if wall <= SHORT_NS {
-            return wall;
+            return (own_wall, 0);
         }
-        let cpu = read_at(now);
-        wall.min(cpu.saturating_sub(self.poll_floor.load(Ordering::Relaxed)))
+        let inner_cpu = apart
+            .cpu
+            .saturating_sub(self.apart_cpu.load(Ordering::Relaxed));
+        let since = read_at(now).saturating_sub(self.poll_floor.load(Ordering::Relaxed));
+        let own = own_wall.min(since.saturating_sub(inner_cpu));
+        (
+            own,
+            since.saturating_sub(self.poll_slack.load(Ordering::Relaxed)),
+        )
     }
 
     /// Poll `task` (the task's own future: instantiation and the call into the guest) with every
@@ -173,26 +204,31 @@ impl CpuAccount {
         std::future::poll_fn(|cx| {
             let start = mono_ns();
             let (last_cpu, last_mono) = LAST.get();
-            let floor = if self.long.load(Ordering::Relaxed)
-                || start.saturating_sub(last_mono) > REFRESH_NS
-            {
-                read_at(start)
+            let since_last = start.saturating_sub(last_mono);
+            let (floor, slack) = if self.long.load(Ordering::Relaxed) || since_last > REFRESH_NS {
+                (read_at(start), 0)
             } else {
-                last_cpu
+                // The thread may have run for as long as passed since that reading.
+                (last_cpu, since_last)
             };
             let before = APART.get();
-            self.apart_start.store(before, Ordering::Relaxed);
+            self.apart_wall.store(before.wall, Ordering::Relaxed);
+            self.apart_cpu.store(before.cpu, Ordering::Relaxed);
             self.poll_floor.store(floor, Ordering::Relaxed);
+            self.poll_slack.store(slack, Ordering::Relaxed);
             self.poll_start.store(start, Ordering::Relaxed);
             let polled = task.as_mut().poll(cx);
-            self.poll_start.store(PARKED, Ordering::Relaxed);
             let end = mono_ns();
-            let long = end.saturating_sub(start) > SHORT_NS;
-            self.long.store(long, Ordering::Relaxed);
-            let whole = self.poll_so_far(start, end);
-            let inner = APART.get().saturating_sub(before);
-            APART.set(before.saturating_add(whole));
-            self.add(whole.saturating_sub(inner));
+            let wall = end.saturating_sub(start);
+            self.long.store(wall > SHORT_NS, Ordering::Relaxed);
+            let (own, cpu) = self.poll_so_far(start, end);
+            self.poll_start.store(PARKED, Ordering::Relaxed);
+            // This poll, whole, is what an enclosing one sets apart (not its inner polls again).
+            APART.set(Apart {
+                wall: before.wall.saturating_add(wall),
+                cpu: before.cpu.saturating_add(cpu),
+            });
+            self.add(own);
             polled
         })
         .await
@@ -254,9 +290,10 @@ mod tests {
         let mut short = 0;
         for _ in 0..200 {
             let account = CpuAccount::default();
+            // Timed from before the reading: a stall after it makes the poll read at its start.
+            let took = Instant::now();
             read_at(mono_ns());
             let reads = READS.get();
-            let took = Instant::now();
             // What the poll spent, measured inside it: no more than it is charged.
             let inside = Cell::new(0);
             account
@@ -276,6 +313,34 @@ mod tests {
             }
         }
         assert!(short > 10, "only {short} of 200 polls were short");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_callee_off_the_cpu_in_short_polls_takes_nothing_off_its_caller() {
+        // Callees that sleep in short polls inside one long poll of their caller: their wall
+        // time, charged to them, is none of the thread's CPU, so it must not come off the CPU
+        // the caller spends around them. (Fine-grained sleeps: the default timer slack of
+        // 50 µs would make every callee poll long.)
+        let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+        let caller = CpuAccount::default();
+        let own = Cell::new(0);
+        caller
+            .run(async {
+                for _ in 0..200 {
+                    let from = cpu_now();
+                    burn(Duration::from_micros(20));
+                    own.set(own.get() + cpu_now() - from);
+                    CpuAccount::default()
+                        .run(async { std::thread::sleep(Duration::from_micros(20)) })
+                        .await;
+                }
+            })
+            .await;
+        let (used, own) = (caller.used(), Duration::from_nanos(own.get()));
+        assert!(
+            used >= own,
+            "the caller charged {used:?} for {own:?} of its own"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
