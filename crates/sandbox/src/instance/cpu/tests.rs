@@ -4,18 +4,14 @@ use super::*;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// This thread's CPU clock, not counted in `READS` (which counts the account's readings).
-fn cpu_now() -> u64 {
-    nanos(rustix::time::clock_gettime(
-        rustix::time::ClockId::ThreadCPUTime,
-    ))
-}
+// `cpu_clock_ns` reads this thread's CPU clock without counting it in `READS`, which counts
+// the account's own readings.
 
 /// Burn about `d` of this thread's CPU.
 fn burn(d: Duration) {
-    let until = cpu_now() + d.as_nanos() as u64;
+    let until = cpu_clock_ns() + d.as_nanos() as u64;
     let mut x = 0u64;
-    while cpu_now() < until {
+    while cpu_clock_ns() < until {
         x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
     }
 }
@@ -35,9 +31,9 @@ async fn a_short_poll_reads_no_clock_and_is_charged_at_most_its_wall_time() {
         let inside = Cell::new(0);
         account
             .run(async {
-                let from = cpu_now();
+                let from = cpu_clock_ns();
                 std::hint::black_box((0..100u64).sum::<u64>());
-                inside.set(cpu_now() - from);
+                inside.set(cpu_clock_ns() - from);
             })
             .await;
         let took = took.elapsed();
@@ -64,9 +60,9 @@ async fn a_callee_off_the_cpu_in_short_polls_takes_nothing_off_its_caller() {
     caller
         .run(async {
             for _ in 0..200 {
-                let from = cpu_now();
+                let from = cpu_clock_ns();
                 burn(Duration::from_micros(20));
-                own.set(own.get() + cpu_now() - from);
+                own.set(own.get() + cpu_clock_ns() - from);
                 CpuAccount::default()
                     .run(async { std::thread::sleep(Duration::from_micros(20)) })
                     .await;
